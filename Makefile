@@ -1,0 +1,51 @@
+# `make run` and `make test` each build .venv from nothing when needed, then act.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+PIP_FLAGS := --disable-pip-version-check --progress-bar off -q
+
+.PHONY: run quick test test-all venv venv-dev lock clean
+
+run: $(VENV)/.installed
+	$(BIN)/lstmbt run
+
+quick: $(VENV)/.installed
+	$(BIN)/lstmbt run --quick
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+venv: $(VENV)/.installed
+venv-dev: $(VENV)/.installed-dev
+
+$(VENV)/.created:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lstmbt needs Python >= 3.11; run make with PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install $(PIP_FLAGS) --upgrade pip
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.created pyproject.toml requirements.lock
+	$(PIP) install $(PIP_FLAGS) -c requirements.lock -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.created pyproject.toml requirements.lock
+	$(PIP) install $(PIP_FLAGS) -c requirements.lock -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+# Re-resolve every dependency from scratch and pin the result. torch is pinned without the
+# local "+cpu" tag so the lock also installs where torch comes from PyPI.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
+	.lock-venv/bin/python -m pip install $(PIP_FLAGS) torch==2.13.0 -e '.[dev]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/' > requirements.lock
+	rm -rf .lock-venv
+	@echo "requirements.lock regenerated ($$(wc -l < requirements.lock) packages)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache

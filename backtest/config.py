@@ -1,0 +1,402 @@
+"""Run configuration: one frozen, keyword-only dataclass per stage, read from TOML.
+
+Precedence, lowest first: defaults, the ``--quick`` preset, the TOML file, CLI flags, ``--set``.
+Every value is checked when its dataclass is built, so a bad value fails before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from backtest.errors import ConfigError
+
+FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr", "lags")
+DEFAULT_FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr")
+
+
+def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        hint = difflib.get_close_matches(str(value), allowed, n=1)
+        also = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise ConfigError(f"{key} = {value!r} is not allowed{also}; use one of: {', '.join(allowed)}")
+
+
+def _check_range(key: str, value: float, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "" if low is None else ("> " if low_open else ">= ") + str(low)
+        hi = "" if high is None else ("< " if high_open else "<= ") + str(high)
+        rule = " and ".join(part for part in (lo, hi) if part)
+        raise ConfigError(f"{key} = {value!r} is out of range; it must be {rule}")
+
+
+def _check_date(key: str, value: str | None) -> None:
+    if value is None:
+        return
+    import datetime as dt
+
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{key} = {value!r} is not a date; write it as YYYY-MM-DD, e.g. 2010-01-01") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Where prices come from.
+
+    ``source``: ``sample:sp500``, ``sample:nasdaq``, ``csv:PATH`` or ``fdr:TICKER``.
+    ``symbol``: the symbol to pick from a long-format CSV (one with a symbol column).
+    ``start``/``end``: inclusive ISO dates that trim the data; ``None`` keeps everything.
+    ``refresh``: bypass the FinanceDataReader cache and download again.
+    """
+
+    source: str = "sample:sp500"
+    symbol: str | None = None
+    start: str | None = None
+    end: str | None = None
+    refresh: bool = False
+
+    def __post_init__(self) -> None:
+        if ":" not in self.source:
+            raise ConfigError(
+                f"data.source = {self.source!r} has no scheme; use sample:sp500, sample:nasdaq, csv:PATH or fdr:TICKER"
+            )
+        _check_choice("data.source scheme", self.source.split(":", 1)[0], ("sample", "csv", "fdr"))
+        _check_date("data.start", self.start)
+        _check_date("data.end", self.end)
+        if self.start and self.end and self.start > self.end:
+            raise ConfigError(f"data.start {self.start} is after data.end {self.end}; swap them or fix the range")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureConfig:
+    """Which causal feature groups the network sees (see ``models.features``).
+
+    ``n_lags``: how many raw lagged closes the ``lags`` group adds (the seed's setup).
+    """
+
+    groups: tuple[str, ...] = DEFAULT_FEATURE_GROUPS
+    n_lags: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            raise ConfigError(f"features.groups is empty; pick at least one of: {', '.join(FEATURE_GROUPS)}")
+        for group in self.groups:
+            _check_choice("features.groups entry", group, FEATURE_GROUPS)
+        if len(set(self.groups)) != len(self.groups):
+            raise ConfigError(f"features.groups = {list(self.groups)} lists a group twice; list each once")
+        _check_range("features.n_lags", self.n_lags, 1, 500)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetConfig:
+    """What the models predict.
+
+    ``task``: ``regression``, ``classification`` or ``both`` (two models on identical folds).
+    ``regression``: ``return`` (log return over ``horizon`` days) or ``price`` (close at t + horizon).
+    ``horizon``: label horizon h in trading days; the classification label is 1 if the h-day log
+    return is > 0.
+    """
+
+    task: str = "both"
+    regression: str = "return"
+    horizon: int = 1
+
+    def __post_init__(self) -> None:
+        _check_choice("target.task", self.task, ("regression", "classification", "both"))
+        _check_choice("target.regression", self.regression, ("return", "price"))
+        _check_range("target.horizon", self.horizon, 1, 250)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return ("regression", "classification") if self.task == "both" else (self.task,)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitConfig:
+    """Walk-forward folds, counted in samples (trading days with a full window and a label).
+
+    ``scheme``: ``expanding`` keeps all history; ``rolling`` keeps the last ``min_train`` samples.
+    ``min_train``: samples before the first test day. ``step``: test block length = bars between
+    retrains. ``val_fraction``: share of the training window whose chronological tail is held out
+    for early stopping. ``embargo``: extra bars dropped between training and test beyond the purge.
+    """
+
+    scheme: str = "expanding"
+    min_train: int = 2520
+    step: int = 126
+    val_fraction: float = 0.2
+    embargo: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("split.scheme", self.scheme, ("expanding", "rolling"))
+        _check_range("split.min_train", self.min_train, 20)
+        _check_range("split.step", self.step, 1)
+        _check_range("split.val_fraction", self.val_fraction, 0.0, 0.5, low_open=True, high_open=True)
+        _check_range("split.embargo", self.embargo, 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """The LSTM network (see ``models.networks.LSTMNet``).
+
+    ``lookback``: window length L in days. ``head``: hidden sizes of the MLP after the LSTM, each
+    followed by ReLU; ``[]`` is a single linear layer.
+    """
+
+    lookback: int = 60
+    hidden_size: int = 32
+    num_layers: int = 2
+    dropout: float = 0.2
+    bidirectional: bool = False
+    pooling: str = "last"
+    layer_norm: bool = False
+    head: tuple[int, ...] = (32,)
+
+    def __post_init__(self) -> None:
+        _check_range("model.lookback", self.lookback, 2, 1000)
+        _check_range("model.hidden_size", self.hidden_size, 1, 4096)
+        _check_range("model.num_layers", self.num_layers, 1, 16)
+        _check_range("model.dropout", self.dropout, 0.0, 1.0, high_open=True)
+        _check_choice("model.pooling", self.pooling, ("last", "mean"))
+        for size in self.head:
+            _check_range("model.head entry", size, 1, 4096)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """The epoch loop (see ``models.training``).
+
+    ``lr``: AdamW learning rate. ``weight_decay``: AdamW decoupled weight decay. ``patience``:
+    epochs without a validation improvement before stopping (best weights are restored).
+    ``lr_patience``/``lr_factor``: ReduceLROnPlateau. ``clip_norm``: max gradient L2 norm, 0 = off.
+    ``device``: ``auto`` (cuda when available), ``cpu`` or ``cuda``. ``seed``: seeds every RNG.
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    max_epochs: int = 30
+    patience: int = 5
+    lr_patience: int = 2
+    lr_factor: float = 0.5
+    clip_norm: float = 1.0
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_range("train.lr", self.lr, 0.0, 10.0, low_open=True)
+        _check_range("train.weight_decay", self.weight_decay, 0.0)
+        _check_range("train.batch_size", self.batch_size, 1)
+        _check_range("train.max_epochs", self.max_epochs, 1)
+        _check_range("train.patience", self.patience, 1)
+        _check_range("train.lr_patience", self.lr_patience, 0)
+        _check_range("train.lr_factor", self.lr_factor, 0.0, 1.0, low_open=True, high_open=True)
+        _check_range("train.clip_norm", self.clip_norm, 0.0)
+        _check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        _check_range("train.seed", self.seed, 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StrategyConfig:
+    """Predictions to target positions (see ``strategies``).
+
+    ``threshold``: go long when the predicted log return is above it. ``cutoff``: go long when
+    p_up is above it. ``long_short``: take the opposite side short (below -threshold, or
+    p_up below 1 - cutoff) instead of staying flat.
+    """
+
+    threshold: float = 0.0
+    cutoff: float = 0.5
+    long_short: bool = False
+
+    def __post_init__(self) -> None:
+        _check_range("strategy.threshold", self.threshold, 0.0)
+        _check_range("strategy.cutoff", self.cutoff, 0.5, 1.0, high_open=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestConfig:
+    """Execution and costs (see ``backtest.portfolio``).
+
+    ``fee_rate``: fraction of traded value paid per side. ``slippage``: fraction of price lost
+    per fill. ``execution``: ``next_open`` or ``next_close``, the fill for a position decided at
+    the close of day t.
+    """
+
+    fee_rate: float = 0.001
+    slippage: float = 0.0005
+    execution: str = "next_open"
+
+    def __post_init__(self) -> None:
+        _check_range("backtest.fee_rate", self.fee_rate, 0.0, 0.5)
+        _check_range("backtest.slippage", self.slippage, 0.0, 0.5)
+        _check_choice("backtest.execution", self.execution, ("next_open", "next_close"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything a run needs; serialises to the run directory's ``config.toml``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """Build from nested ``{section: {key: value}}``; unknown or mistyped keys raise ConfigError."""
+        return cls().with_values(_flatten(raw))
+
+    @classmethod
+    def from_toml(cls, path: str | Path | None = None, overrides: list[str] | None = None,
+                  preset: dict[str, Any] | None = None) -> RunConfig:
+        """Defaults, then ``preset``, then the TOML file at ``path``, then ``section.key=value`` overrides."""
+        cfg = cls().with_values(preset or {})
+        if path is not None:
+            cfg = cfg.with_values(_flatten(read_toml(path)))
+        return cfg.with_values(parse_overrides(overrides or []))
+
+    def with_values(self, values: dict[str, Any]) -> RunConfig:
+        """A copy with ``{"section.key": value}`` applied; values are type-checked and validated."""
+        sections: dict[str, dict[str, Any]] = {}
+        for dotted, value in values.items():
+            section, key = _split_key(dotted)
+            sections.setdefault(section, {})[key] = _coerce(dotted, value, _field_type(section, key))
+        changed = {}
+        for section, updates in sections.items():
+            changed[section] = dataclasses.replace(getattr(self, section), **updates)
+        return dataclasses.replace(self, **changed)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain dict; tuples become lists and ``None`` values are left out (TOML has no null)."""
+        out: dict[str, dict[str, Any]] = {}
+        for section in _SECTIONS:
+            values = dataclasses.asdict(getattr(self, section))
+            out[section] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}
+        return out
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+#: ``--quick``: a small model on yearly folds, for a look at the whole pipeline in seconds.
+QUICK_PRESET: dict[str, Any] = {
+    "split.min_train": 756,
+    "split.step": 252,
+    "model.lookback": 20,
+    "model.hidden_size": 16,
+    "model.num_layers": 1,
+    "model.dropout": 0.0,
+    "model.head": (),
+    "train.max_epochs": 5,
+    "train.patience": 2,
+}
+
+_SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}  # type: ignore[misc]
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML config file, turning I/O and syntax problems into one-line ConfigErrors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; check the path given to --config")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the syntax at that spot") from None
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["model.hidden_size=64", "data.source=csv:x.csv"]`` -> ``{"model.hidden_size": 64, ...}``.
+
+    The value is read as a TOML literal (numbers, booleans, ``[1, 2]``, quoted strings); anything
+    that is not valid TOML is taken as a bare string.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not key=value; write it like --set model.hidden_size=64")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        out[key.strip()] = value
+    return out
+
+
+def _flatten(raw: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, values in raw.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown config section [{section}]{_did_you_mean(section, _SECTIONS)}; "
+                              f"sections are: {', '.join(_SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config entry {section!r} must be a [{section}] table of keys, not a single value")
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def _did_you_mean(name: str, options: Any) -> str:
+    hint = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
+
+
+def _split_key(dotted: str) -> tuple[str, str]:
+    section, _, key = dotted.partition(".")
+    if section not in _SECTIONS:
+        raise ConfigError(f"unknown config key '{dotted}'{_did_you_mean(section, _SECTIONS)}; "
+                          f"keys look like section.key with section one of: {', '.join(_SECTIONS)}")
+    names = [f.name for f in dataclasses.fields(_SECTIONS[section])]
+    if key not in names:
+        full = [f"{section}.{n}" for n in names]
+        raise ConfigError(f"unknown config key '{dotted}'{_did_you_mean(dotted, full)}; "
+                          f"[{section}] has: {', '.join(names)}")
+    return section, key
+
+
+def _field_type(section: str, key: str) -> Any:
+    hints = typing.get_type_hints(_SECTIONS[section])
+    return hints[key]
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _coerce(dotted: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against a field annotation; ints are accepted where floats are expected."""
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) and type(None) in args:
+        if value is None:
+            return None
+        annotation = next(a for a in args if a is not type(None))
+    if typing.get_origin(annotation) is tuple:
+        item_type = typing.get_args(annotation)[0]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{dotted} must be a list, e.g. {dotted}=[...], got {value!r}")
+        return tuple(_coerce(f"{dotted} entry", v, item_type) for v in value)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # a bare ticker such as 1234 parses as a TOML integer
+    if annotation is int and isinstance(value, bool) or not isinstance(value, annotation):
+        raise ConfigError(f"{dotted} must be {_TYPE_WORDS[annotation]}, got {value!r}")
+    return value

@@ -1,0 +1,307 @@
+"""Price loading: ``sample:``, ``csv:`` and ``fdr:`` sources -> one validated OHLCV frame.
+
+The frame every later stage receives has a sorted, unique, tz-naive ``DatetimeIndex`` named
+``Date`` and float columns ``Open High Low Close Volume``; prices are > 0, volume >= 0, no NaN.
+This module and the run saver are the only places that touch disk or network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from backtest.config import DataConfig
+from backtest.errors import DataError
+
+OHLCV = ("Open", "High", "Low", "Close", "Volume")
+SAMPLES = ("sp500", "nasdaq")
+_DATE_NAMES = ("date", "datetime", "timestamp", "time", "day")
+_SYMBOL_NAMES = ("symbol", "ticker", "code")
+_ADJ_NAMES = ("adj close", "adj_close", "adjclose", "adjusted close", "adjusted_close")
+FDR_ATTEMPTS = 4
+FDR_BACKOFF_S = 1.0
+FDR_FRESH_S = 12 * 3600
+
+
+def load_prices(cfg: DataConfig) -> pd.DataFrame:
+    """Load, normalise, validate and trim prices as ``cfg`` describes.
+
+    Raises ``DataError`` with a one-line fix for anything unusable.
+    """
+    scheme, _, rest = cfg.source.partition(":")
+    if not rest:
+        raise DataError(f"source {cfg.source!r} names nothing after '{scheme}:'; e.g. sample:sp500, "
+                        "csv:prices.csv, fdr:005930")
+    if scheme == "sample":
+        raw = _read_sample(rest)
+    elif scheme == "csv":
+        raw = _read_csv(Path(rest), cfg.symbol)
+    elif scheme == "fdr":
+        raw = read_fdr(rest, cfg.start, cfg.end, refresh=cfg.refresh)
+    else:
+        raise DataError(f"unknown source {cfg.source!r}; use sample:sp500, sample:nasdaq, csv:PATH or fdr:TICKER")
+    prices = normalize_ohlcv(raw, label=cfg.source)
+    return trim_dates(prices, cfg.start, cfg.end, label=cfg.source)
+
+
+def describe_prices(prices: pd.DataFrame, source: str, symbol: str | None = None) -> dict[str, Any]:
+    """Provenance for ``manifest.json``: source, first/last date, rows and a content hash."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(prices, index=True).to_numpy().tobytes()).hexdigest()
+    return {
+        "source": source,
+        "symbol": symbol,
+        "first_date": prices.index[0].date().isoformat(),
+        "last_date": prices.index[-1].date().isoformat(),
+        "rows": int(len(prices)),
+        "sha256": digest,
+    }
+
+
+def check_enough_rows(prices: pd.DataFrame, need: int, breakdown: str, label: str) -> None:
+    """Fail early, naming what the rows are needed for, when the data cannot fill one test block."""
+    if len(prices) < need:
+        span = f"{prices.index[0].date()} to {prices.index[-1].date()}" if len(prices) else "no dates"
+        raise DataError(f"{label} has {len(prices)} rows ({span}) but the run needs at least {need} "
+                        f"({breakdown}); use a longer date range or lower split.min_train, split.step "
+                        "or model.lookback")
+
+
+def trim_dates(prices: pd.DataFrame, start: str | None, end: str | None, label: str) -> pd.DataFrame:
+    """Keep rows with ``start <= date <= end`` (inclusive, either may be None)."""
+    out = prices.loc[start:end] if (start or end) else prices
+    if out.empty:
+        raise DataError(f"{label} has no rows between {start or 'the start'} and {end or 'the end'}; "
+                        f"it covers {prices.index[0].date()} to {prices.index[-1].date()}")
+    return out
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def normalize_ohlcv(raw: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Map columns case-insensitively onto OHLCV, apply ``Adj Close``, and validate."""
+    frame = _with_date_index(raw, label)
+    lookup = {str(c).strip().lower(): c for c in frame.columns}
+    missing = [name for name in OHLCV if name.lower() not in lookup]
+    if missing:
+        found = ", ".join(str(c) for c in frame.columns) or "none"
+        raise DataError(f"{label} is missing column(s) {', '.join(missing)} (found: {found}); "
+                        "provide Open, High, Low, Close and Volume (names are case-insensitive)")
+    out = pd.DataFrame({name: _numeric(frame[lookup[name.lower()]], name, label) for name in OHLCV})
+    adj_key = next((k for k in _ADJ_NAMES if k in lookup), None)
+    if adj_key is not None:
+        adj = _numeric(frame[lookup[adj_key]], "Adj Close", label)
+        if adj.notna().all():
+            factor = adj / out["Close"]
+            for name in ("Open", "High", "Low"):
+                out[name] = out[name] * factor
+            out["Close"] = adj
+    out.index.name = "Date"
+    _validate(out, label)
+    return out
+
+
+def _with_date_index(raw: pd.DataFrame, label: str) -> pd.DataFrame:
+    if not isinstance(raw, pd.DataFrame) or raw.shape[1] == 0 or raw.empty:
+        raise DataError(f"{label} holds no rows; check that the file or ticker has price data")
+    frame = raw
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        date_col = next((c for c in frame.columns if str(c).strip().lower() in _DATE_NAMES), None)
+        if date_col is None:
+            raise DataError(f"{label} has no date column; name one column 'Date' holding dates like 2020-01-31")
+        parsed = pd.to_datetime(frame[date_col], errors="coerce", format="mixed")
+        bad = parsed.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{label}: column {date_col!r} has a value that is not a date "
+                            f"({frame[date_col].iloc[row]!r} in data row {row + 1}); fix or remove that row")
+        frame = frame.drop(columns=[date_col]).set_index(pd.DatetimeIndex(parsed))
+    if frame.index.tz is not None:
+        frame = frame.tz_localize(None)
+    return frame
+
+
+def _numeric(column: pd.Series, name: str, label: str) -> pd.Series:
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna() & column.notna()
+    if bad.any():
+        where = column.index[np.flatnonzero(bad.to_numpy())[0]]
+        raise DataError(f"{label}: column {name} is not numeric ({column.loc[where]!r} on {_day(where)}); "
+                        "remove text, thousands separators or currency signs from that column")
+    return values.astype("float64")
+
+
+def _validate(prices: pd.DataFrame, label: str) -> None:
+    index = prices.index
+    if not index.is_monotonic_increasing:
+        pos = int(np.flatnonzero(np.diff(index.asi8) < 0)[0])
+        raise DataError(f"{label}: dates are not in ascending order ({_day(index[pos + 1])} comes after "
+                        f"{_day(index[pos])}); sort the rows by date, oldest first")
+    dupes = index[index.duplicated()]
+    if len(dupes):
+        raise DataError(f"{label}: {len(dupes)} duplicate date(s), first {_day(dupes[0])}; "
+                        "keep exactly one row per date")
+    for name in OHLCV:
+        missing = prices[name].isna()
+        if missing.any():
+            raise DataError(f"{label}: {name} has {int(missing.sum())} missing value(s), first on "
+                            f"{_day(prices.index[missing.to_numpy()][0])}; fill or drop those rows")
+    for name in ("Open", "High", "Low", "Close"):
+        bad = prices[name] <= 0
+        if bad.any():
+            when = prices.index[bad.to_numpy()][0]
+            raise DataError(f"{label}: {name} has non-positive price(s), first {prices[name][when]!r} on "
+                            f"{_day(when)}; prices must be > 0, fix or drop those rows")
+    if (prices["Volume"] < 0).any():
+        when = prices.index[(prices["Volume"] < 0).to_numpy()][0]
+        raise DataError(f"{label}: Volume is negative on {_day(when)}; volume must be >= 0")
+
+
+def _day(stamp: Any) -> str:
+    return pd.Timestamp(stamp).date().isoformat() if isinstance(stamp, (pd.Timestamp, dt.date)) else str(stamp)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _read_sample(name: str) -> pd.DataFrame:
+    if name not in SAMPLES:
+        raise DataError(f"unknown sample {name!r}; use one of: {', '.join('sample:' + s for s in SAMPLES)}")
+    if name == "sp500":
+        from arch.data import sp500 as module
+    else:
+        from arch.data import nasdaq as module
+    return module.load()
+
+
+def _read_csv(path: Path, symbol: str | None) -> pd.DataFrame:
+    label = f"csv:{path}"
+    if not path.is_file():
+        raise DataError(f"{label}: file not found; check the path (relative paths start at {Path.cwd()})")
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{label} is empty; it needs a header row and one row per date") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise DataError(f"{label} cannot be parsed as CSV ({first}); check the delimiter and quoting") from None
+    symbol_col = next((c for c in frame.columns if str(c).strip().lower() in _SYMBOL_NAMES), None)
+    if symbol_col is None:
+        if symbol is not None:
+            raise DataError(f"{label} has no symbol column but --symbol {symbol} was given; "
+                            "drop --symbol for a single-series file, or add a 'symbol' column")
+        return frame
+    return _pick_symbol(frame, symbol_col, symbol, label)
+
+
+def _pick_symbol(frame: pd.DataFrame, column: str, symbol: str | None, label: str) -> pd.DataFrame:
+    names = frame[column].astype(str).str.strip()
+    available = sorted(names.unique())
+    shown = ", ".join(available[:8]) + (", ..." if len(available) > 8 else "")
+    if symbol is None:
+        if len(available) != 1:
+            raise DataError(f"{label} holds {len(available)} symbols ({shown}); pick one with --symbol SYM")
+        symbol = available[0]
+    picked = frame[names == str(symbol)]
+    if picked.empty:
+        matches = [a for a in available if a.lower() == str(symbol).lower()]
+        hint = f" (did you mean {matches[0]}?)" if matches else ""
+        raise DataError(f"{label} has no rows for symbol {symbol!r}{hint}; available: {shown}")
+    return picked.drop(columns=[column])
+
+
+def fdr_cache_dir() -> Path:
+    """Where FinanceDataReader downloads are cached: ``$LSTMBT_CACHE_DIR`` or the user cache dir."""
+    env = os.environ.get("LSTMBT_CACHE_DIR")
+    if env:
+        return Path(env) / "fdr"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("lstmbt")) / "fdr"
+
+
+def _fdr_datareader() -> Callable[..., pd.DataFrame]:
+    import FinanceDataReader as fdr
+
+    return fdr.DataReader
+
+
+def read_fdr(ticker: str, start: str | None, end: str | None, refresh: bool = False) -> pd.DataFrame:
+    """Daily OHLCV from FinanceDataReader, cached as parquet; ``refresh`` bypasses the cache.
+
+    A cache entry whose ``end`` lies in the past never goes stale; one that reaches today is
+    refetched after 12 hours. Network errors are retried with exponential backoff.
+    """
+    cache = fdr_cache_dir() / f"{_safe_name(ticker)}_{start or 'first'}_{end or 'latest'}.parquet"
+    if not refresh and _cache_fresh(cache, end):
+        return pd.read_parquet(cache)
+    frame = _fetch_fdr(ticker, start, end)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    frame.to_parquet(tmp)
+    os.replace(tmp, cache)
+    return frame
+
+
+def _safe_name(ticker: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", ticker)
+
+
+def _cache_fresh(cache: Path, end: str | None) -> bool:
+    if not cache.is_file():
+        return False
+    if end is not None and dt.date.fromisoformat(end) < dt.date.today():
+        return True
+    return time.time() - cache.stat().st_mtime < FDR_FRESH_S
+
+
+def _fetch_fdr(ticker: str, start: str | None, end: str | None) -> pd.DataFrame:
+    label = f"fdr:{ticker}"
+    reader = _fdr_datareader()
+    last_error: Exception | None = None
+    for attempt in range(FDR_ATTEMPTS):
+        if attempt:
+            time.sleep(FDR_BACKOFF_S * 2 ** (attempt - 1))
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # FDR prints instead of raising
+                frame = reader(ticker, start, end)
+        except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
+            if not _is_transient(exc):
+                raise DataError(f"{label}: FinanceDataReader could not read this ticker ({_brief(exc)}); "
+                                "check the code, e.g. 005930 (KRX), AAPL (US), KS11 (index)") from None
+            last_error = exc
+            continue
+        if frame is None or len(frame) == 0:
+            raise DataError(f"{label}: FinanceDataReader returned no rows for {start or 'all dates'} to "
+                            f"{end or 'today'}; check the ticker and the date range")
+        return frame
+    raise DataError(f"{label}: could not reach FinanceDataReader's source after {FDR_ATTEMPTS} attempts "
+                    f"({_brief(last_error)}); check the network, or save the data and use --source csv:PATH")
+
+
+def _is_transient(exc: Exception) -> bool:
+    """Network trouble worth a retry, as opposed to a ticker the source does not know."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.HTTPError):
+        status = getattr(exc.response, "status_code", None)
+        return status is None or status == 429 or status >= 500
+    return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                            requests.exceptions.ChunkedEncodingError, ConnectionError, TimeoutError))
+
+
+def _brief(exc: Exception | None) -> str:
+    if exc is None:
+        return "no error recorded"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__

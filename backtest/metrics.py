@@ -1,0 +1,158 @@
+"""Performance, prediction and significance metrics: pure functions of arrays.
+
+Conventions: returns are simple daily net returns as fractions; annualisation uses 252
+trading days; the risk-free rate is 0; drawdowns are negative fractions (-0.57 = 57% below
+the peak). Undefined values (a ratio over zero) are NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+PERIODS_PER_YEAR = 252
+
+
+def total_return(returns: np.ndarray) -> float:
+    """Compounded return over the whole period."""
+    return float(np.prod(1.0 + np.asarray(returns, dtype=np.float64)) - 1.0)
+
+
+def cagr(returns: np.ndarray) -> float:
+    """Compound annual growth rate over ``len(returns) / 252`` years."""
+    years = len(returns) / PERIODS_PER_YEAR
+    growth = 1.0 + total_return(returns)
+    if years == 0:
+        return math.nan
+    return float(growth ** (1.0 / years) - 1.0) if growth > 0 else -1.0
+
+
+def ann_volatility(returns: np.ndarray) -> float:
+    """Sample standard deviation of daily returns times sqrt(252)."""
+    r = np.asarray(returns, dtype=np.float64)
+    return float(np.std(r, ddof=1) * math.sqrt(PERIODS_PER_YEAR)) if len(r) > 1 else math.nan
+
+
+def sharpe(returns: np.ndarray) -> float:
+    """Annualised Sharpe ratio: mean / sample std of daily returns, times sqrt(252)."""
+    r = np.asarray(returns, dtype=np.float64)
+    sd = np.std(r, ddof=1) if len(r) > 1 else 0.0
+    return float(np.mean(r) / sd * math.sqrt(PERIODS_PER_YEAR)) if sd > 0 else math.nan
+
+
+def sortino(returns: np.ndarray) -> float:
+    """Annualised Sortino ratio: mean over the downside deviation sqrt(mean(min(r, 0)^2))."""
+    r = np.asarray(returns, dtype=np.float64)
+    downside = math.sqrt(np.mean(np.minimum(r, 0.0) ** 2)) if len(r) else 0.0
+    return float(np.mean(r) / downside * math.sqrt(PERIODS_PER_YEAR)) if downside > 0 else math.nan
+
+
+def max_drawdown(returns: np.ndarray) -> float:
+    """Worst peak-to-trough fall of the equity curve that starts at 1, as a negative fraction."""
+    equity = np.concatenate([[1.0], np.cumprod(1.0 + np.asarray(returns, dtype=np.float64))])
+    return float(np.min(equity / np.maximum.accumulate(equity) - 1.0))
+
+
+def calmar(returns: np.ndarray) -> float:
+    """CAGR over the absolute max drawdown."""
+    mdd = max_drawdown(returns)
+    return cagr(returns) / abs(mdd) if mdd < 0 else math.nan
+
+
+def exposure(positions: np.ndarray) -> float:
+    """Share of days with a non-zero position."""
+    p = np.asarray(positions, dtype=np.float64)
+    return float(np.mean(p != 0)) if len(p) else math.nan
+
+
+def turnover(positions: np.ndarray) -> float:
+    """Annual one-way turnover: sum of |position changes| (entry from flat included) per year.
+
+    1.0 means the book was traded once its full value per year; a daily flip long <-> flat is 252.
+    """
+    p = np.asarray(positions, dtype=np.float64)
+    if not len(p):
+        return math.nan
+    changes = np.abs(np.diff(np.concatenate([[0.0], p]))).sum()
+    return float(changes / (len(p) / PERIODS_PER_YEAR))
+
+
+def performance_metrics(returns: np.ndarray, positions: np.ndarray) -> dict[str, float]:
+    """Return and risk figures of one strategy over its out-of-sample days."""
+    return {
+        "total_return": total_return(returns),
+        "cagr": cagr(returns),
+        "ann_volatility": ann_volatility(returns),
+        "sharpe": sharpe(returns),
+        "sortino": sortino(returns),
+        "max_drawdown": max_drawdown(returns),
+        "calmar": calmar(returns),
+        "exposure": exposure(positions),
+        "turnover": turnover(positions),
+    }
+
+
+def hit_rate(pred_up: np.ndarray, real_up: np.ndarray) -> float:
+    """Share of days on which the predicted direction (up or not) equals the realised one."""
+    pred_up, real_up = np.asarray(pred_up, dtype=bool), np.asarray(real_up, dtype=bool)
+    return float(np.mean(pred_up == real_up)) if len(pred_up) else math.nan
+
+
+def hit_rate_pvalue(pred_up: np.ndarray, real_up: np.ndarray) -> float:
+    """One-sided binomial p-value that the hit rate beats the better constant guess.
+
+    The null hit probability is max(base rate, 1 - base rate): what always-up or always-down
+    would score on the same days, so a model cannot look skilled by riding the market's drift.
+    """
+    pred_up, real_up = np.asarray(pred_up, dtype=bool), np.asarray(real_up, dtype=bool)
+    n = len(real_up)
+    if n == 0:
+        return math.nan
+    base = float(np.mean(real_up))
+    hits = int(np.sum(pred_up == real_up))
+    return float(stats.binomtest(hits, n, max(base, 1.0 - base), alternative="greater").pvalue)
+
+
+def regression_errors(y_true: np.ndarray, y_pred: np.ndarray, y_naive: np.ndarray,
+                      with_mape: bool = False) -> dict[str, float]:
+    """RMSE and MAE of the model next to the persistence forecast ``y_naive``; MAPE for prices."""
+    y_true, y_pred, y_naive = (np.asarray(a, dtype=np.float64) for a in (y_true, y_pred, y_naive))
+    out = {
+        "rmse": _rmse(y_true, y_pred),
+        "mae": float(np.mean(np.abs(y_true - y_pred))),
+        "persistence_rmse": _rmse(y_true, y_naive),
+        "persistence_mae": float(np.mean(np.abs(y_true - y_naive))),
+    }
+    if with_mape:
+        out["mape"] = float(np.mean(np.abs((y_true - y_pred) / y_true)))
+        out["persistence_mape"] = float(np.mean(np.abs((y_true - y_naive) / y_true)))
+    return out
+
+
+def _rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
+
+
+def classification_scores(y_true: np.ndarray, p_up: np.ndarray, cutoff: float = 0.5) -> dict[str, float]:
+    """Scores of up/down probabilities against realised labels (1 = up), class 1 as positive.
+
+    ``accuracy``/``precision``/``recall``/``f1`` use ``p_up > cutoff``; ``roc_auc``, ``log_loss``
+    (nats) and ``brier`` score the probabilities themselves.
+    """
+    from sklearn import metrics as skm
+
+    y_true = np.asarray(y_true).astype(int)
+    p_up = np.clip(np.asarray(p_up, dtype=np.float64), 0.0, 1.0)
+    pred = (p_up > cutoff).astype(int)
+    both = len(np.unique(y_true)) == 2
+    return {
+        "accuracy": float(skm.accuracy_score(y_true, pred)),
+        "precision": float(skm.precision_score(y_true, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y_true, pred, zero_division=0)),
+        "f1": float(skm.f1_score(y_true, pred, zero_division=0)),
+        "roc_auc": float(skm.roc_auc_score(y_true, p_up)) if both else math.nan,
+        "log_loss": float(skm.log_loss(y_true, p_up, labels=[0, 1])),
+        "brier": float(skm.brier_score_loss(y_true, p_up, pos_label=1)),
+    }

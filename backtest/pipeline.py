@@ -1,0 +1,319 @@
+"""``run(config) -> RunResult``, and saving/loading a run directory.
+
+Every step between loading and writing is a pure function of its inputs. Heavy libraries
+(torch, vectorbt) are imported inside ``run`` so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from backtest import __version__
+from backtest.config import RunConfig
+from backtest.errors import ConfigError, DataError
+
+BENCHMARK = "buy_and_hold"
+MODEL_NAMES = {"regression": "lstm_regression", "classification": "lstm_classification"}
+RUN_FILES = ("config.toml", "manifest.json", "predictions.parquet", "positions.parquet", "returns.parquet",
+             "folds.parquet", "metrics.json", "report.html")
+_VERSIONED = ("torch", "numpy", "pandas", "vectorbt", "vectorbt-rust", "scikit-learn", "ta", "arch", "plotly")
+
+#: progress(stage, done, total): stage is "data", "features", a model name, "backtest" or "metrics".
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced; ``reports`` renders it and ``save_run`` writes it.
+
+    ``predictions``: long frame (date, target, fold, y_true, y_pred, p_up, close), one row per
+    model and out-of-sample day. ``positions``: target exposure per decision day and strategy.
+    ``returns``: daily net returns per strategy on the bars the positions are held.
+    ``folds``: one row per model and fold. ``metrics``: ``{strategy: {metric: value}}``.
+    """
+
+    config: RunConfig
+    predictions: pd.DataFrame
+    positions: pd.DataFrame
+    returns: pd.DataFrame
+    folds: pd.DataFrame
+    metrics: dict[str, dict[str, Any]]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
+    """Load data, walk forward every model on identical folds, backtest, and score."""
+    from backtest.data import check_enough_rows, describe_prices, load_prices
+    from backtest.portfolio import run_backtest
+    from backtest.splits import WalkForwardSplit
+    from backtest.walkforward import make_sample_grid, walk_forward_predict
+    from models.features import make_features, warmup_rows
+    from models.targets import make_target
+
+    report = progress or (lambda stage, done, total: None)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    report("data", 0, 1)
+    prices = load_prices(config.data)
+    need, breakdown = _rows_needed(config, warmup_rows(config.features.groups, config.features.n_lags))
+    check_enough_rows(prices, need, breakdown, config.data.source)
+    timings["data"] = _lap(clock)
+
+    report("features", 0, 1)
+    features = make_features(prices, config.features.groups, config.features.n_lags)
+    horizon = config.target.horizon
+    direction = make_target(prices, "direction", horizon)
+    targets = {"regression": make_target(prices, config.target.regression, horizon), "classification": direction}
+    grid = make_sample_grid(features, direction, config.model.lookback)
+    split = config.split
+    splitter = WalkForwardSplit(min_train=split.min_train, step=split.step, horizon=horizon,
+                                scheme=split.scheme, val_fraction=split.val_fraction, embargo=split.embargo)
+    folds = splitter.split(grid.n)
+    timings["features"] = _lap(clock) - timings["data"]
+
+    frames, logs = [], []
+    for task in config.target.tasks:
+        name = MODEL_NAMES[task]
+        started = time.perf_counter()
+        report(name, 0, len(folds))
+        done = iter(range(1, len(folds) + 1))
+        preds, log = walk_forward_predict(build_estimator(task, config), features, targets[task], grid, folds,
+                                          on_fold=lambda entry, name=name: report(name, next(done), len(folds)))
+        preds.insert(1, "target", task)
+        preds["close"] = prices["Close"].reindex(preds["date"]).to_numpy()
+        frames.append(preds)
+        logs.append(log.assign(model=name))
+        timings[f"walkforward_{task}"] = time.perf_counter() - started
+
+    report("backtest", 0, 1)
+    started = time.perf_counter()
+    predictions = pd.concat(frames, ignore_index=True)
+    positions = make_positions(predictions, grid.dates[folds[0].test[0]:], config)
+    backtest = run_backtest(prices, positions, config.backtest)
+    realised_up = (direction.reindex(positions.index) > 0).to_numpy()
+    metrics = collect_metrics(predictions, positions, backtest, realised_up, config)
+    timings["backtest_and_metrics"] = time.perf_counter() - started
+    timings["total"] = _lap(clock)
+    folds_frame = pd.concat(logs, ignore_index=True)
+    folds_frame = folds_frame[["model"] + [c for c in folds_frame.columns if c != "model"]]
+    manifest = _manifest(config, describe_prices(prices, config.data.source, config.data.symbol), positions,
+                         len(folds), timings, _run_warnings(metrics, positions))
+    return RunResult(config=config, predictions=predictions, positions=positions, returns=backtest.returns,
+                     folds=folds_frame, metrics=metrics, manifest=manifest)
+
+
+def build_estimator(task: str, config: RunConfig):
+    """The unfitted LSTM estimator for ``task`` (``regression`` or ``classification``)."""
+    from models.estimators import LSTMClassifier, LSTMRegressor
+    from models.networks import NetSpec
+    from models.training import TrainSettings
+
+    m, t = config.model, config.train
+    net = NetSpec(hidden_size=m.hidden_size, num_layers=m.num_layers, dropout=m.dropout,
+                  bidirectional=m.bidirectional, pooling=m.pooling, layer_norm=m.layer_norm, head=m.head)
+    settings = TrainSettings(lr=t.lr, weight_decay=t.weight_decay, batch_size=t.batch_size,
+                             max_epochs=t.max_epochs, patience=t.patience, lr_patience=t.lr_patience,
+                             lr_factor=t.lr_factor, clip_norm=t.clip_norm)
+    cls = LSTMRegressor if task == "regression" else LSTMClassifier
+    return cls(net=net, train=settings, device=t.device, random_state=t.seed)
+
+
+def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: RunConfig) -> pd.DataFrame:
+    """Target positions per decision day: one column per model, then ``buy_and_hold``."""
+    from strategies import buy_and_hold, classification_positions, predicted_log_return, regression_positions
+
+    s = config.strategy
+    columns = {}
+    for task, group in predictions.groupby("target", sort=False):
+        group = group.set_index("date").reindex(dates)
+        if task == "regression":
+            pred_ret = predicted_log_return(group["y_pred"], group["close"], config.target.regression)
+            columns[MODEL_NAMES[task]] = regression_positions(pred_ret, s.threshold, s.long_short)
+        else:
+            columns[MODEL_NAMES[task]] = classification_positions(group["p_up"], s.cutoff, s.long_short)
+    columns[BENCHMARK] = buy_and_hold(dates)
+    frame = pd.DataFrame(columns, index=dates)
+    frame.index.name = "date"
+    return frame
+
+
+def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest, realised_up: np.ndarray,
+                    config: RunConfig) -> dict[str, dict[str, Any]]:
+    """``{strategy: {metric: value}}`` for every column of ``positions``."""
+    from backtest import metrics as m
+    from strategies import predicted_log_return
+
+    out: dict[str, dict[str, Any]] = {}
+    by_task = {task: g.set_index("date").reindex(positions.index) for task, g in predictions.groupby("target")}
+    for name in positions.columns:
+        pos = positions[name].to_numpy()
+        entry = m.performance_metrics(backtest.returns[name].to_numpy(), pos)
+        if name == BENCHMARK:
+            pred_up = np.ones(len(pos), dtype=bool)
+        elif name == MODEL_NAMES["regression"]:
+            g = by_task["regression"]
+            pred_up = (predicted_log_return(g["y_pred"], g["close"], config.target.regression) > 0).to_numpy()
+        else:
+            g = by_task["classification"]
+            pred_up = (g["p_up"] > 0.5).to_numpy()
+        entry["hit_rate"] = m.hit_rate(pred_up, realised_up)
+        if name != BENCHMARK:
+            entry["hit_rate_pvalue"] = m.hit_rate_pvalue(pred_up, realised_up)
+        entry.update(n_trades=backtest.n_trades[name], fees_paid=backtest.fees_paid[name],
+                     slippage_paid=backtest.slippage_paid[name], n_days=len(pos))
+        if name == MODEL_NAMES["regression"]:
+            price = config.target.regression == "price"
+            naive = g["close"] if price else np.zeros(len(g))
+            entry.update(m.regression_errors(g["y_true"], g["y_pred"], naive, with_mape=price))
+        elif name == MODEL_NAMES["classification"]:
+            entry.update(m.classification_scores(g["y_true"], g["p_up"]))
+        out[name] = entry
+    return out
+
+
+def _rows_needed(config: RunConfig, warmup: int) -> tuple[int, str]:
+    lookback, s, h = config.model.lookback, config.split, config.target.horizon
+    need = warmup + lookback - 1 + s.min_train + s.step + h
+    breakdown = (f"{warmup} feature warm-up + {lookback - 1} more for the {lookback}-day lookback + "
+                 f"{s.min_train} min_train + {s.step} for one test block + {h} label horizon")
+    return need, breakdown
+
+
+def _run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame) -> list[str]:
+    """Plain-language cautions the report shows next to the numbers."""
+    notes = []
+    if len(positions) < 252:
+        notes.append(f"The out-of-sample period is {len(positions)} days, shorter than one year.")
+    base = metrics[BENCHMARK]["hit_rate"]
+    for name, entry in metrics.items():
+        if name == BENCHMARK:
+            continue
+        if not entry["hit_rate"] > max(base, 1 - base):
+            notes.append(f"{name}: hit rate {entry['hit_rate']:.3f} is not above the base rate "
+                         f"{max(base, 1 - base):.3f} of always guessing the more common direction.")
+        if "rmse" in entry and not entry["rmse"] < entry["persistence_rmse"]:
+            notes.append(f"{name}: RMSE {entry['rmse']:.6g} does not beat persistence ({entry['persistence_rmse']:.6g}).")
+        if not entry["sharpe"] > metrics[BENCHMARK]["sharpe"]:
+            notes.append(f"{name}: Sharpe does not beat buy-and-hold after costs.")
+    return notes
+
+
+def _manifest(config: RunConfig, data: dict[str, Any], positions: pd.DataFrame, n_folds: int,
+              timings: dict[str, float], warnings: list[str]) -> dict[str, Any]:
+    from models.training import resolve_device
+
+    return {
+        "lstmbt_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in _VERSIONED},
+        "seed": config.train.seed,
+        "device": str(resolve_device(config.train.device)),
+        "data": data,
+        "out_of_sample": {"first_date": positions.index[0].date().isoformat(),
+                          "last_date": positions.index[-1].date().isoformat(),
+                          "days": int(len(positions)), "folds": n_folds},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "warnings": warnings,
+    }
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _lap(start: float) -> float:
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- run directories
+
+
+def default_run_dir(source: str, root: str | Path = "runs") -> Path:
+    """``runs/<source>-<UTC timestamp>``, with the source made filename-safe."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", source.replace(":", "-")).strip("-")[:60] or "run"
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{slug}-{stamp}"
+
+
+def save_run(result: RunResult, out_dir: str | Path) -> Path:
+    """Write the run directory (RUN_FILES) atomically: into a temporary sibling, then rename."""
+    from reports import render_report
+
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        (tmp / "config.toml").write_text(result.config.to_toml(), encoding="utf-8")
+        _write_json(tmp / "manifest.json", result.manifest)
+        _write_json(tmp / "metrics.json", result.metrics)
+        result.predictions.to_parquet(tmp / "predictions.parquet", index=False)
+        result.positions.to_parquet(tmp / "positions.parquet")
+        result.returns.rename_axis("date").to_parquet(tmp / "returns.parquet")
+        result.folds.to_parquet(tmp / "folds.parquet", index=False)
+        (tmp / "report.html").write_text(render_report(result), encoding="utf-8")
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def load_run(run_dir: str | Path) -> RunResult:
+    """Read a run directory written by ``save_run``."""
+    run_dir = Path(run_dir)
+    missing = [name for name in RUN_FILES[:-1] if not (run_dir / name).is_file()]
+    if not run_dir.is_dir() or missing:
+        what = "does not exist" if not run_dir.is_dir() else f"lacks {', '.join(missing)}"
+        raise DataError(f"{run_dir} {what}; pass a directory written by `lstmbt run`")
+    import tomllib
+
+    config = RunConfig.from_dict(tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8")))
+    return RunResult(
+        config=config,
+        predictions=pd.read_parquet(run_dir / "predictions.parquet"),
+        positions=pd.read_parquet(run_dir / "positions.parquet"),
+        returns=pd.read_parquet(run_dir / "returns.parquet"),
+        folds=pd.read_parquet(run_dir / "folds.parquet"),
+        metrics=json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")),
+        manifest=json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")),
+    )
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf -> null and numpy scalars -> Python, so the JSON is strict and portable."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    return value

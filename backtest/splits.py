@@ -1,0 +1,88 @@
+"""Walk-forward folds over sample positions 0..N-1 (one sample per trading day, in date order).
+
+Retraining for a test block starting at position s happens after the close of s - 1, so a
+training sample t, whose label needs closes up to t + h, is usable only if t + h <= s - 1
+(the purge), minus an optional ``embargo``. The validation set for early stopping is the
+chronological tail of the usable window, and the samples fitted on are purged against it the
+same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One retrain: positions to fit on, to validate on, and to predict out of sample."""
+
+    index: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+@dataclass(frozen=True, kw_only=True)
+class WalkForwardSplit:
+    """Expanding or rolling walk-forward splitter.
+
+    Parameters
+    ----------
+    min_train : samples before the first test position; with ``rolling`` also the window length.
+    step : test block length in samples (bars between retrains); the last block may be shorter.
+    horizon : label horizon h in bars; sets the purge.
+    scheme : ``expanding`` (train from position 0) or ``rolling`` (last ``min_train`` positions).
+    val_fraction : share of the usable training window held out, from its end, for validation.
+    embargo : extra bars dropped after the purge, between fit and validation and before the test.
+    """
+
+    min_train: int
+    step: int
+    horizon: int = 1
+    scheme: str = "expanding"
+    val_fraction: float = 0.2
+    embargo: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scheme not in ("expanding", "rolling"):
+            raise ValueError(f"scheme must be 'expanding' or 'rolling', got {self.scheme!r}")
+        if self.step < 1 or self.horizon < 1 or self.embargo < 0:
+            raise ValueError("step and horizon must be >= 1 and embargo >= 0")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        usable = self.min_train - self.gap
+        n_val = self._n_val(usable)
+        if usable - n_val - self.gap < 2:
+            raise ValueError(f"min_train {self.min_train} leaves fewer than 2 samples to fit on after the purge "
+                             f"({self.gap}) and a validation tail of {n_val}; raise min_train")
+
+    @property
+    def gap(self) -> int:
+        """Bars purged between the last usable label and the next block: horizon + embargo."""
+        return self.horizon + self.embargo
+
+    def n_folds(self, n_samples: int) -> int:
+        return max(0, -(-(n_samples - self.min_train) // self.step))
+
+    def split(self, n_samples: int) -> list[Fold]:
+        """All folds for ``n_samples`` positions; raises if not even one test position is left."""
+        if n_samples <= self.min_train:
+            raise ValueError(f"{n_samples} samples leave no test block after min_train {self.min_train}")
+        folds = []
+        for k, start in enumerate(range(self.min_train, n_samples, self.step)):
+            window_start = 0 if self.scheme == "expanding" else start - self.min_train
+            last_usable = start - 1 - self.gap
+            n_val = self._n_val(last_usable - window_start + 1)
+            val_start = last_usable - n_val + 1
+            folds.append(Fold(
+                index=k,
+                train=np.arange(window_start, val_start - self.gap),
+                val=np.arange(val_start, last_usable + 1),
+                test=np.arange(start, min(start + self.step, n_samples)),
+            ))
+        return folds
+
+    def _n_val(self, usable: int) -> int:
+        return max(1, int(round(self.val_fraction * usable)))

@@ -1,0 +1,126 @@
+"""The fold loop: per-fold scaling, a fresh estimator per fold, out-of-sample predictions only."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from backtest.errors import DataError
+from backtest.splits import Fold
+from models.windows import sliding_windows
+
+
+@dataclass(frozen=True)
+class SampleGrid:
+    """Which rows of the feature frame are samples: a full valid window ending there and a label.
+
+    Samples are the contiguous rows ``first_row .. first_row + n - 1``; sample position i is
+    row ``first_row + i``, and its window spans rows ``first_row + i - lookback + 1 .. first_row + i``.
+    """
+
+    first_row: int
+    n: int
+    lookback: int
+    dates: pd.DatetimeIndex
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        return self.first_row + np.asarray(positions)
+
+
+def make_sample_grid(features: pd.DataFrame, target: pd.Series, lookback: int) -> SampleGrid:
+    """Find the sample rows: after every feature has warmed up for ``lookback`` rows, while labelled."""
+    empty = [c for c in features.columns if features[c].isna().all()]
+    if empty:
+        raise DataError(f"feature(s) {', '.join(empty)} are undefined for this data (e.g. constant volume); "
+                        "drop their group from features.groups")
+    valid = features.notna().all(axis=1).to_numpy()
+    first_valid = int(np.argmax(valid))
+    if not valid[first_valid:].all():
+        raise ValueError("features have gaps after their warm-up; make_features forward-fills them")
+    labelled = np.flatnonzero(target.notna().to_numpy())
+    first_row = first_valid + lookback - 1
+    last_row = int(labelled[-1]) if len(labelled) else -1
+    n = max(0, last_row - first_row + 1)
+    if n and not target.iloc[first_row : last_row + 1].notna().all():
+        raise ValueError("target has gaps inside the sample range")
+    return SampleGrid(first_row=first_row, n=n, lookback=lookback, dates=features.index[first_row : first_row + n])
+
+
+def walk_forward_predict(
+    estimator,
+    features: pd.DataFrame,
+    target: pd.Series,
+    grid: SampleGrid,
+    folds: list[Fold],
+    on_fold: Callable[[dict], None] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fit a clone of ``estimator`` per fold and predict that fold's test block.
+
+    Features are standardised per fold with the mean and standard deviation of the training
+    window's rows (fit and validation samples), so nothing after the retrain date shapes them.
+
+    Returns
+    -------
+    predictions : one row per test day: ``date``, ``fold``, ``y_true``, ``y_pred`` and ``p_up``
+        (the class-1 probability for classifiers, NaN for regressors).
+    fold_log : one row per fold with its date ranges, sizes, epochs, best validation loss and fit time.
+    """
+    values = features.to_numpy(dtype=np.float64)
+    y = target.to_numpy(dtype=np.float64)
+    parts, log = [], []
+    for fold in folds:
+        train_rows = grid.rows(np.concatenate([fold.train, fold.val]))
+        windows = sliding_windows(_standardize(values, train_rows), grid.lookback)
+
+        def take(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            rows = grid.rows(positions)
+            return windows[rows - grid.lookback + 1], y[rows]
+
+        model = clone(estimator)
+        started = time.perf_counter()
+        model.fit(*take(fold.train), *take(fold.val))
+        x_test, y_test = take(fold.test)
+        parts.append(_fold_predictions(model, x_test, y_test, grid.dates[fold.test], fold.index))
+        entry = _fold_entry(fold, grid, model, time.perf_counter() - started)
+        log.append(entry)
+        if on_fold is not None:
+            on_fold(entry)
+    return pd.concat(parts, ignore_index=True), pd.DataFrame(log)
+
+
+def _standardize(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    train = values[rows]
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std[std == 0] = 1.0  # a constant column carries no information; leave it centred at 0
+    return ((values - mean) / std).astype(np.float32)
+
+
+def _fold_predictions(model, x_test, y_test, dates, fold_index) -> pd.DataFrame:
+    if hasattr(model, "predict_proba"):
+        p_up = model.predict_proba(x_test)[:, list(model.classes_).index(1)]
+        y_pred = (p_up > 0.5).astype(np.float64)
+    else:
+        y_pred = np.asarray(model.predict(x_test), dtype=np.float64)
+        p_up = np.full(len(y_pred), np.nan)
+    return pd.DataFrame({"date": dates, "fold": fold_index, "y_true": y_test, "y_pred": y_pred, "p_up": p_up})
+
+
+def _fold_entry(fold: Fold, grid: SampleGrid, model, seconds: float) -> dict:
+    dates = grid.dates
+    return {
+        "fold": fold.index,
+        "train_start": dates[fold.train[0]], "train_end": dates[fold.train[-1]],
+        "val_start": dates[fold.val[0]], "val_end": dates[fold.val[-1]],
+        "test_start": dates[fold.test[0]], "test_end": dates[fold.test[-1]],
+        "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
+        "epochs": int(getattr(model, "n_epochs_", 0)),
+        "best_epoch": int(getattr(model, "best_epoch_", 0)) + 1,
+        "best_val_loss": float(getattr(model, "best_loss_", np.nan)),
+        "fit_seconds": round(seconds, 3),
+    }

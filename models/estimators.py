@@ -1,0 +1,171 @@
+"""``LSTMRegressor`` and ``LSTMClassifier`` under the scikit-learn estimator contract.
+
+``__init__`` only stores its keyword arguments. ``fit`` validates its input and builds the
+network and optimiser afresh (unless ``warm_start`` and already fitted), so refitting in a
+walk-forward loop never continues old weights. Fitted attributes end in ``_``; ``predict``
+refuses an unfitted model. Inputs are windows of shape (N, L, F), already scaled.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from models.networks import LSTMNet, NetSpec
+from models.training import TrainSettings, predict_outputs, resolve_device, train_network
+
+
+class _SqueezedMSE(nn.Module):
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(output.squeeze(-1), target)  # output (B, 1), target (B,)
+
+
+class _LSTMEstimator(BaseEstimator):
+    """Shared fit/predict machinery; subclasses define the outputs, the loss and the label encoding."""
+
+    def __init__(self, *, net: NetSpec | None = None, train: TrainSettings | None = None,
+                 device: str = "auto", random_state: int = 0, warm_start: bool = False) -> None:
+        self.net = net
+        self.train = train
+        self.device = device
+        self.random_state = random_state
+        self.warm_start = warm_start
+
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> _LSTMEstimator:
+        """Train on windows ``X`` (N, L, F) and labels ``y`` (N,).
+
+        ``X_val``/``y_val`` drive early stopping and the LR schedule; the weights with the best
+        validation loss are kept. Without them the model trains for ``max_epochs``.
+        """
+        X, y = _check_xy(X, y, "X", "y")
+        val = None
+        if X_val is not None or y_val is not None:
+            if X_val is None or y_val is None:
+                raise ValueError("pass both X_val and y_val, or neither")
+            X_val, y_val = _check_xy(X_val, y_val, "X_val", "y_val")
+            if X_val.shape[1:] != X.shape[1:]:
+                raise ValueError(f"X_val windows have shape {X_val.shape[1:]}, X windows {X.shape[1:]}")
+        y_fit = self._encode_fit(y)
+        if X_val is not None:
+            val = (X_val, self._encode(y_val))
+        device = resolve_device(self.device)
+        generator = torch.Generator().manual_seed(int(self.random_state))
+        started = time.perf_counter()
+        # Dropout and weight init draw from torch's global RNG; fork it so seeding stays local.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(int(self.random_state))
+            if not (self.warm_start and hasattr(self, "net_")):
+                self.net_ = LSTMNet(X.shape[2], self._n_outputs, self.net or NetSpec()).to(device)
+            log = train_network(self.net_, self._loss(), (X, y_fit), val, self.train or TrainSettings(),
+                                device=device, generator=generator)
+        self.device_ = device
+        self.n_features_in_ = X.shape[2]
+        self.lookback_ = X.shape[1]
+        self.log_ = log
+        self.n_epochs_ = log.n_epochs
+        self.best_epoch_ = log.best_epoch
+        self.best_loss_ = log.best_loss
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _outputs(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "net_")
+        X = _check_x(X, "X")
+        if X.shape[1:] != (self.lookback_, self.n_features_in_):
+            raise ValueError(f"X windows have shape {X.shape[1:]}, the model was fitted on "
+                             f"{(self.lookback_, self.n_features_in_)}")
+        return predict_outputs(self.net_, X, self.device_)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if "net_" in state:  # pickle on CPU so a GPU-fitted model loads anywhere
+            state["net_"] = state["net_"].to("cpu")
+            state["device_"] = torch.device("cpu")
+        return state
+
+
+class LSTMRegressor(RegressorMixin, _LSTMEstimator):
+    """LSTM regression with MSE loss. ``y`` is standardised inside ``fit`` and restored by ``predict``.
+
+    Fitted attributes: ``net_``, ``y_mean_``, ``y_scale_``, ``log_`` (loss curves), ``n_epochs_``,
+    ``best_epoch_``, ``best_loss_`` (validation MSE in standardised units), ``fit_seconds_``.
+    """
+
+    _n_outputs = 1
+
+    def _encode_fit(self, y: np.ndarray) -> np.ndarray:
+        self.y_mean_ = float(np.mean(y))
+        self.y_scale_ = float(np.std(y)) or 1.0
+        return self._encode(y)
+
+    def _encode(self, y: np.ndarray) -> np.ndarray:
+        return ((np.asarray(y, dtype=np.float64) - self.y_mean_) / self.y_scale_).astype(np.float32)
+
+    def _loss(self) -> nn.Module:
+        return _SqueezedMSE()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions in the units of ``y``, shape (N,)."""
+        return self._outputs(X)[:, 0].astype(np.float64) * self.y_scale_ + self.y_mean_
+
+
+class LSTMClassifier(ClassifierMixin, _LSTMEstimator):
+    """Binary LSTM classifier with cross-entropy over two logits.
+
+    Fitted attributes: ``classes_`` plus those of ``LSTMRegressor`` except the y scaling;
+    ``best_loss_`` is the validation cross-entropy in nats.
+    """
+
+    _n_outputs = 2
+
+    def _encode_fit(self, y: np.ndarray) -> np.ndarray:
+        classes = np.unique(y)
+        if len(classes) != 2:
+            raise ValueError(f"LSTMClassifier needs exactly two classes in y, found {classes.tolist()}")
+        self.classes_ = classes
+        return self._encode(y)
+
+    def _encode(self, y: np.ndarray) -> np.ndarray:
+        encoded = np.searchsorted(self.classes_, y)
+        if not np.array_equal(self.classes_[np.minimum(encoded, 1)], y):
+            raise ValueError(f"y holds labels outside the fitted classes {self.classes_.tolist()}")
+        return encoded.astype(np.int64)
+
+    def _loss(self) -> nn.Module:
+        return nn.CrossEntropyLoss()
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (N, 2), columns in ``classes_`` order."""
+        logits = torch.from_numpy(self._outputs(X)).double()
+        return torch.softmax(logits, dim=1).numpy()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The more probable class for each window, shape (N,)."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _check_x(X: np.ndarray, name: str) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 3:
+        raise ValueError(f"{name} must be windows of shape (N, L, F), got shape {X.shape}")
+    if len(X) == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.isfinite(X).all():
+        raise ValueError(f"{name} contains NaN or inf; drop the warm-up rows before windowing")
+    return X
+
+
+def _check_xy(X: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
+    X = _check_x(X, x_name)
+    y = np.asarray(y)
+    if y.shape != (len(X),):
+        raise ValueError(f"{y_name} must have shape ({len(X)},), got {y.shape}")
+    if not np.isfinite(y.astype(np.float64)).all():
+        raise ValueError(f"{y_name} contains NaN or inf; drop unlabelled rows before fitting")
+    return X, y

@@ -1,0 +1,72 @@
+"""The LSTM network and the spec that describes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetSpec:
+    """Architecture of ``LSTMNet`` (everything but the input width and the output count).
+
+    ``pooling``: ``last`` reads the final time step (for a bidirectional LSTM: forward state at
+    the last step, backward state at the first), ``mean`` averages all steps. ``head``: hidden
+    sizes of the MLP after pooling; each hidden layer is ``ReLU -> Linear``, and a final
+    ``ReLU -> Linear`` maps to the outputs. ``head=()`` is a plain linear read-out. The seed
+    notebook's LSTM -> ReLU -> Linear(., 128) -> ReLU -> Linear(128, 1) is ``head=(128,)``.
+    """
+
+    hidden_size: int = 32
+    num_layers: int = 2
+    dropout: float = 0.2
+    bidirectional: bool = False
+    pooling: str = "last"
+    layer_norm: bool = False
+    head: tuple[int, ...] = (32,)
+
+
+class LSTMNet(nn.Module):
+    """LSTM over a (batch, L, F) window, pooled, then an MLP head to ``n_outputs`` values."""
+
+    def __init__(self, n_features: int, n_outputs: int, spec: NetSpec) -> None:
+        super().__init__()
+        if spec.pooling not in ("last", "mean"):
+            raise ValueError(f"pooling must be 'last' or 'mean', got {spec.pooling!r}")
+        self.pooling = spec.pooling
+        self.hidden_size = spec.hidden_size
+        self.bidirectional = spec.bidirectional
+        self.lstm = nn.LSTM(
+            input_size=n_features,
+            hidden_size=spec.hidden_size,
+            num_layers=spec.num_layers,
+            batch_first=True,
+            dropout=spec.dropout if spec.num_layers > 1 else 0.0,  # torch applies it between layers only
+            bidirectional=spec.bidirectional,
+        )
+        width = spec.hidden_size * (2 if spec.bidirectional else 1)
+        self.norm = nn.LayerNorm(width) if spec.layer_norm else nn.Identity()
+        self.dropout = nn.Dropout(spec.dropout)
+        layers: list[nn.Module] = []
+        for size in spec.head:
+            layers += [nn.ReLU(), nn.Linear(width, size)]
+            width = size
+        if spec.head:
+            layers.append(nn.ReLU())
+        layers.append(nn.Linear(width, n_outputs))
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, L, F)
+        out, _ = self.lstm(x)  # (B, L, H * directions)
+        if self.pooling == "mean":
+            pooled = out.mean(dim=1)  # (B, H * directions)
+        elif self.bidirectional:
+            h = self.hidden_size
+            pooled = torch.cat([out[:, -1, :h], out[:, 0, h:]], dim=1)  # (B, 2H)
+        else:
+            pooled = out[:, -1, :]  # (B, H)
+        pooled = self.dropout(self.norm(pooled))
+        return self.head(pooled)  # (B, n_outputs)

@@ -1,0 +1,14 @@
+"""Pure functions: predictions -> target positions in [-1, 1], one per decision day.
+
+A position dated t is decided after the close of day t; ``backtest.portfolio`` alone applies the
+execution lag. Nothing here looks at prices after t.
+"""
+
+from strategies.rules import (
+    buy_and_hold,
+    classification_positions,
+    predicted_log_return,
+    regression_positions,
+)
+
+__all__ = ["buy_and_hold", "classification_positions", "predicted_log_return", "regression_positions"]
