@@ -1,13 +1,16 @@
 """Run configuration: one frozen, keyword-only dataclass per stage, read from TOML.
 
-Precedence, lowest first: defaults, the ``--quick`` preset, the TOML file, CLI flags, ``--set``.
+Precedence, lowest first: defaults, the ``--quick`` preset, the TOML file, CLI flags, ``--set``
+(see ``RunConfig.resolve``).
 Every value is checked when its dataclass is built, so a bad value fails before any work starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -32,6 +35,8 @@ def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
 
 def _check_range(key: str, value: float, low: float | None = None, high: float | None = None,
                  low_open: bool = False, high_open: bool = False) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{key} = {value!r} is not a finite number; give a plain number such as 0.5")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
@@ -44,8 +49,6 @@ def _check_range(key: str, value: float, low: float | None = None, high: float |
 def _check_date(key: str, value: str | None) -> None:
     if value is None:
         return
-    import datetime as dt
-
     try:
         dt.date.fromisoformat(value)
     except ValueError:
@@ -76,7 +79,7 @@ class DataConfig:
         _check_choice("data.source scheme", self.source.split(":", 1)[0], ("sample", "csv", "fdr"))
         _check_date("data.start", self.start)
         _check_date("data.end", self.end)
-        if self.start and self.end and self.start > self.end:
+        if self.start and self.end and dt.date.fromisoformat(self.start) > dt.date.fromisoformat(self.end):
             raise ConfigError(f"data.start {self.start} is after data.end {self.end}; swap them or fix the range")
 
 
@@ -265,13 +268,21 @@ class RunConfig:
         return cls().with_values(_flatten(raw))
 
     @classmethod
-    def from_toml(cls, path: str | Path | None = None, overrides: list[str] | None = None,
-                  preset: dict[str, Any] | None = None) -> RunConfig:
-        """Defaults, then ``preset``, then the TOML file at ``path``, then ``section.key=value`` overrides."""
+    def from_toml(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+        """Defaults, then the TOML file at ``path``, then ``section.key=value`` overrides."""
+        return cls.resolve(path=path, overrides=parse_overrides(overrides or []))
+
+    @classmethod
+    def resolve(cls, *, path: str | Path | None = None, preset: dict[str, Any] | None = None,
+                flags: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+        """Layer, lowest first: defaults, ``preset``, the TOML file, CLI ``flags``, ``--set`` overrides.
+
+        All layers are ``{"section.key": value}`` dicts except the file.
+        """
         cfg = cls().with_values(preset or {})
         if path is not None:
             cfg = cfg.with_values(_flatten(read_toml(path)))
-        return cfg.with_values(parse_overrides(overrides or []))
+        return cfg.with_values(flags or {}).with_values(overrides or {})
 
     def with_values(self, values: dict[str, Any]) -> RunConfig:
         """A copy with ``{"section.key": value}`` applied; values are type-checked and validated."""
@@ -397,6 +408,8 @@ def _coerce(dotted: str, value: Any, annotation: Any) -> Any:
         return float(value)
     if annotation is str and isinstance(value, int) and not isinstance(value, bool):
         return str(value)  # a bare ticker such as 1234 parses as a TOML integer
+    if annotation is str and isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()  # start = 2015-01-01 unquoted is a TOML date, not a string
     if annotation is int and isinstance(value, bool) or not isinstance(value, annotation):
         raise ConfigError(f"{dotted} must be {_TYPE_WORDS[annotation]}, got {value!r}")
     return value

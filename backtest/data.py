@@ -56,7 +56,10 @@ def load_prices(cfg: DataConfig) -> pd.DataFrame:
 
 def describe_prices(prices: pd.DataFrame, source: str, symbol: str | None = None) -> dict[str, Any]:
     """Provenance for ``manifest.json``: source, first/last date, rows and a content hash."""
-    digest = hashlib.sha256(pd.util.hash_pandas_object(prices, index=True).to_numpy().tobytes()).hexdigest()
+    # dates hashed at one resolution: pandas stores them as ns or us depending on where they came from
+    # (CSV text, parquet, FinanceDataReader), and the same prices must give the same hash
+    canonical = prices.set_axis(pd.DatetimeIndex(prices.index).as_unit("ns"))
+    digest = hashlib.sha256(pd.util.hash_pandas_object(canonical, index=True).to_numpy().tobytes()).hexdigest()
     return {
         "source": source,
         "symbol": symbol,
@@ -101,11 +104,13 @@ def normalize_ohlcv(raw: pd.DataFrame, label: str) -> pd.DataFrame:
     adj_key = next((k for k in _ADJ_NAMES if k in lookup), None)
     if adj_key is not None:
         adj = _numeric(frame[lookup[adj_key]], "Adj Close", label)
-        if adj.notna().all():
-            factor = adj / out["Close"]
-            for name in ("Open", "High", "Low"):
-                out[name] = out[name] * factor
-            out["Close"] = adj
+        if adj.isna().any():
+            raise DataError(f"{label}: Adj Close has {int(adj.isna().sum())} missing value(s); fill them, "
+                            "or drop the Adj Close column to use unadjusted prices")
+        factor = adj / out["Close"]
+        for name in ("Open", "High", "Low"):
+            out[name] = out[name] * factor
+        out["Close"] = adj
     out.index.name = "Date"
     _validate(out, label)
     return out
@@ -119,7 +124,7 @@ def _with_date_index(raw: pd.DataFrame, label: str) -> pd.DataFrame:
         date_col = next((c for c in frame.columns if str(c).strip().lower() in _DATE_NAMES), None)
         if date_col is None:
             raise DataError(f"{label} has no date column; name one column 'Date' holding dates like 2020-01-31")
-        parsed = pd.to_datetime(frame[date_col], errors="coerce", format="mixed")
+        parsed = _parse_dates(frame[date_col])
         bad = parsed.isna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -131,12 +136,26 @@ def _with_date_index(raw: pd.DataFrame, label: str) -> pd.DataFrame:
     return frame
 
 
+def _parse_dates(column: pd.Series) -> pd.Series:
+    """Parse a date column; NaT marks a value that is not a date.
+
+    Integer dates are read as ``YYYYMMDD`` (common in KRX exports): pandas would otherwise take
+    ``20200131`` for nanoseconds since 1970 and every row would silently land on 1970-01-01.
+    """
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        text = column.astype(str).str.replace(r"\.0$", "", regex=True)
+        return pd.to_datetime(text, errors="coerce", format="%Y%m%d")
+    return pd.to_datetime(column, errors="coerce", format="mixed")
+
+
 def _numeric(column: pd.Series, name: str, label: str) -> pd.Series:
     values = pd.to_numeric(column, errors="coerce")
     bad = values.isna() & column.notna()
     if bad.any():
-        where = column.index[np.flatnonzero(bad.to_numpy())[0]]
-        raise DataError(f"{label}: column {name} is not numeric ({column.loc[where]!r} on {_day(where)}); "
+        pos = int(np.flatnonzero(bad.to_numpy())[0])
+        # positional: with duplicate dates (checked later) ``.loc`` would return a multi-line Series
+        where = column.index[pos]
+        raise DataError(f"{label}: column {name} is not numeric ({column.iloc[pos]!r} on {_day(where)}); "
                         "remove text, thousands separators or currency signs from that column")
     return values.astype("float64")
 
@@ -189,7 +208,9 @@ def _read_csv(path: Path, symbol: str | None) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{label}: file not found; check the path (relative paths start at {Path.cwd()})")
     try:
-        frame = pd.read_csv(path)
+        header = pd.read_csv(path, nrows=0).columns
+        # symbols as text: KRX codes such as 005930 would otherwise become the integer 5930
+        frame = pd.read_csv(path, dtype={c: str for c in header if str(c).strip().lower() in _SYMBOL_NAMES})
     except pd.errors.EmptyDataError:
         raise DataError(f"{label} is empty; it needs a header row and one row per date") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -248,8 +269,11 @@ def read_fdr(ticker: str, start: str | None, end: str | None, refresh: bool = Fa
     frame = _fetch_fdr(ticker, start, end)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp)
-    os.replace(tmp, cache)
+    try:
+        frame.to_parquet(tmp)
+        os.replace(tmp, cache)
+    finally:
+        tmp.unlink(missing_ok=True)
     return frame
 
 
@@ -291,13 +315,19 @@ def _fetch_fdr(ticker: str, start: str | None, end: str | None) -> pd.DataFrame:
 
 def _is_transient(exc: Exception) -> bool:
     """Network trouble worth a retry, as opposed to a ticker the source does not know."""
+    import socket
+    import urllib.error
+
     import requests
 
     if isinstance(exc, requests.exceptions.HTTPError):
         status = getattr(exc.response, "status_code", None)
         return status is None or status == 429 or status >= 500
+    if isinstance(exc, urllib.error.HTTPError):  # some FDR sources read through pandas/urllib
+        return exc.code == 429 or exc.code >= 500
     return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                            requests.exceptions.ChunkedEncodingError, ConnectionError, TimeoutError))
+                            requests.exceptions.ChunkedEncodingError, urllib.error.URLError, socket.gaierror,
+                            ConnectionError, TimeoutError))
 
 
 def _brief(exc: Exception | None) -> str:

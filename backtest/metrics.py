@@ -31,15 +31,26 @@ def cagr(returns: np.ndarray) -> float:
 
 def ann_volatility(returns: np.ndarray) -> float:
     """Sample standard deviation of daily returns times sqrt(252)."""
-    r = np.asarray(returns, dtype=np.float64)
-    return float(np.std(r, ddof=1) * math.sqrt(PERIODS_PER_YEAR)) if len(r) > 1 else math.nan
+    return _sample_std(returns) * math.sqrt(PERIODS_PER_YEAR)
 
 
 def sharpe(returns: np.ndarray) -> float:
     """Annualised Sharpe ratio: mean / sample std of daily returns, times sqrt(252)."""
     r = np.asarray(returns, dtype=np.float64)
-    sd = np.std(r, ddof=1) if len(r) > 1 else 0.0
+    sd = _sample_std(r)
     return float(np.mean(r) / sd * math.sqrt(PERIODS_PER_YEAR)) if sd > 0 else math.nan
+
+
+def _sample_std(returns: np.ndarray) -> float:
+    """Sample std (ddof=1); exactly 0 for a constant series, NaN for fewer than two values.
+
+    ``np.std`` of a constant series like ``[0.1] * 3`` is ~1e-17, not 0, from rounding in the
+    mean; that would turn a zero-volatility Sharpe into ~1e17 instead of NaN.
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    if len(r) < 2:
+        return math.nan
+    return 0.0 if np.all(r == r[0]) else float(np.std(r, ddof=1))
 
 
 def sortino(returns: np.ndarray) -> float:
@@ -51,8 +62,7 @@ def sortino(returns: np.ndarray) -> float:
 
 def max_drawdown(returns: np.ndarray) -> float:
     """Worst peak-to-trough fall of the equity curve that starts at 1, as a negative fraction."""
-    equity = np.concatenate([[1.0], np.cumprod(1.0 + np.asarray(returns, dtype=np.float64))])
-    return float(np.min(equity / np.maximum.accumulate(equity) - 1.0))
+    return float(np.min(drawdown_curve(returns)))
 
 
 def calmar(returns: np.ndarray) -> float:
@@ -156,3 +166,14 @@ def classification_scores(y_true: np.ndarray, p_up: np.ndarray, cutoff: float = 
         "log_loss": float(skm.log_loss(y_true, p_up, labels=[0, 1])),
         "brier": float(skm.brier_score_loss(y_true, p_up, pos_label=1)),
     }
+
+
+def equity_curve(returns: np.ndarray) -> np.ndarray:
+    """Equity starting at 1 before the first return: shape (len(returns) + 1,)."""
+    return np.concatenate([[1.0], np.cumprod(1.0 + np.asarray(returns, dtype=np.float64))])
+
+
+def drawdown_curve(returns: np.ndarray) -> np.ndarray:
+    """Fall below the running peak of ``equity_curve(returns)``, as negative fractions."""
+    equity = equity_curve(returns)
+    return equity / np.maximum.accumulate(equity) - 1.0

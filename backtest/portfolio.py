@@ -52,6 +52,10 @@ def run_backtest(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestCon
     bars = prices.loc[first : prices.index[after]]
     if not positions.index.isin(bars.index).all() or len(bars) != len(positions) + 1:
         raise ValueError("positions must be dated on consecutive price bars")
+    quotes = bars[["Open", "Close"]]
+    if not (np.isfinite(quotes.to_numpy()) & (quotes.to_numpy() > 0)).all():  # vectorbt skips such fills
+        raise ValueError("Open and Close must be finite and > 0 on every bar from the first decision day "
+                         "to the bar after the last; clean the prices (backtest.data.load_prices checks them)")
     executed = positions.reindex(bars.index).shift(1)  # the one-bar lag: decided at t, filled at t + 1
     size = executed.where(executed.ne(executed.shift(1)))  # trade only when the target changes
     fill = bars["Open"] if cfg.execution == "next_open" else bars["Close"]
@@ -68,15 +72,15 @@ def run_backtest(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestCon
         freq="1D",
     )
     returns = pf.returns().iloc[1:]  # bar `first` holds nothing yet
-    orders = pf.orders.records_readable
-    fees = orders.groupby("Column")["Fees"].sum() if len(orders) else pd.Series(dtype=float)
-    slip = _slippage_cost(orders, bars, cfg)
+    orders = pf.orders.values  # raw records (col, idx, size, price, fees); records_readable warns on pandas 3
+    fees = np.bincount(orders["col"], weights=orders["fees"], minlength=len(columns))
+    slip = _slippage_cost(orders, fill.to_numpy(), len(columns))
     trades = pf.trades.count()
     return BacktestResult(
         returns=returns,
         n_trades={c: int(trades[c]) for c in columns},
-        fees_paid={c: float(fees.get(c, 0.0)) / INIT_CASH for c in columns},
-        slippage_paid={c: float(slip.get(c, 0.0)) / INIT_CASH for c in columns},
+        fees_paid={c: float(fees[i]) / INIT_CASH for i, c in enumerate(columns)},
+        slippage_paid={c: float(slip[i]) / INIT_CASH for i, c in enumerate(columns)},
     )
 
 
@@ -85,10 +89,10 @@ def _broadcast(series: pd.Series, columns: pd.Index) -> pd.DataFrame:
                         columns=columns)
 
 
-def _slippage_cost(orders: pd.DataFrame, bars: pd.DataFrame, cfg: BacktestConfig) -> pd.Series:
-    """Value lost to slippage: |fill price - quoted price| * size, summed per column."""
-    if not len(orders) or cfg.slippage == 0:
-        return pd.Series(dtype=float)
-    quoted = (bars["Open"] if cfg.execution == "next_open" else bars["Close"]).reindex(orders["Timestamp"])
-    lost = np.abs(orders["Price"].to_numpy() - quoted.to_numpy()) * orders["Size"].to_numpy()
-    return pd.Series(lost, index=orders.index).groupby(orders["Column"].to_numpy()).sum()
+def _slippage_cost(orders: np.ndarray, quoted: np.ndarray, n_columns: int) -> np.ndarray:
+    """Value lost to slippage per column: |fill price - quoted price| * size, summed.
+
+    ``orders``: vectorbt order records; ``quoted``: the fill price before slippage, per bar.
+    """
+    lost = np.abs(orders["price"] - quoted[orders["idx"]]) * orders["size"]
+    return np.bincount(orders["col"], weights=lost, minlength=n_columns)

@@ -8,6 +8,7 @@ refuses an unfitted model. Inputs are windows of shape (N, L, F), already scaled
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -84,8 +85,10 @@ class _LSTMEstimator(BaseEstimator):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        if "net_" in state:  # pickle on CPU so a GPU-fitted model loads anywhere
-            state["net_"] = state["net_"].to("cpu")
+        if "net_" in state and state["device_"].type != "cpu":
+            # pickle a CPU copy so a GPU-fitted model loads anywhere; Module.to() works in place,
+            # so moving net_ itself would strand the live model on the CPU behind a cuda device_
+            state["net_"] = copy.deepcopy(state["net_"]).to("cpu")
             state["device_"] = torch.device("cpu")
         return state
 
@@ -147,7 +150,8 @@ class LSTMClassifier(ClassifierMixin, _LSTMEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The more probable class for each window, shape (N,)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first, so an unfitted model raises NotFittedError
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 def _check_x(X: np.ndarray, name: str) -> np.ndarray:

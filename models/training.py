@@ -73,8 +73,8 @@ def train_network(
     """Train ``net`` in place and leave it holding the best weights seen.
 
     ``train``/``val`` are ``(X, y)`` with X of shape (N, L, F) (views are fine: only each batch
-    is copied) and y of shape (N,). Without ``val`` the loop runs ``max_epochs`` on the training
-    loss. ``generator`` shuffles the batches, so a seeded generator gives a repeatable run.
+    is copied) and y of shape (N,). Without ``val`` the loop runs all ``max_epochs`` (no early
+    stopping) and keeps the weights with the lowest training loss. ``generator`` shuffles the batches, so a seeded generator gives a repeatable run.
     """
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -93,7 +93,7 @@ def train_network(
         if val_loss < log.best_loss:
             log.best_loss, log.best_epoch = val_loss, epoch
             best_state = copy.deepcopy(net.state_dict())
-        elif epoch - log.best_epoch >= settings.patience:
+        elif val is not None and epoch - log.best_epoch >= settings.patience:
             log.stopped_early = True
             break
     net.load_state_dict(best_state)

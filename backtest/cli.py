@@ -1,0 +1,173 @@
+"""The ``lstmbt`` command line (typer). ``python -m backtest`` runs the same app.
+
+Only the config and error modules are imported at start-up, so ``lstmbt --help`` loads
+neither torch nor vectorbt. Input problems exit with status 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from backtest.config import QUICK_PRESET, RunConfig, parse_overrides
+from backtest.errors import LstmbtError
+
+app = typer.Typer(
+    name="lstmbt",
+    help="Walk-forward LSTM predictions, backtested with costs, reported against buy-and-hold.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect or download price data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+SourceOpt = Annotated[Optional[str], typer.Option(
+    "--source", "-s", help="sample:sp500, sample:nasdaq, csv:PATH or fdr:TICKER (default sample:sp500).")]
+SymbolOpt = Annotated[Optional[str], typer.Option(help="Symbol to pick from a long-format CSV.")]
+StartOpt = Annotated[Optional[str], typer.Option(help="First date to use, YYYY-MM-DD.")]
+EndOpt = Annotated[Optional[str], typer.Option(help="Last date to use, YYYY-MM-DD.")]
+RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Bypass the FinanceDataReader cache.")]
+
+
+@app.command()
+def run(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file with [section] keys.")] = None,
+    source: SourceOpt = None,
+    symbol: SymbolOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    target: Annotated[Optional[str], typer.Option(help="regression, classification or both (default both).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override one config key, e.g. --set model.hidden_size=64 (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<source>-<timestamp>).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Small model on yearly folds: a look in seconds.")] = False,
+    refresh: RefreshOpt = False,
+) -> None:
+    """Walk forward, backtest and report; prints the path of report.html at the end."""
+    flags = {"data.source": source, "data.symbol": symbol, "data.start": start, "data.end": end,
+             "target.task": target, "data.refresh": refresh or None}
+    cfg = RunConfig.resolve(path=config, preset=QUICK_PRESET if quick else None,
+                            flags={k: v for k, v in flags.items() if v is not None},
+                            overrides=parse_overrides(set_ or []))
+    from backtest.pipeline import default_run_dir, run as run_pipeline, save_run
+    from backtest.errors import ConfigError
+
+    out_dir = out or default_run_dir(cfg.data.source)
+    if out_dir.exists():
+        raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
+    with _progress() as progress:
+        result = run_pipeline(cfg, progress=progress)
+        progress("report", 0, 1)
+        saved = save_run(result, out_dir)
+    _print_summary(result.metrics)
+    for note in result.manifest.get("warnings", []):
+        typer.echo(f"note: {note}")
+    typer.echo(f"report: {(saved / 'report.html').resolve()}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `lstmbt run`.")],
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the HTML (default RUN_DIR/report.html).")] = None,
+) -> None:
+    """Re-render report.html from a saved run directory."""
+    from backtest.pipeline import load_run
+    from reports import render_report
+
+    result = load_run(run_dir)
+    target = out or run_dir / "report.html"
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(render_report(result), encoding="utf-8")
+    tmp.replace(target)
+    typer.echo(f"report: {target.resolve()}")
+
+
+@data_app.command("show")
+def data_show(source: SourceOpt = None, symbol: SymbolOpt = None, start: StartOpt = None, end: EndOpt = None,
+              refresh: RefreshOpt = False) -> None:
+    """Load a source, validate it, and print its range, size, hash and last rows."""
+    from backtest.data import describe_prices, load_prices
+
+    cfg = _data_config(source, symbol, start, end, refresh)
+    prices = load_prices(cfg)
+    for key, value in describe_prices(prices, cfg.source, cfg.symbol).items():
+        typer.echo(f"{key:>10}: {value}")
+    typer.echo(prices.tail().to_string())
+
+
+@data_app.command("fetch")
+def data_fetch(ticker: Annotated[str, typer.Argument(help="FinanceDataReader ticker, e.g. 005930, AAPL, KS11.")],
+               start: StartOpt = None, end: EndOpt = None) -> None:
+    """Download a ticker through FinanceDataReader into the cache (always refetches)."""
+    from backtest.data import describe_prices, fdr_cache_dir, load_prices
+
+    cfg = _data_config(f"fdr:{ticker}", None, start, end, True)
+    prices = load_prices(cfg)
+    info = describe_prices(prices, cfg.source)
+    typer.echo(f"cached {info['rows']} rows {info['first_date']} to {info['last_date']} in {fdr_cache_dir()}")
+
+
+def _data_config(source, symbol, start, end, refresh):
+    flags = {"data.source": source, "data.symbol": symbol, "data.start": start, "data.end": end,
+             "data.refresh": refresh or None}
+    return RunConfig.resolve(flags={k: v for k, v in flags.items() if v is not None}).data
+
+
+class _progress:
+    """Rich progress bars for the pipeline's progress(stage, done, total) callback."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), transient=False)
+        self._tasks: dict[str, Any] = {}
+        self._bar.__enter__()
+        return self
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self._tasks:
+            for task_id in self._tasks.values():  # a new stage means the previous ones finished
+                task = self._bar.tasks[task_id]
+                self._bar.update(task_id, completed=task.total)
+            label = stage if total > 1 else f"{stage}"
+            self._tasks[stage] = self._bar.add_task(label, total=total)
+        self._bar.update(self._tasks[stage], completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            for task_id in self._tasks.values():
+                self._bar.update(task_id, completed=self._bar.tasks[task_id].total)
+        return self._bar.__exit__(*exc)
+
+
+def _print_summary(metrics: dict[str, dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from reports import format_metric
+
+    keys = ("total_return", "cagr", "sharpe", "max_drawdown", "hit_rate", "hit_rate_pvalue", "n_trades", "fees_paid")
+    table = Table(title="Out-of-sample, net of costs")
+    table.add_column("metric")
+    for name in metrics:
+        table.add_column(name, justify="right")
+    for key in keys:
+        table.add_row(key, *(format_metric(key, metrics[n].get(key)) for n in metrics))
+    Console().print(table)
+
+
+def main() -> None:
+    """Console entry point: user-input errors become one line on stderr and exit status 2."""
+    try:
+        app()
+    except LstmbtError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was written", err=True)
+        sys.exit(130)
