@@ -59,10 +59,16 @@ def run(
     out_dir = out or default_run_dir(cfg.data.source)
     if out_dir.exists():
         raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
-    with _progress() as progress:
-        result = run_pipeline(cfg, progress=progress)
-        progress("report", 0, 1)
-        saved = save_run(result, out_dir)
+    try:
+        with _progress() as progress:
+            result = run_pipeline(cfg, progress=progress)
+            progress("report", 0, 1)
+            saved = save_run(result, out_dir)
+    except KeyboardInterrupt:
+        # typer turns Ctrl-C into a silent exit 130 before main() could see it; save_run has
+        # already removed its temporary directory, so the run left nothing behind
+        typer.echo("interrupted: nothing was written", err=True)
+        raise typer.Exit(130) from None
     _print_summary(result.metrics)
     for note in result.manifest.get("warnings", []):
         typer.echo(f"note: {note}")
@@ -80,9 +86,13 @@ def report(
 
     result = load_run(run_dir)
     target = out or run_dir / "report.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(render_report(result), encoding="utf-8")
-    tmp.replace(target)
+    try:
+        tmp.write_text(render_report(result), encoding="utf-8")
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
     typer.echo(f"report: {target.resolve()}")
 
 
@@ -118,31 +128,41 @@ def _data_config(source, symbol, start, end, refresh):
 
 
 class _progress:
-    """Rich progress bars for the pipeline's progress(stage, done, total) callback."""
+    """Rich progress bars for the pipeline's progress(stage, done, total) callback.
+
+    The display starts with the first stage after loading, so bad input prints only its error.
+    """
 
     def __enter__(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), transient=False)
+                             TimeElapsedColumn())
         self._tasks: dict[str, Any] = {}
-        self._bar.__enter__()
+        self._started = False
         return self
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == "data" and not self._started:
+            return
+        if not self._started:
+            self._bar.start()
+            self._started = True
         if stage not in self._tasks:
             for task_id in self._tasks.values():  # a new stage means the previous ones finished
-                task = self._bar.tasks[task_id]
-                self._bar.update(task_id, completed=task.total)
-            label = stage if total > 1 else f"{stage}"
-            self._tasks[stage] = self._bar.add_task(label, total=total)
+                self._bar.update(task_id, completed=self._bar.tasks[task_id].total)
+            self._tasks[stage] = self._bar.add_task(stage, total=total)
         self._bar.update(self._tasks[stage], completed=done, total=total)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
+        if not self._started:
+            return
         if exc[0] is None:
             for task_id in self._tasks.values():
                 self._bar.update(task_id, completed=self._bar.tasks[task_id].total)
-        return self._bar.__exit__(*exc)
+        else:
+            self._bar.live.transient = True  # on failure, leave only the error line behind
+        self._bar.stop()
 
 
 def _print_summary(metrics: dict[str, dict[str, Any]]) -> None:

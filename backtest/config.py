@@ -2,7 +2,8 @@
 
 Precedence, lowest first: defaults, the ``--quick`` preset, the TOML file, CLI flags, ``--set``
 (see ``RunConfig.resolve``).
-Every value is checked when its dataclass is built, so a bad value fails before any work starts.
+Values are range-checked when a dataclass is built and type-checked when read from TOML, flags or
+``--set``, so a bad value fails before any work starts.
 """
 
 from __future__ import annotations
@@ -326,12 +327,16 @@ _SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fie
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML config file, turning I/O and syntax problems into one-line ConfigErrors."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"config file {path} does not exist; check the path given to --config")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} is not a file; pass a .toml file to --config")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the syntax at that spot") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); check its permissions") from None
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -377,6 +382,9 @@ def _split_key(dotted: str) -> tuple[str, str]:
         raise ConfigError(f"unknown config key '{dotted}'{_did_you_mean(section, _SECTIONS)}; "
                           f"keys look like section.key with section one of: {', '.join(_SECTIONS)}")
     names = [f.name for f in dataclasses.fields(_SECTIONS[section])]
+    if not key:
+        raise ConfigError(f"config key '{dotted}' names the section [{section}], not one of its keys; "
+                          f"write {section}.KEY=VALUE with KEY one of: {', '.join(names)}")
     if key not in names:
         full = [f"{section}.{n}" for n in names]
         raise ConfigError(f"unknown config key '{dotted}'{_did_you_mean(dotted, full)}; "

@@ -101,18 +101,18 @@ def normalize_ohlcv(raw: pd.DataFrame, label: str) -> pd.DataFrame:
         raise DataError(f"{label} is missing column(s) {', '.join(missing)} (found: {found}); "
                         "provide Open, High, Low, Close and Volume (names are case-insensitive)")
     out = pd.DataFrame({name: _numeric(frame[lookup[name.lower()]], name, label) for name in OHLCV})
+    out.index.name = "Date"
+    _validate(out, label)  # before adjusting, so a message names the column that is really wrong
     adj_key = next((k for k in _ADJ_NAMES if k in lookup), None)
     if adj_key is not None:
         adj = _numeric(frame[lookup[adj_key]], "Adj Close", label)
-        if adj.isna().any():
-            raise DataError(f"{label}: Adj Close has {int(adj.isna().sum())} missing value(s); fill them, "
-                            "or drop the Adj Close column to use unadjusted prices")
+        if adj.isna().any() or (adj <= 0).any():
+            raise DataError(f"{label}: Adj Close has {int((adj.isna() | (adj <= 0)).sum())} missing or non-positive "
+                            "value(s); fix them, or drop the Adj Close column to use unadjusted prices")
         factor = adj / out["Close"]
         for name in ("Open", "High", "Low"):
             out[name] = out[name] * factor
         out["Close"] = adj
-    out.index.name = "Date"
-    _validate(out, label)
     return out
 
 

@@ -58,11 +58,7 @@ class RunResult:
 def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     """Load data, walk forward every model on identical folds, backtest, and score."""
     from backtest.data import check_enough_rows, describe_prices, load_prices
-    from backtest.portfolio import run_backtest
-    from backtest.splits import WalkForwardSplit
-    from backtest.walkforward import make_sample_grid, walk_forward_predict
     from models.features import make_features, warmup_rows
-    from models.targets import make_target
 
     report = progress or (lambda stage, done, total: None)
     timings: dict[str, float] = {}
@@ -72,6 +68,12 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     need, breakdown = _rows_needed(config, warmup_rows(config.features.groups, config.features.n_lags))
     check_enough_rows(prices, need, breakdown, config.data.source)
     timings["data"] = _lap(clock)
+
+    # Imported only now, so bad input is reported before sklearn and torch load.
+    from backtest.portfolio import run_backtest
+    from backtest.splits import WalkForwardSplit
+    from backtest.walkforward import make_sample_grid, walk_forward_predict
+    from models.targets import make_target
 
     report("features", 0, 1)
     features = make_features(prices, config.features.groups, config.features.n_lags)

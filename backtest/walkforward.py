@@ -78,8 +78,13 @@ def walk_forward_predict(
         windows = sliding_windows(_standardize(values, train_rows), grid.lookback)
 
         def take(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            rows = grid.rows(positions)
-            return windows[rows - grid.lookback + 1], y[rows]
+            # Fold positions are contiguous ranges, so slices keep the windows a view.
+            if len(positions) > 1 and not (np.diff(positions) == 1).all():
+                raise ValueError(f"fold {fold.index} positions are not one contiguous range")
+            first = grid.first_row + int(positions[0])
+            rows = slice(first, first + len(positions))
+            starts = slice(first - grid.lookback + 1, first - grid.lookback + 1 + len(positions))
+            return windows[starts], y[rows]
 
         model = clone(estimator)
         started = time.perf_counter()

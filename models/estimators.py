@@ -85,7 +85,7 @@ class _LSTMEstimator(BaseEstimator):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        if "net_" in state and state["device_"].type != "cpu":
+        if "net_" in state and any(p.device.type != "cpu" for p in state["net_"].parameters()):
             # pickle a CPU copy so a GPU-fitted model loads anywhere; Module.to() works in place,
             # so moving net_ itself would strand the live model on the CPU behind a cuda device_
             state["net_"] = copy.deepcopy(state["net_"]).to("cpu")

@@ -74,7 +74,8 @@ def train_network(
 
     ``train``/``val`` are ``(X, y)`` with X of shape (N, L, F) (views are fine: only each batch
     is copied) and y of shape (N,). Without ``val`` the loop runs all ``max_epochs`` (no early
-    stopping) and keeps the weights with the lowest training loss. ``generator`` shuffles the batches, so a seeded generator gives a repeatable run.
+    stopping) and keeps the weights with the lowest training loss. ``generator`` shuffles the
+    batches, so a seeded generator gives a repeatable run.
     """
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

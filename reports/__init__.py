@@ -7,6 +7,7 @@ Reports only format what the run computed: numbers come from ``result.metrics``,
 from __future__ import annotations
 
 import math
+import numbers
 from functools import lru_cache
 from typing import Any
 
@@ -92,7 +93,7 @@ def _template() -> jinja2.Template:
 
 def format_metric(name: str, value: Any) -> str:
     """Display text for one metric value; missing or undefined values show as an en dash."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if value is None or (isinstance(value, numbers.Real) and not math.isfinite(value)):
         return "\u2013"
     if name in _INTEGER:
         return f"{int(value):,}"

@@ -135,9 +135,18 @@ def test_adj_close_adjusts_ohlc_by_hand(tmp_path):
 def test_adj_close_with_gaps_is_refused_not_silently_skipped(tmp_path):
     path = write_csv(tmp_path, rows_csv("2020-01-02,8,12,6,10,100,5", "2020-01-03,20,22,19,21,200,",
                                         header="Date,Open,High,Low,Close,Volume,Adj Close"))
-    with pytest.raises(DataError, match=r"Adj Close has 1 missing value.*drop the Adj Close column") as exc:
+    with pytest.raises(DataError, match=r"Adj Close has 1 missing or non-positive.*drop the Adj Close column") as exc:
         load_csv(path)
     one_line(exc)
+
+
+def test_gap_in_close_is_named_even_with_adj_close(tmp_path):
+    # The adjustment would spread a missing Close into Open; validation runs first and names Close.
+    path = write_csv(tmp_path, rows_csv("2020-01-02,8,12,6,10,100,5", "2020-01-03,20,22,19,n/a,200,21",
+                                        header="Date,Open,High,Low,Close,Volume,Adj Close"))
+    with pytest.raises(DataError, match=r"Close has 1 missing value") as exc:
+        load_csv(path)
+    assert "Open" not in str(exc.value)
 
 
 def test_date_column_may_be_the_saved_index_or_yyyymmdd_integers(tmp_path):

@@ -30,6 +30,19 @@ SPEC = NetSpec(hidden_size=4, num_layers=1, dropout=0.0, head=())
 SETTINGS = TrainSettings(max_epochs=3, batch_size=16)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Run these tiny networks on one intra-op thread, then restore the setting.
+
+    They gain nothing from more, and on a busy 2-core machine OpenMP's spinning threads make
+    them several times slower. Results are compared only within a test, under one setting.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------------------- windows
 
 

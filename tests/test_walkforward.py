@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from backtest.errors import DataError
 from backtest.splits import WalkForwardSplit
@@ -23,11 +24,24 @@ SETTINGS = TrainSettings(max_epochs=3, batch_size=16)
 SEED = 7
 
 
-def make_case(n_rows: int = 150, n_features: int = 3, seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Run these tiny networks on one intra-op thread, then restore the setting.
+
+    They gain nothing from more, and on a busy 2-core machine OpenMP's spinning threads make
+    them several times slower. Results are compared only within a test, under one setting.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_case(n_rows: int = 150, seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     """Features with a 3-row warm-up in one column, a return-like target and its direction."""
     rng = np.random.default_rng(seed)
     index = pd.bdate_range("2020-01-01", periods=n_rows, name="Date")
-    values = rng.normal(size=(n_rows, n_features)) * [1.0, 5.0, 0.1] + [0.0, 3.0, -1.0]
+    values = rng.normal(size=(n_rows, 3)) * [1.0, 5.0, 0.1] + [0.0, 3.0, -1.0]
     features = pd.DataFrame(values, index=index, columns=["a", "b", "c"])
     features.iloc[:3, 1] = np.nan  # column b warms up for 3 rows
     ret = pd.Series(0.01 * values[:, 0] + 0.01 * rng.normal(size=n_rows), index=index)
