@@ -31,6 +31,7 @@ _ADJ_NAMES = ("adj close", "adj_close", "adjclose", "adjusted close", "adjusted_
 FDR_ATTEMPTS = 4
 FDR_BACKOFF_S = 1.0
 FDR_FRESH_S = 12 * 3600
+FDR_TIMEOUT_S = 30.0
 
 
 def load_prices(cfg: DataConfig) -> pd.DataFrame:
@@ -297,7 +298,8 @@ def _fetch_fdr(ticker: str, start: str | None, end: str | None) -> pd.DataFrame:
         if attempt:
             time.sleep(FDR_BACKOFF_S * 2 ** (attempt - 1))
         try:
-            with contextlib.redirect_stdout(io.StringIO()):  # FDR prints instead of raising
+            # FDR prints instead of raising, and calls requests without a timeout.
+            with contextlib.redirect_stdout(io.StringIO()), _socket_timeout(FDR_TIMEOUT_S):
                 frame = reader(ticker, start, end)
         except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
             if not _is_transient(exc):
@@ -330,8 +332,23 @@ def _is_transient(exc: Exception) -> bool:
                             ConnectionError, TimeoutError))
 
 
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+    """Make a stalled connection fail (and be retried) instead of hanging forever."""
+    import socket
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def _brief(exc: Exception | None) -> str:
     if exc is None:
         return "no error recorded"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+    if len(text) > 150:
+        text = text[:147].rstrip() + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -540,3 +540,20 @@ def test_fdr_http_404_is_not_retried(fdr):
         load_prices(DataConfig(source="fdr:NOSUCH", start="2020-01-01", end="2020-12-31"))
     one_line(exc)
     assert len(reader.calls) == 1 and fdr.delays == []
+
+
+def test_fdr_calls_run_under_a_socket_timeout(fdr, monkeypatch):
+    # FDR calls requests without a timeout; a stalled connection must fail and be retried, not hang.
+    seen = []
+    reader = fdr(fdr_frame())
+    original = reader.__call__
+
+    def spy(*args, **kwargs):
+        seen.append(socket.getdefaulttimeout())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(data, "_fdr_datareader", lambda: spy)
+    before = socket.getdefaulttimeout()
+    load_prices(FDR_CFG)
+    assert seen == [data.FDR_TIMEOUT_S]
+    assert socket.getdefaulttimeout() == before
