@@ -22,6 +22,7 @@ from typing import Any
 import tomli_w
 
 from backtest.errors import ConfigError
+from models.specs import NetSpec, TrainSettings
 
 FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr", "lags")
 DEFAULT_FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr")
@@ -153,21 +154,10 @@ class SplitConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelConfig:
-    """The LSTM network (see ``models.networks.LSTMNet``).
-
-    ``lookback``: window length L in days. ``head``: hidden sizes of the MLP after the LSTM, each
-    followed by ReLU; ``[]`` is a single linear layer.
-    """
+class ModelConfig(NetSpec):
+    """The LSTM network: ``models.specs.NetSpec`` plus ``lookback``, the window length L in days."""
 
     lookback: int = 60
-    hidden_size: int = 32
-    num_layers: int = 2
-    dropout: float = 0.2
-    bidirectional: bool = False
-    pooling: str = "last"
-    layer_norm: bool = False
-    head: tuple[int, ...] = (32,)
 
     def __post_init__(self) -> None:
         _check_range("model.lookback", self.lookback, 2, 1000)
@@ -180,23 +170,12 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """The epoch loop (see ``models.training``).
+class TrainConfig(TrainSettings):
+    """The epoch loop: ``models.specs.TrainSettings`` plus the run-level ``device`` and ``seed``.
 
-    ``lr``: AdamW learning rate. ``weight_decay``: AdamW decoupled weight decay. ``patience``:
-    epochs without a validation improvement before stopping (best weights are restored).
-    ``lr_patience``/``lr_factor``: ReduceLROnPlateau. ``clip_norm``: max gradient L2 norm, 0 = off.
     ``device``: ``auto`` (cuda when available), ``cpu`` or ``cuda``. ``seed``: seeds every RNG.
     """
 
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    max_epochs: int = 30
-    patience: int = 5
-    lr_patience: int = 2
-    lr_factor: float = 0.5
-    clip_norm: float = 1.0
     device: str = "auto"
     seed: int = 0
 

@@ -6,6 +6,7 @@ Every step between loading and writing is a pure function of its inputs. Heavy l
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -55,83 +56,109 @@ class RunResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Design:
+    """What every model of a run shares: prices, features, targets, the sample grid and the folds."""
+
+    prices: pd.DataFrame
+    features: pd.DataFrame
+    targets: dict[str, pd.Series]
+    grid: Any
+    folds: list
+
+
 def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     """Load data, walk forward every model on identical folds, backtest, and score."""
-    from backtest.data import check_enough_rows, describe_prices, load_prices
-    from models.features import make_features, warmup_rows
+    from backtest.data import describe_prices
+    from backtest.portfolio import run_backtest
 
     report = progress or (lambda stage, done, total: None)
-    timings: dict[str, float] = {}
     clock = time.perf_counter()
     report("data", 0, 1)
-    prices = load_prices(config.data)
-    need, breakdown = _rows_needed(config, warmup_rows(config.features.groups, config.features.n_lags))
-    check_enough_rows(prices, need, breakdown, config.data.source)
-    timings["data"] = _lap(clock)
-
-    # Imported only now, so bad input is reported before sklearn and torch load.
-    from backtest.portfolio import run_backtest
-    from backtest.splits import WalkForwardSplit
-    from backtest.walkforward import make_sample_grid, walk_forward_predict
-    from models.targets import make_target
-
+    prices = _load_checked(config)
+    timings = {"data": _lap(clock)}
     report("features", 0, 1)
-    features = make_features(prices, config.features.groups, config.features.n_lags)
-    horizon = config.target.horizon
-    direction = make_target(prices, "direction", horizon)
-    targets = {"regression": make_target(prices, config.target.regression, horizon), "classification": direction}
-    grid = make_sample_grid(features, direction, config.model.lookback)
-    split = config.split
-    splitter = WalkForwardSplit(min_train=split.min_train, step=split.step, horizon=horizon,
-                                scheme=split.scheme, val_fraction=split.val_fraction, embargo=split.embargo)
-    folds = splitter.split(grid.n)
+    design = _design(prices, config)
     timings["features"] = _lap(clock) - timings["data"]
-
-    frames, logs = [], []
-    for task in config.target.tasks:
-        name = MODEL_NAMES[task]
-        started = time.perf_counter()
-        report(name, 0, len(folds))
-        done = iter(range(1, len(folds) + 1))
-        preds, log = walk_forward_predict(build_estimator(task, config), features, targets[task], grid, folds,
-                                          on_fold=lambda entry, name=name: report(name, next(done), len(folds)))
-        preds.insert(1, "target", task)
-        preds["close"] = prices["Close"].reindex(preds["date"]).to_numpy()
-        frames.append(preds)
-        logs.append(log.assign(model=name))
-        timings[f"walkforward_{task}"] = time.perf_counter() - started
+    predictions, folds_frame = _predict_all(design, config, report, timings)
 
     report("backtest", 0, 1)
     started = time.perf_counter()
-    predictions = pd.concat(frames, ignore_index=True)
-    positions = make_positions(predictions, grid.dates[folds[0].test[0]:], config)
+    positions = make_positions(predictions, design.grid.dates[design.folds[0].test[0]:], config)
     backtest = run_backtest(prices, positions, config.backtest)
-    realised_up = (direction.reindex(positions.index) > 0).to_numpy()
+    realised_up = (design.targets["classification"].reindex(positions.index) > 0).to_numpy()
     metrics = collect_metrics(predictions, positions, backtest, realised_up, config)
     timings["backtest_and_metrics"] = time.perf_counter() - started
     timings["total"] = _lap(clock)
-    folds_frame = pd.concat(logs, ignore_index=True)
-    folds_frame = folds_frame[["model"] + [c for c in folds_frame.columns if c != "model"]]
     manifest = _manifest(config, describe_prices(prices, config.data.source, config.data.symbol), positions,
-                         len(folds), timings, _run_warnings(metrics, positions))
+                         len(design.folds), timings, _run_warnings(metrics, positions))
     return RunResult(config=config, predictions=predictions, positions=positions, returns=backtest.returns,
                      folds=folds_frame, metrics=metrics, manifest=manifest)
+
+
+def _load_checked(config: RunConfig) -> pd.DataFrame:
+    """Prices, refused early when too short for the warm-up, lookback, min_train and one test block."""
+    from backtest.data import check_enough_rows, load_prices
+    from models.features import warmup_rows
+
+    prices = load_prices(config.data)
+    need, breakdown = _rows_needed(config, warmup_rows(config.features.groups, config.features.n_lags))
+    check_enough_rows(prices, need, breakdown, config.data.source)
+    return prices
+
+
+def _design(prices: pd.DataFrame, config: RunConfig) -> _Design:
+    # Imported only after loading, so bad input is reported before sklearn and torch load.
+    from backtest.splits import WalkForwardSplit
+    from backtest.walkforward import make_sample_grid
+    from models.features import make_features
+    from models.targets import make_target
+
+    features = make_features(prices, config.features.groups, config.features.n_lags)
+    h, split = config.target.horizon, config.split
+    direction = make_target(prices, "direction", h)
+    targets = {"regression": make_target(prices, config.target.regression, h), "classification": direction}
+    grid = make_sample_grid(features, direction, config.model.lookback)
+    splitter = WalkForwardSplit(min_train=split.min_train, step=split.step, horizon=h, scheme=split.scheme,
+                                val_fraction=split.val_fraction, embargo=split.embargo)
+    return _Design(prices=prices, features=features, targets=targets, grid=grid, folds=splitter.split(grid.n))
+
+
+def _predict_all(design: _Design, config: RunConfig, report: Progress,
+                 timings: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Out-of-sample predictions of every model on the same folds, and the per-fold log."""
+    from backtest.walkforward import walk_forward_predict
+
+    frames, logs, n_folds = [], [], len(design.folds)
+    for task in config.target.tasks:
+        name, started = MODEL_NAMES[task], time.perf_counter()
+        report(name, 0, n_folds)
+        done = iter(range(1, n_folds + 1))
+        preds, log = walk_forward_predict(build_estimator(task, config), design.features, design.targets[task],
+                                          design.grid, design.folds,
+                                          on_fold=lambda entry, name=name: report(name, next(done), n_folds))
+        preds.insert(1, "target", task)
+        preds["close"] = design.prices["Close"].reindex(preds["date"]).to_numpy()
+        frames.append(preds)
+        logs.append(log.assign(model=name))
+        timings[f"walkforward_{task}"] = time.perf_counter() - started
+    folds = pd.concat(logs, ignore_index=True)
+    return pd.concat(frames, ignore_index=True), folds[["model"] + [c for c in folds.columns if c != "model"]]
 
 
 def build_estimator(task: str, config: RunConfig):
     """The unfitted LSTM estimator for ``task`` (``regression`` or ``classification``)."""
     from models.estimators import LSTMClassifier, LSTMRegressor
-    from models.networks import NetSpec
-    from models.training import TrainSettings
+    from models.specs import NetSpec, TrainSettings
 
-    m, t = config.model, config.train
-    net = NetSpec(hidden_size=m.hidden_size, num_layers=m.num_layers, dropout=m.dropout,
-                  bidirectional=m.bidirectional, pooling=m.pooling, layer_norm=m.layer_norm, head=m.head)
-    settings = TrainSettings(lr=t.lr, weight_decay=t.weight_decay, batch_size=t.batch_size,
-                             max_epochs=t.max_epochs, patience=t.patience, lr_patience=t.lr_patience,
-                             lr_factor=t.lr_factor, clip_norm=t.clip_norm)
     cls = LSTMRegressor if task == "regression" else LSTMClassifier
-    return cls(net=net, train=settings, device=t.device, random_state=t.seed)
+    return cls(net=_narrow(config.model, NetSpec), train=_narrow(config.train, TrainSettings),
+               device=config.train.device, random_state=config.train.seed)
+
+
+def _narrow(section: Any, base: type) -> Any:
+    """The ``base`` dataclass part of a config section that extends it."""
+    return base(**{f.name: getattr(section, f.name) for f in dataclasses.fields(base)})
 
 
 def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: RunConfig) -> pd.DataFrame:

@@ -17,8 +17,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from models.networks import LSTMNet, NetSpec
-from models.training import TrainSettings, predict_outputs, resolve_device, train_network
+from models.networks import LSTMNet
+from models.specs import NetSpec, TrainSettings
+from models.training import predict_outputs, resolve_device, train_network
 
 
 class _SqueezedMSE(nn.Module):

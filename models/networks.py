@@ -1,31 +1,13 @@
-"""The LSTM network and the spec that describes it."""
+"""The LSTM network (its settings, ``NetSpec``, live in ``models.specs``)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from models.specs import NetSpec
 
-@dataclass(frozen=True, kw_only=True)
-class NetSpec:
-    """Architecture of ``LSTMNet`` (everything but the input width and the output count).
-
-    ``pooling``: ``last`` reads the final time step (for a bidirectional LSTM: forward state at
-    the last step, backward state at the first), ``mean`` averages all steps. ``head``: hidden
-    sizes of the MLP after pooling; each hidden layer is ``ReLU -> Linear``, and a final
-    ``ReLU -> Linear`` maps to the outputs. ``head=()`` is a plain linear read-out. The seed
-    notebook's LSTM -> ReLU -> Linear(., 128) -> ReLU -> Linear(128, 1) is ``head=(128,)``.
-    """
-
-    hidden_size: int = 32
-    num_layers: int = 2
-    dropout: float = 0.2
-    bidirectional: bool = False
-    pooling: str = "last"
-    layer_norm: bool = False
-    head: tuple[int, ...] = (32,)
+__all__ = ["LSTMNet", "NetSpec"]
 
 
 class LSTMNet(nn.Module):

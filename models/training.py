@@ -11,28 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.specs import TrainSettings
 from models.windows import batch_indices
 
 EVAL_BATCH = 1024
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainSettings:
-    """Optimisation settings.
-
-    ``lr``: AdamW learning rate. ``weight_decay``: decoupled weight decay. ``patience``: epochs
-    without a validation improvement before stopping. ``lr_patience``/``lr_factor``:
-    ReduceLROnPlateau on the monitored loss. ``clip_norm``: max global gradient L2 norm (0 = off).
-    """
-
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    max_epochs: int = 30
-    patience: int = 5
-    lr_patience: int = 2
-    lr_factor: float = 0.5
-    clip_norm: float = 1.0
 
 
 @dataclass
