@@ -165,6 +165,15 @@ class _progress:
         self._bar.stop()
 
 
+def _torch_threads() -> int | None:
+    """One torch thread per core this process may use, unless the user pinned OMP_NUM_THREADS."""
+    import os
+
+    from models.specs import available_cores
+
+    return None if os.environ.get("OMP_NUM_THREADS") else available_cores()
+
+
 def _print_summary(metrics: dict[str, dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table

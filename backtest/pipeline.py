@@ -67,8 +67,12 @@ class _Design:
     folds: list
 
 
-def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
-    """Load data, walk forward every model on identical folds, backtest, and score."""
+def run(config: RunConfig, progress: Progress | None = None, threads: int | None = None) -> RunResult:
+    """Load data, walk forward every model on identical folds, backtest, and score.
+
+    ``threads``: torch intra-op threads for training (None leaves torch's setting alone); the
+    CLI passes the cores available, so two threads never fight over one core.
+    """
     from backtest.data import describe_prices
     from backtest.portfolio import run_backtest
 
@@ -79,6 +83,10 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     timings = {"data": _lap(clock)}
     report("features", 0, 1)
     design = _design(prices, config)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     timings["features"] = _lap(clock) - timings["data"]
     predictions, folds_frame = _predict_all(design, config, report, timings)
 
@@ -153,7 +161,7 @@ def build_estimator(task: str, config: RunConfig):
 
     cls = LSTMRegressor if task == "regression" else LSTMClassifier
     return cls(net=_narrow(config.model, NetSpec), train=_narrow(config.train, TrainSettings),
-               device=config.train.device, random_state=config.train.seed)
+               device=config.train.device, random_state=config.train.seed, warm_start=config.train.warm_start)
 
 
 def _narrow(section: Any, base: type) -> Any:

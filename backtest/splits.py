@@ -34,7 +34,8 @@ class WalkForwardSplit:
     step : test block length in samples (bars between retrains); the last block may be shorter.
     horizon : label horizon h in bars; sets the purge.
     scheme : ``expanding`` (train from position 0) or ``rolling`` (last ``min_train`` positions).
-    val_fraction : share of the usable training window held out, from its end, for validation.
+    val_fraction : share of the usable training window held out, from its end, for validation;
+        0 means no validation set (train a fixed number of epochs).
     embargo : extra bars dropped after the purge, between fit and validation and before the test.
     """
 
@@ -50,11 +51,11 @@ class WalkForwardSplit:
             raise ValueError(f"scheme must be 'expanding' or 'rolling', got {self.scheme!r}")
         if self.step < 1 or self.horizon < 1 or self.embargo < 0:
             raise ValueError("step and horizon must be >= 1 and embargo >= 0")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         usable = self.min_train - self.gap
         n_val = self._n_val(usable)
-        if usable - n_val - self.gap < 2:
+        if usable - (n_val + self.gap if n_val else 0) < 2:
             raise ValueError(f"min_train {self.min_train} leaves fewer than 2 samples to fit on after the purge "
                              f"({self.gap}) and a validation tail of {n_val}; raise min_train")
 
@@ -76,13 +77,16 @@ class WalkForwardSplit:
             last_usable = start - 1 - self.gap
             n_val = self._n_val(last_usable - window_start + 1)
             val_start = last_usable - n_val + 1
+            fit_end = val_start - self.gap if n_val else last_usable + 1
             folds.append(Fold(
                 index=k,
-                train=np.arange(window_start, val_start - self.gap),
+                train=np.arange(window_start, fit_end),
                 val=np.arange(val_start, last_usable + 1),
                 test=np.arange(start, min(start + self.step, n_samples)),
             ))
         return folds
 
     def _n_val(self, usable: int) -> int:
+        if self.val_fraction == 0:
+            return 0
         return max(1, int(round(self.val_fraction * usable)))

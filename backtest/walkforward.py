@@ -61,6 +61,9 @@ def walk_forward_predict(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit a clone of ``estimator`` per fold and predict that fold's test block.
 
+    An estimator with ``warm_start=True`` is cloned once and refitted fold after fold, so each
+    fold starts from the weights of the previous one (trained on data before its own test block).
+
     Features are standardised per fold with the mean and standard deviation of the training
     window's rows (fit and validation samples), so nothing after the retrain date shapes them.
 
@@ -86,9 +89,11 @@ def walk_forward_predict(
             starts = slice(first - grid.lookback + 1, first - grid.lookback + 1 + len(positions))
             return windows[starts], y[rows]
 
-        model = clone(estimator)
+        # A warm-starting estimator carries its weights from fold to fold; others start fresh.
+        if not (getattr(estimator, "warm_start", False) and parts):
+            model = clone(estimator)
         started = time.perf_counter()
-        model.fit(*take(fold.train), *take(fold.val))
+        model.fit(*take(fold.train), *(take(fold.val) if len(fold.val) else ()))
         x_test, y_test = take(fold.test)
         parts.append(_fold_predictions(model, x_test, y_test, grid.dates[fold.test], fold.index))
         entry = _fold_entry(fold, grid, model, time.perf_counter() - started)
@@ -121,11 +126,15 @@ def _fold_entry(fold: Fold, grid: SampleGrid, model, seconds: float) -> dict:
     return {
         "fold": fold.index,
         "train_start": dates[fold.train[0]], "train_end": dates[fold.train[-1]],
-        "val_start": dates[fold.val[0]], "val_end": dates[fold.val[-1]],
+        "val_start": dates[fold.val[0]] if len(fold.val) else pd.NaT,
+        "val_end": dates[fold.val[-1]] if len(fold.val) else pd.NaT,
         "test_start": dates[fold.test[0]], "test_end": dates[fold.test[-1]],
         "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
+        "warm": bool(getattr(model, "warm_started_", False)),
         "epochs": int(getattr(model, "n_epochs_", 0)),
         "best_epoch": int(getattr(model, "best_epoch_", 0)) + 1,
         "best_val_loss": float(getattr(model, "best_loss_", np.nan)),
         "fit_seconds": round(seconds, 3),
+        "train_steps": int(getattr(getattr(model, "log_", None), "train_steps", 0)),
+        "eval_steps": int(getattr(getattr(model, "log_", None), "eval_steps", 0)),
     }

@@ -19,12 +19,17 @@ from torch import nn
 
 from models.networks import LSTMNet
 from models.specs import NetSpec, TrainSettings
-from models.training import predict_outputs, resolve_device, train_network
+from models.training import evaluate_loss, predict_outputs, resolve_device, train_network
 
 
-class _SqueezedMSE(nn.Module):
-    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return nn.functional.mse_loss(output.squeeze(-1), target)  # output (B, 1), target (B,)
+def _squared_error(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (output[..., 0] - target) ** 2  # output (..., 1), target (...)
+
+
+def _cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    # output (..., 2) logits, target (...) class indices
+    flat = nn.functional.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1), reduction="none")
+    return flat.reshape(target.shape)
 
 
 class _LSTMEstimator(BaseEstimator):
@@ -43,7 +48,9 @@ class _LSTMEstimator(BaseEstimator):
         """Train on windows ``X`` (N, L, F) and labels ``y`` (N,).
 
         ``X_val``/``y_val`` drive early stopping and the LR schedule; the weights with the best
-        validation loss are kept. Without them the model trains for ``max_epochs``.
+        validation loss are kept. Without them the model trains for ``max_epochs``. With
+        ``warm_start=True`` a second fit continues from the current weights (and the target
+        scaling of the first fit) for ``train.warm_epochs`` epochs.
         """
         X, y = _check_xy(X, y, "X", "y")
         val = None
@@ -53,20 +60,30 @@ class _LSTMEstimator(BaseEstimator):
             X_val, y_val = _check_xy(X_val, y_val, "X_val", "y_val")
             if X_val.shape[1:] != X.shape[1:]:
                 raise ValueError(f"X_val windows have shape {X_val.shape[1:]}, X windows {X.shape[1:]}")
-        y_fit = self._encode_fit(y)
+        settings, spec = self.train or TrainSettings(), self.net or NetSpec()
+        warm = self.warm_start and hasattr(self, "net_")
+        if warm and X.shape[1:] != (self.lookback_, self.n_features_in_):
+            raise ValueError(f"warm start needs windows of shape {(self.lookback_, self.n_features_in_)}, "
+                             f"got {X.shape[1:]}")
+        if warm and X_val is not None and not self._beats_naive(X, y, X_val, y_val, settings):
+            warm = False  # the carried weights lost to a constant forecast: start over
+        y_fit = self._encode(y) if warm else self._encode_fit(y)
         if X_val is not None:
             val = (X_val, self._encode(y_val))
+        if settings.mode == "sequence" and (spec.bidirectional or spec.pooling != "last"):
+            raise ValueError("train mode 'sequence' needs a unidirectional LSTM with pooling 'last'")
         device = resolve_device(self.device)
         generator = torch.Generator().manual_seed(int(self.random_state))
         started = time.perf_counter()
         # Dropout and weight init draw from torch's global RNG; fork it so seeding stays local.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(int(self.random_state))
-            if not (self.warm_start and hasattr(self, "net_")):
-                self.net_ = LSTMNet(X.shape[2], self._n_outputs, self.net or NetSpec()).to(device)
-            log = train_network(self.net_, self._loss(), (X, y_fit), val, self.train or TrainSettings(),
-                                device=device, generator=generator)
+            if not warm:
+                self.net_ = LSTMNet(X.shape[2], self._n_outputs, spec).to(device)
+            log = train_network(self.net_, self._loss, (X, y_fit), val, settings, device=device, generator=generator,
+                                epochs=settings.warm_epochs if warm else None, keep_initial=warm)
         self.device_ = device
+        self.warm_started_ = warm
         self.n_features_in_ = X.shape[2]
         self.lookback_ = X.shape[1]
         self.log_ = log
@@ -82,7 +99,17 @@ class _LSTMEstimator(BaseEstimator):
         if X.shape[1:] != (self.lookback_, self.n_features_in_):
             raise ValueError(f"X windows have shape {X.shape[1:]}, the model was fitted on "
                              f"{(self.lookback_, self.n_features_in_)}")
-        return predict_outputs(self.net_, X, self.device_)
+        return predict_outputs(self.net_, X, self.device_, self.train or TrainSettings())
+
+    def _beats_naive(self, X, y, X_val, y_val, settings: TrainSettings) -> bool:
+        """Whether the current weights score a lower validation loss than the naive constant forecast.
+
+        The constant is the training window's mean target (regression) or class-1 share
+        (classification), so a warm start keeps only weights that still know something.
+        """
+        y_fit, y_check = self._encode(y), self._encode(y_val)
+        model = evaluate_loss(self.net_, self._loss, (X_val, y_check), resolve_device(self.device), settings)
+        return model < self._naive_loss(y_fit, y_check)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -111,8 +138,11 @@ class LSTMRegressor(RegressorMixin, _LSTMEstimator):
     def _encode(self, y: np.ndarray) -> np.ndarray:
         return ((np.asarray(y, dtype=np.float64) - self.y_mean_) / self.y_scale_).astype(np.float32)
 
-    def _loss(self) -> nn.Module:
-        return _SqueezedMSE()
+    @staticmethod
+    def _naive_loss(y_fit: np.ndarray, y_check: np.ndarray) -> float:
+        return float(np.mean((y_check.astype(np.float64) - np.mean(y_fit)) ** 2))
+
+    _loss = staticmethod(_squared_error)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions in the units of ``y``, shape (N,)."""
@@ -135,14 +165,18 @@ class LSTMClassifier(ClassifierMixin, _LSTMEstimator):
         self.classes_ = classes
         return self._encode(y)
 
+    @staticmethod
+    def _naive_loss(y_fit: np.ndarray, y_check: np.ndarray) -> float:
+        share = float(np.clip(np.mean(y_fit == 1), 1e-6, 1 - 1e-6))
+        return float(-np.mean(np.where(y_check == 1, np.log(share), np.log(1 - share))))
+
     def _encode(self, y: np.ndarray) -> np.ndarray:
         encoded = np.searchsorted(self.classes_, y)
         if not np.array_equal(self.classes_[np.minimum(encoded, 1)], y):
             raise ValueError(f"y holds labels outside the fitted classes {self.classes_.tolist()}")
         return encoded.astype(np.int64)
 
-    def _loss(self) -> nn.Module:
-        return nn.CrossEntropyLoss()
+    _loss = staticmethod(_cross_entropy)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (N, 2), columns in ``classes_`` order."""

@@ -52,3 +52,16 @@ class LSTMNet(nn.Module):
             pooled = out[:, -1, :]  # (B, H)
         pooled = self.dropout(self.norm(pooled))
         return self.head(pooled)  # (B, n_outputs)
+
+    def forward_sequence(self, x: torch.Tensor, skip: int = 0) -> torch.Tensor:
+        """Outputs at every step after the first ``skip`` (the burn-in): the sequence-mode read-out.
+
+        Step t's output equals ``forward`` on the window ending at t when the context started at
+        the same row; only unidirectional LSTMs with ``last`` pooling have that property.
+        """
+        if self.bidirectional or self.pooling != "last":
+            raise ValueError("sequence mode needs a unidirectional LSTM with pooling 'last'")
+        # x: (B, T, F)
+        out, _ = self.lstm(x)  # (B, T, H)
+        out = self.dropout(self.norm(out[:, skip:, :]))  # (B, T - skip, H)
+        return self.head(out)  # (B, T - skip, n_outputs)

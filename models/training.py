@@ -1,4 +1,9 @@
-"""The epoch loop: AdamW, ReduceLROnPlateau, gradient clipping, early stopping on validation loss."""
+"""The epoch loop: AdamW, ReduceLROnPlateau, gradient clipping, early stopping on validation loss.
+
+Data goes to the device once per fit as one contiguous series; batches are index gathers from
+views of it (windows in ``window`` mode, burn-in + scored chunks in ``sequence`` mode), so the
+hot loop has no per-sample Python and no DataLoader.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.specs import TrainSettings
-from models.windows import batch_indices
+from models.specs import TRAIN_MODES, TrainSettings
+from models.windows import contiguous_series
 
 EVAL_BATCH = 1024
+#: a warm refit must beat the incoming weights by this many standard errors of the paired
+#: per-sample validation loss difference, so noise is not learned fold after fold
+WARM_ACCEPT_Z = 2.0
+#: loss(outputs, targets) -> per-element losses with the targets' shape
+ElementLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
 class TrainLog:
-    """What happened in training. Losses are per-sample means in the model's (scaled) units."""
+    """What happened in training. Losses are per-sample means in the model's (scaled) units.
+
+    ``train_steps``/``eval_steps``: LSTM time steps computed (rows x sequence length), with and
+    without a backward pass; the benchmark turns them into a FLOP estimate.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
     best_loss: float = math.inf
     stopped_early: bool = False
+    train_steps: int = 0
+    eval_steps: int = 0
 
     @property
     def n_epochs(self) -> int:
@@ -41,90 +57,201 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+class Feed:
+    """One (X, y) set on the device, served in the layout ``mode`` trains on.
+
+    ``window``: units are samples; a batch is (B, L, F) windows and (B,) targets.
+    ``sequence``: units are chunks of ``chunk_len`` consecutive targets; a batch is
+    (B, L - 1 + C, F) inputs, (B, C) targets and a (B, C) mask that drops targets already
+    scored by an earlier chunk (the last chunk is moved back to end at the last target).
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, mode: str, chunk_len: int, device: torch.device) -> None:
+        if mode not in TRAIN_MODES:
+            raise ValueError(f"mode must be one of {TRAIN_MODES}, got {mode!r}")
+        n, lookback = len(X), X.shape[1]
+        self.mode, self.lookback, self.n = mode, lookback, n
+        series = contiguous_series(X)
+        targets = _to_device(np.asarray(y), device)
+        if mode == "window":
+            if series is None:
+                self.inputs = _to_device(X, device, np.float32)  # arbitrary windows: one copy
+            else:
+                self.inputs = _to_device(series, device, np.float32).unfold(0, lookback, 1).transpose(1, 2)
+            self.targets, self.mask, self.starts = targets, None, None
+            return
+        if series is None:
+            raise ValueError("sequence mode needs consecutive windows (window i = rows i..i+L-1 of one series)")
+        c = min(chunk_len, n)
+        starts = np.arange(0, n - c + 1, c)
+        if starts[-1] + c < n:
+            starts = np.append(starts, n - c)
+        mask = np.ones((len(starts), c), dtype=np.float32)
+        if len(starts) > 1:
+            overlap = starts[-2] + c - starts[-1]
+            mask[-1, :overlap] = 0.0
+        index = torch.as_tensor(starts, device=device)
+        span = lookback - 1 + c
+        self.inputs = _to_device(series, device, np.float32).unfold(0, span, 1).transpose(1, 2)[index]
+        self.targets = targets.unfold(0, c, 1)[index]
+        self.mask = _to_device(mask, device)
+        self.starts = starts
+
+    @property
+    def n_units(self) -> int:
+        return len(self.inputs)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        mask = None if self.mask is None else self.mask[idx]
+        return self.inputs[idx], self.targets[idx], mask
+
+    def forward(self, net: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+        """(B, n_out) in window mode; (B, C, n_out) for the scored steps in sequence mode."""
+        if self.mode == "window":
+            return net(xb)
+        return net.forward_sequence(xb, skip=self.lookback - 1)
+
+    def scatter(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Chunk outputs (U, C, n_out) back to one row per target (N, n_out)."""
+        if self.mode == "window":
+            return outputs
+        full = outputs.new_empty((self.n, outputs.shape[-1]))
+        for k, start in reversed(list(enumerate(self.starts))):  # earlier chunks (longer context) win
+            full[start : start + outputs.shape[1]] = outputs[k]
+        return full
+
+
 def train_network(
     net: nn.Module,
-    loss_fn: nn.Module,
+    loss_fn: ElementLoss,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray] | None,
     settings: TrainSettings,
     *,
     device: torch.device,
     generator: torch.Generator,
+    epochs: int | None = None,
+    keep_initial: bool = False,
     on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> TrainLog:
     """Train ``net`` in place and leave it holding the best weights seen.
 
-    ``train``/``val`` are ``(X, y)`` with X of shape (N, L, F) (views are fine: only each batch
-    is copied) and y of shape (N,). Without ``val`` the loop runs all ``max_epochs`` (no early
-    stopping) and keeps the weights with the lowest training loss. ``generator`` shuffles the
-    batches, so a seeded generator gives a repeatable run.
+    ``train``/``val`` are ``(X, y)`` with X of shape (N, L, F) and y of shape (N,); consecutive
+    windows (as the walk-forward passes them) are uploaded once as their underlying series.
+    ``epochs`` overrides ``settings.max_epochs`` (warm refits). ``keep_initial`` scores the
+    incoming weights on ``val`` first and keeps them (``best_epoch`` -1) unless an epoch beats
+    them by more than ``WARM_ACCEPT_Z`` standard errors of the paired per-sample difference.
+    Without ``val`` every epoch runs (no early stopping) and the weights with the lowest
+    training loss are kept. ``generator`` shuffles the batches, so a seeded generator gives a
+    repeatable run.
     """
+    train_feed = Feed(*train, settings.mode, settings.chunk_len, device)
+    val_feed = Feed(*val, settings.mode, settings.chunk_len, device) if val is not None else None
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=settings.lr_factor, patience=settings.lr_patience
     )
+    per_step = settings.batch_size if settings.mode == "window" else settings.chunks_per_batch
     log = TrainLog()
     best_state = copy.deepcopy(net.state_dict())
-    for epoch in range(settings.max_epochs):
-        train_loss = _run_epoch(net, loss_fn, optimizer, train, settings, device, generator)
-        val_loss = evaluate_loss(net, loss_fn, val, device) if val is not None else train_loss
+    baseline = None
+    if keep_initial and val_feed is not None:
+        baseline = _losses(net, loss_fn, val_feed, log)
+        log.best_loss, log.best_epoch = float(baseline.mean()), -1
+    for epoch in range(settings.max_epochs if epochs is None else epochs):
+        train_loss = _run_epoch(net, loss_fn, optimizer, train_feed, per_step, settings.clip_norm, generator, log)
+        losses = _losses(net, loss_fn, val_feed, log) if val_feed is not None else None
+        val_loss = float(losses.mean()) if losses is not None else train_loss
         log.train_loss.append(train_loss)
         log.val_loss.append(val_loss)
         scheduler.step(val_loss)
         if on_epoch is not None:
             on_epoch(epoch, train_loss, val_loss)
-        if val_loss < log.best_loss:
+        if val_loss < log.best_loss and _clearly_better(baseline, losses):
             log.best_loss, log.best_epoch = val_loss, epoch
             best_state = copy.deepcopy(net.state_dict())
-        elif val is not None and epoch - log.best_epoch >= settings.patience:
+        elif val_feed is not None and epoch - log.best_epoch >= settings.patience:
             log.stopped_early = True
             break
     net.load_state_dict(best_state)
     return log
 
 
-def _run_epoch(net, loss_fn, optimizer, train, settings, device, generator) -> float:
-    x_all, y_all = train
+def _run_epoch(net, loss_fn, optimizer, feed: Feed, per_step: int, clip_norm: float,
+               generator: torch.Generator, log: TrainLog) -> float:
     net.train()
-    order = torch.randperm(len(x_all), generator=generator).numpy()
-    total = 0.0
-    for idx in batch_indices(len(x_all), settings.batch_size, order):
-        xb, yb = _to_tensors(x_all, y_all, idx, device)
+    order = torch.randperm(feed.n_units, generator=generator).to(feed.inputs.device)
+    total, weight = 0.0, 0.0
+    for idx in order.split(per_step):
+        xb, yb, mb = feed.batch(idx)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(net(xb), yb)
-        loss.backward()
-        if settings.clip_norm > 0:
-            nn.utils.clip_grad_norm_(net.parameters(), settings.clip_norm)
+        loss_sum, count = _masked_sum(loss_fn(feed.forward(net, xb), yb), mb)
+        (loss_sum / count).backward()
+        if clip_norm > 0:
+            nn.utils.clip_grad_norm_(net.parameters(), clip_norm)
         optimizer.step()
-        total += float(loss.detach()) * len(idx)
-    return total / len(x_all)
+        total += float(loss_sum.detach())
+        weight += float(count)
+        log.train_steps += xb.shape[0] * xb.shape[1]
+    return total / weight
+
+
+def _clearly_better(baseline: np.ndarray | None, losses: np.ndarray | None) -> bool:
+    """True without a baseline; else the mean paired improvement exceeds WARM_ACCEPT_Z standard errors."""
+    if baseline is None or losses is None:
+        return True
+    diff = baseline - losses
+    if len(diff) < 2:
+        return False
+    return float(diff.mean()) > WARM_ACCEPT_Z * float(diff.std(ddof=1)) / math.sqrt(len(diff))
+
+
+def _masked_sum(losses: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if mask is None:
+        return losses.sum(), torch.tensor(float(losses.numel()))
+    return (losses * mask).sum(), mask.sum()
 
 
 @torch.no_grad()
-def evaluate_loss(net: nn.Module, loss_fn: nn.Module, data: tuple[np.ndarray, np.ndarray],
-                  device: torch.device) -> float:
-    """Mean per-sample loss of ``net`` on ``(X, y)`` in eval mode."""
-    x_all, y_all = data
+def _losses(net: nn.Module, loss_fn: ElementLoss, feed: Feed, log: TrainLog | None = None) -> np.ndarray:
+    """Per-target losses in eval mode, one per scored target (masked chunk steps dropped)."""
     net.eval()
-    total = 0.0
-    for idx in batch_indices(len(x_all), EVAL_BATCH):
-        xb, yb = _to_tensors(x_all, y_all, idx, device)
-        total += float(loss_fn(net(xb), yb)) * len(idx)
-    return total / len(x_all)
+    parts = []
+    for idx in torch.arange(feed.n_units, device=feed.inputs.device).split(EVAL_BATCH):
+        xb, yb, mb = feed.batch(idx)
+        losses = loss_fn(feed.forward(net, xb), yb)
+        parts.append((losses if mb is None else losses[mb > 0]).reshape(-1).double().cpu())
+        if log is not None:
+            log.eval_steps += xb.shape[0] * xb.shape[1]
+    return torch.cat(parts).numpy()
+
+
+def evaluate_loss(net: nn.Module, loss_fn: ElementLoss, data: tuple[np.ndarray, np.ndarray],
+                  device: torch.device, settings: TrainSettings | None = None) -> float:
+    """Mean per-sample loss of ``net`` on ``(X, y)`` in eval mode, fed as ``settings.mode`` feeds it."""
+    settings = settings or TrainSettings()
+    return float(_losses(net, loss_fn, Feed(*data, settings.mode, settings.chunk_len, device)).mean())
 
 
 @torch.no_grad()
-def predict_outputs(net: nn.Module, x_all: np.ndarray, device: torch.device) -> np.ndarray:
-    """Raw network outputs, shape (N, n_outputs), computed in eval mode in fixed-size batches."""
+def predict_outputs(net: nn.Module, x_all: np.ndarray, device: torch.device,
+                    settings: TrainSettings | None = None) -> np.ndarray:
+    """Raw network outputs, shape (N, n_outputs), in eval mode.
+
+    In sequence mode consecutive windows are run as chunks, like in training; windows that are
+    not consecutive fall back to one window per sample.
+    """
+    settings = settings or TrainSettings()
+    mode = settings.mode if contiguous_series(x_all) is not None else "window"
+    feed = Feed(x_all, np.zeros(len(x_all), dtype=np.float32), mode, settings.chunk_len, device)
     net.eval()
-    chunks = []
-    for idx in batch_indices(len(x_all), EVAL_BATCH):
-        xb = torch.from_numpy(np.ascontiguousarray(x_all[idx], dtype=np.float32)).to(device)
-        chunks.append(net(xb).float().cpu().numpy())
-    return np.concatenate(chunks, axis=0)
+    parts = [feed.forward(net, feed.batch(idx)[0]) for idx in
+             torch.arange(feed.n_units, device=feed.inputs.device).split(EVAL_BATCH)]
+    return feed.scatter(torch.cat(parts, dim=0)).float().cpu().numpy()
 
 
-def _to_tensors(x_all, y_all, idx, device):
-    xb = torch.from_numpy(np.ascontiguousarray(x_all[idx], dtype=np.float32)).to(device)
-    yb = torch.from_numpy(np.ascontiguousarray(y_all[idx])).to(device)
-    return xb, yb
+def _to_device(array: np.ndarray, device: torch.device, dtype: type | None = None) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=dtype))
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor

@@ -22,3 +22,16 @@ def batch_indices(n: int, batch_size: int, order: np.ndarray | None = None) -> l
     """Split ``order`` (default ``arange(n)``) into consecutive batches of at most ``batch_size``."""
     order = np.arange(n) if order is None else np.asarray(order)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def contiguous_series(windows: np.ndarray) -> np.ndarray | None:
+    """The (N + L - 1, F) series behind consecutive windows, or None if they are not consecutive.
+
+    Window i must equal rows i .. i + L - 1 of the result, as ``sliding_windows`` produces and
+    the walk-forward loop passes. Sequence-mode training runs on this series.
+    """
+    if windows.ndim != 3 or len(windows) == 0:
+        return None
+    if len(windows) > 1 and not np.array_equal(windows[1:, :-1], windows[:-1, 1:]):
+        return None
+    return np.concatenate([windows[0, :-1], windows[:, -1]], axis=0)

@@ -149,7 +149,7 @@ def test_with_values_returns_a_new_config():
     {"data.source": "csv:/tmp/prices with space.csv", "data.symbol": "005930", "data.start": "2010-01-04",
      "data.end": "2015-12-31", "data.refresh": True, "features.groups": ("returns", "lags"),
      "features.n_lags": 3, "target.regression": "price", "target.horizon": 5, "split.scheme": "rolling",
-     "model.head": (64, 32), "model.bidirectional": True, "model.pooling": "mean", "train.lr": 0.0005,
+     "model.head": (64, 32), "model.bidirectional": True, "model.pooling": "mean", "train.mode": "window", "train.lr": 0.0005,
      "strategy.long_short": True, "backtest.execution": "next_close", "backtest.fee_rate": 0.0},
 ])
 def test_to_toml_round_trips(values):

@@ -386,7 +386,7 @@ def test_early_stopping_restores_the_best_weights():
     assert clf.best_epoch_ == int(np.argmin(clf.log_.val_loss))
     assert clf.best_loss_ == min(clf.log_.val_loss)
     # the returned model is the best epoch's: its validation loss is best_loss_, bit for bit
-    assert evaluate_loss(clf.net_, nn.CrossEntropyLoss(), (X_val, anti.astype(np.int64)), CPU) == clf.best_loss_
+    assert evaluate_loss(clf.net_, clf._loss, (X_val, anti.astype(np.int64)), CPU) == clf.best_loss_
     proba = clf.predict_proba(X_val)[:, 1]
     nll = -np.mean(np.log(np.where(anti == 1, proba, 1 - proba)))
     assert nll == pytest.approx(clf.best_loss_, rel=1e-5)
@@ -399,7 +399,7 @@ def test_train_network_ends_holding_the_best_epochs_weights():
     torch.manual_seed(0)
     net = LSTMNet(3, 2, SPEC)
     snapshots = []
-    log = train_network(net, nn.CrossEntropyLoss(), (X, up.astype(np.int64)), (X_val, anti),
+    log = train_network(net, LSTMClassifier._loss, (X, up.astype(np.int64)), (X_val, anti),
                         TrainSettings(lr=0.05, max_epochs=40, patience=2, batch_size=16), device=CPU,
                         generator=torch.Generator().manual_seed(0),
                         on_epoch=lambda *_: snapshots.append(copy.deepcopy(net.state_dict())))

@@ -49,10 +49,17 @@ def perturb_after(prices: pd.DataFrame, day: pd.Timestamp, seed: int = 1) -> pd.
     return out
 
 
-@pytest.mark.parametrize("regression", ["return", "price"])
-def test_perturbing_the_future_changes_nothing_up_to_that_day(tmp_path, sp500_slice, regression):
+MODES = {
+    "sequence+warm": {"train.mode": "sequence", "train.warm_start": True},
+    "window": {"train.mode": "window", "train.warm_start": False},
+}
+
+
+@pytest.mark.parametrize("regression, mode", [("return", "sequence+warm"), ("price", "sequence+warm"),
+                                              ("return", "window")])
+def test_perturbing_the_future_changes_nothing_up_to_that_day(tmp_path, sp500_slice, regression, mode):
     """The timing rule, carried from features through predictions to positions and returns."""
-    extra = {"target.regression": regression}
+    extra = {"target.regression": regression, **MODES[mode]}
     if regression == "price":
         extra["features.groups"] = ["lags", "returns"]
     base = run(tiny_config(write_csv(tmp_path / "a.csv", sp500_slice), **extra))

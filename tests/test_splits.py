@@ -172,7 +172,7 @@ def test_min_train_too_small_raises_and_the_boundary_is_sharp():
     dict(min_train=20, step=0),
     dict(min_train=20, step=1, horizon=0),
     dict(min_train=20, step=1, embargo=-1),
-    dict(min_train=20, step=1, val_fraction=0.0),
+    dict(min_train=20, step=1, val_fraction=-0.1),
     dict(min_train=20, step=1, val_fraction=1.0),
 ])
 def test_bad_parameters_raise(kwargs):
@@ -190,3 +190,11 @@ def test_one_test_position_is_enough():
     folds = WalkForwardSplit(min_train=20, step=5).split(21)
     assert len(folds) == 1
     np.testing.assert_array_equal(folds[0].test, [20])
+
+
+def test_zero_val_fraction_fits_on_the_whole_purged_window():
+    for h in (1, 5):
+        for fold in WalkForwardSplit(min_train=30, step=7, horizon=h, val_fraction=0.0).split(60):
+            s = fold.test[0]
+            assert len(fold.val) == 0
+            np.testing.assert_array_equal(fold.train, np.arange(0, s - h))  # every t with t + h <= s - 1
