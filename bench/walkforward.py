@@ -10,7 +10,7 @@ thread counts never interfere. darts runs the same W from its own venv (``bench/
 created on first use; darts is never a project dependency).
 
     python bench/walkforward.py                        # every mode on both series, darts; 3 seeds
-    python bench/walkforward.py --modes sequence+warm --seeds 1 --no-darts
+    python bench/walkforward.py --mode sequence+warm --seeds 1 --no-darts
     python bench/walkforward.py --data planted         # the quality check on a planted signal
     python bench/walkforward.py --profile              # torch.profiler top ops, before/after
 """
@@ -186,7 +186,10 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for mode in dict.fromkeys(r["mode"] for r in rows):
         part = [r for r in rows if r["mode"] == mode]
-        entry = {"runs": len(part), "wall_s": float(np.median([r["wall_s"] for r in part]))}
+        entry = {"runs": len(part)}
+        for key in ("wall_s", "s_per_fold", "gflop", "gflops_per_s"):
+            values = [r[key] for r in part if key in r]
+            entry[key] = float(np.median(values)) if values else float("nan")
         for key in ("hit_rate", "rmse", "rmse_zero", "base_rate", "peak_rss_mb"):
             values = np.array([r.get(key, np.nan) for r in part])
             entry[key] = (float(values.mean()), float(values.min()), float(values.max()))
@@ -269,7 +272,7 @@ def write_results(path: Path, args: argparse.Namespace, rows: list[dict], profil
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--modes", default=",".join([FASTEST, "sequence", "window+warm", "window"]),
+    parser.add_argument("--modes", "--mode", dest="modes", default=",".join([FASTEST, "sequence", "window+warm", "window"]),
                         help=f"comma-separated from {', '.join(MODES)}")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per mode (0, 1, ...)")
     parser.add_argument("--darts-seeds", type=int, default=1, help="seeds for darts (each takes ~5 minutes)")
@@ -289,6 +292,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--profile-worker", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def print_summary(rows: list[dict]) -> None:
+    """One JSON line per mode: medians of the speed figures, mean/min/max of the quality ones."""
+    data = rows[0]["data"]
+    for mode, entry in summarize(rows).items():
+        line = {"summary": True, "data": data, "mode": mode, **entry}
+        print(json.dumps({k: _rounded(v) for k, v in line.items()}), flush=True)
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return None if np.isnan(value) else round(value, 4)
+    if isinstance(value, tuple):
+        return {"mean": _rounded(value[0]), "min": _rounded(value[1]), "max": _rounded(value[2])}
+    return value
 
 
 def print_ratios(rows: list[dict]) -> None:
@@ -335,6 +354,7 @@ def main(argv: list[str] | None = None) -> None:
             profiles[f"{mode}, {short.folds} folds"] = run_worker(short, mode, 0, profile=True)["profile"]
     text = write_results(args.out, args, rows, profiles)
     for data in dict.fromkeys(r["data"] for r in rows):
+        print_summary([r for r in rows if r["data"] == data])
         print_ratios([r for r in rows if r["data"] == data])
     shown = args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out
     print(f"wrote {shown} ({len(text.splitlines())} lines)")

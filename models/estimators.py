@@ -48,30 +48,22 @@ class _LSTMEstimator(BaseEstimator):
         """Train on windows ``X`` (N, L, F) and labels ``y`` (N,).
 
         ``X_val``/``y_val`` drive early stopping and the LR schedule; the weights with the best
-        validation loss are kept. Without them the model trains for ``max_epochs``. With
-        ``warm_start=True`` a second fit continues from the current weights (and the target
-        scaling of the first fit) for ``train.warm_epochs`` epochs.
+        validation loss are kept. Without them the model trains for ``max_epochs``.
+
+        With ``warm_start=True`` a second fit continues from the current weights (and the target
+        scaling of the first fit) for ``train.warm_epochs`` epochs. It restarts cold instead when
+        the carried weights score no better on validation than a constant forecast, and the
+        warm-started epochs replace the carried weights only when their validation loss is lower
+        by more than ``WARM_ACCEPT_Z`` standard errors.
         """
         X, y = _check_xy(X, y, "X", "y")
-        val = None
-        if X_val is not None or y_val is not None:
-            if X_val is None or y_val is None:
-                raise ValueError("pass both X_val and y_val, or neither")
-            X_val, y_val = _check_xy(X_val, y_val, "X_val", "y_val")
-            if X_val.shape[1:] != X.shape[1:]:
-                raise ValueError(f"X_val windows have shape {X_val.shape[1:]}, X windows {X.shape[1:]}")
+        val = _check_val(X, X_val, y_val)
         settings, spec = self.train or TrainSettings(), self.net or NetSpec()
-        warm = self.warm_start and hasattr(self, "net_")
-        if warm and X.shape[1:] != (self.lookback_, self.n_features_in_):
-            raise ValueError(f"warm start needs windows of shape {(self.lookback_, self.n_features_in_)}, "
-                             f"got {X.shape[1:]}")
-        if warm and X_val is not None and not self._beats_naive(X, y, X_val, y_val, settings):
-            warm = False  # the carried weights lost to a constant forecast: start over
-        y_fit = self._encode(y) if warm else self._encode_fit(y)
-        if X_val is not None:
-            val = (X_val, self._encode(y_val))
         if settings.mode == "sequence" and (spec.bidirectional or spec.pooling != "last"):
             raise ValueError("train mode 'sequence' needs a unidirectional LSTM with pooling 'last'")
+        warm = self._can_continue(X, y, val, settings)
+        y_fit = self._encode(y) if warm else self._encode_fit(y)
+        val = None if val is None else (val[0], self._encode(val[1]))
         device = resolve_device(self.device)
         generator = torch.Generator().manual_seed(int(self.random_state))
         started = time.perf_counter()
@@ -93,6 +85,15 @@ class _LSTMEstimator(BaseEstimator):
         self.fit_seconds_ = time.perf_counter() - started
         return self
 
+    def _can_continue(self, X: np.ndarray, y: np.ndarray, val: tuple | None, settings: TrainSettings) -> bool:
+        """Whether this fit warm-starts from the current weights rather than building a new network."""
+        if not (self.warm_start and hasattr(self, "net_")):
+            return False
+        if X.shape[1:] != (self.lookback_, self.n_features_in_):
+            raise ValueError(f"warm start needs windows of shape {(self.lookback_, self.n_features_in_)}, "
+                             f"got {X.shape[1:]}")
+        return val is None or self._beats_naive(y, val, settings)
+
     def _outputs(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "net_")
         X = _check_x(X, "X")
@@ -101,12 +102,13 @@ class _LSTMEstimator(BaseEstimator):
                              f"{(self.lookback_, self.n_features_in_)}")
         return predict_outputs(self.net_, X, self.device_, self.train or TrainSettings())
 
-    def _beats_naive(self, X, y, X_val, y_val, settings: TrainSettings) -> bool:
+    def _beats_naive(self, y: np.ndarray, val: tuple, settings: TrainSettings) -> bool:
         """Whether the current weights score a lower validation loss than the naive constant forecast.
 
         The constant is the training window's mean target (regression) or class-1 share
         (classification), so a warm start keeps only weights that still know something.
         """
+        X_val, y_val = val
         y_fit, y_check = self._encode(y), self._encode(y_val)
         model = evaluate_loss(self.net_, self._loss, (X_val, y_check), resolve_device(self.device), settings)
         return model < self._naive_loss(y_fit, y_check)
@@ -187,6 +189,18 @@ class LSTMClassifier(ClassifierMixin, _LSTMEstimator):
         """The more probable class for each window, shape (N,)."""
         proba = self.predict_proba(X)  # first, so an unfitted model raises NotFittedError
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+def _check_val(X: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None) -> tuple | None:
+    """The validated (X_val, y_val) pair, or None when neither is given."""
+    if X_val is None and y_val is None:
+        return None
+    if X_val is None or y_val is None:
+        raise ValueError("pass both X_val and y_val, or neither")
+    X_val, y_val = _check_xy(X_val, y_val, "X_val", "y_val")
+    if X_val.shape[1:] != X.shape[1:]:
+        raise ValueError(f"X_val windows have shape {X_val.shape[1:]}, X windows {X.shape[1:]}")
+    return X_val, y_val
 
 
 def _check_x(X: np.ndarray, name: str) -> np.ndarray:

@@ -18,12 +18,6 @@ def sliding_windows(values: np.ndarray, lookback: int) -> np.ndarray:
     return view.transpose(0, 2, 1)
 
 
-def batch_indices(n: int, batch_size: int, order: np.ndarray | None = None) -> list[np.ndarray]:
-    """Split ``order`` (default ``arange(n)``) into consecutive batches of at most ``batch_size``."""
-    order = np.arange(n) if order is None else np.asarray(order)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-
-
 def contiguous_series(windows: np.ndarray) -> np.ndarray | None:
     """The (N + L - 1, F) series behind consecutive windows, or None if they are not consecutive.
 

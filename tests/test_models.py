@@ -23,7 +23,7 @@ from models.features import GROUPS, make_features, warmup_rows
 from models.networks import LSTMNet, NetSpec
 from models.targets import make_target
 from models.training import TrainSettings, evaluate_loss, train_network
-from models.windows import batch_indices, sliding_windows
+from models.windows import sliding_windows
 
 CPU = torch.device("cpu")
 SPEC = NetSpec(hidden_size=4, num_layers=1, dropout=0.0, head=())
@@ -62,16 +62,6 @@ def test_sliding_windows_is_a_read_only_view_with_the_right_windows():
 def test_sliding_windows_rejects_bad_input(shape, lookback):
     with pytest.raises(ValueError):
         sliding_windows(np.zeros(shape), lookback)
-
-
-def test_batch_indices():
-    batches = batch_indices(10, 4)
-    assert [b.tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    order = np.array([9, 3, 5, 0, 1, 2, 4, 6, 7, 8])
-    batches = batch_indices(10, 3, order)
-    assert [len(b) for b in batches] == [3, 3, 3, 1]
-    np.testing.assert_array_equal(np.concatenate(batches), order)
-    assert [b.tolist() for b in batch_indices(3, 64)] == [[0, 1, 2]]
 
 
 # ----------------------------------------------------------------------------------------- network
