@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PIP_FLAGS := --disable-pip-version-check --progress-bar off -q
 
-.PHONY: run quick test test-all bench venv venv-dev lock clean
+.PHONY: run quick test test-all bench bench-report venv venv-dev lock clean
 
 run: $(VENV)/.installed
 	$(BIN)/lstmbt run
@@ -23,6 +23,9 @@ test-all: $(VENV)/.installed-dev
 # the first run also builds bench/.darts-venv). Writes bench/RESULTS.md. Not part of `make test`.
 bench: $(VENV)/.installed
 	$(BIN)/python bench/walkforward.py --profile
+
+bench-report: $(VENV)/.installed
+	$(BIN)/python bench/report.py
 
 venv: $(VENV)/.installed
 venv-dev: $(VENV)/.installed-dev

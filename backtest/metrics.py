@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 PERIODS_PER_YEAR = 252
@@ -177,3 +178,68 @@ def drawdown_curve(returns: np.ndarray) -> np.ndarray:
     """Fall below the running peak of ``equity_curve(returns)``, as negative fractions."""
     equity = equity_curve(returns)
     return equity / np.maximum.accumulate(equity) - 1.0
+
+
+# ------------------------------------------------------------------------ report series and tables
+
+
+def trade_stats(trade_returns: np.ndarray, holding_days: np.ndarray) -> dict[str, float]:
+    """``win_rate``: share of trades with a positive net return; ``avg_holding_days`` in bars."""
+    r = np.asarray(trade_returns, dtype=np.float64)
+    days = np.asarray(holding_days, dtype=np.float64)
+    if not len(r):
+        return {"win_rate": math.nan, "avg_holding_days": math.nan}
+    return {"win_rate": float(np.mean(r > 0)), "avg_holding_days": float(np.mean(days))}
+
+
+def period_returns(returns: pd.Series, freq: str) -> pd.Series:
+    """Compounded returns per calendar period: ``freq`` "M" (month) or "Y" (year), indexed by period."""
+    r = pd.Series(np.asarray(returns, dtype=np.float64), index=pd.DatetimeIndex(returns.index))
+    grouped = r.groupby(r.index.to_period(freq))
+    return grouped.apply(lambda x: float(np.prod(1.0 + x.to_numpy()) - 1.0))
+
+
+def monthly_return_table(returns: pd.Series) -> pd.DataFrame:
+    """Compounded monthly returns as a year x month (1..12) table; months without data are NaN."""
+    monthly = period_returns(returns, "M")
+    table = pd.DataFrame({"year": monthly.index.year, "month": monthly.index.month, "r": monthly.to_numpy()})
+    return table.pivot(index="year", columns="month", values="r").reindex(columns=range(1, 13))
+
+
+def rolling_sharpe(returns: np.ndarray, window: int = 126) -> np.ndarray:
+    """Annualised Sharpe over each trailing ``window`` days; NaN before the window fills or at zero std."""
+    r = pd.Series(np.asarray(returns, dtype=np.float64))
+    roll = r.rolling(window)
+    sd = roll.std(ddof=1)
+    out = roll.mean() / sd.where(sd > 1e-15) * math.sqrt(PERIODS_PER_YEAR)
+    return out.to_numpy()
+
+
+def rolling_hit_rate(pred_up: np.ndarray, real_up: np.ndarray, window: int = 63) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing ``window``-day hit rate and base rate (share of up days); NaN before the window fills."""
+    hits = pd.Series((np.asarray(pred_up, dtype=bool) == np.asarray(real_up, dtype=bool)).astype(float))
+    ups = pd.Series(np.asarray(real_up, dtype=float))
+    return hits.rolling(window).mean().to_numpy(), ups.rolling(window).mean().to_numpy()
+
+
+def calibration_curve(y_true: np.ndarray, p_up: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
+    """Reliability table over equal-width p_up bins: mean p_up, realised up share and count per bin.
+
+    Empty bins are dropped. A calibrated model has ``realised`` close to ``mean_p`` in every bin.
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.clip(np.asarray(p_up, dtype=np.float64), 0.0, 1.0)
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    frame = pd.DataFrame({"bin": bins, "p": p, "y": y}).groupby("bin")
+    out = pd.DataFrame({"mean_p": frame["p"].mean(), "realised": frame["y"].mean(), "count": frame["y"].size()})
+    out.insert(0, "bin_low", out.index / n_bins)
+    return out.reset_index(drop=True)
+
+
+def confusion_counts(pred_up: np.ndarray, real_up: np.ndarray) -> np.ndarray:
+    """2 x 2 counts: rows realised (down, up), columns predicted (down, up)."""
+    pred = np.asarray(pred_up, dtype=bool).astype(int)
+    real = np.asarray(real_up, dtype=bool).astype(int)
+    counts = np.zeros((2, 2), dtype=np.int64)
+    np.add.at(counts, (real, pred), 1)
+    return counts

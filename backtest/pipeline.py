@@ -26,11 +26,10 @@ import pandas as pd
 from backtest import __version__
 from backtest.config import RunConfig
 from backtest.errors import ConfigError, DataError
+from backtest.scoring import BENCHMARK, MODEL_NAMES, collect_metrics, make_positions, run_warnings
 
-BENCHMARK = "buy_and_hold"
-MODEL_NAMES = {"regression": "lstm_regression", "classification": "lstm_classification"}
 RUN_FILES = ("config.toml", "manifest.json", "predictions.parquet", "positions.parquet", "returns.parquet",
-             "folds.parquet", "metrics.json", "report.html")
+             "folds.parquet", "costs.parquet", "trades.parquet", "metrics.json", "report.html")
 _VERSIONED = ("torch", "numpy", "pandas", "vectorbt", "vectorbt-rust", "scikit-learn", "ta", "arch", "plotly")
 
 #: progress(stage, done, total): stage is "data", "features", a model name, "backtest" or "metrics".
@@ -44,7 +43,9 @@ class RunResult:
     ``predictions``: long frame (date, target, fold, y_true, y_pred, p_up, close), one row per
     model and out-of-sample day. ``positions``: target exposure per decision day and strategy.
     ``returns``: daily net returns per strategy on the bars the positions are held.
-    ``folds``: one row per model and fold. ``metrics``: ``{strategy: {metric: value}}``.
+    ``folds``: one row per model and fold, with its test block's hit rate and returns.
+    ``metrics``: ``{strategy: {metric: value}}``. ``costs``: every strategy re-simulated per fee
+    level (``backtest.portfolio.cost_sweep``). ``trades``: one row per trade and strategy.
     """
 
     config: RunConfig
@@ -53,6 +54,8 @@ class RunResult:
     returns: pd.DataFrame
     folds: pd.DataFrame
     metrics: dict[str, dict[str, Any]]
+    costs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    trades: pd.DataFrame = field(default_factory=pd.DataFrame)
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
@@ -74,7 +77,6 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
     CLI passes the cores available, so two threads never fight over one core.
     """
     from backtest.data import describe_prices
-    from backtest.portfolio import run_backtest
 
     report = progress or (lambda stage, done, total: None)
     clock = time.perf_counter()
@@ -92,16 +94,33 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
 
     report("backtest", 0, 1)
     started = time.perf_counter()
-    positions = make_positions(predictions, design.grid.dates[design.folds[0].test[0]:], config)
-    backtest = run_backtest(prices, positions, config.backtest)
-    realised_up = (design.targets["classification"].reindex(positions.index) > 0).to_numpy()
-    metrics = collect_metrics(predictions, positions, backtest, realised_up, config)
+    scored = _score(prices, design, predictions, folds_frame, config)
     timings["backtest_and_metrics"] = time.perf_counter() - started
     timings["total"] = _lap(clock)
+    positions = scored["positions"]
     manifest = _manifest(config, describe_prices(prices, config.data.source, config.data.symbol), positions,
-                         len(design.folds), timings, _run_warnings(metrics, positions))
-    return RunResult(config=config, predictions=predictions, positions=positions, returns=backtest.returns,
-                     folds=folds_frame, metrics=metrics, manifest=manifest)
+                         len(design.folds), timings, run_warnings(scored["metrics"], positions))
+    return RunResult(config=config, predictions=predictions, manifest=manifest, **scored)
+
+
+def _score(prices: pd.DataFrame, design: _Design, predictions: pd.DataFrame, folds: pd.DataFrame,
+           config: RunConfig) -> dict[str, Any]:
+    """Positions, the backtest at the configured costs and across fee levels, metrics, fold figures."""
+    from backtest.portfolio import cost_sweep, run_backtest
+    from backtest.scoring import fold_stats, majority_p_up, predicted_up
+
+    dates = design.grid.dates[design.folds[0].test[0]:]
+    direction = design.targets["classification"]
+    majority = majority_p_up(direction, design.grid, design.folds)
+    positions = make_positions(predictions, dates, config, majority)
+    backtest = run_backtest(prices, positions, config.backtest)
+    realised_up = (direction.reindex(positions.index) > 0).to_numpy()
+    metrics = collect_metrics(predictions, positions, backtest, realised_up, config, majority)
+    by_task = {task: g.set_index("date").reindex(dates) for task, g in predictions.groupby("target")}
+    calls = {MODEL_NAMES[t]: predicted_up(MODEL_NAMES[t], by_task, majority, config, dates) for t in by_task}
+    return {"positions": positions, "returns": backtest.returns, "metrics": metrics, "trades": backtest.trades,
+            "folds": fold_stats(folds, positions, backtest.returns, realised_up, calls),
+            "costs": cost_sweep(prices, positions, config.backtest)}
 
 
 def _load_checked(config: RunConfig) -> pd.DataFrame:
@@ -169,84 +188,12 @@ def _narrow(section: Any, base: type) -> Any:
     return base(**{f.name: getattr(section, f.name) for f in dataclasses.fields(base)})
 
 
-def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: RunConfig) -> pd.DataFrame:
-    """Target positions per decision day: one column per model, then ``buy_and_hold``."""
-    from strategies import buy_and_hold, classification_positions, predicted_log_return, regression_positions
-
-    s = config.strategy
-    columns = {}
-    for task, group in predictions.groupby("target", sort=False):
-        group = group.set_index("date").reindex(dates)
-        if task == "regression":
-            pred_ret = predicted_log_return(group["y_pred"], group["close"], config.target.regression)
-            columns[MODEL_NAMES[task]] = regression_positions(pred_ret, s.threshold, s.long_short)
-        else:
-            columns[MODEL_NAMES[task]] = classification_positions(group["p_up"], s.cutoff, s.long_short)
-    columns[BENCHMARK] = buy_and_hold(dates)
-    frame = pd.DataFrame(columns, index=dates)
-    frame.index.name = "date"
-    return frame
-
-
-def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest, realised_up: np.ndarray,
-                    config: RunConfig) -> dict[str, dict[str, Any]]:
-    """``{strategy: {metric: value}}`` for every column of ``positions``."""
-    from backtest import metrics as m
-    from strategies import predicted_log_return
-
-    out: dict[str, dict[str, Any]] = {}
-    by_task = {task: g.set_index("date").reindex(positions.index) for task, g in predictions.groupby("target")}
-    for name in positions.columns:
-        pos = positions[name].to_numpy()
-        entry = m.performance_metrics(backtest.returns[name].to_numpy(), pos)
-        if name == BENCHMARK:
-            pred_up = np.ones(len(pos), dtype=bool)
-        elif name == MODEL_NAMES["regression"]:
-            g = by_task["regression"]
-            pred_up = (predicted_log_return(g["y_pred"], g["close"], config.target.regression) > 0).to_numpy()
-        else:
-            g = by_task["classification"]
-            pred_up = (g["p_up"] > 0.5).to_numpy()
-        entry["hit_rate"] = m.hit_rate(pred_up, realised_up)
-        if name != BENCHMARK:
-            entry["hit_rate_pvalue"] = m.hit_rate_pvalue(pred_up, realised_up)
-        entry.update(n_trades=backtest.n_trades[name], fees_paid=backtest.fees_paid[name],
-                     slippage_paid=backtest.slippage_paid[name], n_days=len(pos))
-        if name == MODEL_NAMES["regression"]:
-            price = config.target.regression == "price"
-            naive = g["close"] if price else np.zeros(len(g))
-            entry.update(m.regression_errors(g["y_true"], g["y_pred"], naive, with_mape=price))
-        elif name == MODEL_NAMES["classification"]:
-            entry.update(m.classification_scores(g["y_true"], g["p_up"]))
-        out[name] = entry
-    return out
-
-
 def _rows_needed(config: RunConfig, warmup: int) -> tuple[int, str]:
     lookback, s, h = config.model.lookback, config.split, config.target.horizon
     need = warmup + lookback - 1 + s.min_train + s.step + h
     breakdown = (f"{warmup} feature warm-up + {lookback - 1} more for the {lookback}-day lookback + "
                  f"{s.min_train} min_train + {s.step} for one test block + {h} label horizon")
     return need, breakdown
-
-
-def _run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame) -> list[str]:
-    """Plain-language cautions the report shows next to the numbers."""
-    notes = []
-    if len(positions) < 252:
-        notes.append(f"The out-of-sample period is {len(positions)} days, shorter than one year.")
-    base = metrics[BENCHMARK]["hit_rate"]
-    for name, entry in metrics.items():
-        if name == BENCHMARK:
-            continue
-        if not entry["hit_rate"] > max(base, 1 - base):
-            notes.append(f"{name}: hit rate {entry['hit_rate']:.3f} is not above the base rate "
-                         f"{max(base, 1 - base):.3f} of always guessing the more common direction.")
-        if "rmse" in entry and not entry["rmse"] < entry["persistence_rmse"]:
-            notes.append(f"{name}: RMSE {entry['rmse']:.6g} does not beat persistence ({entry['persistence_rmse']:.6g}).")
-        if not entry["sharpe"] > metrics[BENCHMARK]["sharpe"]:
-            notes.append(f"{name}: Sharpe does not beat buy-and-hold after costs.")
-    return notes
 
 
 def _manifest(config: RunConfig, data: dict[str, Any], positions: pd.DataFrame, n_folds: int,
@@ -310,6 +257,8 @@ def save_run(result: RunResult, out_dir: str | Path) -> Path:
         result.positions.to_parquet(tmp / "positions.parquet")
         result.returns.rename_axis("date").to_parquet(tmp / "returns.parquet")
         result.folds.to_parquet(tmp / "folds.parquet", index=False)
+        result.costs.to_parquet(tmp / "costs.parquet", index=False)
+        result.trades.to_parquet(tmp / "trades.parquet", index=False)
         (tmp / "report.html").write_text(render_report(result), encoding="utf-8")
         os.rename(tmp, out_dir)
     except BaseException:
@@ -324,7 +273,8 @@ def load_run(run_dir: str | Path) -> RunResult:
     missing = [name for name in RUN_FILES[:-1] if not (run_dir / name).is_file()]
     if not run_dir.is_dir() or missing:
         what = "does not exist" if not run_dir.is_dir() else f"lacks {', '.join(missing)}"
-        raise DataError(f"{run_dir} {what}; pass a directory written by `lstmbt run`")
+        raise DataError(f"{run_dir} {what}; pass a directory written by this version of `lstmbt run` "
+                        "(re-run older runs)")
     import tomllib
 
     config = RunConfig.from_dict(tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8")))
@@ -334,6 +284,8 @@ def load_run(run_dir: str | Path) -> RunResult:
         positions=pd.read_parquet(run_dir / "positions.parquet"),
         returns=pd.read_parquet(run_dir / "returns.parquet"),
         folds=pd.read_parquet(run_dir / "folds.parquet"),
+        costs=pd.read_parquet(run_dir / "costs.parquet"),
+        trades=pd.read_parquet(run_dir / "trades.parquet"),
         metrics=json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")),
         manifest=json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")),
     )

@@ -1,33 +1,51 @@
-"""Plotly figures for the report, built from a RunResult's frames (no metrics are computed here)."""
+"""Plotly figures for the report, built from a RunResult's frames through ``backtest.metrics``.
+
+Figure ids start with the section they belong to (``perf-``, ``pred-``, ``folds-``, ``costs-``).
+Every daily series is drawn in full: nothing is decimated, so no drawdown can hide between
+samples.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from backtest.metrics import drawdown_curve, equity_curve
+from backtest import metrics as m
 
 BENCHMARK = "buy_and_hold"
-_COLORS = {"buy_and_hold": "#7f7f7f", "lstm_regression": "#1f77b4", "lstm_classification": "#d62728"}
-_LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=60, r=20, t=50, b=40),
-               legend=dict(orientation="h", y=-0.15), hovermode="x unified")
+_COLORS = {"buy_and_hold": "#7f7f7f", "lstm_regression": "#1f77b4", "lstm_classification": "#d62728",
+           "persistence": "#2ca02c", "majority": "#9467bd", "actual": "#222222"}
+_LAYOUT = dict(height=380, margin=dict(l=60, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.15))
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
-def _dates(index: pd.Index) -> list[str]:
+def _dates(index: Any) -> list[str]:
     return [d.strftime("%Y-%m-%d") for d in pd.DatetimeIndex(index)]
 
 
-def _line(x: list[str], y, name: str, **style) -> go.Scatter:
+def _line(x: Any, y: Any, name: str, **style: Any) -> go.Scatter:
     color = _COLORS.get(name)
     line = dict(width=1.4, **({"color": color} if color else {}), **style)
     return go.Scatter(x=x, y=y, name=name, mode="lines", line=line)
 
 
+def _figure(traces: list, title: str, **layout: Any) -> go.Figure:
+    fig = go.Figure(traces)
+    fig.update_layout(title=title, **{**_LAYOUT, **layout})
+    return fig
+
+
+# ----------------------------------------------------------------------------------- performance
+
+
 def equity_figure(returns: pd.DataFrame) -> go.Figure:
-    """Growth of 1 unit of capital per strategy, log-scale toggle included."""
+    """Growth of 1 unit of capital per strategy, with a linear/log toggle."""
     x = _dates(returns.index)
-    fig = go.Figure([_line(x, equity_curve(returns[c].to_numpy())[1:], c) for c in returns.columns])
-    fig.update_layout(title="Equity (growth of 1, net of costs)", yaxis_title="equity", **_LAYOUT)
+    fig = _figure([_line(x, m.equity_curve(returns[c].to_numpy())[1:], c) for c in returns.columns],
+                  "Equity (growth of 1, net of costs)", yaxis_title="equity", hovermode="x unified")
     fig.update_layout(updatemenus=[dict(type="buttons", direction="right", x=1, y=1.15, showactive=True, buttons=[
         dict(label="linear", method="relayout", args=[{"yaxis.type": "linear"}]),
         dict(label="log", method="relayout", args=[{"yaxis.type": "log"}]),
@@ -38,45 +56,162 @@ def equity_figure(returns: pd.DataFrame) -> go.Figure:
 def drawdown_figure(returns: pd.DataFrame) -> go.Figure:
     """Underwater chart: fall below the running peak, as a fraction."""
     x = _dates(returns.index)
-    fig = go.Figure([_line(x, drawdown_curve(returns[c].to_numpy())[1:], c) for c in returns.columns])
-    fig.update_layout(title="Drawdown", yaxis_title="below peak", yaxis_tickformat=".0%", **_LAYOUT)
+    return _figure([_line(x, m.drawdown_curve(returns[c].to_numpy())[1:], c) for c in returns.columns],
+                   "Drawdown (underwater)", yaxis_title="below peak", yaxis_tickformat=".0%", hovermode="x unified")
+
+
+def monthly_heatmap(returns: pd.Series, name: str) -> go.Figure:
+    """Compounded return per calendar month (rows years, columns months) of one strategy."""
+    table = m.monthly_return_table(returns)
+    z = table.to_numpy()
+    text = [["" if np.isnan(v) else f"{100 * v:.1f}" for v in row] for row in z]
+    limit = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    heat = go.Heatmap(z=z, x=_MONTHS, y=[str(y) for y in table.index], text=text, texttemplate="%{text}",
+                      colorscale="RdYlGn", zmid=0.0, zmin=-limit, zmax=limit, colorbar=dict(tickformat=".0%"),
+                      hovertemplate="%{y} %{x}: %{z:.2%}<extra></extra>")
+    height = max(260, 26 * len(table) + 110)
+    return _figure([heat], f"Monthly returns (%): {name}", height=height, yaxis=dict(autorange="reversed", type="category"))
+
+
+def yearly_figure(returns: pd.DataFrame) -> go.Figure:
+    """Compounded return per calendar year, every strategy beside buy-and-hold."""
+    bars = []
+    for c in returns.columns:
+        yearly = m.period_returns(returns[c], "Y")
+        bars.append(go.Bar(x=[str(p.year) for p in yearly.index], y=yearly.to_numpy(), name=c,
+                           marker_color=_COLORS.get(c)))
+    return _figure(bars, "Yearly returns vs buy-and-hold", barmode="group", yaxis_tickformat=".0%")
+
+
+def rolling_sharpe_figure(returns: pd.DataFrame, window: int = 126) -> go.Figure:
+    """Annualised Sharpe over a trailing ``window`` days per strategy."""
+    x = _dates(returns.index)
+    fig = _figure([_line(x, m.rolling_sharpe(returns[c].to_numpy(), window), c) for c in returns.columns],
+                  f"Rolling {window}-day Sharpe (annualised)", yaxis_title="Sharpe", hovermode="x unified")
+    fig.add_hline(y=0.0, line_color="#444444", line_width=1)
     return fig
 
 
-def regression_figure(predictions: pd.DataFrame, target: str) -> go.Figure:
-    """Predicted vs realised target on each out-of-sample day, with persistence beside it."""
-    frame = predictions[predictions["target"] == "regression"]
+# ----------------------------------------------------------------------------------- predictions
+
+
+def regression_figures(frame: pd.DataFrame, target: str) -> dict[str, go.Figure]:
+    """Predicted vs actual close and return h days ahead, with persistence beside the model.
+
+    ``frame``: the regression rows of the predictions (date, y_true, y_pred, close).
+    """
+    from strategies import predicted_log_return
+
     x = _dates(frame["date"])
-    naive = frame["close"] if target == "price" else 0.0 * frame["y_true"]
-    unit = "close" if target == "price" else "log return"
-    fig = go.Figure([
-        _line(x, frame["y_true"].to_numpy(), "actual", color="#222222"),
-        _line(x, frame["y_pred"].to_numpy(), "lstm_regression"),
-        _line(x, naive.to_numpy(), "persistence", color="#2ca02c", dash="dot"),
-    ])
-    fig.update_layout(title=f"Regression: predicted vs actual next-period {unit}", yaxis_title=unit, **_LAYOUT)
+    close = frame["close"].to_numpy()
+    pred_ret = predicted_log_return(frame["y_pred"], frame["close"], target).to_numpy()
+    true_ret = predicted_log_return(frame["y_true"], frame["close"], target).to_numpy()
+    price = _figure([_line(x, close * np.exp(true_ret), "actual"), _line(x, close * np.exp(pred_ret), "lstm_regression"),
+                     _line(x, close, "persistence", dash="dot")],
+                    "Regression: predicted vs actual close", yaxis_title="close", hovermode="x unified")
+    ret = _figure([go.Scatter(x=x, y=true_ret, name="actual", mode="markers", marker=dict(size=3, color="#222222")),
+                   _line(x, pred_ret, "lstm_regression"), _line(x, np.zeros(len(x)), "persistence", dash="dot")],
+                  "Regression: predicted vs actual log return", yaxis_title="log return", yaxis_tickformat=".1%",
+                  hovermode="x unified")
+    return {"pred-reg-price": price, "pred-reg-return": ret}
+
+
+def confusion_figure(pred_up: np.ndarray, real_up: np.ndarray) -> go.Figure:
+    """Counts of realised vs predicted direction."""
+    counts = m.confusion_counts(pred_up, real_up)
+    share = counts / max(counts.sum(), 1)
+    text = [[f"{counts[i, j]}<br>{100 * share[i, j]:.1f}%" for j in range(2)] for i in range(2)]
+    heat = go.Heatmap(z=counts, x=["predicted down", "predicted up"], y=["realised down", "realised up"], text=text,
+                      texttemplate="%{text}", colorscale="Blues", showscale=False,
+                      hovertemplate="%{y}, %{x}: %{z}<extra></extra>")
+    return _figure([heat], "Classification: confusion matrix (p_up > 0.5 = up)", height=340, width=520)
+
+
+def calibration_figure(y_true: np.ndarray, p_up: np.ndarray) -> go.Figure:
+    """Reliability curve: realised up share per p_up bin against the bin's mean p_up."""
+    table = m.calibration_curve(y_true, p_up)
+    size = 6 + 18 * np.sqrt(table["count"] / table["count"].max())
+    points = go.Scatter(x=table["mean_p"], y=table["realised"], mode="lines+markers", name="lstm_classification",
+                        marker=dict(size=size, color=_COLORS["lstm_classification"]), customdata=table["count"],
+                        hovertemplate="mean p_up %{x:.3f}<br>realised %{y:.3f}<br>%{customdata} days<extra></extra>")
+    ideal = go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                       line=dict(dash="dot", color="#444444"))
+    return _figure([points, ideal], "Classification: calibration (marker size = days in bin)",
+                   xaxis=dict(title="mean predicted p_up", range=[0, 1]), yaxis=dict(title="realised up share", range=[0, 1]))
+
+
+def probability_histogram(y_true: np.ndarray, p_up: np.ndarray) -> go.Figure:
+    """Distribution of p_up on days that went up vs days that went down."""
+    y = np.asarray(y_true) > 0
+    traces = [go.Histogram(x=np.asarray(p_up)[y == up], name=label, opacity=0.6, nbinsx=40, marker_color=color)
+              for up, label, color in ((True, "realised up", "#2ca02c"), (False, "realised down", "#d62728"))]
+    fig = _figure(traces, "Classification: p_up by realised outcome", barmode="overlay",
+                  xaxis_title="p_up", yaxis_title="days")
+    fig.add_vline(x=0.5, line_dash="dot", line_color="#444444")
     return fig
 
 
-def probability_figure(predictions: pd.DataFrame) -> go.Figure:
-    """Classifier p_up per day, coloured by the realised direction."""
-    frame = predictions[predictions["target"] == "classification"]
-    fig = go.Figure()
-    for label, name, color in ((1.0, "realised up", "#2ca02c"), (0.0, "realised down", "#d62728")):
-        part = frame[frame["y_true"] == label]
-        fig.add_trace(go.Scatter(x=_dates(part["date"]), y=part["p_up"].to_numpy(), name=name, mode="markers",
-                                 marker=dict(size=3, color=color, opacity=0.6)))
-    fig.add_hline(y=0.5, line_dash="dot", line_color="#444444")
-    fig.update_layout(title="Classification: predicted p_up by realised direction", yaxis_title="p_up", **_LAYOUT)
-    return fig
+def rolling_hit_figure(dates: pd.Index, calls: dict[str, np.ndarray], real_up: np.ndarray,
+                       window: int = 63) -> go.Figure:
+    """Trailing hit rate of each model's daily up/down calls against the trailing base rate."""
+    x = _dates(dates)
+    traces, base = [], None
+    for name, pred_up in calls.items():
+        hits, base = m.rolling_hit_rate(pred_up, real_up, window)
+        traces.append(_line(x, hits, name))
+    traces.append(_line(x, base, "base rate (share of up days)", color="#7f7f7f", dash="dot"))
+    return _figure(traces, f"Rolling {window}-day hit rate vs base rate", yaxis_tickformat=".0%", hovermode="x unified")
 
 
-def report_figures(predictions: pd.DataFrame, returns: pd.DataFrame, regression_target: str) -> dict[str, go.Figure]:
+# ----------------------------------------------------------------------------------- folds, costs
+
+
+def fold_hit_figure(folds: pd.DataFrame) -> go.Figure:
+    """Hit rate per fold and model, with each block's base rate."""
+    traces = [go.Bar(x=g["fold"], y=g["hit_rate"], name=model, marker_color=_COLORS.get(model))
+              for model, g in folds.groupby("model", sort=False)]
+    first = folds[folds["model"] == folds["model"].iloc[0]]
+    traces.append(go.Scatter(x=first["fold"], y=first["base_rate"], name="base rate", mode="markers",
+                             marker=dict(symbol="line-ew-open", size=14, color="#222222", line=dict(width=2))))
+    return _figure(traces, "Hit rate per fold (test block)", barmode="group", xaxis_title="fold",
+                   yaxis_tickformat=".0%")
+
+
+def cost_figure(costs: pd.DataFrame) -> go.Figure:
+    """Total return of each strategy as the fee per side grows."""
+    traces = [go.Scatter(x=g["fee_bps"], y=g["total_return"], name=s, mode="lines+markers",
+                         line=dict(color=_COLORS.get(s))) for s, g in costs.groupby("strategy", sort=False)]
+    return _figure(traces, "Total return by fee level", xaxis_title="fee per side (bps)", yaxis_tickformat=".0%")
+
+
+def report_figures(result: Any) -> dict[str, go.Figure]:
     """All figures of the report keyed by element id, in page order."""
-    figures = {"fig-equity": equity_figure(returns), "fig-drawdown": drawdown_figure(returns)}
-    tasks = set(predictions["target"])
-    if "regression" in tasks:
-        figures["fig-regression"] = regression_figure(predictions, regression_target)
-    if "classification" in tasks:
-        figures["fig-probability"] = probability_figure(predictions)
+    from strategies import predicted_log_return
+
+    returns, preds = result.returns, result.predictions
+    figures = {"perf-equity": equity_figure(returns), "perf-drawdown": drawdown_figure(returns)}
+    for name in (c for c in returns.columns if c.startswith("lstm_")):
+        figures[f"perf-monthly-{name}"] = monthly_heatmap(returns[name], name)
+    figures["perf-monthly-buy_and_hold"] = monthly_heatmap(returns[BENCHMARK], BENCHMARK)
+    figures["perf-yearly"] = yearly_figure(returns)
+    figures["perf-rolling-sharpe"] = rolling_sharpe_figure(returns)
+    calls, real_up, dates = {}, None, None
+    target = result.config.target.regression
+    for task, frame in preds.groupby("target", sort=False):
+        if task == "regression":
+            figures.update(regression_figures(frame, target))
+            calls["lstm_regression"] = (predicted_log_return(frame["y_pred"], frame["close"], target) > 0).to_numpy()
+            real = (predicted_log_return(frame["y_true"], frame["close"], target) > 0).to_numpy()
+        else:
+            pred_up, real = (frame["p_up"] > 0.5).to_numpy(), (frame["y_true"] > 0).to_numpy()
+            figures["pred-confusion"] = confusion_figure(pred_up, real)
+            figures["pred-calibration"] = calibration_figure(frame["y_true"].to_numpy(), frame["p_up"].to_numpy())
+            figures["pred-p-up-histogram"] = probability_histogram(frame["y_true"].to_numpy(), frame["p_up"].to_numpy())
+            calls["lstm_classification"] = pred_up
+        real_up, dates = real, frame["date"]
+    figures["pred-rolling-hit"] = rolling_hit_figure(dates, calls, real_up)
+    if "hit_rate" in result.folds.columns:
+        figures["folds-hit-rate"] = fold_hit_figure(result.folds)
+    if len(result.costs):
+        figures["costs-by-fee"] = cost_figure(result.costs)
     return figures

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -248,3 +249,54 @@ def test_single_class_labels_give_nan_roc_auc():
     assert out["accuracy"] == pytest.approx(1 / 3)
     assert out["log_loss"] == pytest.approx(-(math.log(0.2) + math.log(0.6) + math.log(0.4)) / 3, rel=1e-12)
     assert out["brier"] == pytest.approx((0.64 + 0.16 + 0.36) / 3, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- report series
+
+
+def test_period_returns_compound_within_each_month_and_year():
+    from backtest.metrics import monthly_return_table, period_returns
+
+    idx = pd.to_datetime(["2020-01-30", "2020-01-31", "2020-02-03", "2021-03-01"])
+    r = pd.Series([0.1, -0.1, 0.05, 0.2], index=idx)
+    monthly = period_returns(r, "M")
+    assert monthly.tolist() == pytest.approx([1.1 * 0.9 - 1, 0.05, 0.2])
+    yearly = period_returns(r, "Y")
+    assert yearly.tolist() == pytest.approx([1.1 * 0.9 * 1.05 - 1, 0.2])
+    table = monthly_return_table(r)
+    assert list(table.index) == [2020, 2021] and list(table.columns) == list(range(1, 13))
+    assert table.loc[2020, 1] == pytest.approx(-0.01) and table.loc[2021, 3] == pytest.approx(0.2)
+    assert np.isnan(table.loc[2021, 1])
+
+
+def test_rolling_sharpe_and_hit_rate_match_direct_computation():
+    from backtest.metrics import rolling_hit_rate, rolling_sharpe, sharpe
+
+    rng = np.random.default_rng(0)
+    r = rng.normal(0.001, 0.01, 300)
+    roll = rolling_sharpe(r, 126)
+    assert np.isnan(roll[:125]).all()
+    assert roll[125] == pytest.approx(sharpe(r[:126]))
+    assert roll[-1] == pytest.approx(sharpe(r[-126:]))
+    assert np.isnan(rolling_sharpe(np.zeros(200), 126)[-1])  # zero volatility: undefined, not huge
+    pred, real = rng.random(100) > 0.5, rng.random(100) > 0.4
+    hits, base = rolling_hit_rate(pred, real, 63)
+    assert np.isnan(hits[61]) and hits[62] == pytest.approx(np.mean(pred[:63] == real[:63]))
+    assert base[-1] == pytest.approx(np.mean(real[-63:]))
+
+
+def test_calibration_confusion_and_trade_stats_by_hand():
+    from backtest.metrics import calibration_curve, confusion_counts, trade_stats
+
+    y = np.array([0, 1, 1, 0, 1])
+    p = np.array([0.05, 0.15, 0.55, 0.58, 1.0])
+    table = calibration_curve(y, p, n_bins=10)
+    assert table["bin_low"].tolist() == pytest.approx([0.0, 0.1, 0.5, 0.9])
+    assert table["count"].tolist() == [1, 1, 2, 1]
+    assert table["realised"].tolist() == [0.0, 1.0, 0.5, 1.0]
+    assert table["mean_p"].tolist() == pytest.approx([0.05, 0.15, 0.565, 1.0])
+    counts = confusion_counts(p > 0.5, y > 0)
+    assert counts.tolist() == [[1, 1], [1, 2]]  # rows realised down/up, columns predicted down/up
+    stats = trade_stats(np.array([0.1, -0.05, 0.0, 0.2]), np.array([1, 2, 3, 6]))
+    assert stats == {"win_rate": 0.5, "avg_holding_days": 3.0}
+    assert all(np.isnan(v) for v in trade_stats(np.array([]), np.array([])).values())

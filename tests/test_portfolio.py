@@ -285,3 +285,46 @@ def test_all_flat_trades_nothing():
     res = run_backtest(_prices(), _positions(a=[0] * 7), BacktestConfig())
     assert (res.returns["a"] == 0.0).all()
     assert res.n_trades == {"a": 0} and res.fees_paid == {"a": 0.0} and res.slippage_paid == {"a": 0.0}
+
+
+# --------------------------------------------------------------------------- trade records and the cost sweep
+
+
+def test_trade_records_match_the_hand_computed_round_trip():
+    res = run_backtest(_prices(), _positions(a=LONG, s=[0, -1, -1, -1, 0, 0, 0]), FREE)
+    trades = res.trades
+    assert list(trades["strategy"]) == ["a", "s"]
+    long_, short = trades.iloc[0], trades.iloc[1]
+    # decided day 1 -> bought at day 2's open 101; flat decided day 4 -> sold at day 5's open 108
+    assert (long_["entry_date"], long_["exit_date"]) == (IDX[2], IDX[5])
+    assert (long_["entry_price"], long_["exit_price"]) == (101.0, 108.0)
+    assert long_["return"] == pytest.approx(108.0 / 101.0 - 1.0, rel=REL)
+    assert long_["pnl"] == pytest.approx(108.0 / 101.0 - 1.0, rel=REL)  # all of the capital went in
+    assert long_["holding_days"] == 3 and long_["direction"] == "long" and long_["status"] == "closed"
+    assert short["direction"] == "short"
+    assert short["return"] == pytest.approx(1.0 - 108.0 / 101.0, rel=REL)
+
+
+def test_an_open_trade_is_marked_open_and_counted():
+    res = run_backtest(_prices(), _positions(a=[0, 0, 0, 0, 0, 1, 1]), FREE)
+    assert list(res.trades["status"]) == ["open"] and res.n_trades["a"] == 1
+    assert res.trades["exit_date"].iloc[0] == IDX[7]
+
+
+def test_cost_sweep_reproduces_run_backtest_at_each_fee_level():
+    from backtest.metrics import total_return
+    from backtest.portfolio import cost_sweep
+
+    pos = _positions(a=LONG, s=[0, -1, -1, -1, 0, 0, 0], flat=[0] * 7)
+    cfg = BacktestConfig(fee_rate=0.001, slippage=0.0005)
+    sweep = cost_sweep(_prices(), pos, cfg, fee_levels_bps=(0, 10, 50))
+    assert list(sweep["fee_bps"]) == [0, 0, 0, 10, 10, 10, 50, 50, 50]
+    for bps in (0, 10, 50):
+        alone = run_backtest(_prices(), pos, BacktestConfig(fee_rate=bps / 1e4, slippage=0.0005))
+        part = sweep[sweep["fee_bps"] == bps].set_index("strategy")
+        for name in pos.columns:
+            assert part.loc[name, "total_return"] == pytest.approx(total_return(alone.returns[name]), abs=1e-13)
+            assert part.loc[name, "fees_paid"] == pytest.approx(alone.fees_paid[name], abs=1e-13)
+    assert (sweep[sweep["strategy"] == "flat"]["total_return"] == 0).all()
+    a = sweep[sweep["strategy"] == "a"].set_index("fee_bps")["total_return"]
+    assert a[0] > a[10] > a[50]

@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 import backtest.cli as cli
 from backtest.config import RunConfig
 from backtest.pipeline import RunResult, load_run, run, save_run
-from reports import METRIC_HELP, format_metric, render_report
+from reports import METRIC_HELP, SECTIONS, format_metric, render_report
+from reports.embed import plotly_bundle, unpack_figures
+from reports.tables import FOLD_COLUMNS
 
-SECTIONS = ("summary", "performance", "predictions", "folds", "run")
 EVIL = "<script>alert(1)</script>"
 DASH = "\u2013"
 TINY = {"data.source": "sample:sp500", "data.start": "2016-06-01", "split.min_train": 150, "split.step": 100,
@@ -84,15 +85,19 @@ def metric_cells(text: str) -> dict[str, list[str]]:
     return {row[0]: row[1:-1] for row in rows}
 
 
+def blob(text: str, element_id: str) -> str:
+    found = re.findall(rf'<script type="application/octet-stream" id="{element_id}">(.*?)</script>', text, re.S)
+    assert len(found) == 1, element_id
+    return found[0]
+
+
 def figure_specs(text: str) -> dict[str, dict]:
-    found = re.findall(r'<script type="application/json" id="([\w-]+)-data">(.*?)</script>', text, re.S)
-    return {key: json.loads(body) for key, body in found}
+    return unpack_figures(blob(text, "figures-gz"))["figures"]
 
 
-def without_plotlyjs(text: str) -> str:
-    from plotly.offline import get_plotlyjs
-
-    return text.replace(get_plotlyjs(), "")
+def without_blobs(text: str) -> str:
+    """The page without its two base64 blocks (plotly.js and the figure data)."""
+    return text.replace(blob(text, "plotly-gz"), "").replace(blob(text, "figures-gz"), "")
 
 
 # --------------------------------------------------------------------------- completeness
@@ -113,7 +118,7 @@ def test_every_metric_key_appears_for_every_strategy(tiny):
     assert set(cells) <= set(METRIC_HELP)
 
 
-def test_report_has_the_five_sections(tiny):
+def test_report_has_every_section(tiny):
     text = tiny[2]
     for section in SECTIONS:
         assert text.count(f'<section id="{section}">') == 1, section
@@ -122,48 +127,89 @@ def test_report_has_the_five_sections(tiny):
 
 def test_summary_has_one_verdict_per_model_against_buy_and_hold(tiny):
     result, _, text = tiny
-    models = [name for name in result.metrics if name != "buy_and_hold"]
-    verdicts = re.findall(r'<p class="verdict">(.*?)</p>', text)
+    models = [name for name in result.metrics if name.startswith("lstm_")]
+    verdicts = [html.unescape(v) for v in re.findall(r'<p class="verdict">(.*?)</p>', text)]
     assert len(verdicts) == len(models) == 2
+    bench = result.metrics["buy_and_hold"]
     for name, line in zip(models, verdicts):
         assert line.startswith(name) and "buy-and-hold" in line and "base rate" in line and "p = " in line
+        m = result.metrics[name]
+        # the margins are the metrics' differences, signed
+        assert f"({m['sharpe'] - bench['sharpe']:+.2f})" in line
+        assert f"({100 * (m['total_return'] - bench['total_return']):+.1f} pp)" in line
+        base = max(bench["hit_rate"], 1 - bench["hit_rate"])
+        assert f"({100 * (m['hit_rate'] - base):+.1f} pp, p = " in line
+        assert line.startswith(f"{name} beat buy-and-hold") == (m["sharpe"] > bench["sharpe"])
     for warning in result.manifest["warnings"]:
         assert str(markupsafe.escape(warning)) in text  # escaped the way Jinja2 escapes
 
 
-def test_figures_cover_equity_drawdown_and_both_models(tiny):
+def test_figures_cover_every_diagnostic_and_sit_in_their_sections(tiny):
     result, _, text = tiny
     specs = figure_specs(text)
-    assert list(specs) == ["fig-equity", "fig-drawdown", "fig-regression", "fig-probability"]
+    assert list(specs) == [
+        "perf-equity", "perf-drawdown", "perf-monthly-lstm_regression", "perf-monthly-lstm_classification",
+        "perf-monthly-buy_and_hold", "perf-yearly", "perf-rolling-sharpe", "pred-reg-price", "pred-reg-return",
+        "pred-confusion", "pred-calibration", "pred-p-up-histogram", "pred-rolling-hit", "folds-hit-rate",
+        "costs-by-fee"]
+    sections = {m.group(1): m.group(2) for m in re.finditer(r'<section id="(\w+)">(.*?)</section>', text, re.S)}
+    prefix = {"perf": "performance", "pred": "predictions", "folds": "folds", "costs": "costs"}
     for key in specs:
-        assert f'<div class="figure" id="{key}"></div>' in text
-    names = [trace["name"] for trace in specs["fig-equity"]["data"]]
+        assert f'<div class="figure" id="{key}"></div>' in sections[prefix[key.split("-")[0]]], key
+    assert text.count('<div class="figure"') == len(specs)
+    names = [trace["name"] for trace in specs["perf-equity"]["data"]]
     assert names == list(result.returns.columns)
-    assert [t["name"] for t in specs["fig-regression"]["data"]] == ["actual", "lstm_regression", "persistence"]
+    assert [t["name"] for t in specs["pred-reg-price"]["data"]] == ["actual", "lstm_regression", "persistence"]
+    # every day is drawn: no decimation that could hide a drawdown
     n_days = len(result.returns)
-    assert all(len(trace["x"]) == n_days for trace in specs["fig-drawdown"]["data"])
+    assert all(len(_values(trace["x"])) == n_days for trace in specs["perf-drawdown"]["data"])
+    drawn = _values(specs["perf-drawdown"]["data"][0]["y"])
+    assert min(drawn) == pytest.approx(result.metrics[specs["perf-drawdown"]["data"][0]["name"]]["max_drawdown"])
+    assert "template" not in specs["perf-equity"]["layout"]  # sent once for the page
+
+
+def test_confusion_matrix_counts_the_saved_predictions(tiny):
+    result, _, text = tiny
+    clf = result.predictions[result.predictions["target"] == "classification"]
+    pred, real = (clf["p_up"] > 0.5).to_numpy(), (clf["y_true"] > 0).to_numpy()
+    values = np.asarray(_values(figure_specs(text)["pred-confusion"]["data"][0]["z"])).reshape(2, 2)
+    assert values.tolist() == [[int((~real & ~pred).sum()), int((~real & pred).sum())],
+                               [int((real & ~pred).sum()), int((real & pred).sum())]]
+
+
+def _values(spec):
+    """A plotly array from figure JSON: a list, or a {"dtype", "bdata"(, "shape")} typed array."""
+    import base64
+
+    if isinstance(spec, dict):
+        return np.frombuffer(base64.b64decode(spec["bdata"]), dtype=np.dtype(spec["dtype"])).tolist()
+    return list(np.ravel(spec))
 
 
 # --------------------------------------------------------------------------- offline
 
 
 def test_plotlyjs_is_embedded_exactly_once(tiny):
+    import base64
+    import gzip
+
     from plotly.offline import get_plotlyjs
 
     text = tiny[2]
-    assert text.count(get_plotlyjs()) == 1
-    assert len(re.findall(r"plotly\.js v\d", text)) == 1
+    assert text.count(plotly_bundle()) == 1
+    assert gzip.decompress(base64.b64decode(blob(text, "plotly-gz"))).decode() == get_plotlyjs()
+    assert "plotly.js v" not in without_blobs(text)
 
 
 def test_nothing_is_loaded_from_the_network(tiny):
     text = tiny[2]
     assert not re.search(r"<script[^>]*\bsrc\s*=", text, re.I)
     assert not re.search(r"<link\b", text, re.I)
-    assert "@import" not in without_plotlyjs(text)
-    # outside the embedded library, the page holds no URL at all
-    assert not re.search(r"https?://", without_plotlyjs(text))
-    scripts = re.findall(r"<script\b[^>]*>", text)
-    assert len(scripts) == len(figure_specs(text)) + 2  # one JSON block per figure, plotly.js, the loader
+    assert "@import" not in without_blobs(text)
+    # outside the embedded library, the page and its figure data hold no URL at all
+    assert not re.search(r"https?://", without_blobs(text))
+    assert not re.search(r"https?://", json.dumps(figure_specs(text)))
+    assert len(re.findall(r"<script\b[^>]*>", text)) == 3  # plotly.js, the figure data, the loader
 
 
 # --------------------------------------------------------------------------- folds and provenance
@@ -173,7 +219,8 @@ def test_fold_table_has_one_row_per_fold(tiny):
     _, run_dir, text = tiny
     folds = pd.read_parquet(run_dir / "folds.parquet")
     header, *rows = tables(text)["folds-table"]
-    assert header == list(folds.columns)
+    assert header == [c for c in FOLD_COLUMNS if c in folds.columns]
+    assert {"hit_rate", "base_rate", "strategy_return", "buy_and_hold_return", "epochs", "best_val_loss"} <= set(header)
     assert len(rows) == len(folds) and len(folds) >= 4  # two models x at least two folds
     assert [row[0] for row in rows] == folds["model"].tolist()
     assert [row[header.index("test_start")] for row in rows] == folds["test_start"].dt.strftime("%Y-%m-%d").tolist()
@@ -214,7 +261,7 @@ def _evil_result(result: RunResult) -> RunResult:
 def test_hostile_text_is_escaped_everywhere(tiny):
     text = render_report(_evil_result(tiny[0]))
     assert EVIL not in text
-    assert "<script>alert" not in text  # not even inside the JSON blocks
+    assert "<script>alert" not in text
     escaped = str(markupsafe.escape(EVIL))
     assert f"csv:{escaped}.csv" in text                      # title, data provenance, config
     assert f"<dt>symbol</dt><dd>{escaped}</dd>" in text       # provenance
@@ -222,21 +269,11 @@ def test_hostile_text_is_escaped_everywhere(tiny):
     assert f'<td class="metric">{escaped}</td>' in text      # metric name
     assert f"note {escaped}" in text                         # warnings
     assert f"<td>{escaped}</td>" in text                     # fold table
-    assert text.count("<script") == len(figure_specs(text)) + 2
-    # the figure data still carries the name unchanged for plotly
-    names = [trace["name"] for trace in figure_specs(text)["fig-equity"]["data"]]
+    assert text.count("<script") == 3
+    # the figure data (base64, so it cannot end its block early) carries the name unchanged for plotly
+    assert re.fullmatch(r"[A-Za-z0-9+/=]+", blob(text, "figures-gz").strip())
+    names = [trace["name"] for trace in figure_specs(text)["perf-equity"]["data"]]
     assert EVIL in names
-
-
-def test_json_blocks_cannot_end_early():
-    """A name holding </script> or <!-- stays inside its JSON block and reads back unchanged."""
-    from reports import _figure_json
-    import plotly.graph_objects as go
-
-    name = "</script><!--<script>&"
-    body = _figure_json(go.Figure([go.Scatter(x=[1], y=[2], name=name)]))
-    assert "<" not in body and ">" not in body and "&" not in body
-    assert json.loads(body)["data"][0]["name"] == name
 
 
 # --------------------------------------------------------------------------- format_metric
@@ -304,3 +341,80 @@ def test_lstmbt_report_on_a_loaded_run_shows_the_same_cells(tiny, tmp_path):
     assert tables(from_disk)["folds-table"] == tables(in_memory)["folds-table"]
     assert figure_specs(from_disk) == figure_specs(in_memory)
     assert re.findall(r'<p class="verdict">.*?</p>', from_disk) == re.findall(r'<p class="verdict">.*?</p>', in_memory)
+
+
+# --------------------------------------------------------------------------- baselines, best cells, costs, trades
+
+
+def test_baselines_sit_beside_the_models(tiny):
+    result, _, text = tiny
+    assert list(result.metrics) == ["lstm_regression", "lstm_classification", "persistence", "majority",
+                                    "buy_and_hold"]
+    persistence, majority = result.metrics["persistence"], result.metrics["majority"]
+    assert persistence["total_return"] == 0.0 and persistence["n_trades"] == 0
+    assert persistence["rmse"] == result.metrics["lstm_regression"]["persistence_rmse"]
+    assert math.isnan(persistence["hit_rate"])  # no direction called
+    assert {"log_loss", "brier", "accuracy"} <= set(majority)
+    assert tables(text)["metrics-table"][0][1:-1] == list(result.metrics)
+
+
+def test_best_value_per_row_is_highlighted(tiny):
+    result, _, text = tiny
+    strategies = list(result.metrics)
+    rows = re.findall(r'<tr><td class="metric">(\w+)</td>(.*?)<td class="help">', text)
+    checked = 0
+    for name, cells in rows:
+        marked = [i for i, c in enumerate(re.findall(r"<td( class=\"best\")?>", cells)) if c]
+        values = [result.metrics[s].get(name) for s in strategies]
+        finite = [(i, v) for i, v in enumerate(values) if isinstance(v, (int, float)) and math.isfinite(v)]
+        if name in ("sharpe", "total_return", "rmse", "log_loss") and len(finite) > 1:
+            pick = min if name in ("rmse", "log_loss") else max
+            best = pick(v for _, v in finite)
+            assert marked == [i for i, v in finite if v == best], name
+            checked += 1
+        if name in ("n_days", "n_trades", "exposure"):
+            assert marked == [], name
+    assert checked == 4
+
+
+def test_cost_and_trade_tables_come_from_the_saved_run(tiny, tmp_path):
+    result, run_dir, text = tiny
+    costs = pd.read_parquet(run_dir / "costs.parquet")
+    assert sorted(set(costs["fee_bps"])) == [0, 5, 10, 20, 50]
+    assert set(costs["strategy"]) == set(result.metrics)
+    # the configured fee level reproduces the run's own backtest
+    own = costs[costs["fee_bps"] == round(result.config.backtest.fee_rate * 1e4)].set_index("strategy")
+    for name, entry in result.metrics.items():
+        assert own.loc[name, "total_return"] == pytest.approx(entry["total_return"], abs=1e-12), name
+    # higher fees never help a strategy that trades
+    for name, group in costs.groupby("strategy"):
+        if result.metrics[name]["n_trades"]:
+            assert group.sort_values("fee_bps")["total_return"].is_monotonic_decreasing, name
+
+    saved = save_run(result, tmp_path / "run")
+    edited = pd.read_parquet(saved / "costs.parquet")
+    edited.loc[(edited["fee_bps"] == 50) & (edited["strategy"] == "lstm_regression"), "total_return"] = 12.3456
+    edited.to_parquet(saved / "costs.parquet", index=False)
+    trades = pd.read_parquet(saved / "trades.parquet")
+    trades.loc[trades["entry_date"].idxmax(), "direction"] = "sideways"
+    trades.to_parquet(saved / "trades.parquet", index=False)
+    outcome = CliRunner().invoke(cli.app, ["report", str(saved)])
+    assert outcome.exit_code == 0, outcome.output
+    page = (saved / "report.html").read_text(encoding="utf-8")
+    header, *rows = tables(page)["costs-table"]
+    row50 = next(r for r in rows if r[0] == "50 bps")
+    assert row50[header.index("lstm_regression")] == "1234.56%"
+    newest = tables(page)["trades-table"][1]
+    assert "sideways" in newest
+
+
+def test_trade_table_lists_the_newest_fifty(tiny):
+    result, _, text = tiny
+    header, *rows = tables(text)["trades-table"]
+    assert len(rows) == min(50, len(result.trades))
+    newest = result.trades.sort_values("entry_date", ascending=False, kind="stable").head(len(rows))
+    assert [r[header.index("entry_date")] for r in rows] == newest["entry_date"].dt.strftime("%Y-%m-%d").tolist()
+    summary = {r[0]: r for r in tables(text)["trade-summary-table"][1:]}
+    for name, entry in result.metrics.items():
+        assert summary[name][1] == format_metric("n_trades", entry["n_trades"])
+        assert summary[name][2] == format_metric("win_rate", entry["win_rate"])
