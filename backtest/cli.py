@@ -48,11 +48,9 @@ def run(
     refresh: RefreshOpt = False,
 ) -> None:
     """Walk forward, backtest and report; prints the path of report.html at the end."""
-    flags = {"data.source": source, "data.symbol": symbol, "data.start": start, "data.end": end,
-             "target.task": target, "data.refresh": refresh or None}
-    cfg = RunConfig.resolve(path=config, preset=QUICK_PRESET if quick else None,
-                            flags={k: v for k, v in flags.items() if v is not None},
-                            overrides=parse_overrides(set_ or []))
+    cfg = _resolve_config(config, {"data.source": source, "data.symbol": symbol, "data.start": start,
+                                   "data.end": end, "target.task": target, "data.refresh": refresh or None},
+                          set_, quick)
     from backtest.pipeline import default_run_dir, run as run_pipeline, save_run
     from backtest.errors import ConfigError
 
@@ -96,6 +94,21 @@ def report(
     typer.echo(f"report: {target.resolve()}")
 
 
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run directories written by `lstmbt run` (one alone shows its models side by side).",
+        metavar="RUN_DIR", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option(
+        help="Where to write the HTML (default runs/compare-<UTC timestamp>.html).")] = None,
+) -> None:
+    """Put saved runs side by side: metrics tables and equity curves over their common period."""
+    from reports.compare import default_compare_path, write_compare
+
+    target = write_compare(run_dirs, out or default_compare_path())
+    typer.echo(f"compare: {target.resolve()}")
+
+
 @data_app.command("show")
 def data_show(source: SourceOpt = None, symbol: SymbolOpt = None, start: StartOpt = None, end: EndOpt = None,
               refresh: RefreshOpt = False) -> None:
@@ -119,6 +132,49 @@ def data_fetch(ticker: Annotated[str, typer.Argument(help="FinanceDataReader tic
     prices = load_prices(cfg)
     info = describe_prices(prices, cfg.source)
     typer.echo(f"cached {info['rows']} rows {info['first_date']} to {info['last_date']} in {fdr_cache_dir()}")
+
+
+@app.command()
+def predict(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file with [section] keys.")] = None,
+    source: SourceOpt = None,
+    symbol: SymbolOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    target: Annotated[Optional[str], typer.Option(help="regression, classification or both (default both).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override one config key, e.g. --set model.hidden_size=64 (repeatable).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="The small model of `run --quick`: seconds.")] = False,
+    refresh: RefreshOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+) -> None:
+    """Train on all data up to the last bar and print the next trading day's forecast."""
+    cfg = _resolve_config(config, {"data.source": source, "data.symbol": symbol, "data.start": start,
+                                   "data.end": end, "target.task": target, "data.refresh": refresh or None},
+                          set_, quick)
+    import json
+
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from backtest.forecast import forecast_next, format_forecast
+
+    # a spinner on a terminal's stderr that vanishes when done: stdout holds only the forecast
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("loading data", total=None)
+        forecast = forecast_next(cfg, threads=_torch_threads(), progress=lambda stage, done, total: bar.update(
+            task, description="loading data" if stage == "data" else f"training {stage}"))
+    typer.echo(json.dumps(forecast.to_dict(), allow_nan=False) if as_json else format_forecast(forecast))
+
+
+def _resolve_config(path: Optional[Path], flags: dict[str, Any], overrides: Optional[list[str]],
+                    quick: bool) -> RunConfig:
+    """The run config from defaults < the quick preset < a TOML file < flags < --set overrides."""
+    return RunConfig.resolve(path=path, preset=QUICK_PRESET if quick else None,
+                             flags={k: v for k, v in flags.items() if v is not None},
+                             overrides=parse_overrides(overrides or []))
 
 
 def _data_config(source, symbol, start, end, refresh):

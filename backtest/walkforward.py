@@ -103,6 +103,16 @@ def walk_forward_predict(
     return pd.concat(parts, ignore_index=True), pd.DataFrame(log)
 
 
+def scaled_windows(features: pd.DataFrame, rows: np.ndarray, lookback: int) -> np.ndarray:
+    """Every ``lookback``-row window of ``features``, standardised with statistics of ``rows`` only.
+
+    The scaling ``walk_forward_predict`` applies per fold: each column's mean and standard
+    deviation over the training ``rows`` (row numbers of ``features``, e.g. ``grid.rows(...)``).
+    Returns a read-only float32 view of shape (T - L + 1, L, F); window i ends on row i + L - 1.
+    """
+    return sliding_windows(_standardize(features.to_numpy(dtype=np.float64), rows), lookback)
+
+
 def _standardize(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     train = values[rows]
     mean = train.mean(axis=0)

@@ -46,7 +46,8 @@ def equity_figure(returns: pd.DataFrame) -> go.Figure:
     x = _dates(returns.index)
     fig = _figure([_line(x, m.equity_curve(returns[c].to_numpy())[1:], c) for c in returns.columns],
                   "Equity (growth of 1, net of costs)", yaxis_title="equity", hovermode="x unified")
-    fig.update_layout(updatemenus=[dict(type="buttons", direction="right", x=1, y=1.15, showactive=True, buttons=[
+    fig.update_layout(updatemenus=[dict(type="buttons", direction="right", x=0.01, y=0.99, xanchor="left",
+                                        yanchor="top", showactive=True, buttons=[
         dict(label="linear", method="relayout", args=[{"yaxis.type": "linear"}]),
         dict(label="log", method="relayout", args=[{"yaxis.type": "log"}]),
     ])])

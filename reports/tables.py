@@ -18,7 +18,10 @@ LOWER_IS_BETTER = {"ann_volatility", "rmse", "mae", "mape", "log_loss", "brier",
                    "slippage_paid", "hit_rate_pvalue", "persistence_rmse", "persistence_mae", "persistence_mape"}
 PRICES = {"entry_price", "exit_price"}
 #: rows where a higher or lower value is not better in itself: no highlight
-NEUTRAL = {"n_trades", "n_days", "exposure", "avg_holding_days"}
+NEUTRAL = {"n_trades", "n_days", "exposure", "avg_holding_days", "ann_volatility", "turnover", "fees_paid",
+           "slippage_paid"}
+#: return and risk rows, where a strategy that never holds a position is not ranked
+PERFORMANCE = {"total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "win_rate"}
 DASH = "\u2013"
 
 
@@ -41,12 +44,15 @@ def format_metric(name: str, value: Any) -> str:
     return f"{value:.4g}"
 
 
-def best_columns(name: str, values: list[Any]) -> set[int]:
-    """Indexes of the best value in a metric row (ties included); none for neutral rows."""
+def best_columns(name: str, values: list[Any], skip: set[int] = frozenset()) -> set[int]:
+    """Indexes of the best value in a metric row (ties included); none for neutral rows.
+
+    ``skip``: columns left out of the ranking.
+    """
     if name in NEUTRAL:
         return set()
-    finite = [(i, float(v)) for i, v in enumerate(values)
-              if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)]
+    finite = [(i, float(v)) for i, v in enumerate(values) if i not in skip
+              and isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)]
     if len(finite) < 2:
         return set()
     pick = min if name in LOWER_IS_BETTER else max
@@ -55,14 +61,19 @@ def best_columns(name: str, values: list[Any]) -> set[int]:
 
 
 def metric_rows(metrics: dict[str, dict[str, Any]], strategies: list[str], help_text: dict[str, str]) -> list[dict]:
-    """One row per metric key (in first-seen order): formatted cells, which are best, the meaning."""
+    """One row per metric key (in first-seen order): formatted cells, which are best, the meaning.
+
+    A strategy that never holds a position is not ranked on return and risk rows: its zero
+    drawdown is not an achievement.
+    """
     names: list[str] = []
     for entry in metrics.values():
         names += [k for k in entry if k not in names]
+    flat = {i for i, s in enumerate(strategies) if metrics[s].get("exposure") == 0}
     rows = []
     for name in names:
         values = [metrics[s].get(name) for s in strategies]
-        best = best_columns(name, values)
+        best = best_columns(name, values, flat if name in PERFORMANCE else set())
         cells = [{"text": format_metric(name, v), "best": i in best} for i, v in enumerate(values)]
         rows.append({"name": name, "help": help_text.get(name, ""), "cells": cells})
     return rows
