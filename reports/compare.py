@@ -296,13 +296,12 @@ def equity_figure(windows: dict[tuple[str, str], pd.Series], labels: list[str]) 
     """Growth of 1 invested at the start of the common period, net of costs, with a log toggle."""
     import plotly.graph_objects as go
 
+    from reports.figures import scale_toggle
+
     fig = go.Figure(_curves(windows, labels, m.equity_curve))
     fig.update_layout(title="Equity over the common period (growth of 1, net of costs)", yaxis_title="equity",
                       **_LAYOUT)
-    fig.update_layout(updatemenus=[dict(type="buttons", direction="right", x=1, y=1.15, showactive=True, buttons=[
-        dict(label="linear", method="relayout", args=[{"yaxis.type": "linear"}]),
-        dict(label="log", method="relayout", args=[{"yaxis.type": "log"}]),
-    ])])
+    fig.update_layout(updatemenus=scale_toggle())
     return fig
 
 

@@ -41,16 +41,19 @@ def _figure(traces: list, title: str, **layout: Any) -> go.Figure:
 # ----------------------------------------------------------------------------------- performance
 
 
+def scale_toggle() -> list[dict]:
+    """Linear/log buttons for the y axis, inside the plot's top-left corner (clear of the toolbar)."""
+    return [dict(type="buttons", direction="right", x=0.01, y=0.99, xanchor="left", yanchor="top", showactive=True,
+                 buttons=[dict(label="linear", method="relayout", args=[{"yaxis.type": "linear"}]),
+                          dict(label="log", method="relayout", args=[{"yaxis.type": "log"}])])]
+
+
 def equity_figure(returns: pd.DataFrame) -> go.Figure:
     """Growth of 1 unit of capital per strategy, with a linear/log toggle."""
     x = _dates(returns.index)
     fig = _figure([_line(x, m.equity_curve(returns[c].to_numpy())[1:], c) for c in returns.columns],
                   "Equity (growth of 1, net of costs)", yaxis_title="equity", hovermode="x unified")
-    fig.update_layout(updatemenus=[dict(type="buttons", direction="right", x=0.01, y=0.99, xanchor="left",
-                                        yanchor="top", showactive=True, buttons=[
-        dict(label="linear", method="relayout", args=[{"yaxis.type": "linear"}]),
-        dict(label="log", method="relayout", args=[{"yaxis.type": "log"}]),
-    ])])
+    fig.update_layout(updatemenus=scale_toggle())
     return fig
 
 
