@@ -19,7 +19,7 @@ import pandas as pd
 
 from backtest.config import RunConfig
 from backtest.errors import DataError
-from backtest.pipeline import MODEL_NAMES, Progress, _design, _load_checked, build_estimator
+from backtest.pipeline import MODEL_NAMES, Progress, build_estimator, load_checked, make_design
 from backtest.splits import Fold, WalkForwardSplit
 from backtest.walkforward import SampleGrid, scaled_windows
 
@@ -101,7 +101,7 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     """
     report = progress or (lambda stage, done, total: None)
     report("data", 0, 1)
-    design = _design(_load_checked(config), config)
+    design = make_design(load_checked(config), config)
     if threads:
         import torch
 

@@ -60,7 +60,7 @@ class RunResult:
 
 
 @dataclass(frozen=True)
-class _Design:
+class Design:
     """What every model of a run shares: prices, features, targets, the sample grid and the folds."""
 
     prices: pd.DataFrame
@@ -81,10 +81,10 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
     report = progress or (lambda stage, done, total: None)
     clock = time.perf_counter()
     report("data", 0, 1)
-    prices = _load_checked(config)
+    prices = load_checked(config)
     timings = {"data": _lap(clock)}
     report("features", 0, 1)
-    design = _design(prices, config)
+    design = make_design(prices, config)
     if threads:
         import torch
 
@@ -103,7 +103,7 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
     return RunResult(config=config, predictions=predictions, manifest=manifest, **scored)
 
 
-def _score(prices: pd.DataFrame, design: _Design, predictions: pd.DataFrame, folds: pd.DataFrame,
+def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, folds: pd.DataFrame,
            config: RunConfig) -> dict[str, Any]:
     """Positions, the backtest at the configured costs and across fee levels, metrics, fold figures."""
     from backtest.portfolio import cost_sweep, run_backtest
@@ -123,7 +123,7 @@ def _score(prices: pd.DataFrame, design: _Design, predictions: pd.DataFrame, fol
             "costs": cost_sweep(prices, positions, config.backtest)}
 
 
-def _load_checked(config: RunConfig) -> pd.DataFrame:
+def load_checked(config: RunConfig) -> pd.DataFrame:
     """Prices, refused early when too short for the warm-up, lookback, min_train and one test block."""
     from backtest.data import check_enough_rows, load_prices
     from models.features import warmup_rows
@@ -134,7 +134,8 @@ def _load_checked(config: RunConfig) -> pd.DataFrame:
     return prices
 
 
-def _design(prices: pd.DataFrame, config: RunConfig) -> _Design:
+def make_design(prices: pd.DataFrame, config: RunConfig) -> Design:
+    """Features, targets, the sample grid and the walk-forward folds that every model of a run shares."""
     # Imported only after loading, so bad input is reported before sklearn and torch load.
     from backtest.splits import WalkForwardSplit
     from backtest.walkforward import make_sample_grid
@@ -148,10 +149,10 @@ def _design(prices: pd.DataFrame, config: RunConfig) -> _Design:
     grid = make_sample_grid(features, direction, config.model.lookback)
     splitter = WalkForwardSplit(min_train=split.min_train, step=split.step, horizon=h, scheme=split.scheme,
                                 val_fraction=split.val_fraction, embargo=split.embargo)
-    return _Design(prices=prices, features=features, targets=targets, grid=grid, folds=splitter.split(grid.n))
+    return Design(prices=prices, features=features, targets=targets, grid=grid, folds=splitter.split(grid.n))
 
 
-def _predict_all(design: _Design, config: RunConfig, report: Progress,
+def _predict_all(design: Design, config: RunConfig, report: Progress,
                  timings: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Out-of-sample predictions of every model on the same folds, and the per-fold log."""
     from backtest.walkforward import walk_forward_predict
