@@ -232,8 +232,9 @@ def run_mode(mode: str, warm: bool, seed: int) -> tuple[float, float]:
 def test_faster_modes_match_window_quality_on_a_planted_signal(mode, warm):
     """Mean hit rate and RMSE over 3 seeds no worse than window mode's seed range.
 
-    (Window mode with warm starts is left out on purpose: it inherits a poor first fit, and
-    bench/RESULTS.md shows it losing quality on both W and this kind of series.)
+    (Window mode with warm starts is left out on purpose: it inherits a poor first fit, which
+    one seed of this case has (hit rate 0.61 against 0.68-0.71), and bench/RESULTS.md shows its
+    RMSE outside window mode's spread on W's S&P returns.)
     """
     window = np.array([run_mode("window", False, seed) for seed in range(3)])
     other = np.array([run_mode(mode, warm, seed) for seed in range(3)])
