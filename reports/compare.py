@@ -14,7 +14,6 @@ import datetime as dt
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -315,11 +314,10 @@ def drawdown_figure(windows: dict[tuple[str, str], pd.Series], labels: list[str]
     return fig
 
 
-@lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    return env.get_template("compare.html.j2")
+    from reports import environment
+
+    return environment().get_template("compare.html.j2")
 
 
 __all__ = ["compare_runs", "write_compare", "default_compare_path", "load_runs", "run_labels", "common_period",
