@@ -155,11 +155,24 @@ class SplitConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig(NetSpec):
-    """The LSTM network: ``models.specs.NetSpec`` plus ``lookback``, the window length L in days."""
+    """The models of a run: the LSTM network (``models.specs.NetSpec``), ``lookback`` (the window
+    length L in days), and which estimators run on the same folds.
+
+    ``lstm``: run the LSTM models. ``linear``: run the linear baselines beside them (ridge for
+    regression, logistic for classification, on the decision day's features). ``linear_alpha``:
+    their L2 penalty (ridge ``alpha``; logistic ``C = 1 / linear_alpha``).
+    """
 
     lookback: int = 60
+    lstm: bool = True
+    linear: bool = True
+    linear_alpha: float = 1.0
 
     def __post_init__(self) -> None:
+        if not (self.lstm or self.linear):
+            raise ConfigError("model.lstm and model.linear are both false, so nothing would be trained; "
+                              "set one of them to true")
+        _check_range("model.linear_alpha", self.linear_alpha, 1e-12, 1e12)
         _check_range("model.lookback", self.lookback, 2, 1000)
         _check_range("model.hidden_size", self.hidden_size, 1, 4096)
         _check_range("model.num_layers", self.num_layers, 1, 16)
@@ -207,18 +220,32 @@ class TrainConfig(TrainSettings):
 class StrategyConfig:
     """Predictions to target positions (see ``strategies``).
 
+    ``sizing``: ``threshold`` (all-or-nothing positions) or ``confidence`` (positions that scale
+    with the model's edge, capped at 1; ``threshold`` and ``cutoff`` are then unused).
     ``threshold``: go long when the predicted log return is above it. ``cutoff``: go long when
     p_up is above it. ``long_short``: take the opposite side short (below -threshold, or
-    p_up below 1 - cutoff) instead of staying flat.
+    p_up below 1 - cutoff; under confidence sizing, down to -1) instead of staying flat.
+    ``confidence_gain``: classification position per unit of p_up - 0.5 (10: full at p_up 0.6).
+    ``return_gain``: regression position per forecast sigma, the predicted h-day log return over
+    trailing daily volatility times sqrt(h) (1: full at a one-sigma forecast). ``vol_window``:
+    daily log returns in that trailing volatility.
     """
 
+    sizing: str = "threshold"
     threshold: float = 0.0
     cutoff: float = 0.5
     long_short: bool = False
+    confidence_gain: float = 10.0
+    return_gain: float = 1.0
+    vol_window: int = 21
 
     def __post_init__(self) -> None:
+        _check_choice("strategy.sizing", self.sizing, ("threshold", "confidence"))
         _check_range("strategy.threshold", self.threshold, 0.0)
         _check_range("strategy.cutoff", self.cutoff, 0.5, 1.0, high_open=True)
+        _check_range("strategy.confidence_gain", self.confidence_gain, 0.0, low_open=True)
+        _check_range("strategy.return_gain", self.return_gain, 0.0, low_open=True)
+        _check_range("strategy.vol_window", self.vol_window, 2, 2520)
 
 
 @dataclass(frozen=True, kw_only=True)

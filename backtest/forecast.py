@@ -19,7 +19,8 @@ import pandas as pd
 
 from backtest.config import RunConfig
 from backtest.errors import DataError
-from backtest.pipeline import MODEL_NAMES, Progress, build_estimator, load_checked, make_design
+from backtest.pipeline import Progress, build_estimator, load_checked, make_design
+from backtest.scoring import LINEAR_NAMES, MODEL_NAMES
 from backtest.splits import Fold, WalkForwardSplit
 from backtest.walkforward import SampleGrid, scaled_windows
 
@@ -112,10 +113,13 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     train = np.concatenate([fold.train, fold.val])
     windows = scaled_windows(design.features, grid.rows(train), grid.lookback)  # scaler: training rows only
     records = {}
+    linear = not config.model.lstm  # the LSTM forecasts; the linear baseline only when the LSTM is off
+    names = LINEAR_NAMES if linear else MODEL_NAMES
     for task in config.target.tasks:
-        report(MODEL_NAMES[task], 0, 1)
-        records[task] = _fit_and_forecast(build_estimator(task, config), windows, design.targets[task], grid, fold)
-        report(MODEL_NAMES[task], 1, 1)
+        report(names[task], 0, 1)
+        model = build_estimator(task, config, linear=linear)
+        records[task] = _fit_and_forecast(model, windows, design.targets[task], grid, fold)
+        report(names[task], 1, 1)
     last_close = float(design.prices["Close"].iloc[-1])
     if "regression" in records:
         y_pred, epochs = records["regression"]
@@ -175,7 +179,7 @@ def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: Sampl
         value = model.predict_proba(x_last)[0, list(model.classes_).index(1)]
     else:
         value = model.predict(x_last)[0]
-    return float(value), int(model.n_epochs_)
+    return float(value), int(getattr(model, "n_epochs_", 0))
 
 
 def _regression_record(kind: str, y_pred: float, last_close: float, epochs: int) -> RegressionForecast:

@@ -26,7 +26,8 @@ import pandas as pd
 from backtest import __version__
 from backtest.config import RunConfig
 from backtest.errors import ConfigError, DataError
-from backtest.scoring import BENCHMARK, MODEL_NAMES, collect_metrics, make_positions, run_warnings
+from backtest.scoring import (BENCHMARK, LINEAR_NAMES, MODEL_NAMES, collect_metrics, make_positions, model_plan,
+                              run_warnings)
 
 RUN_FILES = ("config.toml", "manifest.json", "predictions.parquet", "positions.parquet", "returns.parquet",
              "folds.parquet", "costs.parquet", "trades.parquet", "metrics.json", "report.html")
@@ -40,8 +41,8 @@ Progress = Callable[[str, int, int], None]
 class RunResult:
     """Everything a run produced; ``reports`` renders it and ``save_run`` writes it.
 
-    ``predictions``: long frame (date, target, fold, y_true, y_pred, p_up, close), one row per
-    model and out-of-sample day. ``positions``: target exposure per decision day and strategy.
+    ``predictions``: long frame (date, target, model, fold, y_true, y_pred, p_up, close), one row
+    per model and out-of-sample day. ``positions``: target exposure per decision day and strategy.
     ``returns``: daily net returns per strategy on the bars the positions are held.
     ``folds``: one row per model and fold, with its test block's hit rate and returns.
     ``metrics``: ``{strategy: {metric: value}}``. ``costs``: every strategy re-simulated per fee
@@ -107,17 +108,17 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
            config: RunConfig) -> dict[str, Any]:
     """Positions, the backtest at the configured costs and across fee levels, metrics, fold figures."""
     from backtest.portfolio import cost_sweep, run_backtest
-    from backtest.scoring import fold_stats, majority_p_up, predicted_up
+    from backtest.scoring import by_model, fold_stats, majority_p_up, predicted_up
 
     dates = design.grid.dates[design.folds[0].test[0]:]
     direction = design.targets["classification"]
     majority = majority_p_up(direction, design.grid, design.folds)
-    positions = make_positions(predictions, dates, config, majority)
+    positions = make_positions(predictions, dates, config, majority, close=prices["Close"])
     backtest = run_backtest(prices, positions, config.backtest)
     realised_up = (direction.reindex(positions.index) > 0).to_numpy()
     metrics = collect_metrics(predictions, positions, backtest, realised_up, config, majority)
-    by_task = {task: g.set_index("date").reindex(dates) for task, g in predictions.groupby("target")}
-    calls = {MODEL_NAMES[t]: predicted_up(MODEL_NAMES[t], by_task, majority, config, dates) for t in by_task}
+    models = by_model(predictions, dates)
+    calls = {name: predicted_up(name, models, majority, config, dates) for name in models}
     return {"positions": positions, "returns": backtest.returns, "metrics": metrics, "trades": backtest.trades,
             "folds": fold_stats(folds, positions, backtest.returns, realised_up, calls),
             "costs": cost_sweep(prices, positions, config.backtest)}
@@ -158,26 +159,34 @@ def _predict_all(design: Design, config: RunConfig, report: Progress,
     from backtest.walkforward import walk_forward_predict
 
     frames, logs, n_folds = [], [], len(design.folds)
-    for task in config.target.tasks:
-        name, started = MODEL_NAMES[task], time.perf_counter()
+    for name, task in model_plan(config):
+        started = time.perf_counter()
         report(name, 0, n_folds)
         done = iter(range(1, n_folds + 1))
-        preds, log = walk_forward_predict(build_estimator(task, config), design.features, design.targets[task],
-                                          design.grid, design.folds,
-                                          on_fold=lambda entry, name=name: report(name, next(done), n_folds))
+        estimator = build_estimator(task, config, linear=name in LINEAR_NAMES.values())
+        preds, log = walk_forward_predict(estimator, design.features, design.targets[task], design.grid,
+                                          design.folds, on_fold=lambda entry, name=name: report(name, next(done), n_folds))
         preds.insert(1, "target", task)
+        preds.insert(2, "model", name)
         preds["close"] = design.prices["Close"].reindex(preds["date"]).to_numpy()
         frames.append(preds)
         logs.append(log.assign(model=name))
-        timings[f"walkforward_{task}"] = time.perf_counter() - started
+        timings[f"walkforward_{name}"] = time.perf_counter() - started
     folds = pd.concat(logs, ignore_index=True)
     return pd.concat(frames, ignore_index=True), folds[["model"] + [c for c in folds.columns if c != "model"]]
 
 
-def build_estimator(task: str, config: RunConfig):
-    """The unfitted LSTM estimator for ``task`` (``regression`` or ``classification``)."""
+def build_estimator(task: str, config: RunConfig, linear: bool = False):
+    """The unfitted estimator for ``task`` (``regression`` or ``classification``): the LSTM, or with
+    ``linear`` the ridge/logistic baseline."""
     from models.estimators import LSTMClassifier, LSTMRegressor
     from models.specs import NetSpec, TrainSettings
+
+    if linear:
+        from models.linear import LogisticClassifier, RidgeRegressor
+
+        alpha = config.model.linear_alpha
+        return RidgeRegressor(alpha=alpha) if task == "regression" else LogisticClassifier(C=1.0 / alpha)
 
     cls = LSTMRegressor if task == "regression" else LSTMClassifier
     return cls(net=_narrow(config.model, NetSpec), train=_narrow(config.train, TrainSettings),

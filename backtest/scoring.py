@@ -18,7 +18,26 @@ from backtest.config import RunConfig
 
 BENCHMARK = "buy_and_hold"
 MODEL_NAMES = {"regression": "lstm_regression", "classification": "lstm_classification"}
+LINEAR_NAMES = {"regression": "ridge_regression", "classification": "logistic_classification"}
 BASELINES = ("persistence", "majority")
+
+
+def model_plan(config: RunConfig) -> list[tuple[str, str]]:
+    """(strategy name, task) of every model a run trains, LSTM models first, in task order."""
+    plan = []
+    for enabled, names in ((config.model.lstm, MODEL_NAMES), (config.model.linear, LINEAR_NAMES)):
+        if enabled:
+            plan += [(names[task], task) for task in config.target.tasks]
+    return plan
+
+
+def task_of(name: str) -> str | None:
+    """``regression`` or ``classification`` for a model's strategy name, None for baselines and buy-and-hold."""
+    for names in (MODEL_NAMES, LINEAR_NAMES):
+        for task, model in names.items():
+            if model == name:
+                return task
+    return None
 
 
 def majority_p_up(direction: pd.Series, grid: Any, folds: list) -> pd.Series:
@@ -32,34 +51,56 @@ def majority_p_up(direction: pd.Series, grid: Any, folds: list) -> pd.Series:
 
 
 def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: RunConfig,
-                   majority: pd.Series | None = None) -> pd.DataFrame:
+                   majority: pd.Series | None = None, close: pd.Series | None = None) -> pd.DataFrame:
     """Target positions per decision day: the models, then their baselines, then ``buy_and_hold``.
 
     ``persistence`` comes with a regression model, ``majority`` (p_up per day from
-    ``majority_p_up``; None leaves it out) with a classifier.
+    ``majority_p_up``; None leaves it out) with a classifier. ``close``: the whole close
+    history, for the trailing volatility of confidence sizing (the predictions' own closes
+    start on the first test day, which would leave the first ``vol_window`` days flat).
     """
-    from strategies import buy_and_hold, classification_positions, predicted_log_return, regression_positions
+    from strategies import buy_and_hold
 
-    s = config.strategy
     columns = {}
-    for task, group in predictions.groupby("target", sort=False):
+    for name, group in predictions.groupby("model", sort=False):
         group = group.set_index("date").reindex(dates)
-        if task == "regression":
-            pred_ret = predicted_log_return(group["y_pred"], group["close"], config.target.regression)
-            columns[MODEL_NAMES[task]] = regression_positions(pred_ret, s.threshold, s.long_short)
-        else:
-            columns[MODEL_NAMES[task]] = classification_positions(group["p_up"], s.cutoff, s.long_short)
+        columns[name] = _model_positions(task_of(name), group["y_pred"], group["p_up"], group["close"], config, close)
     if "regression" in set(predictions["target"]):
-        columns["persistence"] = regression_positions(pd.Series(0.0, index=dates), s.threshold, s.long_short)
+        zero = pd.Series(0.0, index=dates)
+        columns["persistence"] = _model_positions("regression", zero, None, None, config, close, predicted=zero)
     if majority is not None and "classification" in set(predictions["target"]):
-        columns["majority"] = classification_positions(majority.reindex(dates), s.cutoff, s.long_short)
+        columns["majority"] = _model_positions("classification", None, majority.reindex(dates), None, config, close)
     columns[BENCHMARK] = buy_and_hold(dates)
     frame = pd.DataFrame(columns, index=dates)
     frame.index.name = "date"
     return frame
 
 
-def predicted_up(name: str, by_task: dict[str, pd.DataFrame], majority: pd.Series | None,
+def _model_positions(task: str, y_pred: pd.Series | None, p_up: pd.Series | None, own_close: pd.Series | None,
+                     config: RunConfig, close: pd.Series | None, predicted: pd.Series | None = None) -> pd.Series:
+    """One model's positions under the configured sizing (``strategy.sizing``)."""
+    from strategies import (classification_confidence_positions, classification_positions, predicted_log_return,
+                            regression_confidence_positions, regression_positions)
+
+    s = config.strategy
+    if task == "classification":
+        if s.sizing == "confidence":
+            return classification_confidence_positions(p_up, s.confidence_gain, s.long_short)
+        return classification_positions(p_up, s.cutoff, s.long_short)
+    pred_ret = predicted if predicted is not None else predicted_log_return(y_pred, own_close, config.target.regression)
+    if s.sizing == "confidence":
+        history = close if close is not None else own_close
+        return regression_confidence_positions(pred_ret, history, s.vol_window, s.return_gain, s.long_short,
+                                               horizon=config.target.horizon)
+    return regression_positions(pred_ret, s.threshold, s.long_short)
+
+
+def by_model(predictions: pd.DataFrame, dates: pd.DatetimeIndex) -> dict[str, pd.DataFrame]:
+    """Each model's predictions indexed by decision day."""
+    return {name: g.set_index("date").reindex(dates) for name, g in predictions.groupby("model", sort=False)}
+
+
+def predicted_up(name: str, models: dict[str, pd.DataFrame], majority: pd.Series | None,
                  config: RunConfig, dates: pd.DatetimeIndex) -> np.ndarray | None:
     """The direction strategy ``name`` called on each decision day; None for persistence (no call)."""
     from strategies import predicted_log_return
@@ -68,11 +109,12 @@ def predicted_up(name: str, by_task: dict[str, pd.DataFrame], majority: pd.Serie
         return np.ones(len(dates), dtype=bool)
     if name == "majority":
         return (majority.reindex(dates) > 0.5).to_numpy()
-    if name == MODEL_NAMES["regression"]:
-        g = by_task["regression"]
+    task = task_of(name)
+    if task == "regression":
+        g = models[name]
         return (predicted_log_return(g["y_pred"], g["close"], config.target.regression) > 0).to_numpy()
-    if name == MODEL_NAMES["classification"]:
-        return (by_task["classification"]["p_up"] > 0.5).to_numpy()
+    if task == "classification":
+        return (models[name]["p_up"] > 0.5).to_numpy()
     return None
 
 
@@ -83,42 +125,65 @@ def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest
 
     out: dict[str, dict[str, Any]] = {}
     dates = positions.index
-    by_task = {task: g.set_index("date").reindex(dates) for task, g in predictions.groupby("target")}
+    models = by_model(predictions, dates)
     for name in positions.columns:
         pos = positions[name].to_numpy()
         entry = m.performance_metrics(backtest.returns[name].to_numpy(), pos)
-        pred_up = predicted_up(name, by_task, majority, config, dates)
+        pred_up = predicted_up(name, models, majority, config, dates)
         entry["hit_rate"] = m.hit_rate(pred_up, realised_up) if pred_up is not None else math.nan
-        if name != BENCHMARK:
-            entry["hit_rate_pvalue"] = m.hit_rate_pvalue(pred_up, realised_up) if pred_up is not None else math.nan
+        entry.update(_significance(name, backtest.returns, pred_up, realised_up, models, config))
         trades = backtest.trades[backtest.trades["strategy"] == name]
         entry.update(n_trades=backtest.n_trades[name], fees_paid=backtest.fees_paid[name],
                      slippage_paid=backtest.slippage_paid[name], n_days=len(pos),
                      **m.trade_stats(trades["return"].to_numpy(), trades["holding_days"].to_numpy()))
-        entry.update(_prediction_scores(name, by_task, majority, dates, config))
+        entry.update(_prediction_scores(name, models, majority, dates, config))
         out[name] = entry
     return out
 
 
-def _prediction_scores(name: str, by_task: dict[str, pd.DataFrame], majority: pd.Series | None,
+def _significance(name: str, returns: pd.DataFrame, pred_up: np.ndarray | None, realised_up: np.ndarray,
+                  models: dict[str, pd.DataFrame], config: RunConfig) -> dict[str, float]:
+    """The significance figures of one strategy (``backtest.significance``); see metrics.json in the README.
+
+    Buy-and-hold gets its Sharpe interval and PSR only; persistence, which calls no direction,
+    gets no directional test. Regression models add Diebold-Mariano against persistence.
+    """
+    from backtest import significance as sig
+
+    r = returns[name].to_numpy()
+    if name == BENCHMARK:
+        low, high = sig.sharpe_ci(r, seed=config.train.seed)
+        return {"sharpe_ci_low": low, "sharpe_ci_high": high, "psr": sig.probabilistic_sharpe_ratio(r)}
+    if pred_up is None:
+        return {"hit_rate_pvalue": math.nan}
+    errors = {}
+    if task_of(name) == "regression":
+        g = models[name]
+        naive = g["close"] if config.target.regression == "price" else np.zeros(len(g))
+        errors = {"y_true": g["y_true"].to_numpy(), "y_pred": g["y_pred"].to_numpy(), "y_naive": np.asarray(naive)}
+    return sig.significance_metrics(r, returns[BENCHMARK].to_numpy(), pred_up, realised_up,
+                                    horizon=config.target.horizon, seed=config.train.seed, **errors)
+
+
+def _prediction_scores(name: str, models: dict[str, pd.DataFrame], majority: pd.Series | None,
                        dates: pd.DatetimeIndex, config: RunConfig) -> dict[str, float]:
     """Forecast-error or probability scores of one strategy's predictions, where it has them."""
     from backtest import metrics as m
 
     price = config.target.regression == "price"
-    if name in (MODEL_NAMES["regression"], "persistence") and "regression" in by_task:
-        g = by_task["regression"]
+    tasks = {task_of(n): g for n, g in models.items()}  # any model of a task has that task's y_true
+    task = task_of(name)
+    if name == "persistence" or task == "regression":
+        g = models[name] if task else tasks["regression"]
         naive = g["close"] if price else np.zeros(len(g))
-        errors = m.regression_errors(g["y_true"], g["y_pred"] if name != "persistence" else naive, naive,
-                                     with_mape=price)
         if name == "persistence":
-            errors = {k: v for k, v in errors.items() if not k.startswith("persistence_")}
-        return errors
-    if name == MODEL_NAMES["classification"]:
-        g = by_task["classification"]
-        return m.classification_scores(g["y_true"], g["p_up"])
-    if name == "majority" and "classification" in by_task:
-        return m.classification_scores(by_task["classification"]["y_true"], majority.reindex(dates))
+            errors = m.regression_errors(g["y_true"], naive, naive, with_mape=price)
+            return {k: v for k, v in errors.items() if not k.startswith("persistence_")}
+        return m.regression_errors(g["y_true"], g["y_pred"], naive, with_mape=price)
+    if task == "classification":
+        return m.classification_scores(models[name]["y_true"], models[name]["p_up"])
+    if name == "majority":
+        return m.classification_scores(tasks["classification"]["y_true"], majority.reindex(dates))
     return {}
 
 
@@ -143,14 +208,27 @@ def fold_stats(folds: pd.DataFrame, positions: pd.DataFrame, returns: pd.DataFra
     return folds.assign(**extra)
 
 
+#: a daily hit rate above this is treated as a sign of look-ahead, not of skill
+TOO_GOOD_HIT_RATE = 0.9
+
+
 def run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame) -> list[str]:
-    """Plain-language cautions the report shows next to the numbers."""
+    """Plain-language cautions the report shows next to the numbers.
+
+    The first is the look-ahead guard's second line of defence: a model that calls more than
+    ``TOO_GOOD_HIT_RATE`` of daily directions right almost surely sees the future through a
+    feature, and the run says so first.
+    """
     notes = []
+    for name, entry in metrics.items():
+        if task_of(name) is not None and entry["hit_rate"] > TOO_GOOD_HIT_RATE:
+            notes.append(f"LOOK-AHEAD SUSPECTED: {name} calls {entry['hit_rate']:.1%} of directions right, too good "
+                         "to be true for daily prices; check every feature for data from after the decision day.")
     if len(positions) < 252:
         notes.append(f"The out-of-sample period is {len(positions)} days, shorter than one year.")
     base = metrics[BENCHMARK]["hit_rate"]
     for name, entry in metrics.items():
-        if name not in MODEL_NAMES.values():
+        if task_of(name) is None:
             continue
         if not entry["hit_rate"] > max(base, 1 - base):
             notes.append(f"{name}: hit rate {entry['hit_rate']:.3f} is not above the base rate "

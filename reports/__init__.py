@@ -28,6 +28,19 @@ METRIC_HELP = {
     "hit_rate": "share of days whose predicted direction was the realised one; for buy-and-hold the share of up "
                 "days (the base rate); persistence predicts no direction",
     "hit_rate_pvalue": "one-sided binomial p-value that the hit rate beats the better of always-up / always-down",
+    "hit_rate_ci_low": "lower end of the 95% Wilson interval of the hit rate",
+    "hit_rate_ci_high": "upper end of the 95% Wilson interval of the hit rate",
+    "pt_pvalue": "Pesaran-Timmermann one-sided p-value that the up/down calls carry information about the "
+                 "realised direction (robust to the market's drift)",
+    "dm_pvalue": "Diebold-Mariano one-sided p-value that the forecast's squared error is below persistence's "
+                 "(Newey-West variance, HLN correction)",
+    "dm_pvalue_abs": "Diebold-Mariano one-sided p-value for absolute error against persistence",
+    "sharpe_ci_low": "lower end of the 95% stationary block bootstrap interval of the Sharpe ratio",
+    "sharpe_ci_high": "upper end of that interval",
+    "sharpe_diff_ci_low": "lower end of the 95% block bootstrap interval of Sharpe minus buy-and-hold's "
+                          "(above 0 = evidence of beating it)",
+    "sharpe_diff_ci_high": "upper end of that interval",
+    "psr": "probabilistic Sharpe ratio: probability that the true Sharpe is above 0, given skew and kurtosis",
     "n_trades": "round trips (an open position at the end counts)",
     "fees_paid": "fees as a fraction of initial capital",
     "slippage_paid": "value lost to slippage as a fraction of initial capital",
@@ -53,13 +66,14 @@ SECTIONS = ("summary", "performance", "predictions", "folds", "costs", "trades",
 
 def render_report(result: Any) -> str:
     """The HTML text of the report for ``result`` (a ``backtest.pipeline.RunResult``)."""
+    from backtest.scoring import task_of
     from reports import tables
     from reports.embed import pack_figures, plotly_bundle
     from reports.figures import report_figures
 
     metrics = result.metrics
     strategies = list(metrics)
-    models = [s for s in strategies if s.startswith("lstm_")]
+    models = [s for s in strategies if task_of(s) is not None]
     figures = report_figures(result)
     manifest = result.manifest or {}
     fold_columns, fold_rows = tables.frame_rows(result.folds, tables.FOLD_COLUMNS)

@@ -17,6 +17,7 @@ from backtest import metrics as m
 
 BENCHMARK = "buy_and_hold"
 _COLORS = {"buy_and_hold": "#7f7f7f", "lstm_regression": "#1f77b4", "lstm_classification": "#d62728",
+           "ridge_regression": "#17becf", "logistic_classification": "#ff7f0e",
            "persistence": "#2ca02c", "majority": "#9467bd", "actual": "#222222"}
 _LAYOUT = dict(height=380, margin=dict(l=60, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.15))
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -99,57 +100,65 @@ def rolling_sharpe_figure(returns: pd.DataFrame, window: int = 126) -> go.Figure
 # ----------------------------------------------------------------------------------- predictions
 
 
-def regression_figures(frame: pd.DataFrame, target: str) -> dict[str, go.Figure]:
-    """Predicted vs actual close and return h days ahead, with persistence beside the model.
+def regression_figures(frames: dict[str, pd.DataFrame], target: str) -> dict[str, go.Figure]:
+    """Predicted vs actual close and return h days ahead for each regression model, with persistence.
 
-    ``frame``: the regression rows of the predictions (date, y_true, y_pred, close).
+    ``frames``: per regression model, its prediction rows (date, y_true, y_pred, close); the
+    models share their days.
     """
     from strategies import predicted_log_return
 
-    x = _dates(frame["date"])
-    close = frame["close"].to_numpy()
-    pred_ret = predicted_log_return(frame["y_pred"], frame["close"], target).to_numpy()
-    true_ret = predicted_log_return(frame["y_true"], frame["close"], target).to_numpy()
-    price = _figure([_line(x, close * np.exp(true_ret), "actual"), _line(x, close * np.exp(pred_ret), "lstm_regression"),
-                     _line(x, close, "persistence", dash="dot")],
+    first = next(iter(frames.values()))
+    x = _dates(first["date"])
+    close = first["close"].to_numpy()
+    true_ret = predicted_log_return(first["y_true"], first["close"], target).to_numpy()
+    pred_ret = {name: predicted_log_return(f["y_pred"], f["close"], target).to_numpy() for name, f in frames.items()}
+    price = _figure([_line(x, close * np.exp(true_ret), "actual")]
+                    + [_line(x, close * np.exp(r), name) for name, r in pred_ret.items()]
+                    + [_line(x, close, "persistence", dash="dot")],
                     "Regression: predicted vs actual close", yaxis_title="close", hovermode="x unified")
-    ret = _figure([go.Scatter(x=x, y=true_ret, name="actual", mode="markers", marker=dict(size=3, color="#222222")),
-                   _line(x, pred_ret, "lstm_regression"), _line(x, np.zeros(len(x)), "persistence", dash="dot")],
+    ret = _figure([go.Scatter(x=x, y=true_ret, name="actual", mode="markers", marker=dict(size=3, color="#222222"))]
+                  + [_line(x, r, name) for name, r in pred_ret.items()]
+                  + [_line(x, np.zeros(len(x)), "persistence", dash="dot")],
                   "Regression: predicted vs actual log return", yaxis_title="log return", yaxis_tickformat=".1%",
                   hovermode="x unified")
     return {"pred-reg-price": price, "pred-reg-return": ret}
 
 
-def confusion_figure(pred_up: np.ndarray, real_up: np.ndarray) -> go.Figure:
-    """Counts of realised vs predicted direction."""
+def confusion_figure(pred_up: np.ndarray, real_up: np.ndarray, name: str) -> go.Figure:
+    """Counts of realised vs predicted direction of the classifier ``name``."""
     counts = m.confusion_counts(pred_up, real_up)
     share = counts / max(counts.sum(), 1)
     text = [[f"{counts[i, j]}<br>{100 * share[i, j]:.1f}%" for j in range(2)] for i in range(2)]
     heat = go.Heatmap(z=counts, x=["predicted down", "predicted up"], y=["realised down", "realised up"], text=text,
                       texttemplate="%{text}", colorscale="Blues", showscale=False,
                       hovertemplate="%{y}, %{x}: %{z}<extra></extra>")
-    return _figure([heat], "Classification: confusion matrix (p_up > 0.5 = up)", height=340, width=520)
+    return _figure([heat], f"Confusion matrix: {name} (p_up > 0.5 = up)", height=340)
 
 
-def calibration_figure(y_true: np.ndarray, p_up: np.ndarray) -> go.Figure:
-    """Reliability curve: realised up share per p_up bin against the bin's mean p_up."""
-    table = m.calibration_curve(y_true, p_up)
-    size = 6 + 18 * np.sqrt(table["count"] / table["count"].max())
-    points = go.Scatter(x=table["mean_p"], y=table["realised"], mode="lines+markers", name="lstm_classification",
-                        marker=dict(size=size, color=_COLORS["lstm_classification"]), customdata=table["count"],
-                        hovertemplate="mean p_up %{x:.3f}<br>realised %{y:.3f}<br>%{customdata} days<extra></extra>")
+def calibration_figure(frames: dict[str, pd.DataFrame]) -> go.Figure:
+    """Reliability curves: realised up share per p_up bin against the bin's mean p_up, per classifier."""
+    traces = []
+    for name, frame in frames.items():
+        table = m.calibration_curve(frame["y_true"].to_numpy(), frame["p_up"].to_numpy())
+        size = 6 + 18 * np.sqrt(table["count"] / table["count"].max())
+        traces.append(go.Scatter(x=table["mean_p"], y=table["realised"], mode="lines+markers", name=name,
+                                 marker=dict(size=size, color=_COLORS.get(name)), line=dict(color=_COLORS.get(name)),
+                                 customdata=table["count"],
+                                 hovertemplate="mean p_up %{x:.3f}<br>realised %{y:.3f}<br>%{customdata} days"
+                                               "<extra></extra>"))
     ideal = go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
                        line=dict(dash="dot", color="#444444"))
-    return _figure([points, ideal], "Classification: calibration (marker size = days in bin)",
+    return _figure(traces + [ideal], "Classification: calibration (marker size = days in bin)",
                    xaxis=dict(title="mean predicted p_up", range=[0, 1]), yaxis=dict(title="realised up share", range=[0, 1]))
 
 
-def probability_histogram(y_true: np.ndarray, p_up: np.ndarray) -> go.Figure:
-    """Distribution of p_up on days that went up vs days that went down."""
+def probability_histogram(y_true: np.ndarray, p_up: np.ndarray, name: str) -> go.Figure:
+    """Distribution of the classifier ``name``'s p_up on days that went up vs days that went down."""
     y = np.asarray(y_true) > 0
     traces = [go.Histogram(x=np.asarray(p_up)[y == up], name=label, opacity=0.6, nbinsx=40, marker_color=color)
               for up, label, color in ((True, "realised up", "#2ca02c"), (False, "realised down", "#d62728"))]
-    fig = _figure(traces, "Classification: p_up by realised outcome", barmode="overlay",
+    fig = _figure(traces, f"p_up by realised outcome: {name}", barmode="overlay",
                   xaxis_title="p_up", yaxis_title="days")
     fig.add_vline(x=0.5, line_dash="dot", line_color="#444444")
     return fig
@@ -189,31 +198,38 @@ def cost_figure(costs: pd.DataFrame) -> go.Figure:
 
 
 def report_figures(result: Any) -> dict[str, go.Figure]:
-    """All figures of the report keyed by element id, in page order."""
+    """All figures of the report keyed by element id, in page order.
+
+    Every model gets a monthly heatmap and a rolling hit-rate line; the classification
+    diagnostics (confusion matrix, p_up histogram) are drawn for the first classifier (the
+    LSTM's, when it ran), with every classifier on the calibration chart.
+    """
+    from backtest.scoring import task_of
     from strategies import predicted_log_return
 
-    returns, preds = result.returns, result.predictions
+    returns, target = result.returns, result.config.target.regression
+    frames = {name: g for name, g in result.predictions.groupby("model", sort=False)}
+    regression = {n: f for n, f in frames.items() if task_of(n) == "regression"}
+    classifiers = {n: f for n, f in frames.items() if task_of(n) == "classification"}
     figures = {"perf-equity": equity_figure(returns), "perf-drawdown": drawdown_figure(returns)}
-    for name in (c for c in returns.columns if c.startswith("lstm_")):
+    for name in [n for n in frames if n in returns.columns] + [BENCHMARK]:
         figures[f"perf-monthly-{name}"] = monthly_heatmap(returns[name], name)
-    figures["perf-monthly-buy_and_hold"] = monthly_heatmap(returns[BENCHMARK], BENCHMARK)
     figures["perf-yearly"] = yearly_figure(returns)
     figures["perf-rolling-sharpe"] = rolling_sharpe_figure(returns)
-    calls, real_up, dates = {}, None, None
-    target = result.config.target.regression
-    for task, frame in preds.groupby("target", sort=False):
-        if task == "regression":
-            figures.update(regression_figures(frame, target))
-            calls["lstm_regression"] = (predicted_log_return(frame["y_pred"], frame["close"], target) > 0).to_numpy()
-            real = (predicted_log_return(frame["y_true"], frame["close"], target) > 0).to_numpy()
-        else:
-            pred_up, real = (frame["p_up"] > 0.5).to_numpy(), (frame["y_true"] > 0).to_numpy()
-            figures["pred-confusion"] = confusion_figure(pred_up, real)
-            figures["pred-calibration"] = calibration_figure(frame["y_true"].to_numpy(), frame["p_up"].to_numpy())
-            figures["pred-p-up-histogram"] = probability_histogram(frame["y_true"].to_numpy(), frame["p_up"].to_numpy())
-            calls["lstm_classification"] = pred_up
-        real_up, dates = real, frame["date"]
-    figures["pred-rolling-hit"] = rolling_hit_figure(dates, calls, real_up)
+    calls = {}
+    for name, f in regression.items():
+        calls[name] = (predicted_log_return(f["y_pred"], f["close"], target) > 0).to_numpy()
+        real_up = (predicted_log_return(f["y_true"], f["close"], target) > 0).to_numpy()
+    if regression:
+        figures.update(regression_figures(regression, target))
+    for name, f in classifiers.items():
+        calls[name], real_up = (f["p_up"] > 0.5).to_numpy(), (f["y_true"] > 0).to_numpy()
+    if classifiers:
+        name, f = next(iter(classifiers.items()))
+        figures["pred-confusion"] = confusion_figure(calls[name], real_up, name)
+        figures["pred-calibration"] = calibration_figure(classifiers)
+        figures["pred-p-up-histogram"] = probability_histogram(f["y_true"].to_numpy(), f["p_up"].to_numpy(), name)
+    figures["pred-rolling-hit"] = rolling_hit_figure(next(iter(frames.values()))["date"], calls, real_up)
     if "hit_rate" in result.folds.columns:
         figures["folds-hit-rate"] = fold_hit_figure(result.folds)
     if len(result.costs):

@@ -11,11 +11,13 @@ import pandas as pd
 # How each metric is shown; metrics.json always holds raw fractions.
 PERCENT = {"total_return", "cagr", "ann_volatility", "max_drawdown", "exposure", "hit_rate", "fees_paid",
            "slippage_paid", "accuracy", "precision", "recall", "f1", "mape", "persistence_mape", "win_rate",
-           "strategy_return", "buy_and_hold_return", "base_rate"}
+           "strategy_return", "buy_and_hold_return", "base_rate", "hit_rate_ci_low", "hit_rate_ci_high"}
+PVALUES = {"hit_rate_pvalue", "pt_pvalue", "dm_pvalue", "dm_pvalue_abs"}
 INTEGER = {"n_trades", "n_days", "fold", "epochs", "best_epoch", "n_train", "n_val", "n_test", "holding_days",
            "train_steps", "eval_steps"}
 LOWER_IS_BETTER = {"ann_volatility", "rmse", "mae", "mape", "log_loss", "brier", "turnover", "fees_paid",
-                   "slippage_paid", "hit_rate_pvalue", "persistence_rmse", "persistence_mae", "persistence_mape"}
+                   "slippage_paid", "hit_rate_pvalue", "pt_pvalue", "dm_pvalue", "dm_pvalue_abs", "persistence_rmse",
+                   "persistence_mae", "persistence_mape"}
 PRICES = {"entry_price", "exit_price"}
 #: rows where a higher or lower value is not better in itself: no highlight
 NEUTRAL = {"n_trades", "n_days", "exposure", "avg_holding_days", "ann_volatility", "turnover", "fees_paid",
@@ -37,7 +39,7 @@ def format_metric(name: str, value: Any) -> str:
         return f"{int(value):,}"
     if name in PERCENT:
         return f"{100 * value:.2f}%"
-    if name == "hit_rate_pvalue":
+    if name in PVALUES:
         return f"{value:.3g}"
     if name in PRICES:
         return f"{value:,.2f}"
@@ -80,7 +82,8 @@ def metric_rows(metrics: dict[str, dict[str, Any]], strategies: list[str], help_
 
 
 def verdicts(metrics: dict[str, dict[str, Any]], models: list[str]) -> list[str]:
-    """One sentence per model: against buy-and-hold (Sharpe, total return) and its base rate, with margins."""
+    """One paragraph per model: against buy-and-hold and its base rate with margins, then the
+    significance figures that say whether the difference is more than luck."""
     bench = metrics.get("buy_and_hold")
     if bench is None:
         return []
@@ -100,8 +103,26 @@ def verdicts(metrics: dict[str, dict[str, Any]], models: list[str]) -> list[str]
             f"({_signed(100 * ret_gap, 1)} pp); and it {beat_base} its base rate: hit rate "
             f"{format_metric('hit_rate', mm['hit_rate'])} vs {format_metric('hit_rate', base)} "
             f"({_signed(100 * hit_gap, 1)} pp, p = {format_metric('hit_rate_pvalue', mm.get('hit_rate_pvalue'))})."
+            + _significance_sentence(mm)
         )
     return out
+
+
+def _significance_sentence(m: dict[str, Any]) -> str:
+    """Is it luck? The intervals and tests of one model, in words; empty when none were computed."""
+    if "sharpe_diff_ci_low" not in m:
+        return ""
+    low, high = m["sharpe_diff_ci_low"], m["sharpe_diff_ci_high"]
+    beats = _gap(low, 0.0) > 0
+    text = (f" Sharpe minus buy-and-hold's: 95% CI [{format_metric('sharpe', low)}, {format_metric('sharpe', high)}]"
+            f" ({'excludes' if beats else 'includes'} 0{', evidence of beating it' if beats else ', so no evidence of beating it'});"
+            f" Sharpe 95% CI [{format_metric('sharpe', m['sharpe_ci_low'])}, {format_metric('sharpe', m['sharpe_ci_high'])}],"
+            f" PSR {format_metric('psr', m.get('psr'))}; hit rate 95% CI [{format_metric('hit_rate', m['hit_rate_ci_low'])},"
+            f" {format_metric('hit_rate', m['hit_rate_ci_high'])}]; Pesaran-Timmermann p = {format_metric('pt_pvalue', m['pt_pvalue'])}")
+    if "dm_pvalue" in m:
+        text += (f"; Diebold-Mariano vs persistence p = {format_metric('dm_pvalue', m['dm_pvalue'])} (squared error),"
+                 f" {format_metric('dm_pvalue_abs', m['dm_pvalue_abs'])} (absolute)")
+    return text + "."
 
 
 def _gap(value: Any, reference: Any) -> float:

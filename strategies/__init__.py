@@ -6,9 +6,13 @@ execution lag. Nothing here looks at prices after t.
 
 from strategies.rules import (
     buy_and_hold,
+    classification_confidence_positions,
     classification_positions,
     predicted_log_return,
+    regression_confidence_positions,
     regression_positions,
+    trailing_volatility,
 )
 
-__all__ = ["buy_and_hold", "classification_positions", "predicted_log_return", "regression_positions"]
+__all__ = ["buy_and_hold", "classification_confidence_positions", "classification_positions", "predicted_log_return",
+           "regression_confidence_positions", "regression_positions", "trailing_volatility"]

@@ -1,9 +1,14 @@
-"""Threshold rules and the buy-and-hold baseline."""
+"""Threshold rules, confidence sizing and the buy-and-hold baseline.
+
+Threshold rules take all-or-nothing positions; confidence sizing scales the position with how
+sure the model is, capped at a full position. Both map a missing prediction (NaN) to flat.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 def predicted_log_return(y_pred: pd.Series, close: pd.Series, target: str) -> pd.Series:
@@ -34,6 +39,92 @@ def classification_positions(p_up: pd.Series, cutoff: float = 0.5, long_short: b
     if not long_short:
         return long.rename("position")
     return (long - (p_up < 1.0 - cutoff).astype("float64")).rename("position")
+
+
+def classification_confidence_positions(p_up: pd.Series, gain: float = 10.0, long_short: bool = False) -> pd.Series:
+    """Position proportional to the classifier's edge: ``clip(gain * (p_up - 0.5), lower, 1)``.
+
+    Parameters
+    ----------
+    p_up : pd.Series
+        Probability (0..1) that the h-day log return after the decision day's close is > 0.
+    gain : float
+        Position per unit of probability above 0.5 (> 0). The default 10 gives a full long at
+        p_up >= 0.6 and half a position at p_up = 0.55.
+    long_short : bool
+        ``lower = -1`` (p_up below 0.5 goes short, symmetrically) if true; ``lower = 0`` (flat) if false.
+
+    Returns
+    -------
+    pd.Series
+        Target position in [lower, 1] (fraction of equity, + long), named ``position``; NaN p_up -> 0.
+    """
+    if not gain > 0:
+        raise ValueError(f"gain must be > 0, got {gain!r}")
+    lower = -1.0 if long_short else 0.0
+    return (gain * (p_up.astype("float64") - 0.5)).clip(lower, 1.0).fillna(0.0).rename("position")
+
+
+def trailing_volatility(close: pd.Series, vol_window: int = 21) -> pd.Series:
+    """Standard deviation (ddof 1) of the last ``vol_window`` daily log returns known at each close.
+
+    The value at day t uses ``log(close[t-k] / close[t-k-1])`` for k = 0..vol_window-1, i.e.
+    closes t - vol_window .. t and nothing later; it is NaN for the first ``vol_window`` days
+    (warm-up) and wherever a window holds a NaN. Units: log return per day, not annualised.
+    """
+    if vol_window < 2:
+        raise ValueError(f"vol_window must be >= 2 daily returns, got {vol_window!r}")
+    log_ret = np.diff(np.log(close.to_numpy(dtype="float64")))  # log_ret[i]: day i -> day i + 1
+    vol = np.full(len(close), np.nan)
+    if len(log_ret) >= vol_window:
+        vol[vol_window:] = sliding_window_view(log_ret, vol_window).std(axis=1, ddof=1)
+    return pd.Series(vol, index=close.index, name="trailing_vol")
+
+
+def regression_confidence_positions(pred_return: pd.Series, close: pd.Series, vol_window: int = 21,
+                                    gain: float = 1.0, long_short: bool = False, *,
+                                    horizon: int = 1) -> pd.Series:
+    """Position proportional to the forecast in volatility units: ``clip(gain * z, lower, 1)``.
+
+    ``z = pred_return / (trailing_vol * sqrt(horizon))``: the predicted h-day log return over the
+    h-day volatility implied by ``trailing_volatility(close, vol_window)`` at the decision day.
+
+    Parameters
+    ----------
+    pred_return : pd.Series
+        Predicted log return over ``horizon`` days from each decision day's close (-inf = "down").
+    close : pd.Series
+        Daily closes whose index contains every date of ``pred_return``. It may start earlier
+        (pass the full history so the first decision days are past the warm-up); prices after a
+        decision day never enter its position.
+    vol_window : int
+        Daily log returns in the volatility estimate (>= 2); 21 is about one trading month.
+    gain : float
+        Position per forecast sigma (> 0). The default 1 gives a full position only to a forecast
+        of one sigma or more; typical forecasts are a small fraction of a sigma, so exposure is small.
+    long_short : bool
+        ``lower = -1`` (negative forecasts go short) if true; ``lower = 0`` (flat) if false.
+    horizon : int
+        Days h the forecast spans (>= 1); daily volatility is scaled by sqrt(h).
+
+    Returns
+    -------
+    pd.Series
+        Target position in [lower, 1] on ``pred_return``'s index, named ``position``; 0 where the
+        forecast is NaN, during the volatility warm-up, and where trailing volatility is 0.
+    """
+    if not gain > 0:
+        raise ValueError(f"gain must be > 0, got {gain!r}")
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1 day, got {horizon!r}")
+    missing = pred_return.index.difference(close.index)
+    if len(missing):
+        raise ValueError(f"close lacks {len(missing)} decision days of pred_return (first: {missing[0]}); "
+                         "pass the full close series")
+    vol = trailing_volatility(close, vol_window).reindex(pred_return.index) * np.sqrt(horizon)
+    z = pred_return.astype("float64") / vol.where(vol > 0)  # zero or unknown vol -> NaN -> flat
+    lower = -1.0 if long_short else 0.0
+    return (gain * z).clip(lower, 1.0).fillna(0.0).rename("position")
 
 
 def buy_and_hold(index: pd.Index) -> pd.Series:

@@ -229,7 +229,7 @@ def test_run_on_a_long_csv_with_a_symbol_and_the_default_out(csv_dir, tmp_path, 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["data"]["symbol"] == "BBB" and manifest["data"]["rows"] == 651
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert set(metrics) == {"lstm_classification", "majority", "buy_and_hold"}
+    assert set(metrics) == {"lstm_classification", "logistic_classification", "majority", "buy_and_hold"}
     cfg = RunConfig.from_dict(tomllib.loads((run_dir / "config.toml").read_text()))
     assert cfg.data.symbol == "BBB" and cfg.target.task == "classification"
     # the BBB series is the nasdaq sample, not the sp500 rows of the same file

@@ -151,6 +151,8 @@ def test_with_values_returns_a_new_config():
      "features.n_lags": 3, "target.regression": "price", "target.horizon": 5, "split.scheme": "rolling",
      "model.head": (64, 32), "model.bidirectional": True, "model.pooling": "mean", "train.mode": "window", "train.lr": 0.0005,
      "strategy.long_short": True, "backtest.execution": "next_close", "backtest.fee_rate": 0.0},
+    {"strategy.sizing": "confidence", "strategy.confidence_gain": 4, "strategy.return_gain": 0.25,
+     "strategy.vol_window": 63, "strategy.long_short": True},
 ])
 def test_to_toml_round_trips(values):
     cfg = RunConfig().with_values(values)
@@ -256,6 +258,15 @@ def test_overrides_apply_with_types_checked():
     (["data.end=yesterday"], ["data.end", "not a date", "YYYY-MM-DD"]),
     (["data.start=2015-01-01T09:30:00"], ["data.start", "not a date"]),
     (["data.start=2016-01-01", "data.end=2015-01-01"], ["data.start 2016-01-01 is after data.end 2015-01-01", "swap"]),
+    (["strategy.sizing=kelly"], ["strategy.sizing = 'kelly'", "use one of: threshold, confidence"]),
+    (["strategy.sizing=confidance"], ["strategy.sizing", "did you mean 'confidence'"]),
+    (["strategy.confidence_gain=0"], ["strategy.confidence_gain = 0.0", "out of range", "> 0.0"]),
+    (["strategy.confidence_gain=-10"], ["strategy.confidence_gain", "out of range", "> 0.0"]),
+    (["strategy.return_gain=0.0"], ["strategy.return_gain = 0.0", "out of range", "> 0.0"]),
+    (["strategy.return_gain=inf"], ["strategy.return_gain", "not a finite number"]),
+    (["strategy.return_gain=high"], ["strategy.return_gain", "must be a number"]),
+    (["strategy.vol_window=1"], ["strategy.vol_window = 1", "out of range", ">= 2"]),
+    (["strategy.vol_window=21.5"], ["strategy.vol_window", "must be an integer"]),
 ])
 def test_bad_overrides_raise_one_line_config_errors(items, words):
     with pytest.raises(ConfigError) as excinfo:
@@ -296,6 +307,7 @@ def test_start_after_end_compares_dates_not_text():
     ("[split]\nmin_train = 5\n", ["split.min_train = 5", "out of range", ">= 20"]),
     ('[split]\nscheme = "expandng"\n', ["split.scheme", "did you mean 'expanding'"]),
     ('[data]\nstart = "2020-02-30"\n', ["data.start", "not a date"]),
+    ('[strategy]\nsizing = "confidence"\nvol_window = 0\n', ["strategy.vol_window = 0", "out of range", ">= 2"]),
     ("model = 3\n", ["config entry 'model'", "[model] table"]),
     ('data = "sample:sp500"\n', ["config entry 'data'", "[data] table"]),
 ])
@@ -348,3 +360,15 @@ def test_errors_in_a_preset_or_flag_layer_are_config_errors_too():
         RunConfig.resolve(flags={"target.task": "up"})
     with pytest.raises(ConfigError, match="unknown config key"):
         RunConfig.resolve(preset={"model.size": 3})
+
+
+def test_strategy_sizing_defaults_and_a_confidence_section(tmp_path):
+    default = RunConfig().strategy
+    assert (default.sizing, default.confidence_gain, default.return_gain, default.vol_window) == (
+        "threshold", 10.0, 1.0, 21)
+    path = write_toml(tmp_path, '[strategy]\nsizing = "confidence"\nconfidence_gain = 5\nvol_window = 10\n')
+    cfg = RunConfig.from_toml(path, ["strategy.return_gain=0.5"])
+    s = cfg.strategy
+    assert (s.sizing, s.confidence_gain, s.return_gain, s.vol_window) == ("confidence", 5.0, 0.5, 10)
+    assert isinstance(s.confidence_gain, float)
+    assert RunConfig.from_dict(tomllib.loads(cfg.to_toml())) == cfg

@@ -147,18 +147,22 @@ def test_random_walk_shows_no_skill(tmp_path):
     assert any("not above the base rate" in w for w in result.manifest["warnings"])
 
 
-def test_both_targets_share_folds_and_days(tmp_path, sp500_slice):
+def test_every_model_shares_folds_and_days(tmp_path, sp500_slice):
     result = run(tiny_config(write_csv(tmp_path / "a.csv", sp500_slice)))
-    reg = result.predictions[result.predictions["target"] == "regression"].reset_index(drop=True)
-    clf = result.predictions[result.predictions["target"] == "classification"].reset_index(drop=True)
-    pd.testing.assert_series_equal(reg["date"], clf["date"])
-    pd.testing.assert_series_equal(reg["fold"], clf["fold"])
+    frames = {name: g.reset_index(drop=True) for name, g in result.predictions.groupby("model", sort=False)}
+    assert list(frames) == ["lstm_regression", "lstm_classification", "ridge_regression", "logistic_classification"]
+    reg = frames["lstm_regression"]
+    for frame in frames.values():
+        pd.testing.assert_series_equal(reg["date"], frame["date"])
+        pd.testing.assert_series_equal(reg["fold"], frame["fold"])
     assert list(result.positions.index) == list(reg["date"])
     assert len(result.returns) == len(result.positions)
     assert (result.returns.index > result.positions.index).all()  # each return is earned one bar later
-    by_model = result.folds.groupby("model")[["test_start", "test_end", "train_end"]]
-    a, b = (g.reset_index(drop=True) for _, g in by_model)
-    pd.testing.assert_frame_equal(a, b)
+    by_model = [g.reset_index(drop=True) for _, g in result.folds.groupby("model")[["test_start", "test_end",
+                                                                                    "train_end"]]]
+    assert len(by_model) == 4
+    for other in by_model[1:]:
+        pd.testing.assert_frame_equal(by_model[0], other)
 
 
 def test_same_seed_same_predictions_and_saved_run_round_trips(tmp_path, sp500_slice):

@@ -127,9 +127,9 @@ def test_report_has_every_section(tiny):
 
 def test_summary_has_one_verdict_per_model_against_buy_and_hold(tiny):
     result, _, text = tiny
-    models = [name for name in result.metrics if name.startswith("lstm_")]
+    models = [name for name in result.metrics if name not in ("persistence", "majority", "buy_and_hold")]
     verdicts = [html.unescape(v) for v in re.findall(r'<p class="verdict">(.*?)</p>', text)]
-    assert len(verdicts) == len(models) == 2
+    assert len(verdicts) == len(models) == 4
     bench = result.metrics["buy_and_hold"]
     for name, line in zip(models, verdicts):
         assert line.startswith(name) and "buy-and-hold" in line and "base rate" in line and "p = " in line
@@ -149,7 +149,8 @@ def test_figures_cover_every_diagnostic_and_sit_in_their_sections(tiny):
     specs = figure_specs(text)
     assert list(specs) == [
         "perf-equity", "perf-drawdown", "perf-monthly-lstm_regression", "perf-monthly-lstm_classification",
-        "perf-monthly-buy_and_hold", "perf-yearly", "perf-rolling-sharpe", "pred-reg-price", "pred-reg-return",
+        "perf-monthly-ridge_regression", "perf-monthly-logistic_classification", "perf-monthly-buy_and_hold",
+        "perf-yearly", "perf-rolling-sharpe", "pred-reg-price", "pred-reg-return",
         "pred-confusion", "pred-calibration", "pred-p-up-histogram", "pred-rolling-hit", "folds-hit-rate",
         "costs-by-fee"]
     sections = {m.group(1): m.group(2) for m in re.finditer(r'<section id="(\w+)">(.*?)</section>', text, re.S)}
@@ -159,7 +160,10 @@ def test_figures_cover_every_diagnostic_and_sit_in_their_sections(tiny):
     assert text.count('<div class="figure"') == len(specs)
     names = [trace["name"] for trace in specs["perf-equity"]["data"]]
     assert names == list(result.returns.columns)
-    assert [t["name"] for t in specs["pred-reg-price"]["data"]] == ["actual", "lstm_regression", "persistence"]
+    assert [t["name"] for t in specs["pred-reg-price"]["data"]] == ["actual", "lstm_regression", "ridge_regression",
+                                                                     "persistence"]
+    assert [t["name"] for t in specs["pred-calibration"]["data"]] == ["lstm_classification", "logistic_classification",
+                                                                       "perfect calibration"]
     # every day is drawn: no decimation that could hide a drawdown
     n_days = len(result.returns)
     assert all(len(_values(trace["x"])) == n_days for trace in specs["perf-drawdown"]["data"])
@@ -170,7 +174,7 @@ def test_figures_cover_every_diagnostic_and_sit_in_their_sections(tiny):
 
 def test_confusion_matrix_counts_the_saved_predictions(tiny):
     result, _, text = tiny
-    clf = result.predictions[result.predictions["target"] == "classification"]
+    clf = result.predictions[result.predictions["model"] == "lstm_classification"]
     pred, real = (clf["p_up"] > 0.5).to_numpy(), (clf["y_true"] > 0).to_numpy()
     values = np.asarray(_values(figure_specs(text)["pred-confusion"]["data"][0]["z"])).reshape(2, 2)
     assert values.tolist() == [[int((~real & ~pred).sum()), int((~real & pred).sum())],
@@ -348,8 +352,8 @@ def test_lstmbt_report_on_a_loaded_run_shows_the_same_cells(tiny, tmp_path):
 
 def test_baselines_sit_beside_the_models(tiny):
     result, _, text = tiny
-    assert list(result.metrics) == ["lstm_regression", "lstm_classification", "persistence", "majority",
-                                    "buy_and_hold"]
+    assert list(result.metrics) == ["lstm_regression", "lstm_classification", "ridge_regression",
+                                    "logistic_classification", "persistence", "majority", "buy_and_hold"]
     persistence, majority = result.metrics["persistence"], result.metrics["majority"]
     assert persistence["total_return"] == 0.0 and persistence["n_trades"] == 0
     assert persistence["rmse"] == result.metrics["lstm_regression"]["persistence_rmse"]

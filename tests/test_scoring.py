@@ -52,3 +52,42 @@ def test_fold_stats_are_the_blocks_hit_rate_and_compounded_returns():
     assert out["strategy_return"].tolist() == pytest.approx([total_return([0.01, -0.02, 0.0]),
                                                              total_return([0.0, 0.03, 0.01])])
     assert out["buy_and_hold_return"].iloc[1] == pytest.approx(total_return([-0.01, 0.03, 0.01]))
+
+
+def _predictions(dates: pd.DatetimeIndex, close: pd.Series) -> pd.DataFrame:
+    n = len(dates)
+    reg = pd.DataFrame({"date": dates, "target": "regression", "model": "lstm_regression",
+                        "y_pred": np.linspace(-0.002, 0.02, n), "p_up": np.nan, "close": close.reindex(dates).values})
+    clf = pd.DataFrame({"date": dates, "target": "classification", "model": "lstm_classification",
+                        "y_pred": 0.0, "p_up": np.linspace(0.4, 0.7, n), "close": close.reindex(dates).values})
+    return pd.concat([reg, clf], ignore_index=True)
+
+
+def test_sizing_threshold_is_the_plain_rule_and_confidence_scales_with_conviction():
+    from backtest.config import RunConfig
+    from backtest.scoring import make_positions
+
+    days = pd.bdate_range("2024-01-01", periods=80)
+    close = pd.Series(100 * np.exp(np.cumsum(np.random.default_rng(3).normal(0, 0.01, 80))), index=days)
+    dates = days[40:]
+    preds = _predictions(dates, close)
+    plain = make_positions(preds, dates, RunConfig(), close=close)
+    assert set(plain["lstm_regression"]) <= {0.0, 1.0} and set(plain["lstm_classification"]) <= {0.0, 1.0}
+    assert (plain["lstm_classification"] == (preds.loc[preds["model"] == "lstm_classification", "p_up"]
+                                             .to_numpy() > 0.5)).all()
+    cfg = RunConfig().with_values({"strategy.sizing": "confidence"})
+    sized = make_positions(preds, dates, cfg, close=close)
+    p_up = preds.loc[preds["model"] == "lstm_classification", "p_up"].to_numpy()
+    np.testing.assert_allclose(sized["lstm_classification"], np.clip(10 * (p_up - 0.5), 0, 1))
+    from strategies import regression_confidence_positions
+
+    y_pred = preds.loc[preds["model"] == "lstm_regression", "y_pred"].set_axis(dates)
+    expected = regression_confidence_positions(y_pred, close, 21, 1.0, False)
+    np.testing.assert_allclose(sized["lstm_regression"], expected)
+    reg = sized["lstm_regression"]
+    assert (reg.iloc[:3] == 0).all()  # negative forecasts, long-only
+    assert ((reg > 0) & (reg < 1)).any() and reg.max() == 1.0  # fractional, then capped
+    # with the whole close history the first test days already have a trailing volatility
+    late = make_positions(preds, dates, cfg, close=close.loc[dates[0]:])
+    assert (late["lstm_regression"].iloc[:21] == 0).all() and (reg.iloc[5:21] > 0).all()
+    assert (sized["persistence"] == 0).all()

@@ -1,4 +1,4 @@
-"""Predictions -> target positions: the threshold rules and buy-and-hold."""
+"""Predictions -> target positions: the threshold rules, confidence sizing and buy-and-hold."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from strategies import buy_and_hold, classification_positions, predicted_log_return, regression_positions
+from backtest.config import StrategyConfig
+from strategies import (
+    buy_and_hold,
+    classification_confidence_positions,
+    classification_positions,
+    predicted_log_return,
+    regression_confidence_positions,
+    regression_positions,
+    trailing_volatility,
+)
 
 DAYS = pd.bdate_range("2021-01-04", periods=5)
 
@@ -51,3 +60,125 @@ def test_predicted_log_return_from_a_price_forecast():
     pd.testing.assert_series_equal(predicted_log_return(returns, close, "return"), returns)
     with pytest.raises(ValueError, match="'return' or 'price'"):
         predicted_log_return(returns, close, "direction")
+
+
+def test_plain_threshold_rules_stay_the_default_and_keep_their_values():
+    """sizing = "threshold" (the default) means the all-or-nothing rules, with their old defaults."""
+    s = StrategyConfig()
+    assert (s.sizing, s.threshold, s.cutoff, s.long_short) == ("threshold", 0.0, 0.5, False)
+    p_up = pd.Series([0.7, 0.5, 0.3, 0.56, 0.44], index=DAYS)
+    pred = p_up - 0.5
+    assert classification_positions(p_up, s.cutoff, s.long_short).tolist() == [1.0, 0.0, 0.0, 1.0, 0.0]
+    assert regression_positions(pred, s.threshold, s.long_short).tolist() == [1.0, 0.0, 0.0, 1.0, 0.0]
+
+
+# --------------------------------------------------------------------------- confidence sizing: classification
+
+P_UP = pd.Series([0.5, 0.55, 0.6, 0.7, 0.45, 0.3, np.nan], index=pd.bdate_range("2021-01-04", periods=7))
+
+
+def test_classification_confidence_scales_caps_and_floors():
+    # default gain 10: p_up 0.55 -> half, 0.6 and above -> full; NaN -> flat
+    long_only = classification_confidence_positions(P_UP)
+    assert long_only.tolist() == pytest.approx([0.0, 0.5, 1.0, 1.0, 0.0, 0.0, 0.0])
+    long_short = classification_confidence_positions(P_UP, long_short=True)
+    assert long_short.tolist() == pytest.approx([0.0, 0.5, 1.0, 1.0, -0.5, -1.0, 0.0])
+    assert classification_confidence_positions(P_UP, gain=4.0, long_short=True).tolist() == pytest.approx(
+        [0.0, 0.2, 0.4, 0.8, -0.2, -0.8, 0.0])
+    assert long_short.name == "position" and long_short.index.equals(P_UP.index)
+
+
+def test_classification_confidence_is_linear_below_the_cap():
+    p_up = pd.Series(np.linspace(0.3, 0.7, 41))
+    small = classification_confidence_positions(p_up, gain=1.0, long_short=True)
+    double = classification_confidence_positions(p_up, gain=2.0, long_short=True)
+    np.testing.assert_allclose(double, 2.0 * small, atol=1e-15)
+    np.testing.assert_allclose(small, p_up - 0.5, atol=1e-15)
+    assert classification_confidence_positions(p_up, gain=100.0, long_short=True).between(-1.0, 1.0).all()
+
+
+def test_classification_confidence_rejects_a_non_positive_gain():
+    with pytest.raises(ValueError, match="gain must be > 0"):
+        classification_confidence_positions(P_UP, gain=0.0)
+
+
+# --------------------------------------------------------------------------- confidence sizing: regression
+
+
+def closes_from(log_returns: list[float], start: float = 100.0) -> pd.Series:
+    """Closes whose daily log returns are ``log_returns`` (one more close than returns)."""
+    path = start * np.exp(np.concatenate([[0.0], np.cumsum(log_returns)]))
+    return pd.Series(path, index=pd.bdate_range("2021-01-04", periods=len(path)))
+
+
+# every 3 consecutive returns are {+0.02, 0, -0.02}: trailing 3-day vol (ddof 1) is exactly 0.02
+CYCLE = closes_from([0.02, 0.0, -0.02] * 3)
+
+
+def test_trailing_volatility_by_hand():
+    vol = trailing_volatility(CYCLE, vol_window=3)
+    assert vol.iloc[:3].isna().all()  # days 0..2 see fewer than 3 returns
+    np.testing.assert_allclose(vol.iloc[3:], 0.02, rtol=1e-9)
+    rng = np.random.default_rng(1)
+    close = closes_from(list(rng.normal(0, 0.01, 30)))
+    vol = trailing_volatility(close, vol_window=5)
+    rets = np.diff(np.log(close.to_numpy()))
+    for t in range(5, len(close)):
+        assert vol.iloc[t] == pytest.approx(np.std(rets[t - 5:t], ddof=1), rel=1e-12)  # returns into days t-4..t
+
+
+def test_regression_confidence_scales_with_the_forecast_in_sigmas():
+    pred = pd.Series([0.0, 0.0, 0.0, 0.01, 0.03, -0.01, -0.05, 0.02, np.nan, -np.inf], index=CYCLE.index)
+    long_only = regression_confidence_positions(pred, CYCLE, vol_window=3)
+    # vol 0.02: 0.01 -> 0.5 sigma, 0.03 -> capped at 1, negatives -> flat, one sigma -> full, NaN -> flat
+    assert long_only.tolist() == pytest.approx([0, 0, 0, 0.5, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    long_short = regression_confidence_positions(pred, CYCLE, vol_window=3, long_short=True)
+    assert long_short.tolist() == pytest.approx([0, 0, 0, 0.5, 1.0, -0.5, -1.0, 1.0, 0.0, -1.0])
+    half = regression_confidence_positions(pred, CYCLE, vol_window=3, gain=0.5, long_short=True)
+    assert half.tolist() == pytest.approx([0, 0, 0, 0.25, 0.75, -0.25, -1.0, 0.5, 0.0, -1.0])
+    assert long_short.name == "position" and long_short.index.equals(pred.index)
+
+
+def test_regression_confidence_scales_volatility_by_sqrt_horizon():
+    pred = pd.Series(0.01, index=CYCLE.index)
+    out = regression_confidence_positions(pred, CYCLE, vol_window=3, horizon=4)  # 4-day sigma = 0.04
+    assert out.iloc[3:].tolist() == pytest.approx([0.25] * 7)
+    with pytest.raises(ValueError, match="horizon must be >= 1"):
+        regression_confidence_positions(pred, CYCLE, vol_window=3, horizon=0)
+
+
+def test_regression_confidence_is_flat_in_the_warm_up_and_at_zero_volatility():
+    close = closes_from([0.0] * 4 + [0.02, -0.02, 0.01])
+    pred = pd.Series(0.05, index=close.index)
+    out = regression_confidence_positions(pred, close, vol_window=3)
+    assert out.iloc[:3].tolist() == [0.0] * 3   # warm-up: fewer than 3 returns known
+    assert out.iloc[3:5].tolist() == [0.0] * 2  # three unchanged closes in a row: zero vol, no bet
+    assert (out.iloc[5:] == 1.0).all()          # vol known and > 0: a big forecast is a full position
+
+
+def test_regression_confidence_reads_earlier_history_and_checks_the_dates():
+    """Closes before the first decision day fill the window, so it starts sized, not in warm-up."""
+    pred = pd.Series(0.01, index=CYCLE.index[5:])
+    out = regression_confidence_positions(pred, CYCLE, vol_window=3)
+    assert out.index.equals(pred.index) and out.tolist() == pytest.approx([0.5] * 5)
+    with pytest.raises(ValueError, match="close lacks 2 decision days"):
+        regression_confidence_positions(pd.Series(0.01, index=CYCLE.index), CYCLE.iloc[2:], vol_window=3)
+    with pytest.raises(ValueError, match="vol_window must be >= 2"):
+        regression_confidence_positions(pred, CYCLE, vol_window=1)
+    with pytest.raises(ValueError, match="gain must be > 0"):
+        regression_confidence_positions(pred, CYCLE, gain=-1.0)
+
+
+@pytest.mark.parametrize("cut", [25, 40, 58])
+def test_regression_confidence_is_causal(cut):
+    """Perturbing every close after day ``cut`` leaves every position up to ``cut`` unchanged, bit for bit."""
+    rng = np.random.default_rng(cut)
+    close = closes_from(list(rng.normal(0, 0.01, 59)))
+    pred = pd.Series(rng.normal(0, 0.01, len(close)), index=close.index)
+    shocked = close.copy()
+    shocked.iloc[cut + 1:] *= np.exp(rng.normal(0, 0.05, len(close) - cut - 1))
+    before = regression_confidence_positions(pred, close, vol_window=10, gain=3.0, long_short=True)
+    after = regression_confidence_positions(pred, shocked, vol_window=10, gain=3.0, long_short=True)
+    pd.testing.assert_series_equal(before.iloc[:cut + 1], after.iloc[:cut + 1], check_exact=True)
+    if cut + 1 < len(close):
+        assert not before.iloc[cut + 1:].equals(after.iloc[cut + 1:])  # the shock is visible afterwards
