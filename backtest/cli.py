@@ -46,10 +46,14 @@ def run(
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<source>-<timestamp>).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Small model on yearly folds: a look in seconds.")] = False,
     refresh: RefreshOpt = False,
+    exog: Annotated[Optional[str], typer.Option(
+        help="Exogenous series as return features, comma-separated: fdr:TICKER or csv:PATH, e.g. "
+             "fdr:USD/KRW,fdr:VIX (joined as of each price date).")] = None,
 ) -> None:
     """Walk forward, backtest and report; prints the path of report.html at the end."""
     cfg = _resolve_config(config, {"data.source": source, "data.symbol": symbol, "data.start": start,
-                                   "data.end": end, "target.task": target, "data.refresh": refresh or None},
+                                   "data.end": end, "target.task": target, "data.refresh": refresh or None,
+                                   "data.exog": [s.strip() for s in exog.split(",")] if exog else None},
                           set_, quick)
     from backtest.pipeline import default_run_dir, run as run_pipeline, save_run
     from backtest.errors import ConfigError
@@ -146,11 +150,15 @@ def predict(
         "--set", help="Override one config key, e.g. --set model.hidden_size=64 (repeatable).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="The small model of `run --quick`: seconds.")] = False,
     refresh: RefreshOpt = False,
+    exog: Annotated[Optional[str], typer.Option(
+        help="Exogenous series as return features, comma-separated: fdr:TICKER or csv:PATH, e.g. "
+             "fdr:USD/KRW,fdr:VIX (joined as of each price date).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
 ) -> None:
     """Train on all data up to the last bar and print the next trading day's forecast."""
     cfg = _resolve_config(config, {"data.source": source, "data.symbol": symbol, "data.start": start,
-                                   "data.end": end, "target.task": target, "data.refresh": refresh or None},
+                                   "data.end": end, "target.task": target, "data.refresh": refresh or None,
+                                   "data.exog": [s.strip() for s in exog.split(",")] if exog else None},
                           set_, quick)
     import json
 
@@ -167,6 +175,52 @@ def predict(
         forecast = forecast_next(cfg, threads=_torch_threads(), progress=lambda stage, done, total: bar.update(
             task, description="loading data" if stage == "data" else f"training {stage}"))
     typer.echo(json.dumps(forecast.to_dict(), allow_nan=False) if as_json else format_forecast(forecast))
+
+
+@app.command()
+def importance(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file with [section] keys.")] = None,
+    source: SourceOpt = None,
+    symbol: SymbolOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    target: Annotated[Optional[str], typer.Option(help="regression, classification or both (default both).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override one config key, e.g. --set model.lstm=false (repeatable).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="The small model of `run --quick`.")] = False,
+    method: Annotated[str, typer.Option(help="permutation, ablation or both.")] = "both",
+    repeats: Annotated[int, typer.Option(help="Shuffles per fold and feature group (permutation).")] = 3,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Where to write the HTML (default runs/importance-<UTC timestamp>.html).")] = None,
+) -> None:
+    """Which feature groups the models rely on: shuffled within each test block, or dropped and retrained."""
+    from backtest.importance import importance_frame, parse_method, summarize_importance
+
+    parse_method(method)  # refuse a bad --method before loading anything
+    cfg = _resolve_config(config, {"data.source": source, "data.symbol": symbol, "data.start": start,
+                                   "data.end": end, "target.task": target}, set_, quick)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from reports.importance import check_out_path, default_importance_path, summary_tables, write_importance
+
+    target_path = out or default_importance_path()
+    check_out_path(target_path)
+    console = Console(stderr=True)  # progress on a terminal's stderr only; stdout holds the table and path
+    with Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        frame = importance_frame(cfg, method, repeats, progress=progress)
+    for table in summary_tables(summarize_importance(frame)):
+        Console().print(table)
+    written = write_importance(frame, cfg, target_path, n_repeats=repeats)
+    typer.echo(f"importance: {written.resolve()}")
 
 
 def _resolve_config(path: Optional[Path], flags: dict[str, Any], overrides: Optional[list[str]],
@@ -231,19 +285,40 @@ def _torch_threads() -> int | None:
 
 
 def _print_summary(metrics: dict[str, dict[str, Any]]) -> None:
+    """One row per strategy, so seven strategies still fit an 80-column terminal."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     from reports import format_metric
 
-    keys = ("total_return", "cagr", "sharpe", "max_drawdown", "hit_rate", "hit_rate_pvalue", "n_trades", "fees_paid")
-    table = Table(title="Out-of-sample, net of costs")
-    table.add_column("metric")
-    for name in metrics:
-        table.add_column(name, justify="right")
-    for key in keys:
-        table.add_row(key, *(format_metric(key, metrics[n].get(key)) for n in metrics))
+    columns = {"return": "total_return", "Sharpe": "sharpe", "hit": "hit_rate",
+               "hit p": "hit_rate_pvalue", "Sharpe - B&H": None}
+    table = Table(title="Out of sample, net of costs; Sharpe - B&H: 95% bootstrap CI", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    table.add_column("strategy", no_wrap=True)
+    for header in columns:
+        table.add_column(header, justify="right", no_wrap=True)
+    for name, entry in metrics.items():
+        cells = [_short(key, entry.get(key)) if key else _interval(entry) for key in columns.values()]
+        table.add_row(name, *cells)
     Console().print(table)
+
+
+def _short(key: str, value: Any) -> str:
+    from reports import format_metric
+
+    if key == "sharpe" and isinstance(value, (int, float)) and value == value:
+        return f"{value:.2f}"
+    return format_metric(key, value)
+
+
+def _interval(entry: dict[str, Any]) -> str:
+    from reports import format_metric
+
+    if entry.get("sharpe_diff_ci_low") is None:
+        return format_metric("sharpe", None)
+    return f"{entry['sharpe_diff_ci_low']:+.2f}..{entry['sharpe_diff_ci_high']:+.2f}"
 
 
 def main() -> None:

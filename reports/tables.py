@@ -21,7 +21,7 @@ LOWER_IS_BETTER = {"ann_volatility", "rmse", "mae", "mape", "log_loss", "brier",
 PRICES = {"entry_price", "exit_price"}
 #: rows where a higher or lower value is not better in itself: no highlight
 NEUTRAL = {"n_trades", "n_days", "exposure", "avg_holding_days", "ann_volatility", "turnover", "fees_paid",
-           "slippage_paid"}
+           "slippage_paid", "hit_rate_ci_high", "sharpe_ci_high", "sharpe_diff_ci_high"}
 #: return and risk rows, where a strategy that never holds a position is not ranked
 PERFORMANCE = {"total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "win_rate"}
 DASH = "\u2013"

@@ -1,0 +1,184 @@
+"""``lstmbt importance``: the feature-group importance page (self-contained HTML) and its console table.
+
+Renders the per-fold frame of ``backtest.importance`` and the summary computed from it by
+``backtest.importance.summarize_importance``; nothing here fits or scores a model. Intervals
+shown are mean +/- 1.96 standard errors across folds (a rough 95% interval: folds are few and
+not independent, so read them as a scale of the noise, not as a test).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from backtest import __version__
+from backtest.config import RunConfig
+from backtest.errors import ConfigError
+from backtest.importance import METHODS, feature_groups, summarize_importance
+from backtest.scoring import task_of
+
+#: half-width of the intervals, in standard errors
+Z95 = 1.96
+DASH = "\u2013"
+LOSS_NAMES = {"regression": "MSE (target units)", "classification": "log loss (nats)"}
+METHOD_TITLES = {"permutation": "Permutation within each test block",
+                 "ablation": "Group ablation (retrained without the group)"}
+
+
+def render_importance(frame: pd.DataFrame, config: RunConfig, n_repeats: int | None = None,
+                      seed: int | None = None) -> str:
+    """The HTML text of the importance page for ``frame`` (``backtest.importance.FRAME_COLUMNS``).
+
+    ``n_repeats`` and ``seed`` describe the permutation method (shown when it is present).
+    """
+    from reports import environment
+    from reports.embed import pack_figures, plotly_bundle
+
+    summary = summarize_importance(frame)
+    methods = [m for m in METHODS if (summary["method"] == m).any()]
+    figures = {f"fig-{m}": importance_figure(summary[summary["method"] == m]) for m in methods}
+    sections = [{"name": m, "title": METHOD_TITLES[m], "figure_id": f"fig-{m}",
+                 "rows": summary_rows(summary[summary["method"] == m]),
+                 "folds": fold_rows(frame[frame["method"] == m])} for m in methods]
+    return environment().get_template("importance.html.j2").render(
+        title=f"lstmbt importance - {config.data.source}", version=__version__, sections=sections,
+        settings=_settings(frame, config, methods, n_repeats, seed), groups=list(feature_groups(config)),
+        plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
+    )
+
+
+def write_importance(frame: pd.DataFrame, config: RunConfig, out: str | Path, n_repeats: int | None = None,
+                     seed: int | None = None) -> Path:
+    """Render the page and write it to ``out`` atomically (temporary file, then rename); returns ``out``."""
+    out = Path(out)
+    check_out_path(out)
+    text = render_importance(frame, config, n_repeats, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def check_out_path(out: str | Path) -> None:
+    """Refuse an ``--out`` that is a directory (checked before any model is trained)."""
+    if Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a directory; give a file name such as {Path(out) / 'importance.html'}")
+
+
+def default_importance_path(root: str | Path = "runs") -> Path:
+    """``runs/importance-<UTC timestamp>.html``."""
+    return Path(root) / f"importance-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}.html"
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def summary_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
+    """Display rows of a summary: changes as mean and +/- 1.96 SE, hit rates in percentage points."""
+    return [{"method": r["method"], "model": r["model"], "group": r["group"],
+             "d_hit_rate": _points(r["mean_d_hit_rate"], signed=True), "hit_ci": _plus_minus(r["se_d_hit_rate"], True),
+             "d_loss": _number(r["mean_d_loss"], signed=True), "loss_ci": _plus_minus(r["se_d_loss"], False),
+             "loss_name": LOSS_NAMES.get(task_of(r["model"]) or "", "loss"), "n_folds": str(int(r["n_folds"])),
+             "hit_rate": _percent(r["hit_rate"]), "loss": _number(r["loss"])}
+            for r in summary.to_dict("records")]
+
+
+def fold_rows(frame: pd.DataFrame) -> list[dict[str, str]]:
+    """Display rows of the per-fold frame."""
+    return [{"model": r["model"], "group": r["group"], "fold": str(int(r["fold"])),
+             "d_hit_rate": _points(r["d_hit_rate"], signed=True), "d_loss": _number(r["d_loss"], signed=True),
+             "hit_rate": _percent(r["hit_rate"]), "loss": _number(r["loss"])}
+            for r in frame.to_dict("records")]
+
+
+def summary_tables(summary: pd.DataFrame) -> list[Any]:
+    """One ``rich.table.Table`` per method for the terminal: mean +/- 1.96 SE of each change."""
+    from rich import box
+    from rich.table import Table
+
+    tables = []
+    for method in dict.fromkeys(summary["method"]):
+        table = Table(title=f"{method}: change when the group is {'shuffled' if method == 'permutation' else 'dropped'}"
+                      f" (mean across folds ± {Z95} SE)", box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in ("model", "group", "d hit, pp", "d loss", "folds"):
+            table.add_column(name, justify="left" if name in ("model", "group") else "right", no_wrap=True)
+        for r in summary_rows(summary[summary["method"] == method]):
+            hit = f"{r['d_hit_rate']} {r['hit_ci']}".replace(" pp", "")  # the header carries the unit
+            table.add_row(r["model"], r["group"], hit, f"{r['d_loss']} {r['loss_ci']}", r["n_folds"])
+        tables.append(table)
+    return tables
+
+
+def _settings(frame: pd.DataFrame, config: RunConfig, methods: list[str], n_repeats: int | None,
+              seed: int | None) -> list[tuple[str, str]]:
+    d, s = config.data, config.split
+    rows = [("source", d.source + (f" ({d.symbol})" if d.symbol else "")),
+            ("period", f"{d.start or 'first bar'} to {d.end or 'last bar'}"),
+            ("feature groups", ", ".join(feature_groups(config))), ("models", ", ".join(frame["model"].unique())),
+            ("folds", str(frame["fold"].nunique())),
+            ("split", f"{s.scheme}, min_train {s.min_train}, step {s.step}, horizon {config.target.horizon}"),
+            ("lookback (days)", str(config.model.lookback)), ("methods", ", ".join(methods)),
+            ("training seed", str(config.train.seed))]
+    if "permutation" in methods:
+        rows.append(("shuffles per fold and group", DASH if n_repeats is None else str(n_repeats)))
+        rows.append(("shuffle seed", str(config.train.seed if seed is None else seed)))
+    return rows
+
+
+def _points(value: float, signed: bool = False) -> str:
+    return DASH if not math.isfinite(value) else f"{100 * value:{'+' if signed else ''}.1f} pp"
+
+
+def _percent(value: float) -> str:
+    return DASH if not math.isfinite(value) else f"{100 * value:.1f}%"
+
+
+def _number(value: float, signed: bool = False) -> str:
+    return DASH if not math.isfinite(value) else f"{value:{'+' if signed else ''}.3g}"
+
+
+def _plus_minus(se: float, points: bool) -> str:
+    if not math.isfinite(se):
+        return DASH
+    half = Z95 * se
+    return f"\u00b1 {100 * half:.1f} pp" if points else f"\u00b1 {half:.2g}"
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def importance_figure(summary: pd.DataFrame) -> Any:
+    """Bars of one method's summary: a row per model, change in hit rate (left) and loss (right),
+    with error bars of +/- 1.96 standard errors across folds."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    models = list(dict.fromkeys(summary["model"]))
+    titles = [t for m in models for t in (f"{m}: change in hit rate (pp)",
+                                          f"{m}: change in {LOSS_NAMES.get(task_of(m) or '', 'loss')}")]
+    fig = make_subplots(rows=len(models), cols=2, subplot_titles=titles, horizontal_spacing=0.12,
+                        vertical_spacing=min(0.3 / max(len(models) - 1, 1), 0.12))
+    for i, model in enumerate(models, 1):
+        part = summary[summary["model"] == model]
+        for col, (mean, se, scale, color) in enumerate((("mean_d_hit_rate", "se_d_hit_rate", 100.0, "#1f77b4"),
+                                                        ("mean_d_loss", "se_d_loss", 1.0, "#ff7f0e")), 1):
+            errors = [Z95 * scale * v if math.isfinite(v) else None for v in part[se]]
+            fig.add_trace(go.Bar(x=list(part["group"]), y=list(scale * part[mean]), marker_color=color,
+                                 error_y=dict(type="data", array=errors, visible=True), showlegend=False,
+                                 name=model, hovertemplate="%{x}: %{y:.4g}<extra>" + model + "</extra>"),
+                          row=i, col=col)
+    fig.update_layout(height=120 + 260 * len(models), margin=dict(l=60, r=20, t=60, b=40), bargap=0.35)
+    return fig
+
+
+__all__ = ["render_importance", "write_importance", "check_out_path", "default_importance_path", "summary_rows",
+           "fold_rows", "summary_tables", "importance_figure", "Z95", "LOSS_NAMES"]
