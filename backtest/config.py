@@ -65,6 +65,12 @@ class DataConfig:
     ``symbol``: the symbol to pick from a long-format CSV (one with a symbol column).
     ``start``/``end``: inclusive ISO dates that trim the data; ``None`` keeps everything.
     ``refresh``: bypass the FinanceDataReader cache and download again.
+    ``exog``: exogenous series turned into return features (``models.exog``), each ``fdr:TICKER``
+    (e.g. ``fdr:USD/KRW``, ``fdr:VIX``) or ``csv:PATH`` (a date column and a Close or Value
+    column). Joined as of each price date: the value used on day t is the last one stamped <= t.
+    ``exog_lag_days``: calendar days added to every exogenous date stamp before the join, i.e. a
+    value stamped d is taken as known from d + lag. Use 1 for a series that is final only after the
+    equity close of its stamp date (a US close or a Yahoo FX bar next to KRX prices).
     """
 
     source: str = "sample:sp500"
@@ -72,6 +78,8 @@ class DataConfig:
     start: str | None = None
     end: str | None = None
     refresh: bool = False
+    exog: tuple[str, ...] = ()
+    exog_lag_days: int = 0
 
     def __post_init__(self) -> None:
         if ":" not in self.source:
@@ -83,6 +91,27 @@ class DataConfig:
         _check_date("data.end", self.end)
         if self.start and self.end and dt.date.fromisoformat(self.start) > dt.date.fromisoformat(self.end):
             raise ConfigError(f"data.start {self.start} is after data.end {self.end}; swap them or fix the range")
+        _check_exog(self.exog)
+        _check_range("data.exog_lag_days", self.exog_lag_days, 0, 31)
+
+
+def _check_exog(sources: tuple[str, ...]) -> None:
+    """Each exogenous source is ``fdr:TICKER`` or ``csv:PATH``, listed once, with a distinct column name."""
+    for source in sources:
+        scheme, sep, rest = source.partition(":")
+        if scheme not in ("fdr", "csv") or not sep or not rest.strip():
+            raise ConfigError(f"data.exog entry {source!r} is not an exogenous source; write fdr:TICKER "
+                              "(e.g. fdr:USD/KRW, fdr:VIX) or csv:PATH")
+    if not sources:
+        return
+    from models.exog import exog_slug  # pandas only when exogenous series are asked for
+
+    seen: dict[str, str] = {}
+    for source in sources:
+        other = seen.setdefault(exog_slug(source), source)
+        if other != source or sources.count(source) > 1:
+            raise ConfigError(f"data.exog lists {other!r} and {source!r}, which share the feature name "
+                              f"exog_{exog_slug(source)}_*; list each series once (rename a CSV to tell them apart)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -89,6 +89,84 @@ def trim_dates(prices: pd.DataFrame, start: str | None, end: str | None, label: 
     return out
 
 
+# --------------------------------------------------------------------------- exogenous series
+
+EXOG_BUFFER_DAYS = 31  # calendar days fetched before the first price date, so day one has an as-of value
+EXOG_STALE_DAYS = 14  # a series whose last value is older than this at the last price date is refused
+_VALUE_NAMES = (*_ADJ_NAMES, "close", "value", "price")
+
+
+def load_exog(source: str, start: str | None = None, end: str | None = None, refresh: bool = False) -> pd.Series:
+    """One exogenous series: positive close-like values on sorted, unique dates, named ``source``.
+
+    ``fdr:TICKER`` goes through the cached, retrying ``read_fdr`` (``start``/``end`` bound the
+    download, ``refresh`` bypasses the cache); ``csv:PATH`` reads a date column and one value
+    column: Adj Close, Close, Value or Price (case-insensitive), or the only other column. Empty
+    values are days without an observation and are dropped (the as-of join carries the previous
+    value forward); text, non-positive values and bad dates raise ``DataError``.
+    """
+    scheme, _, rest = source.partition(":")
+    if scheme == "fdr" and rest:
+        raw = read_fdr(rest, start, end, refresh=refresh)
+    elif scheme == "csv" and rest:
+        raw = _read_csv(Path(rest), None)
+    else:
+        raise DataError(f"exogenous source {source!r} is not fdr:TICKER or csv:PATH; "
+                        "e.g. fdr:USD/KRW, fdr:VIX or csv:vix.csv")
+    frame = _with_date_index(raw, source)
+    _check_dates(frame.index, source)
+    column = _value_column(frame, source)
+    values = _numeric(frame[column], str(column), source).dropna()
+    if values.empty:
+        raise DataError(f"{source}: column {column} holds no values; give it one number per date")
+    if (values <= 0).any():
+        when = values.index[(values <= 0).to_numpy()][0]
+        raise DataError(f"{source}: column {column} has a non-positive value ({values[when]!r} on {_day(when)}); "
+                        "returns need values > 0, fix or drop that row")
+    return values.rename(source).rename_axis("Date")
+
+
+def _value_column(frame: pd.DataFrame, label: str) -> Any:
+    lookup = {str(c).strip().lower(): c for c in frame.columns}
+    key = next((k for k in _VALUE_NAMES if k in lookup), None)
+    if key is not None:
+        return lookup[key]
+    if frame.shape[1] == 1:
+        return frame.columns[0]
+    found = ", ".join(str(c) for c in frame.columns) or "none"
+    raise DataError(f"{label} has no value column (found: {found}); name it Close or Value, "
+                    "or keep only the date and one value column")
+
+
+def load_exogs(cfg: DataConfig, dates: pd.DatetimeIndex) -> dict[str, pd.Series]:
+    """Every ``cfg.exog`` series by source, each checked to cover the price ``dates``.
+
+    FinanceDataReader series are fetched from ``EXOG_BUFFER_DAYS`` (plus the lag) calendar days
+    before the first price date, so the first price day already has an as-of value.
+    """
+    lag = cfg.exog_lag_days
+    first = (dates[0] - pd.Timedelta(days=EXOG_BUFFER_DAYS + lag)).date().isoformat()
+    out = {}
+    for source in cfg.exog:
+        out[source] = load_exog(source, first, cfg.end, refresh=cfg.refresh)
+        check_exog_coverage(out[source], dates, lag)
+    return out
+
+
+def check_exog_coverage(values: pd.Series, dates: pd.DatetimeIndex, lag_days: int = 0) -> None:
+    """Refuse a series that starts after the first price date (so the warm-up would silently grow)
+    or ends more than ``EXOG_STALE_DAYS`` before the last one (its last value would pass for current)."""
+    usable = values.index[0] + pd.Timedelta(days=lag_days)
+    if usable > dates[0]:
+        lagged = f" (usable from {_day(usable)} with data.exog_lag_days = {lag_days})" if lag_days else ""
+        raise DataError(f"{values.name} starts on {_day(values.index[0])}{lagged}, after the prices start on "
+                        f"{_day(dates[0])}; pass --start {_day(usable)} or later, or give the series a longer history")
+    stale = (dates[-1] - values.index[-1]).days
+    if stale > EXOG_STALE_DAYS:
+        raise DataError(f"{values.name} ends on {_day(values.index[-1])}, {stale} days before the prices end on "
+                        f"{_day(dates[-1])}; pass --end {_day(values.index[-1])} or extend the series")
+
+
 # --------------------------------------------------------------------------- normalisation
 
 
@@ -162,15 +240,7 @@ def _numeric(column: pd.Series, name: str, label: str) -> pd.Series:
 
 
 def _validate(prices: pd.DataFrame, label: str) -> None:
-    index = prices.index
-    if not index.is_monotonic_increasing:
-        pos = int(np.flatnonzero(np.diff(index.asi8) < 0)[0])
-        raise DataError(f"{label}: dates are not in ascending order ({_day(index[pos + 1])} comes after "
-                        f"{_day(index[pos])}); sort the rows by date, oldest first")
-    dupes = index[index.duplicated()]
-    if len(dupes):
-        raise DataError(f"{label}: {len(dupes)} duplicate date(s), first {_day(dupes[0])}; "
-                        "keep exactly one row per date")
+    _check_dates(prices.index, label)
     for name in OHLCV:
         missing = prices[name].isna()
         if missing.any():
@@ -185,6 +255,18 @@ def _validate(prices: pd.DataFrame, label: str) -> None:
     if (prices["Volume"] < 0).any():
         when = prices.index[(prices["Volume"] < 0).to_numpy()][0]
         raise DataError(f"{label}: Volume is negative on {_day(when)}; volume must be >= 0")
+
+
+def _check_dates(index: pd.DatetimeIndex, label: str) -> None:
+    """Dates oldest first, one row per date."""
+    if not index.is_monotonic_increasing:
+        pos = int(np.flatnonzero(np.diff(index.asi8) < 0)[0])
+        raise DataError(f"{label}: dates are not in ascending order ({_day(index[pos + 1])} comes after "
+                        f"{_day(index[pos])}); sort the rows by date, oldest first")
+    dupes = index[index.duplicated()]
+    if len(dupes):
+        raise DataError(f"{label}: {len(dupes)} duplicate date(s), first {_day(dupes[0])}; "
+                        "keep exactly one row per date")
 
 
 def _day(stamp: Any) -> str:

@@ -127,10 +127,12 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
 def load_checked(config: RunConfig) -> pd.DataFrame:
     """Prices, refused early when too short for the warm-up, lookback, min_train and one test block."""
     from backtest.data import check_enough_rows, load_prices
+    from models.exog import exog_warmup_rows
     from models.features import warmup_rows
 
     prices = load_prices(config.data)
-    need, breakdown = _rows_needed(config, warmup_rows(config.features.groups, config.features.n_lags))
+    warmup = max(warmup_rows(config.features.groups, config.features.n_lags), exog_warmup_rows(len(config.data.exog)))
+    need, breakdown = _rows_needed(config, warmup)
     check_enough_rows(prices, need, breakdown, config.data.source)
     return prices
 
@@ -144,6 +146,12 @@ def make_design(prices: pd.DataFrame, config: RunConfig) -> Design:
     from models.targets import make_target
 
     features = make_features(prices, config.features.groups, config.features.n_lags)
+    if config.data.exog:  # as-of joined: day t sees only values stamped <= t - exog_lag_days (models.exog)
+        from backtest.data import load_exogs
+        from models.exog import exog_features
+
+        features = features.join(exog_features(prices.index, load_exogs(config.data, prices.index),
+                                               lag_days=config.data.exog_lag_days))
     h, split = config.target.horizon, config.split
     direction = make_target(prices, "direction", h)
     targets = {"regression": make_target(prices, config.target.regression, h), "classification": direction}

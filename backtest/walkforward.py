@@ -113,6 +113,12 @@ def scaled_windows(features: pd.DataFrame, rows: np.ndarray, lookback: int) -> n
     return sliding_windows(_standardize(features.to_numpy(dtype=np.float64), rows), lookback)
 
 
+def scaled_matrix(features: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """The (T, F) float32 matrix behind ``scaled_windows``: each column standardised with the mean
+    and standard deviation of ``rows`` only (a new array, safe to modify)."""
+    return _standardize(features.to_numpy(dtype=np.float64), rows)
+
+
 def _standardize(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     train = values[rows]
     mean = train.mean(axis=0)

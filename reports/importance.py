@@ -135,7 +135,8 @@ def _settings(frame: pd.DataFrame, config: RunConfig, methods: list[str], n_repe
 
 
 def _points(value: float, signed: bool = False) -> str:
-    return DASH if not math.isfinite(value) else f"{100 * value:{'+' if signed else ''}.1f} pp"
+    # rounded first and + 0.0, so a rounding-size change shows as +0.0, never -0.0
+    return DASH if not math.isfinite(value) else f"{round(100 * value, 1) + 0.0:{'+' if signed else ''}.1f} pp"
 
 
 def _percent(value: float) -> str:

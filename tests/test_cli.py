@@ -24,6 +24,7 @@ import backtest.cli as cli
 from backtest.config import RunConfig, parse_overrides
 from backtest.errors import ConfigError, DataError, LstmbtError
 from backtest.pipeline import RUN_FILES, load_run, save_run
+from helpers import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_DAY = "2016-06-01"  # ~650 rows: 4 folds of the tiny setup below
@@ -79,16 +80,6 @@ def wide_run(csv_dir, tmp_path_factory) -> tuple[Path, list[str], str]:
     return out, result.stdout.strip().splitlines(), source
 
 
-def run_main(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    """Call the real console entry point; returns (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["lstmbt", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_one_error_line(code: int, out: str, err: str, words: list[str]) -> str:

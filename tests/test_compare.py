@@ -12,7 +12,6 @@ import itertools
 import json
 import re
 import shutil
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from backtest.pipeline import run, save_run
 from reports import format_metric
 from reports.compare import COMMON_METRICS, compare_runs, run_labels, write_compare
 from reports.embed import unpack_figures
+from helpers import run_main
 
 TINY = {"data.source": "sample:sp500", "data.start": "2016-06-01", "split.min_train": 150, "split.step": 100,
         "model.lookback": 5, "model.hidden_size": 4, "model.num_layers": 1, "model.head": [],
@@ -136,16 +136,6 @@ def returns_of(run_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(run_dir / "returns.parquet")
 
 
-def run_main(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    """The real console entry point: (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["lstmbt", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_error_line(code: int, out: str, err: str) -> str:

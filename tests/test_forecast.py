@@ -8,7 +8,6 @@ and the scaler with numpy alone, as ``tests/test_walkforward.py`` does for the f
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from backtest.forecast import Forecast, forecast_next
 from backtest.pipeline import build_estimator
 from models.features import make_features
 from models.targets import make_target
+from helpers import run_main
 
 FIRST_DAY = "2016-06-01"
 TINY = {"split.min_train": 150, "split.step": 100, "model.lookback": 5, "model.hidden_size": 4,
@@ -61,16 +61,6 @@ def config(source: str, **extra) -> RunConfig:
     return RunConfig.resolve(flags={"data.source": source, **TINY, **extra})
 
 
-def run_main(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    """The real console entry point: (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["lstmbt", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # --------------------------------------------------------------------------- the command line
