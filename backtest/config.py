@@ -139,7 +139,8 @@ class TargetConfig:
     """What the models predict.
 
     ``task``: ``regression``, ``classification`` or ``both`` (two models on identical folds).
-    ``regression``: ``return`` (log return over ``horizon`` days) or ``price`` (close at t + horizon).
+    ``regression``: ``return`` (log return over ``horizon`` days), ``price`` (close at t + horizon)
+    or ``week_mean`` (log of the mean close of the next 5 days over today's; needs horizon 5).
     ``horizon``: label horizon h in trading days; the classification label is 1 if the h-day log
     return is > 0.
     """
@@ -150,8 +151,11 @@ class TargetConfig:
 
     def __post_init__(self) -> None:
         _check_choice("target.task", self.task, ("regression", "classification", "both"))
-        _check_choice("target.regression", self.regression, ("return", "price"))
+        _check_choice("target.regression", self.regression, ("return", "price", "week_mean"))
         _check_range("target.horizon", self.horizon, 1, 250)
+        if self.regression == "week_mean" and self.horizon != 5:
+            raise ConfigError(f"target.regression = 'week_mean' averages the next 5 closes, but target.horizon = "
+                              f"{self.horizon}; set target.horizon = 5 (the label is known 5 days later)")
 
     @property
     def tasks(self) -> tuple[str, ...]:

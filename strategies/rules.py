@@ -14,15 +14,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 def predicted_log_return(y_pred: pd.Series, close: pd.Series, target: str) -> pd.Series:
     """The model's predicted log return from the decision day's close.
 
-    ``target``: ``return`` (``y_pred`` already is one) or ``price`` (``y_pred`` is a predicted
-    close, compared with ``close`` on the same day).
+    ``target``: ``return`` or ``week_mean`` (``y_pred`` already is a log ratio to the decision
+    day's close) or ``price`` (``y_pred`` is a predicted close, compared with ``close`` on the
+    same day).
     """
-    if target == "return":
+    if target in ("return", "week_mean"):
         return y_pred.astype("float64")
     if target == "price":
         ratio = y_pred / close
         return np.log(ratio.where(ratio > 0)).fillna(-np.inf)  # a non-positive price forecast means "down"
-    raise ValueError(f"target must be 'return' or 'price', got {target!r}")
+    raise ValueError(f"target must be 'return', 'week_mean' or 'price', got {target!r}")
 
 
 def regression_positions(pred_return: pd.Series, threshold: float = 0.0, long_short: bool = False) -> pd.Series:

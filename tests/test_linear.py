@@ -72,3 +72,21 @@ def test_lstm_can_be_switched_off_and_baselines_still_learn_a_planted_signal(tmp
 def test_a_run_needs_at_least_one_kind_of_model():
     with pytest.raises(ConfigError, match="model.lstm and model.linear are both false"):
         RunConfig().with_values({"model.lstm": False, "model.linear": False})
+
+
+def test_week_mean_runs_end_to_end_with_a_five_day_purge(tmp_path):
+    prices = planted_prices(700, signal=False)
+    source = write_csv(tmp_path / "planted.csv", prices)
+    flags = {"data.source": source, "features.groups": ["volume", "returns"], "split.min_train": 300,
+             "split.step": 100, "model.lookback": 5, "model.lstm": False, "target.regression": "week_mean"}
+    with pytest.raises(ConfigError, match="set target.horizon = 5"):
+        RunConfig.resolve(flags=flags)
+    result = run(RunConfig.resolve(flags={**flags, "target.horizon": 5}))
+    ridge = result.metrics["ridge_regression"]
+    assert {"rmse", "persistence_rmse", "dm_pvalue"} <= set(ridge)
+    folds = result.folds[result.folds["model"] == "ridge_regression"]
+    days = prices.index
+    # the last training label needs the 5 closes after train_end, all known by the close before the test block
+    last_label = folds["val_end"].fillna(folds["train_end"])  # the validation tail comes after the fitted rows
+    gaps = [days.get_loc(test) - days.get_loc(end) for end, test in zip(last_label, folds["test_start"])]
+    assert len(gaps) >= 3 and min(gaps) == 6

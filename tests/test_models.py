@@ -526,6 +526,19 @@ def test_targets_h5(tiny_prices):
     _check(make_target(tiny_prices, "price", 5), [60, 121, 98] + [nan] * 5, "price_5d", idx)
 
 
+def test_week_mean_is_the_mean_of_the_next_five_closes_over_today(tiny_prices):
+    # closes: 100, 110, 99, 99, 120, 60, 121, 98
+    log = math.log
+    expected = [log((110 + 99 + 99 + 120 + 60) / 5 / 100), log((99 + 99 + 120 + 60 + 121) / 5 / 110),
+                log((99 + 120 + 60 + 121 + 98) / 5 / 99)] + [float("nan")] * 5
+    _check(make_target(tiny_prices, "week_mean", 5), expected, "mean_fwd_5d", tiny_prices.index)
+    bumped = tiny_prices.copy()
+    bumped.iloc[5, bumped.columns.get_loc("Close")] *= 3.0  # day 5 is inside the next-5 window of rows 0..2
+    changed = ~np.isclose(make_target(bumped, "week_mean", 5), make_target(tiny_prices, "week_mean", 5),
+                          equal_nan=True)
+    assert np.flatnonzero(changed).tolist() == [0, 1, 2]
+
+
 def test_target_row_t_uses_only_closes_t_to_t_plus_h(tiny_prices):
     h = 2
     base = make_target(tiny_prices, "return", h)
