@@ -140,22 +140,54 @@ class TargetConfig:
 
     ``task``: ``regression``, ``classification`` or ``both`` (two models on identical folds).
     ``regression``: ``return`` (log return over ``horizon`` days), ``price`` (close at t + horizon)
-    or ``week_mean`` (log of the mean close of the next 5 days over today's; needs horizon 5).
+    ``week_mean`` (log of the mean close of the next 5 days over today's; needs horizon 5) or
+    ``max_drawdown`` (the worst close-to-close log drop over the next h days, <= 0; it calls no
+    direction, so its strategy is a risk filter, see ``strategy.drawdown_limit``).
     ``horizon``: label horizon h in trading days; the classification label is 1 if the h-day log
-    return is > 0.
+    return is > 0. ``horizons``: more horizons to run in the same run as separate models (for
+    example ``[1, 5, 10]``), each with its own purge; the first must equal ``horizon``, whose
+    models keep the plain names (``lstm_regression``), the others get ``_h<h>`` appended. Every
+    horizon predicts the same test days. ``dead_zone``: a fraction of price (0.001 = 0.1%); training
+    samples whose h-day log return is below it in absolute value get weight 0 in every classifier's
+    training loss (validation and test days are still scored).
     """
 
     task: str = "both"
     regression: str = "return"
     horizon: int = 1
+    dead_zone: float = 0.0
+    horizons: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _check_choice("target.task", self.task, ("regression", "classification", "both"))
-        _check_choice("target.regression", self.regression, ("return", "price", "week_mean"))
+        _check_choice("target.regression", self.regression, ("return", "price", "week_mean", "max_drawdown"))
         _check_range("target.horizon", self.horizon, 1, 250)
+        if not 0.0 <= self.dead_zone < 0.5:  # NaN fails here too
+            raise ConfigError(f"target.dead_zone = {self.dead_zone!r} is out of range; give a fraction of price "
+                              ">= 0 and < 0.5, e.g. 0.001 for 0.1%")
         if self.regression == "week_mean" and self.horizon != 5:
             raise ConfigError(f"target.regression = 'week_mean' averages the next 5 closes, but target.horizon = "
                               f"{self.horizon}; set target.horizon = 5 (the label is known 5 days later)")
+        self._check_horizons()
+
+    def _check_horizons(self) -> None:
+        if not self.horizons:
+            return
+        for h in self.horizons:
+            _check_range("target.horizons entry", h, 1, 250)
+        if len(set(self.horizons)) != len(self.horizons):
+            raise ConfigError(f"target.horizons = {list(self.horizons)} repeats a horizon; list each once")
+        if self.horizons[0] != self.horizon:
+            raise ConfigError(f"target.horizons starts with {self.horizons[0]} but target.horizon = {self.horizon}; "
+                              f"set target.horizon = {self.horizons[0]} (the primary horizon) or list "
+                              f"{self.horizon} first")
+        if self.regression == "week_mean" and len(self.horizons) > 1:
+            raise ConfigError("target.regression = 'week_mean' has one horizon (5 days); leave target.horizons empty")
+
+    @property
+    def all_horizons(self) -> tuple[int, ...]:
+        """Every horizon of the run, the primary (``horizon``) first."""
+        return self.horizons or (self.horizon,)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -261,7 +293,9 @@ class StrategyConfig:
     ``confidence_gain``: classification position per unit of p_up - 0.5 (10: full at p_up 0.6).
     ``return_gain``: regression position per forecast sigma, the predicted h-day log return over
     trailing daily volatility times sqrt(h) (1: full at a one-sigma forecast). ``vol_window``:
-    daily log returns in that trailing volatility.
+    daily log returns in that trailing volatility. ``drawdown_limit``: with the ``max_drawdown``
+    target, stay long unless the predicted worst drop over the next h days is deeper than this
+    fraction (0.02 = 2%), then go flat; sizing and long_short do not apply to it.
     """
 
     sizing: str = "threshold"
@@ -271,6 +305,7 @@ class StrategyConfig:
     confidence_gain: float = 10.0
     return_gain: float = 1.0
     vol_window: int = 21
+    drawdown_limit: float = 0.02
 
     def __post_init__(self) -> None:
         _check_choice("strategy.sizing", self.sizing, ("threshold", "confidence"))
@@ -279,6 +314,7 @@ class StrategyConfig:
         _check_range("strategy.confidence_gain", self.confidence_gain, 0.0, low_open=True)
         _check_range("strategy.return_gain", self.return_gain, 0.0, low_open=True)
         _check_range("strategy.vol_window", self.vol_window, 2, 2520)
+        _check_range("strategy.drawdown_limit", self.drawdown_limit, 0.0, 1.0, low_open=True, high_open=True)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from backtest.config import RunConfig
 from backtest.errors import DataError
-from backtest.pipeline import Progress, build_estimator, load_checked, make_design
+from backtest.pipeline import Progress, build_estimator, load_checked, make_design, training_weights
 from backtest.scoring import LINEAR_NAMES, MODEL_NAMES
 from backtest.splits import Fold, WalkForwardSplit
 from backtest.walkforward import SampleGrid, scaled_windows
@@ -118,7 +118,8 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     for task in config.target.tasks:
         report(names[task], 0, 1)
         model = build_estimator(task, config, linear=linear)
-        records[task] = _fit_and_forecast(model, windows, design.targets[task], grid, fold)
+        weight = training_weights(design, task, h, config)
+        records[task] = _fit_and_forecast(model, windows, design.targets[task], grid, fold, weight)
         report(names[task], 1, 1)
     last_close = float(design.prices["Close"].iloc[-1])
     if "regression" in records:
@@ -158,12 +159,13 @@ def final_fold(config: RunConfig, last_position: int, n_labelled: int) -> Fold:
 
 
 def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: SampleGrid,
-                      fold: Fold) -> tuple[float, int]:
+                      fold: Fold, weight: pd.Series | None = None) -> tuple[float, int]:
     """Fit the unfitted ``model`` on ``fold`` and forecast from the window ending on the last bar.
 
     ``windows``: every scaled window of the feature frame, (T - L + 1, L, F), the last ending on
-    the last bar. Returns the regression output (a log return or a price, in the target's units)
-    or the classifier's p_up, and the number of epochs trained.
+    the last bar. ``weight``: training weights per row (the dead zone), or None. Returns the
+    regression output (a log return or a price, in the target's units) or the classifier's p_up,
+    and the number of epochs trained.
     """
     y = target.to_numpy(dtype=np.float64)
 
@@ -173,7 +175,11 @@ def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: Sampl
         begin = first - grid.lookback + 1
         return windows[begin : begin + len(positions)], y[first : first + len(positions)]
 
-    model.fit(*take(fold.train), *(take(fold.val) if len(fold.val) else ()))
+    extra = {}
+    if weight is not None:
+        first = grid.first_row + int(fold.train[0])
+        extra["sample_weight"] = weight.to_numpy(dtype=np.float64)[first : first + len(fold.train)]
+    model.fit(*take(fold.train), *(take(fold.val) if len(fold.val) else ()), **extra)
     x_last = windows[-1:]  # shape (1, L, F): rows T - L .. T - 1, ending on the last bar
     if hasattr(model, "predict_proba"):
         value = model.predict_proba(x_last)[0, list(model.classes_).index(1)]
@@ -203,7 +209,8 @@ def format_forecast(forecast: Forecast) -> str:
     epochs = []
     if f.regression is not None:
         r = f.regression
-        lines.append(f"  regression: close {_price(r.close)} ({r.simple_return:+.2%})   "
+        what = f"worst close of the next {h} days" if r.target == "max_drawdown" else "close"
+        lines.append(f"  regression: {what} {_price(r.close)} ({r.simple_return:+.2%})   "
                      f"persistence: {_price(r.persistence_close)} ({r.persistence_return:+.2%})")
         epochs.append(f"{_count(r.epochs, 'epoch')} regression")
     if f.classification is not None:

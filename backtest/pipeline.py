@@ -26,8 +26,8 @@ import pandas as pd
 from backtest import __version__
 from backtest.config import RunConfig
 from backtest.errors import ConfigError, DataError
-from backtest.scoring import (BENCHMARK, LINEAR_NAMES, MODEL_NAMES, collect_metrics, make_positions, model_plan,
-                              run_warnings)
+from backtest.scoring import (BENCHMARK, LINEAR_NAMES, MODEL_NAMES, collect_metrics, horizon_plan, is_linear,
+                              make_positions, run_warnings)
 
 RUN_FILES = ("config.toml", "manifest.json", "predictions.parquet", "positions.parquet", "returns.parquet",
              "folds.parquet", "costs.parquet", "trades.parquet", "metrics.json", "report.html")
@@ -62,13 +62,19 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Design:
-    """What every model of a run shares: prices, features, targets, the sample grid and the folds."""
+    """What every model of a run shares: prices, features, targets, the sample grid and the folds.
+
+    ``targets``/``folds`` are the primary horizon's; ``horizon_targets``/``horizon_folds`` hold
+    every horizon of ``target.horizons`` (each purged by its own h, all with the same test days).
+    """
 
     prices: pd.DataFrame
     features: pd.DataFrame
     targets: dict[str, pd.Series]
     grid: Any
     folds: list
+    horizon_targets: dict[int, dict[str, pd.Series]] = field(default_factory=dict)
+    horizon_folds: dict[int, list] = field(default_factory=dict)
 
 
 def run(config: RunConfig, progress: Progress | None = None, threads: int | None = None) -> RunResult:
@@ -108,19 +114,21 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
            config: RunConfig) -> dict[str, Any]:
     """Positions, the backtest at the configured costs and across fee levels, metrics, fold figures."""
     from backtest.portfolio import cost_sweep, run_backtest
-    from backtest.scoring import by_model, fold_stats, majority_p_up, predicted_up
+    from backtest.scoring import by_model, fold_stats, horizon_of, majority_p_up, predicted_up
 
     dates = design.grid.dates[design.folds[0].test[0]:]
     direction = design.targets["classification"]
     majority = majority_p_up(direction, design.grid, design.folds)
     positions = make_positions(predictions, dates, config, majority, close=prices["Close"])
     backtest = run_backtest(prices, positions, config.backtest)
-    realised_up = (direction.reindex(positions.index) > 0).to_numpy()
-    metrics = collect_metrics(predictions, positions, backtest, realised_up, config, majority)
+    realised = {h: (t["classification"].reindex(dates) > 0).to_numpy() for h, t in design.horizon_targets.items()}
+    realised_up = realised[config.target.horizon]
+    metrics = collect_metrics(predictions, positions, backtest, realised_up, config, majority, realised)
     models = by_model(predictions, dates)
     calls = {name: predicted_up(name, models, majority, config, dates) for name in models}
+    per_model = {name: realised[horizon_of(name, config)] for name in models}
     return {"positions": positions, "returns": backtest.returns, "metrics": metrics, "trades": backtest.trades,
-            "folds": fold_stats(folds, positions, backtest.returns, realised_up, calls),
+            "folds": fold_stats(folds, positions, backtest.returns, per_model, calls),
             "costs": cost_sweep(prices, positions, config.backtest)}
 
 
@@ -152,13 +160,17 @@ def make_design(prices: pd.DataFrame, config: RunConfig) -> Design:
 
         features = features.join(exog_features(prices.index, load_exogs(config.data, prices.index),
                                                lag_days=config.data.exog_lag_days))
-    h, split = config.target.horizon, config.split
-    direction = make_target(prices, "direction", h)
-    targets = {"regression": make_target(prices, config.target.regression, h), "classification": direction}
-    grid = make_sample_grid(features, direction, config.model.lookback)
-    splitter = WalkForwardSplit(min_train=split.min_train, step=split.step, horizon=h, scheme=split.scheme,
-                                val_fraction=split.val_fraction, embargo=split.embargo)
-    return Design(prices=prices, features=features, targets=targets, grid=grid, folds=splitter.split(grid.n))
+    split, horizons = config.target, config.target.all_horizons
+    targets = {h: {"regression": make_target(prices, split.regression, h),
+                   "classification": make_target(prices, "direction", h)} for h in horizons}
+    # the longest horizon's labels end first: its grid gives every horizon the same sample days
+    grid = make_sample_grid(features, targets[max(horizons)]["classification"], config.model.lookback)
+    s = config.split
+    folds = {h: WalkForwardSplit(min_train=s.min_train, step=s.step, horizon=h, scheme=s.scheme,
+                                 val_fraction=s.val_fraction, embargo=s.embargo).split(grid.n) for h in horizons}
+    primary = split.horizon
+    return Design(prices=prices, features=features, targets=targets[primary], grid=grid, folds=folds[primary],
+                  horizon_targets=targets, horizon_folds=folds)
 
 
 def _predict_all(design: Design, config: RunConfig, report: Progress,
@@ -167,21 +179,33 @@ def _predict_all(design: Design, config: RunConfig, report: Progress,
     from backtest.walkforward import walk_forward_predict
 
     frames, logs, n_folds = [], [], len(design.folds)
-    for name, task in model_plan(config):
+    for name, task, h in horizon_plan(config):
         started = time.perf_counter()
         report(name, 0, n_folds)
         done = iter(range(1, n_folds + 1))
-        estimator = build_estimator(task, config, linear=name in LINEAR_NAMES.values())
-        preds, log = walk_forward_predict(estimator, design.features, design.targets[task], design.grid,
-                                          design.folds, on_fold=lambda entry, name=name: report(name, next(done), n_folds))
+        estimator = build_estimator(task, config, linear=is_linear(name))
+        preds, log = walk_forward_predict(estimator, design.features, design.horizon_targets[h][task], design.grid,
+                                          design.horizon_folds[h],
+                                          on_fold=lambda entry, name=name: report(name, next(done), n_folds),
+                                          train_weight=training_weights(design, task, h, config))
         preds.insert(1, "target", task)
         preds.insert(2, "model", name)
+        preds.insert(3, "horizon", h)
         preds["close"] = design.prices["Close"].reindex(preds["date"]).to_numpy()
         frames.append(preds)
         logs.append(log.assign(model=name))
         timings[f"walkforward_{name}"] = time.perf_counter() - started
     folds = pd.concat(logs, ignore_index=True)
     return pd.concat(frames, ignore_index=True), folds[["model"] + [c for c in folds.columns if c != "model"]]
+
+
+def training_weights(design: Design, task: str, horizon: int, config: RunConfig) -> pd.Series | None:
+    """Training weights of a classifier with a dead zone (``target.dead_zone``), else None."""
+    if task != "classification" or config.target.dead_zone <= 0:
+        return None
+    from models.targets import dead_zone_weights
+
+    return dead_zone_weights(design.prices, horizon, config.target.dead_zone)
 
 
 def build_estimator(task: str, config: RunConfig, linear: bool = False):
@@ -207,7 +231,7 @@ def _narrow(section: Any, base: type) -> Any:
 
 
 def _rows_needed(config: RunConfig, warmup: int) -> tuple[int, str]:
-    lookback, s, h = config.model.lookback, config.split, config.target.horizon
+    lookback, s, h = config.model.lookback, config.split, max(config.target.all_horizons)
     need = warmup + lookback - 1 + s.min_train + s.step + h
     breakdown = (f"{warmup} feature warm-up + {lookback - 1} more for the {lookback}-day lookback + "
                  f"{s.min_train} min_train + {s.step} for one test block + {h} label horizon")

@@ -23,7 +23,7 @@ BASELINES = ("persistence", "majority")
 
 
 def model_plan(config: RunConfig) -> list[tuple[str, str]]:
-    """(strategy name, task) of every model a run trains, LSTM models first, in task order."""
+    """(strategy name, task) of every model at the primary horizon, LSTM models first, in task order."""
     plan = []
     for enabled, names in ((config.model.lstm, MODEL_NAMES), (config.model.linear, LINEAR_NAMES)):
         if enabled:
@@ -31,13 +31,51 @@ def model_plan(config: RunConfig) -> list[tuple[str, str]]:
     return plan
 
 
+def horizon_plan(config: RunConfig) -> list[tuple[str, str, int]]:
+    """(strategy name, task, horizon) of every model of a run: the primary horizon's under their
+    plain names, then each further ``target.horizons`` entry with ``_h<h>`` appended."""
+    primary = config.target.horizon
+    return [(name if h == primary else f"{name}_h{h}", task, h)
+            for h in config.target.all_horizons for name, task in model_plan(config)]
+
+
+def _split_name(name: str) -> tuple[str, int | None]:
+    base, _, suffix = name.rpartition("_h")
+    if base and suffix.isdigit():
+        return base, int(suffix)
+    return name, None
+
+
 def task_of(name: str) -> str | None:
     """``regression`` or ``classification`` for a model's strategy name, None for baselines and buy-and-hold."""
+    base, _ = _split_name(name)
     for names in (MODEL_NAMES, LINEAR_NAMES):
         for task, model in names.items():
-            if model == name:
+            if model == base:
                 return task
     return None
+
+
+def is_linear(name: str) -> bool:
+    """Whether strategy ``name`` is a linear baseline (``ridge_regression``, ``logistic_classification``, with any ``_h<h>``)."""
+    return _split_name(name)[0] in LINEAR_NAMES.values()
+
+
+def horizon_of(name: str, config: RunConfig) -> int:
+    """The label horizon of strategy ``name``: its ``_h<h>`` suffix, else the primary horizon."""
+    _, h = _split_name(name)
+    return h if h is not None and task_of(name) is not None else config.target.horizon
+
+
+def overlapping(position: pd.Series, horizon: int) -> pd.Series:
+    """Holdings of a strategy whose signals each last ``horizon`` days: the mean of the last h signals.
+
+    Every day 1/h of the capital follows that day's signal for h days (overlapping tranches);
+    before h signals exist the missing tranches are flat. h = 1 returns ``position`` unchanged.
+    """
+    if horizon == 1:
+        return position
+    return position.fillna(0.0).rolling(horizon, min_periods=1).sum() / horizon
 
 
 def majority_p_up(direction: pd.Series, grid: Any, folds: list) -> pd.Series:
@@ -64,12 +102,14 @@ def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: R
     columns = {}
     for name, group in predictions.groupby("model", sort=False):
         group = group.set_index("date").reindex(dates)
-        columns[name] = _model_positions(task_of(name), group["y_pred"], group["p_up"], group["close"], config, close)
+        raw = _model_positions(task_of(name), group["y_pred"], group["p_up"], group["close"], config, close)
+        columns[name] = overlapping(raw, horizon_of(name, config))
     if "regression" in set(predictions["target"]):
         zero = pd.Series(0.0, index=dates)
         columns["persistence"] = _model_positions("regression", zero, None, None, config, close, predicted=zero)
     if majority is not None and "classification" in set(predictions["target"]):
-        columns["majority"] = _model_positions("classification", None, majority.reindex(dates), None, config, close)
+        raw = _model_positions("classification", None, majority.reindex(dates), None, config, close)
+        columns["majority"] = overlapping(raw, config.target.horizon)
     columns[BENCHMARK] = buy_and_hold(dates)
     frame = pd.DataFrame(columns, index=dates)
     frame.index.name = "date"
@@ -79,10 +119,12 @@ def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: R
 def _model_positions(task: str, y_pred: pd.Series | None, p_up: pd.Series | None, own_close: pd.Series | None,
                      config: RunConfig, close: pd.Series | None, predicted: pd.Series | None = None) -> pd.Series:
     """One model's positions under the configured sizing (``strategy.sizing``)."""
-    from strategies import (classification_confidence_positions, classification_positions, predicted_log_return,
-                            regression_confidence_positions, regression_positions)
+    from strategies import (classification_confidence_positions, classification_positions, drawdown_positions,
+                            predicted_log_return, regression_confidence_positions, regression_positions)
 
     s = config.strategy
+    if task == "regression" and config.target.regression == "max_drawdown" and predicted is None:
+        return drawdown_positions(y_pred, s.drawdown_limit)
     if task == "classification":
         if s.sizing == "confidence":
             return classification_confidence_positions(p_up, s.confidence_gain, s.long_short)
@@ -102,7 +144,8 @@ def by_model(predictions: pd.DataFrame, dates: pd.DatetimeIndex) -> dict[str, pd
 
 def predicted_up(name: str, models: dict[str, pd.DataFrame], majority: pd.Series | None,
                  config: RunConfig, dates: pd.DatetimeIndex) -> np.ndarray | None:
-    """The direction strategy ``name`` called on each decision day; None for persistence (no call)."""
+    """The direction strategy ``name`` called on each decision day; None for persistence and for a
+    ``max_drawdown`` model, which call no direction."""
     from strategies import predicted_log_return
 
     if name == BENCHMARK:
@@ -110,7 +153,7 @@ def predicted_up(name: str, models: dict[str, pd.DataFrame], majority: pd.Series
     if name == "majority":
         return (majority.reindex(dates) > 0.5).to_numpy()
     task = task_of(name)
-    if task == "regression":
+    if task == "regression" and config.target.regression != "max_drawdown":
         g = models[name]
         return (predicted_log_return(g["y_pred"], g["close"], config.target.regression) > 0).to_numpy()
     if task == "classification":
@@ -119,8 +162,14 @@ def predicted_up(name: str, models: dict[str, pd.DataFrame], majority: pd.Series
 
 
 def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest, realised_up: np.ndarray,
-                    config: RunConfig, majority: pd.Series | None = None) -> dict[str, dict[str, Any]]:
-    """``{strategy: {metric: value}}`` for every column of ``positions``."""
+                    config: RunConfig, majority: pd.Series | None = None,
+                    realised_by_horizon: dict[int, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
+    """``{strategy: {metric: value}}`` for every column of ``positions``.
+
+    ``realised_up``: the realised direction at the primary horizon per decision day;
+    ``realised_by_horizon``: the same for every horizon of the run, so a model at horizon h is
+    scored against h-day moves (and its ``base_rate`` is the share of up h-day moves).
+    """
     from backtest import metrics as m
 
     out: dict[str, dict[str, Any]] = {}
@@ -129,9 +178,12 @@ def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest
     for name in positions.columns:
         pos = positions[name].to_numpy()
         entry = m.performance_metrics(backtest.returns[name].to_numpy(), pos)
+        real = (realised_by_horizon or {}).get(horizon_of(name, config), realised_up)
         pred_up = predicted_up(name, models, majority, config, dates)
-        entry["hit_rate"] = m.hit_rate(pred_up, realised_up) if pred_up is not None else math.nan
-        entry.update(_significance(name, backtest.returns, pred_up, realised_up, models, config))
+        entry["hit_rate"] = m.hit_rate(pred_up, real) if pred_up is not None else math.nan
+        if task_of(name) is not None:
+            entry["base_rate"] = float(np.mean(real))
+        entry.update(_significance(name, backtest.returns, pred_up, real, models, config))
         trades = backtest.trades[backtest.trades["strategy"] == name]
         entry.update(n_trades=backtest.n_trades[name], fees_paid=backtest.fees_paid[name],
                      slippage_paid=backtest.slippage_paid[name], n_days=len(pos),
@@ -154,15 +206,32 @@ def _significance(name: str, returns: pd.DataFrame, pred_up: np.ndarray | None, 
     if name == BENCHMARK:
         low, high = sig.sharpe_ci(r, seed=config.train.seed)
         return {"sharpe_ci_low": low, "sharpe_ci_high": high, "psr": sig.probabilistic_sharpe_ratio(r)}
-    if pred_up is None:
-        return {"hit_rate_pvalue": math.nan}
+    if pred_up is None and task_of(name) is None:
+        return {"hit_rate_pvalue": math.nan}  # persistence: no call, no position
     errors = {}
     if task_of(name) == "regression":
         g = models[name]
         naive = g["close"] if config.target.regression == "price" else np.zeros(len(g))
         errors = {"y_true": g["y_true"].to_numpy(), "y_pred": g["y_pred"].to_numpy(), "y_naive": np.asarray(naive)}
+    if pred_up is None:  # a max_drawdown model: no direction to test, but its returns and errors are
+        return _undirected_significance(r, returns[BENCHMARK].to_numpy(), errors, horizon_of(name, config), config)
     return sig.significance_metrics(r, returns[BENCHMARK].to_numpy(), pred_up, realised_up,
-                                    horizon=config.target.horizon, seed=config.train.seed, **errors)
+                                    horizon=horizon_of(name, config), seed=config.train.seed, **errors)
+
+
+def _undirected_significance(r: np.ndarray, bench: np.ndarray, errors: dict[str, np.ndarray], horizon: int,
+                             config: RunConfig) -> dict[str, float]:
+    """Sharpe intervals, PSR and Diebold-Mariano of a model that makes no up/down call."""
+    from backtest import significance as sig
+
+    seed = config.train.seed
+    low, high = sig.sharpe_ci(r, seed=seed)
+    d_low, d_high = sig.sharpe_diff_ci(r, bench, seed=seed)
+    out = {"hit_rate_pvalue": math.nan, "sharpe_ci_low": low, "sharpe_ci_high": high, "sharpe_diff_ci_low": d_low,
+           "sharpe_diff_ci_high": d_high, "psr": sig.probabilistic_sharpe_ratio(r)}
+    for loss, key in (("squared", "dm_pvalue"), ("absolute", "dm_pvalue_abs")):
+        out[key] = sig.dm_test(errors["y_true"], errors["y_pred"], errors["y_naive"], loss, horizon)[1]
+    return out
 
 
 def _prediction_scores(name: str, models: dict[str, pd.DataFrame], majority: pd.Series | None,
@@ -187,12 +256,13 @@ def _prediction_scores(name: str, models: dict[str, pd.DataFrame], majority: pd.
     return {}
 
 
-def fold_stats(folds: pd.DataFrame, positions: pd.DataFrame, returns: pd.DataFrame, realised_up: np.ndarray,
-               up_calls: dict[str, np.ndarray]) -> pd.DataFrame:
+def fold_stats(folds: pd.DataFrame, positions: pd.DataFrame, returns: pd.DataFrame,
+               realised_up: np.ndarray | dict[str, np.ndarray], up_calls: dict[str, np.ndarray]) -> pd.DataFrame:
     """``folds`` with, per model and test block: hit_rate, base_rate, strategy_return, buy_and_hold_return.
 
     ``returns`` row k is the bar held after decision day ``positions.index[k]``, so a block's
-    return compounds the rows of its decision days. ``up_calls``: per model, its daily calls.
+    return compounds the rows of its decision days. ``up_calls``: per model, its daily calls;
+    ``realised_up``: the realised directions, or per model when models differ in horizon.
     """
     from backtest.metrics import hit_rate, total_return
 
@@ -201,8 +271,10 @@ def fold_stats(folds: pd.DataFrame, positions: pd.DataFrame, returns: pd.DataFra
     for record in folds.to_dict("records"):
         rows = (dates >= record["test_start"]) & (dates <= record["test_end"])
         model = record["model"]
-        extra["hit_rate"].append(hit_rate(up_calls[model][rows], realised_up[rows]))
-        extra["base_rate"].append(float(np.mean(realised_up[rows])))
+        real = realised_up[model] if isinstance(realised_up, dict) else realised_up
+        calls = up_calls.get(model)
+        extra["hit_rate"].append(hit_rate(calls[rows], real[rows]) if calls is not None else math.nan)
+        extra["base_rate"].append(float(np.mean(real[rows])))
         extra["strategy_return"].append(total_return(returns[model].to_numpy()[rows]))
         extra["buy_and_hold_return"].append(total_return(returns[BENCHMARK].to_numpy()[rows]))
     return folds.assign(**extra)
@@ -230,9 +302,10 @@ def run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame) ->
     for name, entry in metrics.items():
         if task_of(name) is None:
             continue
-        if not entry["hit_rate"] > max(base, 1 - base):
+        own = entry.get("base_rate", base)
+        if not math.isnan(entry["hit_rate"]) and not entry["hit_rate"] > max(own, 1 - own):
             notes.append(f"{name}: hit rate {entry['hit_rate']:.3f} is not above the base rate "
-                         f"{max(base, 1 - base):.3f} of always guessing the more common direction.")
+                         f"{max(own, 1 - own):.3f} of always guessing the more common direction.")
         if "rmse" in entry and not entry["rmse"] < entry["persistence_rmse"]:
             notes.append(f"{name}: RMSE {entry['rmse']:.6g} does not beat persistence ({entry['persistence_rmse']:.6g}).")
         if not entry["sharpe"] > metrics[BENCHMARK]["sharpe"]:

@@ -58,6 +58,7 @@ def walk_forward_predict(
     grid: SampleGrid,
     folds: list[Fold],
     on_fold: Callable[[dict], None] | None = None,
+    train_weight: pd.Series | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit a clone of ``estimator`` per fold and predict that fold's test block.
 
@@ -67,6 +68,11 @@ def walk_forward_predict(
     Features are standardised per fold with the mean and standard deviation of the training
     window's rows (fit and validation samples), so nothing after the retrain date shapes them.
 
+    ``train_weight``: optional per-row training weights on ``target``'s index (e.g.
+    ``models.targets.dead_zone_weights``). Each fold's training samples pass theirs to
+    ``fit(..., sample_weight=...)``; validation and test samples are never weighted. ``None``
+    fits unweighted, exactly as before.
+
     Returns
     -------
     predictions : one row per test day: ``date``, ``fold``, ``y_true``, ``y_pred`` and ``p_up``
@@ -75,6 +81,7 @@ def walk_forward_predict(
     """
     values = features.to_numpy(dtype=np.float64)
     y = target.to_numpy(dtype=np.float64)
+    weights = _weight_values(train_weight, target)
     parts, log = [], []
     for fold in folds:
         train_rows = grid.rows(np.concatenate([fold.train, fold.val]))
@@ -93,7 +100,8 @@ def walk_forward_predict(
         if not (getattr(estimator, "warm_start", False) and parts):
             model = clone(estimator)
         started = time.perf_counter()
-        model.fit(*take(fold.train), *(take(fold.val) if len(fold.val) else ()))
+        model.fit(*take(fold.train), *(take(fold.val) if len(fold.val) else ()),
+                  **_fold_weight(weights, grid, fold))
         x_test, y_test = take(fold.test)
         parts.append(_fold_predictions(model, x_test, y_test, grid.dates[fold.test], fold.index))
         entry = _fold_entry(fold, grid, model, time.perf_counter() - started)
@@ -101,6 +109,25 @@ def walk_forward_predict(
         if on_fold is not None:
             on_fold(entry)
     return pd.concat(parts, ignore_index=True), pd.DataFrame(log)
+
+
+def _weight_values(train_weight: pd.Series | None, target: pd.Series) -> np.ndarray | None:
+    if train_weight is None:
+        return None
+    if not train_weight.index.equals(target.index):
+        raise ValueError("train_weight must be indexed like the target; reindex it with .reindex(target.index)")
+    return train_weight.to_numpy(dtype=np.float64)
+
+
+def _fold_weight(weights: np.ndarray | None, grid: SampleGrid, fold: Fold) -> dict:
+    """``{"sample_weight": ...}`` for the fold's training samples, or ``{}`` when unweighted."""
+    if weights is None:
+        return {}
+    fit_weight = weights[grid.rows(fold.train)]
+    if np.isfinite(fit_weight).all() and not (fit_weight > 0).any():  # NaN/inf: fit's own check names it
+        raise DataError(f"every training sample of fold {fold.index} has weight 0 (all inside the dead zone?); "
+                        "lower target.dead_zone")
+    return {"sample_weight": fit_weight}
 
 
 def scaled_windows(features: pd.DataFrame, rows: np.ndarray, lookback: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from torch import nn
 
 from models.networks import LSTMNet
 from models.specs import NetSpec, TrainSettings
+from models.targets import check_sample_weight
 from models.training import evaluate_loss, predict_outputs, resolve_device, train_network
 
 
@@ -44,11 +45,16 @@ class _LSTMEstimator(BaseEstimator):
         self.warm_start = warm_start
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
-            y_val: np.ndarray | None = None) -> _LSTMEstimator:
+            y_val: np.ndarray | None = None, *, sample_weight: np.ndarray | None = None) -> _LSTMEstimator:
         """Train on windows ``X`` (N, L, F) and labels ``y`` (N,).
 
         ``X_val``/``y_val`` drive early stopping and the LR schedule; the weights with the best
         validation loss are kept. Without them the model trains for ``max_epochs``.
+
+        ``sample_weight`` (N,), optional: finite, >= 0, not all zero. Each sample's training loss
+        (each scored step's, in sequence mode) is multiplied by its weight and a batch's loss is
+        divided by its weight sum, so a weight of 0 leaves a sample out of training entirely
+        (the regressor's target scaling is weighted too). Validation losses stay unweighted.
 
         With ``warm_start=True`` a second fit continues from the current weights (and the target
         scaling of the first fit) for ``train.warm_epochs`` epochs. It restarts cold instead when
@@ -57,12 +63,13 @@ class _LSTMEstimator(BaseEstimator):
         by more than ``WARM_ACCEPT_Z`` standard errors.
         """
         X, y = _check_xy(X, y, "X", "y")
+        weight = check_sample_weight(sample_weight, len(X))
         val = _check_val(X, X_val, y_val)
         settings, spec = self.train or TrainSettings(), self.net or NetSpec()
         if settings.mode == "sequence" and (spec.bidirectional or spec.pooling != "last"):
             raise ValueError("train mode 'sequence' needs a unidirectional LSTM with pooling 'last'")
         warm = self._can_continue(X, y, val, settings)
-        y_fit = self._encode(y) if warm else self._encode_fit(y)
+        y_fit = self._encode(y) if warm else self._encode_fit(y, weight)
         val = None if val is None else (val[0], self._encode(val[1]))
         device = resolve_device(self.device)
         generator = torch.Generator().manual_seed(int(self.random_state))
@@ -73,7 +80,8 @@ class _LSTMEstimator(BaseEstimator):
             if not warm:
                 self.net_ = LSTMNet(X.shape[2], self._n_outputs, spec).to(device)
             log = train_network(self.net_, self._loss, (X, y_fit), val, settings, device=device, generator=generator,
-                                epochs=settings.warm_epochs if warm else None, keep_initial=warm)
+                                epochs=settings.warm_epochs if warm else None, keep_initial=warm,
+                                train_weight=weight)
         self.device_ = device
         self.warm_started_ = warm
         self.n_features_in_ = X.shape[2]
@@ -132,9 +140,13 @@ class LSTMRegressor(RegressorMixin, _LSTMEstimator):
 
     _n_outputs = 1
 
-    def _encode_fit(self, y: np.ndarray) -> np.ndarray:
-        self.y_mean_ = float(np.mean(y))
-        self.y_scale_ = float(np.std(y)) or 1.0
+    def _encode_fit(self, y: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+        if weight is None:
+            self.y_mean_ = float(np.mean(y))
+            self.y_scale_ = float(np.std(y)) or 1.0
+        else:  # weight-0 samples must not shape the scaling either
+            self.y_mean_ = float(np.average(y, weights=weight))
+            self.y_scale_ = float(np.sqrt(np.average((y - self.y_mean_) ** 2, weights=weight))) or 1.0
         return self._encode(y)
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
@@ -160,7 +172,7 @@ class LSTMClassifier(ClassifierMixin, _LSTMEstimator):
 
     _n_outputs = 2
 
-    def _encode_fit(self, y: np.ndarray) -> np.ndarray:
+    def _encode_fit(self, y: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
         classes = np.unique(y)
         if len(classes) != 2:
             raise ValueError(f"LSTMClassifier needs exactly two classes in y, found {classes.tolist()}")

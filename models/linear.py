@@ -15,6 +15,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils.validation import check_is_fitted
 
+from models.targets import check_sample_weight
+
 
 def _last_rows(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
@@ -30,9 +32,14 @@ class RidgeRegressor(RegressorMixin, BaseEstimator):
         self.alpha = alpha
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
-            y_val: np.ndarray | None = None) -> RidgeRegressor:
-        """Fit on windows ``X`` (N, L, F) and targets ``y`` (N,); the validation pair is ignored."""
-        self.model_ = Ridge(alpha=self.alpha).fit(_last_rows(X), np.asarray(y, dtype=np.float64))
+            y_val: np.ndarray | None = None, *, sample_weight: np.ndarray | None = None) -> RidgeRegressor:
+        """Fit on windows ``X`` (N, L, F) and targets ``y`` (N,); the validation pair is ignored.
+
+        ``sample_weight`` (N,), optional (finite, >= 0, not all zero), goes to sklearn's ``Ridge``.
+        """
+        rows = _last_rows(X)
+        weight = check_sample_weight(sample_weight, len(rows))
+        self.model_ = Ridge(alpha=self.alpha).fit(rows, np.asarray(y, dtype=np.float64), sample_weight=weight)
         self.n_features_in_ = X.shape[2]
         return self
 
@@ -45,22 +52,30 @@ class RidgeRegressor(RegressorMixin, BaseEstimator):
 class LogisticClassifier(ClassifierMixin, BaseEstimator):
     """L2-penalised logistic regression (inverse strength ``C``) of the up/down label on day t's features.
 
-    A training window with a single class predicts that class's share (0 or 1) for p_up.
+    A training window with a single class (among the samples of positive weight) predicts that
+    class's share (0 or 1) for p_up.
     """
 
     def __init__(self, *, C: float = 1.0) -> None:
         self.C = C
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
-            y_val: np.ndarray | None = None) -> LogisticClassifier:
-        """Fit on windows ``X`` (N, L, F) and labels ``y`` (N,) in {0, 1}; the validation pair is ignored."""
+            y_val: np.ndarray | None = None, *, sample_weight: np.ndarray | None = None) -> LogisticClassifier:
+        """Fit on windows ``X`` (N, L, F) and labels ``y`` (N,) in {0, 1}; the validation pair is ignored.
+
+        ``sample_weight`` (N,), optional (finite, >= 0, not all zero), goes to sklearn's
+        ``LogisticRegression``; weight-0 samples do not count towards the single-class check.
+        """
+        rows = _last_rows(X)
         labels = np.asarray(y).astype(int)
+        weight = check_sample_weight(sample_weight, len(rows))
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = X.shape[2]
-        if len(np.unique(labels)) < 2:
-            self.model_, self.constant_ = None, float(labels[0]) if len(labels) else 0.5
+        seen = labels if weight is None else labels[weight > 0]
+        if len(np.unique(seen)) < 2:
+            self.model_, self.constant_ = None, float(seen[0]) if len(seen) else 0.5
             return self
-        self.model_ = LogisticRegression(C=self.C, max_iter=1000).fit(_last_rows(X), labels)
+        self.model_ = LogisticRegression(C=self.C, max_iter=1000).fit(rows, labels, sample_weight=weight)
         self.constant_ = None
         return self
 

@@ -29,7 +29,8 @@ ElementLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class TrainLog:
-    """What happened in training. Losses are per-sample means in the model's (scaled) units.
+    """What happened in training. Losses are per-sample means in the model's (scaled) units
+    (training losses weighted by the fit's sample weights, when it has them).
 
     ``train_steps``/``eval_steps``: LSTM time steps computed (rows x sequence length), with and
     without a backward pass; the benchmark turns them into a FLOP estimate.
@@ -64,21 +65,29 @@ class Feed:
     ``sequence``: units are chunks of ``chunk_len`` consecutive targets; a batch is
     (B, L - 1 + C, F) inputs, (B, C) targets and a (B, C) mask that drops targets already
     scored by an earlier chunk (the last chunk is moved back to end at the last target).
+
+    ``weight`` (N,), optional: per-target loss weights, uploaded once and folded into the mask
+    ((B,) in window mode); units whose weights are all zero are listed out of ``active``.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, mode: str, chunk_len: int, device: torch.device) -> None:
+    def __init__(self, X: np.ndarray, y: np.ndarray, mode: str, chunk_len: int, device: torch.device,
+                 weight: np.ndarray | None = None) -> None:
         if mode not in TRAIN_MODES:
             raise ValueError(f"mode must be one of {TRAIN_MODES}, got {mode!r}")
         n, lookback = len(X), X.shape[1]
         self.mode, self.lookback, self.n = mode, lookback, n
         series = contiguous_series(X)
         targets = _to_device(np.asarray(y), device)
+        weights = None if weight is None else _to_device(weight, device, np.float32)
+        self.active = None
         if mode == "window":
             if series is None:
                 self.inputs = _to_device(X, device, np.float32)  # arbitrary windows: one copy
             else:
                 self.inputs = _to_device(series, device, np.float32).unfold(0, lookback, 1).transpose(1, 2)
-            self.targets, self.mask, self.starts = targets, None, None
+            self.targets, self.mask, self.starts = targets, weights, None
+            if weights is not None:
+                self._find_active()
             return
         if series is None:
             raise ValueError("sequence mode needs consecutive windows (window i = rows i..i+L-1 of one series)")
@@ -96,6 +105,14 @@ class Feed:
         self.targets = targets.unfold(0, c, 1)[index]
         self.mask = _to_device(mask, device)
         self.starts = starts
+        if weights is not None:
+            self.mask = self.mask * weights.unfold(0, c, 1)[index]
+            self._find_active()
+
+    def _find_active(self) -> None:
+        """``active``: a bool (U,) tensor of the units with some positive weight, or None when all have."""
+        positive = self.mask.reshape(self.n_units, -1).sum(dim=1) > 0
+        self.active = None if bool(positive.all()) else positive
 
     @property
     def n_units(self) -> int:
@@ -133,11 +150,15 @@ def train_network(
     epochs: int | None = None,
     keep_initial: bool = False,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    train_weight: np.ndarray | None = None,
 ) -> TrainLog:
     """Train ``net`` in place and leave it holding the best weights seen.
 
     ``train``/``val`` are ``(X, y)`` with X of shape (N, L, F) and y of shape (N,); consecutive
     windows (as the walk-forward passes them) are uploaded once as their underlying series.
+    ``train_weight`` (N,), optional, non-negative: each training target's loss is multiplied by
+    its weight and a batch's loss is divided by its weight sum; weight-0 targets add nothing and
+    windows (or chunks) weighing nothing are left out of the batches. Validation stays unweighted.
     ``epochs`` overrides ``settings.max_epochs`` (warm refits). ``keep_initial`` scores the
     incoming weights on ``val`` first and keeps them (``best_epoch`` -1) unless an epoch beats
     them by more than ``WARM_ACCEPT_Z`` standard errors of the paired per-sample difference.
@@ -145,7 +166,7 @@ def train_network(
     training loss are kept. ``generator`` shuffles the batches, so a seeded generator gives a
     repeatable run.
     """
-    train_feed = Feed(*train, settings.mode, settings.chunk_len, device)
+    train_feed = Feed(*train, settings.mode, settings.chunk_len, device, weight=train_weight)
     val_feed = Feed(*val, settings.mode, settings.chunk_len, device) if val is not None else None
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -181,6 +202,8 @@ def _run_epoch(net, loss_fn, optimizer, feed: Feed, per_step: int, clip_norm: fl
                generator: torch.Generator, log: TrainLog) -> float:
     net.train()
     order = torch.randperm(feed.n_units, generator=generator).to(feed.inputs.device)
+    if feed.active is not None:  # units that weigh nothing would only add empty steps
+        order = order[feed.active[order]]
     total, weight = 0.0, 0.0
     for idx in order.split(per_step):
         xb, yb, mb = feed.batch(idx)

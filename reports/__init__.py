@@ -28,6 +28,7 @@ METRIC_HELP = {
     "hit_rate": "share of days whose predicted direction was the realised one; for buy-and-hold the share of up "
                 "days (the base rate); persistence predicts no direction",
     "hit_rate_pvalue": "one-sided binomial p-value that the hit rate beats the better of always-up / always-down",
+    "base_rate": "share of up moves at the model's horizon on its out-of-sample days: what always-up would hit",
     "hit_rate_ci_low": "lower end of the 95% Wilson interval of the hit rate",
     "hit_rate_ci_high": "upper end of the 95% Wilson interval of the hit rate",
     "pt_pvalue": "Pesaran-Timmermann one-sided p-value that the up/down calls carry information about the "

@@ -113,14 +113,15 @@ def regression_figures(frames: dict[str, pd.DataFrame], target: str) -> dict[str
     close = first["close"].to_numpy()
     true_ret = predicted_log_return(first["y_true"], first["close"], target).to_numpy()
     pred_ret = {name: predicted_log_return(f["y_pred"], f["close"], target).to_numpy() for name, f in frames.items()}
+    what = ("worst close of the next days", "worst log drop ahead") if target == "max_drawdown" else ("close", "log return")
     price = _figure([_line(x, close * np.exp(true_ret), "actual")]
                     + [_line(x, close * np.exp(r), name) for name, r in pred_ret.items()]
                     + [_line(x, close, "persistence", dash="dot")],
-                    "Regression: predicted vs actual close", yaxis_title="close", hovermode="x unified")
+                    f"Regression: predicted vs actual {what[0]}", yaxis_title=what[0], hovermode="x unified")
     ret = _figure([go.Scatter(x=x, y=true_ret, name="actual", mode="markers", marker=dict(size=3, color="#222222"))]
                   + [_line(x, r, name) for name, r in pred_ret.items()]
                   + [_line(x, np.zeros(len(x)), "persistence", dash="dot")],
-                  "Regression: predicted vs actual log return", yaxis_title="log return", yaxis_tickformat=".1%",
+                  f"Regression: predicted vs actual {what[1]}", yaxis_title=what[1], yaxis_tickformat=".1%",
                   hovermode="x unified")
     return {"pred-reg-price": price, "pred-reg-return": ret}
 
@@ -200,26 +201,31 @@ def cost_figure(costs: pd.DataFrame) -> go.Figure:
 def report_figures(result: Any) -> dict[str, go.Figure]:
     """All figures of the report keyed by element id, in page order.
 
-    Every model gets a monthly heatmap and a rolling hit-rate line; the classification
-    diagnostics (confusion matrix, p_up histogram) are drawn for the first classifier (the
-    LSTM's, when it ran), with every classifier on the calibration chart.
+    Every model gets a monthly heatmap; the prediction charts show the models of the primary
+    horizon (further ``target.horizons`` predict other quantities, and are in the tables). The
+    classification diagnostics (confusion matrix, p_up histogram) are drawn for the first
+    classifier (the LSTM's, when it ran), with every classifier on the calibration chart.
     """
-    from backtest.scoring import task_of
+    from backtest.scoring import horizon_of, task_of
     from strategies import predicted_log_return
 
-    returns, target = result.returns, result.config.target.regression
-    frames = {name: g for name, g in result.predictions.groupby("model", sort=False)}
+    config = result.config
+    returns, target = result.returns, config.target.regression
+    models = [name for name in result.predictions["model"].unique() if name in returns.columns]
+    frames = {name: g for name, g in result.predictions.groupby("model", sort=False)
+              if horizon_of(name, config) == config.target.horizon}
     regression = {n: f for n, f in frames.items() if task_of(n) == "regression"}
     classifiers = {n: f for n, f in frames.items() if task_of(n) == "classification"}
     figures = {"perf-equity": equity_figure(returns), "perf-drawdown": drawdown_figure(returns)}
-    for name in [n for n in frames if n in returns.columns] + [BENCHMARK]:
+    for name in models + [BENCHMARK]:
         figures[f"perf-monthly-{name}"] = monthly_heatmap(returns[name], name)
     figures["perf-yearly"] = yearly_figure(returns)
     figures["perf-rolling-sharpe"] = rolling_sharpe_figure(returns)
-    calls = {}
+    calls, real_up = {}, None
     for name, f in regression.items():
-        calls[name] = (predicted_log_return(f["y_pred"], f["close"], target) > 0).to_numpy()
-        real_up = (predicted_log_return(f["y_true"], f["close"], target) > 0).to_numpy()
+        if target != "max_drawdown":  # a drawdown forecast calls no direction
+            calls[name] = (predicted_log_return(f["y_pred"], f["close"], target) > 0).to_numpy()
+            real_up = (predicted_log_return(f["y_true"], f["close"], target) > 0).to_numpy()
     if regression:
         figures.update(regression_figures(regression, target))
     for name, f in classifiers.items():
@@ -229,7 +235,8 @@ def report_figures(result: Any) -> dict[str, go.Figure]:
         figures["pred-confusion"] = confusion_figure(calls[name], real_up, name)
         figures["pred-calibration"] = calibration_figure(classifiers)
         figures["pred-p-up-histogram"] = probability_histogram(f["y_true"].to_numpy(), f["p_up"].to_numpy(), name)
-    figures["pred-rolling-hit"] = rolling_hit_figure(next(iter(frames.values()))["date"], calls, real_up)
+    if calls:
+        figures["pred-rolling-hit"] = rolling_hit_figure(next(iter(frames.values()))["date"], calls, real_up)
     if "hit_rate" in result.folds.columns:
         figures["folds-hit-rate"] = fold_hit_figure(result.folds)
     if len(result.costs):

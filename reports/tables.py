@@ -87,23 +87,25 @@ def verdicts(metrics: dict[str, dict[str, Any]], models: list[str]) -> list[str]
     bench = metrics.get("buy_and_hold")
     if bench is None:
         return []
-    base = max(bench["hit_rate"], 1 - bench["hit_rate"])
     out = []
     for name in models:
         mm = metrics[name]
+        share = mm["base_rate"] if isinstance(mm.get("base_rate"), numbers.Real) else bench["hit_rate"]
+        base = max(share, 1 - share)  # at the model's own horizon
         sharpe_gap = _gap(mm["sharpe"], bench["sharpe"])
         ret_gap = _gap(mm["total_return"], bench["total_return"])
         hit_gap = _gap(mm["hit_rate"], base)
         beat_bh = "beat" if sharpe_gap > 0 else "did not beat"
         beat_base = "beat" if hit_gap > 0 else "did not beat"
+        versus_base = (f"and it {beat_base} its base rate: hit rate {format_metric('hit_rate', mm['hit_rate'])} vs "
+                       f"{format_metric('hit_rate', base)} ({_signed(100 * hit_gap, 1)} pp, p = "
+                       f"{format_metric('hit_rate_pvalue', mm.get('hit_rate_pvalue'))})"
+                       if math.isfinite(_gap(mm["hit_rate"], base)) else "it calls no up/down direction, so it has no hit rate")
         out.append(
             f"{name} {beat_bh} buy-and-hold: Sharpe {format_metric('sharpe', mm['sharpe'])} vs "
             f"{format_metric('sharpe', bench['sharpe'])} ({_signed(sharpe_gap, 2)}), total return "
             f"{format_metric('total_return', mm['total_return'])} vs {format_metric('total_return', bench['total_return'])} "
-            f"({_signed(100 * ret_gap, 1)} pp); and it {beat_base} its base rate: hit rate "
-            f"{format_metric('hit_rate', mm['hit_rate'])} vs {format_metric('hit_rate', base)} "
-            f"({_signed(100 * hit_gap, 1)} pp, p = {format_metric('hit_rate_pvalue', mm.get('hit_rate_pvalue'))})."
-            + _significance_sentence(mm)
+            f"({_signed(100 * ret_gap, 1)} pp); {versus_base}." + _significance_sentence(mm)
         )
     return out
 
@@ -117,8 +119,11 @@ def _significance_sentence(m: dict[str, Any]) -> str:
     text = (f" Sharpe minus buy-and-hold's: 95% CI [{format_metric('sharpe', low)}, {format_metric('sharpe', high)}]"
             f" ({'excludes' if beats else 'includes'} 0{', evidence of beating it' if beats else ', so no evidence of beating it'});"
             f" Sharpe 95% CI [{format_metric('sharpe', m['sharpe_ci_low'])}, {format_metric('sharpe', m['sharpe_ci_high'])}],"
-            f" PSR {format_metric('psr', m.get('psr'))}; hit rate 95% CI [{format_metric('hit_rate', m['hit_rate_ci_low'])},"
-            f" {format_metric('hit_rate', m['hit_rate_ci_high'])}]; Pesaran-Timmermann p = {format_metric('pt_pvalue', m['pt_pvalue'])}")
+            f" PSR {format_metric('psr', m.get('psr'))}")
+    if "pt_pvalue" in m:
+        text += (f"; hit rate 95% CI [{format_metric('hit_rate', m['hit_rate_ci_low'])},"
+                 f" {format_metric('hit_rate', m['hit_rate_ci_high'])}]; Pesaran-Timmermann p ="
+                 f" {format_metric('pt_pvalue', m['pt_pvalue'])}")
     if "dm_pvalue" in m:
         text += (f"; Diebold-Mariano vs persistence p = {format_metric('dm_pvalue', m['dm_pvalue'])} (squared error),"
                  f" {format_metric('dm_pvalue_abs', m['dm_pvalue_abs'])} (absolute)")

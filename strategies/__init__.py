@@ -8,11 +8,12 @@ from strategies.rules import (
     buy_and_hold,
     classification_confidence_positions,
     classification_positions,
+    drawdown_positions,
     predicted_log_return,
     regression_confidence_positions,
     regression_positions,
     trailing_volatility,
 )
 
-__all__ = ["buy_and_hold", "classification_confidence_positions", "classification_positions", "predicted_log_return",
-           "regression_confidence_positions", "regression_positions", "trailing_volatility"]
+__all__ = ["buy_and_hold", "classification_confidence_positions", "classification_positions", "drawdown_positions",
+           "predicted_log_return", "regression_confidence_positions", "regression_positions", "trailing_volatility"]

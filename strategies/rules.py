@@ -14,16 +14,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 def predicted_log_return(y_pred: pd.Series, close: pd.Series, target: str) -> pd.Series:
     """The model's predicted log return from the decision day's close.
 
-    ``target``: ``return`` or ``week_mean`` (``y_pred`` already is a log ratio to the decision
-    day's close) or ``price`` (``y_pred`` is a predicted close, compared with ``close`` on the
+    ``target``: ``return``, ``week_mean`` or ``max_drawdown`` (``y_pred`` already is a log ratio
+    to the decision day's close; for ``max_drawdown``, to the worst close ahead) or ``price`` (``y_pred`` is a predicted close, compared with ``close`` on the
     same day).
     """
-    if target in ("return", "week_mean"):
+    if target in ("return", "week_mean", "max_drawdown"):
         return y_pred.astype("float64")
     if target == "price":
         ratio = y_pred / close
         return np.log(ratio.where(ratio > 0)).fillna(-np.inf)  # a non-positive price forecast means "down"
-    raise ValueError(f"target must be 'return', 'week_mean' or 'price', got {target!r}")
+    raise ValueError(f"target must be 'return', 'week_mean', 'max_drawdown' or 'price', got {target!r}")
 
 
 def regression_positions(pred_return: pd.Series, threshold: float = 0.0, long_short: bool = False) -> pd.Series:
@@ -32,6 +32,14 @@ def regression_positions(pred_return: pd.Series, threshold: float = 0.0, long_sh
     if not long_short:
         return long.rename("position")
     return (long - (pred_return < -threshold).astype("float64")).rename("position")
+
+
+def drawdown_positions(pred_drawdown: pd.Series, limit: float = 0.02) -> pd.Series:
+    """1 (long) unless the predicted worst log drop ahead is deeper than ``limit`` (a fraction), then 0.
+
+    A risk filter for the ``max_drawdown`` target: a missing forecast keeps the position flat.
+    """
+    return (pred_drawdown > -limit).astype("float64").rename("position")
 
 
 def classification_positions(p_up: pd.Series, cutoff: float = 0.5, long_short: bool = False) -> pd.Series:

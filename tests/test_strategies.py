@@ -58,7 +58,7 @@ def test_predicted_log_return_from_a_price_forecast():
     assert regression_positions(out, long_short=True).tolist() == [1.0, 0.0, -1.0]
     returns = pd.Series([0.01, -0.02, 0.0], index=DAYS[:3])
     pd.testing.assert_series_equal(predicted_log_return(returns, close, "return"), returns)
-    with pytest.raises(ValueError, match="'return' or 'price'"):
+    with pytest.raises(ValueError, match="'return', 'week_mean', 'max_drawdown' or 'price'"):
         predicted_log_return(returns, close, "direction")
 
 
