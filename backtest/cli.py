@@ -31,18 +31,21 @@ SymbolOpt = Annotated[Optional[str], typer.Option(help="Symbol to pick from a lo
 StartOpt = Annotated[Optional[str], typer.Option(help="First date to use, YYYY-MM-DD.")]
 EndOpt = Annotated[Optional[str], typer.Option(help="Last date to use, YYYY-MM-DD.")]
 RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Bypass the FinanceDataReader cache.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file with [section] keys.")]
+TargetOpt = Annotated[Optional[str], typer.Option(help="regression, classification or both (default both).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override one config key, e.g. --set model.hidden_size=64 (repeatable).")]
 
 
 @app.command()
 def run(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file with [section] keys.")] = None,
+    config: ConfigOpt = None,
     source: SourceOpt = None,
     symbol: SymbolOpt = None,
     start: StartOpt = None,
     end: EndOpt = None,
-    target: Annotated[Optional[str], typer.Option(help="regression, classification or both (default both).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Override one config key, e.g. --set model.hidden_size=64 (repeatable).")] = None,
+    target: TargetOpt = None,
+    set_: SetOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<source>-<timestamp>).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Small model on yearly folds: a look in seconds.")] = False,
     refresh: RefreshOpt = False,
@@ -84,17 +87,9 @@ def report(
 ) -> None:
     """Re-render report.html from a saved run directory."""
     from backtest.pipeline import load_run
-    from reports import render_report
+    from reports import render_report, write_page
 
-    result = load_run(run_dir)
-    target = out or run_dir / "report.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_text(render_report(result), encoding="utf-8")
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    target = write_page(out or run_dir / "report.html", render_report(load_run(run_dir)))
     typer.echo(f"report: {target.resolve()}")
 
 
@@ -140,14 +135,13 @@ def data_fetch(ticker: Annotated[str, typer.Argument(help="FinanceDataReader tic
 
 @app.command()
 def predict(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file with [section] keys.")] = None,
+    config: ConfigOpt = None,
     source: SourceOpt = None,
     symbol: SymbolOpt = None,
     start: StartOpt = None,
     end: EndOpt = None,
-    target: Annotated[Optional[str], typer.Option(help="regression, classification or both (default both).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Override one config key, e.g. --set model.hidden_size=64 (repeatable).")] = None,
+    target: TargetOpt = None,
+    set_: SetOpt = None,
     quick: Annotated[bool, typer.Option("--quick", help="The small model of `run --quick`: seconds.")] = False,
     refresh: RefreshOpt = False,
     exog: Annotated[Optional[str], typer.Option(
@@ -179,14 +173,13 @@ def predict(
 
 @app.command()
 def importance(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file with [section] keys.")] = None,
+    config: ConfigOpt = None,
     source: SourceOpt = None,
     symbol: SymbolOpt = None,
     start: StartOpt = None,
     end: EndOpt = None,
-    target: Annotated[Optional[str], typer.Option(help="regression, classification or both (default both).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Override one config key, e.g. --set model.lstm=false (repeatable).")] = None,
+    target: TargetOpt = None,
+    set_: SetOpt = None,
     quick: Annotated[bool, typer.Option("--quick", help="The small model of `run --quick`.")] = False,
     method: Annotated[str, typer.Option(help="permutation, ablation or both.")] = "both",
     repeats: Annotated[int, typer.Option(help="Shuffles per fold and feature group (permutation).")] = 3,

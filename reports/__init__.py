@@ -7,7 +7,9 @@ frames, and curves from ``result.returns``/``result.predictions`` through ``back
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -101,6 +103,19 @@ def _trade_summary(metrics: dict[str, dict[str, Any]], strategies: list[str]) ->
     return [[s] + [format_metric(k, metrics[s].get(k)) for k in keys] for s in strategies]
 
 
+def write_page(path: str | Path, text: str) -> Path:
+    """Write an HTML page atomically: a temporary sibling, then a rename, so no half page is left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 @lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
     return environment().get_template("report.html.j2")
@@ -116,4 +131,4 @@ def environment() -> jinja2.Environment:
     )
 
 
-__all__ = ["render_report", "format_metric", "METRIC_HELP", "SECTIONS", "environment"]
+__all__ = ["render_report", "format_metric", "write_page", "METRIC_HELP", "SECTIONS", "environment"]

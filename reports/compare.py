@@ -11,7 +11,6 @@ regression and classification models sit next to each other and next to other ru
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,14 +93,9 @@ def write_compare(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; give a file name such as {out / 'compare.html'}")
     text = compare_runs(run_dirs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    from reports import write_page
+
+    return write_page(out, text)
 
 
 def default_compare_path(root: str | Path = "runs") -> Path:

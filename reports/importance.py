@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +57,9 @@ def write_importance(frame: pd.DataFrame, config: RunConfig, out: str | Path, n_
     out = Path(out)
     check_out_path(out)
     text = render_importance(frame, config, n_repeats, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    from reports import write_page
+
+    return write_page(out, text)
 
 
 def check_out_path(out: str | Path) -> None:
