@@ -254,7 +254,14 @@ def test_pickling_a_gpu_model_leaves_the_live_model_on_the_gpu():
     loaded = pickle.loads(pickle.dumps(est))
     assert next(est.net_.parameters()).is_cuda
     np.testing.assert_array_equal(est.predict(X), before)
-    np.testing.assert_allclose(loaded.predict(X), before, rtol=1e-5, atol=1e-6)
+    # the pickled copy holds exactly the trained weights, on the CPU
+    for live, copied in zip(est.net_.parameters(), loaded.net_.parameters()):
+        assert copied.device.type == "cpu"
+        torch.testing.assert_close(copied, live.detach().cpu(), rtol=0, atol=0)
+    # cuDNN may compute in TF32, so CPU predictions agree to a few parts in a thousand, not bit for bit
+    gap = np.max(np.abs(loaded.predict(X) - before)) / np.max(np.abs(before))
+    print(f"relative CPU/GPU prediction gap: {gap:.2e}")
+    assert gap < 1e-2
 
 
 @pytest.mark.parametrize("make", [regressor, classifier])
