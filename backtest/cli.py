@@ -24,6 +24,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect or download price data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+runs_app = typer.Typer(help="List and show saved runs (an SQLite index over the run directories).",
+                       no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+RootOpt = Annotated[Path, typer.Option(help="Directory that holds the run directories.")]
 
 SourceOpt = Annotated[Optional[str], typer.Option(
     "--source", "-s", help="sample:sp500, sample:nasdaq, csv:PATH or fdr:TICKER (default sample:sp500).")]
@@ -214,6 +218,64 @@ def importance(
         Console().print(table)
     written = write_importance(frame, cfg, target_path, n_repeats=repeats)
     typer.echo(f"importance: {written.resolve()}")
+
+
+@runs_app.command("list")
+def runs_list(
+    root: RootOpt = Path("runs"),
+    source: Annotated[Optional[str], typer.Option(help="Only runs whose data source contains this text.")] = None,
+    target: Annotated[Optional[str], typer.Option(
+        help="Only models whose name contains this: regression, classification, lstm, ridge, ...")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only runs created on or after this date, YYYY-MM-DD.")] = None,
+    sort: Annotated[Optional[str], typer.Option(help="Sort by this metric, best first (e.g. sharpe).")] = None,
+) -> None:
+    """One row per saved run and model, with its key settings and metrics."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from backtest.registry import LIST_METRICS, list_runs
+    from reports import format_metric
+
+    frame = list_runs(root, source=source, target=target, since=since, sort=sort)
+    headers = {"total_return": "return", "sharpe": "Sharpe", "hit_rate": "hit", "hit_rate_pvalue": "hit p"}
+    columns = [*LIST_METRICS] + ([sort] if sort and sort not in LIST_METRICS else [])
+    console = Console()
+    console.print(f"{frame['id'].nunique()} runs under {root}" + (f", by {sort}" if sort else ", newest first"))
+    for run_id, group in frame.groupby("id", sort=False):  # runs in the order of their best row
+        first = group.iloc[0]
+        console.print(f"\n[bold]{run_id}[/bold]  {first['source']}  {first['first_date']}..{first['last_date']}",
+                      highlight=False)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        table.add_column("model", no_wrap=True)
+        for column in columns:
+            table.add_column(headers.get(column, column), justify="right", no_wrap=True)
+        for record in group.to_dict("records"):
+            table.add_row(record["strategy"], *[format_metric(c, record.get(c)) for c in columns])
+        console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[str, typer.Argument(metavar="ID", help="A run directory's name.")],
+              root: RootOpt = Path("runs")) -> None:
+    """One run: where it is, its settings, and every metric of every strategy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from backtest.registry import show_run
+    from reports import format_metric
+
+    info, metrics = show_run(root, run_id)
+    for key in ("path", "created", "source", "symbol", "task", "regression", "horizon", "first_date", "last_date",
+                "days"):
+        typer.echo(f"{key:>11}: {info.get(key)}")
+    table = Table(title="metrics")
+    table.add_column("metric")
+    for strategy in metrics.columns:
+        table.add_column(strategy, justify="right")
+    for metric, values in metrics.iterrows():
+        table.add_row(metric, *[format_metric(metric, v) for v in values])
+    Console().print(table)
 
 
 def _resolve_config(path: Optional[Path], flags: dict[str, Any], overrides: Optional[list[str]],

@@ -1,0 +1,82 @@
+"""The run registry: lists, filters, sorts and shows saved runs, and follows the directories on disk."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+import backtest.cli as cli
+from backtest.config import RunConfig
+from backtest.pipeline import run, save_run
+from backtest.registry import INDEX_NAME, list_runs, show_run
+from helpers import run_main
+
+FLAGS = {"data.source": "sample:sp500", "data.start": "2014-01-01", "split.min_train": 300, "split.step": 150,
+         "model.lookback": 5, "model.lstm": False}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    save_run(run(RunConfig().with_values(FLAGS)), root / "spx-both")
+    save_run(run(RunConfig().with_values({**FLAGS, "data.source": "sample:nasdaq", "target.task": "classification"})),
+             root / "ndx-clf")
+    (root / "not-a-run").mkdir()
+    return root
+
+
+def test_lists_every_model_of_every_run_with_its_saved_metrics(root):
+    frame = list_runs(root)
+    assert set(zip(frame["id"], frame["strategy"])) == {
+        ("spx-both", "ridge_regression"), ("spx-both", "logistic_classification"), ("ndx-clf", "logistic_classification")}
+    saved = json.loads((root / "ndx-clf" / "metrics.json").read_text())["logistic_classification"]
+    row = frame[frame["id"] == "ndx-clf"].iloc[0]
+    assert row["sharpe"] == saved["sharpe"] and row["hit_rate"] == saved["hit_rate"]
+    assert (root / INDEX_NAME).is_file()
+
+
+def test_filters_and_sorting(root):
+    assert set(list_runs(root, source="nasdaq")["id"]) == {"ndx-clf"}
+    assert set(list_runs(root, target="regression")["strategy"]) == {"ridge_regression"}
+    assert list_runs(root, since="2999-01-01").empty
+    by_sharpe = list_runs(root, sort="sharpe")["sharpe"].tolist()
+    assert by_sharpe == sorted(by_sharpe, reverse=True)
+    by_p = list_runs(root, sort="hit_rate_pvalue")["hit_rate_pvalue"].tolist()
+    assert by_p == sorted(by_p)
+
+
+def test_index_follows_the_directories_and_is_rebuilt_when_missing_or_damaged(root, tmp_path):
+    copy = tmp_path / "runs"
+    shutil.copytree(root, copy)
+    assert list_runs(copy)["id"].nunique() == 2
+    shutil.rmtree(copy / "ndx-clf")
+    assert set(list_runs(copy)["id"]) == {"spx-both"}
+    (copy / INDEX_NAME).write_bytes(b"not a database")
+    assert set(list_runs(copy)["id"]) == {"spx-both"}
+    (copy / INDEX_NAME).unlink()
+    assert set(list_runs(copy)["id"]) == {"spx-both"}
+
+
+def test_show_gives_the_full_metrics_table(root):
+    info, table = show_run(root, "spx-both")
+    assert info["source"] == "sample:sp500" and info["task"] == "both"
+    saved = json.loads((root / "spx-both" / "metrics.json").read_text())
+    assert set(table.columns) == set(saved)
+    assert table.loc["sharpe", "buy_and_hold"] == saved["buy_and_hold"]["sharpe"]
+
+
+def test_cli_list_show_and_bad_input(root, monkeypatch, capsys):
+    out = CliRunner().invoke(cli.app, ["runs", "list", "--root", str(root), "--sort", "sharpe"])
+    assert out.exit_code == 0, out.output
+    assert "spx-both" in out.stdout and "ndx-clf" in out.stdout
+    out = CliRunner().invoke(cli.app, ["runs", "show", "ndx-clf", "--root", str(root)])
+    assert out.exit_code == 0 and "sample:nasdaq" in out.stdout
+    for argv, words in ((["runs", "show", "nope", "--root", str(root)], "no run 'nope'"),
+                        (["runs", "list", "--root", str(root), "--sort", "shrape"], "cannot sort by 'shrape'"),
+                        (["runs", "list", "--root", str(root / "missing")], "does not exist"),
+                        (["runs", "list", "--root", str(root), "--since", "yesterday-ish"], "is not a date")):
+        code, stdout, stderr = run_main(argv, monkeypatch, capsys)
+        assert code == 2 and words in stderr and len(stderr.strip().splitlines()) == 1, (argv, stderr)
