@@ -204,6 +204,7 @@ def _with_date_index(raw: pd.DataFrame, label: str) -> pd.DataFrame:
         if date_col is None:
             raise DataError(f"{label} has no date column; name one column 'Date' holding dates like 2020-01-31")
         parsed = _parse_dates(frame[date_col])
+        _check_one_date_format(frame[date_col], parsed, label)
         bad = parsed.isna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -213,6 +214,19 @@ def _with_date_index(raw: pd.DataFrame, label: str) -> pd.DataFrame:
     if frame.index.tz is not None:
         frame = frame.tz_localize(None)
     return frame
+
+
+def _check_one_date_format(column: pd.Series, parsed: pd.Series, label: str) -> None:
+    """Refuse a text date column mixing ISO dates with other formats: 08/01/2015 next to
+    2015-01-07 could be January or August, and either guess would silently reorder the data."""
+    if pd.api.types.is_numeric_dtype(column):
+        return
+    iso = pd.to_datetime(column, errors="coerce", format="ISO8601")
+    odd = iso.isna() & parsed.notna()
+    if iso.notna().any() and odd.any():
+        row = int(np.flatnonzero(odd.to_numpy())[0])
+        raise DataError(f"{label}: dates mix formats ({column.iloc[row]!r} in data row {row + 1} next to ISO dates "
+                        f"like {column[iso.notna()].iloc[0]!r}); write every date as YYYY-MM-DD")
 
 
 def _parse_dates(column: pd.Series) -> pd.Series:
@@ -239,8 +253,13 @@ def _numeric(column: pd.Series, name: str, label: str) -> pd.Series:
     return values.astype("float64")
 
 
+#: longest calendar-day gap between two bars before a series is refused (market closures are shorter)
+MAX_GAP_DAYS = 60
+
+
 def _validate(prices: pd.DataFrame, label: str) -> None:
     _check_dates(prices.index, label)
+    _check_daily(prices.index, label)
     for name in OHLCV:
         missing = prices[name].isna()
         if missing.any():
@@ -250,11 +269,26 @@ def _validate(prices: pd.DataFrame, label: str) -> None:
         bad = prices[name] <= 0
         if bad.any():
             when = prices.index[bad.to_numpy()][0]
-            raise DataError(f"{label}: {name} has non-positive price(s), first {prices[name][when]!r} on "
+            raise DataError(f"{label}: {name} has non-positive price(s), first {float(prices[name][when]):g} on "
                             f"{_day(when)}; prices must be > 0, fix or drop those rows")
     if (prices["Volume"] < 0).any():
         when = prices.index[(prices["Volume"] < 0).to_numpy()][0]
         raise DataError(f"{label}: Volume is negative on {_day(when)}; volume must be >= 0")
+
+
+def _check_daily(index: pd.DatetimeIndex, label: str) -> None:
+    """Daily bars without multi-month holes: intraday data would break the 252-day annualisation,
+    and a gap would turn one "daily" return into a return over months."""
+    timed = index != index.normalize()
+    if timed.any():
+        raise DataError(f"{label} has intraday timestamps (first {index[timed][0]}); lstmbt works on daily bars: "
+                        "resample to one row per day (last close, summed volume) first")
+    if len(index) > 1:
+        gaps = np.diff(index.values.astype("datetime64[D]").astype(np.int64))
+        if gaps.max() > MAX_GAP_DAYS:
+            pos = int(np.argmax(gaps))
+            raise DataError(f"{label} has a gap of {int(gaps[pos])} days between {_day(index[pos])} and "
+                            f"{_day(index[pos + 1])}; use --start/--end to keep one unbroken stretch")
 
 
 def _check_dates(index: pd.DatetimeIndex, label: str) -> None:
@@ -296,7 +330,10 @@ def _read_csv(path: Path, symbol: str | None) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype={c: str for c in header if str(c).strip().lower() in _SYMBOL_NAMES})
     except pd.errors.EmptyDataError:
         raise DataError(f"{label} is empty; it needs a header row and one row per date") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{label} is not UTF-8 text (byte {exc.object[exc.start]:#x} at offset {exc.start}); "
+                        "re-save it as UTF-8, e.g. iconv -f cp949 -t utf-8 for a euc-kr/cp949 export") from None
+    except pd.errors.ParserError as exc:
         first = str(exc).strip().splitlines()[0]
         raise DataError(f"{label} cannot be parsed as CSV ({first}); check the delimiter and quoting") from None
     symbol_col = next((c for c in frame.columns if str(c).strip().lower() in _SYMBOL_NAMES), None)

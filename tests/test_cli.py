@@ -16,6 +16,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -59,7 +60,28 @@ def csv_dir(tmp_path_factory) -> Path:
     order[5], order[6] = 6, 5
     spx.iloc[order].to_csv(folder / "unsorted.csv")
     spx.iloc[[*range(6), 5, *range(6, len(spx))]].to_csv(folder / "duplicate.csv")
+    _malformed(spx, folder)
     return folder
+
+
+def _malformed(spx: pd.DataFrame, folder: Path) -> None:
+    """More broken copies of the same prices, one defect each."""
+    (folder / "empty.csv").write_text("")
+    (folder / "header_only.csv").write_text("Date,Open,High,Low,Close,Volume\n")
+    lines = spx.rename_axis("Date").to_csv().splitlines()
+    lines[5] = "08/01/2016" + lines[5][10:]  # US-style date among ISO ones
+    (folder / "mixed_dates.csv").write_text("\n".join(lines) + "\n")
+    for name, value in (("zero_close", 0.0), ("negative_close", -5.0)):
+        bad = spx.copy()
+        bad.iloc[10, bad.columns.get_loc("Close")] = value
+        bad.to_csv(folder / f"{name}.csv")
+    spx.assign(Volume=np.nan).to_csv(folder / "nan_volume.csv")
+    pd.concat([spx.iloc[:300], spx.iloc[-300:]]).to_csv(folder / "gap.csv")
+    intraday = spx.copy()
+    intraday.index = pd.date_range("2020-01-02 09:30", periods=len(spx), freq="1min", name="Date")
+    intraday.to_csv(folder / "intraday.csv")
+    spx.rename(columns={"Close": "종가"}).to_csv(folder / "euc_kr.csv", encoding="euc-kr")
+    (folder / "bom.csv").write_text(spx.rename_axis("Date").to_csv(), encoding="utf-8-sig")
 
 
 def _long(frame: pd.DataFrame, symbol: str) -> pd.DataFrame:
@@ -321,6 +343,21 @@ ERROR_CASES = {
     "long_without_symbol": (lambda d, t: ["--source", f"csv:{d / 'long.csv'}", *TINY], ["2 symbols", "--symbol"]),
     "symbol_on_wide_csv": (lambda d, t: ["--source", f"csv:{d / 'wide.csv'}", "--symbol", "AAA", *TINY],
                            ["no symbol column"]),
+    "csv_empty": (lambda d, t: ["--source", f"csv:{d / 'empty.csv'}"], ["is empty", "header row"]),
+    "csv_header_only": (lambda d, t: ["--source", f"csv:{d / 'header_only.csv'}"], ["holds no rows"]),
+    "csv_mixed_date_formats": (lambda d, t: ["--source", f"csv:{d / 'mixed_dates.csv'}"],
+                               ["dates mix formats", "'08/01/2016'", "YYYY-MM-DD"]),
+    "csv_zero_price": (lambda d, t: ["--source", f"csv:{d / 'zero_close.csv'}"], ["non-positive", "first 0 on"]),
+    "csv_negative_price": (lambda d, t: ["--source", f"csv:{d / 'negative_close.csv'}"], ["first -5 on"]),
+    "csv_all_nan_volume": (lambda d, t: ["--source", f"csv:{d / 'nan_volume.csv'}"], ["Volume has", "missing"]),
+    "csv_gap_of_years": (lambda d, t: ["--source", f"csv:{d / 'gap.csv'}"], ["a gap of", "days between", "--start"]),
+    "csv_intraday": (lambda d, t: ["--source", f"csv:{d / 'intraday.csv'}"], ["intraday timestamps", "daily bars"]),
+    "csv_euc_kr": (lambda d, t: ["--source", f"csv:{d / 'euc_kr.csv'}"], ["is not UTF-8", "iconv"]),
+    "negative_fee": (lambda d, t: ["--set", "backtest.fee_rate=-0.001"], ["backtest.fee_rate", "out of range"]),
+    "lookback_longer_than_data": (lambda d, t: ["--source", f"csv:{d / 'short.csv'}", "--set", "model.lookback=500",
+                                                "--set", "split.min_train=20", "--set", "split.step=10"],
+                                  ["has 200 rows", "lookback"]),
+    "unknown_horizon_layout": (lambda d, t: ["--set", "target.horizons=[5, 10]"], ["set target.horizon = 5"]),
 }
 
 
@@ -436,3 +473,12 @@ def test_interrupting_a_run_writes_nothing(wide_run, csv_dir, tmp_path, monkeypa
 
 def test_errors_share_one_base_class():
     assert issubclass(ConfigError, LstmbtError) and issubclass(DataError, LstmbtError)
+
+
+def test_a_utf8_bom_is_read_like_plain_utf8(csv_dir):
+    from backtest.config import DataConfig
+    from backtest.data import load_prices
+
+    plain = load_prices(DataConfig(source=f"csv:{csv_dir / 'wide.csv'}"))
+    bom = load_prices(DataConfig(source=f"csv:{csv_dir / 'bom.csv'}"))
+    pd.testing.assert_frame_equal(plain, bom, check_freq=False)
