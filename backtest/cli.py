@@ -37,6 +37,10 @@ EndOpt = Annotated[Optional[str], typer.Option(help="Last date to use, YYYY-MM-D
 RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Bypass the FinanceDataReader cache.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file with [section] keys.")]
 TargetOpt = Annotated[Optional[str], typer.Option(help="regression, classification or both (default both).")]
+QuickOpt = Annotated[bool, typer.Option("--quick", help="Small model on yearly folds: seconds instead of minutes.")]
+ExogOpt = Annotated[Optional[str], typer.Option(
+    help="Exogenous series as return features, comma-separated: fdr:TICKER or csv:PATH, e.g. "
+         "fdr:USD/KRW,fdr:VIX (joined as of each price date).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override one config key, e.g. --set model.hidden_size=64 (repeatable).")]
 
@@ -51,17 +55,12 @@ def run(
     target: TargetOpt = None,
     set_: SetOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<source>-<timestamp>).")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Small model on yearly folds: a look in seconds.")] = False,
+    quick: QuickOpt = False,
     refresh: RefreshOpt = False,
-    exog: Annotated[Optional[str], typer.Option(
-        help="Exogenous series as return features, comma-separated: fdr:TICKER or csv:PATH, e.g. "
-             "fdr:USD/KRW,fdr:VIX (joined as of each price date).")] = None,
+    exog: ExogOpt = None,
 ) -> None:
     """Walk forward, backtest and report; prints the path of report.html at the end."""
-    cfg = _resolve_config(config, {"data.source": source, "data.symbol": symbol, "data.start": start,
-                                   "data.end": end, "target.task": target, "data.refresh": refresh or None,
-                                   "data.exog": [s.strip() for s in exog.split(",")] if exog else None},
-                          set_, quick)
+    cfg = _resolve_config(config, _flags(source, symbol, start, end, target, refresh, exog), set_, quick)
     from backtest.pipeline import default_run_dir, run as run_pipeline, save_run
     from backtest.errors import ConfigError
 
@@ -146,18 +145,13 @@ def predict(
     end: EndOpt = None,
     target: TargetOpt = None,
     set_: SetOpt = None,
-    quick: Annotated[bool, typer.Option("--quick", help="The small model of `run --quick`: seconds.")] = False,
+    quick: QuickOpt = False,
     refresh: RefreshOpt = False,
-    exog: Annotated[Optional[str], typer.Option(
-        help="Exogenous series as return features, comma-separated: fdr:TICKER or csv:PATH, e.g. "
-             "fdr:USD/KRW,fdr:VIX (joined as of each price date).")] = None,
+    exog: ExogOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
 ) -> None:
     """Train on all data up to the last bar and print the next trading day's forecast."""
-    cfg = _resolve_config(config, {"data.source": source, "data.symbol": symbol, "data.start": start,
-                                   "data.end": end, "target.task": target, "data.refresh": refresh or None,
-                                   "data.exog": [s.strip() for s in exog.split(",")] if exog else None},
-                          set_, quick)
+    cfg = _resolve_config(config, _flags(source, symbol, start, end, target, refresh, exog), set_, quick)
     import json
 
     from rich.console import Console
@@ -184,7 +178,9 @@ def importance(
     end: EndOpt = None,
     target: TargetOpt = None,
     set_: SetOpt = None,
-    quick: Annotated[bool, typer.Option("--quick", help="The small model of `run --quick`.")] = False,
+    quick: QuickOpt = False,
+    refresh: RefreshOpt = False,
+    exog: ExogOpt = None,
     method: Annotated[str, typer.Option(help="permutation, ablation or both.")] = "both",
     repeats: Annotated[int, typer.Option(help="Shuffles per fold and feature group (permutation).")] = 3,
     out: Annotated[Optional[Path], typer.Option(
@@ -194,8 +190,7 @@ def importance(
     from backtest.importance import importance_frame, parse_method, summarize_importance
 
     parse_method(method)  # refuse a bad --method before loading anything
-    cfg = _resolve_config(config, {"data.source": source, "data.symbol": symbol, "data.start": start,
-                                   "data.end": end, "target.task": target}, set_, quick)
+    cfg = _resolve_config(config, _flags(source, symbol, start, end, target, refresh, exog), set_, quick)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -278,6 +273,14 @@ def runs_show(run_id: Annotated[str, typer.Argument(metavar="ID", help="A run di
     Console().print(table)
 
 
+def _flags(source: Optional[str], symbol: Optional[str], start: Optional[str], end: Optional[str],
+           target: Optional[str], refresh: bool, exog: Optional[str]) -> dict[str, Any]:
+    """The config keys behind the data and target options that run, predict and importance share."""
+    return {"data.source": source, "data.symbol": symbol, "data.start": start, "data.end": end,
+            "target.task": target, "data.refresh": refresh or None,
+            "data.exog": [part.strip() for part in exog.split(",")] if exog else None}
+
+
 def _resolve_config(path: Optional[Path], flags: dict[str, Any], overrides: Optional[list[str]],
                     quick: bool) -> RunConfig:
     """The run config from defaults < the quick preset < a TOML file < flags < --set overrides."""
@@ -345,7 +348,6 @@ def _print_summary(metrics: dict[str, dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from reports import format_metric
 
     columns = {"return": "total_return", "Sharpe": "sharpe", "hit": "hit_rate",
                "hit p": "hit_rate_pvalue", "Sharpe - B&H": None}

@@ -26,8 +26,8 @@ import pandas as pd
 from backtest import __version__
 from backtest.config import RunConfig
 from backtest.errors import ConfigError, DataError
-from backtest.scoring import (BENCHMARK, LINEAR_NAMES, MODEL_NAMES, collect_metrics, horizon_plan, is_linear,
-                              make_positions, run_warnings)
+from backtest.scoring import BENCHMARK, MODEL_NAMES  # noqa: F401  (re-exported: callers import them from here)
+from backtest.scoring import collect_metrics, horizon_plan, is_linear, make_positions, run_warnings
 
 RUN_FILES = ("config.toml", "manifest.json", "predictions.parquet", "positions.parquet", "returns.parquet",
              "folds.parquet", "costs.parquet", "trades.parquet", "metrics.json", "report.html")

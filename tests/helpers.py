@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 import backtest.cli as cli
 
 
@@ -17,3 +19,17 @@ def run_main(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else 1
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny networks on one intra-op thread (faster on a busy 2-core machine), then restore.
+
+    Import it into a test module to apply it to every test there.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

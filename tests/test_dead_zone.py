@@ -25,6 +25,7 @@ from models.networks import NetSpec
 from models.targets import dead_zone_weights, make_target
 from models.training import Feed, TrainSettings
 from models.windows import sliding_windows
+from helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 CPU = torch.device("cpu")
 SPEC = NetSpec(hidden_size=4, num_layers=1, dropout=0.0, head=())
@@ -33,14 +34,6 @@ MODES = {
     "sequence": TrainSettings(max_epochs=3, mode="sequence", chunk_len=8, chunks_per_batch=2),
 }
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks on one intra-op thread (faster on a busy 2-core machine), then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def series_windows(n: int = 60, lookback: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import backtest.cli as cli
 import backtest.data as data
 from backtest.config import DataConfig, RunConfig
 from backtest.data import check_exog_coverage, fdr_cache_dir, load_exog, load_exogs

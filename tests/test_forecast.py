@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import backtest.cli as cli
@@ -23,7 +22,7 @@ from backtest.forecast import Forecast, forecast_next
 from backtest.pipeline import build_estimator
 from models.features import make_features
 from models.targets import make_target
-from helpers import run_main
+from helpers import one_torch_thread, run_main  # noqa: F401  (autouse fixture)
 
 FIRST_DAY = "2016-06-01"
 TINY = {"split.min_train": 150, "split.step": 100, "model.lookback": 5, "model.hidden_size": 4,
@@ -32,14 +31,6 @@ TINY_SETS = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={js
 
 runner = CliRunner()
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread for these tiny networks (the CLI's own setting is patched to match)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ per fold), so 50 random-walk seeds stay quick.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from backtest import significance as sig
 from backtest.config import RunConfig

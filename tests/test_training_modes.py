@@ -18,17 +18,11 @@ from models.networks import LSTMNet
 from models.specs import NetSpec, TrainSettings
 from models.training import Feed, predict_outputs
 from models.windows import contiguous_series, sliding_windows
+from helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 CPU = torch.device("cpu")
 SPEC = NetSpec(hidden_size=8, num_layers=2, dropout=0.0, head=(4,))
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def series(n: int = 120, f: int = 3, seed: int = 0) -> np.ndarray:
