@@ -77,18 +77,19 @@ class Design:
     horizon_folds: dict[int, list] = field(default_factory=dict)
 
 
-def run(config: RunConfig, progress: Progress | None = None, threads: int | None = None) -> RunResult:
+def run(config: RunConfig, progress: Progress | None = None, threads: int | None = None,
+        prices: pd.DataFrame | None = None) -> RunResult:
     """Load data, walk forward every model on identical folds, backtest, and score.
 
     ``threads``: torch intra-op threads for training (None leaves torch's setting alone); the
     CLI passes the cores available, so two threads never fight over one core.
+    ``prices``: already loaded prices (e.g. one ticker of a universe loaded by the driver of a
+    sweep or a Ray job); ``None`` loads ``config.data``. Either way they are checked for length.
     """
-    from backtest.data import describe_prices
-
     report = progress or (lambda stage, done, total: None)
     clock = time.perf_counter()
     report("data", 0, 1)
-    prices = load_checked(config)
+    prices = load_checked(config) if prices is None else check_length(prices, config)
     timings = {"data": _lap(clock)}
     report("features", 0, 1)
     design = make_design(prices, config)
@@ -98,14 +99,26 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
         torch.set_num_threads(threads)
     timings["features"] = _lap(clock) - timings["data"]
     predictions, folds_frame = _predict_all(design, config, report, timings)
-
     report("backtest", 0, 1)
+    return score_run(design, predictions, folds_frame, config, timings, clock)
+
+
+def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, config: RunConfig,
+              timings: dict[str, float] | None = None, clock: float | None = None) -> RunResult:
+    """The RunResult of out-of-sample ``predictions`` (as ``_predict_all`` makes them) on ``design``:
+    positions, the backtest with costs, metrics, the fold table and the manifest.
+
+    ``timings``/``clock``: the stage timings so far and the ``time.perf_counter()`` the run began at.
+    """
+    from backtest.data import describe_prices
+
+    timings = dict(timings or {})
     started = time.perf_counter()
-    scored = _score(prices, design, predictions, folds_frame, config)
+    scored = _score(design.prices, design, predictions, folds, config)
     timings["backtest_and_metrics"] = time.perf_counter() - started
-    timings["total"] = _lap(clock)
+    timings["total"] = _lap(started if clock is None else clock)
     positions = scored["positions"]
-    manifest = _manifest(config, describe_prices(prices, config.data.source, config.data.symbol), positions,
+    manifest = _manifest(config, describe_prices(design.prices, config.data.source, config.data.symbol), positions,
                          len(design.folds), timings, run_warnings(scored["metrics"], positions))
     return RunResult(config=config, predictions=predictions, manifest=manifest, **scored)
 
@@ -134,11 +147,18 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
 
 def load_checked(config: RunConfig) -> pd.DataFrame:
     """Prices, refused early when too short for the warm-up, lookback, min_train and one test block."""
-    from backtest.data import check_enough_rows, load_prices
+    from backtest.data import load_prices
+
+    return check_length(load_prices(config.data), config)
+
+
+def check_length(prices: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+    """``prices`` unchanged, or a DataError when they are too short for ``config``'s warm-up,
+    lookback, min_train, one test block and the label horizon."""
+    from backtest.data import check_enough_rows
     from models.exog import exog_warmup_rows
     from models.features import warmup_rows
 
-    prices = load_prices(config.data)
     warmup = max(warmup_rows(config.features.groups, config.features.n_lags), exog_warmup_rows(len(config.data.exog)))
     need, breakdown = _rows_needed(config, warmup)
     check_enough_rows(prices, need, breakdown, config.data.source)

@@ -1,0 +1,153 @@
+"""Where independent jobs run: sweep trials and the tickers of a universe.
+
+``make_executor("local")`` (the default) is a process pool sized to the cores, each worker with
+``cores // workers`` torch threads, so two cores are never oversubscribed; with one worker (or one
+job) it runs in this process. ``make_executor("ray", address=...)`` submits the same jobs as Ray
+tasks of one CPU each, to a running cluster or to a local instance started on demand.
+
+Both call ``fn(item)`` for every item and hand each result back to the caller's process in
+``on_done(index, result)`` as it finishes, so the caller (never a worker) writes run directories.
+Results are identical across executors because a job depends only on its item: training is
+seeded from the config and bit-identical across thread counts on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from typing import Any, Callable, Sequence
+
+from backtest.errors import ConfigError
+
+EXECUTORS = ("local", "ray")
+
+#: on_done(index, result): called in the caller's process as each job finishes, in finishing order.
+OnDone = Callable[[int, Any], None]
+
+
+def make_executor(kind: str = "local", *, address: str | None = None, workers: int | None = None):
+    """A ``LocalExecutor`` or ``RayExecutor``; ``address`` (Ray only) is e.g. ``ray://head:10001``
+    or ``auto``; ``workers`` caps the local pool (default: the cores this process may use)."""
+    if kind not in EXECUTORS:
+        raise ConfigError(f"--executor {kind!r} is not known; use one of: {', '.join(EXECUTORS)}")
+    if kind == "local":
+        if address:
+            raise ConfigError("--address only applies to --executor ray; drop it or add --executor ray")
+        return LocalExecutor(workers=workers)
+    return RayExecutor(address=address)
+
+
+def _cores() -> int:
+    from models.specs import available_cores
+
+    return available_cores()
+
+
+def _set_threads(threads: int) -> None:
+    """Torch intra-op threads for this process (imports torch only when a job needs it)."""
+    os.environ["LSTMBT_TORCH_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _call(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
+    _set_threads(threads)
+    return fn(item)
+
+
+class LocalExecutor:
+    """A spawn-started process pool of ``workers`` processes (default: one per core)."""
+
+    kind = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone | None = None) -> list[Any]:
+        """``[fn(item) for item in items]``, run ``min(workers, len(items))`` at a time."""
+        cores = _cores()
+        workers = max(1, min(self.workers or cores, len(items)))
+        threads = max(1, cores // workers)
+        results: list[Any] = [None] * len(items)
+        if workers == 1 or len(items) <= 1:
+            for index, item in enumerate(items):
+                results[index] = _call(fn, item, threads)
+                if on_done:
+                    on_done(index, results[index])
+            return results
+        # spawn, not fork: a forked child would inherit torch's thread pool and any open locks
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_call, fn, item, threads): index for index, item in enumerate(items)}
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in sorted(done, key=futures.get):
+                        index = futures[future]
+                        results[index] = future.result()  # a worker's LstmbtError re-raises here, intact
+                        if on_done:
+                            on_done(index, results[index])
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+        return results
+
+
+class RayExecutor:
+    """Ray tasks of one CPU each; connects to ``address`` or starts a local instance."""
+
+    kind = "ray"
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone | None = None) -> list[Any]:
+        """``[fn(item) for item in items]`` as Ray tasks; results come back to this process."""
+        ray = _import_ray()
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            except ConnectionError as exc:
+                raise ConfigError(f"cannot connect to the Ray cluster at {self.address}: {exc}; "
+                                  "check --address (e.g. ray://head-node:10001) or drop it to start "
+                                  "a local instance") from None
+        task = ray.remote(num_cpus=1, max_retries=0)(_call)
+        refs = {task.remote(fn, item, 1): index for index, item in enumerate(items)}
+        results: list[Any] = [None] * len(items)
+        pending = list(refs)
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                index = refs[done[0]]
+                results[index] = _unwrap(ray, done[0])
+                if on_done:
+                    on_done(index, results[index])
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+        return results
+
+
+def _unwrap(ray, ref) -> Any:
+    """The task's result; a user-input error raised in a task comes back as itself."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.as_instanceof_cause()
+        if isinstance(getattr(exc, "cause", None), Exception):
+            raise exc.cause from None
+        raise cause from None
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray, which is an optional extra; install it with "
+                          "pip install -c requirements.lock -e '.[ray]'") from None
+    return ray
