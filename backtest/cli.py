@@ -30,7 +30,8 @@ app.add_typer(runs_app, name="runs")
 RootOpt = Annotated[Path, typer.Option(help="Directory that holds the run directories.")]
 
 SourceOpt = Annotated[Optional[str], typer.Option(
-    "--source", "-s", help="sample:sp500, sample:nasdaq, csv:PATH or fdr:TICKER (default sample:sp500).")]
+    "--source", "-s", help="sample:sp500, sample:nasdaq, csv:PATH or fdr:TICKER (default sample:sp500); "
+                           "for `run`, several tickers (fdr:A,B,C, list:FILE, a long CSV) make a universe.")]
 SymbolOpt = Annotated[Optional[str], typer.Option(help="Symbol to pick from a long-format CSV.")]
 StartOpt = Annotated[Optional[str], typer.Option(help="First date to use, YYYY-MM-DD.")]
 EndOpt = Annotated[Optional[str], typer.Option(help="Last date to use, YYYY-MM-DD.")]
@@ -58,25 +59,52 @@ def run(
     quick: QuickOpt = False,
     refresh: RefreshOpt = False,
     exog: ExogOpt = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Continue an interrupted run from its last saved fold: pass its run directory (its --out); "
+             "it keeps its own config.")] = None,
+    executor: Annotated[str, typer.Option(
+        help="Where the tickers of a universe run: local (a process pool on this machine) or ray.")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster for --executor ray: auto or ray://HEAD:10001 (default: start Ray on this machine).")] = None,
 ) -> None:
-    """Walk forward, backtest and report; prints the path of report.html at the end."""
-    cfg = _resolve_config(config, _flags(source, symbol, start, end, target, refresh, exog), set_, quick)
+    """Walk forward, backtest and report; prints the path of report.html at the end.
+
+    A source naming several tickers (fdr:A,B,C, list:FILE, a long CSV without --symbol) runs a universe.
+    """
+    if resume is not None:  # the interrupted run's config, never a new one
+        cfg, out = _resumed_config(resume, {"--config": config, "--source": source, "--symbol": symbol,
+                                            "--start": start, "--end": end, "--target": target, "--set": set_,
+                                            "--out": out, "--quick": quick, "--refresh": refresh, "--exog": exog})
+    else:
+        cfg = _resolve_config(config, _flags(source, symbol, start, end, target, refresh, exog), set_, quick)
+        cfg, tickers = _universe(cfg, executor, address)
+        if tickers:
+            _run_universe(cfg, tickers, out, executor, address)
+            return
+    from backtest.checkpoint import discard_partial, interrupted_line, partial_dir, start_partial
     from backtest.pipeline import default_run_dir, run as run_pipeline, save_run
     from backtest.errors import ConfigError
 
     out_dir = out or default_run_dir(cfg.data.source)
     if out_dir.exists():
         raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
+    # finished folds are kept in <out.parent>/.<out.name>.partial/ until the run directory is saved
+    partial = partial_dir(out_dir) if resume is not None else start_partial(out_dir, cfg)
     try:
         with _progress() as progress:
-            result = run_pipeline(cfg, progress=progress)
+            result = run_pipeline(cfg, progress=progress, checkpoint=partial / "folds")
             progress("report", 0, 1)
             saved = save_run(result, out_dir)
     except KeyboardInterrupt:
         # typer turns Ctrl-C into a silent exit 130 before main() could see it; save_run has
-        # already removed its temporary directory, so the run left nothing behind
-        typer.echo("interrupted: nothing was written", err=True)
+        # already removed its temporary directory; the saved folds stay for --resume
+        typer.echo(interrupted_line(partial, out_dir, resumed=resume is not None), err=True)
         raise typer.Exit(130) from None
+    except LstmbtError:
+        if resume is None:  # refused input leaves nothing behind; a resumed run keeps its saved folds
+            discard_partial(partial)
+        raise
+    discard_partial(partial)
     _print_summary(result.metrics)
     for note in result.manifest.get("warnings", []):
         typer.echo(f"note: {note}")
@@ -88,11 +116,14 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `lstmbt run`.")],
     out: Annotated[Optional[Path], typer.Option(help="Where to write the HTML (default RUN_DIR/report.html).")] = None,
 ) -> None:
-    """Re-render report.html from a saved run directory."""
+    """Re-render report.html from a saved run directory (a universe's, or one ticker's)."""
     from backtest.pipeline import load_run
+    from backtest.universe_io import is_universe_dir, load_universe_run
     from reports import render_report, write_page
+    from reports.universe import render_universe
 
-    target = write_page(out or run_dir / "report.html", render_report(load_run(run_dir)))
+    text = render_universe(load_universe_run(run_dir)) if is_universe_dir(run_dir) else render_report(load_run(run_dir))
+    target = write_page(out or run_dir / "report.html", text)
     typer.echo(f"report: {target.resolve()}")
 
 
@@ -105,10 +136,58 @@ def compare(
         help="Where to write the HTML (default runs/compare-<UTC timestamp>.html).")] = None,
 ) -> None:
     """Put saved runs side by side: metrics tables and equity curves over their common period."""
+    from backtest.errors import ConfigError
+    from backtest.universe_io import is_universe_dir
     from reports.compare import default_compare_path, write_compare
 
+    for run_dir in run_dirs:
+        if is_universe_dir(run_dir):
+            raise ConfigError(f"{run_dir} is a universe run; compare its tickers' run directories "
+                              f"({run_dir / 'tickers'}/...), or open its report.html for the portfolios")
     target = write_compare(run_dirs, out or default_compare_path())
     typer.echo(f"compare: {target.resolve()}")
+
+
+@app.command()
+def sweep(
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", "-c", help="Sweep file: TOML with a sweep table and a params table (README: Sweeps).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Sweep directory (default runs/sweep-<timestamp>); one of the same sweep is resumed.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Finish an earlier sweep: its directory. Finished training trials are not retrained.")] = None,
+    executor: Annotated[str, typer.Option(help="Where training trials run: local (process pool) or ray.")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster for --executor ray: auto or ray://HEAD:10001 (default: start Ray here).")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Most training trials at once with --executor local (default: one per core).")] = None,
+) -> None:
+    """Grid or random search over run-config keys, ranked, with the deflated Sharpe ratio and PBO.
+
+    Signal-only keys (strategy.*, backtest.*) are scored from saved predictions without retraining.
+    """
+    from backtest.errors import ConfigError
+    from backtest.executors import make_executor
+    from backtest.pipeline import default_run_dir
+    from backtest.sweep import resolve_spec, run_sweep, sweep_lines
+
+    if resume is not None and out is not None and resume.resolve() != out.resolve():
+        raise ConfigError("--resume names the sweep directory to finish; drop --out")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers {workers} must be at least 1")
+    pool = make_executor(executor, address=address, workers=workers)
+    spec = resolve_spec(config, resume)
+    out_dir = resume or out or default_run_dir("sweep")
+    try:
+        with _progress(stderr=True) as progress:
+            outcome = run_sweep(spec, out_dir, pool, progress=progress)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: finished training trials are kept in {out_dir}; "
+                   f"finish with lstmbt sweep --resume {out_dir}", err=True)
+        raise typer.Exit(130) from None
+    for line in sweep_lines(outcome):
+        typer.echo(line)
+    typer.echo(f"sweep: {(out_dir / 'sweep.html').resolve()}")
 
 
 @data_app.command("show")
@@ -281,6 +360,59 @@ def _flags(source: Optional[str], symbol: Optional[str], start: Optional[str], e
             "data.exog": [part.strip() for part in exog.split(",")] if exog else None}
 
 
+def _universe(cfg: RunConfig, executor: str, address: Optional[str]) -> tuple[RunConfig, list[Any] | None]:
+    """(config, None) for a one-ticker source (a one-line list file becomes that ticker), or
+    (config, tickers) for a universe; bad --executor/--address values are refused either way."""
+    import dataclasses
+
+    from backtest.executors import make_executor
+    from backtest.universe_io import expand_source
+
+    make_executor(executor, address=address)  # checks the options; starts nothing
+    tickers = expand_source(cfg.data)
+    if len(tickers) > 1:
+        return cfg, tickers
+    return dataclasses.replace(cfg, data=tickers[0].data), None
+
+
+def _run_universe(cfg: RunConfig, tickers: list[Any], out: Optional[Path], executor: str,
+                  address: Optional[str]) -> None:
+    """Every ticker's run (saved under <out>/tickers/ as it finishes), then the portfolios and the report."""
+    from backtest.executors import make_executor
+    from backtest.pipeline import default_run_dir, save_run
+    from backtest.universe import run_universe
+    from backtest.universe_io import staged_dir, write_universe
+
+    out_dir = out or default_run_dir(cfg.data.source)
+    try:
+        with staged_dir(out_dir) as tmp, _progress(stderr=True) as progress:
+            result = run_universe(cfg, tickers, make_executor(executor, address=address), progress=progress,
+                                  on_ticker=lambda ticker, run: save_run(run, tmp / "tickers" / ticker.slug))
+            progress("report", 0, 1)
+            write_universe(result, tmp)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was written", err=True)  # staged_dir removed what was started
+        raise typer.Exit(130) from None
+    _print_summary(result.metrics)
+    for note in result.manifest.get("warnings", []):
+        typer.echo(f"note: {note}")
+    typer.echo(f"report: {(out_dir / 'report.html').resolve()}")
+
+
+def _resumed_config(resume: Path, given: dict[str, Any]) -> tuple[RunConfig, Path]:
+    """(config, run directory) of the interrupted run ``--resume`` names; options that would change
+    its config are refused, since its saved folds were made with that config."""
+    from backtest.checkpoint import load_partial_config, resume_paths
+    from backtest.errors import ConfigError
+
+    clashing = [option for option, value in given.items() if value not in (None, False, [])]
+    if clashing:
+        raise ConfigError(f"--resume continues the interrupted run with the config it started with; "
+                          f"drop {', '.join(clashing)}")
+    out_dir, partial = resume_paths(resume)
+    return load_partial_config(partial), out_dir
+
+
 def _resolve_config(path: Optional[Path], flags: dict[str, Any], overrides: Optional[list[str]],
                     quick: bool) -> RunConfig:
     """The run config from defaults < the quick preset < a TOML file < flags < --set overrides."""
@@ -299,13 +431,18 @@ class _progress:
     """Rich progress bars for the pipeline's progress(stage, done, total) callback.
 
     The display starts with the first stage after loading, so bad input prints only its error.
+    ``stderr``: draw on stderr instead of stdout.
     """
 
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+
     def __enter__(self):
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn())
+                             TimeElapsedColumn(), console=Console(stderr=True) if self._stderr else None)
         self._tasks: dict[str, Any] = {}
         self._started = False
         return self

@@ -61,7 +61,9 @@ def _check_date(key: str, value: str | None) -> None:
 class DataConfig:
     """Where prices come from.
 
-    ``source``: ``sample:sp500``, ``sample:nasdaq``, ``csv:PATH`` or ``fdr:TICKER``.
+    ``source``: ``sample:sp500``, ``sample:nasdaq``, ``csv:PATH`` or ``fdr:TICKER``; or a universe of
+    several tickers (``fdr:005930,000660``, ``sample:sp500,nasdaq``, ``list:PATH``, a long CSV without
+    ``symbol``; see ``backtest.universe_io``).
     ``symbol``: the symbol to pick from a long-format CSV (one with a symbol column).
     ``start``/``end``: inclusive ISO dates that trim the data; ``None`` keeps everything.
     ``refresh``: bypass the FinanceDataReader cache and download again.
@@ -86,7 +88,7 @@ class DataConfig:
             raise ConfigError(
                 f"data.source = {self.source!r} has no scheme; use sample:sp500, sample:nasdaq, csv:PATH or fdr:TICKER"
             )
-        _check_choice("data.source scheme", self.source.split(":", 1)[0], ("sample", "csv", "fdr"))
+        _check_choice("data.source scheme", self.source.split(":", 1)[0], ("sample", "csv", "fdr", "list"))
         _check_date("data.start", self.start)
         _check_date("data.end", self.end)
         if self.start and self.end and dt.date.fromisoformat(self.start) > dt.date.fromisoformat(self.end):
@@ -225,18 +227,24 @@ class ModelConfig(NetSpec):
 
     ``lstm``: run the LSTM models. ``linear``: run the linear baselines beside them (ridge for
     regression, logistic for classification, on the decision day's features). ``linear_alpha``:
-    their L2 penalty (ridge ``alpha``; logistic ``C = 1 / linear_alpha``).
+    their L2 penalty (ridge ``alpha``; logistic ``C = 1 / linear_alpha``). ``pooled``: in a
+    universe of several tickers, train one model per model name and fold on the training samples
+    of all tickers together (``backtest.pooled``) instead of one model per ticker; pooled fits
+    always run in ``window`` training mode (pooled windows are not one series).
     """
 
     lookback: int = 60
     lstm: bool = True
     linear: bool = True
     linear_alpha: float = 1.0
+    pooled: bool = False
 
     def __post_init__(self) -> None:
         if not (self.lstm or self.linear):
             raise ConfigError("model.lstm and model.linear are both false, so nothing would be trained; "
                               "set one of them to true")
+        if not isinstance(self.pooled, bool):
+            raise ConfigError(f"model.pooled must be true or false, got {self.pooled!r}")
         _check_range("model.linear_alpha", self.linear_alpha, 1e-12, 1e12)
         _check_range("model.lookback", self.lookback, 2, 1000)
         _check_range("model.hidden_size", self.hidden_size, 1, 4096)
@@ -337,6 +345,24 @@ class BacktestConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PortfolioConfig:
+    """Universe runs (a source naming several tickers; see ``backtest.universe``).
+
+    ``top_k``: tickers the cross-sectional strategy holds long each day, those with the highest
+    p_up (classification) or predicted return (regression). ``bottom_k``: tickers it shorts, the
+    lowest (0 = long only). Each held ticker gets ``1 / (top_k + bottom_k)`` of the portfolio;
+    ``top_k + bottom_k`` may not exceed the number of tickers in the universe.
+    """
+
+    top_k: int = 2
+    bottom_k: int = 0
+
+    def __post_init__(self) -> None:
+        _check_range("portfolio.top_k", self.top_k, 1, 10_000)
+        _check_range("portfolio.bottom_k", self.bottom_k, 0, 10_000)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """Everything a run needs; serialises to the run directory's ``config.toml``."""
 
@@ -348,6 +374,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
 
     def __post_init__(self) -> None:
         if self.train.mode == "sequence" and (self.model.bidirectional or self.model.pooling != "last"):

@@ -43,6 +43,10 @@ def load_prices(cfg: DataConfig) -> pd.DataFrame:
     if not rest:
         raise DataError(f"source {cfg.source!r} names nothing after '{scheme}:'; e.g. sample:sp500, "
                         "csv:prices.csv, fdr:005930")
+    if scheme == "list" or ("," in rest and not (scheme == "csv" and Path(rest).is_file())):
+        one = "one of its tickers" if scheme == "list" else f"one, e.g. {scheme}:{rest.split(',')[0].strip()}"
+        raise DataError(f"source {cfg.source!r} names several tickers, which only `lstmbt run` takes (as a "
+                        f"universe); pass {one} here")
     if scheme == "sample":
         raw = _read_sample(rest)
     elif scheme == "csv":
@@ -322,6 +326,21 @@ def _read_sample(name: str) -> pd.DataFrame:
 
 def _read_csv(path: Path, symbol: str | None) -> pd.DataFrame:
     label = f"csv:{path}"
+    frame, symbol_col = read_csv_frame(path)
+    if symbol_col is None:
+        if symbol is not None:
+            raise DataError(f"{label} has no symbol column but --symbol {symbol} was given; "
+                            "drop --symbol for a single-series file, or add a 'symbol' column")
+        return frame
+    return _pick_symbol(frame, symbol_col, symbol, label)
+
+
+def read_csv_frame(path: Path) -> tuple[pd.DataFrame, Any]:
+    """The raw rows of a CSV price file and its symbol column (None for a single-series file).
+
+    Symbols are read as text; a missing, empty, non-UTF-8 or unparsable file raises DataError.
+    """
+    label = f"csv:{path}"
     if not path.is_file():
         raise DataError(f"{label}: file not found; check the path (relative paths start at {Path.cwd()})")
     try:
@@ -336,13 +355,7 @@ def _read_csv(path: Path, symbol: str | None) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         first = str(exc).strip().splitlines()[0]
         raise DataError(f"{label} cannot be parsed as CSV ({first}); check the delimiter and quoting") from None
-    symbol_col = next((c for c in frame.columns if str(c).strip().lower() in _SYMBOL_NAMES), None)
-    if symbol_col is None:
-        if symbol is not None:
-            raise DataError(f"{label} has no symbol column but --symbol {symbol} was given; "
-                            "drop --symbol for a single-series file, or add a 'symbol' column")
-        return frame
-    return _pick_symbol(frame, symbol_col, symbol, label)
+    return frame, next((c for c in frame.columns if str(c).strip().lower() in _SYMBOL_NAMES), None)
 
 
 def _pick_symbol(frame: pd.DataFrame, column: str, symbol: str | None, label: str) -> pd.DataFrame:
@@ -351,7 +364,8 @@ def _pick_symbol(frame: pd.DataFrame, column: str, symbol: str | None, label: st
     shown = ", ".join(available[:8]) + (", ..." if len(available) > 8 else "")
     if symbol is None:
         if len(available) != 1:
-            raise DataError(f"{label} holds {len(available)} symbols ({shown}); pick one with --symbol SYM")
+            raise DataError(f"{label} holds {len(available)} symbols ({shown}); pick one with --symbol SYM "
+                            "(`lstmbt run` without --symbol runs them all as a universe)")
         symbol = available[0]
     picked = frame[names == str(symbol)]
     if picked.empty:

@@ -78,13 +78,17 @@ class Design:
 
 
 def run(config: RunConfig, progress: Progress | None = None, threads: int | None = None,
-        prices: pd.DataFrame | None = None) -> RunResult:
+        prices: pd.DataFrame | None = None, checkpoint: Path | None = None) -> RunResult:
     """Load data, walk forward every model on identical folds, backtest, and score.
 
     ``threads``: torch intra-op threads for training (None leaves torch's setting alone); the
     CLI passes the cores available, so two threads never fight over one core.
     ``prices``: already loaded prices (e.g. one ticker of a universe loaded by the driver of a
     sweep or a Ray job); ``None`` loads ``config.data``. Either way they are checked for length.
+    ``checkpoint``: a folder (one per run: per ticker, per trial) that keeps every finished fold
+    (``backtest.checkpoint``); run again with the same folder, config and data, it continues from
+    the last saved fold and returns predictions identical to an uninterrupted run. Other data or
+    another config in that folder is refused with one line.
     """
     report = progress or (lambda stage, done, total: None)
     clock = time.perf_counter()
@@ -98,9 +102,23 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
 
         torch.set_num_threads(threads)
     timings["features"] = _lap(clock) - timings["data"]
-    predictions, folds_frame = _predict_all(design, config, report, timings)
+    restored = _open_checkpoint(checkpoint, design, config) if checkpoint is not None else 0
+    predictions, folds_frame = _predict_all(design, config, report, timings, checkpoint)
     report("backtest", 0, 1)
-    return score_run(design, predictions, folds_frame, config, timings, clock)
+    result = score_run(design, predictions, folds_frame, config, timings, clock)
+    if restored:  # timings then cover only this session's share of the work
+        result.manifest["resumed"] = {"folds_restored": restored}
+    return result
+
+
+def _open_checkpoint(checkpoint: Path, design: Design, config: RunConfig) -> int:
+    """Start or check the run's checkpoint (same config and data); returns the folds already saved."""
+    from backtest.checkpoint import open_checkpoint
+    from backtest.data import describe_prices
+
+    data = describe_prices(design.prices, config.data.source, config.data.symbol)
+    models = [name for name, _, _ in horizon_plan(config)]
+    return open_checkpoint(checkpoint, config, data, models, len(design.folds))
 
 
 def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, config: RunConfig,
@@ -194,8 +212,11 @@ def make_design(prices: pd.DataFrame, config: RunConfig) -> Design:
 
 
 def _predict_all(design: Design, config: RunConfig, report: Progress,
-                 timings: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Out-of-sample predictions of every model on the same folds, and the per-fold log."""
+                 timings: dict[str, float], checkpoint: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Out-of-sample predictions of every model on the same folds, and the per-fold log.
+
+    ``checkpoint``: each model saves and resumes its folds in ``checkpoint / <model name>``.
+    """
     from backtest.walkforward import walk_forward_predict
 
     frames, logs, n_folds = [], [], len(design.folds)
@@ -207,7 +228,8 @@ def _predict_all(design: Design, config: RunConfig, report: Progress,
         preds, log = walk_forward_predict(estimator, design.features, design.horizon_targets[h][task], design.grid,
                                           design.horizon_folds[h],
                                           on_fold=lambda entry, name=name: report(name, next(done), n_folds),
-                                          train_weight=training_weights(design, task, h, config))
+                                          train_weight=training_weights(design, task, h, config),
+                                          checkpoint_dir=None if checkpoint is None else Path(checkpoint) / name)
         preds.insert(1, "target", task)
         preds.insert(2, "model", name)
         preds.insert(3, "horizon", h)

@@ -93,6 +93,154 @@ def cost_sweep(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestConfi
     return pd.DataFrame(rows)
 
 
+def run_backtest_variants(prices: pd.DataFrame, positions: pd.DataFrame, fee_rates: np.ndarray,
+                          slippages: np.ndarray, executions: list[str]) -> BacktestResult:
+    """``run_backtest`` of every column with its own costs and fill, in one vectorbt call.
+
+    Column i pays ``fee_rates[i]`` (fraction of traded value per side), loses ``slippages[i]``
+    (fraction of price per fill) and fills at ``executions[i]`` (``next_open`` or ``next_close``),
+    so it equals ``run_backtest(prices, positions.iloc[:, [i]], BacktestConfig(...))`` of those
+    settings. Column names must be unique. This is how ``lstmbt sweep`` scores signal-only trials.
+    """
+    import vectorbt as vbt
+
+    bars = _execution_bars(prices, positions)
+    columns, n = positions.columns, positions.shape[1]
+    at_open = np.asarray([e == "next_open" for e in executions], dtype=bool)
+    quoted = np.where(at_open[None, :], bars["Open"].to_numpy()[:, None], bars["Close"].to_numpy()[:, None])
+
+    def per_column(values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(np.tile(np.asarray(values, dtype=np.float64), (len(bars), 1)), index=bars.index,
+                            columns=columns)
+
+    pf = vbt.Portfolio.from_orders(
+        close=_broadcast(bars["Close"], columns), size=lagged_orders(positions, bars.index),
+        size_type="targetpercent", price=pd.DataFrame(quoted, index=bars.index, columns=columns),
+        fees=per_column(fee_rates), slippage=per_column(slippages), init_cash=INIT_CASH, freq="1D",
+    )
+    orders = pf.orders.values
+    fees = np.bincount(orders["col"], weights=orders["fees"], minlength=n)
+    lost = np.abs(orders["price"] - quoted[orders["idx"], orders["col"]]) * orders["size"]
+    slip = np.bincount(orders["col"], weights=lost, minlength=n)
+    trades = pf.trades.count().to_numpy()
+    return BacktestResult(
+        returns=pf.returns().iloc[1:],  # bar `first` holds nothing yet
+        n_trades={c: int(trades[i]) for i, c in enumerate(columns)},
+        fees_paid={c: float(fees[i]) / INIT_CASH for i, c in enumerate(columns)},
+        slippage_paid={c: float(slip[i]) / INIT_CASH for i, c in enumerate(columns)},
+        trades=_trade_frame(pf.trades.values, bars.index, columns),
+    )
+
+
+@dataclass(frozen=True)
+class GroupBacktestResult:
+    """Daily net returns of portfolios over several tickers, and what they paid.
+
+    ``returns``: index = the bars after the first decision day up to the bar after the last, one
+    column per strategy: the net return of that strategy's whole book (its tickers share one pool
+    of cash). ``n_orders``: fills per strategy. ``n_trades``: round trips over all its tickers (a
+    position still open at the end counts). ``fees_paid``/``slippage_paid``: fractions of the
+    initial capital.
+    """
+
+    returns: pd.DataFrame
+    n_orders: dict[str, int]
+    n_trades: dict[str, int]
+    fees_paid: dict[str, float]
+    slippage_paid: dict[str, float]
+
+
+def run_group_backtest(prices: dict[str, pd.DataFrame], weights: pd.DataFrame,
+                       cfg: BacktestConfig) -> GroupBacktestResult:
+    """One portfolio per strategy over several tickers (vectorbt ``group_by``, ``cash_sharing=True``).
+
+    Parameters
+    ----------
+    prices : dict[str, pd.DataFrame]
+        OHLCV per ticker, each on its own trading days.
+    weights : pd.DataFrame
+        Target weights decided after the close of each day: index = every day of the tickers'
+        joint calendar from the first decision day to the last; columns = (strategy, ticker)
+        MultiIndex, each strategy's columns together; values = fractions of the strategy's
+        portfolio value (negative = short).
+    cfg : BacktestConfig
+        Fees and slippage per fill, and the fill (``next_open`` or ``next_close``).
+
+    Notes
+    -----
+    A ticker trades on its own bars only: a weight decided at t is filled at the ticker's next bar
+    after t (``lagged_orders``), and only when its target changed; it is then brought to exactly
+    that fraction of the portfolio's value, sells before buys. In between, holdings drift with
+    prices. A ticker still held when its prices end is sold at its last close on the next day of
+    the calendar. Every fill pays ``fee_rate`` and loses ``slippage``.
+    """
+    import vectorbt as vbt
+
+    bars = _joint_bars(prices, weights.index)
+    close, fill, tradeable = _ticker_panels(prices, bars, cfg.execution)
+    tickers, strategies = weights.columns.get_level_values(1), weights.columns.get_level_values(0)
+
+    def wide(panel: pd.DataFrame) -> pd.DataFrame:
+        return panel[tickers].set_axis(weights.columns, axis=1)
+
+    pf = vbt.Portfolio.from_orders(
+        close=wide(close), size=lagged_orders(weights, bars, wide(tradeable)), size_type="targetpercent",
+        price=wide(fill), fees=cfg.fee_rate, slippage=cfg.slippage, init_cash=INIT_CASH,
+        group_by=strategies, cash_sharing=True, call_seq="auto", freq="1D",
+    )
+    names = list(dict.fromkeys(strategies))
+    group = pd.Index(names).get_indexer(strategies)  # column -> its strategy's position in names
+    orders, trades = pf.orders.values, pf.trades.values
+    lost = np.abs(orders["price"] - wide(fill).to_numpy()[orders["idx"], orders["col"]]) * orders["size"]
+
+    def total(cols: np.ndarray, values: np.ndarray | None = None) -> dict[str, float]:
+        return dict(zip(names, np.bincount(group[cols], weights=values, minlength=len(names)).tolist()))
+
+    returns = pf.returns()
+    if isinstance(returns, pd.Series):  # vectorbt squeezes a single group to a Series
+        returns = returns.to_frame(names[0])
+    return GroupBacktestResult(
+        returns=returns[names].iloc[1:],  # bar `first` holds nothing yet
+        n_orders={n: int(v) for n, v in total(orders["col"]).items()},
+        n_trades={n: int(v) for n, v in total(trades["col"]).items()},
+        fees_paid={n: v / INIT_CASH for n, v in total(orders["col"], orders["fees"]).items()},
+        slippage_paid={n: v / INIT_CASH for n, v in total(orders["col"], lost).items()},
+    )
+
+
+def _joint_bars(prices: dict[str, pd.DataFrame], days: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """The tickers' joint calendar from the first decision day to the bar after the last."""
+    calendar = pd.DatetimeIndex(sorted(set().union(*(frame.index for frame in prices.values()))))
+    start, after = calendar.searchsorted(days[0]), calendar.searchsorted(days[-1], side="right")
+    if after >= len(calendar):
+        raise ValueError(f"no bar after the last decision day {days[-1].date()} to execute on")
+    bars = calendar[start:after + 1]
+    if not bars[:-1].equals(pd.DatetimeIndex(days)):
+        raise ValueError("weights must be dated on every day of the tickers' joint calendar from the first "
+                         "decision day to the last")
+    return bars
+
+
+def _ticker_panels(prices: dict[str, pd.DataFrame], bars: pd.DatetimeIndex,
+                   execution: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per ticker on ``bars``: the close to value holdings at, the fill price, and whether it can trade.
+
+    A ticker trades on its own bars at its own quote, and after its last bar at its last close
+    (to sell what it still holds). Before its first bar it holds nothing, so its placeholder
+    close of 1.0 values nothing and brings no later price forward.
+    """
+    close, fill, tradeable = {}, {}, {}
+    for name, frame in prices.items():
+        has_bar = bars.isin(frame.index)
+        ended = bars > frame.index[-1]
+        last_close = frame["Close"].reindex(bars, method="ffill")  # the latest close known at each bar
+        quote = frame["Open" if execution == "next_open" else "Close"].reindex(bars)
+        fill[name] = quote.where(has_bar, last_close.where(ended))
+        tradeable[name] = pd.Series(has_bar | ended, index=bars)
+        close[name] = last_close.fillna(1.0)
+    return pd.DataFrame(close), pd.DataFrame(fill), pd.DataFrame(tradeable)
+
+
 def _execution_bars(prices: pd.DataFrame, positions: pd.DataFrame) -> pd.DataFrame:
     """The bars from the first decision day to the one after the last, checked for fills."""
     if positions.empty:
@@ -117,12 +265,10 @@ def _simulate(bars: pd.DataFrame, positions: pd.DataFrame, fill: pd.Series, fees
     """The vectorbt portfolio of ``positions`` with one fee rate per column."""
     import vectorbt as vbt
 
-    executed = positions.reindex(bars.index).shift(1)  # the one-bar lag: decided at t, filled at t + 1
-    size = executed.where(executed.ne(executed.shift(1)))  # trade only when the target changes
     columns = positions.columns
     return vbt.Portfolio.from_orders(
         close=_broadcast(bars["Close"], columns),
-        size=size,
+        size=lagged_orders(positions, bars.index),
         size_type="targetpercent",
         price=_broadcast(fill, columns),
         fees=pd.DataFrame(np.tile(fees, (len(bars), 1)), index=bars.index, columns=columns),
@@ -130,6 +276,19 @@ def _simulate(bars: pd.DataFrame, positions: pd.DataFrame, fill: pd.Series, fees
         init_cash=INIT_CASH,
         freq="1D",
     )
+
+
+def lagged_orders(targets: pd.DataFrame, bars: pd.DatetimeIndex, tradeable: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Order sizes per bar and column (NaN = no order): the one-bar execution lag, in one place.
+
+    A target dated t (decided after the close of t) is executed on the first bar after t on which
+    its column can trade (``tradeable``, bars x columns; every bar when None), and an order is sent
+    only when that executed target differs from the column's previous executed target.
+    """
+    executed = targets.reindex(bars).shift(1)  # the one-bar lag: decided at t, filled at t + 1
+    if tradeable is not None:
+        executed = executed.where(tradeable)  # no bar to trade on: the latest target waits for the next one
+    return executed.where(executed.ne(executed.ffill().shift(1)))  # trade only when the target changes
 
 
 def _trade_frame(records: np.ndarray, dates: pd.DatetimeIndex, columns: pd.Index) -> pd.DataFrame:

@@ -72,8 +72,11 @@ def _remember(db: sqlite3.Connection, run_id: str, run_dir: Path, stamp: float) 
     except (OSError, ValueError):
         return  # not a finished run directory: left out of the index
     target, data, oos = config.get("target", {}), manifest.get("data", {}), manifest.get("out_of_sample", {})
+    source = data.get("source")
+    if "universe" in manifest:  # a universe run: its rows are the portfolio strategies (ew_*, xs_*)
+        source = f"{source} (universe of {len(manifest['universe'])} tickers)"
     db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
-        run_id, str(run_dir), stamp, manifest.get("created"), data.get("source"), data.get("symbol"),
+        run_id, str(run_dir), stamp, manifest.get("created"), source, data.get("symbol"),
         target.get("task"), target.get("regression"), target.get("horizon"), oos.get("first_date"),
         oos.get("last_date"), oos.get("days")))
     db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", [
@@ -91,8 +94,9 @@ def list_runs(root: str | Path, source: str | None = None, target: str | None = 
     """
     db = sync_index(root)
     runs = pd.read_sql_query("SELECT * FROM runs", db)
-    rows = pd.read_sql_query("SELECT * FROM metrics WHERE strategy LIKE 'lstm_%' OR strategy LIKE 'ridge_%' "
-                             "OR strategy LIKE 'logistic_%'", db)
+    models = " OR ".join(f"strategy LIKE '{prefix}{model}_%'" for prefix in ("", "ew_", "xs_")
+                         for model in ("lstm", "ridge", "logistic"))
+    rows = pd.read_sql_query(f"SELECT * FROM metrics WHERE {models}", db)
     db.close()
     wide = rows.pivot_table(index=["run_id", "strategy"], columns="metric", values="value").reset_index()
     frame = runs.merge(wide, left_on="id", right_on="run_id").drop(columns=["run_id", "stamp"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -59,6 +60,7 @@ def walk_forward_predict(
     folds: list[Fold],
     on_fold: Callable[[dict], None] | None = None,
     train_weight: pd.Series | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit a clone of ``estimator`` per fold and predict that fold's test block.
 
@@ -73,6 +75,12 @@ def walk_forward_predict(
     ``fit(..., sample_weight=...)``; validation and test samples are never weighted. ``None``
     fits unweighted, exactly as before.
 
+    ``checkpoint_dir``: optional folder (``backtest.checkpoint.FoldStore``) that receives each
+    finished fold; folds already saved there are read back instead of refitted, and a warm-start
+    chain continues from the saved estimator state (``get_checkpoint``/``set_checkpoint``), so
+    the result is bit-identical to an uninterrupted run. ``on_fold`` is called for every fold,
+    read back or fitted, in fold order.
+
     Returns
     -------
     predictions : one row per test day: ``date``, ``fold``, ``y_true``, ``y_pred`` and ``p_up``
@@ -82,33 +90,56 @@ def walk_forward_predict(
     values = features.to_numpy(dtype=np.float64)
     y = target.to_numpy(dtype=np.float64)
     weights = _weight_values(train_weight, target)
-    parts, log = [], []
-    for fold in folds:
-        train_rows = grid.rows(np.concatenate([fold.train, fold.val]))
-        windows = sliding_windows(_standardize(values, train_rows), grid.lookback)
-
-        def take(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            # Fold positions are contiguous ranges, so slices keep the windows a view.
-            if len(positions) > 1 and not (np.diff(positions) == 1).all():
-                raise ValueError(f"fold {fold.index} positions are not one contiguous range")
-            first = grid.first_row + int(positions[0])
-            rows = slice(first, first + len(positions))
-            starts = slice(first - grid.lookback + 1, first - grid.lookback + 1 + len(positions))
-            return windows[starts], y[rows]
-
+    warm = bool(getattr(estimator, "warm_start", False))
+    store, parts, log, model = _open_store(checkpoint_dir, estimator, warm), [], [], None
+    if store is not None:
+        parts, log = store.read_done([_fold_span(fold, grid) for fold in folds])
+        if warm and log and len(log) < len(folds):
+            model = clone(estimator).set_checkpoint(store.load_state(folds[len(log) - 1].index))
+        for entry in log if on_fold is not None else ():
+            on_fold(entry)
+    for fold in folds[len(log):]:
         # A warm-starting estimator carries its weights from fold to fold; others start fresh.
-        if not (getattr(estimator, "warm_start", False) and parts):
+        if not (warm and model is not None):
             model = clone(estimator)
         started = time.perf_counter()
-        model.fit(*take(fold.train), *(take(fold.val) if len(fold.val) else ()),
+        windows = sliding_windows(_standardize(values, grid.rows(np.concatenate([fold.train, fold.val]))),
+                                  grid.lookback)
+        model.fit(*_take(windows, y, grid, fold, fold.train),
+                  *(_take(windows, y, grid, fold, fold.val) if len(fold.val) else ()),
                   **_fold_weight(weights, grid, fold))
-        x_test, y_test = take(fold.test)
-        parts.append(_fold_predictions(model, x_test, y_test, grid.dates[fold.test], fold.index))
+        part = _fold_predictions(model, *_take(windows, y, grid, fold, fold.test), grid.dates[fold.test], fold.index)
         entry = _fold_entry(fold, grid, model, time.perf_counter() - started)
+        if store is not None:
+            store.save(fold.index, part, entry, model.get_checkpoint() if warm else None)
+        parts.append(part)
         log.append(entry)
         if on_fold is not None:
             on_fold(entry)
     return pd.concat(parts, ignore_index=True), pd.DataFrame(log)
+
+
+def _open_store(checkpoint_dir: str | Path | None, estimator, warm: bool):
+    if checkpoint_dir is None:
+        return None
+    if warm and not hasattr(estimator, "get_checkpoint"):
+        raise TypeError(f"{type(estimator).__name__} warm-starts but has no get_checkpoint/set_checkpoint, "
+                        "so its folds cannot be checkpointed; pass checkpoint_dir=None")
+    from backtest.checkpoint import FoldStore
+
+    return FoldStore(checkpoint_dir, warm)
+
+
+def _take(windows: np.ndarray, y: np.ndarray, grid: SampleGrid, fold: Fold,
+          positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The windows and labels of one contiguous range of sample positions."""
+    # Fold positions are contiguous ranges, so slices keep the windows a view.
+    if len(positions) > 1 and not (np.diff(positions) == 1).all():
+        raise ValueError(f"fold {fold.index} positions are not one contiguous range")
+    first = grid.first_row + int(positions[0])
+    rows = slice(first, first + len(positions))
+    starts = slice(first - grid.lookback + 1, first - grid.lookback + 1 + len(positions))
+    return windows[starts], y[rows]
 
 
 def _weight_values(train_weight: pd.Series | None, target: pd.Series) -> np.ndarray | None:
@@ -164,7 +195,8 @@ def _fold_predictions(model, x_test, y_test, dates, fold_index) -> pd.DataFrame:
     return pd.DataFrame({"date": dates, "fold": fold_index, "y_true": y_test, "y_pred": y_pred, "p_up": p_up})
 
 
-def _fold_entry(fold: Fold, grid: SampleGrid, model, seconds: float) -> dict:
+def _fold_span(fold: Fold, grid: SampleGrid) -> dict:
+    """The fold-log fields the split fixes: dates and sizes of the fold's blocks."""
     dates = grid.dates
     return {
         "fold": fold.index,
@@ -173,6 +205,12 @@ def _fold_entry(fold: Fold, grid: SampleGrid, model, seconds: float) -> dict:
         "val_end": dates[fold.val[-1]] if len(fold.val) else pd.NaT,
         "test_start": dates[fold.test[0]], "test_end": dates[fold.test[-1]],
         "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
+    }
+
+
+def _fold_entry(fold: Fold, grid: SampleGrid, model, seconds: float) -> dict:
+    return {
+        **_fold_span(fold, grid),
         "warm": bool(getattr(model, "warm_started_", False)),
         "epochs": int(getattr(model, "n_epochs_", 0)),
         "best_epoch": int(getattr(model, "best_epoch_", 0)) + 1,

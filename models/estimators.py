@@ -4,12 +4,18 @@
 network and optimiser afresh (unless ``warm_start`` and already fitted), so refitting in a
 walk-forward loop never continues old weights. Fitted attributes end in ``_``; ``predict``
 refuses an unfitted model. Inputs are windows of shape (N, L, F), already scaled.
+
+``get_checkpoint``/``set_checkpoint`` move a fitted estimator's state through ``torch.save`` and
+``torch.load(..., weights_only=True)`` (plain values and CPU tensors, no pickled classes), so an
+interrupted walk-forward can resume a warm-started chain bit for bit.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +26,10 @@ from torch import nn
 from models.networks import LSTMNet
 from models.specs import NetSpec, TrainSettings
 from models.targets import check_sample_weight
-from models.training import evaluate_loss, predict_outputs, resolve_device, train_network
+from models.training import TrainLog, evaluate_loss, predict_outputs, resolve_device, train_network
+
+#: bumped when the layout of ``get_checkpoint``'s dict changes, so an old file is refused, not misread
+CHECKPOINT_FORMAT = 1
 
 
 def _squared_error(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -121,6 +130,54 @@ class _LSTMEstimator(BaseEstimator):
         model = evaluate_loss(self.net_, self._loss, (X_val, y_check), resolve_device(self.device), settings)
         return model < self._naive_loss(y_fit, y_check)
 
+    def get_checkpoint(self) -> dict[str, Any]:
+        """The fitted state, as plain values and CPU tensors for ``torch.save``.
+
+        It holds what a later ``predict`` or warm-started ``fit`` reads: the network's
+        ``state_dict``, the window shape (``lookback_``, ``n_features_in_``), the label encoding
+        (``y_mean_``/``y_scale_`` or ``classes_``) and the last fit's diagnostics. Training RNGs
+        are reseeded from ``random_state`` on every fit and the optimiser is rebuilt, so nothing
+        else carries over. ``set_checkpoint`` on an unfitted estimator with the same parameters
+        restores it; the file loads with ``torch.load(path, weights_only=True)``.
+        """
+        check_is_fitted(self, "net_")
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "estimator": type(self).__name__,
+            "net": {k: v.detach().to("cpu", copy=True) for k, v in self.net_.state_dict().items()},
+            "n_features_in": int(self.n_features_in_),
+            "lookback": int(self.lookback_),
+            "warm_started": bool(self.warm_started_),
+            "fit_seconds": float(self.fit_seconds_),
+            "log": dataclasses.asdict(self.log_),
+            **self._encoding_state(),
+        }
+
+    def set_checkpoint(self, state: dict[str, Any]) -> _LSTMEstimator:
+        """Restore a ``get_checkpoint`` dict into this estimator (same ``net`` and ``train`` settings);
+        returns ``self``, fitted: its predictions and its next warm ``fit`` equal the original's bit for bit.
+
+        The network is placed on ``resolve_device(self.device)``.
+        """
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("estimator") != type(self).__name__:
+            raise ValueError(f"not a {type(self).__name__} checkpoint of format {CHECKPOINT_FORMAT} "
+                             f"(got {state.get('estimator')!r}, format {state.get('format')!r})")
+        # building the network draws init weights from torch's global RNG; keep that RNG untouched
+        with torch.random.fork_rng(devices=[]):
+            net = LSTMNet(state["n_features_in"], self._n_outputs, self.net or NetSpec())
+        try:
+            net.load_state_dict(state["net"])
+        except RuntimeError as exc:
+            raise ValueError(f"the checkpoint's network does not fit this estimator's net settings ({exc})") from None
+        self.device_ = resolve_device(self.device)
+        self.net_ = net.to(self.device_)
+        self.n_features_in_, self.lookback_ = state["n_features_in"], state["lookback"]
+        self.warm_started_, self.fit_seconds_ = state["warm_started"], state["fit_seconds"]
+        self.log_ = log = TrainLog(**state["log"])
+        self.n_epochs_, self.best_epoch_, self.best_loss_ = log.n_epochs, log.best_epoch, log.best_loss
+        self._set_encoding_state(state)
+        return self
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         if "net_" in state and any(p.device.type != "cpu" for p in state["net_"].parameters()):
@@ -151,6 +208,12 @@ class LSTMRegressor(RegressorMixin, _LSTMEstimator):
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
         return ((np.asarray(y, dtype=np.float64) - self.y_mean_) / self.y_scale_).astype(np.float32)
+
+    def _encoding_state(self) -> dict[str, Any]:
+        return {"y_mean": float(self.y_mean_), "y_scale": float(self.y_scale_)}
+
+    def _set_encoding_state(self, state: dict[str, Any]) -> None:
+        self.y_mean_, self.y_scale_ = state["y_mean"], state["y_scale"]
 
     @staticmethod
     def _naive_loss(y_fit: np.ndarray, y_check: np.ndarray) -> float:
@@ -189,6 +252,12 @@ class LSTMClassifier(ClassifierMixin, _LSTMEstimator):
         if not np.array_equal(self.classes_[np.minimum(encoded, 1)], y):
             raise ValueError(f"y holds labels outside the fitted classes {self.classes_.tolist()}")
         return encoded.astype(np.int64)
+
+    def _encoding_state(self) -> dict[str, Any]:
+        return {"classes": torch.from_numpy(np.array(self.classes_))}  # a tensor keeps the labels' dtype
+
+    def _set_encoding_state(self, state: dict[str, Any]) -> None:
+        self.classes_ = state["classes"].numpy().copy()
 
     _loss = staticmethod(_cross_entropy)
 

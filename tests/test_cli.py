@@ -215,7 +215,7 @@ def test_run_writes_the_fully_resolved_config(wide_run):
     written = RunConfig.from_dict(tomllib.loads((out / "config.toml").read_text()))
     assert written == expected
     raw = tomllib.loads((out / "config.toml").read_text())
-    assert set(raw) == {"data", "features", "target", "split", "model", "train", "strategy", "backtest"}
+    assert set(raw) == {"data", "features", "target", "split", "model", "train", "strategy", "backtest", "portfolio"}
     assert raw["train"]["max_epochs"] == 1 and raw["backtest"]["fee_rate"] == 0.001  # defaults written out too
 
 
@@ -307,7 +307,18 @@ def _config_file(tmp_path: Path, text: str) -> Path:
     return path
 
 
-# (argv builder, words the one error line must hold); argv gets --out PARENT/out appended
+def _sweep_args(tmp_path: Path, text: str) -> list[str]:
+    """argv of ``lstmbt sweep`` on a sweep file holding ``text``."""
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    return ["sweep", "--config", str(path)]
+
+
+_GRID = '[params]\n"strategy.threshold" = [0.0, 0.001]\n'  # a valid [params] for the sweep cases below
+
+
+# (argv builder, words the one error line must hold); argv gets --out PARENT/out appended, and
+# "run" prepended unless it starts with "sweep"
 ERROR_CASES = {
     "set_unknown_key": (lambda d, t: ["--set", "model.hiden_size=4"],
                         ["unknown config key 'model.hiden_size'", "did you mean 'model.hidden_size'"]),
@@ -340,7 +351,10 @@ ERROR_CASES = {
     "unknown_sample": (lambda d, t: ["--source", "sample:dow"], ["unknown sample 'dow'", "sample:sp500"]),
     "long_unknown_symbol": (lambda d, t: ["--source", f"csv:{d / 'long.csv'}", "--symbol", "CCC", *TINY],
                             ["no rows for symbol 'CCC'", "AAA, BBB"]),
-    "long_without_symbol": (lambda d, t: ["--source", f"csv:{d / 'long.csv'}", *TINY], ["2 symbols", "--symbol"]),
+    # without --symbol a long CSV is a universe of its 2 symbols (tests/test_universe.py), refused here for top_k
+    "long_without_symbol_top_k_over_universe": (
+        lambda d, t: ["--source", f"csv:{d / 'long.csv'}", *TINY, "--set", "portfolio.top_k=3"],
+        ["portfolio.top_k = 3", "larger than the universe (2 tickers)"]),
     "symbol_on_wide_csv": (lambda d, t: ["--source", f"csv:{d / 'wide.csv'}", "--symbol", "AAA", *TINY],
                            ["no symbol column"]),
     "csv_empty": (lambda d, t: ["--source", f"csv:{d / 'empty.csv'}"], ["is empty", "header row"]),
@@ -358,6 +372,26 @@ ERROR_CASES = {
                                                 "--set", "split.min_train=20", "--set", "split.step=10"],
                                   ["has 200 rows", "lookback"]),
     "unknown_horizon_layout": (lambda d, t: ["--set", "target.horizons=[5, 10]"], ["set target.horizon = 5"]),
+    "sweep_missing_file": (lambda d, t: ["sweep", "--config", str(t / "nope.toml")], ["nope.toml does not exist"]),
+    "sweep_not_toml": (lambda d, t: _sweep_args(t, "[sweep\nsearch = 'grid'\n"), ["is not valid TOML"]),
+    "sweep_unknown_sweep_key": (lambda d, t: _sweep_args(t, '[sweep]\nserach = "grid"\n' + _GRID),
+                                ["unknown [sweep] key 'serach'", "did you mean 'search'"]),
+    "sweep_unknown_param_key": (lambda d, t: _sweep_args(t, '[params]\n"model.lookbak" = [5, 6]\n'),
+                                ["unknown config key 'model.lookbak'", "did you mean 'model.lookback'"]),
+    "sweep_empty_values": (lambda d, t: _sweep_args(t, '[params]\n"strategy.threshold" = []\n'),
+                           ["strategy.threshold is an empty list"]),
+    "sweep_range_in_grid": (lambda d, t: _sweep_args(t, '[params]\n"backtest.fee_rate" = {low = 0.0, high = 0.002}\n'),
+                            ["backtest.fee_rate is a range", 'search = "random"']),
+    "sweep_random_without_n_trials": (lambda d, t: _sweep_args(t, '[sweep]\nsearch = "random"\n' + _GRID),
+                                      ["needs n_trials"]),
+    "sweep_wrong_type": (lambda d, t: _sweep_args(t, '[params]\n"model.lookback" = [20, "sixty"]\n'),
+                         ["model.lookback must be an integer", "'sixty'"]),
+    "sweep_unknown_search": (lambda d, t: _sweep_args(t, '[sweep]\nsearch = "grdi"\n' + _GRID),
+                             ["search = 'grdi'", "did you mean 'grid'"]),
+    "sweep_data_key": (lambda d, t: _sweep_args(t, '[params]\n"data.source" = ["sample:sp500", "sample:nasdaq"]\n'),
+                       ["cannot be swept", "[sweep.set]"]),
+    "sweep_bad_data": (lambda d, t: _sweep_args(t, f'[sweep.set]\n"data.source" = "csv:{d / "no_close.csv"}"\n'
+                                                   + _GRID), ["missing column(s) Close"]),
 }
 
 
@@ -366,7 +400,8 @@ def test_bad_input_is_one_error_line_and_leaves_nothing(case, csv_dir, tmp_path,
     build, words = ERROR_CASES[case]
     parent = tmp_path / "runs"
     parent.mkdir()
-    argv = ["run", *build(csv_dir, tmp_path), "--out", str(parent / "out")]
+    args = build(csv_dir, tmp_path)
+    argv = [*([] if args[0] == "sweep" else ["run"]), *args, "--out", str(parent / "out")]
     code, out, err = run_main(argv, monkeypatch, capsys)
     assert_one_error_line(code, out, err, words)
     assert list(parent.iterdir()) == []  # no run directory, no hidden temp dir
@@ -461,7 +496,7 @@ def test_interrupting_a_run_writes_nothing(wide_run, csv_dir, tmp_path, monkeypa
         raise KeyboardInterrupt
 
     saved = load_run(wide_run[0])  # stands in for the walk-forward, which is tested above
-    monkeypatch.setattr(pipeline, "run", lambda cfg, progress=None: saved)
+    monkeypatch.setattr(pipeline, "run", lambda cfg, progress=None, **kwargs: saved)
     monkeypatch.setattr(reports, "render_report", interrupt)
     parent = tmp_path / "runs"
     parent.mkdir()

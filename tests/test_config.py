@@ -164,7 +164,7 @@ def test_to_toml_omits_none_and_writes_tuples_as_arrays():
     cfg = RunConfig().with_values({"model.head": (), "features.groups": ("returns",)})
     assert cfg.data.symbol is None and cfg.data.start is None
     raw = tomllib.loads(cfg.to_toml())
-    assert set(raw) == {"data", "features", "target", "split", "model", "train", "strategy", "backtest"}
+    assert set(raw) == {"data", "features", "target", "split", "model", "train", "strategy", "backtest", "portfolio"}
     assert "symbol" not in raw["data"] and "start" not in raw["data"] and "end" not in raw["data"]
     assert raw["model"]["head"] == [] and raw["features"]["groups"] == ["returns"]
     back = RunConfig.from_dict(raw)

@@ -1,0 +1,226 @@
+"""Scoring of a sweep's trials: signal-only trials in one vectorbt broadcast per training trial, the
+ranking, and the deflated Sharpe ratio and PBO of the best row (``backtest.overfit``).
+
+Every row (one trial and one model strategy) is backtested on the out-of-sample decision days that
+all training trials share, with the trial's own fees, slippage and fill, beside buy-and-hold at the
+same costs on the same days, so rows compare like with like.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from backtest.config import RunConfig
+from backtest.errors import ConfigError
+from backtest.sweep_file import SweepSpec, TrainingTrial, Trial, override_args
+
+#: progress(stage, done, total)
+Progress = Callable[[str, int, int], None]
+#: most columns in one vectorbt call (bounds memory: each column is a few float arrays of every bar)
+MAX_COLUMNS = 2000
+
+
+def score_trials(plan: list[TrainingTrial], out_dir: Path, prices: pd.DataFrame, spec: SweepSpec,
+                 report: Progress) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Rows (one per trial and model strategy) and their daily returns on the common decision days.
+
+    Each training trial's saved predictions give the positions of all its trials; those are
+    simulated in one ``run_backtest_variants`` call per training trial (per ``MAX_COLUMNS``).
+    """
+    from backtest.pipeline import load_run
+
+    results = {t.name: load_run(out_dir / "trials" / t.name) for t in plan}
+    days = _common_days([r.positions.index for r in results.values()])
+    rows, returns = [], []
+    for number, training in enumerate(plan, start=1):
+        trial_rows, trial_returns = score_training_trial(training, results[training.name], prices, spec, days)
+        rows += trial_rows
+        returns.append(trial_returns)
+        report("signal-only trials", number, len(plan))
+    common = {"first_date": days[0].date().isoformat(), "last_date": days[-1].date().isoformat(), "days": len(days)}
+    return pd.DataFrame(rows), pd.concat(returns, axis=1), common
+
+
+def _common_days(indexes: list[pd.DatetimeIndex]) -> pd.DatetimeIndex:
+    """The decision days every training trial has (the latest first test day onward)."""
+    days = indexes[0]
+    for index in indexes[1:]:
+        days = days.intersection(index)
+    if len(days) < 2:
+        raise ConfigError("the training trials share fewer than 2 out-of-sample days; sweep model.lookback or "
+                          "split keys over a narrower range so their test periods overlap")
+    return days
+
+
+def score_training_trial(training: TrainingTrial, result: Any, prices: pd.DataFrame, spec: SweepSpec,
+                         days: pd.DatetimeIndex) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """The rows and returns of every trial of one training trial, from its saved predictions."""
+    from backtest.portfolio import run_backtest_variants
+    from backtest.scoring import BENCHMARK, horizon_plan, make_positions
+
+    names = [n for n, _, _ in horizon_plan(training.config) if not spec.strategies or n in spec.strategies]
+    cache: dict[Any, pd.DataFrame] = {}
+    columns: dict[str, pd.Series] = {}
+    configs: dict[str, RunConfig] = {}
+    for trial in training.trials:
+        config = training.config.with_values(trial.signal_values)
+        if config.strategy not in cache:  # backtest-only variants share positions
+            cache[config.strategy] = make_positions(result.predictions, result.positions.index, config, None,
+                                                    close=prices["Close"]).loc[days]
+        for name in [*names, BENCHMARK]:
+            columns[candidate_id(trial, name)] = cache[config.strategy][name]
+            configs[candidate_id(trial, name)] = config
+    positions = pd.DataFrame(columns)
+    returns = []
+    for start in range(0, positions.shape[1], MAX_COLUMNS):
+        part = positions.iloc[:, start:start + MAX_COLUMNS]
+        settings = [configs[c].backtest for c in part.columns]
+        backtest = run_backtest_variants(prices, part, np.array([s.fee_rate for s in settings]),
+                                         np.array([s.slippage for s in settings]), [s.execution for s in settings])
+        returns.append(backtest)
+    hits = _hit_rates(training.config, result.predictions, prices, names, days)
+    rows = [_row(trial, name, training, configs[candidate_id(trial, name)], positions, returns, hits, spec)
+            for trial in training.trials for name in names]
+    return rows, pd.concat([b.returns for b in returns], axis=1)
+
+
+def candidate_id(trial: Trial, name: str) -> str:
+    """``"<trial index>:<strategy>"``, the name of one row's return series."""
+    return f"{trial.index}:{name}"
+
+
+def _hit_rates(config: RunConfig, predictions: pd.DataFrame, prices: pd.DataFrame, names: list[str],
+               days: pd.DatetimeIndex) -> dict[str, float]:
+    """Each model's hit rate on ``days`` (independent of signal-only keys: calls are p_up > 0.5 or r > 0)."""
+    from backtest.metrics import hit_rate
+    from backtest.scoring import by_model, horizon_of, predicted_up
+    from models.targets import make_target
+
+    models = by_model(predictions, days)
+    out = {}
+    for name in names:
+        calls = predicted_up(name, models, None, config, days)
+        real = make_target(prices, "direction", horizon_of(name, config)).reindex(days).to_numpy() > 0
+        out[name] = hit_rate(calls, real) if calls is not None else math.nan
+    return out
+
+
+def _row(trial: Trial, name: str, training: TrainingTrial, config: RunConfig, positions: pd.DataFrame,
+         backtests: list[Any], hits: dict[str, float], spec: SweepSpec) -> dict[str, Any]:
+    """One summary row: the trial's settings, its figures and buy-and-hold's on the same days and costs."""
+    from backtest import metrics as m
+    from backtest.scoring import BENCHMARK
+    from backtest.significance import probabilistic_sharpe_ratio
+
+    key, bench = candidate_id(trial, name), candidate_id(trial, BENCHMARK)
+    bt = next(b for b in backtests if key in b.returns.columns)
+    bh = next(b for b in backtests if bench in b.returns.columns).returns[bench].to_numpy()
+    r = bt.returns[key].to_numpy()
+    figures = m.performance_metrics(r, positions[key].to_numpy())
+    row = {"trial": trial.index, "strategy": name, "training_trial": training.name, "candidate": key,
+           "bh_candidate": bench}
+    row.update({k: _param_value(config, k) for k, _ in spec.params})
+    row.update(sharpe=figures["sharpe"], bh_sharpe=m.sharpe(bh), sharpe_minus_bh=figures["sharpe"] - m.sharpe(bh),
+               total_return=figures["total_return"], bh_total_return=m.total_return(bh), cagr=figures["cagr"],
+               ann_volatility=figures["ann_volatility"], sortino=figures["sortino"],
+               max_drawdown=figures["max_drawdown"], calmar=figures["calmar"], hit_rate=hits[name],
+               psr=probabilistic_sharpe_ratio(r), n_trades=bt.n_trades[key], fees_paid=bt.fees_paid[key],
+               exposure=figures["exposure"], turnover=figures["turnover"], run_dir=f"trials/{training.name}",
+               reproduce=" ".join(["lstmbt", "run", "--config", f"trials/{training.name}/config.toml",
+                                   *_quoted(override_args(trial.signal_values))]))
+    return row
+
+
+def _param_value(config: RunConfig, key: str) -> Any:
+    section, _, name = key.partition(".")
+    value = getattr(getattr(config, section), name)
+    return json.dumps(list(value)) if isinstance(value, tuple) else value
+
+
+def _quoted(args: list[str]) -> list[str]:
+    import shlex
+
+    return [shlex.quote(a) for a in args]
+
+
+# --------------------------------------------------------------------------- ranking and overfitting
+
+
+def rank_rows(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rows best first by ``metric`` (NaN last, ties in plan order), with ``rank`` 1..n in front."""
+    ranked = summary.sort_values(metric, ascending=False, kind="stable", na_position="last").reset_index(drop=True)
+    ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
+    return ranked
+
+
+def mark_duplicates(summary: pd.DataFrame, returns: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with ``duplicate_of``: the earlier row (in plan order) whose daily returns a row
+    repeats exactly, or None. A grid over ``strategy.threshold`` repeats every classifier's row."""
+    seen: dict[bytes, str] = {}
+    duplicate = []
+    for key in summary["candidate"]:
+        digest = returns[key].to_numpy().tobytes()
+        duplicate.append(seen.get(digest))
+        seen.setdefault(digest, key)
+    return summary.assign(duplicate_of=duplicate)
+
+
+def assess_overfit(summary: pd.DataFrame, returns: pd.DataFrame, spec: SweepSpec) -> dict[str, Any]:
+    """DSR of the best row (rank 1 of the ranked ``summary``) and PBO across the distinct rows.
+
+    Rows marked ``duplicate_of`` are left out: N counts distinct return series only.
+    """
+    from backtest.overfit import dsr_verdict, pbo_verdict
+
+    distinct = returns[list(summary.loc[summary["duplicate_of"].isna(), "candidate"])]
+    best = summary.iloc[0]
+    out: dict[str, Any] = {"metric": spec.metric, "best": best["candidate"], "n_rows": len(summary),
+                           "n_distinct": distinct.shape[1], "n_days": len(returns)}
+    out.update(_dsr(distinct, returns[best["candidate"]].to_numpy()))
+    out.update(_pbo(distinct, spec.pbo_blocks))
+    out["dsr_sentence"] = (dsr_verdict(out["dsr"], out["n_distinct"], out["best_sharpe_ann"], out["sr0_ann"])
+                           if not out["dsr_note"] else f"DSR not computed: {out['dsr_note']}.")
+    out["pbo_sentence"] = pbo_verdict(out["pbo"]) if not out["pbo_note"] else f"PBO not computed: {out['pbo_note']}."
+    return out
+
+
+def _dsr(distinct: pd.DataFrame, best: np.ndarray) -> dict[str, Any]:
+    """DSR of ``best`` given N = the distinct columns and the sample variance (ddof=1) of their daily Sharpe."""
+    from scipy import stats
+
+    from backtest.metrics import PERIODS_PER_YEAR, sharpe
+    from backtest.overfit import deflated_sharpe_ratio, expected_max_sharpe, sharpe_per_period
+
+    ann = math.sqrt(PERIODS_PER_YEAR)
+    out = {"best_sharpe_ann": sharpe(best), "best_skew": float(stats.skew(best)),
+           "best_kurtosis": float(stats.kurtosis(best, fisher=False)), "dsr": math.nan, "sr0_ann": math.nan,
+           "sharpe_var": math.nan, "dsr_note": ""}
+    if distinct.shape[1] < 2:
+        return {**out, "dsr_note": "fewer than 2 distinct trials"}
+    var = float(np.var(sharpe_per_period(distinct.to_numpy()), ddof=1))
+    n = distinct.shape[1]
+    return {**out, "sharpe_var": var, "sr0_ann": expected_max_sharpe(n, var) * ann,
+            "dsr": deflated_sharpe_ratio(best, n, var)}
+
+
+def _pbo(distinct: pd.DataFrame, blocks: int) -> dict[str, Any]:
+    """PBO of the distinct columns; a matrix CSCV cannot split (too few days or trials) gives a note."""
+    from backtest.overfit import probability_of_backtest_overfitting
+
+    try:
+        result = probability_of_backtest_overfitting(distinct.to_numpy(), blocks)
+    except ValueError as exc:
+        return {"pbo": math.nan, "pbo_note": str(exc), "pbo_splits": 0, "pbo_blocks": blocks, "logits": [],
+                "prob_oos_loss": math.nan}
+    return {"pbo": result.pbo, "pbo_note": "", "pbo_splits": result.n_splits, "pbo_blocks": blocks,
+            "logits": result.logits.tolist(), "prob_oos_loss": result.prob_oos_loss, "pbo_days": result.n_days}
+
+
+__all__ = ["score_trials", "score_training_trial", "candidate_id", "rank_rows", "mark_duplicates", "assess_overfit",
+           "MAX_COLUMNS"]

@@ -1,0 +1,282 @@
+"""One run over a universe of tickers: a model per ticker, then portfolios across them.
+
+The driver (this process) does every read and write; jobs only compute::
+
+    tickers = expand_source(config.data)                    # backtest.universe_io
+    prices  = load_universe(tickers) + check_length         # every ticker checked before any training
+    results = executor.map(_run_ticker, ...)                # pipeline.run per ticker, local pool or Ray
+              or, with model.pooled, backtest.pooled + pipeline.score_run per ticker
+    weights = ew_<strategy>: every per-ticker strategy at 1 / (active tickers) each
+              xs_<model>: long the top_k, short the bottom_k tickers by prediction (strategies.cross_section)
+    returns = run_group_backtest(prices, weights)           # one cash pool per strategy, costs on
+    metrics = per strategy, with Sharpe intervals against ew_buy_and_hold
+
+A ticker counts on a day only inside its own out-of-sample span (first to last decision day),
+so nothing is held before a ticker's data and predictions exist or after they end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pandas as pd
+
+from backtest.config import PortfolioConfig, RunConfig
+from backtest.errors import ConfigError
+from backtest.scoring import BENCHMARK, horizon_of, task_of
+from backtest.universe_io import Ticker
+
+EW_BENCHMARK = f"ew_{BENCHMARK}"
+_PROVENANCE = ("lstmbt_version", "python", "platform", "packages", "seed", "device")
+
+#: progress(stage, done, total): stage is "data", "tickers" or "portfolio".
+Progress = Callable[[str, int, int], None]
+#: on_ticker(ticker, result): called in the driver as each ticker's RunResult arrives, e.g. to save it.
+OnTicker = Callable[[Ticker, Any], None]
+
+
+@dataclass
+class UniverseResult:
+    """A universe run's portfolio results; the tickers' own results live in their run directories.
+
+    ``returns``: daily net returns per portfolio strategy (bars after each decision day).
+    ``weights``: long frame (date, strategy, ticker, weight): target weights per decision day.
+    ``metrics``: ``{strategy: {metric: value}}``. ``ticker_metrics``: each ticker's metrics.json.
+    ``manifest``: provenance, ``universe`` (ticker names), ``tickers`` (one entry each) and more.
+    """
+
+    config: RunConfig
+    returns: pd.DataFrame
+    weights: pd.DataFrame
+    metrics: dict[str, dict[str, Any]]
+    ticker_metrics: dict[str, dict[str, dict[str, Any]]]
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Leg:
+    """What the portfolios need from one ticker's run."""
+
+    positions: pd.DataFrame
+    scores: dict[str, pd.Series]
+    metrics: dict[str, dict[str, Any]]
+    manifest: dict[str, Any]
+
+
+def check_universe_size(portfolio: PortfolioConfig, n_tickers: int) -> None:
+    """Refuse a cross-sectional strategy that needs more tickers than the universe has."""
+    need = portfolio.top_k + portfolio.bottom_k
+    if need > n_tickers:
+        what = (f"portfolio.top_k = {portfolio.top_k}" if not portfolio.bottom_k else
+                f"portfolio.top_k + portfolio.bottom_k = {portfolio.top_k} + {portfolio.bottom_k}")
+        raise ConfigError(f"{what} is larger than the universe ({n_tickers} tickers); set portfolio.top_k to at "
+                          f"most {max(1, n_tickers - portfolio.bottom_k)}" + (" or lower portfolio.bottom_k"
+                                                                            if portfolio.bottom_k else ""))
+
+
+def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progress: Progress | None = None,
+                 on_ticker: OnTicker | None = None) -> UniverseResult:
+    """Train and backtest every ticker, then the equal-weight and cross-sectional portfolios.
+
+    ``executor``: from ``backtest.executors.make_executor`` (unused with ``model.pooled``).
+    ``on_ticker``: called in this process with each ticker's ``RunResult`` as it finishes.
+    """
+    from backtest.universe_io import load_universe
+
+    report = progress or (lambda stage, done, total: None)
+    clock = time.perf_counter()
+    check_universe_size(config.portfolio, len(tickers))
+    configs = {t.name: dataclasses.replace(config, data=t.data) for t in tickers}
+    report("data", 0, len(tickers))
+    prices = load_universe(tickers)
+    _check_lengths(tickers, prices, configs)
+    timings = {"data": time.perf_counter() - clock}
+    legs: dict[str, _Leg] = {}
+
+    def done(index: int, result: Any) -> None:
+        if on_ticker:
+            on_ticker(tickers[index], result)
+        legs[tickers[index].name] = _leg(result, configs[tickers[index].name])
+        report("tickers", len(legs), len(tickers))
+
+    report("tickers", 0, len(tickers))
+    if config.model.pooled:
+        _pooled(tickers, prices, configs, config, done, report)
+    else:
+        executor.map(_run_ticker, [(configs[t.name], prices[t.name]) for t in tickers], on_done=done)
+    timings["tickers"] = time.perf_counter() - clock - timings["data"]
+    report("portfolio", 0, 1)
+    legs = {t.name: legs[t.name] for t in tickers}
+    result = _portfolios(config, prices, legs)
+    timings["total"] = time.perf_counter() - clock
+    result.manifest = {**_manifest(config, tickers, legs, result, executor, timings), **result.manifest}
+    return result
+
+
+def _run_ticker(job: tuple[RunConfig, pd.DataFrame]) -> Any:
+    """One ticker's single-ticker run (a job: module-level, so process pools and Ray can ship it)."""
+    from backtest.pipeline import run
+
+    config, prices = job
+    return run(config, prices=prices)
+
+
+def _pooled(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dict[str, RunConfig],
+            config: RunConfig, done: Callable[[int, Any], None], progress: Progress) -> None:
+    """One model across the tickers (``backtest.pooled``), then each ticker scored on its own."""
+    from backtest.pipeline import make_design, score_run
+    from backtest.pooled import pooled_predict
+
+    designs = {t.name: make_design(prices[t.name], configs[t.name]) for t in tickers}
+    predicted = pooled_predict(designs, config, progress=progress)
+    for index, ticker in enumerate(tickers):
+        predictions, folds = predicted[ticker.name]
+        done(index, score_run(designs[ticker.name], predictions, folds, configs[ticker.name]))
+
+
+def _check_lengths(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dict[str, RunConfig]) -> None:
+    from backtest.pipeline import check_length
+    from backtest.universe_io import checked
+
+    for ticker in tickers:
+        checked(ticker, check_length, prices[ticker.name], configs[ticker.name])
+
+
+def _leg(result: Any, config: RunConfig) -> _Leg:
+    """The positions and the cross-sectional scores of one ticker's models."""
+    return _Leg(positions=result.positions, scores=ranking_scores(result.predictions, config),
+                metrics=result.metrics, manifest=result.manifest)
+
+
+def ranking_scores(predictions: pd.DataFrame, config: RunConfig) -> dict[str, pd.Series]:
+    """Per model that calls a direction at the primary horizon, its score per decision day:
+    p_up for a classifier, the predicted log return for a regression (prices converted)."""
+    from strategies import predicted_log_return
+
+    target = config.target.regression
+    scores = {}
+    for name, group in predictions.groupby("model", sort=False):
+        group = group.set_index("date")
+        if horizon_of(name, config) != config.target.horizon:
+            continue
+        if task_of(name) == "classification":
+            scores[name] = group["p_up"].astype("float64")
+        elif task_of(name) == "regression" and target != "max_drawdown":  # a drawdown forecast ranks no returns
+            # a non-positive price forecast comes back as -inf ("down"): the lowest rank, not a missing one
+            scores[name] = predicted_log_return(group["y_pred"], group["close"], target).clip(lower=-1e300)
+    return scores
+
+
+def decision_calendar(prices: dict[str, pd.DataFrame], legs: dict[str, _Leg]) -> pd.DatetimeIndex:
+    """Every day any ticker trades, from the first ticker's first decision day to the last one's last."""
+    first = min(leg.positions.index[0] for leg in legs.values())
+    last = max(leg.positions.index[-1] for leg in legs.values())
+    joint = pd.DatetimeIndex(sorted(set().union(*(frame.index for frame in prices.values()))))
+    return joint[(joint >= first) & (joint <= last)].rename("date")
+
+
+def portfolio_weights(legs: dict[str, _Leg], calendar: pd.DatetimeIndex,
+                      portfolio: PortfolioConfig) -> dict[str, pd.DataFrame]:
+    """Target weights (calendar x tickers) of every portfolio strategy, the benchmark last:
+    ``ew_<s>`` for each per-ticker model strategy s, ``xs_<m>`` for each model m with scores."""
+    from strategies.cross_section import equal_weights, life_panel, top_k_weights
+
+    first = next(iter(legs.values()))
+    out = {}
+    for name in [c for c in first.positions.columns if task_of(c) is not None]:
+        out[f"ew_{name}"] = equal_weights(life_panel({t: leg.positions[name] for t, leg in legs.items()}, calendar))
+        if name in first.scores:
+            scores = life_panel({t: leg.scores[name] for t, leg in legs.items()}, calendar)
+            out[f"xs_{name}"] = top_k_weights(scores, portfolio.top_k, portfolio.bottom_k)
+    out[EW_BENCHMARK] = equal_weights(life_panel({t: leg.positions[BENCHMARK] for t, leg in legs.items()}, calendar))
+    return out
+
+
+def _portfolios(config: RunConfig, prices: dict[str, pd.DataFrame], legs: dict[str, _Leg]) -> UniverseResult:
+    from backtest.portfolio import run_group_backtest
+
+    calendar = decision_calendar(prices, legs)
+    weights = portfolio_weights(legs, calendar, config.portfolio)
+    backtest = run_group_backtest(prices, pd.concat(weights, axis=1), config.backtest)
+    metrics = portfolio_metrics(backtest, weights, seed=config.train.seed)
+    frame = pd.concat([w.rename_axis(index="date", columns="ticker").reset_index()
+                       .melt(id_vars="date", var_name="ticker", value_name="weight").assign(strategy=name)
+                       for name, w in weights.items()], ignore_index=True)[["date", "strategy", "ticker", "weight"]]
+    active = pd.concat({t: leg.positions[BENCHMARK] for t, leg in legs.items()}, axis=1).reindex(calendar)
+    counts = active.notna().sum(axis=1)
+    return UniverseResult(config=config, returns=backtest.returns, weights=frame, metrics=metrics,
+                          ticker_metrics={t: leg.metrics for t, leg in legs.items()},
+                          manifest={"active_tickers": {"min": int(counts.min()), "mean": float(counts.mean()),
+                                                       "max": int(counts.max())}})
+
+
+def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """``{strategy: {metric: value}}`` of the portfolio strategies (``backtest.metrics`` units).
+
+    ``exposure``: share of days with any position; ``turnover``: sum over tickers of the annual
+    |change| of target weights; ``avg_holdings``: mean number of tickers held per day. Every
+    strategy gets its Sharpe interval and PSR, and all but the benchmark the interval of its
+    Sharpe minus ``ew_buy_and_hold``'s (stationary block bootstrap on the same days).
+    """
+    from backtest import metrics as m
+    from backtest import significance as sig
+
+    bench = backtest.returns[EW_BENCHMARK].to_numpy()
+    out = {}
+    for name, w in weights.items():
+        r = backtest.returns[name].to_numpy()
+        entry = m.performance_metrics(r, w.abs().sum(axis=1).to_numpy())
+        entry["turnover"] = float(sum(m.turnover(w[c].to_numpy()) for c in w.columns))
+        entry.update(avg_holdings=float((w != 0).sum(axis=1).mean()), n_trades=backtest.n_trades[name],
+                     n_orders=backtest.n_orders[name], fees_paid=backtest.fees_paid[name],
+                     slippage_paid=backtest.slippage_paid[name], n_days=len(r))
+        low, high = sig.sharpe_ci(r, seed=seed)
+        entry.update(sharpe_ci_low=low, sharpe_ci_high=high, psr=sig.probabilistic_sharpe_ratio(r))
+        if name != EW_BENCHMARK:
+            entry["sharpe_diff_ci_low"], entry["sharpe_diff_ci_high"] = sig.sharpe_diff_ci(r, bench, seed=seed)
+        out[name] = entry
+    return out
+
+
+def _manifest(config: RunConfig, tickers: list[Ticker], legs: dict[str, _Leg], result: UniverseResult,
+              executor: Any, timings: dict[str, float]) -> dict[str, Any]:
+    first = next(iter(legs.values())).manifest
+    data = [legs[t.name].manifest["data"] for t in tickers]
+    days = pd.DatetimeIndex(result.weights["date"].unique())  # the decision days
+    return {
+        **{key: first.get(key) for key in _PROVENANCE},
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "data": {"source": config.data.source, "symbol": None, "tickers": len(tickers),
+                 "first_date": min(d["first_date"] for d in data), "last_date": max(d["last_date"] for d in data)},
+        "universe": [t.name for t in tickers],
+        "tickers": [{"name": t.name, "run_dir": f"tickers/{t.slug}", "source": t.data.source, "symbol": t.data.symbol,
+                     "data": legs[t.name].manifest["data"], "out_of_sample": legs[t.name].manifest["out_of_sample"]}
+                    for t in tickers],
+        "out_of_sample": {"first_date": days.min().date().isoformat(), "last_date": days.max().date().isoformat(),
+                          "days": int(len(days))},
+        "executor": "pooled" if config.model.pooled else getattr(executor, "kind", None),
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "warnings": universe_warnings(result.metrics, legs, config.portfolio, int(len(days))),
+    }
+
+
+def universe_warnings(metrics: dict[str, dict[str, Any]], legs: dict[str, _Leg], portfolio: PortfolioConfig,
+                      n_days: int) -> list[str]:
+    """Plain-language cautions for the universe report: the tickers' look-ahead alarms first."""
+    notes = [f"ticker {t}: {w}" for t, leg in legs.items() for w in leg.manifest.get("warnings", [])
+             if w.startswith("LOOK-AHEAD")]
+    if n_days < 252:
+        notes.append(f"The out-of-sample period is {n_days} days, shorter than one year.")
+    bench = metrics[EW_BENCHMARK]["sharpe"]
+    for name, entry in metrics.items():
+        if name != EW_BENCHMARK and not entry["sharpe"] > bench:
+            notes.append(f"{name}: Sharpe does not beat {EW_BENCHMARK} after costs.")
+        if name.startswith("xs_") and entry["exposure"] < 1.0:
+            flat = int(round((1.0 - entry["exposure"]) * n_days))
+            notes.append(f"{name} held nothing on {flat} days with fewer than "
+                         f"{portfolio.top_k + portfolio.bottom_k} tickers to rank.")
+    return notes

@@ -1,0 +1,76 @@
+"""The executors: results in item order, each once to on_done, user errors intact, threads per worker."""
+
+from __future__ import annotations
+
+import builtins
+import os
+
+import pytest
+
+from backtest.config import parse_overrides
+from backtest.errors import ConfigError
+from backtest.executors import LocalExecutor, make_executor
+
+
+def torch_threads(_: object) -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_unknown_executor_and_stray_address_are_refused():
+    with pytest.raises(ConfigError, match="not known; use one of: local, ray"):
+        make_executor("dask")
+    with pytest.raises(ConfigError, match="only applies to --executor ray"):
+        make_executor("local", address="ray://head:10001")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_results_in_item_order_and_each_reported_once(workers):
+    seen: dict[int, object] = {}
+    items = [["a.b=1"], ["c.d=2"], ["e.f=3"]]
+    results = LocalExecutor(workers=workers).map(parse_overrides, items, on_done=seen.__setitem__)
+    assert results == [{"a.b": 1}, {"c.d": 2}, {"e.f": 3}]
+    assert seen == dict(enumerate(results))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_worker_error_reaches_the_caller_as_itself(workers):
+    with pytest.raises(ConfigError, match="is not key=value"):
+        LocalExecutor(workers=workers).map(parse_overrides, [["a.b=1"], ["oops"]])
+
+
+def test_local_pool_splits_the_cores_between_workers(monkeypatch):
+    monkeypatch.setattr("backtest.executors._cores", lambda: 4)
+    assert LocalExecutor(workers=2).map(torch_threads, [0, 1]) == [2, 2]
+    assert LocalExecutor(workers=1).map(torch_threads, [0]) == [4]
+
+
+def test_ray_missing_gives_the_install_line(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ConfigError, match=r"pip install .*\[ray\]"):
+        make_executor("ray").map(abs, [1])
+
+
+def test_ray_matches_local_and_passes_user_errors_through():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        items = [["a.b=1"], ["c.d=[1, 2]"], ["e.f='x'"]]
+        seen: dict[int, object] = {}
+        got = make_executor("ray").map(parse_overrides, items, on_done=seen.__setitem__)
+        assert got == LocalExecutor(workers=1).map(parse_overrides, items)
+        assert seen == dict(enumerate(got))
+        # each task holds one CPU, so it trains on one torch thread (test modules don't reach Ray workers)
+        assert make_executor("ray").map(os.getenv, ["LSTMBT_TORCH_THREADS"]) == ["1"]
+        with pytest.raises(ConfigError, match="is not key=value"):
+            make_executor("ray").map(parse_overrides, [["oops"]])
+    finally:
+        ray.shutdown()

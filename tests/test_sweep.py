@@ -1,0 +1,373 @@
+"""lstmbt sweep: the sweep file and its plan, the signal-only broadcast against single backtests, and
+one tiny sweep end to end through the CLI (2 training trials x 48 signal-only combinations), resumed.
+
+The end-to-end sweep trains two tiny LSTMs (regression and classification) on a ~650-row CSV cut
+from the embedded sample; everything else reuses their saved predictions.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import math
+import re
+import shutil
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tomli_w
+
+from backtest.config import RunConfig, parse_overrides
+from backtest.errors import ConfigError
+from backtest.pipeline import RUN_FILES, load_run
+from backtest.sweep_file import Range, expand_trials, is_signal_key, override_args, plan_sweep, read_sweep
+from tests.helpers import one_torch_thread, run_main  # noqa: F401
+
+TINY_SET = {"split.min_train": 150, "split.step": 100, "model.hidden_size": 4, "model.num_layers": 1,
+            "model.head": [], "train.max_epochs": 1, "train.device": "cpu", "model.linear": False}
+#: 2 training trials (lookback) x 3 x 2 x 2 x 2 x 2 = 48 signal-only combinations each: 96 trials
+PARAMS = {"model.lookback": [5, 6], "strategy.threshold": [0.0, 0.001, 0.002], "strategy.cutoff": [0.5, 0.53],
+          "backtest.fee_rate": [0.001, 0.003], "strategy.long_short": [False, True],
+          "backtest.execution": ["next_open", "next_close"]}
+BASE_SIGNAL = {"strategy.threshold": 0.0, "strategy.cutoff": 0.5, "backtest.fee_rate": 0.001,
+               "strategy.long_short": False, "backtest.execution": "next_open"}  # the run defaults
+
+
+def _write_sweep(path: Path, sweep: dict, params: dict) -> Path:
+    path.write_text(tomli_w.dumps({"sweep": sweep, "params": params}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def csv_file(tmp_path_factory) -> Path:
+    from arch.data import sp500
+
+    path = tmp_path_factory.mktemp("sweepdata") / "wide.csv"
+    sp500.load().loc["2016-06-01":].to_csv(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sweep_file(csv_file) -> Path:
+    return _write_sweep(csv_file.parent / "sweep.toml", {"metric": "sharpe", "set": {
+        "data.source": f"csv:{csv_file}", **TINY_SET}}, PARAMS)
+
+
+@pytest.fixture(scope="module")
+def swept(sweep_file, tmp_path_factory) -> tuple[Path, str]:
+    """The tiny sweep run once through the CLI: (sweep directory, stdout)."""
+    out = tmp_path_factory.mktemp("sweeps") / "grid"
+    mp = pytest.MonkeyPatch()
+    try:
+        code, stdout, stderr = _main_uncaptured(["sweep", "--config", str(sweep_file), "--out", str(out), "--workers",
+                                                 "1"], mp)
+    finally:
+        mp.undo()
+    assert code == 0, stderr
+    return out, stdout
+
+
+def _main_uncaptured(argv: list[str], monkeypatch) -> tuple[int, str, str]:
+    """``run_main`` for a module-scoped fixture (no capsys there): stdout and stderr swapped by hand."""
+    import sys
+
+    import backtest.cli as cli
+
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2))
+    monkeypatch.setattr(sys, "argv", ["lstmbt", *argv])
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.buffer.getvalue().decode("utf-8"), err.buffer.getvalue().decode("utf-8")
+
+
+def _summary(out: Path) -> pd.DataFrame:
+    return pd.read_parquet(out / "summary.parquet")
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_every_training_trial_is_a_run_directory_and_the_summary_is_ranked(swept):
+    out, stdout = swept
+    names = sorted(p.name for p in (out / "trials").iterdir())
+    assert len(names) == 2 and all(re.fullmatch(r"t00[01]-[0-9a-f]{8}", n) for n in names), names
+    for name in names:
+        assert sorted(p.name for p in (out / "trials" / name).iterdir()) == sorted(RUN_FILES)
+    summary = _summary(out)
+    assert len(summary) == 96 * 2 and set(summary["strategy"]) == {"lstm_regression", "lstm_classification"}
+    assert list(summary["rank"]) == list(range(1, len(summary) + 1))
+    grid = sorted(itertools.product(*PARAMS.values()))
+    for _, group in summary.groupby("strategy"):  # every combination of the grid once per strategy, as simulated
+        assert sorted(map(tuple, group[list(PARAMS)].to_numpy().tolist())) == grid
+    sharpe = summary["sharpe"].to_numpy()
+    finite = sharpe[np.isfinite(sharpe)]
+    assert np.all(np.diff(finite) <= 0) and np.isfinite(sharpe[: len(finite)]).all()  # best first, NaN last
+    for row in summary.sample(8, random_state=0).to_dict("records"):  # each row points at its training trial
+        config = load_run(out / row["run_dir"]).config
+        assert config.model.lookback == row["model.lookback"] and row["training_trial"] in row["run_dir"]
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert list(trials["n_trials"]) == [48, 48] and set(trials["status"]) == {"trained"}
+    assert stdout.strip().splitlines()[-1] == f"sweep: {(out / 'sweep.html').resolve()}"
+
+
+def _row_backtest(out: Path, row: dict, prices: pd.DataFrame):
+    """The row's positions rebuilt from its training trial's saved predictions, backtested alone."""
+    from backtest.portfolio import run_backtest
+    from backtest.scoring import make_positions
+
+    run = load_run(out / row["run_dir"])
+    signal = {k: row[k] for k in PARAMS if is_signal_key(k)}
+    config = run.config.with_values(signal)
+    common = json.loads((out / "overfit.json").read_text())["common"]
+    positions = make_positions(run.predictions, run.positions.index, config, None, close=prices["Close"])
+    positions = positions.loc[common["first_date"]:common["last_date"], [row["strategy"]]]
+    return run_backtest(prices, positions, config.backtest)
+
+
+def test_signal_only_rows_equal_a_full_backtest_of_the_same_positions(swept, csv_file):
+    from backtest import metrics as m
+    from backtest.data import load_prices
+
+    out, _ = swept
+    prices = load_prices(RunConfig.resolve(overrides={"data.source": f"csv:{csv_file}"}).data)
+    summary = _summary(out)
+    picks = summary[(summary["backtest.execution"] == "next_close") & summary["strategy.long_short"]].head(3)
+    picks = pd.concat([picks, summary[summary["backtest.fee_rate"] == 0.003].tail(3), summary.head(2)])
+    for row in picks.to_dict("records"):
+        alone = _row_backtest(out, row, prices)
+        r = alone.returns[row["strategy"]].to_numpy()
+        assert row["sharpe"] == pytest.approx(m.sharpe(r), rel=1e-9, abs=1e-12)
+        assert row["total_return"] == pytest.approx(m.total_return(r), rel=1e-9, abs=1e-12)
+        assert row["n_trades"] == alone.n_trades[row["strategy"]]
+        assert row["fees_paid"] == pytest.approx(alone.fees_paid[row["strategy"]], rel=1e-9, abs=1e-15)
+
+
+def test_the_row_at_the_run_settings_matches_the_training_trials_own_metrics(swept):
+    out, _ = swept
+    summary, common = _summary(out), json.loads((out / "overfit.json").read_text())["common"]
+    checked = 0
+    for trial_dir in sorted((out / "trials").iterdir()):
+        run = load_run(trial_dir)
+        if run.manifest["out_of_sample"]["first_date"] != common["first_date"]:
+            continue  # the other trial's first test day is not common: its rows start later than its run
+        at_base = summary[(summary["training_trial"] == trial_dir.name)
+                          & np.logical_and.reduce([summary[k] == v for k, v in BASE_SIGNAL.items()])]
+        for row in at_base.to_dict("records"):
+            saved = run.metrics[row["strategy"]]
+            for key in ("sharpe", "total_return", "max_drawdown", "hit_rate", "n_trades", "fees_paid"):
+                assert row[key] == pytest.approx(saved[key], rel=1e-9, abs=1e-12), key
+            checked += 1
+    assert checked == 2  # both models of the trial whose test days are all common
+
+
+def test_dsr_and_pbo_are_on_the_page_and_match_the_best_row(swept, csv_file):
+    from backtest.data import load_prices
+    from backtest.overfit import deflated_sharpe_ratio
+
+    out, stdout = swept
+    overfit = json.loads((out / "overfit.json").read_text())
+    html = (out / "sweep.html").read_text()
+    assert f"DSR {overfit['dsr']:.2f}:" in html and f"PBO {overfit['pbo']:.2f}:" in html
+    assert "deflated Sharpe ratio" in html and "probability of backtest overfitting" in html and "12,870" in html
+    assert overfit["dsr_sentence"] in stdout and overfit["pbo_sentence"] in stdout
+    assert overfit["pbo_splits"] == math.comb(16, 8)
+    summary = _summary(out)
+    assert overfit["n_distinct"] == int(summary["duplicate_of"].isna().sum()) < len(summary)  # cutoff-blind rows
+    best = summary.iloc[0].to_dict()
+    prices = load_prices(RunConfig.resolve(overrides={"data.source": f"csv:{csv_file}"}).data)
+    r = _row_backtest(out, best, prices).returns[best["strategy"]].to_numpy()
+    assert overfit["dsr"] == pytest.approx(deflated_sharpe_ratio(r, overfit["n_distinct"], overfit["sharpe_var"]))
+    assert f"{best['sharpe']:.2f}" in html and f"{best['bh_sharpe']:.2f}" in html  # beside buy-and-hold's
+
+
+def test_ninety_six_trials_come_from_two_trainings(swept):
+    # the speed itself is measured by bench/sweep.py, never asserted here
+    out, _ = swept
+    summary = _summary(out)
+    assert summary["trial"].nunique() == 96
+    assert summary["training_trial"].nunique() == 2
+    assert len(list((out / "trials").iterdir())) == 2
+    assert json.loads((out / "overfit.json").read_text())["timings_s"]["signal_only"] > 0
+
+
+def test_resume_retrains_only_the_missing_trial_and_gives_the_same_summary(swept, sweep_file, tmp_path, monkeypatch,
+                                                                          capsys):
+    out, _ = swept
+    copy = tmp_path / "grid"
+    shutil.copytree(out, copy)
+    missing = sorted((copy / "trials").iterdir())[1].name
+    shutil.rmtree(copy / "trials" / missing)
+    code, _, err = run_main(["sweep", "--resume", str(copy), "--workers", "1"], monkeypatch, capsys)
+    assert code == 0, err
+    status = dict(pd.read_parquet(copy / "trials.parquet")[["training_trial", "status"]].to_numpy())
+    assert status[missing] == "trained" and list(status.values()).count("resumed") == 1
+    pd.testing.assert_frame_equal(_summary(copy), _summary(out))
+    assert not list((copy / "trials").glob(".*"))  # no checkpoint or temp dir left behind
+    code, _, err = run_main(["sweep", "--config", str(sweep_file), "--out", str(copy), "--workers", "1"], monkeypatch,
+                            capsys)
+    assert code == 0, err
+    assert set(pd.read_parquet(copy / "trials.parquet")["status"]) == {"resumed"}
+    pd.testing.assert_frame_equal(_summary(copy), _summary(out))
+
+
+def test_an_interrupted_sweep_keeps_its_finished_trials(swept, sweep_file, tmp_path, monkeypatch, capsys):
+    import backtest.sweep as sweep
+
+    out, _ = swept
+    finished = sorted((out / "trials").iterdir())[0]
+    calls = []
+
+    def train_then_interrupt(job):  # stands in for training: the first trial finishes, Ctrl-C during the second
+        calls.append(job.config.model.lookback)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return load_run(finished)
+
+    monkeypatch.setattr(sweep, "train_trial", train_then_interrupt)
+    target = tmp_path / "grid"
+    code, _, err = run_main(["sweep", "--config", str(sweep_file), "--out", str(target), "--workers", "1"],
+                            monkeypatch, capsys)
+    assert code == 130 and f"lstmbt sweep --resume {target}" in err.splitlines()[-1], err
+    assert calls == [5, 6]
+    assert [p.name for p in (target / "trials").iterdir()] == [finished.name]  # no half-written trial
+    assert sorted(p.name for p in target.iterdir()) == ["base.toml", "sweep.toml", "trials"]
+
+
+def test_resume_refuses_another_sweep_and_leaves_it_alone(swept, sweep_file, tmp_path, monkeypatch, capsys):
+    out, _ = swept
+    copy = tmp_path / "grid"
+    shutil.copytree(out, copy)
+    before = sorted(p.relative_to(copy) for p in copy.rglob("*"))
+    other = _write_sweep(tmp_path / "other.toml", tomllib.loads(sweep_file.read_text())["sweep"],
+                         {**PARAMS, "model.lookback": [5, 7]})
+    code, _, err = run_main(["sweep", "--config", str(other), "--out", str(copy)], monkeypatch, capsys)
+    assert code == 2 and "holds a different sweep" in err and len(err.splitlines()) == 1, err
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before
+    code, _, err = run_main(["sweep", "--resume", str(tmp_path)], monkeypatch, capsys)
+    assert code == 2 and "is not a sweep directory" in err, err
+    code, _, err = run_main(["sweep", "--config", str(sweep_file), "--out", str(tmp_path)], monkeypatch, capsys)
+    assert code == 2 and "is not a sweep directory" in err, err
+
+
+# --------------------------------------------------------------------------- the sweep file and the plan
+
+
+def _spec(tmp_path: Path, params: dict, **sweep):
+    return read_sweep(_write_sweep(tmp_path / "s.toml", sweep, params))
+
+
+def test_grid_trials_come_in_product_order_and_signal_keys_share_training(tmp_path):
+    spec = _spec(tmp_path, {"model.lookback": [20, 60], "strategy.threshold": [0.0, 0.001, 0.002]})
+    trials = expand_trials(spec)
+    assert [dict(t.values) for t in trials[:4]] == [
+        {"model.lookback": 20, "strategy.threshold": 0.0}, {"model.lookback": 20, "strategy.threshold": 0.001},
+        {"model.lookback": 20, "strategy.threshold": 0.002}, {"model.lookback": 60, "strategy.threshold": 0.0}]
+    plan = plan_sweep(spec)
+    assert [len(t.trials) for t in plan] == [3, 3]
+    assert [t.config.model.lookback for t in plan] == [20, 60]
+    assert all(t.config.strategy == spec.base.strategy for t in plan)  # signal keys stay at the base value
+    assert [t.name for t in plan] == [t.name for t in plan_sweep(spec)]  # deterministic names
+    assert plan[0].name != plan_sweep(_spec(tmp_path, {"model.lookback": [20, 60], "train.seed": [1]}))[0].name
+
+
+def test_random_search_is_seeded_and_stays_inside_its_ranges(tmp_path):
+    params = {"backtest.fee_rate": {"low": 1e-4, "high": 1e-2, "log": True}, "model.lookback": {"low": 5, "high": 9,
+              "int": True}, "strategy.long_short": [False, True]}
+    spec = _spec(tmp_path, params, search="random", n_trials=30, seed=7)
+    values = [dict(t.values) for t in expand_trials(spec)]
+    assert len(values) == 30 and values == [dict(t.values) for t in expand_trials(spec)]
+    assert all(1e-4 <= v["backtest.fee_rate"] <= 1e-2 for v in values)
+    assert {v["model.lookback"] for v in values} <= set(range(5, 10)) and len({v["model.lookback"] for v in values}) > 2
+    assert all(isinstance(v["model.lookback"], int) for v in values)
+    assert np.median([v["backtest.fee_rate"] for v in values]) < 3e-3  # log-uniform: median near 1e-3, not 5e-3
+    other = _spec(tmp_path, params, search="random", n_trials=30, seed=8)
+    assert [dict(t.values) for t in expand_trials(other)] != values
+    assert isinstance(dict(spec.params)["backtest.fee_rate"], Range)
+
+
+def test_a_written_sweep_reads_back_as_the_same_sweep(tmp_path):
+    base = tmp_path / "base_in.toml"
+    base.write_text('[model]\nhidden_size = 8\n[split]\nstep = 63\n')
+    spec = _spec(tmp_path, {"model": {"lookback": [20, 60]}, "backtest.fee_rate": {"low": 0.0, "high": 0.002}},
+                 search="random", n_trials=5, base="base_in.toml", quick=True, set={"train.max_epochs": 2})
+    assert spec.base.model.hidden_size == 8 and spec.base.split.step == 63 and spec.base.train.max_epochs == 2
+    assert spec.base.split.min_train == 756  # the quick preset sits under the base file
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "base.toml").write_text(spec.base.to_toml())
+    (folder / "sweep.toml").write_text(spec.to_toml("base.toml"))
+    assert read_sweep(folder / "sweep.toml") == spec
+    values = {"strategy.threshold": 0.001, "features.groups": ("returns", "ma"), "strategy.long_short": True}
+    assert RunConfig().with_values(parse_overrides(override_args(values)[1::2])) == RunConfig().with_values(values)
+
+
+@pytest.mark.parametrize("params, sweep, words", [
+    ({"strategy.long_short": {"low": 0, "high": 1}}, {"search": "random", "n_trials": 3}, "true or false"),
+    ({"model.lookback": {"low": 5, "high": 9}}, {"search": "random", "n_trials": 3}, "add int = true"),
+    ({"backtest.fee_rate": {"low": 0.01, "high": 0.001}}, {"search": "random", "n_trials": 3}, "low < high"),
+    ({"strategy.threshold": 0.001}, {}, "must be a list of values"),
+    ({"strategy.threshold": [0.0, 0.0]}, {}, "lists a value twice"),
+    ({"strategy.threshold": [0.0]}, {}, "the sweep has 1 trial"),
+    ({"strategy.threshold": [0.0, 0.1]}, {"strategies": ["lstm_regresion"]}, "did you mean 'lstm_regression'"),
+    ({"strategy.threshold": [0.0, 0.1]}, {"n_trials": 4}, "random search only"),
+    ({"strategy.threshold": [0.0, 0.1]}, {"pbo_blocks": 15}, "must be even"),
+    ({"strategy.threshold": [0.0, 0.1]}, {"metric": "sharp"}, "did you mean 'sharpe'"),
+    ({"target.regression": ["week_mean", "return"]}, {}, "set target.horizon = 5"),
+    ({"portfolio.top_k": [1, 2]}, {}, "only apply to universe runs"),
+])
+def test_bad_sweep_files_are_refused_with_one_line(tmp_path, params, sweep, words):
+    with pytest.raises(ConfigError, match=re.escape(words)) as info:
+        plan_sweep(_spec(tmp_path, params, **sweep))
+    assert "\n" not in str(info.value)
+
+
+def test_a_universe_source_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    path = _write_sweep(tmp_path / "s.toml", {"set": {"data.source": "sample:sp500,nasdaq"}},
+                        {"strategy.threshold": [0.0, 0.001]})
+    code, _, err = run_main(["sweep", "--config", str(path), "--out", str(tmp_path / "out")], monkeypatch, capsys)
+    assert code == 2 and "names 2 ticker(s)" in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]
+
+
+def test_an_unknown_table_gets_a_did_you_mean(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[param]\n"strategy.threshold" = [0.0, 0.1]\n')
+    with pytest.raises(ConfigError, match=re.escape("unknown table [param] (did you mean 'params'?)")):
+        read_sweep(path)
+
+
+# --------------------------------------------------------------------------- the broadcast
+
+
+def test_run_backtest_variants_equals_run_backtest_column_by_column():
+    from arch.data import sp500
+
+    from backtest.config import BacktestConfig
+    from backtest.portfolio import run_backtest, run_backtest_variants
+
+    prices = sp500.load().loc["2015-01-01":"2016-12-31"]
+    days = prices.index[20:-1]
+    rng = np.random.default_rng(0)
+    positions = pd.DataFrame({f"c{i}": rng.choice([-1.0, 0.0, 0.5, 1.0], size=len(days)) for i in range(12)},
+                             index=days)
+    fees, slips = rng.choice([0.0, 0.001, 0.003], 12), rng.choice([0.0, 0.0005, 0.002], 12)
+    fills = [["next_open", "next_close"][i % 2] for i in range(12)]
+    both = run_backtest_variants(prices, positions, fees, slips, fills)
+    for i, column in enumerate(positions.columns):
+        alone = run_backtest(prices, positions[[column]], BacktestConfig(fee_rate=fees[i], slippage=slips[i],
+                                                                           execution=fills[i]))
+        np.testing.assert_array_equal(both.returns[column].to_numpy(), alone.returns[column].to_numpy())
+        assert both.n_trades[column] == alone.n_trades[column]
+        assert both.fees_paid[column] == pytest.approx(alone.fees_paid[column], rel=1e-12)
+        assert both.slippage_paid[column] == pytest.approx(alone.slippage_paid[column], rel=1e-12)
+        pd.testing.assert_frame_equal(both.trades[both.trades["strategy"] == column].reset_index(drop=True),
+                                      alone.trades.reset_index(drop=True))
