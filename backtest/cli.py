@@ -372,6 +372,11 @@ def _universe(cfg: RunConfig, executor: str, address: Optional[str]) -> tuple[Ru
     tickers = expand_source(cfg.data)
     if len(tickers) > 1:
         return cfg, tickers
+    if cfg.model.pooled:
+        from backtest.errors import ConfigError
+
+        raise ConfigError("model.pooled = true pools the tickers of a universe, and this source names one; "
+                          "name several (e.g. --source fdr:005930,000660) or drop model.pooled")
     return dataclasses.replace(cfg, data=tickers[0].data), None
 
 

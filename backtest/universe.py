@@ -271,6 +271,9 @@ def universe_warnings(metrics: dict[str, dict[str, Any]], legs: dict[str, _Leg],
              if w.startswith("LOOK-AHEAD")]
     if n_days < 252:
         notes.append(f"The out-of-sample period is {n_days} days, shorter than one year.")
+    if not portfolio.bottom_k and portfolio.top_k >= len(legs):
+        notes.append(f"portfolio.top_k = {portfolio.top_k} holds every one of the {len(legs)} tickers, so the xs_ "
+                     f"strategies are {EW_BENCHMARK} and rank nothing; lower portfolio.top_k or add tickers.")
     bench = metrics[EW_BENCHMARK]["sharpe"]
     for name, entry in metrics.items():
         if name != EW_BENCHMARK and not entry["sharpe"] > bench:

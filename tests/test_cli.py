@@ -333,6 +333,7 @@ ERROR_CASES = {
                         ["is not valid TOML"]),
     "config_missing": (lambda d, t: ["--config", str(t / "missing.toml")], ["missing.toml does not exist"]),
     "bad_target": (lambda d, t: ["--target", "clasification"], ["did you mean 'classification'"]),
+    "pooled_one_ticker": (lambda d, t: ["--set", "model.pooled=true"], ["model.pooled = true", "names one"]),
     "csv_text_close": (lambda d, t: ["--source", f"csv:{d / 'text_close.csv'}", *TINY],
                        ["column Close is not numeric", "'2,071.50'", "2016-06-15"]),
     "csv_no_close": (lambda d, t: ["--source", f"csv:{d / 'no_close.csv'}", *TINY], ["missing column(s) Close"]),

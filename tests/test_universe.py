@@ -444,3 +444,17 @@ def test_ten_tickers_under_both_executors(tmp_path):
     for name in names:
         pd.testing.assert_frame_equal(pd.read_parquet(local / "tickers" / name / "predictions.parquet"),
                                       pd.read_parquet(ray / "tickers" / name / "predictions.parquet"))
+
+
+def test_top_k_holding_the_whole_universe_is_called_out():
+    from types import SimpleNamespace
+
+    from backtest.config import PortfolioConfig
+    from backtest.universe import EW_BENCHMARK, universe_warnings
+
+    legs = {name: SimpleNamespace(manifest={"warnings": []}) for name in ("A", "B")}
+    metrics = {EW_BENCHMARK: {"sharpe": 0.5}, "xs_m": {"sharpe": 0.5, "exposure": 1.0}}
+    whole = universe_warnings(metrics, legs, PortfolioConfig(top_k=2, bottom_k=0), 500)
+    assert any("holds every one of the 2 tickers" in note for note in whole)
+    for ranked in (PortfolioConfig(top_k=1, bottom_k=0), PortfolioConfig(top_k=1, bottom_k=1)):
+        assert not any("holds every one" in note for note in universe_warnings(metrics, legs, ranked, 500))
