@@ -384,9 +384,9 @@ def _run_universe(cfg: RunConfig, tickers: list[Any], out: Optional[Path], execu
                   address: Optional[str]) -> None:
     """Every ticker's run (saved under <out>/tickers/ as it finishes), then the portfolios and the report."""
     from backtest.executors import make_executor
-    from backtest.pipeline import default_run_dir, save_run
+    from backtest.pipeline import default_run_dir, save_run, staged_dir
     from backtest.universe import run_universe
-    from backtest.universe_io import staged_dir, write_universe
+    from backtest.universe_io import write_universe
 
     out_dir = out or default_run_dir(cfg.data.source)
     try:

@@ -6,6 +6,7 @@ Every step between loading and writing is a pure function of its inputs. Heavy l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -322,10 +323,10 @@ def default_run_dir(source: str, root: str | Path = "runs") -> Path:
     return Path(root) / f"{slug}-{stamp}"
 
 
-def save_run(result: RunResult, out_dir: str | Path) -> Path:
-    """Write the run directory (RUN_FILES) atomically: into a temporary sibling, then rename."""
-    from reports import render_report
-
+@contextlib.contextmanager
+def staged_dir(out_dir: str | Path) -> Iterator[Path]:
+    """A temporary sibling of ``out_dir`` to write into, renamed to ``out_dir`` when the block ends
+    without an error and removed when it fails, so no half-written run directory is left."""
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
@@ -334,9 +335,21 @@ def save_run(result: RunResult, out_dir: str | Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
+        yield tmp
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_run(result: RunResult, out_dir: str | Path) -> Path:
+    """Write the run directory (RUN_FILES) atomically: into a temporary sibling, then rename."""
+    from reports import render_report
+
+    with staged_dir(out_dir) as tmp:
         (tmp / "config.toml").write_text(result.config.to_toml(), encoding="utf-8")
-        _write_json(tmp / "manifest.json", result.manifest)
-        _write_json(tmp / "metrics.json", result.metrics)
+        write_json(tmp / "manifest.json", result.manifest)
+        write_json(tmp / "metrics.json", result.metrics)
         result.predictions.to_parquet(tmp / "predictions.parquet", index=False)
         result.positions.to_parquet(tmp / "positions.parquet")
         result.returns.rename_axis("date").to_parquet(tmp / "returns.parquet")
@@ -344,11 +357,7 @@ def save_run(result: RunResult, out_dir: str | Path) -> Path:
         result.costs.to_parquet(tmp / "costs.parquet", index=False)
         result.trades.to_parquet(tmp / "trades.parquet", index=False)
         (tmp / "report.html").write_text(render_report(result), encoding="utf-8")
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return Path(out_dir)
 
 
 def load_run(run_dir: str | Path) -> RunResult:
@@ -375,8 +384,13 @@ def load_run(run_dir: str | Path) -> RunResult:
     )
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+def write_json(path: Path, payload: Any) -> None:
+    """``payload`` as strict, indented JSON (NaN/inf as null, numpy scalars as Python numbers)."""
+    path.write_text(json_text(payload), encoding="utf-8")
+
+
+def json_text(payload: Any) -> str:
+    return json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n"
 
 
 def _json_safe(value: Any) -> Any:

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 
 from backtest.config import RunConfig
 from backtest.errors import ConfigError
+from backtest.pipeline import json_text
 from backtest.sweep_file import SweepSpec, TrainingTrial, plan_sweep, read_sweep
 from backtest.sweep_score import assess_overfit, mark_duplicates, rank_rows, score_trials
 
@@ -159,8 +159,10 @@ def _prepare_dir(out_dir: Path, spec: SweepSpec, plan: list[TrainingTrial], pric
 
 
 def _write_spec(folder: Path, spec: SweepSpec) -> None:
-    _write_text(folder / "base.toml", spec.base.to_toml())
-    _write_text(folder / "sweep.toml", spec.to_toml("base.toml"))
+    from reports import write_page  # atomic text write
+
+    write_page(folder / "base.toml", spec.base.to_toml())
+    write_page(folder / "sweep.toml", spec.to_toml("base.toml"))
 
 
 def _check_finished(trial_dir: Path, training: TrainingTrial, prices: pd.DataFrame) -> None:
@@ -248,7 +250,7 @@ def write_outputs(outcome: SweepOutcome) -> Path:
     _write_parquet(outcome.summary, out / "summary.parquet")
     figures = {k: v for k, v in outcome.overfit.items() if k != "logits"}  # 12,870 numbers; summary figures only
     payload = {**figures, "common": outcome.common, "timings_s": outcome.timings_s}
-    _write_text(out / "overfit.json", json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n")
+    write_page(out / "overfit.json", json_text(payload))
     return write_page(out / "sweep.html", render_sweep(outcome))
 
 
@@ -259,27 +261,6 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(float(value)) else float(value)
-    return value
 
 
 __all__ = ["run_sweep", "resolve_spec", "load_sweep_prices", "sweep_lines", "write_outputs", "train_trial", "TrainJob",

@@ -19,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,28 +211,9 @@ def checked(ticker: Ticker, check: Any, *args: Any) -> Any:
 # --------------------------------------------------------------------------- run directory
 
 
-@contextlib.contextmanager
-def staged_dir(out_dir: str | Path) -> Iterator[Path]:
-    """A temporary sibling of ``out_dir`` to write into, renamed to ``out_dir`` when the block ends
-    without an error and removed when it fails, so no half-written run directory is left."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def write_universe(result: Any, folder: Path) -> None:
     """Write a ``backtest.universe.UniverseResult``'s files (UNIVERSE_FILES) into ``folder``."""
-    from backtest.pipeline import _write_json
+    from backtest.pipeline import write_json as _write_json
     from reports.universe import render_universe
 
     (folder / "config.toml").write_text(result.config.to_toml(), encoding="utf-8")
