@@ -77,10 +77,10 @@ def run(
                                             "--out": out, "--quick": quick, "--refresh": refresh, "--exog": exog})
     else:
         cfg = _resolve_config(config, _flags(source, symbol, start, end, target, refresh, exog), set_, quick)
-        cfg, tickers = _universe(cfg, executor, address)
-        if tickers:
-            _run_universe(cfg, tickers, out, executor, address)
-            return
+    cfg, tickers = _universe(cfg, executor, address)
+    if tickers:
+        _run_universe(cfg, tickers, out, executor, address, resumed=resume is not None)
+        return
     from backtest.checkpoint import discard_partial, interrupted_line, partial_dir, start_partial
     from backtest.pipeline import default_run_dir, run as run_pipeline, save_run
     from backtest.errors import ConfigError
@@ -381,23 +381,50 @@ def _universe(cfg: RunConfig, executor: str, address: Optional[str]) -> tuple[Ru
 
 
 def _run_universe(cfg: RunConfig, tickers: list[Any], out: Optional[Path], executor: str,
-                  address: Optional[str]) -> None:
-    """Every ticker's run (saved under <out>/tickers/ as it finishes), then the portfolios and the report."""
+                  address: Optional[str], resumed: bool = False) -> None:
+    """Every ticker's run, kept in the partial directory as it finishes (so Ctrl-C or a kill
+    loses only the tickers in flight), then the portfolios and the report in <out>."""
+    import shutil
+
+    from backtest.checkpoint import discard_partial, partial_dir, start_partial
     from backtest.executors import make_executor
-    from backtest.pipeline import default_run_dir, save_run, staged_dir
+    from backtest.pipeline import default_run_dir, load_run, save_run, staged_dir
     from backtest.universe import run_universe
     from backtest.universe_io import write_universe
 
     out_dir = out or default_run_dir(cfg.data.source)
+    if out_dir.exists():
+        from backtest.errors import ConfigError
+
+        raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
+    partial = partial_dir(out_dir) if resumed else start_partial(out_dir, cfg)
+    saved = partial / "tickers"
+    if cfg.model.pooled:  # one model over all tickers: nothing of it survives an interruption
+        shutil.rmtree(saved, ignore_errors=True)
+    finished = {t.name: load_run(saved / t.slug) for t in tickers if (saved / t.slug / "report.html").is_file()}
     try:
-        with staged_dir(out_dir) as tmp, _progress(stderr=True) as progress:
+        with _progress(stderr=True) as progress:
             result = run_universe(cfg, tickers, make_executor(executor, address=address), progress=progress,
-                                  on_ticker=lambda ticker, run: save_run(run, tmp / "tickers" / ticker.slug))
+                                  on_ticker=lambda ticker, run: save_run(run, saved / ticker.slug),
+                                  finished=finished)
             progress("report", 0, 1)
-            write_universe(result, tmp)
+            with staged_dir(out_dir) as tmp:
+                shutil.copytree(saved, tmp / "tickers")
+                write_universe(result, tmp)
     except KeyboardInterrupt:
-        typer.echo("interrupted: nothing was written", err=True)  # staged_dir removed what was started
+        done = len(list(saved.glob("*/report.html"))) if saved.is_dir() else 0
+        if done == 0 and not resumed:
+            discard_partial(partial)
+            typer.echo("interrupted: nothing was written", err=True)
+        else:
+            typer.echo(f"interrupted: {done} of {len(tickers)} tickers saved; continue with: "
+                       f"lstmbt run --resume {out_dir}", err=True)
         raise typer.Exit(130) from None
+    except LstmbtError:
+        if not resumed:  # refused input leaves nothing behind; a resumed run keeps its saved tickers
+            discard_partial(partial)
+        raise
+    discard_partial(partial)
     _print_summary(result.metrics)
     for note in result.manifest.get("warnings", []):
         typer.echo(f"note: {note}")

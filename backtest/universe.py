@@ -79,11 +79,13 @@ def check_universe_size(portfolio: PortfolioConfig, n_tickers: int) -> None:
 
 
 def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progress: Progress | None = None,
-                 on_ticker: OnTicker | None = None) -> UniverseResult:
+                 on_ticker: OnTicker | None = None, finished: dict[str, Any] | None = None) -> UniverseResult:
     """Train and backtest every ticker, then the equal-weight and cross-sectional portfolios.
 
     ``executor``: from ``backtest.executors.make_executor`` (unused with ``model.pooled``).
     ``on_ticker``: called in this process with each ticker's ``RunResult`` as it finishes.
+    ``finished``: ``{ticker name: RunResult}`` saved by an interrupted run (``--resume``); those
+    tickers are not retrained, after a check that their data are the prices loaded now.
     """
     from backtest.universe_io import load_universe
 
@@ -96,18 +98,26 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
     _check_lengths(tickers, prices, configs)
     timings = {"data": time.perf_counter() - clock}
     legs: dict[str, _Leg] = {}
+    finished = finished or {}
+    for ticker in tickers:
+        if ticker.name in finished:
+            _check_same_data(ticker, finished[ticker.name], prices[ticker.name])
+            legs[ticker.name] = _leg(finished[ticker.name], configs[ticker.name])
+    todo = [t for t in tickers if t.name not in finished]
+    report("tickers", len(legs), len(tickers))
 
     def done(index: int, result: Any) -> None:
         if on_ticker:
-            on_ticker(tickers[index], result)
-        legs[tickers[index].name] = _leg(result, configs[tickers[index].name])
+            on_ticker(todo[index], result)
+        legs[todo[index].name] = _leg(result, configs[todo[index].name])
         report("tickers", len(legs), len(tickers))
 
-    report("tickers", 0, len(tickers))
-    if config.model.pooled:
+    if config.model.pooled:  # one model across all tickers: the CLI resumes it from scratch
+        if finished:
+            raise ValueError("a pooled universe cannot reuse finished tickers; pass finished=None")
         _pooled(tickers, prices, configs, config, done, report)
     else:
-        executor.map(_run_ticker, [(configs[t.name], prices[t.name]) for t in tickers], on_done=done)
+        executor.map(_run_ticker, [(configs[t.name], prices[t.name]) for t in todo], on_done=done)
     timings["tickers"] = time.perf_counter() - clock - timings["data"]
     report("portfolio", 0, 1)
     legs = {t.name: legs[t.name] for t in tickers}
@@ -136,6 +146,15 @@ def _pooled(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dic
     for index, ticker in enumerate(tickers):
         predictions, folds = predicted[ticker.name]
         done(index, score_run(designs[ticker.name], predictions, folds, configs[ticker.name]))
+
+
+def _check_same_data(ticker: Ticker, result: Any, prices: pd.DataFrame) -> None:
+    from backtest.data import describe_prices
+    from backtest.errors import DataError
+
+    if result.manifest["data"]["sha256"] != describe_prices(prices, ticker.data.source)["sha256"]:
+        raise DataError(f"ticker {ticker.name}: its prices changed since the interrupted run saved it; start a "
+                        "new run (another --out) instead of --resume")
 
 
 def _check_lengths(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dict[str, RunConfig]) -> None:

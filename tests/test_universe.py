@@ -458,3 +458,56 @@ def test_top_k_holding_the_whole_universe_is_called_out():
     assert any("holds every one of the 2 tickers" in note for note in whole)
     for ranked in (PortfolioConfig(top_k=1, bottom_k=0), PortfolioConfig(top_k=1, bottom_k=1)):
         assert not any("holds every one" in note for note in universe_warnings(metrics, legs, ranked, 500))
+
+
+def test_interrupted_universe_resumes_to_the_uninterrupted_result(cli_csv, local_run, monkeypatch, capsys):
+    import backtest.universe as universe
+
+    out = cli_csv.parent / "runs" / "resumed"
+    argv = ["--source", f"csv:{cli_csv}", "--target", "classification", *TINY_ARGS, "--set", "model.linear=false",
+            "--out", str(out)]
+    real, trained = universe._run_ticker, []
+
+    def stop_at_the_second(job):
+        if trained:
+            raise KeyboardInterrupt
+        trained.append(job[0].data.symbol)
+        return real(job)
+
+    monkeypatch.setattr("backtest.executors._cores", lambda: 1)
+    monkeypatch.setattr(universe, "_run_ticker", stop_at_the_second)
+    code, _, err = run_main(["run", *argv], monkeypatch, capsys)
+    assert code == 130 and err.strip().splitlines()[-1] == \
+        f"interrupted: 1 of 3 tickers saved; continue with: lstmbt run --resume {out}"
+    assert not out.exists() and trained == ["T00"]
+
+    resumed: list[str] = []
+    monkeypatch.setattr(universe, "_run_ticker", lambda job: resumed.append(job[0].data.symbol) or real(job))
+    code, stdout, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    assert code == 0, err
+    assert resumed == ["T01", "T02"]  # the saved ticker is not retrained
+    assert (out / "metrics.json").read_text() == (local_run / "metrics.json").read_text()
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "returns.parquet"), pd.read_parquet(local_run / "returns.parquet"))
+    assert sorted(p.name for p in (out / "tickers").iterdir()) == ["T00", "T01", "T02"]
+    assert not any(p.name.endswith(".partial") for p in out.parent.iterdir())
+
+
+def test_resume_refuses_a_ticker_whose_prices_changed(cli_csv, tmp_path, monkeypatch, capsys):
+    import backtest.universe as universe
+
+    csv, out = tmp_path / "u3.csv", tmp_path / "run"
+    csv.write_bytes(cli_csv.read_bytes())
+    real = universe._run_ticker
+    monkeypatch.setattr("backtest.executors._cores", lambda: 1)
+    monkeypatch.setattr(universe, "_run_ticker", lambda job: real(job) if job[0].data.symbol == "T00" else (
+        _ for _ in ()).throw(KeyboardInterrupt))
+    argv = ["run", "--source", f"csv:{csv}", "--target", "classification", *TINY_ARGS, "--set", "model.linear=false",
+            "--out", str(out)]
+    assert run_main(argv, monkeypatch, capsys)[0] == 130
+    frame = pd.read_csv(csv)
+    frame.loc[frame.index[frame["symbol"] == "T00"][5], "close"] *= 1.01
+    frame.to_csv(csv, index=False)
+    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    assert code == 2 and err.strip() == ("error: ticker T00: its prices changed since the interrupted run saved it; "
+                                         "start a new run (another --out) instead of --resume")
+    assert (tmp_path / ".run.partial" / "tickers" / "T00").is_dir()  # the saved ticker is kept
