@@ -77,9 +77,11 @@ def run(
                                             "--out": out, "--quick": quick, "--refresh": refresh, "--exog": exog})
     else:
         cfg = _resolve_config(config, _flags(source, symbol, start, end, target, refresh, exog), set_, quick)
-    cfg, tickers = _universe(cfg, executor, address)
+    from backtest.cli_campaign import run_universe_command, universe_of
+
+    cfg, tickers = universe_of(cfg, executor, address)
     if tickers:
-        _run_universe(cfg, tickers, out, executor, address, resumed=resume is not None)
+        run_universe_command(cfg, tickers, out, executor, address, resumed=resume is not None)
         return
     from backtest.checkpoint import discard_partial, interrupted_line, partial_dir, start_partial
     from backtest.pipeline import default_run_dir, run as run_pipeline, save_run
@@ -146,48 +148,6 @@ def compare(
                               f"({run_dir / 'tickers'}/...), or open its report.html for the portfolios")
     target = write_compare(run_dirs, out or default_compare_path())
     typer.echo(f"compare: {target.resolve()}")
-
-
-@app.command()
-def sweep(
-    config: Annotated[Optional[Path], typer.Option(
-        "--config", "-c", help="Sweep file: TOML with a sweep table and a params table (README: Sweeps).")] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        help="Sweep directory (default runs/sweep-<timestamp>); one of the same sweep is resumed.")] = None,
-    resume: Annotated[Optional[Path], typer.Option(
-        help="Finish an earlier sweep: its directory. Finished training trials are not retrained.")] = None,
-    executor: Annotated[str, typer.Option(help="Where training trials run: local (process pool) or ray.")] = "local",
-    address: Annotated[Optional[str], typer.Option(
-        help="Ray cluster for --executor ray: auto or ray://HEAD:10001 (default: start Ray here).")] = None,
-    workers: Annotated[Optional[int], typer.Option(
-        help="Most training trials at once with --executor local (default: one per core).")] = None,
-) -> None:
-    """Grid or random search over run-config keys, ranked, with the deflated Sharpe ratio and PBO.
-
-    Signal-only keys (strategy.*, backtest.*) are scored from saved predictions without retraining.
-    """
-    from backtest.errors import ConfigError
-    from backtest.executors import make_executor
-    from backtest.pipeline import default_run_dir
-    from backtest.sweep import resolve_spec, run_sweep, sweep_lines
-
-    if resume is not None and out is not None and resume.resolve() != out.resolve():
-        raise ConfigError("--resume names the sweep directory to finish; drop --out")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers {workers} must be at least 1")
-    pool = make_executor(executor, address=address, workers=workers)
-    spec = resolve_spec(config, resume)
-    out_dir = resume or out or default_run_dir("sweep")
-    try:
-        with _progress(stderr=True) as progress:
-            outcome = run_sweep(spec, out_dir, pool, progress=progress)
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted: finished training trials are kept in {out_dir}; "
-                   f"finish with lstmbt sweep --resume {out_dir}", err=True)
-        raise typer.Exit(130) from None
-    for line in sweep_lines(outcome):
-        typer.echo(line)
-    typer.echo(f"sweep: {(out_dir / 'sweep.html').resolve()}")
 
 
 @data_app.command("show")
@@ -294,141 +254,12 @@ def importance(
     typer.echo(f"importance: {written.resolve()}")
 
 
-@runs_app.command("list")
-def runs_list(
-    root: RootOpt = Path("runs"),
-    source: Annotated[Optional[str], typer.Option(help="Only runs whose data source contains this text.")] = None,
-    target: Annotated[Optional[str], typer.Option(
-        help="Only models whose name contains this: regression, classification, lstm, ridge, ...")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Only runs created on or after this date, YYYY-MM-DD.")] = None,
-    sort: Annotated[Optional[str], typer.Option(help="Sort by this metric, best first (e.g. sharpe).")] = None,
-) -> None:
-    """One row per saved run and model, with its key settings and metrics."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    from backtest.registry import LIST_METRICS, list_runs
-    from reports import format_metric
-
-    frame = list_runs(root, source=source, target=target, since=since, sort=sort)
-    headers = {"total_return": "return", "sharpe": "Sharpe", "hit_rate": "hit", "hit_rate_pvalue": "hit p"}
-    columns = [*LIST_METRICS] + ([sort] if sort and sort not in LIST_METRICS else [])
-    console = Console()
-    console.print(f"{frame['id'].nunique()} runs under {root}" + (f", by {sort}" if sort else ", newest first"))
-    for run_id, group in frame.groupby("id", sort=False):  # runs in the order of their best row
-        first = group.iloc[0]
-        console.print(f"\n[bold]{run_id}[/bold]  {first['source']}  {first['first_date']}..{first['last_date']}",
-                      highlight=False)
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-        table.add_column("model", no_wrap=True)
-        for column in columns:
-            table.add_column(headers.get(column, column), justify="right", no_wrap=True)
-        for record in group.to_dict("records"):
-            table.add_row(record["strategy"], *[format_metric(c, record.get(c)) for c in columns])
-        console.print(table)
-
-
-@runs_app.command("show")
-def runs_show(run_id: Annotated[str, typer.Argument(metavar="ID", help="A run directory's name.")],
-              root: RootOpt = Path("runs")) -> None:
-    """One run: where it is, its settings, and every metric of every strategy."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from backtest.registry import show_run
-    from reports import format_metric
-
-    info, metrics = show_run(root, run_id)
-    for key in ("path", "created", "source", "symbol", "task", "regression", "horizon", "first_date", "last_date",
-                "days"):
-        typer.echo(f"{key:>11}: {info.get(key)}")
-    table = Table(title="metrics")
-    table.add_column("metric")
-    for strategy in metrics.columns:
-        table.add_column(strategy, justify="right")
-    for metric, values in metrics.iterrows():
-        table.add_row(metric, *[format_metric(metric, v) for v in values])
-    Console().print(table)
-
-
 def _flags(source: Optional[str], symbol: Optional[str], start: Optional[str], end: Optional[str],
            target: Optional[str], refresh: bool, exog: Optional[str]) -> dict[str, Any]:
     """The config keys behind the data and target options that run, predict and importance share."""
     return {"data.source": source, "data.symbol": symbol, "data.start": start, "data.end": end,
             "target.task": target, "data.refresh": refresh or None,
             "data.exog": [part.strip() for part in exog.split(",")] if exog else None}
-
-
-def _universe(cfg: RunConfig, executor: str, address: Optional[str]) -> tuple[RunConfig, list[Any] | None]:
-    """(config, None) for a one-ticker source (a one-line list file becomes that ticker), or
-    (config, tickers) for a universe; bad --executor/--address values are refused either way."""
-    import dataclasses
-
-    from backtest.executors import make_executor
-    from backtest.universe_io import expand_source
-
-    make_executor(executor, address=address)  # checks the options; starts nothing
-    tickers = expand_source(cfg.data)
-    if len(tickers) > 1:
-        return cfg, tickers
-    if cfg.model.pooled:
-        from backtest.errors import ConfigError
-
-        raise ConfigError("model.pooled = true pools the tickers of a universe, and this source names one; "
-                          "name several (e.g. --source fdr:005930,000660) or drop model.pooled")
-    return dataclasses.replace(cfg, data=tickers[0].data), None
-
-
-def _run_universe(cfg: RunConfig, tickers: list[Any], out: Optional[Path], executor: str,
-                  address: Optional[str], resumed: bool = False) -> None:
-    """Every ticker's run, kept in the partial directory as it finishes (so Ctrl-C or a kill
-    loses only the tickers in flight), then the portfolios and the report in <out>."""
-    import shutil
-
-    from backtest.checkpoint import discard_partial, partial_dir, start_partial
-    from backtest.executors import make_executor
-    from backtest.pipeline import default_run_dir, load_run, save_run, staged_dir
-    from backtest.universe import run_universe
-    from backtest.universe_io import write_universe
-
-    out_dir = out or default_run_dir(cfg.data.source)
-    if out_dir.exists():
-        from backtest.errors import ConfigError
-
-        raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
-    partial = partial_dir(out_dir) if resumed else start_partial(out_dir, cfg)
-    saved = partial / "tickers"
-    if cfg.model.pooled:  # one model over all tickers: nothing of it survives an interruption
-        shutil.rmtree(saved, ignore_errors=True)
-    finished = {t.name: load_run(saved / t.slug) for t in tickers if (saved / t.slug / "report.html").is_file()}
-    try:
-        with _progress(stderr=True) as progress:
-            result = run_universe(cfg, tickers, make_executor(executor, address=address), progress=progress,
-                                  on_ticker=lambda ticker, run: save_run(run, saved / ticker.slug),
-                                  finished=finished)
-            progress("report", 0, 1)
-            with staged_dir(out_dir) as tmp:
-                shutil.copytree(saved, tmp / "tickers")
-                write_universe(result, tmp)
-    except KeyboardInterrupt:
-        done = len(list(saved.glob("*/report.html"))) if saved.is_dir() else 0
-        if done == 0 and not resumed:
-            discard_partial(partial)
-            typer.echo("interrupted: nothing was written", err=True)
-        else:
-            typer.echo(f"interrupted: {done} of {len(tickers)} tickers saved; continue with: "
-                       f"lstmbt run --resume {out_dir}", err=True)
-        raise typer.Exit(130) from None
-    except LstmbtError:
-        if not resumed:  # refused input leaves nothing behind; a resumed run keeps its saved tickers
-            discard_partial(partial)
-        raise
-    discard_partial(partial)
-    _print_summary(result.metrics)
-    for note in result.manifest.get("warnings", []):
-        typer.echo(f"note: {note}")
-    typer.echo(f"report: {(out_dir / 'report.html').resolve()}")
 
 
 def _resumed_config(resume: Path, given: dict[str, Any]) -> tuple[RunConfig, Path]:
@@ -545,6 +376,9 @@ def _interval(entry: dict[str, Any]) -> str:
     if entry.get("sharpe_diff_ci_low") is None:
         return format_metric("sharpe", None)
     return f"{entry['sharpe_diff_ci_low']:+.2f}..{entry['sharpe_diff_ci_high']:+.2f}"
+
+
+from backtest import cli_campaign  # noqa: E402,F401  (registers the sweep and runs commands on app)
 
 
 def main() -> None:
