@@ -371,3 +371,24 @@ def test_run_backtest_variants_equals_run_backtest_column_by_column():
         assert both.slippage_paid[column] == pytest.approx(alone.slippage_paid[column], rel=1e-12)
         pd.testing.assert_frame_equal(both.trades[both.trades["strategy"] == column].reset_index(drop=True),
                                       alone.trades.reset_index(drop=True))
+
+
+def test_ray_executor_gives_the_local_sweep(swept, sweep_file, tmp_path):
+    ray = pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    mp = pytest.MonkeyPatch()
+    try:
+        code, _, stderr = _main_uncaptured(["sweep", "--config", str(sweep_file), "--out", str(out),
+                                            "--executor", "ray"], mp)
+    finally:
+        mp.undo()
+        ray.shutdown()
+    assert code == 0, stderr
+    local = swept[0]
+    pd.testing.assert_frame_equal(_summary(out).drop(columns=["reproduce"], errors="ignore"),
+                                  _summary(local).drop(columns=["reproduce"], errors="ignore"))
+    for trial in (local / "trials").iterdir():
+        assert (out / "trials" / trial.name / "metrics.json").read_text() == (trial / "metrics.json").read_text()
+        pd.testing.assert_frame_equal(pd.read_parquet(out / "trials" / trial.name / "predictions.parquet"),
+                                      pd.read_parquet(trial / "predictions.parquet"))
