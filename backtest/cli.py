@@ -107,10 +107,7 @@ def run(
             discard_partial(partial)
         raise
     discard_partial(partial)
-    _print_summary(result.metrics)
-    for note in result.manifest.get("warnings", []):
-        typer.echo(f"note: {note}")
-    typer.echo(f"report: {(saved / 'report.html').resolve()}")
+    _print_outcome(result.metrics, result.manifest, saved / "report.html")
 
 
 @app.command()
@@ -340,6 +337,14 @@ def _torch_threads() -> int | None:
     from models.specs import available_cores
 
     return None if os.environ.get("OMP_NUM_THREADS") else available_cores()
+
+
+def _print_outcome(metrics: dict[str, dict[str, Any]], manifest: dict[str, Any], report: Path) -> None:
+    """What a finished run prints: the summary table, its warnings as notes, and the report path last."""
+    _print_summary(metrics)
+    for note in manifest.get("warnings", []):
+        typer.echo(f"note: {note}")
+    typer.echo(f"report: {report.resolve()}")
 
 
 def _print_summary(metrics: dict[str, dict[str, Any]]) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from backtest.cli import RootOpt, _print_summary, _progress, app, runs_app
+from backtest.cli import RootOpt, _print_outcome, _progress, app, runs_app
 from backtest.config import RunConfig
 from backtest.errors import LstmbtError
 
@@ -182,9 +182,6 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
             discard_partial(partial)
         raise
     discard_partial(partial)
-    _print_summary(result.metrics)
-    for note in result.manifest.get("warnings", []):
-        typer.echo(f"note: {note}")
-    typer.echo(f"report: {(out_dir / 'report.html').resolve()}")
+    _print_outcome(result.metrics, result.manifest, out_dir / "report.html")
 
 
