@@ -6,7 +6,6 @@ neither torch nor vectorbt. Input problems exit with status 2 and one line on st
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -83,31 +82,36 @@ def run(
     if tickers:
         run_universe_command(cfg, tickers, out, executor, address, resumed=resume is not None)
         return
-    from backtest.checkpoint import discard_partial, interrupted_line, partial_dir, start_partial
+    from backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
     from backtest.pipeline import default_run_dir, run as run_pipeline, save_run
-    from backtest.errors import ConfigError
 
-    out_dir = out or default_run_dir(cfg.data.source)
-    if out_dir.exists():
-        raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
-    # finished folds are kept in <out.parent>/.<out.name>.partial/ until the run directory is saved
-    partial = partial_dir(out_dir) if resume is not None else start_partial(out_dir, cfg)
+    out_dir, resumed = out or default_run_dir(cfg.data.source), resume is not None
+    # finished folds are kept in <out.parent>/.<out.name>.partial/ (locked while this runs) until the run is saved
     try:
-        with _progress() as progress:
+        with _saved_work_noted(), claim_run(out_dir, cfg, resumed) as partial, _progress() as progress:
             result = run_pipeline(cfg, progress=progress, checkpoint=partial / "folds")
             progress("report", 0, 1)
             saved = save_run(result, out_dir)
+            discard_partial(partial)
     except KeyboardInterrupt:
         # typer turns Ctrl-C into a silent exit 130 before main() could see it; save_run has
         # already removed its temporary directory; the saved folds stay for --resume
-        typer.echo(interrupted_line(partial, out_dir, resumed=resume is not None), err=True)
+        typer.echo(interrupted_line(partial_dir(out_dir), out_dir, resumed=resumed), err=True)
         raise typer.Exit(130) from None
-    except LstmbtError:
-        if resume is None:  # refused input leaves nothing behind; a resumed run keeps its saved folds
-            discard_partial(partial)
-        raise
-    discard_partial(partial)
     _print_outcome(result.metrics, result.manifest, saved / "report.html")
+
+
+class _saved_work_noted:
+    """Print the notes ``claim_run`` adds to an unexpected error (the folds kept for --resume)
+    before main() prints the error's own line."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, traceback: Any) -> None:
+        if isinstance(exc, Exception) and not isinstance(exc, (LstmbtError, typer.Exit)):
+            for note in getattr(exc, "__notes__", ()):
+                typer.echo(f"note: {note}", err=True)
 
 
 @app.command()
@@ -150,14 +154,17 @@ def compare(
 @data_app.command("show")
 def data_show(source: SourceOpt = None, symbol: SymbolOpt = None, start: StartOpt = None, end: EndOpt = None,
               refresh: RefreshOpt = False) -> None:
-    """Load a source, validate it, and print its range, size, hash and last rows."""
+    """Load a source, validate it, and print its range, size, hash, last rows and any data warnings."""
     from backtest.data import describe_prices, load_prices
+    from backtest.datacheck import data_warnings
 
     cfg = _data_config(source, symbol, start, end, refresh)
     prices = load_prices(cfg)
     for key, value in describe_prices(prices, cfg.source, cfg.symbol).items():
         typer.echo(f"{key:>10}: {value}")
     typer.echo(prices.tail().to_string())
+    for message in data_warnings(prices, cfg):
+        typer.echo(f"warning: {message}")
 
 
 @data_app.command("fetch")
@@ -262,7 +269,7 @@ def _flags(source: Optional[str], symbol: Optional[str], start: Optional[str], e
 def _resumed_config(resume: Path, given: dict[str, Any]) -> tuple[RunConfig, Path]:
     """(config, run directory) of the interrupted run ``--resume`` names; options that would change
     its config are refused, since its saved folds were made with that config."""
-    from backtest.checkpoint import load_partial_config, resume_paths
+    from backtest.partial import load_partial_config, resume_paths
     from backtest.errors import ConfigError
 
     clashing = [option for option, value in given.items() if value not in (None, False, [])]
@@ -386,13 +393,19 @@ def _interval(entry: dict[str, Any]) -> str:
 from backtest import cli_campaign  # noqa: E402,F401  (registers the sweep and runs commands on app)
 
 
+@app.callback()
+def _global_options(ctx: typer.Context, debug: Annotated[bool, typer.Option(
+        "--debug", help="On an internal error, show the full traceback (as LSTMBT_DEBUG=1 does).")] = False) -> None:
+    """Options before the command: ``lstmbt --debug run ...``."""
+    from backtest import cli_errors
+
+    cli_errors.session.update(debug=debug, command=ctx.invoked_subcommand)
+    ctx.with_resource(cli_errors.interrupt_line())  # sees a Ctrl-C that escapes any command
+
+
 def main() -> None:
-    """Console entry point: user-input errors become one line on stderr and exit status 2."""
-    try:
-        app()
-    except LstmbtError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: nothing was written", err=True)
-        sys.exit(130)
+    """Console entry point: every failure ends in one line on stderr and exit status 2 (bad input, a
+    damaged file, a full disk), 130 (Ctrl-C) or 1 (a bug; LSTMBT_DEBUG=1 shows its traceback)."""
+    from backtest.cli_errors import run_with_one_line_errors
+
+    run_with_one_line_errors(app)

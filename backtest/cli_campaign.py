@@ -12,7 +12,6 @@ import typer
 
 from backtest.cli import RootOpt, _print_outcome, _progress, app, runs_app
 from backtest.config import RunConfig
-from backtest.errors import LstmbtError
 
 
 @app.command()
@@ -140,48 +139,33 @@ def universe_of(cfg: RunConfig, executor: str, address: Optional[str]) -> tuple[
 def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path], executor: str,
                   address: Optional[str], resumed: bool = False) -> None:
     """Every ticker's run, kept in the partial directory as it finishes (so Ctrl-C or a kill
-    loses only the tickers in flight), then the portfolios and the report in <out>."""
+    loses only the tickers in flight), then the portfolios and the report in <out>. The partial
+    directory is held by ``claim_run``, as a single run's is."""
     import shutil
 
-    from backtest.checkpoint import discard_partial, partial_dir, start_partial
     from backtest.executors import make_executor
+    from backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
     from backtest.pipeline import default_run_dir, load_run, save_run, staged_dir
     from backtest.universe import run_universe
     from backtest.universe_io import write_universe
 
     out_dir = out or default_run_dir(cfg.data.source)
-    if out_dir.exists():
-        from backtest.errors import ConfigError
-
-        raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
-    partial = partial_dir(out_dir) if resumed else start_partial(out_dir, cfg)
-    saved = partial / "tickers"
-    if cfg.model.pooled:  # one model over all tickers: nothing of it survives an interruption
-        shutil.rmtree(saved, ignore_errors=True)
-    finished = {t.name: load_run(saved / t.slug) for t in tickers if (saved / t.slug / "report.html").is_file()}
     try:
-        with _progress(stderr=True) as progress:
-            result = run_universe(cfg, tickers, make_executor(executor, address=address), progress=progress,
-                                  on_ticker=lambda ticker, run: save_run(run, saved / ticker.slug),
-                                  finished=finished)
-            progress("report", 0, 1)
-            with staged_dir(out_dir) as tmp:
-                shutil.copytree(saved, tmp / "tickers")
-                write_universe(result, tmp)
+        with claim_run(out_dir, cfg, resumed) as partial:
+            saved = partial / "tickers"
+            if cfg.model.pooled:  # one model over all tickers: nothing of it survives an interruption
+                shutil.rmtree(saved, ignore_errors=True)
+            finished = {t.name: load_run(saved / t.slug) for t in tickers if (saved / t.slug / "report.html").is_file()}
+            with _progress(stderr=True) as progress:
+                result = run_universe(cfg, tickers, make_executor(executor, address=address), progress=progress,
+                                      on_ticker=lambda ticker, run: save_run(run, saved / ticker.slug),
+                                      finished=finished)
+                progress("report", 0, 1)
+                with staged_dir(out_dir) as tmp:
+                    shutil.copytree(saved, tmp / "tickers")
+                    write_universe(result, tmp)
+            discard_partial(partial)
     except KeyboardInterrupt:
-        done = len(list(saved.glob("*/report.html"))) if saved.is_dir() else 0
-        if done == 0 and not resumed:
-            discard_partial(partial)
-            typer.echo("interrupted: nothing was written", err=True)
-        else:
-            typer.echo(f"interrupted: {done} of {len(tickers)} tickers saved; continue with: "
-                       f"lstmbt run --resume {out_dir}", err=True)
+        typer.echo(interrupted_line(partial_dir(out_dir), out_dir, resumed, tickers=len(tickers)), err=True)
         raise typer.Exit(130) from None
-    except LstmbtError:
-        if not resumed:  # refused input leaves nothing behind; a resumed run keeps its saved tickers
-            discard_partial(partial)
-        raise
-    discard_partial(partial)
     _print_outcome(result.metrics, result.manifest, out_dir / "report.html")
-
-

@@ -73,6 +73,11 @@ class DataConfig:
     ``exog_lag_days``: calendar days added to every exogenous date stamp before the join, i.e. a
     value stamped d is taken as known from d + lag. Use 1 for a series that is final only after the
     equity close of its stamp date (a US close or a Yahoo FX bar next to KRX prices).
+    ``max_move``: the largest one-day close-to-close move accepted, as a fraction of the previous
+    close in either direction (0.4 = +-40%: above KRX's +-30% daily limit, below the -50% of an
+    unadjusted 2:1 split); a larger move refuses the data (see ``backtest.datacheck``).
+    ``max_stale_bars``: warn when Close stays exactly unchanged for this many consecutive bars
+    or more (a halt, or prices carried forward); 0 turns the warning off.
     """
 
     source: str = "sample:sp500"
@@ -82,6 +87,8 @@ class DataConfig:
     refresh: bool = False
     exog: tuple[str, ...] = ()
     exog_lag_days: int = 0
+    max_move: float = 0.4
+    max_stale_bars: int = 5
 
     def __post_init__(self) -> None:
         if ":" not in self.source:
@@ -95,6 +102,10 @@ class DataConfig:
             raise ConfigError(f"data.start {self.start} is after data.end {self.end}; swap them or fix the range")
         _check_exog(self.exog)
         _check_range("data.exog_lag_days", self.exog_lag_days, 0, 31)
+        _check_range("data.max_move", self.max_move, 0, low_open=True)
+        if self.max_stale_bars != 0 and not 2 <= self.max_stale_bars <= 100_000:
+            raise ConfigError(f"data.max_stale_bars = {self.max_stale_bars!r} is out of range; use a bar count "
+                              ">= 2 (e.g. 5), or 0 to turn the stale-close warning off")
 
 
 def _check_exog(sources: tuple[str, ...]) -> None:
@@ -255,6 +266,10 @@ class ModelConfig(NetSpec):
             _check_range("model.head entry", size, 1, 4096)
 
 
+#: the largest ``train.seed``: numpy's legacy seed range is 0 .. 2**32 - 1
+MAX_SEED = 2**32 - 1
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig(TrainSettings):
     """The epoch loop: ``models.specs.TrainSettings`` plus run-level keys.
@@ -264,7 +279,10 @@ class TrainConfig(TrainSettings):
     out-of-sample quality at a fraction of the cost. ``warm_start``: each fold starts from the
     previous fold's weights and trains ``warm_epochs`` (the first fold trains up to
     ``max_epochs``). ``device``: ``auto`` (cuda when available), ``cpu`` or ``cuda``.
-    ``seed``: seeds every RNG.
+    ``seed``: seeds every RNG; 0 .. 2**32 - 1 (``MAX_SEED``), the range numpy's legacy
+    ``RandomState`` accepts (``default_rng`` and torch take more), so no library refuses it.
+    ``device = "cuda"`` on a machine where torch sees no GPU is refused before training
+    (``backtest.preflight``), not here, so a run made on a GPU machine still loads elsewhere.
     """
 
     mode: str = "sequence"
@@ -286,7 +304,9 @@ class TrainConfig(TrainSettings):
         _check_range("train.chunks_per_batch", self.chunks_per_batch, 1)
         _check_range("train.warm_epochs", self.warm_epochs, 1)
         _check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
-        _check_range("train.seed", self.seed, 0)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"train.seed = {self.seed!r} is outside numpy's seed range 0..{MAX_SEED} (2**32 - 1), "
+                              "which every random generator of a run must accept; pick a seed in that range")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -380,6 +400,7 @@ class RunConfig:
         if self.train.mode == "sequence" and (self.model.bidirectional or self.model.pooling != "last"):
             raise ConfigError("train.mode = 'sequence' reads the LSTM step by step, so it needs "
                               "model.bidirectional = false and model.pooling = 'last'; change one side")
+        _check_fold_room(self.split, max(self.target.all_horizons))
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
@@ -396,12 +417,11 @@ class RunConfig:
                 flags: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
         """Layer, lowest first: defaults, ``preset``, the TOML file, CLI ``flags``, ``--set`` overrides.
 
-        All layers are ``{"section.key": value}`` dicts except the file.
+        All layers are ``{"section.key": value}`` dicts except the file. They are merged before the
+        config is built, so checks across sections (``RunConfig.__post_init__``) see the final values only.
         """
-        cfg = cls().with_values(preset or {})
-        if path is not None:
-            cfg = cfg.with_values(_flatten(read_toml(path)))
-        return cfg.with_values(flags or {}).with_values(overrides or {})
+        from_file = _flatten(read_toml(path)) if path is not None else {}
+        return cls().with_values({**(preset or {}), **from_file, **(flags or {}), **(overrides or {})})
 
     def with_values(self, values: dict[str, Any]) -> RunConfig:
         """A copy with ``{"section.key": value}`` applied; values are type-checked and validated."""
@@ -424,6 +444,23 @@ class RunConfig:
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
+
+
+def _check_fold_room(split: SplitConfig, horizon: int) -> None:
+    """The first fold (the smallest) keeps samples to fit on after the purge, the embargo and the
+    validation tail, at the longest horizon; else one line naming the numbers."""
+    from backtest.splits import MIN_FIT_SAMPLES, first_fold_sizes, min_train_needed
+
+    gap = horizon + split.embargo
+    n_fit, n_val = first_fold_sizes(split.min_train, gap, split.val_fraction)
+    if n_fit >= MIN_FIT_SAMPLES:
+        return
+    val = f", minus a validation tail of {n_val} and a second purge of {gap}" if n_val else ""
+    raise ConfigError(
+        f"split.min_train = {split.min_train} leaves {max(n_fit, 0)} samples to fit the first fold on (fewer than "
+        f"{MIN_FIT_SAMPLES}): a purge of {gap} bars (horizon {horizon} + split.embargo {split.embargo}){val}; "
+        f"raise split.min_train to at least {min_train_needed(gap, split.val_fraction)}, or lower split.embargo, "
+        "the horizon or split.val_fraction")
 
 
 #: ``--quick``: a small model on yearly folds, for a look at the whole pipeline in seconds.

@@ -1,7 +1,9 @@
 """Price loading: ``sample:``, ``csv:`` and ``fdr:`` sources -> one validated OHLCV frame.
 
 The frame every later stage receives has a sorted, unique, tz-naive ``DatetimeIndex`` named
-``Date`` and float columns ``Open High Low Close Volume``; prices are > 0, volume >= 0, no NaN.
+``Date`` of daily bars and float columns ``Open High Low Close Volume``; prices are > 0 and
+finite, volume >= 0, no NaN, High/Low bound Open/Close, and no one-day move exceeds
+``data.max_move`` (``backtest.datacheck`` holds these checks and the non-refusing warnings).
 This module and the run saver are the only places that touch disk or network.
 """
 
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.config import DataConfig
+from backtest.datacheck import check_daily_bars, check_finite, check_moves, check_values
 from backtest.errors import DataError
 
 OHLCV = ("Open", "High", "Low", "Close", "Volume")
@@ -37,7 +40,8 @@ FDR_TIMEOUT_S = 30.0
 def load_prices(cfg: DataConfig) -> pd.DataFrame:
     """Load, normalise, validate and trim prices as ``cfg`` describes.
 
-    Raises ``DataError`` with a one-line fix for anything unusable.
+    Raises ``DataError`` with a one-line fix for anything unusable, including the price sanity
+    checks of ``backtest.datacheck`` (bar spacing, OHLC consistency, moves beyond ``cfg.max_move``).
     """
     scheme, _, rest = cfg.source.partition(":")
     if not rest:
@@ -47,6 +51,9 @@ def load_prices(cfg: DataConfig) -> pd.DataFrame:
         one = "one of its tickers" if scheme == "list" else f"one, e.g. {scheme}:{rest.split(',')[0].strip()}"
         raise DataError(f"source {cfg.source!r} names several tickers, which only `lstmbt run` takes (as a "
                         f"universe); pass {one} here")
+    if cfg.symbol is not None and scheme in ("sample", "fdr"):
+        raise DataError(f"--symbol {cfg.symbol} does not apply to {cfg.source}, which holds one series; drop "
+                        "--symbol (data.symbol), which picks a series from a CSV with a symbol column")
     if scheme == "sample":
         raw = _read_sample(rest)
     elif scheme == "csv":
@@ -55,8 +62,7 @@ def load_prices(cfg: DataConfig) -> pd.DataFrame:
         raw = read_fdr(rest, cfg.start, cfg.end, refresh=cfg.refresh)
     else:
         raise DataError(f"unknown source {cfg.source!r}; use sample:sp500, sample:nasdaq, csv:PATH or fdr:TICKER")
-    prices = normalize_ohlcv(raw, label=cfg.source)
-    return trim_dates(prices, cfg.start, cfg.end, label=cfg.source)
+    return normalize_ohlcv(raw, label=cfg.source, max_move=cfg.max_move, start=cfg.start, end=cfg.end)
 
 
 def describe_prices(prices: pd.DataFrame, source: str, symbol: str | None = None) -> dict[str, Any]:
@@ -174,9 +180,18 @@ def check_exog_coverage(values: pd.Series, dates: pd.DatetimeIndex, lag_days: in
 # --------------------------------------------------------------------------- normalisation
 
 
-def normalize_ohlcv(raw: pd.DataFrame, label: str) -> pd.DataFrame:
-    """Map columns case-insensitively onto OHLCV, apply ``Adj Close``, and validate."""
+def normalize_ohlcv(raw: pd.DataFrame, label: str, max_move: float | None = None,
+                    start: str | None = None, end: str | None = None) -> pd.DataFrame:
+    """Map columns case-insensitively onto OHLCV, trim to ``start``..``end``, validate, apply
+    ``Adj Close``, and refuse one-day moves beyond ``max_move`` (default ``DataConfig.max_move``).
+
+    Only the kept dates are validated, so --start/--end can leave a bad stretch out; moves are
+    checked on adjusted closes, so a split that ``Adj Close`` accounts for passes.
+    """
     frame = _with_date_index(raw, label)
+    if start or end:
+        _check_dates(frame.index, label)  # sorted and unique before slicing by date
+        frame = trim_dates(frame, start, end, label)
     lookup = {str(c).strip().lower(): c for c in frame.columns}
     missing = [name for name in OHLCV if name.lower() not in lookup]
     if missing:
@@ -196,6 +211,7 @@ def normalize_ohlcv(raw: pd.DataFrame, label: str) -> pd.DataFrame:
         for name in ("Open", "High", "Low"):
             out[name] = out[name] * factor
         out["Close"] = adj
+    check_moves(out["Close"], label, DataConfig.max_move if max_move is None else max_move)
     return out
 
 
@@ -207,8 +223,9 @@ def _with_date_index(raw: pd.DataFrame, label: str) -> pd.DataFrame:
         date_col = next((c for c in frame.columns if str(c).strip().lower() in _DATE_NAMES), None)
         if date_col is None:
             raise DataError(f"{label} has no date column; name one column 'Date' holding dates like 2020-01-31")
-        parsed = _parse_dates(frame[date_col])
-        _check_one_date_format(frame[date_col], parsed, label)
+        stamps = _strip_utc_offsets(frame[date_col])
+        parsed = _parse_dates(stamps)
+        _check_one_date_format(stamps, parsed, label)
         bad = parsed.isna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -218,6 +235,19 @@ def _with_date_index(raw: pd.DataFrame, label: str) -> pd.DataFrame:
     if frame.index.tz is not None:
         frame = frame.tz_localize(None)
     return frame
+
+
+# a time of day followed by a UTC offset ("00:00:00-05:00", "00:00+0900", "00:00:00Z")
+_UTC_OFFSET = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d*)?)?)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)\s*$")
+
+
+def _strip_utc_offsets(column: pd.Series) -> pd.Series:
+    """Text stamps with UTC offsets as their local wall-clock time: an exchange stamps a bar with
+    its own date, and converting to UTC would move a +09:00 midnight bar to the previous day
+    (mixed offsets across DST, -05:00 and -04:00, would not parse at all)."""
+    if pd.api.types.is_numeric_dtype(column):
+        return column
+    return column.map(lambda v: _UTC_OFFSET.sub(r"\1", v) if isinstance(v, str) else v)
 
 
 def _check_one_date_format(column: pd.Series, parsed: pd.Series, label: str) -> None:
@@ -254,45 +284,14 @@ def _numeric(column: pd.Series, name: str, label: str) -> pd.Series:
         where = column.index[pos]
         raise DataError(f"{label}: column {name} is not numeric ({column.iloc[pos]!r} on {_day(where)}); "
                         "remove text, thousands separators or currency signs from that column")
+    check_finite(column, values, name, label)
     return values.astype("float64")
-
-
-#: longest calendar-day gap between two bars before a series is refused (market closures are shorter)
-MAX_GAP_DAYS = 60
 
 
 def _validate(prices: pd.DataFrame, label: str) -> None:
     _check_dates(prices.index, label)
-    _check_daily(prices.index, label)
-    for name in OHLCV:
-        missing = prices[name].isna()
-        if missing.any():
-            raise DataError(f"{label}: {name} has {int(missing.sum())} missing value(s), first on "
-                            f"{_day(prices.index[missing.to_numpy()][0])}; fill or drop those rows")
-    for name in ("Open", "High", "Low", "Close"):
-        bad = prices[name] <= 0
-        if bad.any():
-            when = prices.index[bad.to_numpy()][0]
-            raise DataError(f"{label}: {name} has non-positive price(s), first {float(prices[name][when]):g} on "
-                            f"{_day(when)}; prices must be > 0, fix or drop those rows")
-    if (prices["Volume"] < 0).any():
-        when = prices.index[(prices["Volume"] < 0).to_numpy()][0]
-        raise DataError(f"{label}: Volume is negative on {_day(when)}; volume must be >= 0")
-
-
-def _check_daily(index: pd.DatetimeIndex, label: str) -> None:
-    """Daily bars without multi-month holes: intraday data would break the 252-day annualisation,
-    and a gap would turn one "daily" return into a return over months."""
-    timed = index != index.normalize()
-    if timed.any():
-        raise DataError(f"{label} has intraday timestamps (first {index[timed][0]}); lstmbt works on daily bars: "
-                        "resample to one row per day (last close, summed volume) first")
-    if len(index) > 1:
-        gaps = np.diff(index.values.astype("datetime64[D]").astype(np.int64))
-        if gaps.max() > MAX_GAP_DAYS:
-            pos = int(np.argmax(gaps))
-            raise DataError(f"{label} has a gap of {int(gaps[pos])} days between {_day(index[pos])} and "
-                            f"{_day(index[pos + 1])}; use --start/--end to keep one unbroken stretch")
+    check_daily_bars(prices.index, label)
+    check_values(prices, label)  # on the prices as given: an adjustment would blur which value is wrong
 
 
 def _check_dates(index: pd.DatetimeIndex, label: str) -> None:
@@ -399,7 +398,9 @@ def read_fdr(ticker: str, start: str | None, end: str | None, refresh: bool = Fa
     """
     cache = fdr_cache_dir() / f"{_safe_name(ticker)}_{start or 'first'}_{end or 'latest'}.parquet"
     if not refresh and _cache_fresh(cache, end):
-        return pd.read_parquet(cache)
+        cached = _read_cache(cache)
+        if cached is not None:
+            return cached
     frame = _fetch_fdr(ticker, start, end)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
@@ -413,6 +414,19 @@ def read_fdr(ticker: str, start: str | None, end: str | None, refresh: bool = Fa
 
 def _safe_name(ticker: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", ticker)
+
+
+def _read_cache(cache: Path) -> pd.DataFrame | None:
+    """A cached download, or None (the entry removed) when it is unreadable or empty: a truncated
+    or garbage file is a cache miss to download again, never a traceback."""
+    try:
+        frame = pd.read_parquet(cache)
+    except Exception:  # noqa: BLE001 - pyarrow raises several types for a damaged file; all mean "miss"
+        frame = None
+    if frame is None or frame.empty:
+        cache.unlink(missing_ok=True)
+        return None
+    return frame
 
 
 def _cache_fresh(cache: Path, end: str | None) -> bool:

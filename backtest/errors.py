@@ -11,3 +11,8 @@ class ConfigError(LstmbtError):
 
 class DataError(LstmbtError):
     """Price data that is missing, malformed or too short for the requested run."""
+
+
+class DataWarning(UserWarning):
+    """Price data that is usable but suspect (stale closes, weekend bars, opens copied from the
+    previous close); each message names the date and the fix, and the run's manifest keeps it."""

@@ -102,7 +102,7 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     """
     report = progress or (lambda stage, done, total: None)
     report("data", 0, 1)
-    design = make_design(load_checked(config), config)
+    design = make_design(load_checked(config, folds=False, positions=False), config)  # no folds trained, no positions
     if threads:
         import torch
 

@@ -85,7 +85,7 @@ def load_design(config: RunConfig) -> Design:
     """Prices, features, targets, grid and folds exactly as ``backtest.pipeline.run`` builds them."""
     from backtest.pipeline import load_checked, make_design
 
-    return make_design(load_checked(config), config)
+    return make_design(load_checked(config, positions=False), config)  # folds trained, no positions
 
 
 def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | None = None, *,

@@ -27,6 +27,7 @@ import pandas as pd
 from backtest import __version__
 from backtest.config import RunConfig
 from backtest.errors import ConfigError, DataError
+from backtest.readback import read_config, read_json, read_metrics, read_parquet
 from backtest.scoring import BENCHMARK, MODEL_NAMES  # noqa: F401  (re-exported: callers import them from here)
 from backtest.scoring import collect_metrics, horizon_plan, is_linear, make_positions, run_warnings
 
@@ -90,11 +91,20 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
     (``backtest.checkpoint``); run again with the same folder, config and data, it continues from
     the last saved fold and returns predictions identical to an uninterrupted run. Other data or
     another config in that folder is refused with one line.
+    Suspect but usable prices (``backtest.datacheck.data_warnings``) raise a ``DataWarning`` each,
+    here, and again in the manifest (``data_checks``, first of ``warnings``).
     """
+    import warnings
+
+    from backtest.datacheck import data_warnings
+    from backtest.errors import DataWarning
+
     report = progress or (lambda stage, done, total: None)
     clock = time.perf_counter()
     report("data", 0, 1)
     prices = load_checked(config) if prices is None else check_length(prices, config)
+    for message in data_warnings(prices, config.data):  # either branch: loaded here or by the caller
+        warnings.warn(message, DataWarning, stacklevel=2)
     timings = {"data": _lap(clock)}
     report("features", 0, 1)
     design = make_design(prices, config)
@@ -128,8 +138,11 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
     positions, the backtest with costs, metrics, the fold table and the manifest.
 
     ``timings``/``clock``: the stage timings so far and the ``time.perf_counter()`` the run began at.
+    The manifest's ``data_checks`` holds the data warnings, with the share of out-of-sample fill
+    bars (those the returns are earned on) that open at the previous close.
     """
     from backtest.data import describe_prices
+    from backtest.datacheck import data_warnings
 
     timings = dict(timings or {})
     started = time.perf_counter()
@@ -137,8 +150,10 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
     timings["backtest_and_metrics"] = time.perf_counter() - started
     timings["total"] = _lap(started if clock is None else clock)
     positions = scored["positions"]
+    checks = data_warnings(design.prices, config.data, oos_dates=scored["returns"].index,
+                           execution=config.backtest.execution)
     manifest = _manifest(config, describe_prices(design.prices, config.data.source, config.data.symbol), positions,
-                         len(design.folds), timings, run_warnings(scored["metrics"], positions))
+                         len(design.folds), timings, run_warnings(scored["metrics"], positions), checks)
     return RunResult(config=config, predictions=predictions, manifest=manifest, **scored)
 
 
@@ -155,7 +170,8 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
     backtest = run_backtest(prices, positions, config.backtest)
     realised = {h: (t["classification"].reindex(dates) > 0).to_numpy() for h, t in design.horizon_targets.items()}
     realised_up = realised[config.target.horizon]
-    metrics = collect_metrics(predictions, positions, backtest, realised_up, config, majority, realised)
+    metrics = collect_metrics(predictions, positions, backtest, realised_up, config, majority, realised,
+                              close=prices["Close"])
     models = by_model(predictions, dates)
     calls = {name: predicted_up(name, models, majority, config, dates) for name in models}
     per_model = {name: realised[horizon_of(name, config)] for name in models}
@@ -164,23 +180,29 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
             "costs": cost_sweep(prices, positions, config.backtest)}
 
 
-def load_checked(config: RunConfig) -> pd.DataFrame:
-    """Prices, refused early when too short for the warm-up, lookback, min_train and one test block."""
+def load_checked(config: RunConfig, *, folds: bool = True, positions: bool = True) -> pd.DataFrame:
+    """Prices, refused early when too short for the warm-up, lookback, min_train and one test block,
+    or when ``check_length``'s checks before training fail."""
     from backtest.data import load_prices
 
-    return check_length(load_prices(config.data), config)
+    return check_length(load_prices(config.data), config, folds=folds, positions=positions)
 
 
-def check_length(prices: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
+                 positions: bool = True) -> pd.DataFrame:
     """``prices`` unchanged, or a DataError when they are too short for ``config``'s warm-up,
-    lookback, min_train, one test block and the label horizon."""
+    lookback, min_train, one test block and the label horizon; then the checks before training
+    (``backtest.preflight``: device, memory, and with ``folds``/``positions`` the label classes of
+    every fold and the confidence sizing's volatility history), each a one-line error."""
     from backtest.data import check_enough_rows
+    from backtest.preflight import check_before_training
     from models.exog import exog_warmup_rows
     from models.features import warmup_rows
 
     warmup = max(warmup_rows(config.features.groups, config.features.n_lags), exog_warmup_rows(len(config.data.exog)))
     need, breakdown = _rows_needed(config, warmup)
     check_enough_rows(prices, need, breakdown, config.data.source)
+    check_before_training(prices, config, warmup, folds=folds, positions=positions)
     return prices
 
 
@@ -282,8 +304,13 @@ def _rows_needed(config: RunConfig, warmup: int) -> tuple[int, str]:
 
 
 def _manifest(config: RunConfig, data: dict[str, Any], positions: pd.DataFrame, n_folds: int,
-              timings: dict[str, float], warnings: list[str]) -> dict[str, Any]:
+              timings: dict[str, float], warnings: list[str], data_checks: list[str] | None = None) -> dict[str, Any]:
+    """The run's provenance. ``warnings`` lists a look-ahead suspicion first, then ``data_checks``
+    (also kept on their own), then the other run warnings, so the report and CLI show them all."""
     from models.training import resolve_device
+
+    data_checks = list(data_checks or [])
+    alarms = [w for w in warnings if w.startswith("LOOK-AHEAD SUSPECTED")]  # stays the first thing said
 
     return {
         "lstmbt_version": __version__,
@@ -298,7 +325,8 @@ def _manifest(config: RunConfig, data: dict[str, Any], positions: pd.DataFrame, 
                           "last_date": positions.index[-1].date().isoformat(),
                           "days": int(len(positions)), "folds": n_folds},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "warnings": warnings,
+        "data_checks": data_checks,
+        "warnings": alarms + data_checks + [w for w in warnings if w not in alarms],
     }
 
 
@@ -317,20 +345,30 @@ def _lap(start: float) -> float:
 
 
 def default_run_dir(source: str, root: str | Path = "runs") -> Path:
-    """``runs/<source>-<UTC timestamp>``, with the source made filename-safe."""
+    """``runs/<source>-<UTC timestamp>``, with the source made filename-safe; ``-2``, ``-3``, ...
+    appended while a run (or an interrupted one) of that name started in the same second exists."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", source.replace(":", "-")).strip("-")[:60] or "run"
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return Path(root) / f"{slug}-{stamp}"
+    base = path = Path(root) / f"{slug}-{stamp}"
+    n = 1
+    while path.exists() or path.is_symlink() or path.with_name(f".{path.name}.partial").exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 @contextlib.contextmanager
 def staged_dir(out_dir: str | Path) -> Iterator[Path]:
     """A temporary sibling of ``out_dir`` to write into, renamed to ``out_dir`` when the block ends
-    without an error and removed when it fails, so no half-written run directory is left."""
+    without an error and removed when it fails, so no half-written run directory is left. Temporary
+    siblings that killed processes left (``.NAME.tmp-PID``, the process gone) are removed first."""
+    from backtest.partial import remove_stale_tmp
+
     out_dir = Path(out_dir)
-    if out_dir.exists():
+    if out_dir.exists() or out_dir.is_symlink():  # a dangling link too: the rename would replace it
         raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -361,27 +399,22 @@ def save_run(result: RunResult, out_dir: str | Path) -> Path:
 
 
 def load_run(run_dir: str | Path) -> RunResult:
-    """Read a run directory written by ``save_run``."""
+    """Read a run directory written by ``save_run``.
+
+    A missing, truncated or misshapen file is refused with one ``DataError`` line naming it.
+    """
     run_dir = Path(run_dir)
     missing = [name for name in RUN_FILES[:-1] if not (run_dir / name).is_file()]
     if not run_dir.is_dir() or missing:
+        if (run_dir / "manifest.json").is_file():
+            read_json(run_dir / "manifest.json")  # a damaged manifest (a universe's too) is the problem to name
         what = "does not exist" if not run_dir.is_dir() else f"lacks {', '.join(missing)}"
         raise DataError(f"{run_dir} {what}; pass a directory written by this version of `lstmbt run` "
                         "(re-run older runs)")
-    import tomllib
-
-    config = RunConfig.from_dict(tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8")))
-    return RunResult(
-        config=config,
-        predictions=pd.read_parquet(run_dir / "predictions.parquet"),
-        positions=pd.read_parquet(run_dir / "positions.parquet"),
-        returns=pd.read_parquet(run_dir / "returns.parquet"),
-        folds=pd.read_parquet(run_dir / "folds.parquet"),
-        costs=pd.read_parquet(run_dir / "costs.parquet"),
-        trades=pd.read_parquet(run_dir / "trades.parquet"),
-        metrics=json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")),
-        manifest=json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")),
-    )
+    frames = {name: read_parquet(run_dir / f"{name}.parquet")
+              for name in ("predictions", "positions", "returns", "folds", "costs", "trades")}
+    return RunResult(config=read_config(run_dir / "config.toml"), **frames,
+                     metrics=read_metrics(run_dir / "metrics.json"), manifest=read_json(run_dir / "manifest.json"))
 
 
 def write_json(path: Path, payload: Any) -> None:

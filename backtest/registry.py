@@ -2,61 +2,148 @@
 
 The run directories stay the source of truth. The index (``<root>/.lstmbt-runs.sqlite``) holds
 each run's key config and every metric of ``metrics.json``, and is brought up to date on every
-call: new or changed runs (by the modification time of their ``metrics.json``) are read,
-removed ones dropped, and a missing or unreadable index is rebuilt from scratch.
+call: new or changed runs (by the modification times of their files) are read, removed ones
+dropped. The index is only a cache, so it never stops a listing:
+
+- a damaged index ("database disk image is malformed", not a database at all) is rebuilt;
+- one that cannot be used (a directory at its path, a read-only or full disk, another program's
+  database, a lock held too long) is left as it is, and the runs are listed from a temporary
+  in-memory index, with one ``DataWarning`` saying why;
+- a run directory with a missing, malformed or misshapen ``metrics.json``, ``manifest.json`` or
+  ``config.toml`` is skipped with one warning naming the file (``runs show`` says why).
+
+Dot-directories (``.NAME.partial``, ``.NAME.tmp-*``: unfinished runs) are never listed.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import tomllib
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from backtest.errors import ConfigError, DataError
+from backtest.errors import ConfigError, DataError, DataWarning
+from backtest.readback import DamagedFileError, read_json, read_metrics, read_toml
 
 INDEX_NAME = ".lstmbt-runs.sqlite"
 #: metrics shown per model by ``lstmbt runs list``
 LIST_METRICS = ("total_return", "sharpe", "hit_rate", "hit_rate_pvalue")
+#: ``PRAGMA application_id`` of an lstmbt index ("lsbt"), so another program's database is never changed
+APPLICATION_ID = 0x6C736274
+_COLUMNS = {"runs": ("id", "path", "stamp", "created", "source", "symbol", "task", "regression", "horizon",
+                     "first_date", "last_date", "days"),
+            "metrics": ("run_id", "strategy", "metric", "value")}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, path TEXT, stamp REAL, created TEXT, source TEXT,
     symbol TEXT, task TEXT, regression TEXT, horizon INTEGER, first_date TEXT, last_date TEXT, days INTEGER);
 CREATE TABLE IF NOT EXISTS metrics (run_id TEXT, strategy TEXT, metric TEXT, value REAL);
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id);
 """
+_RUN_FILES = ("manifest.json", "metrics.json", "config.toml")
+_FIX = "restore the file, or move the run directory out of the root"
+
+
+class _Unusable(sqlite3.DatabaseError):
+    """An index file that lstmbt must not touch (another program's database) or found damaged."""
 
 
 def sync_index(root: str | Path) -> sqlite3.Connection:
-    """The registry of ``root``, updated to the run directories there now."""
+    """The registry of ``root``, updated to the run directories there now; skipped runs are warned about."""
+    db, skipped = _sync(root)
+    _warn_skipped(root, skipped)
+    return db
+
+
+def _sync(root: str | Path) -> tuple[sqlite3.Connection, dict[str, str]]:
+    """(the index, {run id: why it was skipped}) of the run directories under ``root``."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"run root {root} does not exist; pass --root DIR where `lstmbt run` wrote its runs")
+    on_disk = {d.name: d for d in sorted(root.iterdir()) if _is_run_dir(d)}
     path = root / INDEX_NAME
+    for attempt in (1, 2):
+        db = None
+        try:
+            db = _open(path)
+            return db, _update(db, on_disk)
+        except (sqlite3.DatabaseError, OSError) as exc:  # damage often shows only when a page is read
+            if db is not None:
+                db.close()
+            if attempt == 1 and _damaged(exc) and _removed(path):
+                continue  # a damaged index is only a cache: start it again
+            problem = _problem(path, exc)
+            break
+    warnings.warn(f"run index {path} {problem}; listing from a temporary in-memory index instead", DataWarning,
+                  stacklevel=3)
+    db = _open(":memory:")
+    return db, _update(db, on_disk)
+
+
+def _is_run_dir(path: Path) -> bool:
+    """A finished run's directory: not a dot-directory (an unfinished run), and holding its manifest
+    or metrics (a sweep's folder or a folder of notes holds neither)."""
     try:
-        db = _connect(path)
-    except sqlite3.DatabaseError:  # a damaged index is only a cache: start it again
-        path.unlink(missing_ok=True)
-        db = _connect(path)
-    on_disk = {d.name: d for d in root.iterdir() if (d / "metrics.json").is_file() and (d / "manifest.json").is_file()}
+        return (not path.name.startswith(".") and path.is_dir()
+                and any((path / name).is_file() for name in _RUN_FILES[:2]))
+    except OSError:
+        return False
+
+
+def _open(path: str | Path) -> sqlite3.Connection:
+    """A checked connection to the index at ``path``; ``_Unusable`` for a damaged or foreign one."""
+    db = sqlite3.connect(path, timeout=10)
+    try:
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise _Unusable("database disk image is malformed (quick_check)")
+        if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            _claim(db)
+        db.executescript(_SCHEMA)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _claim(db: sqlite3.Connection) -> None:
+    """Mark a new index, or one written before indexes were marked, as lstmbt's; refuse any other."""
+    tables = {name: tuple(row[1] for row in db.execute(f"PRAGMA table_info({name!r})"))
+              for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and tables != _COLUMNS:
+        raise _Unusable(f"is not an lstmbt run index (it holds the table(s) {', '.join(sorted(tables))} "
+                        "with other columns); move it away so lstmbt can keep its index there")
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+
+def _update(db: sqlite3.Connection, on_disk: dict[str, Path]) -> dict[str, str]:
+    """Bring ``db`` up to date with ``on_disk``; returns the skipped runs and why."""
     known = dict(db.execute("SELECT id, stamp FROM runs").fetchall())
     for gone in set(known) - set(on_disk):
         _forget(db, gone)
+    skipped = {}
     for run_id, run_dir in on_disk.items():
-        stamp = (run_dir / "metrics.json").stat().st_mtime
-        if known.get(run_id) != stamp:
-            _forget(db, run_id)
-            _remember(db, run_id, run_dir, stamp)
+        stamp = _stamp(run_dir)
+        if stamp is not None and known.get(run_id) == stamp:
+            continue
+        _forget(db, run_id)
+        try:
+            run, metrics = _read_run(run_id, run_dir, stamp)
+        except DamagedFileError as exc:
+            skipped[run_id] = f"{exc.path.name} {exc.problem}"
+            continue
+        db.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(run))})", run)
+        db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", metrics)
     db.commit()
-    return db
+    return skipped
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path)
-    db.executescript(_SCHEMA)
-    return db
+def _stamp(run_dir: Path) -> float | None:
+    """The newest modification time of the run's files (None if one cannot be read)."""
+    try:
+        return max((run_dir / name).stat().st_mtime for name in _RUN_FILES)
+    except OSError:
+        return None
 
 
 def _forget(db: sqlite3.Connection, run_id: str) -> None:
@@ -64,24 +151,77 @@ def _forget(db: sqlite3.Connection, run_id: str) -> None:
     db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
 
 
-def _remember(db: sqlite3.Connection, run_id: str, run_dir: Path, stamp: float) -> None:
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-        config = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # not a finished run directory: left out of the index
-    target, data, oos = config.get("target", {}), manifest.get("data", {}), manifest.get("out_of_sample", {})
+def _read_run(run_id: str, run_dir: Path, stamp: float | None) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    """The index rows of one run: (its ``runs`` row, its ``metrics`` rows); ``DamagedFileError``
+    for a file that is missing, malformed or of the wrong shape."""
+    manifest = read_json(run_dir / "manifest.json")
+    metrics = read_metrics(run_dir / "metrics.json")
+    config = read_toml(run_dir / "config.toml")
+    target = _table(config, "target", run_dir / "config.toml")
+    data = _table(manifest, "data", run_dir / "manifest.json")
+    oos = _table(manifest, "out_of_sample", run_dir / "manifest.json")
     source = data.get("source")
     if "universe" in manifest:  # a universe run: its rows are the portfolio strategies (ew_*, xs_*)
-        source = f"{source} (universe of {len(manifest['universe'])} tickers)"
-    db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
-        run_id, str(run_dir), stamp, manifest.get("created"), source, data.get("symbol"),
-        target.get("task"), target.get("regression"), target.get("horizon"), oos.get("first_date"),
-        oos.get("last_date"), oos.get("days")))
-    db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", [
-        (run_id, strategy, key, value) for strategy, entry in metrics.items() for key, value in entry.items()
-        if isinstance(value, (int, float)) and not isinstance(value, bool)])
+        universe = manifest["universe"]
+        source = f"{source} (universe of {len(universe) if isinstance(universe, (list, dict)) else '?'} tickers)"
+    row = (run_id, str(run_dir), stamp, manifest.get("created"), source, data.get("symbol"), target.get("task"),
+           target.get("regression"), target.get("horizon"), oos.get("first_date"), oos.get("last_date"),
+           oos.get("days"))
+    for name, value in zip(_COLUMNS["runs"][3:], row[3:]):
+        if value is not None and not isinstance(value, (str, int, float)):
+            raise DamagedFileError(run_dir / ("config.toml" if name in ("task", "regression", "horizon")
+                                              else "manifest.json"), f"has an unexpected shape ({name} is "
+                                                                     f"a {type(value).__name__})", _FIX)
+    rows = [(run_id, strategy, key, value) for strategy, entry in metrics.items() for key, value in entry.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    return row, rows
+
+
+def _table(parent: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = parent.get(key, {})
+    if not isinstance(value, dict):
+        raise DamagedFileError(path, f"has an unexpected shape ({key} is not a table)", _FIX)
+    return value
+
+
+def _damaged(exc: BaseException) -> bool:
+    """Whether ``exc`` says the index file itself is damaged (so rebuilding it is the cure)."""
+    if isinstance(exc, _Unusable):
+        return "malformed" in str(exc)
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or any(
+        words in str(exc) for words in ("malformed", "not a database"))
+
+
+def _removed(path: Path) -> bool:
+    """Delete a damaged index file and the journal files SQLite may have left beside it; False if
+    it is no file or cannot be deleted (a read-only root)."""
+    try:
+        if not path.is_file():
+            return False
+        for name in (path.name, f"{path.name}-journal", f"{path.name}-wal", f"{path.name}-shm"):
+            path.with_name(name).unlink(missing_ok=True)
+    except OSError:
+        return False
+    return True
+
+
+def _problem(path: Path, exc: BaseException) -> str:
+    """Why the index at ``path`` cannot be used, worded to follow its name, with the fix."""
+    text = " ".join(str(exc).split())
+    if path.is_dir():
+        return "is a directory, not an index file; move it away to keep an index between calls"
+    if isinstance(exc, _Unusable):
+        return text
+    if _damaged(exc):
+        return f"is damaged and cannot be replaced ({text}); delete it to have it rebuilt"
+    if "locked" in text or "busy" in text:
+        return f"is locked by another process ({text}); retry when the other `lstmbt runs` has finished"
+    return f"cannot be opened or written ({text}); make the run root writable to keep an index"
+
+
+def _warn_skipped(root: str | Path, skipped: dict[str, str]) -> None:
+    for run_id, why in skipped.items():
+        warnings.warn(f"skipped {Path(root) / run_id}: {why}; {_FIX}", DataWarning, stacklevel=3)
 
 
 def list_runs(root: str | Path, source: str | None = None, target: str | None = None, since: str | None = None,
@@ -90,7 +230,8 @@ def list_runs(root: str | Path, source: str | None = None, target: str | None = 
 
     ``source``: substring of the data source; ``target``: ``regression``, ``classification`` or a
     model name; ``since``: ISO date, runs created on or after it; ``sort``: any metric key,
-    best first (lowest first for p-values and errors), else newest runs first.
+    best first (lowest first for p-values and errors), else newest runs first. A run directory
+    that cannot be read is left out, with a ``DataWarning`` naming the file.
     """
     db = sync_index(root)
     runs = pd.read_sql_query("SELECT * FROM runs", db)
@@ -99,6 +240,8 @@ def list_runs(root: str | Path, source: str | None = None, target: str | None = 
     rows = pd.read_sql_query(f"SELECT * FROM metrics WHERE {models}", db)
     db.close()
     wide = rows.pivot_table(index=["run_id", "strategy"], columns="metric", values="value").reset_index()
+    if wide.empty:  # no runs (or none with a model): the right columns, no rows
+        wide = pd.DataFrame(columns=["run_id", "strategy", *LIST_METRICS])
     frame = runs.merge(wide, left_on="id", right_on="run_id").drop(columns=["run_id", "stamp"])
     frame = _filter(frame, source, target, since)
     if sort is not None:
@@ -112,7 +255,7 @@ def list_runs(root: str | Path, source: str | None = None, target: str | None = 
 
 def _filter(frame: pd.DataFrame, source: str | None, target: str | None, since: str | None) -> pd.DataFrame:
     if source:
-        frame = frame[frame["source"].fillna("").str.contains(source, regex=False)]
+        frame = frame[frame["source"].fillna("").astype(str).str.contains(source, regex=False)]
     if target:
         frame = frame[frame["strategy"].str.contains(target, regex=False)]
     if since:
@@ -120,13 +263,17 @@ def _filter(frame: pd.DataFrame, source: str | None, target: str | None, since: 
             day = pd.Timestamp(since, tz="UTC")
         except ValueError:
             raise ConfigError(f"--since {since!r} is not a date; use YYYY-MM-DD") from None
-        frame = frame[pd.to_datetime(frame["created"], utc=True) >= day]
+        # an unreadable creation time counts as not after the date
+        frame = frame[pd.to_datetime(frame["created"], utc=True, errors="coerce", format="ISO8601") >= day]
     return frame
 
 
 def show_run(root: str | Path, run_id: str) -> tuple[dict[str, Any], pd.DataFrame]:
     """One run's index record and its full metrics table (metrics as rows, strategies as columns)."""
-    db = sync_index(root)
+    db, skipped = _sync(root)
+    if run_id in skipped:
+        db.close()
+        raise DataError(f"run {run_id!r} under {root} cannot be shown: {skipped[run_id]}; {_FIX}")
     cursor = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
     record = cursor.fetchone()
     if record is None:

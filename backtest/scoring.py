@@ -161,14 +161,39 @@ def predicted_up(name: str, models: dict[str, pd.DataFrame], majority: pd.Series
     return None
 
 
+def undecided(name: str, models: dict[str, pd.DataFrame], config: RunConfig,
+              close: pd.Series | None = None) -> np.ndarray:
+    """Per decision day, whether model ``name`` held flat for want of an input rather than by choice:
+    no forecast (NaN), or under confidence sizing a regression model without a trailing volatility
+    over ``strategy.vol_window`` days (undefined or zero; ``strategies.rules.confidence_undecided``).
+
+    ``close``: the whole close history (None: the model's own closes from the first test day).
+    """
+    from strategies.rules import confidence_undecided, predicted_log_return
+
+    g = models[name]
+    if task_of(name) == "classification":
+        return g["p_up"].isna().to_numpy()
+    missing = g["y_pred"].isna()
+    if config.strategy.sizing != "confidence" or config.target.regression == "max_drawdown":
+        return missing.to_numpy()
+    pred = predicted_log_return(g["y_pred"], g["close"], config.target.regression)
+    history = close if close is not None else g["close"]
+    return (missing | confidence_undecided(pred, history, config.strategy.vol_window)).to_numpy()
+
+
 def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest, realised_up: np.ndarray,
                     config: RunConfig, majority: pd.Series | None = None,
-                    realised_by_horizon: dict[int, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
+                    realised_by_horizon: dict[int, np.ndarray] | None = None,
+                    close: pd.Series | None = None) -> dict[str, dict[str, Any]]:
     """``{strategy: {metric: value}}`` for every column of ``positions``.
 
     ``realised_up``: the realised direction at the primary horizon per decision day;
     ``realised_by_horizon``: the same for every horizon of the run, so a model at horizon h is
     scored against h-day moves (and its ``base_rate`` is the share of up h-day moves).
+    ``close``: the whole close history, as for ``make_positions``; it tells the days a model
+    could not decide on (``undecided``): each model's ``no_decision_days``, left out of its
+    hit rate, base rate and hit-rate tests (its returns count them flat, as it was held).
     """
     from backtest import metrics as m
 
@@ -180,9 +205,13 @@ def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest
         entry = m.performance_metrics(backtest.returns[name].to_numpy(), pos)
         real = (realised_by_horizon or {}).get(horizon_of(name, config), realised_up)
         pred_up = predicted_up(name, models, majority, config, dates)
+        if task_of(name) is not None:
+            decided = ~undecided(name, models, config, close)
+            entry["no_decision_days"] = int(len(decided) - decided.sum())
+            real, pred_up = real[decided], None if pred_up is None else pred_up[decided]
         entry["hit_rate"] = m.hit_rate(pred_up, real) if pred_up is not None else math.nan
         if task_of(name) is not None:
-            entry["base_rate"] = float(np.mean(real))
+            entry["base_rate"] = float(np.mean(real)) if len(real) else math.nan
         entry.update(_significance(name, backtest.returns, pred_up, real, models, config))
         trades = backtest.trades[backtest.trades["strategy"] == name]
         entry.update(n_trades=backtest.n_trades[name], fees_paid=backtest.fees_paid[name],
@@ -280,28 +309,41 @@ def fold_stats(folds: pd.DataFrame, positions: pd.DataFrame, returns: pd.DataFra
     return folds.assign(**extra)
 
 
-#: a daily hit rate above this is treated as a sign of look-ahead, not of skill
+#: a daily hit rate above this is treated as a sign of look-ahead, not of skill ...
 TOO_GOOD_HIT_RATE = 0.9
+#: ... when it is also at least this far above the better constant guess, max(base, 1 - base):
+#: a series that rises on 99.9% of days is called right by always-up without any look-ahead
+LOOKAHEAD_MARGIN = 0.10
+
+
+def lookahead_suspected(hit_rate: float, base_rate: float) -> bool:
+    """Whether a hit rate is too good to be true: above ``TOO_GOOD_HIT_RATE`` and at least
+    ``LOOKAHEAD_MARGIN`` above the better constant guess on the same days."""
+    best = max(base_rate, 1.0 - base_rate)
+    return hit_rate > TOO_GOOD_HIT_RATE and hit_rate - best >= LOOKAHEAD_MARGIN - 1e-12  # 0.95 - 0.85 is 0.0999...
 
 
 def run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame) -> list[str]:
     """Plain-language cautions the report shows next to the numbers.
 
     The first is the look-ahead guard's second line of defence: a model that calls more than
-    ``TOO_GOOD_HIT_RATE`` of daily directions right almost surely sees the future through a
-    feature, and the run says so first.
+    ``TOO_GOOD_HIT_RATE`` of daily directions right, and ``LOOKAHEAD_MARGIN`` more than always
+    guessing the more common direction would, almost surely sees the future through a feature,
+    and the run says so first. Models with ``no_decision_days`` get a note saying how many.
     """
     notes = []
+    base = metrics[BENCHMARK]["hit_rate"]
     for name, entry in metrics.items():
-        if task_of(name) is not None and entry["hit_rate"] > TOO_GOOD_HIT_RATE:
+        if task_of(name) is not None and lookahead_suspected(entry["hit_rate"], entry.get("base_rate", base)):
             notes.append(f"LOOK-AHEAD SUSPECTED: {name} calls {entry['hit_rate']:.1%} of directions right, too good "
                          "to be true for daily prices; check every feature for data from after the decision day.")
     if len(positions) < 252:
         notes.append(f"The out-of-sample period is {len(positions)} days, shorter than one year.")
-    base = metrics[BENCHMARK]["hit_rate"]
     for name, entry in metrics.items():
         if task_of(name) is None:
             continue
+        if entry.get("no_decision_days"):
+            notes.append(_no_decision_note(name, entry["no_decision_days"], len(positions)))
         own = entry.get("base_rate", base)
         if not math.isnan(entry["hit_rate"]) and not entry["hit_rate"] > max(own, 1 - own):
             notes.append(f"{name}: hit rate {entry['hit_rate']:.3f} is not above the base rate "
@@ -311,3 +353,10 @@ def run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame) ->
         if not entry["sharpe"] > metrics[BENCHMARK]["sharpe"]:
             notes.append(f"{name}: Sharpe does not beat buy-and-hold after costs.")
     return notes
+
+
+def _no_decision_note(name: str, days: int, total: int) -> str:
+    return (f"{name}: no decision on {days} of {total} out-of-sample days (no forecast, or under confidence sizing a "
+            "trailing volatility over strategy.vol_window days that is undefined or zero, as after a stretch of "
+            "unchanged closes); it was held flat on them, its returns count them flat, and its hit rate leaves them "
+            "out. Check the prices for a stale stretch, or use a strategy.vol_window longer than it.")

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: fewest samples a fold may fit on
+MIN_FIT_SAMPLES = 2
+
 
 @dataclass(frozen=True)
 class Fold:
@@ -53,11 +56,10 @@ class WalkForwardSplit:
             raise ValueError("step and horizon must be >= 1 and embargo >= 0")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        usable = self.min_train - self.gap
-        n_val = self._n_val(usable)
-        if usable - (n_val + self.gap if n_val else 0) < 2:
-            raise ValueError(f"min_train {self.min_train} leaves fewer than 2 samples to fit on after the purge "
-                             f"({self.gap}) and a validation tail of {n_val}; raise min_train")
+        n_fit, n_val = first_fold_sizes(self.min_train, self.gap, self.val_fraction)
+        if n_fit < MIN_FIT_SAMPLES:
+            raise ValueError(f"min_train {self.min_train} leaves fewer than {MIN_FIT_SAMPLES} samples to fit on "
+                             f"after the purge ({self.gap}) and a validation tail of {n_val}; raise min_train")
 
     @property
     def gap(self) -> int:
@@ -87,6 +89,30 @@ class WalkForwardSplit:
         return folds
 
     def _n_val(self, usable: int) -> int:
-        if self.val_fraction == 0:
-            return 0
-        return max(1, int(round(self.val_fraction * usable)))
+        return _n_val(self.val_fraction, usable)
+
+
+def _n_val(val_fraction: float, usable: int) -> int:
+    """Validation samples held out of ``usable`` ones: at least 1 unless ``val_fraction`` is 0."""
+    if val_fraction == 0:
+        return 0
+    return max(1, int(round(val_fraction * usable)))
+
+
+def first_fold_sizes(min_train: int, gap: int, val_fraction: float) -> tuple[int, int]:
+    """(samples fitted on, validation samples) of the first fold, the smallest of any scheme.
+
+    ``gap``: horizon + embargo bars purged before the test block and again between the fitted
+    samples and the validation tail. The first count is below 1 when nothing is left to fit on.
+    """
+    usable = min_train - gap
+    n_val = _n_val(val_fraction, usable)
+    return usable - (n_val + gap if n_val else 0), n_val
+
+
+def min_train_needed(gap: int, val_fraction: float) -> int:
+    """The smallest ``min_train`` whose first fold fits ``MIN_FIT_SAMPLES`` samples after ``gap``."""
+    need = gap + MIN_FIT_SAMPLES
+    while first_fold_sizes(need, gap, val_fraction)[0] < MIN_FIT_SAMPLES:
+        need += 1
+    return need

@@ -187,10 +187,10 @@ def load_universe(tickers: list[Ticker]) -> dict[str, pd.DataFrame]:
 
 
 def _csv_symbol(raw: pd.DataFrame, data: DataConfig) -> pd.DataFrame:
-    from backtest.data import normalize_ohlcv, trim_dates
+    from backtest.data import normalize_ohlcv
 
     label = f"{data.source} symbol {data.symbol}"
-    return trim_dates(normalize_ohlcv(raw, label=label), data.start, data.end, label=label)
+    return normalize_ohlcv(raw, label=label, max_move=data.max_move, start=data.start, end=data.end)
 
 
 @contextlib.contextmanager
@@ -228,31 +228,37 @@ def is_universe_dir(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a universe run (its manifest lists the tickers)."""
     path = Path(run_dir) / "manifest.json"
     try:
-        return "universe" in json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # a damaged manifest is named by whichever loader reads it next
         return False
+    return isinstance(manifest, dict) and "universe" in manifest
 
 
 def load_universe_run(run_dir: str | Path) -> Any:
-    """A ``backtest.universe.UniverseResult`` read back from a universe run directory."""
-    import tomllib
+    """A ``backtest.universe.UniverseResult`` read back from a universe run directory.
 
-    from backtest.config import RunConfig
+    A missing, truncated or misshapen file is refused with one ``DataError`` line naming it.
+    """
+    from backtest.readback import DamagedFileError, read_config, read_json, read_metrics, read_parquet
     from backtest.universe import UniverseResult
 
     run_dir = Path(run_dir)
     missing = [name for name in UNIVERSE_FILES[:-1] if not (run_dir / name).is_file()]
     if missing:
         raise DataError(f"{run_dir} lacks {', '.join(missing)}; pass a directory written by `lstmbt run`")
-    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_json(run_dir / "manifest.json")
+    tickers = manifest.get("tickers")
+    if not isinstance(tickers, list) or not all(isinstance(t, dict) and {"name", "run_dir"} <= set(t) for t in tickers):
+        raise DamagedFileError(run_dir / "manifest.json", "has an unexpected shape (no list of tickers, each "
+                                                          "with a name and a run_dir)")
     ticker_metrics = {}
-    for entry in manifest["tickers"]:
-        path = run_dir / entry["run_dir"] / "metrics.json"
-        ticker_metrics[entry["name"]] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    for entry in tickers:
+        path = run_dir / str(entry["run_dir"]) / "metrics.json"
+        ticker_metrics[entry["name"]] = read_metrics(path) if path.is_file() else {}
     return UniverseResult(
-        config=RunConfig.from_dict(tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))),
-        returns=pd.read_parquet(run_dir / "returns.parquet"),
-        weights=pd.read_parquet(run_dir / "weights.parquet"),
-        metrics=json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")),
+        config=read_config(run_dir / "config.toml"),
+        returns=read_parquet(run_dir / "returns.parquet"),
+        weights=read_parquet(run_dir / "weights.parquet"),
+        metrics=read_metrics(run_dir / "metrics.json"),
         ticker_metrics=ticker_metrics, manifest=manifest,
     )

@@ -95,7 +95,7 @@ def walk_forward_predict(
     if store is not None:
         parts, log = store.read_done([_fold_span(fold, grid) for fold in folds])
         if warm and log and len(log) < len(folds):
-            model = clone(estimator).set_checkpoint(store.load_state(folds[len(log) - 1].index))
+            model = store.restore(clone(estimator), folds[len(log) - 1].index)
         for entry in log if on_fold is not None else ():
             on_fold(entry)
     for fold in folds[len(log):]:

@@ -78,3 +78,90 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- size and memory estimate
+
+#: windows (or chunks) per evaluation batch; ``models.training`` evaluates in batches of this size
+EVAL_BATCH = 1024
+FLOAT_BYTES = 4  # float32 on every device
+#: float copies of every parameter alive while training: weights, gradients, AdamW's two
+#: moments, the best-epoch copy ``train_network`` keeps, and one optimizer temporary
+PARAM_COPIES = 6
+#: floats autograd keeps per LSTM time step, layer, direction and hidden unit for the backward
+#: pass (gates, cell and hidden states); about 12 measured on CPU (tests/test_honest_notes.py)
+TRAIN_FLOATS_PER_STEP = 12
+#: the torch runtime's own allocations on first use (about 100 MiB measured on CPU)
+RUNTIME_BYTES = 128 * 2**20
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak memory of training one ``LSTMNet``, in bytes, by part (see ``estimate_training_memory``).
+
+    ``unit``: what one batch row is (``window of L days`` or ``chunk of T steps``), and ``batch``
+    how many of them a gradient step holds, for the message that names the size.
+    """
+
+    n_params: int
+    param_bytes: int
+    activation_bytes: int
+    data_bytes: int
+    batch: int
+    unit: str
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.param_bytes + self.activation_bytes + self.data_bytes + RUNTIME_BYTES
+
+
+def lstm_param_count(n_features: int, n_outputs: int, spec: NetSpec) -> int:
+    """Trainable parameters of ``LSTMNet(n_features, n_outputs, spec)``, counted without building it.
+
+    Per LSTM layer and direction: ``4H * (inputs + H)`` weights and ``8H`` biases (torch keeps
+    two bias vectors); then the optional LayerNorm (``2 * width``) and the head's Linear layers.
+    """
+    h, dirs = spec.hidden_size, 2 if spec.bidirectional else 1
+    total, inputs = 0, n_features
+    for _ in range(spec.num_layers):
+        total += dirs * (4 * h * (inputs + h) + 8 * h)
+        inputs = h * dirs
+    width = inputs
+    total += 2 * width if spec.layer_norm else 0
+    for size in (*spec.head, n_outputs):
+        total += width * size + size
+        width = size
+    return total
+
+
+def estimate_training_memory(n_features: int, n_samples: int, lookback: int, spec: NetSpec,
+                             settings: TrainSettings, n_outputs: int = 2) -> MemoryEstimate:
+    """Peak memory of one ``train_network`` fit on ``n_samples`` windows (pure arithmetic, no torch).
+
+    Parameters: ``PARAM_COPIES`` float32 copies. Activations: the larger of one training step
+    (``TRAIN_FLOATS_PER_STEP`` floats per step, layer, direction and hidden unit, for
+    ``batch_size`` windows of ``lookback`` steps in ``window`` mode, or ``chunks_per_batch``
+    chunks of ``lookback - 1 + chunk_len`` steps in ``sequence`` mode) and one evaluation batch
+    (``EVAL_BATCH`` units, no gradients: a layer's input and output sequences). Data: the series
+    on the device, plus the gathered chunks in sequence mode. Within a factor of 2 of the peak
+    measured on CPU (tests/test_honest_notes.py).
+    """
+    n = max(1, n_samples)
+    h, dirs, layers = spec.hidden_size, 2 if spec.bidirectional else 1, spec.num_layers
+    n_params = lstm_param_count(n_features, n_outputs, spec)
+    series = (n + lookback - 1) * n_features
+    if settings.mode == "sequence":
+        chunk = min(settings.chunk_len, n)
+        units, steps, scored = -(-n // chunk) + 1, lookback - 1 + chunk, chunk
+        batch, unit = min(settings.chunks_per_batch, units), f"chunks of {lookback - 1 + chunk} steps"
+        data = series + units * steps * n_features
+    else:
+        units, steps, scored = n, lookback, 1
+        batch, unit = min(settings.batch_size, n), f"windows of {lookback} days"
+        data = series
+    head = sum(spec.head) + h * dirs + n_outputs
+    train = batch * (steps * layers * dirs * h * TRAIN_FLOATS_PER_STEP + scored * head * 3)
+    evaluate = min(EVAL_BATCH, units) * (steps * dirs * h * (1 + min(layers, 2)) + scored * head)
+    return MemoryEstimate(n_params=n_params, param_bytes=PARAM_COPIES * n_params * FLOAT_BYTES,
+                          activation_bytes=max(train, evaluate) * FLOAT_BYTES, data_bytes=2 * data * FLOAT_BYTES,
+                          batch=batch, unit=unit)

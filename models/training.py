@@ -16,10 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.specs import TRAIN_MODES, TrainSettings
+from models.specs import EVAL_BATCH, TRAIN_MODES, TrainSettings
 from models.windows import contiguous_series
 
-EVAL_BATCH = 1024
 #: a warm refit must beat the incoming weights by this many standard errors of the paired
 #: per-sample validation loss difference, so noise is not learned fold after fold
 WARM_ACCEPT_Z = 2.0

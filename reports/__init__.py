@@ -48,6 +48,8 @@ METRIC_HELP = {
     "fees_paid": "fees as a fraction of initial capital",
     "slippage_paid": "value lost to slippage as a fraction of initial capital",
     "n_days": "out-of-sample decision days",
+    "no_decision_days": "days the model could not decide on (no forecast, or under confidence sizing no trailing "
+                        "volatility): held flat, and left out of its hit rate, base rate and hit-rate tests",
     "win_rate": "share of trades with a positive net return",
     "avg_holding_days": "mean trade length in trading days",
     "rmse": "root mean squared error of the regression target",

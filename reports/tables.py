@@ -13,14 +13,16 @@ PERCENT = {"total_return", "cagr", "ann_volatility", "max_drawdown", "exposure",
            "slippage_paid", "accuracy", "precision", "recall", "f1", "mape", "persistence_mape", "win_rate",
            "strategy_return", "buy_and_hold_return", "base_rate", "hit_rate_ci_low", "hit_rate_ci_high"}
 PVALUES = {"hit_rate_pvalue", "pt_pvalue", "dm_pvalue", "dm_pvalue_abs"}
-INTEGER = {"n_trades", "n_days", "fold", "epochs", "best_epoch", "n_train", "n_val", "n_test", "holding_days",
+INTEGER = {"n_trades", "n_days", "no_decision_days",
+           "fold", "epochs", "best_epoch", "n_train", "n_val", "n_test", "holding_days",
            "train_steps", "eval_steps"}
 LOWER_IS_BETTER = {"ann_volatility", "rmse", "mae", "mape", "log_loss", "brier", "turnover", "fees_paid",
                    "slippage_paid", "hit_rate_pvalue", "pt_pvalue", "dm_pvalue", "dm_pvalue_abs", "persistence_rmse",
                    "persistence_mae", "persistence_mape"}
 PRICES = {"entry_price", "exit_price"}
 #: rows where a higher or lower value is not better in itself: no highlight
-NEUTRAL = {"n_trades", "n_days", "exposure", "avg_holding_days", "ann_volatility", "turnover", "fees_paid",
+NEUTRAL = {"n_trades", "n_days", "no_decision_days",
+           "exposure", "avg_holding_days", "ann_volatility", "turnover", "fees_paid",
            "slippage_paid", "hit_rate_ci_high", "sharpe_ci_high", "sharpe_diff_ci_high"}
 #: return and risk rows, where a strategy that never holds a position is not ranked
 PERFORMANCE = {"total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "win_rate"}

@@ -136,6 +136,21 @@ def regression_confidence_positions(pred_return: pd.Series, close: pd.Series, vo
     return (gain * z).clip(lower, 1.0).fillna(0.0).rename("position")
 
 
+def confidence_undecided(pred_return: pd.Series, close: pd.Series, vol_window: int = 21) -> pd.Series:
+    """True on the days ``regression_confidence_positions`` holds flat for want of an input, not by
+    choice: the forecast is NaN, or the trailing volatility at the decision day is undefined
+    (warm-up, a gap in ``close``) or zero (closes unchanged for ``vol_window`` days).
+
+    ``close`` as for ``regression_confidence_positions``; only closes up to each day are used.
+    """
+    missing = pred_return.index.difference(close.index)
+    if len(missing):
+        raise ValueError(f"close lacks {len(missing)} decision days of pred_return (first: {missing[0]}); "
+                         "pass the full close series")
+    vol = trailing_volatility(close, vol_window).reindex(pred_return.index)
+    return (pred_return.isna() | ~(vol > 0)).rename("undecided")
+
+
 def buy_and_hold(index: pd.Index) -> pd.Series:
     """Fully long on every decision day: the baseline every strategy is measured against."""
     return pd.Series(1.0, index=index, name="position")

@@ -28,7 +28,8 @@ from sklearn.base import clone
 from typer.testing import CliRunner
 
 import backtest.cli as cli
-from backtest.checkpoint import load_partial_config, open_checkpoint, partial_dir, saved_folds, start_partial
+from backtest.checkpoint import open_checkpoint, saved_folds
+from backtest.partial import load_partial_config, partial_dir, start_partial
 from backtest.config import QUICK_PRESET, RunConfig
 from backtest.errors import ConfigError, DataError
 from backtest.pipeline import RUN_FILES, run as run_pipeline
@@ -263,7 +264,7 @@ def _start_run(out: Path, script: bool, log: Path) -> subprocess.Popen:
 
 def _freeze_after_a_fold(proc: subprocess.Popen, folds: Path, log: Path) -> None:
     """Wait until the run has saved a fold of the LSTM chain, then stop it on the spot (SIGSTOP)."""
-    marker, deadline = folds / LSTM / "fold-0001.log.parquet", time.monotonic() + 180
+    marker, deadline = folds / LSTM / "fold-0001.sha256.json", time.monotonic() + 180  # its commit mark
     while not marker.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()

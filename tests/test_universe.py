@@ -247,7 +247,8 @@ def test_perturbing_one_tickers_future_leaves_every_earlier_weight_unchanged(lin
         raw.loc[later, column] *= factor
     path = tmp_path / "perturbed.csv"
     raw.to_csv(path, index=False)
-    perturbed = _linear_universe(f"csv:{path}", **SENSITIVE)[0]
+    # the 1.5x jump is a one-day move beyond the default data.max_move (0.4), which would refuse it
+    perturbed = _linear_universe(f"csv:{path}", **SENSITIVE, **{"data.max_move": 2.0})[0]
     before, after = (r.weights[r.weights["date"] <= cut].reset_index(drop=True) for r in (linear_run, perturbed))
     pd.testing.assert_frame_equal(before, after)
     pd.testing.assert_frame_equal(linear_run.returns.loc[:cut], perturbed.returns.loc[:cut])

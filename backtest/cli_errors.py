@@ -1,0 +1,179 @@
+"""How the ``lstmbt`` command line ends a failed command: one line on stderr, never a traceback.
+
+- ``LstmbtError`` (bad input, a damaged file): ``error: <message>``, exit status 2;
+- ``OSError`` (a full or read-only disk, a missing path, a concurrent writer): one line naming the
+  file, the problem (by errno) and the fix, exit status 2;
+- running out of memory, or asking for a GPU that is not there: one line with the fix, exit status 2;
+- Ctrl-C: ``interrupted: ...``, exit status 130, whatever the command;
+- anything else is a bug in lstmbt: one ``error: internal error (...)`` line and exit status 1;
+  ``LSTMBT_DEBUG=1`` or ``lstmbt --debug`` re-raises it (and any OSError or resource failure),
+  so the full traceback shows.
+
+Data-check warnings (``DataWarning``) print as one ``warning: <message>`` line each, once.
+``backtest.cli.main`` runs the app through ``run_with_one_line_errors``; only the CLI imports
+this module, and it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+
+from backtest.errors import DataWarning, LstmbtError
+
+DEBUG_ENV = "LSTMBT_DEBUG"
+INTERRUPTED = "interrupted: nothing was written"
+#: commands with an --out option, so "choose another --out" is a fix they offer
+OUT_COMMANDS = ("run", "sweep", "report", "compare", "importance")
+#: what the global options of this invocation asked for (set by the app callback, reset by main)
+session: dict[str, Any] = {"debug": False, "command": None}
+_CUDA_MISSING = re.compile(r"not compiled with cuda|no cuda gpu|sees no cuda|nvidia driver|cuda driver|"
+                           r"cuda (is )?(not |un)available|no gpu", re.IGNORECASE)
+
+
+def debugging() -> bool:
+    """Whether internal errors should show their traceback (``--debug`` or ``LSTMBT_DEBUG=1``)."""
+    return session["debug"] or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@contextlib.contextmanager
+def interrupt_line() -> Iterator[None]:
+    """Print the Ctrl-C line for any command that lets ``KeyboardInterrupt`` escape (typer then
+    exits 130 silently); commands that say more themselves exit through ``typer.Exit(130)``."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo(INTERRUPTED, err=True)
+        raise
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Within the block, each distinct ``DataWarning`` prints once as ``warning: <message>`` on
+    stderr; other warnings keep Python's format. Filters and hook are restored afterwards."""
+    shown: set[str] = set()
+    with warnings.catch_warnings():
+        previous = warnings.showwarning
+        warnings.simplefilter("always", DataWarning)  # deduplicated here, by message
+
+        def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                 line: str | None = None) -> None:
+            if not issubclass(category, DataWarning):
+                previous(message, category, filename, lineno, file, line)
+                return
+            text = _one_line(message, limit=1000)
+            if text not in shown:
+                shown.add(text)
+                typer.echo(f"warning: {text}", err=True)
+
+        warnings.showwarning = show
+        yield
+
+
+def run_with_one_line_errors(app: Any) -> None:
+    """Run the typer ``app`` as the console entry point: every failure ends in one line on stderr
+    and ``sys.exit`` with its status; an internal error is re-raised when ``debugging()``."""
+    session.update(debug=False, command=None)
+    with one_line_warnings():
+        try:
+            app()
+        except LstmbtError as exc:
+            typer.echo("error: " + " ".join(str(exc).splitlines()), err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:  # outside any command (typer turns one inside into exit 130)
+            typer.echo(INTERRUPTED, err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if debugging():
+                raise
+            status, line = failure_line(exc)
+            typer.echo(line, err=True)
+            sys.exit(status)
+
+
+def failure_line(exc: Exception) -> tuple[int, str]:
+    """(exit status, the one ``error: ...`` line) for an exception that escaped a command."""
+    if isinstance(exc, OSError) and not _is_network(exc):
+        return 2, "error: " + os_error_message(exc, session["command"] in OUT_COMMANDS)
+    resource = _resource_message(exc)
+    if resource is not None:
+        return 2, "error: " + resource
+    if isinstance(exc, OSError):
+        return 2, f"error: {_one_line(exc)}; check the network connection (or the path) and retry"
+    return 1, (f"error: internal error ({type(exc).__name__}: {_one_line(exc)}); this is a bug in lstmbt - rerun "
+               f"with {DEBUG_ENV}=1 (or --debug) for the traceback and report it")
+
+
+def os_error_message(exc: OSError, has_out: bool = True) -> str:
+    """One line naming the file, the problem (by errno) and the fix."""
+    where = _where(exc)
+    other_out = ", or choose another --out" if has_out else ""
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left on the device" if code == errno.ENOSPC else "the disk quota is used up"
+        return f"cannot write {where or 'a file'}: {what}; free some space there{other_out}"
+    if code == errno.EFBIG:
+        return (f"cannot write {where or 'a file'}: it grew past the file-size limit (no space for it); "
+                f"raise the limit (ulimit -f){other_out}")
+    if code == errno.EROFS:
+        fix = "choose another --out, on a writable disk" if has_out else "use a writable disk"
+        return f"{where or 'the output'} is on a read-only file system (not writable); {fix}"
+    if code in (errno.EACCES, errno.EPERM):
+        return (f"{where or 'a file'} is read-only or not yours (permission denied); "
+                f"fix its permissions{other_out}")
+    fixes = {
+        errno.ENOENT: ("does not exist (a missing folder, or a link to nothing)", "check the path"),
+        errno.ENOTDIR: ("has a file where a folder should be", "check the path"),
+        errno.EISDIR: ("is a folder where a file was expected", "give a file name"),
+        errno.EEXIST: ("already exists (a file where a folder is needed, or another lstmbt process's output)",
+                       f"move it away{other_out}"),
+        errno.ENOTEMPTY: ("already exists and is not empty (another lstmbt process may be writing it)",
+                          f"wait for it to finish{other_out}"),
+        errno.ENAMETOOLONG: ("has too long a name", "choose a shorter path"),
+        errno.ELOOP: ("goes through a loop of symbolic links", "fix the links"),
+        errno.EMFILE: ("could not be opened: too many open files", "raise the limit (ulimit -n) or run fewer jobs"),
+        errno.ENFILE: ("could not be opened: too many open files", "raise the limit (ulimit -n) or run fewer jobs"),
+        errno.EIO: ("could not be read or written (input/output error: a failing disk or network drive)",
+                    "check the disk and retry"),
+        errno.ENOMEM: ("could not be handled: out of memory", "free memory or use a smaller run"),
+    }
+    what, fix = fixes.get(code, (f"failed ({_one_line(exc.strerror or exc)})", "check the path and retry"))
+    return f"{where or 'a file'} {what}; {fix}"
+
+
+def _where(exc: OSError) -> str:
+    if exc.filename is None:
+        return ""
+    if exc.filename2 is not None:  # a rename: the target is what is in the way
+        return f"{exc.filename2} (moving {exc.filename} there)"
+    return f"{exc.filename}"
+
+
+def _is_network(exc: OSError) -> bool:
+    """A connection failure (requests' errors are OSErrors with no errno and no file)."""
+    return isinstance(exc, (ConnectionError, TimeoutError)) or (exc.errno is None and exc.filename is None)
+
+
+def _resource_message(exc: Exception) -> str | None:
+    """The line for running out of memory or asking for a GPU that is not there, else None."""
+    if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
+        return ("out of memory; use a smaller model (model.hidden_size, model.lookback, train.batch_size), "
+                "fewer tickers, or a machine with more memory")
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+        return "the GPU ran out of memory; lower train.batch_size or model.hidden_size, or use --set train.device=cpu"
+    if isinstance(exc, (RuntimeError, AssertionError, ValueError)) and _CUDA_MISSING.search(str(exc)):
+        return f"no usable GPU ({_one_line(exc)}); use --set train.device=cpu (or auto, which falls back to the CPU)"
+    return None
+
+
+def _one_line(value: Any, limit: int = 300) -> str:
+    text = " ".join(str(value).split()) or type(value).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -1,0 +1,275 @@
+"""The partial directory of a CLI run, and the lock that lets one process at a time work on it.
+
+``lstmbt run --out OUT`` keeps its finished work in ``<OUT.parent>/.<OUT.name>.partial/`` until the
+run directory is saved: ``config.toml`` (the resolved config), ``lock`` (the pid of the process
+working on it, ``flock``-ed for that process's lifetime: the OS releases it however the process
+ends, so a lock left by a killed run is simply taken over), and ``folds/`` (``backtest.checkpoint``)
+or, for a universe, ``tickers/``. ``claim_run`` holds it for one command; nothing is left behind
+but saved work, which ``lstmbt run --resume OUT`` continues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import glob
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+from backtest.checkpoint import saved_folds
+from backtest.config import RunConfig
+from backtest.errors import ConfigError, DataError, LstmbtError
+
+LOCK_FILE = "lock"
+#: OSError numbers that mean the run cannot be written where --out points
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def partial_dir(out_dir: str | Path) -> Path:
+    """``<out.parent>/.<out.name>.partial``: where ``lstmbt run`` keeps a run until it is saved."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(f".{out_dir.name}.partial")
+
+
+@contextlib.contextmanager
+def claim_run(out_dir: str | Path, config: RunConfig, resumed: bool) -> Iterator[Path]:
+    """Hold the partial directory of the run saved to ``out_dir`` for the block; yields it.
+
+    A new run (``resumed`` false) refuses an ``out_dir`` that exists or is a dangling link, and
+    creates the partial directory with ``config`` (which also proves the parent is writable),
+    taking over one that a killed run left before its first fold. Either way the lock is taken,
+    or the run refused with one line naming the process that holds it, and what killed runs left
+    while saving (``.OUT.tmp-PID``) is removed. When the block fails, a new run with nothing saved
+    removes its partial directory; saved work is kept for ``--resume`` and the error says so; an
+    OSError such as a full disk becomes a one-line DataError.
+    """
+    out_dir = Path(out_dir)
+    try:
+        if resumed:
+            partial, fd = partial_dir(out_dir), _lock(partial_dir(out_dir), out_dir)
+        else:
+            _check_out_dir(out_dir)
+            partial, fd = _create_partial(out_dir, config)
+    except OSError as exc:
+        raise write_failure(exc, out_dir) from exc
+    try:
+        remove_stale_tmp(out_dir)
+        yield partial
+    except KeyboardInterrupt:
+        if not resumed and saved_work(partial)[0] == 0:
+            discard_partial(partial)
+        raise
+    except Exception as exc:
+        failure = _failure(exc, partial, out_dir, resumed)
+        if failure is exc:
+            raise
+        raise failure from exc
+    finally:
+        _unlock(fd)
+
+
+def start_partial(out_dir: str | Path, config: RunConfig) -> Path:
+    """Create the partial directory of a new run with its resolved ``config.toml``; returns it
+    (unlocked: ``claim_run`` is what a command uses)."""
+    partial, fd = _create_partial(Path(out_dir), config)
+    _unlock(fd)
+    return partial
+
+
+def resume_paths(path: str | Path) -> tuple[Path, Path]:
+    """(run directory, partial directory) for ``--resume PATH``; PATH may name either of them."""
+    path = Path(path)
+    name = path.name
+    if name.startswith(".") and name.endswith(".partial") and len(name) > len("..partial"):
+        path = path.with_name(name[1 : -len(".partial")])
+    partial = partial_dir(path)
+    if path.exists():
+        leftover = f" (remove the leftover {partial})" if partial.exists() else ""
+        raise ConfigError(f"{path} already exists: that run finished and needs no resume{leftover}; "
+                          "start a new run with another --out")
+    if not partial.is_dir():
+        raise ConfigError(f"nothing to resume for {path}: no interrupted run in {partial} (a finished run "
+                          "needs no resume); pass the --out of an interrupted `lstmbt run`")
+    return path, partial
+
+
+def load_partial_config(partial: str | Path) -> RunConfig:
+    """The config an interrupted run was started with, reading data from the cache (no ``--refresh``:
+    the first session's download is in the cache, newer bars would only be refused as other data)."""
+    path = Path(partial) / "config.toml"
+    if not path.is_file():
+        raise DataError(f"{partial} holds no config.toml (the run stopped before it began); "
+                        f"remove {partial} and start the run again")
+    try:
+        return RunConfig.from_toml(path).with_values({"data.refresh": False})
+    except ConfigError as exc:
+        raise ConfigError(f"the interrupted run's config is damaged: {exc}; or remove {partial} and start "
+                          "the run again") from None
+
+
+def saved_work(partial: str | Path, tickers: int | None = None) -> tuple[int, str]:
+    """(units saved, "3 of 9 folds"): a single run's folds, or a universe's finished tickers
+    (``tickers``: how many the universe has, when known)."""
+    partial = Path(partial)
+    if tickers is not None or (partial / "tickers").is_dir():
+        done = sum(1 for _ in (partial / "tickers").glob("*/report.html"))
+        return done, f"{done} of {tickers} tickers" if tickers is not None else f"{done} tickers"
+    done, total = saved_folds(partial / "folds")
+    return done, f"{done} of {total} folds" if total is not None else f"{done} folds"
+
+
+def interrupted_line(partial: Path, out_dir: Path, resumed: bool, tickers: int | None = None) -> str:
+    """What the CLI prints on Ctrl-C. A new run with nothing saved removes its partial directory."""
+    done, what = saved_work(partial, tickers)
+    if not partial.is_dir() or (done == 0 and not resumed):
+        discard_partial(partial)
+        return "interrupted: nothing was written"
+    return f"interrupted: {what} saved; continue with: lstmbt run --resume {out_dir}"
+
+
+def discard_partial(partial: str | Path) -> None:
+    """Remove a partial directory (the run was saved, or its input was refused)."""
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def remove_stale_tmp(out_dir: str | Path) -> None:
+    """Remove what processes killed while saving ``out_dir`` left beside it: ``.NAME.tmp-PID``
+    (``pipeline.staged_dir``) and ``.NAME.partial.tmp-PID`` whose process no longer runs."""
+    out_dir = Path(out_dir)
+    name = glob.escape(out_dir.name)
+    for pattern in (f".{name}.tmp-*", f".{name}.partial.tmp-*"):
+        for path in out_dir.parent.glob(pattern):
+            pid = path.name.rpartition("-")[2]
+            if pid.isdigit() and not _alive(int(pid)):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+
+
+def write_failure(exc: OSError, out_dir: str | Path) -> DataError:
+    """One line for an OSError met while writing the run ``out_dir``: the file, why, and the fix."""
+    out_dir = Path(out_dir)
+    where = f"{exc.filename}: " if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free some space on the disk of {out_dir.parent}, or choose an --out on another disk"
+    elif exc.errno == errno.EFBIG:
+        fix = "raise the file-size limit (ulimit -f), or choose an --out on another disk"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = f"{out_dir.parent} is not writable: choose an --out in a writable directory"
+    else:
+        fix = "check that path, or choose another --out"
+    return DataError(f"cannot write the run {out_dir} ({where}{exc.strerror or type(exc).__name__}); {fix}")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise ConfigError(f"--out {out_dir} is a symbolic link to {os.readlink(out_dir)}, which does not exist; "
+                          "remove the link or choose another --out")
+    if out_dir.exists():
+        raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
+
+
+def _create_partial(out_dir: Path, config: RunConfig) -> tuple[Path, int | None]:
+    """The new run's partial directory, locked: built aside and renamed into place with the lock
+    held, so no other process ever sees it unlocked or without its config."""
+    partial = partial_dir(out_dir)
+    if partial.exists() or partial.is_symlink():
+        _take_over_empty(partial, out_dir)
+    staging = partial.with_name(f"{partial.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    fd = None
+    try:
+        (staging / "config.toml").write_text(config.to_toml(), encoding="utf-8")
+        fd = _lock(staging, out_dir)
+        os.rename(staging, partial)
+    except BaseException as exc:
+        _unlock(fd)
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            _take_over_empty(partial, out_dir)  # another process made it meanwhile: say which
+        raise
+    return partial, fd
+
+
+def _take_over_empty(partial: Path, out_dir: Path) -> None:
+    """Remove a partial directory that a run killed before its first fold left (no lock holder,
+    nothing saved); refuse one a live process holds or that holds saved work."""
+    if not partial.is_dir():
+        raise ConfigError(f"{partial} is in the way of the run's working directory; remove it")
+    fd = _lock(partial, out_dir)
+    try:
+        remove_stale_tmp(out_dir)  # safe while holding the lock: no live run of this name can be saving
+        if saved_work(partial)[0] or any(partial.glob("folds/*/fold-*")):  # uncommitted or older-format folds too
+            raise ConfigError(f"an interrupted run of {out_dir} is waiting in {partial}; continue it with "
+                              f"`lstmbt run --resume {out_dir}` or remove {partial}")
+        aside = partial.with_name(f"{partial.name}.tmp-{os.getpid()}")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.rename(partial, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    finally:
+        _unlock(fd)
+
+
+def _lock(partial: Path, out_dir: Path) -> int | None:
+    """Lock ``partial`` for this process's lifetime (or until ``_unlock``) and write our pid in it;
+    refuse with one line when a live process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): runs of the same name are not guarded
+        return None
+    fd = os.open(partial / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(f"another lstmbt process (pid {pid}) is running this run; wait for it to finish, "
+                          f"or stop it and continue with `lstmbt run --resume {out_dir}`") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    return True
+
+
+def _failure(exc: Exception, partial: Path, out_dir: Path, resumed: bool) -> Exception:
+    """The error a failed run ends with: a new run's empty partial directory is gone; saved work
+    is kept and named (in a new run's refusal, a disk error, or as a note on a bug)."""
+    done, what = saved_work(partial)
+    keep = ""
+    if done or resumed:
+        keep = f"; {what} saved in {partial}: continue with `lstmbt run --resume {out_dir}` once that is fixed"
+    else:
+        discard_partial(partial)
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
+        return DataError(f"{write_failure(exc, out_dir)}{keep}")
+    if not isinstance(exc, LstmbtError):
+        if keep:
+            exc.add_note(keep[2:])
+        return exc
+    if resumed or not keep or partial.name in str(exc):  # refusals on resume name their own fix
+        return exc
+    return type(exc)(f"{exc}{keep}")
