@@ -279,8 +279,14 @@ def _manifest(config: RunConfig, tickers: list[Ticker], legs: dict[str, _Leg], r
                           "days": int(len(days))},
         "executor": "pooled" if config.model.pooled else getattr(executor, "kind", None),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "data_checks": universe_data_checks(legs),
         "warnings": universe_warnings(result.metrics, legs, config.portfolio, int(len(days))),
     }
+
+
+def universe_data_checks(legs: dict[str, _Leg]) -> list[str]:
+    """Every ticker's data-check warnings (``backtest.datacheck``), each prefixed with its ticker."""
+    return [f"ticker {t}: {w}" for t, leg in legs.items() for w in leg.manifest.get("data_checks", [])]
 
 
 def universe_warnings(metrics: dict[str, dict[str, Any]], legs: dict[str, _Leg], portfolio: PortfolioConfig,
@@ -288,6 +294,7 @@ def universe_warnings(metrics: dict[str, dict[str, Any]], legs: dict[str, _Leg],
     """Plain-language cautions for the universe report: the tickers' look-ahead alarms first."""
     notes = [f"ticker {t}: {w}" for t, leg in legs.items() for w in leg.manifest.get("warnings", [])
              if w.startswith("LOOK-AHEAD")]
+    notes += universe_data_checks(legs)
     if n_days < 252:
         notes.append(f"The out-of-sample period is {n_days} days, shorter than one year.")
     if not portfolio.bottom_k and portfolio.top_k >= len(legs):

@@ -608,3 +608,30 @@ def test_bad_prices_are_one_error_line_and_leave_nothing(case, tmp_path, monkeyp
     assert (parent / "keep.txt").read_text() == "an earlier file"
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs.iterdir()} == before
     assert not (tmp_path / "cache").exists()
+
+
+def _run_section(html: str) -> str:
+    return html[html.index('<section id="run">'):html.index("</section>", html.index('<section id="run">'))]
+
+
+def test_report_run_section_lists_the_data_checks(stale_run):
+    from reports import render_report
+
+    result = stale_run[3]
+    section = _run_section(render_report(result))
+    listed = section[section.index('id="data-checks"'):section.index("</ul>", section.index('id="data-checks"'))]
+    assert listed.count("<li>") == len(result.manifest["data_checks"]) == 2
+    assert "Close is unchanged for 6 bars" in listed and "No findings" not in section
+
+
+def test_report_run_section_says_when_no_check_found_anything(stale_run):
+    import dataclasses
+
+    from reports import render_report
+
+    result = stale_run[3]
+    clean = dataclasses.replace(result, manifest={**result.manifest, "data_checks": [], "warnings": []})
+    section = _run_section(render_report(clean))
+    assert 'id="data-checks"' in section and "No findings" in section
+    older = dataclasses.replace(result, manifest={k: v for k, v in result.manifest.items() if k != "data_checks"})
+    assert "Data checks" not in _run_section(render_report(older))  # runs saved before the checks existed

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import backtest.cli as cli
-from backtest.config import BacktestConfig, DataConfig, RunConfig
+from backtest.config import BacktestConfig, DataConfig, PortfolioConfig, RunConfig
 from backtest.data import load_prices
 from backtest.errors import DataError
 from backtest.executors import make_executor
@@ -304,6 +304,7 @@ def test_universe_run_directory(local_run):
     assert sorted(p.name for p in local.iterdir()) == sorted([*UNIVERSE_FILES, "tickers"])
     manifest = json.loads((local / "manifest.json").read_text())
     assert manifest["universe"] == ["T00", "T01", "T02"] and manifest["executor"] == "local"
+    assert manifest["data_checks"] == []  # random walks with their own opens: nothing to flag
     assert manifest["out_of_sample"]["days"] == len(pd.read_parquet(local / "returns.parquet"))
     metrics = json.loads((local / "metrics.json").read_text())
     assert list(metrics) == ["ew_lstm_classification", "xs_lstm_classification", EW_BENCHMARK]
@@ -512,3 +513,17 @@ def test_resume_refuses_a_ticker_whose_prices_changed(cli_csv, tmp_path, monkeyp
     assert code == 2 and err.strip() == ("error: ticker T00: its prices changed since the interrupted run saved it; "
                                          "start a new run (another --out) instead of --resume")
     assert (tmp_path / ".run.partial" / "tickers" / "T00").is_dir()  # the saved ticker is kept
+
+
+def test_universe_gathers_every_tickers_data_checks_first_among_its_notes():
+    from types import SimpleNamespace
+
+    from backtest.universe import universe_data_checks, universe_warnings
+
+    legs = {"AAA": SimpleNamespace(manifest={"data_checks": ["csv:a.csv: Close is unchanged for 6 bars"],
+                                             "warnings": ["csv:a.csv: Close is unchanged for 6 bars"]}),
+            "BBB": SimpleNamespace(manifest={"data_checks": [], "warnings": []})}
+    assert universe_data_checks(legs) == ["ticker AAA: csv:a.csv: Close is unchanged for 6 bars"]
+    metrics = {EW_BENCHMARK: {"sharpe": 1.0}}
+    notes = universe_warnings(metrics, legs, PortfolioConfig(top_k=1), 300)
+    assert notes == ["ticker AAA: csv:a.csv: Close is unchanged for 6 bars"]
