@@ -17,6 +17,7 @@ this module, and it imports nothing heavy.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import errno
 import os
 import re
@@ -28,6 +29,11 @@ from typing import Any
 import typer
 
 from backtest.errors import DataWarning, LstmbtError
+
+try:  # typer vendors click from 0.22 on; its exceptions are what the app raises
+    from typer._click import exceptions as _usage
+except ImportError:  # pragma: no cover - an older typer on plain click
+    from click import exceptions as _usage  # type: ignore[no-redef]
 
 DEBUG_ENV = "LSTMBT_DEBUG"
 INTERRUPTED = "interrupted: nothing was written"
@@ -84,7 +90,16 @@ def run_with_one_line_errors(app: Any) -> None:
     session.update(debug=False, command=None)
     with one_line_warnings():
         try:
-            app()
+            status = app(prog_name="lstmbt", standalone_mode=False)  # usage errors come back here, not as a box
+            if status:  # a command's typer.Exit(code), e.g. 130 after its own "interrupted" line
+                sys.exit(status)
+        except _usage.UsageError as exc:
+            if not isinstance(exc, _usage.NoArgsIsHelpError):  # that one has printed the help already
+                typer.echo("error: " + usage_message(exc), err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo(INTERRUPTED, err=True)
+            sys.exit(130)
         except LstmbtError as exc:
             typer.echo("error: " + " ".join(str(exc).splitlines()), err=True)
             sys.exit(2)
@@ -97,6 +112,19 @@ def run_with_one_line_errors(app: Any) -> None:
             status, line = failure_line(exc)
             typer.echo(line, err=True)
             sys.exit(status)
+
+
+def usage_message(exc: Any) -> str:
+    """A command-line usage error (unknown option or command, missing argument) as one line with
+    the closest valid name and where the help is."""
+    choices = getattr(exc, "possibilities", None) or []
+    if isinstance(exc, _usage.NoSuchOption) and choices:  # click lists every near option; name the nearest
+        close = difflib.get_close_matches(exc.option_name, choices, n=1)
+        text = exc.message + (f" (did you mean {close[0]}?)" if close else f" (options: {', '.join(sorted(choices))})")
+    else:
+        text = " ".join(exc.format_message().split()).rstrip(".")
+    path = exc.ctx.command_path if exc.ctx is not None else "lstmbt"
+    return f"{text}{' See' if text.endswith('?') else '; see'} `{path} --help`"
 
 
 def failure_line(exc: Exception) -> tuple[int, str]:

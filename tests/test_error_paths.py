@@ -193,6 +193,7 @@ LIST = ("runs", "list", "--root", "{root}")
 SKIPPED = ("skipped", "bad", "restore the file")
 INDEX = (INDEX_NAME,)
 INTERRUPTED = ("nothing was written",)
+NOTHING: Setup = lambda root, mp: None  # noqa: E731
 RENDERED = returns("reports.render_report", "<html></html>")  # the write is what fails; skip the rendering
 CASES: dict[str, Case] = {
     # a bug: one line, exit 1, the traceback behind LSTMBT_DEBUG
@@ -319,6 +320,19 @@ CASES: dict[str, Case] = {
                                               ("uni/weights.parquet is not a readable parquet file",)),
     "report-universe-without-tickers": Case(universe({"tickers": "all"}), ("report", "{root}/uni"), 2, "error: ",
                                             ("uni/manifest.json has an unexpected shape",)),
+    # command-line usage: one line with the nearest valid name, not click's boxed usage text
+    "usage-option-typo": Case(NOTHING, ("run", "--sorce", "csv:x.csv"), 2, "error: No such option: --sorce",
+                              ("did you mean --source?", "`lstmbt run --help`")),
+    "usage-unknown-option": Case(NOTHING, ("report", "{root}/good", "--xyzzy"), 2, "error: No such option: --xyzzy",
+                                 ("`lstmbt report --help`",)),
+    "usage-command-typo": Case(NOTHING, ("rnu",), 2, "error: No such command 'rnu'",
+                               ("Did you mean 'run'?", "`lstmbt --help`")),
+    "usage-missing-argument": Case(NOTHING, ("report",), 2, "error: Missing argument",
+                                   ("`lstmbt report --help`",)),
+    "usage-option-without-value": Case(NOTHING, ("run", "--set"), 2, "error: Option '--set' requires an argument",
+                                       ("--help",)),
+    "usage-bad-integer": Case(NOTHING, ("importance", "--repeats", "many"), 2, "error: Invalid value",
+                              ("'--repeats'", "valid integer", "`lstmbt importance --help`")),
 }
 
 
