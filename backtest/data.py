@@ -224,7 +224,7 @@ def _with_date_index(raw: pd.DataFrame, label: str) -> pd.DataFrame:
         if date_col is None:
             raise DataError(f"{label} has no date column; name one column 'Date' holding dates like 2020-01-31")
         stamps = _strip_utc_offsets(frame[date_col])
-        parsed = _parse_dates(stamps)
+        parsed = _prefer_day_first(stamps, _parse_dates(stamps))
         _check_one_date_format(stamps, parsed, label)
         bad = parsed.isna()
         if bad.any():
@@ -235,6 +235,18 @@ def _with_date_index(raw: pd.DataFrame, label: str) -> pd.DataFrame:
     if frame.index.tz is not None:
         frame = frame.tz_localize(None)
     return frame
+
+
+def _prefer_day_first(stamps: pd.Series, parsed: pd.Series) -> pd.Series:
+    """Day-first text dates (13.01.2015, European exports) when only that reading gives one
+    ascending row per date; read month-first they would look unsorted or not be dates at all."""
+    if pd.api.types.is_numeric_dtype(stamps) or (parsed.notna().all() and parsed.is_monotonic_increasing):
+        return parsed
+    if pd.to_datetime(stamps, errors="coerce", format="ISO8601").notna().all():
+        return parsed  # ISO dates are never day-first: a real ordering problem, reported later
+    day_first = pd.to_datetime(stamps, errors="coerce", format="mixed", dayfirst=True)
+    ordered = day_first.notna().all() and day_first.is_monotonic_increasing and not day_first.duplicated().any()
+    return day_first if ordered else parsed
 
 
 # a time of day followed by a UTC offset ("00:00:00-05:00", "00:00+0900", "00:00:00Z")
@@ -342,10 +354,11 @@ def read_csv_frame(path: Path) -> tuple[pd.DataFrame, Any]:
     label = f"csv:{path}"
     if not path.is_file():
         raise DataError(f"{label}: file not found; check the path (relative paths start at {Path.cwd()})")
+    sep = _delimiter(path, label)
     try:
-        header = pd.read_csv(path, nrows=0).columns
+        header = pd.read_csv(path, nrows=0, sep=sep).columns
         # symbols as text: KRX codes such as 005930 would otherwise become the integer 5930
-        frame = pd.read_csv(path, dtype={c: str for c in header if str(c).strip().lower() in _SYMBOL_NAMES})
+        frame = pd.read_csv(path, sep=sep, dtype={c: str for c in header if str(c).strip().lower() in _SYMBOL_NAMES})
     except pd.errors.EmptyDataError:
         raise DataError(f"{label} is empty; it needs a header row and one row per date") from None
     except UnicodeDecodeError as exc:
@@ -354,7 +367,27 @@ def read_csv_frame(path: Path) -> tuple[pd.DataFrame, Any]:
     except pd.errors.ParserError as exc:
         first = str(exc).strip().splitlines()[0]
         raise DataError(f"{label} cannot be parsed as CSV ({first}); check the delimiter and quoting") from None
+    frame = frame.dropna(how="all")  # rows of empty cells (",,,,," that spreadsheets append)
     return frame, next((c for c in frame.columns if str(c).strip().lower() in _SYMBOL_NAMES), None)
+
+
+#: leading bytes of files that are not text: (magic, what the file is)
+_BINARY_FORMATS = ((b"PK\x03\x04", "an Excel .xlsx (zip) file"), (b"\xd0\xcf\x11\xe0", "an Excel .xls file"),
+                   (b"PAR1", "a parquet file"), (b"\x1f\x8b", "a gzip archive"))
+
+
+def _delimiter(path: Path, label: str) -> str:
+    """The field separator of a CSV: ``,`` unless the header holds none but ``;``, a tab or ``|``
+    (European and tab-separated exports). Spreadsheets and archives are refused by name."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    for magic, what in _BINARY_FORMATS:
+        if head.startswith(magic):
+            raise DataError(f"{label} is {what}, not CSV text; save or export it as CSV (UTF-8)")
+    first = head.split(b"\n", 1)[0]
+    if b"," in first:
+        return ","
+    return next((sep for sep in (";", "\t", "|") if sep.encode() in first), ",")
 
 
 def _pick_symbol(frame: pd.DataFrame, column: str, symbol: str | None, label: str) -> pd.DataFrame:

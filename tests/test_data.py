@@ -557,3 +557,58 @@ def test_fdr_calls_run_under_a_socket_timeout(fdr, monkeypatch):
     load_prices(FDR_CFG)
     assert seen == [data.FDR_TIMEOUT_S]
     assert socket.getdefaulttimeout() == before
+
+
+# --------------------------------------------------------------------------- what spreadsheets export
+
+
+@pytest.fixture(scope="module")
+def sp500_2015(sp500_raw) -> pd.DataFrame:
+    return sp500_raw.loc["2015"].drop(columns=["Adj Close"])
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_semicolon_tab_and_pipe_separated_files_read_like_commas(tmp_path, sp500_2015, sep):
+    plain = load_csv(write_csv(tmp_path, sp500_2015.to_csv(), "comma.csv"))
+    other = load_csv(write_csv(tmp_path, sp500_2015.to_csv(sep=sep), "other.csv"))
+    pd.testing.assert_frame_equal(plain, other)
+    assert len(plain) == len(sp500_2015)
+
+
+def test_day_first_dates_are_read_day_first_when_only_that_reading_is_ordered(tmp_path, sp500_2015):
+    german = sp500_2015.copy()
+    german.index = german.index.strftime("%d.%m.%Y").rename("Date")
+    frame = load_csv(write_csv(tmp_path, german.to_csv()))
+    assert list(frame.index) == list(sp500_2015.index)  # 13.01.2015 is 13 January, 01.12.2015 is 1 December
+
+
+def test_month_first_dates_stay_month_first(tmp_path, sp500_2015):
+    us = sp500_2015.copy()
+    us.index = us.index.strftime("%m/%d/%Y").rename("Date")
+    frame = load_csv(write_csv(tmp_path, us.to_csv()))
+    assert list(frame.index) == list(sp500_2015.index)
+
+
+def test_day_first_dates_out_of_order_are_still_refused(tmp_path, sp500_2015):
+    german = sp500_2015.iloc[[0, 2, 1, *range(3, len(sp500_2015))]].copy()
+    german.index = german.index.strftime("%d.%m.%Y").rename("Date")
+    with pytest.raises(DataError, match="not in ascending order") as info:
+        load_csv(write_csv(tmp_path, german.to_csv()))
+    one_line(info)
+
+
+def test_rows_of_empty_cells_at_the_end_are_ignored(tmp_path, sp500_2015):
+    text = sp500_2015.to_csv() + ",,,,,\n,,,,,\n"
+    frame = load_csv(write_csv(tmp_path, text))
+    assert len(frame) == len(sp500_2015) and frame.index[-1] == sp500_2015.index[-1]
+
+
+@pytest.mark.parametrize(("magic", "what"), [(b"PK\x03\x04\x14\x00", "an Excel .xlsx (zip) file"),
+                                             (b"\xd0\xcf\x11\xe0\xa1\xb1", "an Excel .xls file"),
+                                             (b"PAR1\x15\x04", "a parquet file"), (b"\x1f\x8b\x08\x00", "a gzip archive")])
+def test_spreadsheets_and_archives_are_named_not_called_bad_text(tmp_path, magic, what):
+    path = tmp_path / "prices.csv"
+    path.write_bytes(magic + bytes(range(256)))
+    with pytest.raises(DataError, match="save or export it as CSV") as info:
+        load_csv(path)
+    assert what in one_line(info)
