@@ -91,20 +91,13 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
     (``backtest.checkpoint``); run again with the same folder, config and data, it continues from
     the last saved fold and returns predictions identical to an uninterrupted run. Other data or
     another config in that folder is refused with one line.
-    Suspect but usable prices (``backtest.datacheck.data_warnings``) raise a ``DataWarning`` each,
-    here, and again in the manifest (``data_checks``, first of ``warnings``).
+    Suspect but usable prices (``backtest.datacheck.data_warnings``) raise a ``DataWarning`` each
+    (``check_length``), and are kept in the manifest (``data_checks``, first of ``warnings``).
     """
-    import warnings
-
-    from backtest.datacheck import data_warnings
-    from backtest.errors import DataWarning
-
     report = progress or (lambda stage, done, total: None)
     clock = time.perf_counter()
     report("data", 0, 1)
     prices = load_checked(config) if prices is None else check_length(prices, config)
-    for message in data_warnings(prices, config.data):  # either branch: loaded here or by the caller
-        warnings.warn(message, DataWarning, stacklevel=2)
     timings = {"data": _lap(clock)}
     report("features", 0, 1)
     design = make_design(prices, config)
@@ -193,8 +186,14 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
     """``prices`` unchanged, or a DataError when they are too short for ``config``'s warm-up,
     lookback, min_train, one test block and the label horizon; then the checks before training
     (``backtest.preflight``: device, memory, and with ``folds``/``positions`` the label classes of
-    every fold and the confidence sizing's volatility history), each a one-line error."""
+    every fold and the confidence sizing's volatility history), each a one-line error. Suspect but
+    usable prices (``backtest.datacheck.data_warnings``) raise a ``DataWarning`` each, so run,
+    predict, importance, sweeps and universes all show them before any training."""
+    import warnings
+
     from backtest.data import check_enough_rows
+    from backtest.datacheck import data_warnings
+    from backtest.errors import DataWarning
     from backtest.preflight import check_before_training
     from models.exog import exog_warmup_rows
     from models.features import warmup_rows
@@ -203,6 +202,8 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
     need, breakdown = _rows_needed(config, warmup)
     check_enough_rows(prices, need, breakdown, config.data.source)
     check_before_training(prices, config, warmup, folds=folds, positions=positions)
+    for message in data_warnings(prices, config.data):
+        warnings.warn(message, DataWarning, stacklevel=3)  # at the caller of run / load_checked
     return prices
 
 

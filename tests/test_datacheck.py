@@ -511,6 +511,32 @@ def test_data_show_prints_each_warning(tmp_path, monkeypatch, capsys):
     assert code == 0 and "warning:" not in out
 
 
+@pytest.mark.parametrize("command", ["predict", "importance"])
+def test_commands_that_train_without_a_run_show_the_data_warnings_first(command, tmp_path, monkeypatch, capsys):
+    prices = _spx(tmp_path).iloc[:500]
+    prices.iloc[300:307, :4] = prices["Close"].iloc[300]
+    prices.rename_axis("Date").to_csv(tmp_path / "stale.csv")
+    import backtest.forecast
+    import backtest.importance
+
+    def stop(config, *args, **kwargs):  # the warning comes from loading; training is not what is tested
+        from backtest.pipeline import load_checked
+
+        load_checked(config, folds=False, positions=False)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backtest.forecast, "forecast_next", stop)
+    monkeypatch.setattr(backtest.importance, "importance_frame", stop)
+    argv = [command, "--quick", "--source", f"csv:{tmp_path / 'stale.csv'}", "--set", "split.min_train=200",
+            "--set", "split.step=100", *(["--out", str(tmp_path / "imp.html")] if command == "importance" else [])]
+    code, out, err = run_main(argv, monkeypatch, capsys)
+    lines = err.strip().splitlines()
+    assert code == 130 and lines[-1].startswith("interrupted:"), err
+    assert [line for line in lines if line.startswith("warning: ")] == [
+        line for line in lines if "Close is unchanged for 7 bars" in line], err
+    assert len(lines) == 2
+
+
 # --------------------------------------------------------------------------- the bad-input table, through the CLI
 
 
