@@ -332,3 +332,17 @@ def check_free_space(directory: Path, config: RunConfig, data: dict[str, Any], m
                         f"({len(models)} models x {data.get('rows')} rows of predictions, the report and the "
                         f"fold checkpoints) and {free / _MB:.1f} MB is free; free some space or choose an "
                         "--out on another disk")
+
+
+def check_universe_space(directory: Path, config: RunConfig, rows: dict[str, int], models: list[str]) -> None:
+    """Refuse, with one line, a universe whose ticker runs would not fit on ``directory``'s disk:
+    each ticker's run directory is written twice (kept in the partial directory as it finishes,
+    then copied into the universe), beside the universe's own report and tables."""
+    per_ticker = sum(estimate_run_bytes(config, n, models, 0)[0] for n in rows.values())
+    universe = _REPORT_BYTES + _REPORT_ROW_BYTES * max(rows.values(), default=0) * (1 + len(rows))
+    need = int(_SPACE_MARGIN * (2 * per_ticker + universe))
+    free = shutil.disk_usage(directory).free
+    if free < need:
+        raise DataError(f"not enough free disk space in {directory}: this universe needs about {need / _MB:.1f} MB "
+                        f"({len(rows)} tickers x {len(models)} models, their reports and the universe's) and "
+                        f"{free / _MB:.1f} MB is free; free some space or choose an --out on another disk")

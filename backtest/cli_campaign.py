@@ -159,7 +159,7 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
             with _progress(stderr=True) as progress:
                 result = run_universe(cfg, tickers, make_executor(executor, address=address), progress=progress,
                                       on_ticker=lambda ticker, run: save_run(run, saved / ticker.slug),
-                                      finished=finished)
+                                      finished=finished, space_in=partial.parent)
                 progress("report", 0, 1)
                 with staged_dir(out_dir) as tmp:
                     shutil.copytree(saved, tmp / "tickers")

@@ -21,13 +21,14 @@ import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
 from backtest.config import PortfolioConfig, RunConfig
 from backtest.errors import ConfigError
-from backtest.scoring import BENCHMARK, horizon_of, task_of
+from backtest.scoring import BENCHMARK, horizon_of, horizon_plan, task_of
 from backtest.universe_io import Ticker
 
 EW_BENCHMARK = f"ew_{BENCHMARK}"
@@ -79,13 +80,16 @@ def check_universe_size(portfolio: PortfolioConfig, n_tickers: int) -> None:
 
 
 def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progress: Progress | None = None,
-                 on_ticker: OnTicker | None = None, finished: dict[str, Any] | None = None) -> UniverseResult:
+                 on_ticker: OnTicker | None = None, finished: dict[str, Any] | None = None,
+                 space_in: Path | None = None) -> UniverseResult:
     """Train and backtest every ticker, then the equal-weight and cross-sectional portfolios.
 
     ``executor``: from ``backtest.executors.make_executor`` (unused with ``model.pooled``).
     ``on_ticker``: called in this process with each ticker's ``RunResult`` as it finishes.
     ``finished``: ``{ticker name: RunResult}`` saved by an interrupted run (``--resume``); those
     tickers are not retrained, after a check that their data are the prices loaded now.
+    ``space_in``: a directory whose disk must hold the tickers' runs and the universe's files
+    (checked once the prices are loaded, before any training).
     """
     from backtest.universe_io import load_universe
 
@@ -96,6 +100,11 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
     report("data", 0, len(tickers))
     prices = load_universe(tickers)
     _check_lengths(tickers, prices, configs)
+    if space_in is not None:
+        from backtest.checkpoint import check_universe_space
+
+        todo_rows = {t.name: len(prices[t.name]) for t in tickers if t.name not in (finished or {})}
+        check_universe_space(space_in, config, todo_rows, [name for name, _, _ in horizon_plan(config)])
     timings = {"data": time.perf_counter() - clock}
     legs: dict[str, _Leg] = {}
     finished = finished or {}

@@ -399,6 +399,20 @@ def test_too_little_free_space_is_refused_before_training(tmp_path, monkeypatch,
     assert _names(parent) == []
 
 
+def test_a_universe_with_too_little_free_space_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    parent = tmp_path / "runs"
+    parent.mkdir()
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 << 30, 10 << 30, 1 << 20))
+    monkeypatch.setattr("backtest.walkforward.walk_forward_predict", _never)
+    code, _, err = run_main([*UNIVERSE, "--out", str(parent / "u")], monkeypatch, capsys)
+    last = _failed(code, err)
+    match = re.fullmatch(r"error: not enough free disk space in .*: this universe needs about ([\d.]+) MB \(2 tickers "
+                         r"x 2 models, their reports and the universe's\) and 1\.0 MB is free; free some space or "
+                         r"choose an --out on another disk", last)
+    assert match and float(match.group(1)) > 2 * 2.0, last  # two ticker reports of >= 2 MB each, at least
+    assert _names(parent) == []
+
+
 def test_too_little_free_space_on_resume_keeps_the_folds(stopped, tmp_path, monkeypatch, capsys):
     out = _copy(stopped, tmp_path)
     before = _files(partial_dir(out))
