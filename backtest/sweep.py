@@ -55,9 +55,14 @@ class TrainJob:
 
 def train_trial(job: TrainJob) -> Any:
     """The ``RunResult`` of one training trial (module level: executors pickle it to workers)."""
+    import warnings
+
+    from backtest.errors import DataWarning
     from backtest.pipeline import run
 
-    return run(job.config, prices=job.prices, checkpoint=job.checkpoint)
+    with warnings.catch_warnings():  # the driver showed them when it loaded the prices; the manifest keeps them
+        warnings.simplefilter("ignore", DataWarning)
+        return run(job.config, prices=job.prices, checkpoint=job.checkpoint)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -138,10 +138,15 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
 
 def _run_ticker(job: tuple[RunConfig, pd.DataFrame]) -> Any:
     """One ticker's single-ticker run (a job: module-level, so process pools and Ray can ship it)."""
+    import warnings
+
+    from backtest.errors import DataWarning
     from backtest.pipeline import run
 
     config, prices = job
-    return run(config, prices=prices)
+    with warnings.catch_warnings():  # the driver showed them when it loaded the prices; the manifest keeps them
+        warnings.simplefilter("ignore", DataWarning)
+        return run(config, prices=prices)
 
 
 def _pooled(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dict[str, RunConfig],

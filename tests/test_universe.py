@@ -527,3 +527,24 @@ def test_universe_gathers_every_tickers_data_checks_first_among_its_notes():
     metrics = {EW_BENCHMARK: {"sharpe": 1.0}}
     notes = universe_warnings(metrics, legs, PortfolioConfig(top_k=1), 300)
     assert notes == ["ticker AAA: csv:a.csv: Close is unchanged for 6 bars"]
+
+
+def test_ticker_jobs_keep_their_data_checks_without_warning_again(universe_csv):
+    """The driver warns once when it loads a ticker; the job that trains it (in a worker process,
+    whose warnings would print in Python's own format) only records them in the manifest."""
+    import warnings
+
+    from backtest.errors import DataWarning
+    from backtest.sweep import TrainJob, train_trial
+    from backtest.universe import _run_ticker
+
+    config = RunConfig.resolve(flags={"data.source": f"csv:{universe_csv}", "data.symbol": "T00", **LINEAR})
+    prices = load_prices(config.data).copy()
+    prices.iloc[300:306, :4] = prices["Close"].iloc[300]
+    for job in (lambda: _run_ticker((config, prices)), lambda: train_trial(TrainJob(config, prices))):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = job()
+        assert [w for w in caught if issubclass(w.category, DataWarning)] == []
+        assert any("Close is unchanged for 6 bars" in line and "[T00]" in line
+                   for line in result.manifest["data_checks"])
