@@ -172,21 +172,24 @@ def _write_spec(folder: Path, spec: SweepSpec) -> None:
 
 def _check_finished(trial_dir: Path, training: TrainingTrial, prices: pd.DataFrame) -> None:
     """A saved training trial must be complete, of the planned config, and trained on these prices."""
-    import tomllib
-
     from backtest.data import describe_prices
-    from backtest.pipeline import RUN_FILES
+    from backtest.pipeline import RUN_FILES, load_run
+    from backtest.readback import DamagedFileError
 
     if not trial_dir.exists():
         return
     missing = [name for name in RUN_FILES if not (trial_dir / name).is_file()]
     if missing:
         raise ConfigError(f"{trial_dir} is incomplete (lacks {', '.join(missing)}); remove it and resume to retrain it")
-    saved = RunConfig.from_dict(tomllib.loads((trial_dir / "config.toml").read_text(encoding="utf-8")))
-    if saved != training.config:
+    try:  # every file, so a damaged one is named here rather than failing the scoring later
+        finished = load_run(trial_dir)
+    except DamagedFileError as exc:
+        raise DamagedFileError(exc.path, exc.problem, fix=f"remove {trial_dir} and run `lstmbt sweep --resume "
+                                                          f"{trial_dir.parent.parent}` to retrain that trial") from None
+    if finished.config != training.config:
         raise ConfigError(f"{trial_dir} holds another config than the sweep plans for it; remove it or use another "
                           "--out")
-    manifest = json.loads((trial_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest = finished.manifest
     data = training.config.data
     if manifest.get("data", {}).get("sha256") != describe_prices(prices, data.source, data.symbol)["sha256"]:
         raise ConfigError(f"{trial_dir} was trained on other prices than {data.source} gives now; start a new sweep "

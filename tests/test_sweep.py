@@ -242,6 +242,24 @@ def test_an_interrupted_sweep_keeps_its_finished_trials(swept, sweep_file, tmp_p
     assert sorted(p.name for p in target.iterdir()) == ["base.toml", "sweep.toml", "trials"]
 
 
+@pytest.mark.parametrize(("name", "words"), [("predictions.parquet", "is not a readable parquet file"),
+                                             ("config.toml", "is not valid TOML"),
+                                             ("manifest.json", "is not valid JSON"),
+                                             ("metrics.json", "is not valid JSON")])
+def test_resume_names_a_damaged_trial_file_and_how_to_retrain_it(name, words, swept, tmp_path, monkeypatch, capsys):
+    out, _ = swept
+    copy = tmp_path / "grid"
+    shutil.copytree(out, copy)
+    trial = sorted((copy / "trials").iterdir())[0]
+    (trial / name).write_bytes((trial / name).read_bytes()[:40])
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    code, out_text, err = run_main(["sweep", "--resume", str(copy), "--workers", "1"], monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in err + out_text and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {trial / name} {words}")
+    assert f"remove {trial} and run `lstmbt sweep --resume {copy}` to retrain that trial" in err
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before  # nothing changed or lost
+
+
 def test_resume_refuses_another_sweep_and_leaves_it_alone(swept, sweep_file, tmp_path, monkeypatch, capsys):
     out, _ = swept
     copy = tmp_path / "grid"
