@@ -145,7 +145,7 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
 
     from backtest.executors import make_executor
     from backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
-    from backtest.pipeline import default_run_dir, load_run, save_run, staged_dir
+    from backtest.pipeline import default_run_dir, save_run, staged_dir
     from backtest.universe import run_universe
     from backtest.universe_io import write_universe
 
@@ -155,7 +155,7 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
             saved = partial / "tickers"
             if cfg.model.pooled:  # one model over all tickers: nothing of it survives an interruption
                 shutil.rmtree(saved, ignore_errors=True)
-            finished = {t.name: load_run(saved / t.slug) for t in tickers if (saved / t.slug / "report.html").is_file()}
+            finished = _finished_tickers(saved, tickers, out_dir)
             with _progress(stderr=True) as progress:
                 result = run_universe(cfg, tickers, make_executor(executor, address=address), progress=progress,
                                       on_ticker=lambda ticker, run: save_run(run, saved / ticker.slug),
@@ -169,3 +169,22 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
         typer.echo(interrupted_line(partial_dir(out_dir), out_dir, resumed, tickers=len(tickers)), err=True)
         raise typer.Exit(130) from None
     _print_outcome(result.metrics, result.manifest, out_dir / "report.html")
+
+
+def _finished_tickers(saved: Path, tickers: list[Any], out_dir: Path) -> dict[str, Any]:
+    """The ticker runs an interrupted universe saved in ``saved``; a damaged one is named with the
+    way to retrain just that ticker."""
+    from backtest.pipeline import load_run
+    from backtest.readback import DamagedFileError
+
+    finished = {}
+    for ticker in tickers:
+        folder = saved / ticker.slug
+        if not (folder / "report.html").is_file():
+            continue
+        try:
+            finished[ticker.name] = load_run(folder)
+        except DamagedFileError as exc:
+            raise DamagedFileError(exc.path, exc.problem, fix=f"remove {folder} and run `lstmbt run --resume "
+                                                              f"{out_dir}` to retrain that ticker") from None
+    return finished

@@ -439,3 +439,24 @@ def test_a_real_file_size_limit_while_writing_the_report(root):
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("error: cannot write ") and "file-size limit" in line and "--out" in line, line
     assert_nothing_lost(before, snapshot(root), set())
+
+
+def test_a_damaged_ticker_of_an_interrupted_universe_names_the_ticker_to_retrain(saved_run, tmp_path):
+    from types import SimpleNamespace
+
+    from backtest.cli_campaign import _finished_tickers
+    from backtest.readback import DamagedFileError
+
+    saved = tmp_path / ".u.partial" / "tickers"
+    for slug in ("AAA", "BBB"):
+        shutil.copytree(saved_run, saved / slug)
+    tickers = [SimpleNamespace(name=slug, slug=slug) for slug in ("AAA", "BBB", "CCC")]  # CCC: not finished yet
+    assert sorted(_finished_tickers(saved, tickers, tmp_path / "u")) == ["AAA", "BBB"]
+    damaged = saved / "BBB" / "predictions.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:50])
+    with pytest.raises(DamagedFileError) as info:
+        _finished_tickers(saved, tickers, tmp_path / "u")
+    message = str(info.value)
+    assert message.startswith(f"{damaged} is not a readable parquet file") and "\n" not in message
+    assert message.endswith(f"remove {saved / 'BBB'} and run `lstmbt run --resume {tmp_path / 'u'}` to retrain "
+                            "that ticker")
