@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from backtest.config import RunConfig
+from backtest.config import RunConfig, narrow
 from backtest.errors import ConfigError, DataError
 
 FORMAT = 2  # 2: a fold is committed by its sha256.json (format 1: by its log file, unchecked)
@@ -120,17 +120,16 @@ class FoldStore:
              state: dict[str, Any] | None = None) -> None:
         """Save one finished fold: state, predictions, log entry, then the checksums that commit it."""
         self._path(fold_index, SUMS).unlink(missing_ok=True)  # a fold being redone is not done until re-marked
-        writers: dict[str, Callable[[Path], None]] = {}
+        blobs: dict[str, bytes] = {}
         if state is not None:
             import torch
 
-            writers["state.pt"] = lambda tmp: torch.save(state, tmp)
-        writers["predictions.parquet"] = lambda tmp: predictions.to_parquet(tmp, index=False)
-        writers["log.parquet"] = lambda tmp: pd.DataFrame([entry]).to_parquet(tmp, index=False)
-        sums = {}
-        for kind, write in writers.items():
-            _write_atomic(self._path(fold_index, kind), write)
-            sums[kind] = _sha256(self._path(fold_index, kind).read_bytes())
+            blobs["state.pt"] = _serialised(lambda buffer: torch.save(state, buffer))
+        blobs["predictions.parquet"] = _serialised(lambda buffer: predictions.to_parquet(buffer, index=False))
+        blobs["log.parquet"] = _serialised(lambda buffer: pd.DataFrame([entry]).to_parquet(buffer, index=False))
+        for kind, blob in blobs.items():
+            _write_atomic(self._path(fold_index, kind), lambda tmp, blob=blob: tmp.write_bytes(blob))
+        sums = {kind: _sha256(blob) for kind, blob in blobs.items()}
         _write_atomic(self._path(fold_index, SUMS), lambda tmp: tmp.write_text(json.dumps(sums, indent=1)))
         for older in self.directory.glob("fold-*.state.pt"):  # a resumed chain needs only the newest
             if older != self._path(fold_index, "state.pt"):
@@ -150,10 +149,7 @@ class FoldStore:
         path = self._path(fold_index, SUMS)
         if not path.is_file():
             return None
-        try:
-            sums = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            sums = None
+        sums = _json_or_none(path)
         if not (isinstance(sums, dict) and {"predictions.parquet", "log.parquet"} <= sums.keys()
                 and all(isinstance(v, str) for v in sums.values())):
             raise self.damaged(fold_index, f"{path.name} is not a list of checksums")
@@ -186,6 +182,20 @@ def _same(saved: Any, expected: Any) -> bool:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _json_or_none(path: Path) -> Any:
+    """The JSON value in ``path``, or None when the bytes are not JSON text (checked by the caller)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _serialised(write: Callable[[io.BytesIO], None]) -> bytes:
+    buffer = io.BytesIO()
+    write(buffer)
+    return buffer.getvalue()
 
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -251,10 +261,7 @@ def _read_plan(directory: Path) -> dict[str, Any] | None:
     path = directory / PLAN_FILE
     if not path.is_file():
         return None
-    try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        plan = None
+    plan = _json_or_none(path)
     if not (isinstance(plan, dict) and isinstance(plan.get("data"), dict) and isinstance(plan.get("config"), dict)
             and isinstance(plan.get("models"), list) and isinstance(plan.get("n_folds"), int)):
         raise DataError(f"{path} is damaged (not the checkpoint lstmbt wrote); remove {_start_over(directory)} "
@@ -295,6 +302,8 @@ _REPORT_BYTES, _REPORT_ROW_BYTES = 2 * _MB, 400
 #: one saved fold of one model: two small parquet files (~20 KB, mostly their footers) and the sums
 _FOLD_BYTES, _FOLD_ROW_BYTES = 32 * 1024, 32
 _FEATURES_GUESS = 128  # the input width is not known here; generous for the default feature groups
+#: bytes per parameter in a saved state (float32)
+_PARAM_BYTES = 4
 _SPACE_MARGIN = 1.25
 
 
@@ -308,15 +317,11 @@ def estimate_run_bytes(config: RunConfig, rows: int, models: list[str], n_folds:
 
 
 def _state_bytes(config: RunConfig) -> int:
-    """float32 parameters of the LSTM network (torch keeps two bias vectors per gate)."""
-    net, params = config.model, 0
-    dirs, width = 2 if config.model.bidirectional else 1, _FEATURES_GUESS + len(config.data.exog)
-    for _ in range(net.num_layers):
-        params += dirs * 4 * net.hidden_size * (width + net.hidden_size + 2)
-        width = dirs * net.hidden_size
-    for size in (*net.head, 1):
-        params, width = params + width * size + size, size
-    return 4 * params
+    """The saved LSTM network's float32 parameters."""
+    from models.specs import NetSpec, lstm_param_count
+
+    n_features = _FEATURES_GUESS + len(config.data.exog)
+    return _PARAM_BYTES * lstm_param_count(n_features, 2, narrow(config.model, NetSpec))
 
 
 def check_free_space(directory: Path, config: RunConfig, data: dict[str, Any], models: list[str],
@@ -324,14 +329,9 @@ def check_free_space(directory: Path, config: RunConfig, data: dict[str, Any], m
     """Refuse, with one line, a run whose remaining files would not fit on ``directory``'s disk."""
     run_dir, folds = estimate_run_bytes(config, int(data.get("rows") or 0), models, n_folds)
     left = 1.0 - done / max(1, len(models) * n_folds)
-    need = int(_SPACE_MARGIN * (run_dir + folds * left))
-    free = shutil.disk_usage(directory).free
-    if free < need:
-        where = _start_over(directory).parent  # the CLI's partial directory goes when refused; name its parent
-        raise DataError(f"not enough free disk space in {where}: this run needs about {need / _MB:.1f} MB "
-                        f"({len(models)} models x {data.get('rows')} rows of predictions, the report and the "
-                        f"fold checkpoints) and {free / _MB:.1f} MB is free; free some space or choose an "
-                        "--out on another disk")
+    where = _start_over(directory).parent  # the CLI's partial directory goes when refused; name its parent
+    _refuse_short_space(where, _SPACE_MARGIN * (run_dir + folds * left), "this run needs", f"{len(models)} models "
+                        f"x {data.get('rows')} rows of predictions, the report and the fold checkpoints")
 
 
 def check_universe_space(directory: Path, config: RunConfig, rows: dict[str, int], models: list[str]) -> None:
@@ -340,9 +340,12 @@ def check_universe_space(directory: Path, config: RunConfig, rows: dict[str, int
     then copied into the universe), beside the universe's own report and tables."""
     per_ticker = sum(estimate_run_bytes(config, n, models, 0)[0] for n in rows.values())
     universe = _REPORT_BYTES + _REPORT_ROW_BYTES * max(rows.values(), default=0) * (1 + len(rows))
-    need = int(_SPACE_MARGIN * (2 * per_ticker + universe))
+    _refuse_short_space(directory, _SPACE_MARGIN * (2 * per_ticker + universe), "this universe needs",
+                        f"{len(rows)} tickers x {len(models)} models, their reports and the universe's")
+
+
+def _refuse_short_space(directory: Path, need: float, who: str, what: str) -> None:
     free = shutil.disk_usage(directory).free
     if free < need:
-        raise DataError(f"not enough free disk space in {directory}: this universe needs about {need / _MB:.1f} MB "
-                        f"({len(rows)} tickers x {len(models)} models, their reports and the universe's) and "
+        raise DataError(f"not enough free disk space in {directory}: {who} about {need / _MB:.1f} MB ({what}) and "
                         f"{free / _MB:.1f} MB is free; free some space or choose an --out on another disk")

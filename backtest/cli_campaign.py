@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from backtest.cli import RootOpt, _print_outcome, _progress, app, runs_app
+from backtest.cli import RootOpt, _print_outcome, _progress, _saved_work_noted, app, runs_app
 from backtest.config import RunConfig
 
 
@@ -151,7 +151,7 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
 
     out_dir = out or default_run_dir(cfg.data.source)
     try:
-        with claim_run(out_dir, cfg, resumed) as partial:
+        with _saved_work_noted(), claim_run(out_dir, cfg, resumed) as partial:
             saved = partial / "tickers"
             if cfg.model.pooled:  # one model over all tickers: nothing of it survives an interruption
                 shutil.rmtree(saved, ignore_errors=True)

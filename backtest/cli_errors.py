@@ -28,7 +28,7 @@ from typing import Any
 
 import typer
 
-from backtest.errors import DataWarning, LstmbtError
+from backtest.errors import DataWarning, LstmbtError, os_error_line
 
 try:  # typer vendors click from 0.22 on; its exceptions are what the app raises
     from typer._click import exceptions as _usage
@@ -130,7 +130,7 @@ def usage_message(exc: Any) -> str:
 def failure_line(exc: Exception) -> tuple[int, str]:
     """(exit status, the one ``error: ...`` line) for an exception that escaped a command."""
     if isinstance(exc, OSError) and not _is_network(exc):
-        return 2, "error: " + os_error_message(exc, session["command"] in OUT_COMMANDS)
+        return 2, "error: " + os_error_line(exc, session["command"] in OUT_COMMANDS)
     resource = _resource_message(exc)
     if resource is not None:
         return 2, "error: " + resource
@@ -138,51 +138,6 @@ def failure_line(exc: Exception) -> tuple[int, str]:
         return 2, f"error: {_one_line(exc)}; check the network connection (or the path) and retry"
     return 1, (f"error: internal error ({type(exc).__name__}: {_one_line(exc)}); this is a bug in lstmbt - rerun "
                f"with {DEBUG_ENV}=1 (or --debug) for the traceback and report it")
-
-
-def os_error_message(exc: OSError, has_out: bool = True) -> str:
-    """One line naming the file, the problem (by errno) and the fix."""
-    where = _where(exc)
-    other_out = ", or choose another --out" if has_out else ""
-    code = exc.errno
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        what = "no space left on the device" if code == errno.ENOSPC else "the disk quota is used up"
-        return f"cannot write {where or 'a file'}: {what}; free some space there{other_out}"
-    if code == errno.EFBIG:
-        return (f"cannot write {where or 'a file'}: it grew past the file-size limit (no space for it); "
-                f"raise the limit (ulimit -f){other_out}")
-    if code == errno.EROFS:
-        fix = "choose another --out, on a writable disk" if has_out else "use a writable disk"
-        return f"{where or 'the output'} is on a read-only file system (not writable); {fix}"
-    if code in (errno.EACCES, errno.EPERM):
-        return (f"{where or 'a file'} is read-only or not yours (permission denied); "
-                f"fix its permissions{other_out}")
-    fixes = {
-        errno.ENOENT: ("does not exist (a missing folder, or a link to nothing)", "check the path"),
-        errno.ENOTDIR: ("has a file where a folder should be", "check the path"),
-        errno.EISDIR: ("is a folder where a file was expected", "give a file name"),
-        errno.EEXIST: ("already exists (a file where a folder is needed, or another lstmbt process's output)",
-                       f"move it away{other_out}"),
-        errno.ENOTEMPTY: ("already exists and is not empty (another lstmbt process may be writing it)",
-                          f"wait for it to finish{other_out}"),
-        errno.ENAMETOOLONG: ("has too long a name", "choose a shorter path"),
-        errno.ELOOP: ("goes through a loop of symbolic links", "fix the links"),
-        errno.EMFILE: ("could not be opened: too many open files", "raise the limit (ulimit -n) or run fewer jobs"),
-        errno.ENFILE: ("could not be opened: too many open files", "raise the limit (ulimit -n) or run fewer jobs"),
-        errno.EIO: ("could not be read or written (input/output error: a failing disk or network drive)",
-                    "check the disk and retry"),
-        errno.ENOMEM: ("could not be handled: out of memory", "free memory or use a smaller run"),
-    }
-    what, fix = fixes.get(code, (f"failed ({_one_line(exc.strerror or exc)})", "check the path and retry"))
-    return f"{where or 'a file'} {what}; {fix}"
-
-
-def _where(exc: OSError) -> str:
-    if exc.filename is None:
-        return ""
-    if exc.filename2 is not None:  # a rename: the target is what is in the way
-        return f"{exc.filename2} (moving {exc.filename} there)"
-    return f"{exc.filename}"
 
 
 def _is_network(exc: OSError) -> bool:

@@ -446,6 +446,11 @@ class RunConfig:
         return tomli_w.dumps(self.to_dict())
 
 
+def narrow(section: Any, base: type) -> Any:
+    """The ``base`` dataclass part of a config section that extends it (``ModelConfig`` -> ``NetSpec``)."""
+    return base(**{f.name: getattr(section, f.name) for f in dataclasses.fields(base)})
+
+
 def _check_fold_room(split: SplitConfig, horizon: int) -> None:
     """The first fold (the smallest) keeps samples to fit on after the purge, the embargo and the
     validation tail, at the longest horizon; else one line naming the numbers."""

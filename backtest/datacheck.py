@@ -170,7 +170,7 @@ def data_warnings(prices: pd.DataFrame, data_cfg: DataConfig, oos_dates: pd.Date
     which positions are filled) and ``execution == "next_open"``: the share of those bars whose
     Open equals the previous Close, when above ``OPEN_AT_CLOSE_SHARE``.
     """
-    label = f"{data_cfg.source} [{data_cfg.symbol}]" if data_cfg.symbol else data_cfg.source
+    label = f"{data_cfg.source} symbol {data_cfg.symbol}" if data_cfg.symbol else data_cfg.source  # as refusals do
     found = [spacing_warning(prices.index, label), stale_warning(prices["Close"], label, data_cfg.max_stale_bars)]
     if oos_dates is not None and execution == "next_open":
         found.append(open_at_close_warning(prices, oos_dates, label))

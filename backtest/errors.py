@@ -1,5 +1,9 @@
 """User-facing errors: each carries one line that names the problem and the fix."""
 
+from __future__ import annotations
+
+import errno
+
 
 class LstmbtError(Exception):
     """A problem with the user's input. The CLI prints its message as one line, no traceback."""
@@ -16,3 +20,53 @@ class DataError(LstmbtError):
 class DataWarning(UserWarning):
     """Price data that is usable but suspect (stale closes, weekend bars, opens copied from the
     previous close); each message names the date and the fix, and the run's manifest keeps it."""
+
+
+def os_error_line(exc: OSError, has_out: bool = True, writing: str | None = None) -> str:
+    """One line naming the file, the problem (by errno) and the fix, for an ``OSError`` that
+    stopped a command. ``has_out``: the command has an ``--out`` to point elsewhere. ``writing``:
+    what was being written (``"the run runs/x"``), named before the file itself."""
+    where = _where(exc)
+    if writing:
+        where = f"{writing} ({where})" if where and where not in writing else writing
+    other_out = ", or choose another --out" if has_out else ""
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left on the device" if code == errno.ENOSPC else "the disk quota is used up"
+        return f"cannot write {where or 'a file'}: {what}; free some space there{other_out}"
+    if code == errno.EFBIG:
+        return (f"cannot write {where or 'a file'}: it grew past the file-size limit (no space for it); "
+                f"raise the limit (ulimit -f){other_out}")
+    if code == errno.EROFS:
+        fix = "choose another --out, on a writable disk" if has_out else "use a writable disk"
+        return f"{where or 'the output'} is on a read-only file system (not writable); {fix}"
+    if code in (errno.EACCES, errno.EPERM):
+        return (f"{where or 'a file'} is read-only or not yours (permission denied); "
+                f"fix its permissions{other_out}")
+    fixes = {
+        errno.ENOENT: ("does not exist (a missing folder, or a link to nothing)", "check the path"),
+        errno.ENOTDIR: ("has a file where a folder should be", "check the path"),
+        errno.EISDIR: ("is a folder where a file was expected", "give a file name"),
+        errno.EEXIST: ("already exists (a file where a folder is needed, or another lstmbt process's output)",
+                       f"move it away{other_out}"),
+        errno.ENOTEMPTY: ("already exists and is not empty (another lstmbt process may be writing it)",
+                          f"wait for it to finish{other_out}"),
+        errno.ENAMETOOLONG: ("has too long a name", "choose a shorter path"),
+        errno.ELOOP: ("goes through a loop of symbolic links", "fix the links"),
+        errno.EMFILE: ("could not be opened: too many open files", "raise the limit (ulimit -n) or run fewer jobs"),
+        errno.ENFILE: ("could not be opened: too many open files", "raise the limit (ulimit -n) or run fewer jobs"),
+        errno.EIO: ("could not be read or written (input/output error: a failing disk or network drive)",
+                    "check the disk and retry"),
+        errno.ENOMEM: ("could not be handled: out of memory", "free memory or use a smaller run"),
+    }
+    reason = " ".join(str(exc.strerror or exc).split())
+    what, fix = fixes.get(code, (f"failed ({reason})", "check the path and retry"))
+    return f"{where or 'a file'} {what}; {fix}"
+
+
+def _where(exc: OSError) -> str:
+    if exc.filename is None:
+        return ""
+    if exc.filename2 is not None:  # a rename: the target is what is in the way
+        return f"{exc.filename2} (moving {exc.filename} there)"
+    return f"{exc.filename}"

@@ -20,7 +20,7 @@ from typing import Iterator
 
 from backtest.checkpoint import saved_folds
 from backtest.config import RunConfig
-from backtest.errors import ConfigError, DataError, LstmbtError
+from backtest.errors import ConfigError, DataError, LstmbtError, os_error_line
 
 LOCK_FILE = "lock"
 #: OSError numbers that mean the run cannot be written where --out points
@@ -151,17 +151,7 @@ def remove_stale_tmp(out_dir: str | Path) -> None:
 
 def write_failure(exc: OSError, out_dir: str | Path) -> DataError:
     """One line for an OSError met while writing the run ``out_dir``: the file, why, and the fix."""
-    out_dir = Path(out_dir)
-    where = f"{exc.filename}: " if exc.filename else ""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = f"free some space on the disk of {out_dir.parent}, or choose an --out on another disk"
-    elif exc.errno == errno.EFBIG:
-        fix = "raise the file-size limit (ulimit -f), or choose an --out on another disk"
-    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        fix = f"{out_dir.parent} is not writable: choose an --out in a writable directory"
-    else:
-        fix = "check that path, or choose another --out"
-    return DataError(f"cannot write the run {out_dir} ({where}{exc.strerror or type(exc).__name__}); {fix}")
+    return DataError(os_error_line(exc, writing=f"the run {out_dir}"))
 
 
 def _check_out_dir(out_dir: Path) -> None:

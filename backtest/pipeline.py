@@ -7,7 +7,6 @@ Every step between loading and writing is a pure function of its inputs. Heavy l
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import json
 import math
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from backtest import __version__
-from backtest.config import RunConfig
+from backtest.config import RunConfig, narrow
 from backtest.errors import ConfigError, DataError
 from backtest.readback import read_config, read_json, read_metrics, read_parquet
 from backtest.scoring import BENCHMARK, MODEL_NAMES  # noqa: F401  (re-exported: callers import them from here)
@@ -287,13 +286,8 @@ def build_estimator(task: str, config: RunConfig, linear: bool = False):
         return RidgeRegressor(alpha=alpha) if task == "regression" else LogisticClassifier(C=1.0 / alpha)
 
     cls = LSTMRegressor if task == "regression" else LSTMClassifier
-    return cls(net=_narrow(config.model, NetSpec), train=_narrow(config.train, TrainSettings),
+    return cls(net=narrow(config.model, NetSpec), train=narrow(config.train, TrainSettings),
                device=config.train.device, random_state=config.train.seed, warm_start=config.train.warm_start)
-
-
-def _narrow(section: Any, base: type) -> Any:
-    """The ``base`` dataclass part of a config section that extends it."""
-    return base(**{f.name: getattr(section, f.name) for f in dataclasses.fields(base)})
 
 
 def _rows_needed(config: RunConfig, warmup: int) -> tuple[int, str]:

@@ -8,12 +8,11 @@ are arithmetic on the config and the price rows; torch is imported only to ask a
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pandas as pd
 
-from backtest.config import RunConfig
+from backtest.config import RunConfig, narrow
 from backtest.errors import ConfigError, DataError
 
 #: a model whose estimated peak is below this fits any machine: no memory or GPU query is made
@@ -114,7 +113,7 @@ def check_memory(prices: pd.DataFrame, config: RunConfig, warmup: int) -> None:
 
     n_samples = len(prices) - warmup - config.model.lookback + 1
     estimate = estimate_training_memory(_n_features(prices, config), n_samples, config.model.lookback,
-                                        _part(config.model, NetSpec), _part(config.train, TrainSettings))
+                                        narrow(config.model, NetSpec), narrow(config.train, TrainSettings))
     if estimate.peak_bytes < MEMORY_FLOOR_BYTES:
         return
     available, where = device_memory(config.train.device)
@@ -133,11 +132,6 @@ def check_memory(prices: pd.DataFrame, config: RunConfig, warmup: int) -> None:
 def _count(n: int) -> str:
     """2081685602 -> ``2.08e9``."""
     return f"{n:.3g}".replace("e+0", "e").replace("e+", "e")
-
-
-def _part(section: object, base: type) -> object:
-    """The ``base`` dataclass part of a config section that extends it."""
-    return base(**{f.name: getattr(section, f.name) for f in dataclasses.fields(base)})
 
 
 def _n_features(prices: pd.DataFrame, config: RunConfig) -> int:

@@ -112,7 +112,10 @@ def first_fold_sizes(min_train: int, gap: int, val_fraction: float) -> tuple[int
 
 def min_train_needed(gap: int, val_fraction: float) -> int:
     """The smallest ``min_train`` whose first fold fits ``MIN_FIT_SAMPLES`` samples after ``gap``."""
-    need = gap + MIN_FIT_SAMPLES
+    # fit = usable - round(v * usable) - gap with usable = min_train - gap: start just below the
+    # closed form (rounding moves it by a sample or two), so a huge embargo costs no long search
+    start = gap + int((gap + MIN_FIT_SAMPLES) / (1.0 - val_fraction)) - 2 if val_fraction else gap + MIN_FIT_SAMPLES
+    need = max(gap + MIN_FIT_SAMPLES, start)
     while first_fold_sizes(need, gap, val_fraction)[0] < MIN_FIT_SAMPLES:
         need += 1
     return need

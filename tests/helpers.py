@@ -8,6 +8,14 @@ import pytest
 
 import backtest.cli as cli
 
+#: a tiny LSTM run: ``--set`` items, and the same as CLI arguments (a couple of seconds per run)
+TINY_SETS = ["split.min_train=150", "split.step=100", "model.lookback=5", "model.hidden_size=4",
+             "model.num_layers=1", "model.head=[]", "train.max_epochs=1", "train.device=cpu"]
+TINY = [arg for item in TINY_SETS for arg in ("--set", item)]
+#: a linear-only run on S&P 500 prices from 2014: a finished run directory in seconds
+LINEAR_FLAGS = {"data.source": "sample:sp500", "data.start": "2014-01-01", "split.min_train": 300, "split.step": 150,
+                "model.lookback": 5, "model.lstm": False}
+
 
 def run_main(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     """Call the real console entry point; returns (exit status, stdout, stderr)."""

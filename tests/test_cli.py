@@ -25,13 +25,10 @@ import backtest.cli as cli
 from backtest.config import RunConfig, parse_overrides
 from backtest.errors import ConfigError, DataError, LstmbtError
 from backtest.pipeline import RUN_FILES, load_run, save_run
-from helpers import run_main
+from helpers import TINY, TINY_SETS, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_DAY = "2016-06-01"  # ~650 rows: 4 folds of the tiny setup below
-TINY_SETS = ["split.min_train=150", "split.step=100", "model.lookback=5", "model.hidden_size=4",
-             "model.num_layers=1", "model.head=[]", "train.max_epochs=1", "train.device=cpu"]
-TINY = [arg for item in TINY_SETS for arg in ("--set", item)]
 
 runner = CliRunner()
 

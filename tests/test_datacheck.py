@@ -32,11 +32,8 @@ from backtest.datacheck import (
     stale_runs,
 )
 from backtest.errors import ConfigError, DataError, DataWarning
-from helpers import run_main
+from helpers import TINY, run_main
 
-TINY_SETS = ["split.min_train=150", "split.step=100", "model.lookback=5", "model.hidden_size=4",
-             "model.num_layers=1", "model.head=[]", "train.max_epochs=1", "train.device=cpu"]
-TINY = [arg for item in TINY_SETS for arg in ("--set", item)]
 CFG = DataConfig()  # the defaults: max_move 0.4, max_stale_bars 5
 
 

@@ -32,11 +32,10 @@ from backtest.config import RunConfig
 from backtest.errors import DataError, DataWarning
 from backtest.pipeline import run, save_run
 from backtest.registry import INDEX_NAME, list_runs
-from helpers import run_main
+from helpers import LINEAR_FLAGS, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = {"data.source": "sample:sp500", "data.start": "2014-01-01", "split.min_train": 300, "split.step": 150,
-         "model.lookback": 5, "model.lstm": False}
+FLAGS = LINEAR_FLAGS
 Setup = Callable[[Path, pytest.MonkeyPatch], None]
 
 

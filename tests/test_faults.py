@@ -363,6 +363,19 @@ def test_a_universe_refused_before_its_first_ticker_leaves_nothing(tmp_path, mon
     assert _names(tmp_path) == []
 
 
+def test_an_unexpected_error_in_a_resumed_universe_notes_the_kept_tickers(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "u"
+    start_partial(out, tiny_config().with_values({"data.source": "sample:sp500,nasdaq"}))
+    (partial_dir(out) / "tickers" / "sp500").mkdir(parents=True)
+    (partial_dir(out) / "tickers" / "sp500" / "report.html").write_text("a finished ticker")
+    monkeypatch.setattr("backtest.cli_campaign._finished_tickers", lambda *args: {})
+    monkeypatch.setattr("backtest.universe.run_universe", _raiser(ValueError("a bug")))
+    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    _failed(code, err, status=1)
+    assert f"note: 1 tickers saved in {partial_dir(out)}: continue with `lstmbt run --resume {out}`" in err, err
+    assert (partial_dir(out) / "tickers" / "sp500" / "report.html").read_text() == "a finished ticker"
+
+
 def test_a_locked_universe_is_refused_and_a_dead_lock_taken_over(tmp_path, monkeypatch, capsys):
     out = tmp_path / "u"
     config = tiny_config().with_values({"data.source": "sample:sp500,nasdaq"})
@@ -472,8 +485,8 @@ def test_a_file_size_limit_while_saving_keeps_the_folds(reference, tmp_path, mon
     with _file_size_limit(1 << 20):  # the folds fit, the ~2 MB report does not
         code, _, err = run_main(["run", *ARGS, "--out", str(out)], monkeypatch, capsys)
     last = _failed(code, err)
-    assert re.match(rf"error: cannot write the run {re.escape(str(out))} \((\S+: )?File too large\); "
-                    r"raise the file-size limit \(ulimit -f\)", last), last
+    assert re.match(rf"error: cannot write the run {re.escape(str(out))}( \(\S+\))?: it grew past the file-size "
+                    r"limit \(no space for it\); raise the limit \(ulimit -f\), or choose another --out", last), last
     done, what = saved_work(partial_dir(out))
     assert done > 0 and last.endswith(f"; {what} saved in {partial_dir(out)}: continue with "
                                       f"`lstmbt run --resume {out}` once that is fixed")
@@ -509,7 +522,7 @@ def test_a_real_full_disk_while_saving_keeps_the_folds(tmp_path, monkeypatch, ca
         monkeypatch.setattr("backtest.checkpoint.check_free_space", lambda *args, **kwargs: None)
         code, _, err = run_main(["run", *ARGS, "--out", str(disk / "x")], monkeypatch, capsys)
         last = _failed(code, err)
-        assert "No space left on device" in last and "free some space" in last, last
+        assert "no space left on the device" in last and "free some space" in last, last
         assert _names(disk) == [".x.partial"]  # no run directory, no .x.tmp-*
         assert saved_work(disk / ".x.partial")[0] > 0
 
@@ -533,7 +546,8 @@ def test_a_read_only_out_is_refused_before_training(tail, monkeypatch, capsys):
     monkeypatch.setattr(pipeline, "run", _never)
     code, _, err = run_main(["run", *ARGS, "--out", str(out)], monkeypatch, capsys)
     last = _failed(code, err)
-    assert last.startswith(f"error: cannot write the run {out} (") and "choose an --out in a writable" in last
+    assert last.startswith(f"error: the run {out} ") and "choose another --out" in last, last
+    assert "permission denied" in last or "read-only file system" in last, last
     assert not out.exists() and not partial_dir(out).exists()
 
 
@@ -549,7 +563,8 @@ def test_a_read_only_filesystem_is_refused_before_training(tmp_path, monkeypatch
     monkeypatch.setattr(os, "mkdir", mkdir)
     monkeypatch.setattr(pipeline, "run", _never)
     code, _, err = run_main(["run", *ARGS, "--out", str(read_only / "x")], monkeypatch, capsys)
-    assert "Read-only file system); " in _failed(code, err) and _names(read_only) == []
+    assert "is on a read-only file system (not writable); choose another --out" in _failed(code, err)
+    assert _names(read_only) == []
 
 
 def test_a_dangling_symlink_out_is_refused(tmp_path, monkeypatch, capsys):
@@ -562,8 +577,8 @@ def test_a_dangling_symlink_out_is_refused(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("setup, out, expected", [
-    (lambda d: (d / "file").write_text("kept"), "file/x", "Not a directory"),
-    (lambda d: (d / "link").symlink_to(d / "nowhere"), "link/x", "File exists"),
+    (lambda d: (d / "file").write_text("kept"), "file/x", "has a file where a folder should be"),
+    (lambda d: (d / "link").symlink_to(d / "nowhere"), "link/x", "x already exists"),
     (lambda d: (d / "file").write_text("kept"), "file", "already exists"),
 ], ids=["parent-is-a-file", "parent-is-a-dangling-link", "out-is-a-file"])
 def test_an_impossible_out_is_refused_before_training(setup, out, expected, tmp_path, monkeypatch, capsys):

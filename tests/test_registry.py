@@ -12,10 +12,9 @@ import backtest.cli as cli
 from backtest.config import RunConfig
 from backtest.pipeline import run, save_run
 from backtest.registry import INDEX_NAME, list_runs, show_run
-from helpers import run_main
+from helpers import LINEAR_FLAGS, run_main
 
-FLAGS = {"data.source": "sample:sp500", "data.start": "2014-01-01", "split.min_train": 300, "split.step": 150,
-         "model.lookback": 5, "model.lstm": False}
+FLAGS = LINEAR_FLAGS
 
 
 @pytest.fixture(scope="module")

@@ -198,3 +198,16 @@ def test_zero_val_fraction_fits_on_the_whole_purged_window():
             s = fold.test[0]
             assert len(fold.val) == 0
             np.testing.assert_array_equal(fold.train, np.arange(0, s - h))  # every t with t + h <= s - 1
+
+
+@pytest.mark.parametrize("val_fraction", [0.0, 0.01, 0.1, 0.2, 0.3333, 0.49])
+def test_min_train_needed_is_the_smallest_that_fits(val_fraction):
+    from backtest.splits import MIN_FIT_SAMPLES, first_fold_sizes, min_train_needed
+
+    for gap in range(0, 300, 7):
+        need = min_train_needed(gap, val_fraction)
+        assert first_fold_sizes(need, gap, val_fraction)[0] >= MIN_FIT_SAMPLES
+        assert all(first_fold_sizes(n, gap, val_fraction)[0] < MIN_FIT_SAMPLES for n in range(gap, need))
+    huge = min_train_needed(10**9, val_fraction)  # an absurd embargo is answered at once, not searched
+    assert first_fold_sizes(huge, 10**9, val_fraction)[0] >= MIN_FIT_SAMPLES > first_fold_sizes(huge - 1, 10**9,
+                                                                                                val_fraction)[0]

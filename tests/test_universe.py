@@ -546,5 +546,5 @@ def test_ticker_jobs_keep_their_data_checks_without_warning_again(universe_csv):
             warnings.simplefilter("always")
             result = job()
         assert [w for w in caught if issubclass(w.category, DataWarning)] == []
-        assert any("Close is unchanged for 6 bars" in line and "[T00]" in line
+        assert any("Close is unchanged for 6 bars" in line and "symbol T00:" in line
                    for line in result.manifest["data_checks"])
