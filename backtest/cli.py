@@ -355,39 +355,26 @@ def _print_outcome(metrics: dict[str, dict[str, Any]], manifest: dict[str, Any],
 
 
 def _print_summary(metrics: dict[str, dict[str, Any]]) -> None:
-    """One row per strategy, so seven strategies still fit an 80-column terminal."""
+    """The report's scorecard (``reports.scorecard``): the same rows, verdicts and figures, each
+    cell's second line (interval, p-value, base rate) dimmed under its figure."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
+    from backtest.scoring import task_of
+    from reports.scorecard import COLUMNS, CONSOLE_HEADERS, scorecard_rows
 
-    columns = {"return": "total_return", "Sharpe": "sharpe", "hit": "hit_rate",
-               "hit p": "hit_rate_pvalue", "Sharpe - B&H": None}
-    table = Table(title="Out of sample, net of costs; Sharpe - B&H: 95% bootstrap CI", box=box.SIMPLE_HEAD,
-                  pad_edge=False)
-    table.add_column("strategy", no_wrap=True)
-    for header in columns:
-        table.add_column(header, justify="right", no_wrap=True)
-    for name, entry in metrics.items():
-        cells = [_short(key, entry.get(key)) if key else _interval(entry) for key in columns.values()]
-        table.add_row(name, *cells)
-    Console().print(table)
-
-
-def _short(key: str, value: Any) -> str:
-    from reports import format_metric
-
-    if key == "sharpe" and isinstance(value, (int, float)) and value == value:
-        return f"{value:.2f}"
-    return format_metric(key, value)
-
-
-def _interval(entry: dict[str, Any]) -> str:
-    from reports import format_metric
-
-    if entry.get("sharpe_diff_ci_low") is None:
-        return format_metric("sharpe", None)
-    return f"{entry['sharpe_diff_ci_low']:+.2f}..{entry['sharpe_diff_ci_high']:+.2f}"
+    rows = scorecard_rows(metrics, [s for s in metrics if task_of(s) is not None])
+    table = Table(title="Scorecard: out of sample, net of costs (verdict: Sharpe - B&H, family-wise interval)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_lines=False)
+    for key, header, _ in COLUMNS:
+        table.add_column(CONSOLE_HEADERS.get(key, header), justify="left" if key in ("strategy", "verdict") else "right",
+                         overflow="fold")
+    for row in rows:
+        cells = [row["cells"][key] for key, _, _ in COLUMNS]
+        table.add_row(*[c["text"] + (f"\n[dim]{c['sub']}[/dim]" if c["sub"] and key != "strategy" else "")
+                        for (key, _, _), c in zip(COLUMNS, cells)])
+    Console(width=max(Console().width, 132)).print(table)
 
 
 from backtest import cli_campaign  # noqa: E402,F401  (registers the sweep and runs commands on app)

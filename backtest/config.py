@@ -351,17 +351,40 @@ class BacktestConfig:
 
     ``fee_rate``: fraction of traded value paid per side. ``slippage``: fraction of price lost
     per fill. ``execution``: ``next_open`` or ``next_close``, the fill for a position decided at
-    the close of day t.
+    the close of day t. ``cash_rate``: annual interest (fraction, 0.02 = 2%/yr) earned on capital
+    not held long; ``borrow_rate``: annual fee (fraction) paid on the market value of shorts; both
+    accrue per bar at rate / 252 (``backtest.portfolio.add_carry``), 0 = no interest, no fee.
+    ``pairs``: extra head-to-head pairs for ``comparisons.json``, each ``"a:b"`` naming two
+    strategies of the run (``backtest.headtohead``; the names are checked when the run's
+    strategies are known).
     """
 
     fee_rate: float = 0.001
     slippage: float = 0.0005
     execution: str = "next_open"
+    cash_rate: float = 0.0
+    borrow_rate: float = 0.0
+    pairs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        _check_pairs(self.pairs)
         _check_range("backtest.fee_rate", self.fee_rate, 0.0, 0.5)
         _check_range("backtest.slippage", self.slippage, 0.0, 0.5)
         _check_choice("backtest.execution", self.execution, ("next_open", "next_close"))
+        for key in ("cash_rate", "borrow_rate"):
+            try:
+                _check_range(f"backtest.{key}", getattr(self, key), 0.0, 1.0, high_open=True)
+            except ConfigError as exc:  # the likely slip is a percent: say the unit
+                raise ConfigError(f"{exc} (an annual fraction: 0.02 is 2%/yr)") from None
+
+
+def _check_pairs(pairs: tuple[str, ...]) -> None:
+    """Each ``backtest.pairs`` entry is ``"a:b"``: two different, non-empty strategy names."""
+    for item in pairs:
+        parts = [part.strip() for part in str(item).split(":")]
+        if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+            raise ConfigError(f"backtest.pairs entry {item!r} is not two different strategy names as 'a:b'; "
+                              "write it like \"lstm_regression:ridge_regression\"")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -222,18 +222,42 @@ def rolling_hit_rate(pred_up: np.ndarray, real_up: np.ndarray, window: int = 63)
     return hits.rolling(window).mean().to_numpy(), ups.rolling(window).mean().to_numpy()
 
 
-def calibration_curve(y_true: np.ndarray, p_up: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
-    """Reliability table over equal-width p_up bins: mean p_up, realised up share and count per bin.
+def calibration_curve(y_true: np.ndarray, p_up: np.ndarray, n_bins: int = 10,
+                      bins: str = "quantile") -> pd.DataFrame:
+    """Reliability table: per p_up bin, its edges, mean p_up, realised up share and count.
 
-    Empty bins are dropped. A calibrated model has ``realised`` close to ``mean_p`` in every bin.
+    ``bins``: ``"quantile"`` (edges at the quantiles of ``p_up``, so each bin holds about
+    ``len / n_bins`` days wherever the probabilities sit; equal edges, from ties, are merged
+    into one bin) or ``"uniform"`` (``n_bins`` equal-width bins over [0, 1]). A value on an
+    inner edge falls in the upper bin; the last bin includes its upper edge. Non-finite pairs
+    and empty bins are dropped. Columns: ``bin_low``, ``bin_high``, ``mean_p``, ``realised``
+    (share of ``y_true`` > 0), ``count``, ``realised_se`` (its binomial standard error,
+    sqrt(realised (1 - realised) / count)). A calibrated model has ``realised`` close to
+    ``mean_p`` in every bin.
     """
     y = np.asarray(y_true, dtype=np.float64)
-    p = np.clip(np.asarray(p_up, dtype=np.float64), 0.0, 1.0)
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    frame = pd.DataFrame({"bin": bins, "p": p, "y": y}).groupby("bin")
+    p = np.asarray(p_up, dtype=np.float64)
+    keep = np.isfinite(y) & np.isfinite(p)
+    y, p = (y[keep] > 0).astype(np.float64), np.clip(p[keep], 0.0, 1.0)
+    edges = _calibration_edges(p, n_bins, bins)
+    which = np.searchsorted(edges[1:-1], p, side="right")  # bin i holds edges[i] <= p < edges[i + 1]
+    frame = pd.DataFrame({"bin": which, "p": p, "y": y}).groupby("bin")
     out = pd.DataFrame({"mean_p": frame["p"].mean(), "realised": frame["y"].mean(), "count": frame["y"].size()})
-    out.insert(0, "bin_low", out.index / n_bins)
+    out["realised_se"] = np.sqrt(out["realised"] * (1.0 - out["realised"]) / out["count"])
+    out.insert(0, "bin_high", edges[np.minimum(out.index + 1, len(edges) - 1)])
+    out.insert(0, "bin_low", edges[out.index])
     return out.reset_index(drop=True)
+
+
+def _calibration_edges(p: np.ndarray, n_bins: int, bins: str) -> np.ndarray:
+    """Bin edges, ascending and distinct: quantiles of ``p`` or equal widths over [0, 1]."""
+    if bins == "uniform":
+        return np.linspace(0.0, 1.0, n_bins + 1)
+    if bins != "quantile":
+        raise ValueError(f"bins must be 'quantile' or 'uniform', got {bins!r}")
+    if not len(p):
+        return np.array([0.0, 1.0])
+    return np.unique(np.quantile(p, np.linspace(0.0, 1.0, n_bins + 1)))
 
 
 def confusion_counts(pred_up: np.ndarray, real_up: np.ndarray) -> np.ndarray:

@@ -31,7 +31,11 @@ from backtest.scoring import BENCHMARK, MODEL_NAMES  # noqa: F401  (re-exported:
 from backtest.scoring import collect_metrics, horizon_plan, is_linear, make_positions, run_warnings
 
 RUN_FILES = ("config.toml", "manifest.json", "predictions.parquet", "positions.parquet", "returns.parquet",
-             "folds.parquet", "costs.parquet", "trades.parquet", "metrics.json", "report.html")
+             "folds.parquet", "costs.parquet", "trades.parquet", "metrics.json", "comparisons.json", "regimes.parquet", "report.html")
+#: written by every run but absent from runs of earlier versions: ``load_run`` recomputes the
+#: comparisons then; regimes need the close history before the out-of-sample period, so an older
+#: run's report has no regime section
+OPTIONAL_FILES = ("comparisons.json", "regimes.parquet")
 _VERSIONED = ("torch", "numpy", "pandas", "vectorbt", "vectorbt-rust", "scikit-learn", "ta", "arch", "plotly")
 
 #: progress(stage, done, total): stage is "data", "features", a model name, "backtest" or "metrics".
@@ -48,6 +52,8 @@ class RunResult:
     ``folds``: one row per model and fold, with its test block's hit rate and returns.
     ``metrics``: ``{strategy: {metric: value}}``. ``costs``: every strategy re-simulated per fee
     level (``backtest.portfolio.cost_sweep``). ``trades``: one row per trade and strategy.
+    ``comparisons``: head-to-head pairs, SPA and MCS (``backtest.headtohead.run_comparisons``).
+    ``regimes``: each strategy's figures per market regime (``backtest.regimes.regime_table``).
     """
 
     config: RunConfig
@@ -59,6 +65,8 @@ class RunResult:
     costs: pd.DataFrame = field(default_factory=pd.DataFrame)
     trades: pd.DataFrame = field(default_factory=pd.DataFrame)
     manifest: dict[str, Any] = field(default_factory=dict)
+    comparisons: dict[str, Any] = field(default_factory=dict)
+    regimes: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -151,7 +159,9 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
 
 def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, folds: pd.DataFrame,
            config: RunConfig) -> dict[str, Any]:
-    """Positions, the backtest at the configured costs and across fee levels, metrics, fold figures."""
+    """Positions, the backtest at the configured costs and across fee levels, metrics, fold figures,
+    and the comparisons between strategies."""
+    from backtest.headtohead import run_comparisons
     from backtest.portfolio import cost_sweep, run_backtest
     from backtest.scoring import by_model, fold_stats, horizon_of, majority_p_up, predicted_up
 
@@ -169,7 +179,25 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
     per_model = {name: realised[horizon_of(name, config)] for name in models}
     return {"positions": positions, "returns": backtest.returns, "metrics": metrics, "trades": backtest.trades,
             "folds": fold_stats(folds, positions, backtest.returns, per_model, calls),
-            "costs": cost_sweep(prices, positions, config.backtest)}
+            "costs": cost_sweep(prices, positions, config.backtest),
+            "comparisons": run_comparisons(predictions, backtest.returns, positions, config, close=prices["Close"]),
+            "regimes": _regimes(prices["Close"], positions.index, backtest.returns,
+                                {**calls, "majority": predicted_up("majority", models, majority, config, dates)},
+                                per_model, realised_up, models, config)}
+
+
+def _regimes(close: pd.Series, dates: pd.DatetimeIndex, returns: pd.DataFrame, calls: dict[str, Any],
+             per_model: dict[str, np.ndarray], realised_up: np.ndarray, models: dict[str, pd.DataFrame],
+             config: RunConfig) -> pd.DataFrame:
+    """Every strategy's figures per regime known at the decision close (``backtest.regimes``); a
+    model's hit rate leaves out the days it could not decide on, as its overall hit rate does."""
+    from backtest.regimes import regime_labels, regime_table
+    from backtest.scoring import undecided
+
+    realised = {name: per_model.get(name, realised_up) for name in returns.columns}
+    decided = {name: ~undecided(name, models, config, close) for name in models}
+    return regime_table(returns.set_axis(dates), calls, realised, regime_labels(close, dates),
+                        seed=config.train.seed, decided=decided)
 
 
 def load_checked(config: RunConfig, *, folds: bool = True, positions: bool = True) -> pd.DataFrame:
@@ -193,6 +221,7 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
     from backtest.data import check_enough_rows
     from backtest.datacheck import data_warnings
     from backtest.errors import DataWarning
+    from backtest.headtohead import check_pairs, planned_strategies
     from backtest.preflight import check_before_training
     from models.exog import exog_warmup_rows
     from models.features import warmup_rows
@@ -200,6 +229,7 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
     warmup = max(warmup_rows(config.features.groups, config.features.n_lags), exog_warmup_rows(len(config.data.exog)))
     need, breakdown = _rows_needed(config, warmup)
     check_enough_rows(prices, need, breakdown, config.data.source)
+    check_pairs(config.backtest.pairs, planned_strategies(config))  # before training, not after it
     check_before_training(prices, config, warmup, folds=folds, positions=positions)
     for message in data_warnings(prices, config.data):
         warnings.warn(message, DataWarning, stacklevel=3)  # at the caller of run / load_checked
@@ -283,7 +313,9 @@ def build_estimator(task: str, config: RunConfig, linear: bool = False):
         from models.linear import LogisticClassifier, RidgeRegressor
 
         alpha = config.model.linear_alpha
-        return RidgeRegressor(alpha=alpha) if task == "regression" else LogisticClassifier(C=1.0 / alpha)
+        refit = config.train.refit  # with early-stopped LSTMs refitted on fit + validation, the twins are too
+        return (RidgeRegressor(alpha=alpha, refit=refit) if task == "regression"
+                else LogisticClassifier(C=1.0 / alpha, refit=refit))
 
     cls = LSTMRegressor if task == "regression" else LSTMClassifier
     return cls(net=narrow(config.model, NetSpec), train=narrow(config.train, TrainSettings),
@@ -383,6 +415,8 @@ def save_run(result: RunResult, out_dir: str | Path) -> Path:
         (tmp / "config.toml").write_text(result.config.to_toml(), encoding="utf-8")
         write_json(tmp / "manifest.json", result.manifest)
         write_json(tmp / "metrics.json", result.metrics)
+        write_json(tmp / "comparisons.json", result.comparisons)
+        result.regimes.to_parquet(tmp / "regimes.parquet", index=False)
         result.predictions.to_parquet(tmp / "predictions.parquet", index=False)
         result.positions.to_parquet(tmp / "positions.parquet")
         result.returns.rename_axis("date").to_parquet(tmp / "returns.parquet")
@@ -396,10 +430,11 @@ def save_run(result: RunResult, out_dir: str | Path) -> Path:
 def load_run(run_dir: str | Path) -> RunResult:
     """Read a run directory written by ``save_run``.
 
-    A missing, truncated or misshapen file is refused with one ``DataError`` line naming it.
+    A missing, truncated or misshapen file is refused with one ``DataError`` line naming it. A run
+    of an earlier version without ``comparisons.json`` gets its comparisons recomputed from its frames.
     """
     run_dir = Path(run_dir)
-    missing = [name for name in RUN_FILES[:-1] if not (run_dir / name).is_file()]
+    missing = [name for name in RUN_FILES[:-1] if name not in OPTIONAL_FILES and not (run_dir / name).is_file()]
     if not run_dir.is_dir() or missing:
         if (run_dir / "manifest.json").is_file():
             read_json(run_dir / "manifest.json")  # a damaged manifest (a universe's too) is the problem to name
@@ -408,8 +443,27 @@ def load_run(run_dir: str | Path) -> RunResult:
                         "(re-run older runs)")
     frames = {name: read_parquet(run_dir / f"{name}.parquet")
               for name in ("predictions", "positions", "returns", "folds", "costs", "trades")}
-    return RunResult(config=read_config(run_dir / "config.toml"), **frames,
-                     metrics=read_metrics(run_dir / "metrics.json"), manifest=read_json(run_dir / "manifest.json"))
+    config = read_config(run_dir / "config.toml")
+    return RunResult(config=config, **frames, metrics=read_metrics(run_dir / "metrics.json"),
+                     manifest=read_json(run_dir / "manifest.json"),
+                     comparisons=_load_comparisons(run_dir / "comparisons.json", frames, config),
+                     regimes=read_parquet(run_dir / "regimes.parquet") if (run_dir / "regimes.parquet").exists()
+                     else pd.DataFrame())
+
+
+def _load_comparisons(path: Path, frames: dict[str, pd.DataFrame], config: RunConfig) -> dict[str, Any]:
+    """A saved ``comparisons.json`` (checked for shape), or, when a run of an earlier version has
+    none, the comparisons recomputed from the run's frames (``run_comparisons``)."""
+    from backtest.headtohead import comparisons_problem, run_comparisons
+    from backtest.readback import DamagedFileError
+
+    if not path.exists() and not path.is_symlink():
+        return run_comparisons(frames["predictions"], frames["returns"], frames["positions"], config)
+    payload = read_json(path)
+    problem = comparisons_problem(payload)
+    if problem:
+        raise DamagedFileError(path, f"has an unexpected shape ({problem})")
+    return payload
 
 
 def write_json(path: Path, payload: Any) -> None:

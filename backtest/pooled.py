@@ -275,12 +275,14 @@ def _fit_fold(model: Any, designs: Mapping[str, Design], pools: tuple[_Pool, _Po
               **({} if weight is None else {"sample_weight": weight}))
     train_log = getattr(model, "log_", None)
     return model, {
-        "fold": block.index, "train_start": pd.Timestamp(fit.dates.min()), "train_end": pd.Timestamp(fit.dates.max()),
+        "fold": block.index, "fit_start": pd.Timestamp(fit.dates.min()), "fit_end": pd.Timestamp(fit.dates.max()),
+        "train_start": pd.Timestamp(fit.dates.min()), "train_end": pd.Timestamp(fit.dates.max()),
         "val_start": pd.Timestamp(val.dates.min()) if len(y_val) else pd.NaT,
         "val_end": pd.Timestamp(val.dates.max()) if len(y_val) else pd.NaT,
         "n_train": len(y), "n_val": len(y_val), "warm": bool(getattr(model, "warm_started_", False)),
         "epochs": int(getattr(model, "n_epochs_", 0)), "best_epoch": int(getattr(model, "best_epoch_", 0)) + 1,
         "best_val_loss": float(getattr(model, "best_loss_", np.nan)),
+        "refit": False, "refit_epochs": 0,  # the pooled model is not refitted on fit + validation (train.refit)
         "fit_seconds": round(time.perf_counter() - started, 3),
         "train_steps": int(getattr(train_log, "train_steps", 0)),
         "eval_steps": int(getattr(train_log, "eval_steps", 0)),
@@ -314,8 +316,9 @@ def _log_entry(fit_log: dict[str, Any], part: _Part, design: Design) -> dict[str
                 n_train_ticker=len(part.fold.train), n_val_ticker=len(part.fold.val))
 
 
-_LOG_ORDER = ("fold", "train_start", "train_end", "val_start", "val_end", "test_start", "test_end", "n_train",
-              "n_val", "n_test", "warm", "epochs", "best_epoch", "best_val_loss", "fit_seconds", "train_steps",
+_LOG_ORDER = ("fold", "fit_start", "fit_end", "train_start", "train_end", "val_start", "val_end", "test_start",
+              "test_end", "n_train", "n_val", "n_test", "warm", "epochs", "best_epoch", "best_val_loss", "refit",
+              "refit_epochs", "fit_seconds", "train_steps",
               "eval_steps", "train_mode", "n_tickers", "n_train_ticker", "n_val_ticker")
 
 

@@ -3,6 +3,7 @@
 A target position dated t (decided after the close of t) is filled on bar t + 1: at its open
 (``next_open``, the default) or at its close (``next_close``). Same-bar fills are not offered.
 Orders are sent only when the target changes; fees and slippage apply to every fill.
+Interest on idle cash and the fee to borrow shorts are added to vectorbt's returns (``add_carry``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class BacktestResult:
     """Daily net returns per strategy plus trades and costs.
 
     ``returns``: index = the bars on which positions are held (decision day + 1 onward), one
-    column per strategy; each value is that bar's net return as a fraction.
+    column per strategy; each value is that bar's net return as a fraction, carry included
+    (``add_carry``: interest on idle cash, less the fee to borrow shorts).
     ``n_trades``: round trips per strategy (a position still open at the end counts).
     ``fees_paid``/``slippage_paid``: fees and the value lost to slippage, each as a fraction of
     the initial capital.
@@ -53,7 +55,7 @@ def run_backtest(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestCon
     columns = positions.columns
     fill = bars["Open"] if cfg.execution == "next_open" else bars["Close"]
     pf = _simulate(bars, positions, fill, np.full(len(columns), cfg.fee_rate), cfg.slippage)
-    returns = pf.returns().iloc[1:]  # bar `first` holds nothing yet
+    returns = _carried(pf, pf.returns().iloc[1:], cfg.cash_rate, cfg.borrow_rate)  # bar `first` holds nothing yet
     orders = pf.orders.values  # raw records (col, idx, size, price, fees); records_readable warns on pandas 3
     fees = np.bincount(orders["col"], weights=orders["fees"], minlength=len(columns))
     slip = _slippage_cost(orders, fill.to_numpy(), len(columns))
@@ -69,7 +71,7 @@ def run_backtest(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestCon
 
 def cost_sweep(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestConfig,
                fee_levels_bps: tuple[int, ...] = FEE_LEVELS_BPS) -> pd.DataFrame:
-    """Each strategy re-simulated at every fee level (bps per side), slippage as configured.
+    """Each strategy re-simulated at every fee level (bps per side), slippage and carry as configured.
 
     One vectorbt call over (fee level x strategy) columns. Returns a long frame with columns
     fee_bps, strategy, total_return, cagr, sharpe, max_drawdown, fees_paid (fractions).
@@ -81,7 +83,7 @@ def cost_sweep(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestConfi
     fees = np.repeat(np.asarray(fee_levels_bps, dtype=np.float64) / 1e4, positions.shape[1])
     fill = bars["Open"] if cfg.execution == "next_open" else bars["Close"]
     pf = _simulate(bars, wide.set_axis(range(wide.shape[1]), axis=1), fill, fees, cfg.slippage)
-    returns = pf.returns().iloc[1:].to_numpy()
+    returns = _carried(pf, pf.returns().iloc[1:], cfg.cash_rate, cfg.borrow_rate).to_numpy()
     orders = pf.orders.values
     paid = np.bincount(orders["col"], weights=orders["fees"], minlength=wide.shape[1]) / INIT_CASH
     rows = []
@@ -94,11 +96,13 @@ def cost_sweep(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestConfi
 
 
 def run_backtest_variants(prices: pd.DataFrame, positions: pd.DataFrame, fee_rates: np.ndarray,
-                          slippages: np.ndarray, executions: list[str]) -> BacktestResult:
+                          slippages: np.ndarray, executions: list[str], *, cash_rates: np.ndarray | None = None,
+                          borrow_rates: np.ndarray | None = None) -> BacktestResult:
     """``run_backtest`` of every column with its own costs and fill, in one vectorbt call.
 
     Column i pays ``fee_rates[i]`` (fraction of traded value per side), loses ``slippages[i]``
-    (fraction of price per fill) and fills at ``executions[i]`` (``next_open`` or ``next_close``),
+    (fraction of price per fill), fills at ``executions[i]`` (``next_open`` or ``next_close``) and
+    earns ``cash_rates[i]`` and pays ``borrow_rates[i]`` (annual fractions; None = 0 everywhere),
     so it equals ``run_backtest(prices, positions.iloc[:, [i]], BacktestConfig(...))`` of those
     settings. Column names must be unique. This is how ``lstmbt sweep`` scores signal-only trials.
     """
@@ -124,7 +128,8 @@ def run_backtest_variants(prices: pd.DataFrame, positions: pd.DataFrame, fee_rat
     slip = np.bincount(orders["col"], weights=lost, minlength=n)
     trades = pf.trades.count().to_numpy()
     return BacktestResult(
-        returns=pf.returns().iloc[1:],  # bar `first` holds nothing yet
+        returns=_carried(pf, pf.returns().iloc[1:],  # bar `first` holds nothing yet
+                         0.0 if cash_rates is None else cash_rates, 0.0 if borrow_rates is None else borrow_rates),
         n_trades={c: int(trades[i]) for i, c in enumerate(columns)},
         fees_paid={c: float(fees[i]) / INIT_CASH for i, c in enumerate(columns)},
         slippage_paid={c: float(slip[i]) / INIT_CASH for i, c in enumerate(columns)},
@@ -138,9 +143,9 @@ class GroupBacktestResult:
 
     ``returns``: index = the bars after the first decision day up to the bar after the last, one
     column per strategy: the net return of that strategy's whole book (its tickers share one pool
-    of cash). ``n_orders``: fills per strategy. ``n_trades``: round trips over all its tickers (a
-    position still open at the end counts). ``fees_paid``/``slippage_paid``: fractions of the
-    initial capital.
+    of cash), carry included (``add_carry`` on the whole book). ``n_orders``: fills per strategy.
+    ``n_trades``: round trips over all its tickers (a position still open at the end counts).
+    ``fees_paid``/``slippage_paid``: fractions of the initial capital.
     """
 
     returns: pd.DataFrame
@@ -164,7 +169,7 @@ def run_group_backtest(prices: dict[str, pd.DataFrame], weights: pd.DataFrame,
         MultiIndex, each strategy's columns together; values = fractions of the strategy's
         portfolio value (negative = short).
     cfg : BacktestConfig
-        Fees and slippage per fill, and the fill (``next_open`` or ``next_close``).
+        Fees and slippage per fill, the fill (``next_open`` or ``next_close``), and the carry rates.
 
     Notes
     -----
@@ -196,16 +201,89 @@ def run_group_backtest(prices: dict[str, pd.DataFrame], weights: pd.DataFrame,
     def total(cols: np.ndarray, values: np.ndarray | None = None) -> dict[str, float]:
         return dict(zip(names, np.bincount(group[cols], weights=values, minlength=len(names)).tolist()))
 
-    returns = pf.returns()
-    if isinstance(returns, pd.Series):  # vectorbt squeezes a single group to a Series
-        returns = returns.to_frame(names[0])
+    returns = _by_name(pf.returns(), names).iloc[1:]  # bar `first` holds nothing yet
+    returns = _carried(pf, returns, cfg.cash_rate, cfg.borrow_rate, names, group)
     return GroupBacktestResult(
-        returns=returns[names].iloc[1:],  # bar `first` holds nothing yet
+        returns=returns,
         n_orders={n: int(v) for n, v in total(orders["col"]).items()},
         n_trades={n: int(v) for n, v in total(trades["col"]).items()},
         fees_paid={n: v / INIT_CASH for n, v in total(orders["col"], orders["fees"]).items()},
         slippage_paid={n: v / INIT_CASH for n, v in total(orders["col"], lost).items()},
     )
+
+
+def add_carry(returns: pd.DataFrame, long_value: np.ndarray, short_value: np.ndarray, equity: np.ndarray,
+              cash_rate: float | np.ndarray, borrow_rate: float | np.ndarray) -> pd.DataFrame:
+    """Net returns plus interest on capital not held long, less the fee to borrow shorts.
+
+    Per bar and column, with ``c = (cash_rate * (equity - long_value) - borrow_rate * short_value)
+    / (252 * equity)``: ``r + c * (1 + r)``. That is, a year is 252 bars, and the carry accrues on
+    the end-of-day book and is credited at the bar's close (so it is ``c`` of the close's equity).
+    The book's weights stay those of the simulation, as if the carry were reinvested pro rata.
+
+    Parameters
+    ----------
+    returns : pd.DataFrame
+        Net returns per bar (fractions), bars x columns.
+    long_value, short_value, equity : np.ndarray
+        Shaped like ``returns``: the market value of the long holdings, of the short holdings
+        (>= 0), and the equity, each at the bar's close after that bar's fill.
+    cash_rate, borrow_rate : float or np.ndarray
+        Annual rates as fractions (0.02 = 2%/yr): one for every column, or one per column.
+
+    Returns
+    -------
+    pd.DataFrame
+        ``returns`` with the carry added. Capital not held long (``equity - long_value``: idle
+        cash and the collateral of shorts) earns ``cash_rate``; short-sale proceeds earn nothing;
+        the market value of shorts pays ``borrow_rate``. A bar whose equity is <= 0 gets none.
+        A column whose two rates are 0 is returned bit for bit.
+    """
+    shape = (returns.shape[1],)
+    cash = np.broadcast_to(np.asarray(cash_rate, dtype=np.float64), shape)
+    borrow = np.broadcast_to(np.asarray(borrow_rate, dtype=np.float64), shape)
+    charged = (cash != 0.0) | (borrow != 0.0)
+    if not charged.any():
+        return returns
+    from backtest.metrics import PERIODS_PER_YEAR  # metrics imports scipy: only when a rate is set
+
+    carry = np.divide(cash * (equity - long_value) - borrow * short_value, PERIODS_PER_YEAR * equity,
+                      out=np.zeros(returns.shape), where=equity > 0)  # a fraction of the close's equity
+    values = returns.to_numpy(dtype=np.float64, copy=True)
+    values[:, charged] += carry[:, charged] * (1.0 + values[:, charged])  # per unit of the previous close
+    return pd.DataFrame(values, index=returns.index, columns=returns.columns)
+
+
+def _carried(pf, returns: pd.DataFrame, cash_rate: float | np.ndarray, borrow_rate: float | np.ndarray,
+             names: list[str] | None = None, group: np.ndarray | None = None) -> pd.DataFrame:
+    """``add_carry`` of the portfolio ``pf``'s book; with both rates 0, ``returns`` untouched (no book read)."""
+    if not (np.any(np.asarray(cash_rate) != 0.0) or np.any(np.asarray(borrow_rate) != 0.0)):
+        return returns
+    return add_carry(returns, *_book(pf, names, group), cash_rate, borrow_rate)
+
+
+def _book(pf, names: list[str] | None = None,
+          group: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Long value, short value (>= 0) and equity at each bar's close after its fill, bar 1 on.
+
+    Per column of an ungrouped portfolio; for a grouped one (``names``: the strategies, ``group``:
+    each column's position in ``names``), summed over each strategy's tickers, with its book's equity.
+    """
+    held = pf.asset_value(group_by=False).to_numpy()[1:]
+    long_, short = np.maximum(held, 0.0), np.maximum(-held, 0.0)
+    if names is None:
+        return long_, short, np.asarray(pf.value(), dtype=np.float64).reshape(len(held) + 1, -1)[1:]
+    books = [group == i for i in range(len(names))]
+    return (np.stack([long_[:, book].sum(axis=1) for book in books], axis=1),
+            np.stack([short[:, book].sum(axis=1) for book in books], axis=1),
+            _by_name(pf.value(), names).to_numpy()[1:])
+
+
+def _by_name(frame: pd.DataFrame | pd.Series, names: list[str]) -> pd.DataFrame:
+    """A grouped vectorbt result with one column per name, in ``names`` order."""
+    if isinstance(frame, pd.Series):  # vectorbt squeezes a single group to a Series
+        frame = frame.to_frame(names[0])
+    return frame[names]
 
 
 def _joint_bars(prices: dict[str, pd.DataFrame], days: pd.DatetimeIndex) -> pd.DatetimeIndex:

@@ -82,7 +82,9 @@ def score_training_trial(training: TrainingTrial, result: Any, prices: pd.DataFr
         part = positions.iloc[:, start:start + MAX_COLUMNS]
         settings = [configs[c].backtest for c in part.columns]
         backtest = run_backtest_variants(prices, part, np.array([s.fee_rate for s in settings]),
-                                         np.array([s.slippage for s in settings]), [s.execution for s in settings])
+                                         np.array([s.slippage for s in settings]), [s.execution for s in settings],
+                                         cash_rates=np.array([s.cash_rate for s in settings]),
+                                         borrow_rates=np.array([s.borrow_rate for s in settings]))
         returns.append(backtest)
     hits = _hit_rates(training.config, result.predictions, prices, names, days)
     rows = [_row(trial, name, training, configs[candidate_id(trial, name)], positions, returns, hits, spec)

@@ -253,12 +253,16 @@ def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int
     ``exposure``: share of days with any position; ``turnover``: sum over tickers of the annual
     |change| of target weights; ``avg_holdings``: mean number of tickers held per day. Every
     strategy gets its Sharpe interval and PSR, and all but the benchmark the interval of its
-    Sharpe minus ``ew_buy_and_hold``'s (stationary block bootstrap on the same days).
+    Sharpe minus ``ew_buy_and_hold``'s (stationary block bootstrap on the same days) and the
+    ``verdict`` of that difference at the family-wise level over those strategies
+    (``backtest.relative``: Bonferroni), with its interval ``verdict_ci_low``/``verdict_ci_high``.
     """
     from backtest import metrics as m
     from backtest import significance as sig
+    from backtest.relative import family_confidence, verdict
 
     bench = backtest.returns[EW_BENCHMARK].to_numpy()
+    family = family_confidence(len([name for name in weights if name != EW_BENCHMARK]))
     out = {}
     for name, w in weights.items():
         r = backtest.returns[name].to_numpy()
@@ -271,6 +275,8 @@ def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int
         entry.update(sharpe_ci_low=low, sharpe_ci_high=high, psr=sig.probabilistic_sharpe_ratio(r))
         if name != EW_BENCHMARK:
             entry["sharpe_diff_ci_low"], entry["sharpe_diff_ci_high"] = sig.sharpe_diff_ci(r, bench, seed=seed)
+            low, high = sig.sharpe_diff_ci(r, bench, confidence=family, seed=seed)
+            entry.update(verdict=verdict(low, high), verdict_ci_low=low, verdict_ci_high=high)
         out[name] = entry
     return out
 
@@ -314,10 +320,7 @@ def universe_warnings(metrics: dict[str, dict[str, Any]], legs: dict[str, _Leg],
     if not portfolio.bottom_k and portfolio.top_k >= len(legs):
         notes.append(f"portfolio.top_k = {portfolio.top_k} holds every one of the {len(legs)} tickers, so the xs_ "
                      f"strategies are {EW_BENCHMARK} and rank nothing; lower portfolio.top_k or add tickers.")
-    bench = metrics[EW_BENCHMARK]["sharpe"]
-    for name, entry in metrics.items():
-        if name != EW_BENCHMARK and not entry["sharpe"] > bench:
-            notes.append(f"{name}: Sharpe does not beat {EW_BENCHMARK} after costs.")
+    for name, entry in metrics.items():  # the verdict column says whether each beats the benchmark
         if name.startswith("xs_") and entry["exposure"] < 1.0:
             flat = int(round((1.0 - entry["exposure"]) * n_days))
             notes.append(f"{name} held nothing on {flat} days with fewer than "

@@ -70,6 +70,12 @@ def walk_forward_predict(
     Features are standardised per fold with the mean and standard deviation of the training
     window's rows (fit and validation samples), so nothing after the retrain date shapes them.
 
+    An estimator whose ``refits`` is true (``train.refit``) is, after ``fit`` has picked its
+    epochs on the validation tail, trained again by ``refit_full`` on every usable sample of the
+    window: the fit samples, the purge gap after them and the validation tail, whose last label
+    is realised before the test block as the split's purge requires. The feature scaling stays
+    the one above (fit and validation rows). A fold without a validation tail is not refitted.
+
     ``train_weight``: optional per-row training weights on ``target``'s index (e.g.
     ``models.targets.dead_zone_weights``). Each fold's training samples pass theirs to
     ``fit(..., sample_weight=...)``; validation and test samples are never weighted. ``None``
@@ -85,7 +91,9 @@ def walk_forward_predict(
     -------
     predictions : one row per test day: ``date``, ``fold``, ``y_true``, ``y_pred`` and ``p_up``
         (the class-1 probability for classifiers, NaN for regressors).
-    fold_log : one row per fold with its date ranges, sizes, epochs, best validation loss and fit time.
+    fold_log : one row per fold with its date ranges (``fit_start``/``fit_end``: the samples fitted
+        before validation; ``train_start``/``train_end`` are the same dates under their old names),
+        sizes, epochs, best validation loss, ``refit`` and ``refit_epochs`` and fit time.
     """
     values = features.to_numpy(dtype=np.float64)
     y = target.to_numpy(dtype=np.float64)
@@ -108,8 +116,9 @@ def walk_forward_predict(
         model.fit(*_take(windows, y, grid, fold, fold.train),
                   *(_take(windows, y, grid, fold, fold.val) if len(fold.val) else ()),
                   **_fold_weight(weights, grid, fold))
+        refit = _refit(model, windows, y, grid, fold, weights)
         part = _fold_predictions(model, *_take(windows, y, grid, fold, fold.test), grid.dates[fold.test], fold.index)
-        entry = _fold_entry(fold, grid, model, time.perf_counter() - started)
+        entry = _fold_entry(fold, grid, model, time.perf_counter() - started, refit)
         if store is not None:
             store.save(fold.index, part, entry, model.get_checkpoint() if warm else None)
         parts.append(part)
@@ -140,6 +149,18 @@ def _take(windows: np.ndarray, y: np.ndarray, grid: SampleGrid, fold: Fold,
     rows = slice(first, first + len(positions))
     starts = slice(first - grid.lookback + 1, first - grid.lookback + 1 + len(positions))
     return windows[starts], y[rows]
+
+
+def _refit(model, windows: np.ndarray, y: np.ndarray, grid: SampleGrid, fold: Fold,
+           weights: np.ndarray | None) -> bool:
+    """Refit ``model`` on the fold's whole usable window when it asks to and the fold has a
+    validation tail; returns whether it did."""
+    if not (len(fold.val) and getattr(model, "refits", False)):
+        return False
+    usable = np.arange(fold.train[0], fold.val[-1] + 1)  # fit, the purge gap after it, the validation tail
+    extra = {} if weights is None else {"sample_weight": weights[grid.rows(usable)]}
+    model.refit_full(*_take(windows, y, grid, fold, usable), **extra)
+    return True
 
 
 def _weight_values(train_weight: pd.Series | None, target: pd.Series) -> np.ndarray | None:
@@ -200,7 +221,8 @@ def _fold_span(fold: Fold, grid: SampleGrid) -> dict:
     dates = grid.dates
     return {
         "fold": fold.index,
-        "train_start": dates[fold.train[0]], "train_end": dates[fold.train[-1]],
+        "fit_start": dates[fold.train[0]], "fit_end": dates[fold.train[-1]],
+        "train_start": dates[fold.train[0]], "train_end": dates[fold.train[-1]],  # = fit_*, for older readers
         "val_start": dates[fold.val[0]] if len(fold.val) else pd.NaT,
         "val_end": dates[fold.val[-1]] if len(fold.val) else pd.NaT,
         "test_start": dates[fold.test[0]], "test_end": dates[fold.test[-1]],
@@ -208,14 +230,20 @@ def _fold_span(fold: Fold, grid: SampleGrid) -> dict:
     }
 
 
-def _fold_entry(fold: Fold, grid: SampleGrid, model, seconds: float) -> dict:
+def _fold_entry(fold: Fold, grid: SampleGrid, model, seconds: float, refit: bool) -> dict:
+    """One fold-log row. ``best_epoch`` counts from 1 (0: a warm fit kept the carried weights);
+    ``refit_epochs``: epochs trained on the whole window (0 without a refit or for the linear
+    baselines); ``train_steps`` includes the refit's."""
+    log, refit_log = getattr(model, "log_", None), getattr(model, "refit_log_", None)
     return {
         **_fold_span(fold, grid),
         "warm": bool(getattr(model, "warm_started_", False)),
         "epochs": int(getattr(model, "n_epochs_", 0)),
         "best_epoch": int(getattr(model, "best_epoch_", 0)) + 1,
         "best_val_loss": float(getattr(model, "best_loss_", np.nan)),
+        "refit": refit,
+        "refit_epochs": int(getattr(model, "refit_epochs_", 0)) if refit else 0,
         "fit_seconds": round(seconds, 3),
-        "train_steps": int(getattr(getattr(model, "log_", None), "train_steps", 0)),
-        "eval_steps": int(getattr(getattr(model, "log_", None), "eval_steps", 0)),
+        "train_steps": int(getattr(log, "train_steps", 0)) + int(getattr(refit_log, "train_steps", 0) if refit else 0),
+        "eval_steps": int(getattr(log, "eval_steps", 0)),
     }

@@ -13,6 +13,8 @@ created on first use; darts is never a project dependency).
     python bench/walkforward.py --mode sequence+warm --seeds 1 --no-darts
     python bench/walkforward.py --data planted         # the quality check on a planted signal
     python bench/walkforward.py --profile              # torch.profiler top ops, before/after
+    python bench/walkforward.py --data planted --mode sequence+warm --no-darts --val-fraction 0.2 --refit \
+        --out /tmp/refit.md                            # early stopping on a validation tail, then refit
 """
 
 from __future__ import annotations
@@ -84,12 +86,12 @@ def run_w(args: argparse.Namespace) -> dict:
     target = features["ret_pct"].shift(-1)  # the next return, known after the next close
     grid = make_sample_grid(features, target, LOOKBACK)
     min_train = FIRST_TEST - LOOKBACK  # sample i predicts return i + L: the first test target is 2520
-    folds = WalkForwardSplit(min_train=min_train, step=STEP, horizon=1, val_fraction=0.0).split(grid.n)
+    folds = WalkForwardSplit(min_train=min_train, step=STEP, horizon=1, val_fraction=args.val_fraction).split(grid.n)
     folds = folds[: args.folds]
     overrides, warm = MODES[args.worker]
     settings = TrainSettings(lr=1e-3, weight_decay=0.0, batch_size=64, max_epochs=args.epochs, lr_patience=10**6,
                              clip_norm=0.0, chunk_len=args.chunk_len, chunks_per_batch=args.chunks_per_batch,
-                             warm_epochs=args.warm_epochs, **overrides)
+                             warm_epochs=args.warm_epochs, refit=args.refit, **overrides)
     if settings.mode == "sequence" and args.seq_lr:
         settings = TrainSettings(**{**settings.__dict__, "lr": args.seq_lr})
     estimator = LSTMRegressor(net=NetSpec(hidden_size=HIDDEN, num_layers=LAYERS, dropout=0.0, head=()),
@@ -105,7 +107,7 @@ def run_w(args: argparse.Namespace) -> dict:
     flops = _flop_estimate(log)
     y, p = preds["y_true"].to_numpy(), preds["y_pred"].to_numpy()
     out = {
-        "mode": args.worker, "data": args.data, "seed": args.seed, "device": args.device,
+        "mode": args.worker + ("+refit" if args.refit else ""), "data": args.data, "val_fraction": args.val_fraction, "seed": args.seed, "device": args.device,
         "threads": torch.get_num_threads(), "folds": len(folds), "n_pred": int(len(preds)),
         "wall_s": round(wall, 2), "s_per_fold": round(wall / len(folds), 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -140,7 +142,10 @@ def run_worker(args: argparse.Namespace, mode: str, seed: int, profile: bool = F
     cmd = [sys.executable, __file__, "--worker", mode, "--seed", str(seed), "--data", args.data,
            "--folds", str(args.folds), "--epochs", str(args.epochs), "--device", args.device,
            "--chunk-len", str(args.chunk_len), "--chunks-per-batch", str(args.chunks_per_batch),
-           "--warm-epochs", str(args.warm_epochs), "--threads", str(args.threads)]
+           "--warm-epochs", str(args.warm_epochs), "--threads", str(args.threads),
+           "--val-fraction", str(args.val_fraction)]
+    if args.refit:
+        cmd.append("--refit")
     if args.seq_lr:
         cmd += ["--seq-lr", str(args.seq_lr)]
     if profile:
@@ -254,7 +259,8 @@ def write_results(path: Path, args: argparse.Namespace, rows: list[dict], profil
     lines += [f"| {k} | {v} |" for k, v in machine_info().items()]
     lines += ["", f"Settings: {args.folds} folds, {args.epochs} epochs (warm refits: {args.warm_epochs}), "
               f"chunk_len {args.chunk_len}, chunks_per_batch {args.chunks_per_batch}, device {args.device}, "
-              f"{args.seeds} seeds per mode, {args.darts_seeds} for darts.", "",
+              f"{args.seeds} seeds per mode, {args.darts_seeds} for darts, validation tail {args.val_fraction}"
+              f"{' with refit on fit + validation' if args.refit else ''}.", "",
               "quality >= window: mean hit rate not below window mode's worst seed and mean RMSE not above its "
               "worst seed. RMSE of 0 is the persistence forecast (tomorrow's return = 0)."]
     for data in dict.fromkeys(r["data"] for r in rows):
@@ -284,6 +290,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunk-len", type=int, default=64)
     parser.add_argument("--chunks-per-batch", type=int, default=2)
     parser.add_argument("--seq-lr", type=float, default=0.0, help="learning rate for sequence modes (0 = W's 1e-3)")
+    parser.add_argument("--val-fraction", type=float, default=0.0,
+                        help="validation tail for early stopping (0 = W: fixed epochs, no validation)")
+    parser.add_argument("--refit", action="store_true",
+                        help="train.refit: after early stopping, retrain on fit + validation (needs --val-fraction)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = the cores available)")
     parser.add_argument("--profile", action="store_true", help="profile 2 folds of window and the fastest mode")

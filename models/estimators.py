@@ -26,7 +26,8 @@ from torch import nn
 from models.networks import LSTMNet
 from models.specs import NetSpec, TrainSettings
 from models.targets import check_sample_weight
-from models.training import TrainLog, evaluate_loss, predict_outputs, resolve_device, train_network
+from models.training import (TrainLog, evaluate_loss, predict_outputs, resolve_device, train_epochs,
+                             train_network)
 
 #: bumped when the layout of ``get_checkpoint``'s dict changes, so an old file is refused, not misread
 CHECKPOINT_FORMAT = 1
@@ -70,6 +71,12 @@ class _LSTMEstimator(BaseEstimator):
         the carried weights score no better on validation than a constant forecast, and the
         warm-started epochs replace the carried weights only when their validation loss is lower
         by more than ``WARM_ACCEPT_Z`` standard errors.
+
+        With ``train.refit`` and validation data, ``fit`` also remembers the weights it started
+        from, so ``refit_full`` can train on the whole window next; until then the model
+        predicts with the weights early stopping kept. A warm-started estimator then keeps those
+        selected weights as ``chain_state_``, and its next warm ``fit`` continues them rather
+        than the refitted ones, which were trained on most of the next fold's validation tail.
         """
         X, y = _check_xy(X, y, "X", "y")
         weight = check_sample_weight(sample_weight, len(X))
@@ -77,6 +84,10 @@ class _LSTMEstimator(BaseEstimator):
         settings, spec = self.train or TrainSettings(), self.net or NetSpec()
         if settings.mode == "sequence" and (spec.bidirectional or spec.pooling != "last"):
             raise ValueError("train mode 'sequence' needs a unidirectional LSTM with pooling 'last'")
+        refit = settings.refit and val is not None
+        if self.warm_start and hasattr(self, "chain_state_"):
+            # a warm chain continues the selection weights: the refitted ones saw this fold's validation tail
+            self.net_.load_state_dict(self.chain_state_)
         warm = self._can_continue(X, y, val, settings)
         y_fit = self._encode(y) if warm else self._encode_fit(y, weight)
         val = None if val is None else (val[0], self._encode(val[1]))
@@ -88,18 +99,67 @@ class _LSTMEstimator(BaseEstimator):
             torch.manual_seed(int(self.random_state))
             if not warm:
                 self.net_ = LSTMNet(X.shape[2], self._n_outputs, spec).to(device)
+            start = _cpu_state(self.net_) if refit else None
             log = train_network(self.net_, self._loss, (X, y_fit), val, settings, device=device, generator=generator,
                                 epochs=settings.warm_epochs if warm else None, keep_initial=warm,
                                 train_weight=weight)
-        self.device_ = device
-        self.warm_started_ = warm
-        self.n_features_in_ = X.shape[2]
-        self.lookback_ = X.shape[1]
-        self.log_ = log
-        self.n_epochs_ = log.n_epochs
-        self.best_epoch_ = log.best_epoch
-        self.best_loss_ = log.best_loss
+        self.device_, self.warm_started_ = device, warm
+        self.n_features_in_, self.lookback_ = X.shape[2], X.shape[1]
+        self.log_, self.n_epochs_, self.best_epoch_, self.best_loss_ = log, log.n_epochs, log.best_epoch, log.best_loss
         self.fit_seconds_ = time.perf_counter() - started
+        self._keep_refit_state(start)
+        return self
+
+    def _keep_refit_state(self, start: dict[str, torch.Tensor] | None) -> None:
+        """After ``fit``: ``refit_start_``, the CPU copy of the weights ``refit_full`` starts from
+        (None: no refit pending), and with a warm start ``chain_state_``, the selected weights the
+        next fold continues."""
+        self.refit_start_ = start
+        if start is not None and self.warm_start:
+            self.chain_state_ = _cpu_state(self.net_)
+        elif hasattr(self, "chain_state_"):
+            del self.chain_state_
+        self.refit_log_, self.refit_epochs_, self.refit_n_samples_ = None, 0, 0
+
+    @property
+    def refits(self) -> bool:
+        """Whether the walk-forward should call ``refit_full`` after each ``fit`` (``train.refit``)."""
+        return bool((self.train or TrainSettings()).refit)
+
+    def refit_full(self, X: np.ndarray, y: np.ndarray, *, sample_weight: np.ndarray | None = None) -> _LSTMEstimator:
+        """Retrain on the whole usable window ``X`` (N, L, F), ``y`` (N,) for the epochs the last
+        ``fit`` chose, and predict with the result; returns ``self``.
+
+        It starts from the weights that ``fit`` started from (a fresh network with the same seed,
+        or the carried weights of a warm start) and runs ``best_epoch_ + 1`` epochs at the
+        learning rates the selection run used, keeping the last epoch's weights. A warm fit that
+        kept the carried weights (``best_epoch_`` -1) trains nothing. The label encoding (the
+        regressor's target mean and scale, the classes) stays that of ``fit``. ``X`` should be
+        the fit samples, the purge gap after them and the validation tail: one consecutive run
+        of windows, every label realised before the test block. ``sample_weight`` as in ``fit``.
+        Fitted attributes: ``refit_log_``, ``refit_epochs_``, ``refit_n_samples_``.
+        """
+        check_is_fitted(self, "net_")
+        start = getattr(self, "refit_start_", None)
+        if start is None:
+            raise ValueError("refit_full needs a fit with validation data and train.refit=True right before it")
+        X, y = _check_xy(X, y, "X", "y")
+        if X.shape[1:] != (self.lookback_, self.n_features_in_):
+            raise ValueError(f"X windows have shape {X.shape[1:]}, the model was fitted on "
+                             f"{(self.lookback_, self.n_features_in_)}")
+        weight = check_sample_weight(sample_weight, len(X))
+        lrs = self.log_.lr[: self.best_epoch_ + 1]
+        started = time.perf_counter()
+        with torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
+            torch.manual_seed(int(self.random_state))
+            if lrs:  # best epoch -1: the warm fit kept the carried weights, which net_ still holds
+                self.net_.load_state_dict(start)
+            log = train_epochs(self.net_, self._loss, (X, self._encode(y)), lrs, self.train or TrainSettings(),
+                               device=self.device_, generator=torch.Generator().manual_seed(int(self.random_state)),
+                               train_weight=weight)
+        self.refit_start_ = None
+        self.refit_log_, self.refit_epochs_, self.refit_n_samples_ = log, log.n_epochs, len(X)
+        self.fit_seconds_ += time.perf_counter() - started
         return self
 
     def _can_continue(self, X: np.ndarray, y: np.ndarray, val: tuple | None, settings: TrainSettings) -> bool:
@@ -135,7 +195,8 @@ class _LSTMEstimator(BaseEstimator):
 
         It holds what a later ``predict`` or warm-started ``fit`` reads: the network's
         ``state_dict``, the window shape (``lookback_``, ``n_features_in_``), the label encoding
-        (``y_mean_``/``y_scale_`` or ``classes_``) and the last fit's diagnostics. Training RNGs
+        (``y_mean_``/``y_scale_`` or ``classes_``), the last fit's diagnostics and, with
+        ``train.refit``, the refit's log and the warm chain's weights (``chain_state_``). Training RNGs
         are reseeded from ``random_state`` on every fit and the optimiser is rebuilt, so nothing
         else carries over. ``set_checkpoint`` on an unfitted estimator with the same parameters
         restores it; the file loads with ``torch.load(path, weights_only=True)``.
@@ -150,6 +211,9 @@ class _LSTMEstimator(BaseEstimator):
             "warm_started": bool(self.warm_started_),
             "fit_seconds": float(self.fit_seconds_),
             "log": dataclasses.asdict(self.log_),
+            **({} if getattr(self, "refit_log_", None) is None else {
+                "refit_log": dataclasses.asdict(self.refit_log_), "refit_n_samples": int(self.refit_n_samples_)}),
+            **({"chain": self.chain_state_} if hasattr(self, "chain_state_") else {}),
             **self._encoding_state(),
         }
 
@@ -175,6 +239,13 @@ class _LSTMEstimator(BaseEstimator):
         self.warm_started_, self.fit_seconds_ = state["warm_started"], state["fit_seconds"]
         self.log_ = log = TrainLog(**state["log"])
         self.n_epochs_, self.best_epoch_, self.best_loss_ = log.n_epochs, log.best_epoch, log.best_loss
+        self.refit_log_ = TrainLog(**state["refit_log"]) if "refit_log" in state else None
+        self.refit_epochs_ = 0 if self.refit_log_ is None else self.refit_log_.n_epochs
+        self.refit_n_samples_ = int(state.get("refit_n_samples", 0))
+        if "chain" in state:
+            self.chain_state_ = {k: v.clone() for k, v in state["chain"].items()}
+        elif hasattr(self, "chain_state_"):
+            del self.chain_state_
         self._set_encoding_state(state)
         return self
 
@@ -192,7 +263,9 @@ class LSTMRegressor(RegressorMixin, _LSTMEstimator):
     """LSTM regression with MSE loss. ``y`` is standardised inside ``fit`` and restored by ``predict``.
 
     Fitted attributes: ``net_``, ``y_mean_``, ``y_scale_``, ``log_`` (loss curves), ``n_epochs_``,
-    ``best_epoch_``, ``best_loss_`` (validation MSE in standardised units), ``fit_seconds_``.
+    ``best_epoch_``, ``best_loss_`` (validation MSE in standardised units), ``fit_seconds_``, and
+    for ``train.refit`` ``refit_log_``, ``refit_epochs_``, ``refit_n_samples_``, ``refit_start_``
+    and (warm start) ``chain_state_``.
     """
 
     _n_outputs = 1
@@ -270,6 +343,11 @@ class LSTMClassifier(ClassifierMixin, _LSTMEstimator):
         """The more probable class for each window, shape (N,)."""
         proba = self.predict_proba(X)  # first, so an unfitted model raises NotFittedError
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+def _cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of ``net``'s weights (``load_state_dict`` moves them back to its device)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
 
 
 def _check_val(X: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None) -> tuple | None:

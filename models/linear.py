@@ -5,7 +5,9 @@ fit on the decision day's feature vector (the last row of each window). With the
 group in the features that vector already holds the recent history, so a linear model sees
 the same information a quant would put in a regression, at a tiny fraction of the cost.
 Validation windows are accepted and ignored (there is nothing to stop early), so both fit on
-exactly the rows the LSTM fits on.
+exactly the rows the LSTM fits on. With ``refit=True`` (a run's ``train.refit``) the walk-forward
+fits them once more on the whole usable window (``refit_full``), as it refits the LSTM, so a
+model and its linear twin still see the same rows.
 """
 
 from __future__ import annotations
@@ -25,11 +27,28 @@ def _last_rows(X: np.ndarray) -> np.ndarray:
     return X[:, -1, :]
 
 
-class RidgeRegressor(RegressorMixin, BaseEstimator):
-    """Ridge regression (L2 penalty ``alpha`` on standardised features) of the target on day t's features."""
+class _Refit:
+    """``refits``/``refit_full``, the walk-forward's refit protocol, for models without epochs."""
 
-    def __init__(self, *, alpha: float = 1.0) -> None:
+    @property
+    def refits(self) -> bool:
+        """Whether the walk-forward should call ``refit_full`` after each ``fit`` (the ``refit`` parameter)."""
+        return bool(self.refit)
+
+    def refit_full(self, X: np.ndarray, y: np.ndarray, *, sample_weight: np.ndarray | None = None):
+        """Fit again, on the whole usable window (fit samples, purge gap, validation tail); returns ``self``."""
+        return self.fit(X, y, sample_weight=sample_weight)
+
+
+class RidgeRegressor(_Refit, RegressorMixin, BaseEstimator):
+    """Ridge regression (L2 penalty ``alpha`` on standardised features) of the target on day t's features.
+
+    ``refit``: the walk-forward refits it on the whole usable window (see the module notes).
+    """
+
+    def __init__(self, *, alpha: float = 1.0, refit: bool = False) -> None:
         self.alpha = alpha
+        self.refit = refit
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None, *, sample_weight: np.ndarray | None = None) -> RidgeRegressor:
@@ -49,15 +68,16 @@ class RidgeRegressor(RegressorMixin, BaseEstimator):
         return self.model_.predict(_last_rows(X))
 
 
-class LogisticClassifier(ClassifierMixin, BaseEstimator):
+class LogisticClassifier(_Refit, ClassifierMixin, BaseEstimator):
     """L2-penalised logistic regression (inverse strength ``C``) of the up/down label on day t's features.
 
     A training window with a single class (among the samples of positive weight) predicts that
-    class's share (0 or 1) for p_up.
+    class's share (0 or 1) for p_up. ``refit``: as for ``RidgeRegressor``.
     """
 
-    def __init__(self, *, C: float = 1.0) -> None:
+    def __init__(self, *, C: float = 1.0, refit: bool = False) -> None:
         self.C = C
+        self.refit = refit
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None, *, sample_weight: np.ndarray | None = None) -> LogisticClassifier:

@@ -56,6 +56,13 @@ class TrainSettings:
     first checks the carried weights against a constant forecast (the training mean or class
     share) and starts over if they lose; it then keeps an updated epoch only if it beats the
     carried weights by more than two standard errors, so noise is not learned fold after fold.
+
+    ``refit``: after early stopping on the validation tail has picked the epoch count, train
+    once more on every usable sample of the window (fit, purge gap and validation tail) for
+    that many epochs, at the learning rates the selection run used, from the weights that run
+    started from, and predict with the result (``refit_full``; the walk-forward calls it). A
+    warm-started estimator keeps the selection weights, which never saw a validation tail, as
+    the chain the next fold continues. No effect without validation data.
     """
 
     lr: float = 1e-3
@@ -70,6 +77,7 @@ class TrainSettings:
     chunk_len: int = 64
     chunks_per_batch: int = 2
     warm_epochs: int = 2
+    refit: bool = False
 
 
 def available_cores() -> int:

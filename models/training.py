@@ -32,11 +32,13 @@ class TrainLog:
     (training losses weighted by the fit's sample weights, when it has them).
 
     ``train_steps``/``eval_steps``: LSTM time steps computed (rows x sequence length), with and
-    without a backward pass; the benchmark turns them into a FLOP estimate.
+    without a backward pass; the benchmark turns them into a FLOP estimate. ``lr``: the learning
+    rate each epoch ran at (a refit on fit + validation replays them).
     """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
     best_epoch: int = 0
     best_loss: float = math.inf
     stopped_early: bool = False
@@ -179,6 +181,7 @@ def train_network(
         baseline = _losses(net, loss_fn, val_feed, log)
         log.best_loss, log.best_epoch = float(baseline.mean()), -1
     for epoch in range(settings.max_epochs if epochs is None else epochs):
+        log.lr.append(float(optimizer.param_groups[0]["lr"]))
         train_loss = _run_epoch(net, loss_fn, optimizer, train_feed, per_step, settings.clip_norm, generator, log)
         losses = _losses(net, loss_fn, val_feed, log) if val_feed is not None else None
         val_loss = float(losses.mean()) if losses is not None else train_loss
@@ -194,6 +197,39 @@ def train_network(
             log.stopped_early = True
             break
     net.load_state_dict(best_state)
+    return log
+
+
+def train_epochs(
+    net: nn.Module,
+    loss_fn: ElementLoss,
+    train: tuple[np.ndarray, np.ndarray],
+    lrs: list[float],
+    settings: TrainSettings,
+    *,
+    device: torch.device,
+    generator: torch.Generator,
+    train_weight: np.ndarray | None = None,
+) -> TrainLog:
+    """Train ``net`` in place for exactly ``len(lrs)`` epochs, epoch i at learning rate ``lrs[i]``,
+    and leave it holding the last epoch's weights (no validation, no early stopping).
+
+    The refit on fit + validation: ``lrs`` is the selection run's ``TrainLog.lr`` up to its best
+    epoch, so the refit follows the schedule that run's plateaus set. ``train`` and
+    ``train_weight`` as in ``train_network``. An empty ``lrs`` leaves ``net`` untouched.
+    """
+    log = TrainLog()
+    if not lrs:
+        return log
+    feed = Feed(*train, settings.mode, settings.chunk_len, device, weight=train_weight)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lrs[0], weight_decay=settings.weight_decay)
+    per_step = settings.batch_size if settings.mode == "window" else settings.chunks_per_batch
+    for lr in lrs:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        log.lr.append(float(lr))
+        log.train_loss.append(_run_epoch(net, loss_fn, optimizer, feed, per_step, settings.clip_norm, generator, log))
+    log.best_epoch, log.best_loss = len(lrs) - 1, log.train_loss[-1]
     return log
 
 

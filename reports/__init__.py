@@ -17,6 +17,9 @@ import jinja2
 from backtest import __version__
 from reports.tables import format_metric
 
+#: fewest days a regime needs for its figures (backtest.regimes.regime_table's min_days)
+REGIME_MIN_DAYS = 20
+
 METRIC_HELP = {
     "total_return": "compounded net return over the out-of-sample period",
     "cagr": "compound annual growth rate (252 trading days a year)",
@@ -44,6 +47,17 @@ METRIC_HELP = {
                           "(above 0 = evidence of beating it)",
     "sharpe_diff_ci_high": "upper end of that interval",
     "psr": "probabilistic Sharpe ratio: probability that the true Sharpe is above 0, given skew and kurtosis",
+    "verdict": "beats / inconclusive / worse: whether the family-wise interval of Sharpe minus buy-and-hold's lies "
+               "above 0, straddles it, or lies below it",
+    "verdict_ci_low": "lower end of Sharpe minus buy-and-hold's at the family-wise level (Bonferroni over the models: "
+                      "all models' intervals hold together at 95%)",
+    "verdict_ci_high": "upper end of that interval",
+    "alpha": "annualised intercept (x 252) of daily net returns regressed on buy-and-hold's",
+    "alpha_pvalue": "one-sided p-value that alpha is above 0 (Newey-West HAC standard error)",
+    "beta": "slope of daily net returns on buy-and-hold's",
+    "information_ratio": "annualised mean of returns minus buy-and-hold's, over its standard deviation",
+    "exposure_matched_bh_cagr": "CAGR of buy-and-hold scaled to the strategy's exposure: the same market exposure "
+                                "without timing",
     "n_trades": "round trips (an open position at the end counts)",
     "fees_paid": "fees as a fraction of initial capital",
     "slippage_paid": "value lost to slippage as a fraction of initial capital",
@@ -66,13 +80,14 @@ METRIC_HELP = {
     "log_loss": "cross-entropy of p_up in nats (0.693 = coin flip)",
     "brier": "mean squared error of p_up (0.25 = coin flip)",
 }
-SECTIONS = ("summary", "performance", "predictions", "folds", "costs", "trades", "run")
+SECTIONS = ("summary", "head-to-head", "regimes", "performance", "predictions", "folds", "costs", "trades",
+            "details", "run")
 
 
 def render_report(result: Any) -> str:
     """The HTML text of the report for ``result`` (a ``backtest.pipeline.RunResult``)."""
     from backtest.scoring import task_of
-    from reports import tables
+    from reports import scorecard, sections, tables
     from reports.embed import pack_figures, plotly_bundle
     from reports.figures import report_figures
 
@@ -85,11 +100,18 @@ def render_report(result: Any) -> str:
     trade_columns, trade_rows = tables.last_trades(result.trades)
     cost_strategies, cost_returns = tables.cost_rows(result.costs, "total_return") if len(result.costs) else ([], [])
     _, cost_sharpe = tables.cost_rows(result.costs, "sharpe") if len(result.costs) else ([], [])
+    comparisons = getattr(result, "comparisons", None) or {}
+    regimes = sections.regime_blocks(getattr(result, "regimes", None), strategies, regime_rules())
+    shown = [s for s in SECTIONS if (s != "head-to-head" or comparisons.get("pairs")) and (s != "regimes" or regimes)]
     return _template().render(
         title=f"lstmbt report - {manifest.get('data', {}).get('source', result.config.data.source)}",
-        version=__version__, sections=SECTIONS, strategies=strategies,
+        version=__version__, sections=shown, strategies=strategies,
         rows=tables.metric_rows(metrics, strategies, METRIC_HELP),
-        verdicts=tables.verdicts(metrics, models),
+        score_columns=scorecard.COLUMNS, score_rows=scorecard.scorecard_rows(metrics, models),
+        family_lines=scorecard.family_sentences(metrics, models, comparisons),
+        pair_lines=[scorecard.pair_sentence(p) for p in comparisons.get("pairs", [])],
+        pairs=sections.pair_rows(comparisons.get("pairs", [])), pair_loss=comparisons.get("loss", ""),
+        regimes=regimes, regime_min_days=REGIME_MIN_DAYS, carry_text=carry_text(result.config.backtest),
         figure_ids=list(figures), plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
         fold_columns=fold_columns, folds=fold_rows,
         cost_strategies=cost_strategies, cost_returns=cost_returns, cost_sharpe=cost_sharpe,
@@ -98,6 +120,25 @@ def render_report(result: Any) -> str:
         backtest=result.config.backtest, config_toml=result.config.to_toml(),
         manifest=manifest, data=manifest.get("data", {}), warnings=manifest.get("warnings", []),
     )
+
+
+def carry_text(backtest: Any) -> str:
+    """What idle cash earns and what shorts pay, in words (``backtest.cash_rate`` / ``borrow_rate``)."""
+    cash, borrow = getattr(backtest, "cash_rate", 0.0), getattr(backtest, "borrow_rate", 0.0)
+    cash_part = (f"uninvested capital earns {100 * cash:.4g}% a year" if cash else
+                 "uninvested capital earns nothing (backtest.cash_rate = 0)")
+    borrow_part = (f"short positions pay {100 * borrow:.4g}% a year to borrow" if borrow else
+                   "short positions pay no borrow fee (backtest.borrow_rate = 0)")
+    return f"{cash_part}, and {borrow_part}."
+
+
+def regime_rules() -> dict[str, str]:
+    """The regime rules in words, from ``backtest.regimes`` when it is there."""
+    try:
+        from backtest.regimes import REGIME_KINDS
+    except ImportError:
+        return {}
+    return dict(REGIME_KINDS)
 
 
 def _trade_summary(metrics: dict[str, dict[str, Any]], strategies: list[str]) -> list[list[str]]:

@@ -70,6 +70,11 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> str:
     runs = load_runs(run_dirs)
     start, end = common_period(runs)
     windows = common_returns(runs, start, end)
+    from backtest.crossruns import cross_run_pairs
+    from reports.scorecard import pair_sentence
+    from reports.sections import pair_rows
+
+    pairs = cross_run_pairs([(r.label, r.result) for r in runs])
     figures = {"fig-equity": equity_figure(windows, [r.label for r in runs]),
                "fig-drawdown": drawdown_figure(windows, [r.label for r in runs])}
     return _template().render(
@@ -80,6 +85,8 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> str:
         common=_grid(list(windows), _common_rows(windows)),
         saved=_grid(_saved_columns(runs), _saved_rows(runs)),
         settings=_setting_rows(runs),
+        pairs=pair_rows(pairs), pair_lines=[pair_sentence(p) for p in pairs],
+        pair_data=all(p["same_data"] for p in pairs),
         plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
     )
 

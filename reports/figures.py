@@ -1,12 +1,14 @@
 """Plotly figures for the report, built from a RunResult's frames through ``backtest.metrics``.
 
-Figure ids start with the section they belong to (``perf-``, ``pred-``, ``folds-``, ``costs-``).
+Figure ids start with the section they belong to (``perf-``, ``pred-``, ``folds-``, ``costs-``);
+per-strategy figures end in its name (``perf-monthly-<name>``, ``pred-reg-<name>``).
 Every daily series is drawn in full: nothing is decimated, so no drawdown can hide between
 samples.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -65,15 +67,29 @@ def drawdown_figure(returns: pd.DataFrame) -> go.Figure:
                    "Drawdown (underwater)", yaxis_title="below peak", yaxis_tickformat=".0%", hovermode="x unified")
 
 
-def monthly_heatmap(returns: pd.Series, name: str) -> go.Figure:
-    """Compounded return per calendar month (rows years, columns months) of one strategy."""
-    table = m.monthly_return_table(returns)
+def monthly_heatmaps(returns: pd.DataFrame, names: list[str]) -> dict[str, go.Figure]:
+    """A monthly heatmap per strategy in ``names`` (ids ``perf-monthly-<name>``), all on one colour scale.
+
+    The scale is symmetric around 0 and ends at the largest |monthly return| of any of them,
+    so one colour means the same return in every heatmap.
+    """
+    tables = {name: m.monthly_return_table(returns[name]) for name in names}
+    values = np.concatenate([t.to_numpy().ravel() for t in tables.values()]) if tables else np.array([])
+    finite = np.abs(values[np.isfinite(values)])
+    limit = float(finite.max()) if len(finite) and finite.max() > 0 else 0.01
+    return {f"perf-monthly-{name}": monthly_heatmap(table, name, limit) for name, table in tables.items()}
+
+
+def monthly_heatmap(table: pd.DataFrame, name: str, limit: float) -> go.Figure:
+    """Compounded return per calendar month (``backtest.metrics.monthly_return_table``) of one strategy.
+
+    ``limit``: the colour scale runs from -limit (red) to +limit (green), as a fraction.
+    """
     z = table.to_numpy()
     text = [["" if np.isnan(v) else f"{100 * v:.1f}" for v in row] for row in z]
-    limit = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
     heat = go.Heatmap(z=z, x=_MONTHS, y=[str(y) for y in table.index], text=text, texttemplate="%{text}",
-                      colorscale="RdYlGn", zmid=0.0, zmin=-limit, zmax=limit, colorbar=dict(tickformat=".0%"),
-                      hovertemplate="%{y} %{x}: %{z:.2%}<extra></extra>")
+                      colorscale="RdYlGn", zmin=-limit, zmax=limit, colorbar=dict(tickformat=".0%"),
+                      hovertemplate="%{y} %{x}: %{z:.1%}<extra></extra>")
     height = max(260, 26 * len(table) + 110)
     return _figure([heat], f"Monthly returns (%): {name}", height=height, yaxis=dict(autorange="reversed", type="category"))
 
@@ -101,29 +117,70 @@ def rolling_sharpe_figure(returns: pd.DataFrame, window: int = 126) -> go.Figure
 
 
 def regression_figures(frames: dict[str, pd.DataFrame], target: str) -> dict[str, go.Figure]:
-    """Predicted vs actual close and return h days ahead for each regression model, with persistence.
+    """Per regression model (id ``pred-reg-<name>``): predicted vs realised return, and the residuals.
 
-    ``frames``: per regression model, its prediction rows (date, y_true, y_pred, close); the
-    models share their days.
+    ``frames``: per regression model, its prediction rows (date, horizon, y_true, y_pred, close).
     """
-    from strategies import predicted_log_return
+    return {f"pred-reg-{name}": regression_figure(frame, name, target) for name, frame in frames.items()}
 
-    first = next(iter(frames.values()))
-    x = _dates(first["date"])
-    close = first["close"].to_numpy()
-    true_ret = predicted_log_return(first["y_true"], first["close"], target).to_numpy()
-    pred_ret = {name: predicted_log_return(f["y_pred"], f["close"], target).to_numpy() for name, f in frames.items()}
-    what = ("worst close of the next days", "worst log drop ahead") if target == "max_drawdown" else ("close", "log return")
-    price = _figure([_line(x, close * np.exp(true_ret), "actual")]
-                    + [_line(x, close * np.exp(r), name) for name, r in pred_ret.items()]
-                    + [_line(x, close, "persistence", dash="dot")],
-                    f"Regression: predicted vs actual {what[0]}", yaxis_title=what[0], hovermode="x unified")
-    ret = _figure([go.Scatter(x=x, y=true_ret, name="actual", mode="markers", marker=dict(size=3, color="#222222"))]
-                  + [_line(x, r, name) for name, r in pred_ret.items()]
-                  + [_line(x, np.zeros(len(x)), "persistence", dash="dot")],
-                  f"Regression: predicted vs actual {what[1]}", yaxis_title=what[1], yaxis_tickformat=".1%",
-                  hovermode="x unified")
-    return {"pred-reg-price": price, "pred-reg-return": ret}
+
+def forecast_returns(frame: pd.DataFrame, target: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(realised, predicted, what they are) on comparable axes.
+
+    A price target becomes the simple return from the decision day's close (``y / close - 1``);
+    the other targets already are log ratios to that close and are used as they are.
+    """
+    h = int(frame["horizon"].iloc[0]) if "horizon" in frame.columns and len(frame) else 1
+    real, pred = frame["y_true"].to_numpy(np.float64), frame["y_pred"].to_numpy(np.float64)
+    if target == "price":
+        close = frame["close"].to_numpy(np.float64)
+        return real / close - 1.0, pred / close - 1.0, f"{h}-day return"
+    what = {"week_mean": "log ratio of the next 5 closes' mean", "max_drawdown": "worst log drop ahead"}
+    return real, pred, what.get(target, f"{h}-day log return")
+
+
+def regression_figure(frame: pd.DataFrame, name: str, target: str) -> go.Figure:
+    """Left: realised against predicted return with the y = x line of a perfect forecast.
+    Right: histogram of the residual (realised - predicted) beside persistence's (it predicts 0)."""
+    from plotly.subplots import make_subplots
+
+    real, pred, what = forecast_returns(frame, target)
+    ok = np.isfinite(real) & np.isfinite(pred)
+    real, pred, dates = real[ok], pred[ok], np.asarray(_dates(frame["date"]))[ok]
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.58, 0.42], horizontal_spacing=0.1,
+                        subplot_titles=("realised vs predicted", "residual: realised - predicted"))
+    color = _COLORS.get(name, "#1f77b4")
+    fig.add_trace(go.Scatter(x=pred, y=real, mode="markers", name=name, customdata=dates,
+                             marker=dict(size=4, opacity=0.35, color=color),
+                             hovertemplate="%{customdata}<br>predicted %{x:.3%}<br>realised %{y:.2%}<extra></extra>"),
+                  row=1, col=1)
+    lo, hi = _diagonal_span(real, pred)
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="perfect forecast (y = x)",
+                             line=dict(dash="dot", color="#444444")), row=1, col=1)
+    for x, label, hue in ((real - pred, f"{name} residual", color), (real, "persistence residual", "#2ca02c")):
+        fig.add_trace(go.Histogram(x=x, name=label, nbinsx=60, opacity=0.55, marker_color=hue), row=1, col=2)
+    fig.update_layout(**{**_LAYOUT, "height": 420, "margin": dict(l=60, r=20, t=90, b=40)}, barmode="overlay",
+                      title=f"Regression: {name}, predicted vs realised {what}")
+    fig.update_xaxes(title_text=f"predicted {what}", tickformat=_percent_ticks(pred), row=1, col=1)
+    fig.update_yaxes(title_text=f"realised {what}", tickformat=".1%", row=1, col=1)
+    fig.update_xaxes(title_text="residual", tickformat=".1%", row=1, col=2)
+    fig.update_yaxes(title_text="days", row=1, col=2)
+    return fig
+
+
+def _percent_ticks(values: np.ndarray) -> str:
+    """A d3 percent format with enough decimals to tell ticks apart across the span of ``values``."""
+    span = float(np.ptp(values)) if len(values) else 0.0
+    decimals = 1 if span <= 0 else min(max(1, math.ceil(-math.log10(100 * span)) + 1), 4)
+    return f".{decimals}%"
+
+
+def _diagonal_span(real: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """Where the y = x line is drawn: the overlap of the predicted and realised ranges (else the predicted)."""
+    if not len(pred):
+        return 0.0, 0.0
+    lo, hi = max(pred.min(), real.min()), min(pred.max(), real.max())
+    return (float(lo), float(hi)) if lo < hi else (float(pred.min()), float(pred.max()))
 
 
 def confusion_figure(pred_up: np.ndarray, real_up: np.ndarray, name: str) -> go.Figure:
@@ -137,21 +194,39 @@ def confusion_figure(pred_up: np.ndarray, real_up: np.ndarray, name: str) -> go.
     return _figure([heat], f"Confusion matrix: {name} (p_up > 0.5 = up)", height=340)
 
 
-def calibration_figure(frames: dict[str, pd.DataFrame]) -> go.Figure:
-    """Reliability curves: realised up share per p_up bin against the bin's mean p_up, per classifier."""
-    traces = []
+def calibration_figure(frames: dict[str, pd.DataFrame], n_bins: int = 10) -> go.Figure:
+    """Reliability curves over quantile bins of p_up, per classifier, zoomed to the bins' mean p_up.
+
+    Each marker is one bin (about the same number of days in each): its mean p_up against the
+    share of those days that went up, with a 95% binomial bar; the hover gives the bin's edges
+    and day count. The dotted y = x line is perfect calibration, the grey one the share of up days.
+    """
+    traces, counts, used, up_share = [], [], [], None
     for name, frame in frames.items():
-        table = m.calibration_curve(frame["y_true"].to_numpy(), frame["p_up"].to_numpy())
-        size = 6 + 18 * np.sqrt(table["count"] / table["count"].max())
-        traces.append(go.Scatter(x=table["mean_p"], y=table["realised"], mode="lines+markers", name=name,
-                                 marker=dict(size=size, color=_COLORS.get(name)), line=dict(color=_COLORS.get(name)),
-                                 customdata=table["count"],
-                                 hovertemplate="mean p_up %{x:.3f}<br>realised %{y:.3f}<br>%{customdata} days"
-                                               "<extra></extra>"))
-    ideal = go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+        table = m.calibration_curve(frame["y_true"].to_numpy(), frame["p_up"].to_numpy(), n_bins, bins="quantile")
+        counts += table["count"].tolist()
+        used += [table["mean_p"].min(), table["mean_p"].max()] if len(table) else []
+        if up_share is None and len(table):
+            up_share = float((table["realised"] * table["count"]).sum() / table["count"].sum())
+        traces.append(go.Scatter(
+            x=table["mean_p"], y=table["realised"], mode="lines+markers", name=name,
+            marker=dict(size=8, color=_COLORS.get(name)), line=dict(color=_COLORS.get(name)),
+            error_y=dict(type="data", array=1.96 * table["realised_se"], thickness=1, width=3),
+            customdata=table[["count", "bin_low", "bin_high"]].to_numpy(),
+            hovertemplate="p_up %{customdata[1]:.3f} to %{customdata[2]:.3f}: %{customdata[0]} days<br>"
+                          "mean p_up %{x:.3f}<br>realised up share %{y:.3f}<extra>%{fullData.name}</extra>"))
+    lo, hi = (min(used), max(used)) if used else (0.0, 1.0)
+    pad = max(0.005, 0.05 * (hi - lo))
+    ideal = go.Scatter(x=[lo - pad, hi + pad], y=[lo - pad, hi + pad], mode="lines", name="perfect calibration",
                        line=dict(dash="dot", color="#444444"))
-    return _figure(traces + [ideal], "Classification: calibration (marker size = days in bin)",
-                   xaxis=dict(title="mean predicted p_up", range=[0, 1]), yaxis=dict(title="realised up share", range=[0, 1]))
+    days = f"{min(counts)}-{max(counts)}" if counts and min(counts) != max(counts) else f"{counts[0] if counts else 0}"
+    fig = _figure(traces + [ideal], f"Calibration: quantile bins of p_up, {days} days each",
+                  xaxis=dict(title="mean predicted p_up in the bin", range=[lo - pad, hi + pad]),
+                  yaxis=dict(title="realised up share (95% bar)"))
+    if up_share is not None:
+        fig.add_hline(y=up_share, line_dash="dash", line_color="#9a9a9a", line_width=1,
+                      annotation_text=f"share of up days {100 * up_share:.1f}%", annotation_position="bottom right")
+    return fig
 
 
 def probability_histogram(y_true: np.ndarray, p_up: np.ndarray, name: str) -> go.Figure:
@@ -217,8 +292,7 @@ def report_figures(result: Any) -> dict[str, go.Figure]:
     regression = {n: f for n, f in frames.items() if task_of(n) == "regression"}
     classifiers = {n: f for n, f in frames.items() if task_of(n) == "classification"}
     figures = {"perf-equity": equity_figure(returns), "perf-drawdown": drawdown_figure(returns)}
-    for name in models + [BENCHMARK]:
-        figures[f"perf-monthly-{name}"] = monthly_heatmap(returns[name], name)
+    figures.update(monthly_heatmaps(returns, models + [BENCHMARK]))
     figures["perf-yearly"] = yearly_figure(returns)
     figures["perf-rolling-sharpe"] = rolling_sharpe_figure(returns)
     calls, real_up = {}, None

@@ -6,60 +6,141 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-# How each metric is shown; metrics.json always holds raw fractions.
+# How each metric is shown; metrics.json always holds raw fractions. One format per kind:
+#   percent  "12.3%"   returns, rates and shares (one decimal, thousands separators)
+#   ratio    "1.23"    Sharpe-like ratios and other plain figures (two decimals)
+#   p-value  "0.042"   three decimals, "<0.001" below 0.001: every key with a "pvalue" part
+#   error    "0.009540" forecast errors and scores: 4 significant figures, enough to tell a
+#                      model from its baseline (MAPE the same, as a percent: "1.234%")
+#   integer  "2,520"   counts; a key starting with "n_" is a count
+# An interval bound (``<key>_ci_low`` / ``<key>_ci_high``) is shown as its key; unknown keys
+# get 4 significant figures.
 PERCENT = {"total_return", "cagr", "ann_volatility", "max_drawdown", "exposure", "hit_rate", "fees_paid",
-           "slippage_paid", "accuracy", "precision", "recall", "f1", "mape", "persistence_mape", "win_rate",
-           "strategy_return", "buy_and_hold_return", "base_rate", "hit_rate_ci_low", "hit_rate_ci_high"}
-PVALUES = {"hit_rate_pvalue", "pt_pvalue", "dm_pvalue", "dm_pvalue_abs"}
+           "slippage_paid", "accuracy", "precision", "recall", "f1", "win_rate", "strategy_return",
+           "buy_and_hold_return", "base_rate", "alpha", "exposure_matched_bh_cagr", "bh_cagr", "bh_total_return",
+           "agreement", "return", "prob_oos_loss"}
+RATIO = {"sharpe", "sortino", "calmar", "psr", "information_ratio", "beta", "sharpe_diff", "bh_sharpe",
+         "sharpe_minus_bh", "verdict_ci_low", "verdict_ci_high", "turnover", "avg_holding_days", "avg_holdings",
+         "fit_seconds"}
+ERRORS = {"rmse", "mae", "log_loss", "brier", "best_val_loss", "roc_auc", "persistence_rmse", "persistence_mae"}
+ERROR_PERCENT = {"mape", "persistence_mape"}
+TEXT = {"verdict"}
 INTEGER = {"n_trades", "n_days", "no_decision_days",
            "fold", "epochs", "best_epoch", "n_train", "n_val", "n_test", "holding_days",
-           "train_steps", "eval_steps"}
-LOWER_IS_BETTER = {"ann_volatility", "rmse", "mae", "mape", "log_loss", "brier", "turnover", "fees_paid",
-                   "slippage_paid", "hit_rate_pvalue", "pt_pvalue", "dm_pvalue", "dm_pvalue_abs", "persistence_rmse",
-                   "persistence_mae", "persistence_mape"}
+           "train_steps", "eval_steps", "refit_epochs"}
 PRICES = {"entry_price", "exit_price"}
-#: rows where a higher or lower value is not better in itself: no highlight
-NEUTRAL = {"n_trades", "n_days", "no_decision_days",
-           "exposure", "avg_holding_days", "ann_volatility", "turnover", "fees_paid",
-           "slippage_paid", "hit_rate_ci_high", "sharpe_ci_high", "sharpe_diff_ci_high"}
+LOWER_IS_BETTER = {"ann_volatility", "rmse", "mae", "mape", "log_loss", "brier", "turnover", "fees_paid",
+                   "slippage_paid", "best_val_loss"}
+#: rows where a higher or lower value is not better in itself, or that describe the market or a
+#: baseline rather than the model: no highlight (interval bounds and counts never have one either)
+NEUTRAL = {"no_decision_days", "exposure", "avg_holding_days", "ann_volatility", "turnover", "fees_paid",
+           "slippage_paid", "base_rate", "beta", "exposure_matched_bh_cagr", "persistence_rmse", "persistence_mae",
+           "persistence_mape", "agreement", "verdict", "avg_holdings", "fit_seconds"}
 #: return and risk rows, where a strategy that never holds a position is not ranked
-PERFORMANCE = {"total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "win_rate"}
+PERFORMANCE = {"total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "win_rate", "alpha",
+               "information_ratio"}
+BOUND_SUFFIXES = ("_ci_low", "_ci_high")
+#: portfolio strategies of a universe run are a model's name behind one of these
+PORTFOLIO_PREFIXES = ("ew_", "xs_")
 DASH = "\u2013"
 
 
 def format_metric(name: str, value: Any) -> str:
-    """Display text for one metric value; missing or undefined values show as an en dash."""
+    """Display text for one metric value (see the kinds above); missing or undefined values show as an en dash."""
     if value is None or (isinstance(value, numbers.Real) and not math.isfinite(value)):
         return DASH
     if hasattr(value, "strftime"):
         return "" if pd.isna(value) else value.strftime("%Y-%m-%d")
-    if isinstance(value, (bool, str)):
+    if isinstance(value, (bool, np.bool_, str)):
         return str(value)
-    if name in INTEGER:
+    kind = metric_kind(name)
+    text = _format_number(kind, value)
+    return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text  # no "-0.0%"
+
+
+def _format_number(kind: str, value: numbers.Real) -> str:
+    if kind == "integer":
         return f"{int(value):,}"
-    if name in PERCENT:
-        return f"{100 * value:.2f}%"
-    if name in PVALUES:
-        return f"{value:.3g}"
-    if name in PRICES:
+    if kind == "pvalue":
+        return "<0.001" if value < 0.001 else f"{value:.3f}"
+    if kind == "percent":
+        return f"{100 * value:,.1f}%"
+    if kind in ("ratio", "price"):
         return f"{value:,.2f}"
-    return f"{value:.4g}"
+    if kind == "error_percent":
+        return f"{significant(100 * value)}%"
+    if isinstance(value, numbers.Integral) and kind != "error":
+        return f"{int(value):,}"
+    return significant(value)
+
+
+def metric_kind(name: str) -> str:
+    """How metric ``name`` is shown: percent, ratio, pvalue, error, error_percent, integer, price, text or other."""
+    if is_pvalue(name):
+        return "pvalue"
+    for kind, keys in (("percent", PERCENT), ("ratio", RATIO), ("error", ERRORS), ("error_percent", ERROR_PERCENT),
+                       ("integer", INTEGER), ("price", PRICES), ("text", TEXT)):
+        if name in keys:
+            return kind
+    if name.startswith("n_"):
+        return "integer"
+    base = _bound_base(name)
+    return metric_kind(base) if base else "other"
+
+
+def is_pvalue(name: str) -> bool:
+    """Whether ``name`` is a p-value: any ``_``-separated part is "pvalue" (``alpha_pvalue``, ``dm_pvalue_abs``)."""
+    parts = name.lower().replace(".", "_").split("_")
+    return "pvalue" in parts or "pvalues" in parts
+
+
+def significant(value: float, digits: int = 4) -> str:
+    """``value`` with ``digits`` significant figures, fixed point (no exponent), thousands separators."""
+    if value == 0:
+        return "0"
+    decimals = digits - 1 - math.floor(math.log10(abs(value)))
+    return f"{value:,.{min(max(decimals, 0), 12)}f}"
+
+
+def _bound_base(name: str) -> str:
+    """``sharpe`` for ``sharpe_ci_low``; empty when ``name`` is no interval bound."""
+    for suffix in BOUND_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return ""
+
+
+def is_model(name: str) -> bool:
+    """Whether strategy ``name`` is a model's (LSTM or linear, any horizon, or a universe portfolio of one)."""
+    from backtest.scoring import task_of
+
+    if task_of(name) is not None:
+        return True
+    return any(name.startswith(p) and task_of(name[len(p):]) is not None for p in PORTFOLIO_PREFIXES)
+
+
+def is_ranked(name: str) -> bool:
+    """Whether a row of metric ``name`` gets a highlight at all: not neutral, no count, no bound, no text."""
+    return (name not in NEUTRAL and not _bound_base(name)
+            and metric_kind(name) not in ("integer", "text", "price"))
 
 
 def best_columns(name: str, values: list[Any], skip: set[int] = frozenset()) -> set[int]:
-    """Indexes of the best value in a metric row (ties included); none for neutral rows.
+    """Indexes of the best value in a metric row (ties included); none for rows that are not ranked.
 
-    ``skip``: columns left out of the ranking.
+    ``skip``: columns left out of the ranking (baselines, flat strategies). Fewer than two
+    ranked finite values: no highlight.
     """
-    if name in NEUTRAL:
+    if not is_ranked(name):
         return set()
     finite = [(i, float(v)) for i, v in enumerate(values) if i not in skip
               and isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)]
     if len(finite) < 2:
         return set()
-    pick = min if name in LOWER_IS_BETTER else max
+    pick = min if name in LOWER_IS_BETTER or is_pvalue(name) else max
     best = pick(v for _, v in finite)
     return {i for i, v in finite if v == best}
 
@@ -67,83 +148,27 @@ def best_columns(name: str, values: list[Any], skip: set[int] = frozenset()) -> 
 def metric_rows(metrics: dict[str, dict[str, Any]], strategies: list[str], help_text: dict[str, str]) -> list[dict]:
     """One row per metric key (in first-seen order): formatted cells, which are best, the meaning.
 
-    A strategy that never holds a position is not ranked on return and risk rows: its zero
-    drawdown is not an achievement.
+    Only models are ranked: baselines (buy_and_hold, persistence, majority) are never
+    highlighted. A model that never holds a position is not ranked on return and risk rows
+    either: its zero drawdown is not an achievement.
     """
     names: list[str] = []
     for entry in metrics.values():
         names += [k for k in entry if k not in names]
+    baselines = {i for i, s in enumerate(strategies) if not is_model(s)}
     flat = {i for i, s in enumerate(strategies) if metrics[s].get("exposure") == 0}
     rows = []
     for name in names:
         values = [metrics[s].get(name) for s in strategies]
-        best = best_columns(name, values, flat if name in PERFORMANCE else set())
+        best = best_columns(name, values, baselines | (flat if name in PERFORMANCE else set()))
         cells = [{"text": format_metric(name, v), "best": i in best} for i, v in enumerate(values)]
         rows.append({"name": name, "help": help_text.get(name, ""), "cells": cells})
     return rows
 
 
-def verdicts(metrics: dict[str, dict[str, Any]], models: list[str]) -> list[str]:
-    """One paragraph per model: against buy-and-hold and its base rate with margins, then the
-    significance figures that say whether the difference is more than luck."""
-    bench = metrics.get("buy_and_hold")
-    if bench is None:
-        return []
-    out = []
-    for name in models:
-        mm = metrics[name]
-        share = mm["base_rate"] if isinstance(mm.get("base_rate"), numbers.Real) else bench["hit_rate"]
-        base = max(share, 1 - share)  # at the model's own horizon
-        sharpe_gap = _gap(mm["sharpe"], bench["sharpe"])
-        ret_gap = _gap(mm["total_return"], bench["total_return"])
-        hit_gap = _gap(mm["hit_rate"], base)
-        beat_bh = "beat" if sharpe_gap > 0 else "did not beat"
-        beat_base = "beat" if hit_gap > 0 else "did not beat"
-        versus_base = (f"and it {beat_base} its base rate: hit rate {format_metric('hit_rate', mm['hit_rate'])} vs "
-                       f"{format_metric('hit_rate', base)} ({_signed(100 * hit_gap, 1)} pp, p = "
-                       f"{format_metric('hit_rate_pvalue', mm.get('hit_rate_pvalue'))})"
-                       if math.isfinite(_gap(mm["hit_rate"], base)) else "it calls no up/down direction, so it has no hit rate")
-        out.append(
-            f"{name} {beat_bh} buy-and-hold: Sharpe {format_metric('sharpe', mm['sharpe'])} vs "
-            f"{format_metric('sharpe', bench['sharpe'])} ({_signed(sharpe_gap, 2)}), total return "
-            f"{format_metric('total_return', mm['total_return'])} vs {format_metric('total_return', bench['total_return'])} "
-            f"({_signed(100 * ret_gap, 1)} pp); {versus_base}." + _significance_sentence(mm)
-        )
-    return out
-
-
-def _significance_sentence(m: dict[str, Any]) -> str:
-    """Is it luck? The intervals and tests of one model, in words; empty when none were computed."""
-    if "sharpe_diff_ci_low" not in m:
-        return ""
-    low, high = m["sharpe_diff_ci_low"], m["sharpe_diff_ci_high"]
-    beats = _gap(low, 0.0) > 0
-    text = (f" Sharpe minus buy-and-hold's: 95% CI [{format_metric('sharpe', low)}, {format_metric('sharpe', high)}]"
-            f" ({'excludes' if beats else 'includes'} 0{', evidence of beating it' if beats else ', so no evidence of beating it'});"
-            f" Sharpe 95% CI [{format_metric('sharpe', m['sharpe_ci_low'])}, {format_metric('sharpe', m['sharpe_ci_high'])}],"
-            f" PSR {format_metric('psr', m.get('psr'))}")
-    if "pt_pvalue" in m:
-        text += (f"; hit rate 95% CI [{format_metric('hit_rate', m['hit_rate_ci_low'])},"
-                 f" {format_metric('hit_rate', m['hit_rate_ci_high'])}]; Pesaran-Timmermann p ="
-                 f" {format_metric('pt_pvalue', m['pt_pvalue'])}")
-    if "dm_pvalue" in m:
-        text += (f"; Diebold-Mariano vs persistence p = {format_metric('dm_pvalue', m['dm_pvalue'])} (squared error),"
-                 f" {format_metric('dm_pvalue_abs', m['dm_pvalue_abs'])} (absolute)")
-    return text + "."
-
-
-def _gap(value: Any, reference: Any) -> float:
-    ok = all(isinstance(v, numbers.Real) and math.isfinite(v) for v in (value, reference))
-    return float(value) - float(reference) if ok else math.nan
-
-
-def _signed(value: float, digits: int) -> str:
-    return DASH if not math.isfinite(value) else f"{value:+.{digits}f}"
-
-
-FOLD_COLUMNS = ("model", "fold", "train_start", "train_end", "test_start", "test_end", "n_train", "warm", "epochs",
-                "best_epoch", "best_val_loss", "hit_rate", "base_rate", "strategy_return", "buy_and_hold_return",
-                "fit_seconds")
+FOLD_COLUMNS = ("model", "fold", "fit_start", "fit_end", "val_start", "val_end", "test_start", "test_end", "n_train",
+                "n_val", "warm", "epochs", "best_epoch", "refit", "refit_epochs", "best_val_loss", "hit_rate",
+                "base_rate", "strategy_return", "buy_and_hold_return", "fit_seconds")
 
 
 def frame_rows(frame: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> tuple[list[str], list[list[str]]]:
@@ -154,13 +179,17 @@ def frame_rows(frame: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> tup
 
 
 def cost_rows(costs: pd.DataFrame, value: str) -> tuple[list[str], list[list[dict]]]:
-    """Fee levels as rows and strategies as columns, for ``value`` (total_return or sharpe)."""
+    """Fee levels as rows and strategies as columns, for ``value`` (total_return or sharpe).
+
+    The best model per fee level is highlighted; baselines never are.
+    """
     wide = costs.pivot(index="fee_bps", columns="strategy", values=value)
     strategies = list(dict.fromkeys(costs["strategy"]))
     wide = wide[strategies]
+    baselines = {i for i, s in enumerate(strategies) if not is_model(s)}
     rows = []
     for bps, values in wide.iterrows():
-        best = best_columns(value, list(values))
+        best = best_columns(value, list(values), baselines)
         rows.append([{"text": f"{int(bps)} bps", "best": False}]
                     + [{"text": format_metric(value, v), "best": i in best} for i, v in enumerate(values)])
     return strategies, rows

@@ -82,7 +82,10 @@ def _interval(entry: dict[str, Any]) -> str:
 
 
 def verdicts(metrics: dict[str, dict[str, Any]]) -> list[str]:
-    """One sentence per strategy: against the benchmark, and whether the interval excludes 0."""
+    """One sentence per strategy: its verdict against the benchmark in the words of the single-ticker
+    scorecard (``reports.scorecard.VERDICTS``), with the family-wise interval it rests on."""
+    from reports.scorecard import VERDICTS, interval
+
     bench = metrics.get(BENCHMARK)
     if bench is None:
         return []
@@ -90,16 +93,14 @@ def verdicts(metrics: dict[str, dict[str, Any]]) -> list[str]:
     for name, entry in metrics.items():
         if name == BENCHMARK:
             continue
-        beat = "beat" if entry["sharpe"] is not None and bench["sharpe"] is not None and \
-            entry["sharpe"] > bench["sharpe"] else "did not beat"
-        low = entry.get("sharpe_diff_ci_low")
-        evidence = ("the interval excludes 0, evidence of beating it" if isinstance(low, numbers.Real) and low > 0
-                    else "the interval includes 0 (or lies below it), so no evidence of beating it")
-        out.append(f"{name} {beat} {BENCHMARK}: Sharpe {format_metric('sharpe', entry['sharpe'])} vs "
+        words = VERDICTS.get(entry.get("verdict") or "", ("no verdict (no Sharpe to compare)", ""))[0]
+        words = words.replace("B&H", BENCHMARK)
+        span = interval(entry.get("verdict_ci_low"), entry.get("verdict_ci_high"), "sharpe", signed=True) or DASH
+        out.append(f"{name}: {words}. Sharpe {format_metric('sharpe', entry['sharpe'])} vs "
                    f"{format_metric('sharpe', bench['sharpe'])}, total return "
                    f"{format_metric('total_return', entry['total_return'])} vs "
-                   f"{format_metric('total_return', bench['total_return'])}; Sharpe difference 95% CI "
-                   f"{_interval(entry)}: {evidence}.")
+                   f"{format_metric('total_return', bench['total_return'])}; Sharpe difference {span} "
+                   f"(family-wise interval; 95% alone: {_interval(entry)}).")
     return out
 
 

@@ -242,7 +242,7 @@ def test_page_is_built_from_the_saved_files(runs, tmp_path):
 
     text = compare_runs([edited])
     column = columns(text, "saved-table").index(("edited", "lstm_regression"))
-    assert cells(text, "saved-table")["sharpe"][column] == "7.654"
+    assert cells(text, "saved-table")["sharpe"][column] == "7.65"
     column = columns(text, "common-table").index(("edited", "lstm_classification"))
     total = np.prod(1 + returns["lstm_classification"].to_numpy()) - 1
     assert cells(text, "common-table")["total_return"][column] == format_metric("total_return", total)
@@ -318,3 +318,31 @@ def test_default_out_is_under_runs(runs, tmp_path, monkeypatch):
     written = list((tmp_path / "runs").glob("compare-*.html"))
     assert len(written) == 1 and outcome.stdout.strip().endswith(f"compare: {written[0].resolve()}")
     assert "<title>lstmbt compare - a</title>" in written[0].read_text(encoding="utf-8")
+
+
+def test_head_to_head_across_runs_on_their_common_days(runs):
+    """Each model of run a against each of run b: the paired interval equals significance.sharpe_diff_ci
+    on the days both decided, and agreement is the share of equal calls on those days."""
+    from backtest.crossruns import cross_run_pairs
+    from backtest.pipeline import load_run
+    from backtest.significance import sharpe_diff_ci
+
+    a, b = load_run(runs["a"]), load_run(runs["b"])
+    pairs = cross_run_pairs([("a", a), ("b", b)])
+    models_a = [s for s in a.metrics if s.startswith(("lstm_", "ridge_", "logistic_"))]
+    models_b = [s for s in b.metrics if s.startswith(("lstm_", "ridge_", "logistic_"))]
+    assert [(p["a"], p["b"]) for p in pairs] == [(f"a: {x}", f"b: {y}") for x in models_a for y in models_b]
+    pair = next(p for p in pairs if p["a"] == "a: lstm_classification" and p["b"] == "b: lstm_classification")
+    days = a.positions.index.intersection(b.positions.index)
+    ra = a.returns.set_axis(a.positions.index)["lstm_classification"].reindex(days).to_numpy()
+    rb = b.returns.set_axis(b.positions.index)["lstm_classification"].reindex(days).to_numpy()
+    assert (pair["sharpe_diff_ci_low"], pair["sharpe_diff_ci_high"]) == pytest.approx(sharpe_diff_ci(ra, rb))
+    assert pair["same_data"] is True and pair["n_days"] == len(days)
+    up = lambda r: r.predictions.query("model == 'lstm_classification'").set_index("date")["p_up"].reindex(days) > 0.5
+    assert pair["agreement"] == pytest.approx(float(np.mean(up(a).to_numpy() == up(b).to_numpy())))
+
+
+def test_compare_page_shows_the_head_to_head(runs, page_ab):
+    rows = cells(page_ab, "pairs-table")
+    assert "a: lstm_regression vs b: lstm_classification" in rows
+    assert 'id="head-to-head"' in page_ab and "cannot be told apart" in page_ab or " beats " in page_ab

@@ -16,7 +16,8 @@ from backtest.config import RunConfig
 from backtest.data import load_prices
 from backtest.pipeline import run
 from backtest.scoring import TOO_GOOD_HIT_RATE
-from test_pipeline import perturb_after, write_csv
+import test_pipeline
+from test_pipeline import perturb_after, sp500_slice, write_csv  # noqa: F401  (sp500_slice: a fixture)
 
 _real_make_features = features_module.make_features
 
@@ -66,3 +67,10 @@ def test_too_good_to_be_true_flags_the_leak_only(tmp_path, monkeypatch, prices, 
         assert result.manifest["warnings"][0] == flagged[0]  # the first thing the report says
     else:
         assert hit < 0.6 and not flagged
+
+
+@pytest.mark.parametrize("mode", ["sequence+warm", pytest.param("window", marks=pytest.mark.slow)])
+def test_perturbing_the_future_changes_nothing_with_refit_on(tmp_path, sp500_slice, monkeypatch, mode):
+    """The timing rule holds when each fold also trains on its validation tail (``train.refit``)."""
+    monkeypatch.setitem(test_pipeline.MODES, "refit", {**test_pipeline.MODES[mode], "train.refit": True})
+    test_pipeline.test_perturbing_the_future_changes_nothing_up_to_that_day(tmp_path, sp500_slice, "return", "refit")

@@ -41,7 +41,7 @@ def test_logistic_probabilities_match_sklearn_and_single_class_windows_are_handl
     assert ((ours.predict(X) == 1) == (ours.predict_proba(X)[:, 1] > 0.5)).all()
     only_up = LogisticClassifier().fit(X, np.ones(len(X), dtype=int))
     assert (only_up.predict_proba(X)[:, 1] == 1.0).all()
-    assert clone(ours).get_params() == {"C": 2.0}
+    assert clone(ours).get_params() == {"C": 2.0, "refit": False}
 
 
 def test_unfitted_and_malformed_inputs_are_refused():

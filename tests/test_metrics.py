@@ -290,8 +290,9 @@ def test_calibration_confusion_and_trade_stats_by_hand():
 
     y = np.array([0, 1, 1, 0, 1])
     p = np.array([0.05, 0.15, 0.55, 0.58, 1.0])
-    table = calibration_curve(y, p, n_bins=10)
+    table = calibration_curve(y, p, n_bins=10, bins="uniform")
     assert table["bin_low"].tolist() == pytest.approx([0.0, 0.1, 0.5, 0.9])
+    assert table["bin_high"].tolist() == pytest.approx([0.1, 0.2, 0.6, 1.0])
     assert table["count"].tolist() == [1, 1, 2, 1]
     assert table["realised"].tolist() == [0.0, 1.0, 0.5, 1.0]
     assert table["mean_p"].tolist() == pytest.approx([0.05, 0.15, 0.565, 1.0])
@@ -300,3 +301,46 @@ def test_calibration_confusion_and_trade_stats_by_hand():
     stats = trade_stats(np.array([0.1, -0.05, 0.0, 0.2]), np.array([1, 2, 3, 6]))
     assert stats == {"win_rate": 0.5, "avg_holding_days": 3.0}
     assert all(np.isnan(v) for v in trade_stats(np.array([]), np.array([])).values())
+
+
+def test_calibration_quantile_bins_hold_equal_shares_of_the_days():
+    from backtest.metrics import calibration_curve
+
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.45, 0.58, 2392)  # a narrow band, as a real classifier's p_up: 0.1-wide bins give one dot
+    y = (rng.random(2392) < p).astype(int)
+    table = calibration_curve(y, p)  # quantile bins by default, 10 of them
+    assert len(table) == 10
+    assert table["count"].sum() == len(p)
+    assert table["count"].max() - table["count"].min() <= 1  # 2392 / 10 = 239.2 each
+    # edges: ascending, contiguous, from the smallest to the largest p_up
+    assert table["bin_low"].iloc[0] == p.min() and table["bin_high"].iloc[-1] == p.max()
+    assert (table["bin_low"].iloc[1:].to_numpy() == table["bin_high"].iloc[:-1].to_numpy()).all()
+    assert (table["bin_low"] <= table["mean_p"]).all() and (table["mean_p"] <= table["bin_high"]).all()
+    # each bin's figures by hand: the days between its edges (the last bin includes its top edge)
+    for i, row in table.iterrows():
+        inside = (p >= row["bin_low"]) & ((p < row["bin_high"]) | ((i == len(table) - 1) & (p <= row["bin_high"])))
+        assert row["count"] == inside.sum()
+        assert row["mean_p"] == pytest.approx(p[inside].mean())
+        assert row["realised"] == pytest.approx(y[inside].mean())
+        assert row["realised_se"] == pytest.approx(np.sqrt(y[inside].mean() * (1 - y[inside].mean()) / inside.sum()))
+
+
+def test_calibration_quantile_bins_merge_tied_edges():
+    from backtest.metrics import calibration_curve
+
+    # 60 days at exactly 0.5 cover several deciles: their equal edges become one bin
+    p = np.concatenate([np.full(60, 0.5), np.linspace(0.40, 0.49, 20), np.linspace(0.51, 0.60, 20)])
+    y = np.arange(100) % 2
+    table = calibration_curve(y, p, n_bins=10)
+    assert table["count"].sum() == 100
+    assert table["bin_low"].is_unique and (table["bin_low"] < table["bin_high"]).all()
+    tied = table[(table["bin_low"] <= 0.5) & (0.5 < table["bin_high"])]
+    assert len(tied) == 1 and tied["count"].iloc[0] >= 60 and tied["mean_p"].iloc[0] >= 0.5
+    # all days alike: one bin holding them all
+    one = calibration_curve(np.ones(7), np.full(7, 0.53))
+    assert one["count"].tolist() == [7] and one["mean_p"].tolist() == pytest.approx([0.53])
+    # non-finite days are left out, not counted
+    assert calibration_curve(np.r_[y, 1], np.r_[p, np.nan])["count"].sum() == 100
+    with pytest.raises(ValueError, match="quantile"):
+        calibration_curve(y, p, bins="equal")

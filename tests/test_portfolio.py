@@ -328,3 +328,228 @@ def test_cost_sweep_reproduces_run_backtest_at_each_fee_level():
     assert (sweep[sweep["strategy"] == "flat"]["total_return"] == 0).all()
     a = sweep[sweep["strategy"] == "a"].set_index("fee_bps")["total_return"]
     assert a[0] > a[10] > a[50]
+
+
+# --------------------------------------------------------------------------- carry: cash interest and borrow fees
+
+CASH, BORROW = 0.05, 0.04  # annual fractions
+CARRY_COLUMNS = {"flat": [0] * 7, "long": LONG, "short": [0, -1, -1, -1, 0, 0, 0], "half": [0.5] * 7,
+                 "flip": [1, 1, -1, -1, 0, 0.5, -0.5]}
+
+
+def _resimulate(targets: list[float], cash_rate: float, borrow_rate: float) -> np.ndarray:
+    """Net returns without fees or slippage, next_open, by hand: the stated carry rule, independently.
+
+    On each bar whose executed target (the previous day's decision) changed, the book is set at the
+    open to that fraction of its value; at the close, capital not held long (cash less short proceeds,
+    i.e. value - long value) earns cash_rate / 252 and the short value pays borrow_rate / 252, credited
+    then. Returns are measured on the previous close's carry-free value (weights as simulated).
+    """
+    shares, cash, before, out = 0.0, 1.0, 1.0, []
+    for bar in range(1, 8):
+        target = targets[bar - 1]
+        if bar == 1 or target != targets[bar - 2]:
+            wanted = target * (cash + shares * O[bar]) / O[bar]
+            cash, shares = cash - (wanted - shares) * O[bar], wanted
+        held = shares * C[bar]
+        value = cash + held
+        interest = (cash_rate * (value - max(held, 0.0)) - borrow_rate * max(-held, 0.0)) / 252
+        out.append((value + interest) / before - 1.0)
+        before = value
+    return np.asarray(out)
+
+
+def test_defaults_charge_no_carry():
+    cfg = BacktestConfig()
+    assert cfg.cash_rate == 0.0 and cfg.borrow_rate == 0.0
+
+
+def test_carry_matches_an_independent_resimulation():
+    cfg = BacktestConfig(fee_rate=0.0, slippage=0.0, cash_rate=CASH, borrow_rate=BORROW)
+    res = run_backtest(_prices(), _positions(**CARRY_COLUMNS), cfg)
+    for name, targets in CARRY_COLUMNS.items():
+        np.testing.assert_allclose(res.returns[name].to_numpy(), _resimulate(targets, CASH, BORROW),
+                                   rtol=1e-12, atol=1e-15, err_msg=name)
+    # the re-simulation bites: with rates 0 it is vectorbt's own result, and it differs from the carried one
+    free = run_backtest(_prices(), _positions(**CARRY_COLUMNS), FREE).returns
+    for name, targets in CARRY_COLUMNS.items():
+        np.testing.assert_allclose(free[name].to_numpy(), _resimulate(targets, 0.0, 0.0), rtol=1e-12, atol=1e-15)
+        assert not np.allclose(res.returns[name].to_numpy(), free[name].to_numpy(), rtol=0, atol=1e-7)
+
+
+def test_flat_book_compounds_at_the_cash_rate():
+    res = run_backtest(_prices(), _positions(flat=[0] * 7), BacktestConfig(cash_rate=CASH))  # default fees
+    r = res.returns["flat"].to_numpy()
+    np.testing.assert_allclose(r, CASH / 252, rtol=1e-15)
+    assert np.prod(1 + r) - 1 == pytest.approx((1 + CASH / 252) ** 7 - 1, rel=1e-12)
+
+
+def test_fully_invested_book_earns_no_cash():
+    for cfg in (BacktestConfig(cash_rate=CASH), BacktestConfig(fee_rate=0.0, slippage=0.0, cash_rate=CASH)):
+        carried = run_backtest(_prices(), _positions(bh=[1] * 7), cfg).returns["bh"].to_numpy()
+        plain = run_backtest(_prices(), _positions(bh=[1] * 7),
+                             BacktestConfig(fee_rate=cfg.fee_rate, slippage=cfg.slippage)).returns["bh"].to_numpy()
+        np.testing.assert_allclose(carried, plain, rtol=0, atol=1e-18)
+
+
+def test_short_pays_borrow_on_its_market_value_and_its_collateral_earns_cash():
+    short = [0, -1, -1, -1, 0, 0, 0]
+    plain = run_backtest(_prices(), _positions(s=short), FREE).returns["s"].to_numpy()
+    borrow = run_backtest(_prices(), _positions(s=short),
+                          BacktestConfig(fee_rate=0.0, slippage=0.0, borrow_rate=BORROW)).returns["s"].to_numpy()
+    q = 1.0 / O[2]  # shorted at the open of bar 2; equity at the close 2 - q * C, the short worth q * C
+    equity = np.array([1.0, 1.0] + [2 - q * C[b] for b in (2, 3, 4)] + [2 - q * O[5]] * 3)
+    for bar in (2, 3, 4):  # held through these closes: the fee is borrow/252 of the short value
+        i = bar - 1
+        assert borrow[i] == pytest.approx(plain[i] - BORROW / 252 * q * C[bar] / equity[bar - 1], rel=1e-12)
+    np.testing.assert_array_equal(borrow[[0, 4, 5, 6]], plain[[0, 4, 5, 6]])  # flat: no fee, no cash
+    # equal rates: the collateral's interest (on the equity) and the fee (on the short value) differ only by the P&L
+    both = run_backtest(_prices(), _positions(s=short), BacktestConfig(fee_rate=0.0, slippage=0.0, cash_rate=0.03,
+                                                                        borrow_rate=0.03)).returns["s"].to_numpy()
+    for bar in (2, 3, 4):
+        expected = plain[bar - 1] + 0.03 / 252 * (equity[bar] - q * C[bar]) / equity[bar - 1]
+        assert both[bar - 1] == pytest.approx(expected, rel=1e-12)
+
+
+def test_half_long_earns_cash_on_the_idle_half():
+    res = run_backtest(_prices(), _positions(h=[0.5] * 7), BacktestConfig(fee_rate=0.0, slippage=0.0, cash_rate=CASH))
+    q = 0.5 / O[1]  # bought at the open of bar 1 with half the capital; 0.5 cash stays idle
+    value = np.concatenate([[1.0], 0.5 + q * C[1:]])
+    expected = (value[1:] + CASH / 252 * 0.5) / value[:-1] - 1
+    np.testing.assert_allclose(res.returns["h"].to_numpy(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("execution", ["next_open", "next_close"])
+def test_rates_zero_are_bit_identical_to_the_defaults_and_to_vectorbt(execution):
+    from backtest.portfolio import _execution_bars, _simulate
+
+    pos = _positions(**CARRY_COLUMNS)
+    default = run_backtest(_prices(), pos, BacktestConfig(execution=execution))
+    explicit = run_backtest(_prices(), pos, BacktestConfig(execution=execution, cash_rate=0.0, borrow_rate=0.0))
+    pd.testing.assert_frame_equal(default.returns, explicit.returns, check_exact=True)
+    bars = _execution_bars(_prices(), pos)
+    fill = bars["Open"] if execution == "next_open" else bars["Close"]
+    raw = _simulate(bars, pos, fill, np.full(pos.shape[1], 0.001), 0.0005).returns().iloc[1:]
+    assert default.returns.to_numpy().tobytes() == raw.to_numpy().tobytes()  # bit for bit, signs of 0 too
+
+
+def test_carry_leaves_trades_and_costs_alone():
+    pos = _positions(**CARRY_COLUMNS)
+    plain = run_backtest(_prices(), pos, BacktestConfig())
+    carried = run_backtest(_prices(), pos, BacktestConfig(cash_rate=CASH, borrow_rate=BORROW))
+    assert carried.n_trades == plain.n_trades and carried.fees_paid == plain.fees_paid
+    assert carried.slippage_paid == plain.slippage_paid
+    pd.testing.assert_frame_equal(carried.trades, plain.trades, check_exact=True)
+
+
+def test_add_carry_by_hand():
+    from backtest.portfolio import add_carry
+
+    r = pd.DataFrame({"a": [0.01, -0.02], "b": [0.0, 0.03], "c": [0.5, 0.5]})
+    long_ = np.array([[0.6, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    short = np.array([[0.0, 0.5, 0.0], [0.7, 0.0, 0.0]])
+    equity = np.array([[1.0, 1.2, 0.0], [0.8, 1.5, 1.0]])  # c's equity 0 on bar 0: no carry there
+    out = add_carry(r, long_, short, equity, np.array([0.02, 0.02, 0.0]), np.array([0.1, 0.1, 0.0]))
+    # r + c * (1 + r), c = (cash * (equity - long) - borrow * short) / (252 * equity)
+    expected_a = [0.01 + 0.02 * 0.4 / 252 * 1.01, -0.02 + (0.02 * 0.8 - 0.1 * 0.7) / (252 * 0.8) * 0.98]
+    expected_b = [0.0 + (0.02 * 1.2 - 0.1 * 0.5) / (252 * 1.2), 0.03 + 0.02 * 0.5 / (252 * 1.5) * 1.03]
+    np.testing.assert_allclose(out["a"], expected_a, rtol=1e-14)
+    np.testing.assert_allclose(out["b"], expected_b, rtol=1e-14)
+    assert out["c"].to_numpy().tobytes() == r["c"].to_numpy().tobytes()  # rates 0: untouched
+    assert add_carry(r, long_, short, equity, 0.0, 0.0) is r
+
+
+def test_cost_sweep_carries_the_rates_at_every_fee_level():
+    from backtest.metrics import total_return
+    from backtest.portfolio import cost_sweep
+
+    pos = _positions(**CARRY_COLUMNS)
+    cfg = BacktestConfig(fee_rate=0.001, slippage=0.0005, cash_rate=CASH, borrow_rate=BORROW)
+    sweep = cost_sweep(_prices(), pos, cfg, fee_levels_bps=(0, 10, 50))
+    plain = cost_sweep(_prices(), pos, BacktestConfig(fee_rate=0.001, slippage=0.0005), fee_levels_bps=(0, 10, 50))
+    for bps in (0, 10, 50):
+        alone = run_backtest(_prices(), pos, BacktestConfig(fee_rate=bps / 1e4, slippage=0.0005, cash_rate=CASH,
+                                                            borrow_rate=BORROW))
+        part = sweep[sweep["fee_bps"] == bps].set_index("strategy")
+        for name in pos.columns:
+            assert part.loc[name, "total_return"] == pytest.approx(total_return(alone.returns[name]), abs=1e-13)
+        assert part.loc["flat", "total_return"] == pytest.approx((1 + CASH / 252) ** 7 - 1, rel=1e-12)
+    np.testing.assert_array_equal(sweep["fees_paid"], plain["fees_paid"])
+    assert (sweep.set_index(["fee_bps", "strategy"])["total_return"]
+            != plain.set_index(["fee_bps", "strategy"])["total_return"]).all()
+
+
+def test_variants_take_per_column_rates():
+    from backtest.portfolio import run_backtest_variants
+
+    pos = _positions(a=LONG, b=[0, -1, -1, -1, 0, 0, 0], c=[0.5] * 7)
+    cash, borrow = np.array([CASH, 0.0, 0.01]), np.array([0.0, BORROW, 0.0])
+    res = run_backtest_variants(_prices(), pos, np.full(3, 0.001), np.full(3, 0.0005), ["next_open"] * 3,
+                                cash_rates=cash, borrow_rates=borrow)
+    for i, name in enumerate(pos.columns):
+        cfg = BacktestConfig(fee_rate=0.001, slippage=0.0005, cash_rate=cash[i], borrow_rate=borrow[i])
+        alone = run_backtest(_prices(), pos[[name]], cfg).returns[name]
+        np.testing.assert_allclose(res.returns[name], alone, rtol=1e-13, atol=1e-16)
+    default = run_backtest_variants(_prices(), pos, np.full(3, 0.001), np.full(3, 0.0005), ["next_open"] * 3)
+    np.testing.assert_array_equal(default.returns.to_numpy(), run_backtest(_prices(), pos, BacktestConfig()).returns)
+
+
+def _group_weights(**books: dict[str, list[float]]) -> pd.DataFrame:
+    frames = {(s, t): pd.Series(v, index=IDX[:7], dtype=float) for s, book in books.items() for t, v in book.items()}
+    return pd.DataFrame(frames)
+
+
+def test_group_book_carry_by_hand():
+    from backtest.portfolio import run_group_backtest
+
+    o2, c2 = O[::-1].copy(), C[::-1].copy()  # a second ticker, falling where the first rises
+    prices = {"X": _prices(), "Y": _prices(o2, c2)}
+    weights = _group_weights(ls={"X": [0.5] * 7, "Y": [-0.5] * 7}, flat={"X": [0] * 7, "Y": [0] * 7})
+    cfg = BacktestConfig(fee_rate=0.0, slippage=0.0, cash_rate=CASH, borrow_rate=BORROW)
+    res = run_group_backtest(prices, weights, cfg).returns
+    qx, qy = 0.5 / O[1], 0.5 / o2[1]  # both legs set at the open of bar 1; cash 1 - 0.5 + 0.5 = 1
+    long_, short = qx * C[1:], qy * c2[1:]
+    value = np.concatenate([[1.0], 1.0 + long_ - short])
+    interest = (CASH * (value[1:] - long_) - BORROW * short) / 252
+    np.testing.assert_allclose(res["ls"].to_numpy(), (value[1:] + interest) / value[:-1] - 1, rtol=1e-12)
+    np.testing.assert_allclose(res["flat"].to_numpy(), CASH / 252, rtol=1e-15)
+    plain = run_group_backtest(prices, weights, FREE).returns
+    assert (plain["flat"] == 0.0).all() and not np.allclose(plain["ls"], res["ls"], rtol=0, atol=1e-7)
+
+
+def test_group_of_one_ticker_carries_like_the_single_backtest():
+    from backtest.portfolio import run_group_backtest
+
+    cols = {"b": [1, -1, 0, 0.5, 0.5, -0.5, 1]}
+    cfg = BacktestConfig(fee_rate=0.001, slippage=0.0005, cash_rate=CASH, borrow_rate=BORROW)
+    single = run_backtest(_prices(), _positions(**cols), cfg).returns["b"]
+    group = run_group_backtest({"X": _prices()}, _group_weights(b={"X": cols["b"]}), cfg).returns["b"]
+    np.testing.assert_allclose(group.to_numpy(), single.to_numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("key, value", [("cash_rate", 2), ("borrow_rate", -0.01), ("cash_rate", 1.0)])
+def test_rate_out_of_range_is_one_line(key, value):
+    from backtest.config import RunConfig
+    from backtest.errors import ConfigError
+
+    with pytest.raises(ConfigError) as excinfo:
+        RunConfig.resolve(overrides={f"backtest.{key}": value})
+    message = str(excinfo.value)
+    assert "\n" not in message and f"backtest.{key}" in message and "< 1.0" in message and "0.02 is 2%/yr" in message
+    assert BacktestConfig(cash_rate=0.99, borrow_rate=0.0).cash_rate == 0.99  # just below the bound is fine
+
+
+@pytest.mark.parametrize("setting, key", [("backtest.cash_rate=2", "backtest.cash_rate"),
+                                          ("backtest.borrow_rate=-0.01", "backtest.borrow_rate")])
+def test_bad_rate_through_the_cli_is_one_error_line(setting, key, tmp_path, monkeypatch, capsys):
+    from helpers import run_main
+
+    parent = tmp_path / "runs"
+    parent.mkdir()
+    (parent / "keep.txt").write_text("keep me")
+    code, out, err = run_main(["run", "--set", setting, "--out", str(parent / "out")], monkeypatch, capsys)
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in out + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and key in last and "out of range" in last and "2%/yr" in last
+    assert [p.name for p in parent.iterdir()] == ["keep.txt"] and (parent / "keep.txt").read_text() == "keep me"

@@ -22,7 +22,8 @@ from backtest.pipeline import run, save_run
 
 pytestmark = pytest.mark.timeout(300)  # a hung browser fails the test instead of stalling `make test`
 
-SECTIONS = ("summary", "performance", "predictions", "folds", "costs", "trades", "run")
+SECTIONS = ("summary", "head-to-head", "regimes", "performance", "predictions", "folds", "costs", "trades",
+            "details", "run")
 EVIL = "<script>alert(1)</script>"
 EVIL_FILE = "<b>hostile<i> prices.csv"
 TINY = {"data.start": "2016-06-01", "split.min_train": 150, "split.step": 100, "target.task": "both",
@@ -236,3 +237,26 @@ def test_full_page_screenshot(page, tmp_path):
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, Path(target) / "report.png")
+
+
+def test_scorecard_fits_1280_px_without_sideways_scrolling(page, report):
+    """Opened in a 1280 px wide window, the scorecard is on the first screen, whole: no column is
+    cut off or needs a horizontal scroll, in its own box or the page."""
+    driver = page.driver
+    size = driver.get_window_size()
+    try:
+        driver.set_window_size(1280, 900)
+        assert open_page(driver, report).ready is not None  # charts drawn at this width, as a user opens it
+        inner = driver.execute_script("return window.innerWidth;")
+        assert 1200 <= inner <= 1280, inner  # the window really is ~1280 px wide
+        box = driver.execute_script(
+            "const t = document.getElementById('scorecard'), w = t.parentElement, r = t.getBoundingClientRect();"
+            "return {right: r.right, top: r.top, table: t.scrollWidth, wrap: w.clientWidth,"
+            "        page: document.documentElement.scrollWidth, view: document.documentElement.clientWidth};")
+        assert box["table"] <= box["wrap"], box
+        assert box["page"] <= box["view"], box
+        assert box["right"] <= inner and box["top"] < 900, box
+        cells = driver.execute_script("return document.querySelectorAll('#scorecard tbody tr').length;")
+        assert cells == 7  # four models, three baselines
+    finally:
+        driver.set_window_size(size["width"], size["height"])

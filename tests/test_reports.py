@@ -10,6 +10,7 @@ import math
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import markupsafe
 import numpy as np
@@ -43,11 +44,14 @@ def tiny(tmp_path_factory) -> tuple[RunResult, Path, str]:
 
 
 class _Tables(HTMLParser):
-    """Cell texts of every <table id=...>, row by row (header row included)."""
+    """Every <table id=...>, row by row (header row included): cell texts, and per cell its first
+    text (a metric's name, before the help text inside its cell) and its class."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.tables: dict[str, list[list[str]]] = {}
+        self.heads: dict[str, list[list[str]]] = {}
+        self.classes: dict[str, list[list[str]]] = {}
         self._table: str | None = None
         self._cell: list[str] | None = None
 
@@ -55,17 +59,21 @@ class _Tables(HTMLParser):
         attrs = dict(attrs)
         if tag == "table":
             self._table = attrs.get("id", "")
-            self.tables[self._table] = []
+            for store in (self.tables, self.heads, self.classes):
+                store[self._table] = []
         elif tag == "tr" and self._table is not None:
-            self.tables[self._table].append([])
+            for store in (self.tables, self.heads, self.classes):
+                store[self._table].append([])
         elif tag in ("td", "th") and self._table is not None:
             self._cell = []
+            self.classes[self._table][-1].append(attrs.get("class") or "")
 
     def handle_endtag(self, tag):
         if tag == "table":
             self._table = None
         elif tag in ("td", "th") and self._cell is not None:
             self.tables[self._table][-1].append("".join(self._cell).strip())
+            self.heads[self._table][-1].append(self._cell[0].strip() if self._cell else "")
             self._cell = None
 
     def handle_data(self, data):
@@ -79,10 +87,21 @@ def tables(text: str) -> dict[str, list[list[str]]]:
     return parser.tables
 
 
+def _metrics_table(text: str) -> tuple[list[str], list[str], list[list[str]], list[list[str]]]:
+    """(strategies, metric names, cell texts, cell classes) of the metrics table, any help column dropped."""
+    parser = _Tables()
+    parser.feed(text)
+    header, *rows = parser.tables["metrics-table"]
+    end = -1 if header[-1] == "meaning" else None
+    names = [row[0] for row in parser.heads["metrics-table"][1:]]
+    return (header[1:end], names, [row[1:end] for row in rows],
+            [row[1:end] for row in parser.classes["metrics-table"][1:]])
+
+
 def metric_cells(text: str) -> dict[str, list[str]]:
-    """{metric: [cell per strategy]} from the summary table (the help column dropped)."""
-    header, *rows = tables(text)["metrics-table"]
-    return {row[0]: row[1:-1] for row in rows}
+    """{metric: [cell per strategy]} from the metrics table (help text dropped)."""
+    _, names, cells, _ = _metrics_table(text)
+    return dict(zip(names, cells))
 
 
 def blob(text: str, element_id: str) -> str:
@@ -107,12 +126,11 @@ def test_every_metric_key_appears_for_every_strategy(tiny):
     _, run_dir, text = tiny
     metrics = json.loads((run_dir / "metrics.json").read_text())
     cells = metric_cells(text)
-    header = tables(text)["metrics-table"][0]
-    assert header[1:-1] == list(metrics)  # one column per strategy, in metrics.json order
+    assert _metrics_table(text)[0] == list(metrics)  # one column per strategy, in metrics.json order
     for name, entry in metrics.items():
         column = list(metrics).index(name)
         for key, value in entry.items():
-            assert f'<td class="metric">{key}</td>' in text, key
+            assert f'<td class="metric">{key}' in text, key
             assert cells[key][column] == format_metric(key, value), (name, key)
     # every key shown has an explanation next to it
     assert set(cells) <= set(METRIC_HELP)
@@ -125,21 +143,26 @@ def test_report_has_every_section(tiny):
         assert f'href="#{section}"' in text
 
 
-def test_summary_has_one_verdict_per_model_against_buy_and_hold(tiny):
+def test_scorecard_has_one_row_per_strategy_with_its_saved_verdict(tiny):
+    """Models first, then baselines, buy-and-hold last; each model's verdict word and family-wise
+    interval are those of metrics.json, and the family sentence counts them."""
+    from reports.scorecard import VERDICTS
+
     result, _, text = tiny
     models = [name for name in result.metrics if name not in ("persistence", "majority", "buy_and_hold")]
-    verdicts = [html.unescape(v) for v in re.findall(r'<p class="verdict">(.*?)</p>', text)]
-    assert len(verdicts) == len(models) == 4
-    bench = result.metrics["buy_and_hold"]
-    for name, line in zip(models, verdicts):
-        assert line.startswith(name) and "buy-and-hold" in line and "base rate" in line and "p = " in line
+    card = text.split('<table id="scorecard">')[1].split("</table>")[0]
+    names = re.findall(r'data-strategy="([^"]+)"', card)
+    rows = [html.unescape(re.sub(r"<[^>]+>", " ", r)) for r in card.split("data-strategy=")[1:]]
+    assert names == models + ["persistence", "majority", "buy_and_hold"]
+    for name, row in zip(models, rows):
         m = result.metrics[name]
-        # the margins are the metrics' differences, signed
-        assert f"({m['sharpe'] - bench['sharpe']:+.2f})" in line
-        assert f"({100 * (m['total_return'] - bench['total_return']):+.1f} pp)" in line
-        base = max(bench["hit_rate"], 1 - bench["hit_rate"])
-        assert f"({100 * (m['hit_rate'] - base):+.1f} pp, p = " in line
-        assert line.startswith(f"{name} beat buy-and-hold") == (m["sharpe"] > bench["sharpe"])
+        assert VERDICTS[m["verdict"]][0] in row
+        assert f"[{m['verdict_ci_low']:+.2f}, {m['verdict_ci_high']:+.2f}]" in row
+        assert format_metric("sharpe", m["sharpe"]) in row and format_metric("alpha", m["alpha"]) in row
+    family = next(html.unescape(v) for v in re.findall(r'<p class="verdict">(.*?)</p>', text) if "tested" in v)
+    worse = [n for n in models if result.metrics[n]["verdict"] == "worse"]
+    assert f"{len(models)} models tested against buy-and-hold" in family
+    assert f"Significantly worse: {', '.join(worse) or 'none'}." in family
     for warning in result.manifest["warnings"]:
         assert str(markupsafe.escape(warning)) in text  # escaped the way Jinja2 escapes
 
@@ -150,7 +173,7 @@ def test_figures_cover_every_diagnostic_and_sit_in_their_sections(tiny):
     assert list(specs) == [
         "perf-equity", "perf-drawdown", "perf-monthly-lstm_regression", "perf-monthly-lstm_classification",
         "perf-monthly-ridge_regression", "perf-monthly-logistic_classification", "perf-monthly-buy_and_hold",
-        "perf-yearly", "perf-rolling-sharpe", "pred-reg-price", "pred-reg-return",
+        "perf-yearly", "perf-rolling-sharpe", "pred-reg-lstm_regression", "pred-reg-ridge_regression",
         "pred-confusion", "pred-calibration", "pred-p-up-histogram", "pred-rolling-hit", "folds-hit-rate",
         "costs-by-fee"]
     sections = {m.group(1): m.group(2) for m in re.finditer(r'<section id="(\w+)">(.*?)</section>', text, re.S)}
@@ -160,8 +183,10 @@ def test_figures_cover_every_diagnostic_and_sit_in_their_sections(tiny):
     assert text.count('<div class="figure"') == len(specs)
     names = [trace["name"] for trace in specs["perf-equity"]["data"]]
     assert names == list(result.returns.columns)
-    assert [t["name"] for t in specs["pred-reg-price"]["data"]] == ["actual", "lstm_regression", "ridge_regression",
-                                                                     "persistence"]
+    for model in ("lstm_regression", "ridge_regression"):
+        assert [(t["type"], t["name"]) for t in specs[f"pred-reg-{model}"]["data"]] == [
+            ("scatter", model), ("scatter", "perfect forecast (y = x)"), ("histogram", f"{model} residual"),
+            ("histogram", "persistence residual")]
     assert [t["name"] for t in specs["pred-calibration"]["data"]] == ["lstm_classification", "logistic_classification",
                                                                        "perfect calibration"]
     # every day is drawn: no decimation that could hide a drawdown
@@ -179,6 +204,129 @@ def test_confusion_matrix_counts_the_saved_predictions(tiny):
     values = np.asarray(_values(figure_specs(text)["pred-confusion"]["data"][0]["z"])).reshape(2, 2)
     assert values.tolist() == [[int((~real & ~pred).sum()), int((~real & pred).sum())],
                                [int((real & ~pred).sum()), int((real & pred).sum())]]
+
+
+def test_monthly_heatmaps_share_one_colour_scale(tiny):
+    result, _, text = tiny
+    heat = {k: v["data"][0] for k, v in figure_specs(text).items() if k.startswith("perf-monthly-")}
+    assert len(heat) == 5
+    from backtest.metrics import monthly_return_table
+
+    largest = max(np.nanmax(np.abs(monthly_return_table(result.returns[k.removeprefix("perf-monthly-")]).to_numpy()))
+                  for k in heat)
+    for key, trace in heat.items():
+        assert (trace["zmin"], trace["zmax"]) == (pytest.approx(-largest), pytest.approx(largest)), key
+        assert trace["colorscale"] == heat["perf-monthly-buy_and_hold"]["colorscale"]
+        assert "%" in trace["colorbar"]["tickformat"] and "%" in trace["hovertemplate"]
+
+
+def test_monthly_heatmaps_scale_is_the_largest_month_of_any_strategy():
+    from reports.figures import monthly_heatmaps
+
+    days = pd.bdate_range("2020-01-01", "2020-12-31")
+    calm = pd.Series(0.0001, index=days)
+    wild = pd.Series(0.0, index=days)
+    wild[days.month == 3] = -0.01  # March compounds to 0.99^n - 1
+    march = 0.99 ** int((days.month == 3).sum()) - 1
+    figs = monthly_heatmaps(pd.DataFrame({"calm": calm, "wild": wild}), ["calm", "wild"])
+    assert list(figs) == ["perf-monthly-calm", "perf-monthly-wild"]
+    for fig in figs.values():
+        trace = fig.data[0]
+        assert trace.zmin == pytest.approx(march) and trace.zmax == pytest.approx(-march)
+    # drawn alone, the calm one would get a scale 1/100 as wide: not here
+    alone = monthly_heatmaps(pd.DataFrame({"calm": calm}), ["calm"])["perf-monthly-calm"].data[0]
+    assert alone.zmax < abs(march) / 50
+
+
+def _regression_frame(target: str) -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    n = 300
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    real = rng.normal(0, 0.01, n)
+    pred = 0.3 * real + rng.normal(0, 0.002, n)
+    if target == "price":  # closes one day ahead, predicted and realised
+        real, pred = close * np.exp(real), close * np.exp(pred)
+    return pd.DataFrame({"date": pd.bdate_range("2021-01-01", periods=n), "horizon": 1, "y_true": real,
+                         "y_pred": pred, "close": close})
+
+
+@pytest.mark.parametrize("target", ["return", "price"])
+def test_regression_figure_is_a_scatter_with_the_45_degree_line_and_residuals(target):
+    from reports.figures import regression_figures
+
+    frame = _regression_frame(target)
+    figs = regression_figures({"lstm_regression": frame, "ridge_regression": frame}, target)
+    assert list(figs) == ["pred-reg-lstm_regression", "pred-reg-ridge_regression"]
+    scatter, diagonal, residual, persistence = figs["pred-reg-lstm_regression"].data
+    if target == "price":  # returns from the decision day's close, so the axes compare
+        real, pred = frame["y_true"] / frame["close"] - 1, frame["y_pred"] / frame["close"] - 1
+    else:
+        real, pred = frame["y_true"], frame["y_pred"]
+    assert scatter.type == "scatter" and scatter.mode == "markers"
+    np.testing.assert_allclose(scatter.x, pred)
+    np.testing.assert_allclose(scatter.y, real)
+    assert diagonal.mode == "lines" and list(diagonal.x) == list(diagonal.y) and diagonal.x[0] < diagonal.x[1]
+    assert diagonal.xaxis == scatter.xaxis in (None, "x") and diagonal.yaxis == scatter.yaxis in (None, "y")
+    assert pred.min() <= diagonal.x[0] and diagonal.x[1] <= pred.max()  # drawn where the forecasts are
+    assert residual.type == persistence.type == "histogram"
+    np.testing.assert_allclose(residual.x, real - pred)
+    np.testing.assert_allclose(persistence.x, real)  # persistence predicts no change
+
+
+def test_calibration_figure_shows_quantile_bins_with_their_counts():
+    from backtest.metrics import calibration_curve
+    from reports.figures import calibration_figure
+
+    rng = np.random.default_rng(8)
+    p = rng.uniform(0.50, 0.56, 1000)
+    frame = pd.DataFrame({"y_true": (rng.random(1000) < 0.54).astype(int), "p_up": p})
+    fig = calibration_figure({"lstm_classification": frame})
+    curve, ideal = fig.data
+    table = calibration_curve(frame["y_true"], frame["p_up"])
+    counts = [row[0] for row in curve.customdata]
+    assert sum(counts) == 1000 and counts == table["count"].tolist() and len(counts) == 10
+    assert "%{customdata[0]} days" in curve.hovertemplate and "100 days each" in fig.layout.title.text
+    np.testing.assert_allclose(curve.x, table["mean_p"])
+    np.testing.assert_allclose(curve.error_y.array, 1.96 * table["realised_se"])
+    # zoomed to the p_up used, not [0, 1]; the perfect-calibration line spans that view
+    low, high = fig.layout.xaxis.range
+    assert 0.49 < low < table["mean_p"].min() and table["mean_p"].max() < high < 0.57
+    assert list(ideal.x) == list(ideal.y) == [low, high]
+
+
+#: every drawn figure: the boxes of its toolbar and of its titles (main title, subplot titles above the plot)
+_TITLE_BOXES = """
+return Array.from(document.querySelectorAll('.js-plotly-plot')).map(function (el) {
+  function box(node) { var r = node.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }
+  var bar = el.querySelector('.modebar');
+  var titles = Array.from(el.querySelectorAll('.gtitle, .annotation-text')).filter(function (t) {
+    return t.textContent.trim() && t.getBoundingClientRect().bottom <= el.getBoundingClientRect().top + 120; });
+  return {id: el.id, bar: bar ? box(bar) : null, titles: titles.map(function (t) { return [t.textContent, box(t)]; })};
+});"""
+
+
+@pytest.mark.timeout(300)
+def test_plotly_toolbar_covers_no_title_in_a_browser(tiny):
+    """Headless Chromium: no figure's toolbar box meets its title's (skips without a browser)."""
+    from test_report_browser import find_browser, open_page, start_chromium
+
+    driver = start_chromium(*find_browser())
+    try:
+        page = open_page(driver, tiny[1] / "report.html")
+        assert page.error is None and page.ready is not None
+        figures = driver.execute_script(_TITLE_BOXES)
+    finally:
+        driver.quit()
+    assert len(figures) == int(page.ready) > 10
+    checked = 0
+    for fig in figures:
+        assert fig["bar"] is not None and fig["bar"][2] > fig["bar"][0], fig["id"]
+        for title, (left, top, right, bottom) in fig["titles"]:
+            bar_left, bar_top, bar_right, bar_bottom = fig["bar"]
+            apart = right <= bar_left or bar_right <= left or bottom <= bar_top or bar_bottom <= top
+            assert apart, (fig["id"], title, fig["bar"], (left, top, right, bottom))
+            checked += 1
+    assert checked >= len(figures)  # every figure has a title
 
 
 def _values(spec):
@@ -284,30 +432,85 @@ def test_hostile_text_is_escaped_everywhere(tiny):
 
 
 @pytest.mark.parametrize("name, value, shown", [
-    ("total_return", 0.1234, "12.34%"),
-    ("max_drawdown", -0.5712, "-57.12%"),
-    ("cagr", 0.0, "0.00%"),
-    ("hit_rate", 0.5, "50.00%"),
-    ("exposure", 1.0, "100.00%"),
-    ("fees_paid", 0.00123, "0.12%"),
-    ("accuracy", 0.52, "52.00%"),
+    # percent, one decimal: returns, rates, shares, hit rates and their interval bounds
+    ("total_return", 0.1234, "12.3%"),
+    ("total_return", 12.3456, "1,234.6%"),
+    ("max_drawdown", -0.5712, "-57.1%"),
+    ("cagr", 0.0, "0.0%"),
+    ("cagr", 0.05862, "5.9%"),
+    ("hit_rate", 0.5, "50.0%"),
+    ("hit_rate", 0.53649, "53.6%"),
+    ("base_rate", 0.5461, "54.6%"),
+    ("hit_rate_ci_low", 0.51234, "51.2%"),
+    ("exposure", 1.0, "100.0%"),
+    ("fees_paid", 0.00123, "0.1%"),
+    ("accuracy", 0.52, "52.0%"),
+    ("alpha", -0.0069, "-0.7%"),
+    ("exposure_matched_bh_cagr", 0.033, "3.3%"),
+    ("agreement", 0.3, "30.0%"),
+    # ratios, two decimals, interval bounds too
+    ("sharpe", 1.23456, "1.23"),
+    ("sharpe", -0.5, "-0.50"),
+    ("sortino", 2, "2.00"),
+    ("psr", 0.9466, "0.95"),
+    ("information_ratio", -0.123, "-0.12"),
+    ("beta", 0.281, "0.28"),
+    ("sharpe_ci_low", -0.31, "-0.31"),
+    ("sharpe_diff_ci_high", 0.666, "0.67"),
+    ("verdict_ci_low", -1.754, "-1.75"),
+    ("turnover", 11.4833, "11.48"),
+    # p-values: three decimals, "<0.001" below 0.001, by the "pvalue" part of any key
+    ("hit_rate_pvalue", 0.000123456, "<0.001"),
+    ("hit_rate_pvalue", 0.000999, "<0.001"),
+    ("hit_rate_pvalue", 0.001, "0.001"),
+    ("hit_rate_pvalue", 0.5, "0.500"),
+    ("hit_rate_pvalue", 1.0, "1.000"),
+    ("hit_rate_pvalue", 0.9999999552989295, "1.000"),
+    ("pt_pvalue", 0.04567, "0.046"),
+    ("dm_pvalue_abs", 0.17182, "0.172"),
+    ("alpha_pvalue", 0.61, "0.610"),
+    ("mcnemar_pvalue", 0.0081, "0.008"),
+    ("spa_pvalue", 0.0, "<0.001"),
+    ("mcs_pvalue", 0.25, "0.250"),
+    ("some_new_pvalue", 0.02, "0.020"),
+    # forecast errors and scores: 4 significant figures, so a model and its baseline differ
+    ("rmse", 0.009539847680285847, "0.009540"),
+    ("persistence_rmse", 0.009542863357963586, "0.009543"),
+    ("mae", 0.006579616369328978, "0.006580"),
+    ("rmse", 0.000123456, "0.0001235"),
+    ("rmse", 23.4567, "23.46"),
+    ("rmse", 12345.6, "12,346"),
+    ("log_loss", 0.6909805506394792, "0.6910"),
+    ("brier", 0.25, "0.2500"),
+    ("best_val_loss", 1.0, "1.000"),
+    ("roc_auc", 0.48413, "0.4841"),
+    ("mape", 0.012345, "1.234%"),
+    # counts, text, missing
     ("n_trades", 12, "12"),
     ("n_trades", 1234, "1,234"),
     ("n_trades", np.int64(7), "7"),
     ("n_days", 2520.0, "2,520"),
-    ("sharpe", 1.23456, "1.235"),
-    ("sharpe", -0.5, "-0.5"),
-    ("rmse", 0.000123456, "0.0001235"),
-    ("hit_rate_pvalue", 0.000123456, "0.000123"),
-    ("hit_rate_pvalue", 0.5, "0.5"),
+    ("n_strategies", 4, "4"),
+    ("verdict", "inconclusive", "inconclusive"),
+    ("verdict", None, DASH),
     ("sharpe", None, DASH),
     ("sharpe", float("nan"), DASH),
     ("total_return", float("nan"), DASH),
+    ("hit_rate_pvalue", None, DASH),
+    ("alpha_pvalue", float("nan"), DASH),
     ("n_trades", None, DASH),
     ("calmar", float("inf"), DASH),
     ("sortino", -math.inf, DASH),
     ("sharpe", np.float64("nan"), DASH),
     ("sharpe", np.float32("nan"), DASH),
+    # a key no kind knows: 4 significant figures
+    ("unheard_of", 0.000123456, "0.0001235"),
+    # no minus sign on a figure that rounds to zero; flags stay words
+    ("calmar", -0.001, "0.00"),
+    ("total_return", -0.0004, "0.0%"),
+    ("total_return", -0.004, "-0.4%"),
+    ("warm", True, "True"),
+    ("warm", np.bool_(False), "False"),
 ])
 def test_format_metric(name, value, shown):
     assert format_metric(name, value) == shown
@@ -359,31 +562,90 @@ def test_baselines_sit_beside_the_models(tiny):
     assert persistence["rmse"] == result.metrics["lstm_regression"]["persistence_rmse"]
     assert math.isnan(persistence["hit_rate"])  # no direction called
     assert {"log_loss", "brier", "accuracy"} <= set(majority)
-    assert tables(text)["metrics-table"][0][1:-1] == list(result.metrics)
+    assert _metrics_table(text)[0] == list(result.metrics)
 
 
-def test_best_value_per_row_is_highlighted(tiny):
+def test_best_value_per_row_is_highlighted_among_models_only(tiny):
     result, _, text = tiny
-    strategies = list(result.metrics)
-    rows = re.findall(r'<tr><td class="metric">(\w+)</td>(.*?)<td class="help">', text)
+    strategies, names, cells, classes = _metrics_table(text)
+    models = ["lstm_regression", "lstm_classification", "ridge_regression", "logistic_classification"]
     checked = 0
-    for name, cells in rows:
-        marked = [i for i, c in enumerate(re.findall(r"<td( class=\"best\")?>", cells)) if c]
-        values = [result.metrics[s].get(name) for s in strategies]
-        ranked = [i for i, s in enumerate(strategies)
-                  if name in ("rmse", "log_loss") or result.metrics[s]["exposure"] != 0]
-        finite = [(i, v) for i, v in enumerate(values)
-                  if i in ranked and isinstance(v, (int, float)) and math.isfinite(v)]
-        if name in ("sharpe", "total_return", "rmse", "log_loss") and len(finite) > 1:
-            pick = min if name in ("rmse", "log_loss") else max
-            best = pick(v for _, v in finite)
-            assert marked == [i for i, v in finite if v == best], name
-            checked += 1
-        if name in ("n_days", "n_trades", "exposure", "ann_volatility", "fees_paid"):
+    for name, row in zip(names, classes):
+        marked = [strategies[i] for i, c in enumerate(row) if "best" in c.split()]
+        assert not set(marked) - set(models), (name, marked)  # never a baseline or buy-and-hold
+        if name == "base_rate" or name.endswith(("_ci_low", "_ci_high")) or name.startswith("n_"):
             assert marked == [], name
-        if name == "max_drawdown":  # persistence never holds a position: its 0% is not ranked
-            assert strategies.index("persistence") not in marked
-    assert checked == 4
+        ranked = [s for s in models if name in ("rmse", "log_loss") or result.metrics[s]["exposure"] != 0]
+        finite = {s: result.metrics[s].get(name) for s in ranked
+                  if isinstance(result.metrics[s].get(name), (int, float)) and math.isfinite(result.metrics[s][name])}
+        if name in ("sharpe", "total_return", "rmse", "log_loss", "hit_rate_pvalue") and len(finite) > 1:
+            pick = min if name in ("rmse", "log_loss", "hit_rate_pvalue") else max
+            best = pick(finite.values())
+            assert marked == [s for s in ranked if finite.get(s) == best], name
+            checked += 1
+        if name in ("exposure", "ann_volatility", "fees_paid", "turnover"):
+            assert marked == [], name
+    assert checked == 5
+
+
+def _metric_fixture() -> dict[str, dict[str, Any]]:
+    """Two models, one flat model, and baselines holding every row's best value."""
+    return {
+        "lstm_regression": {"sharpe": 0.4, "total_return": 0.5, "base_rate": 0.54, "sharpe_diff_ci_low": -0.2,
+                            "sharpe_ci_high": 1.1, "rmse": 0.0101, "hit_rate_pvalue": 0.2, "verdict": "inconclusive",
+                            "verdict_ci_low": -0.3, "n_trades": 40, "exposure": 0.3, "psr": 0.7},
+        "ridge_regression": {"sharpe": 0.6, "total_return": 0.4, "base_rate": 0.54, "sharpe_diff_ci_low": -0.1,
+                             "sharpe_ci_high": 1.3, "rmse": 0.0102, "hit_rate_pvalue": 0.04, "verdict": "inconclusive",
+                             "verdict_ci_low": -0.2, "n_trades": 90, "exposure": 0.6, "psr": None},
+        "logistic_classification_h5": {"sharpe": None, "total_return": 0.0, "exposure": 0.0, "log_loss": 0.69,
+                                       "max_drawdown": 0.0},
+        "persistence": {"sharpe": None, "total_return": 0.0, "rmse": 0.0100, "exposure": 0.0, "max_drawdown": 0.0},
+        "majority": {"sharpe": 0.9, "total_return": 0.9, "base_rate": 0.55, "sharpe_diff_ci_low": 0.0,
+                     "hit_rate_pvalue": 0.5, "log_loss": 0.68, "exposure": 1.0, "psr": 0.99},
+        "buy_and_hold": {"sharpe": 0.9, "total_return": 0.9, "exposure": 1.0, "psr": 0.99, "max_drawdown": -0.3},
+    }
+
+
+def test_highlights_never_mark_baselines_base_rates_bounds_or_verdicts():
+    from reports.tables import best_columns, is_model, metric_rows
+
+    metrics = _metric_fixture()
+    strategies = list(metrics)
+    assert [s for s in strategies if is_model(s)] == ["lstm_regression", "ridge_regression",
+                                                      "logistic_classification_h5"]
+    rows = {row["name"]: [strategies[i] for i, c in enumerate(row["cells"]) if c["best"]]
+            for row in metric_rows(metrics, strategies, {})}
+    assert rows["sharpe"] == ["ridge_regression"]           # not majority's or buy-and-hold's 0.9
+    assert rows["total_return"] == ["lstm_regression"]      # the flat model's 0 is not ranked either
+    assert rows["rmse"] == ["lstm_regression"]              # lower is better; persistence's 0.0100 is a baseline
+    assert rows["hit_rate_pvalue"] == ["ridge_regression"]  # lower is better for every p-value
+    for name in ("base_rate", "sharpe_diff_ci_low", "sharpe_ci_high", "verdict", "verdict_ci_low", "n_trades",
+                 "exposure"):
+        assert rows[name] == [], name
+    assert rows["psr"] == []           # one model with a value: nothing to rank it against
+    assert rows["log_loss"] == []      # one model (majority is a baseline)
+    assert rows["max_drawdown"] == []  # only the flat model among the models
+    # the same row with a baseline column skipped or not: the unit itself
+    assert best_columns("sharpe", [0.4, 0.6, 0.9]) == {2}
+    assert best_columns("sharpe", [0.4, 0.6, 0.9], skip={2}) == {1}
+    assert best_columns("base_rate", [0.5, 0.6]) == set()
+    assert best_columns("alpha_pvalue", [0.3, 0.01]) == {1}
+
+
+def test_cost_tables_highlight_models_only():
+    from reports.tables import cost_rows
+
+    costs = pd.DataFrame([{"fee_bps": bps, "strategy": s, "total_return": value - bps / 100, "sharpe": value}
+                          for bps in (0, 10)
+                          for s, value in (("lstm_classification", 0.2), ("logistic_classification", 0.3),
+                                           ("majority", 0.5), ("buy_and_hold", 0.9))])
+    strategies, rows = cost_rows(costs, "total_return")
+    assert strategies == ["lstm_classification", "logistic_classification", "majority", "buy_and_hold"]
+    for row in rows:
+        assert [c["best"] for c in row[1:]] == [False, True, False, False]
+    assert rows[1][2]["text"] == "20.0%"  # 0.3 - 0.1
+    one = costs[costs["strategy"] != "logistic_classification"]
+    assert all(not c["best"] for row in cost_rows(one, "sharpe")[1] for c in row)  # one model: no highlight
 
 
 def test_cost_and_trade_tables_come_from_the_saved_run(tiny, tmp_path):
@@ -412,7 +674,7 @@ def test_cost_and_trade_tables_come_from_the_saved_run(tiny, tmp_path):
     page = (saved / "report.html").read_text(encoding="utf-8")
     header, *rows = tables(page)["costs-table"]
     row50 = next(r for r in rows if r[0] == "50 bps")
-    assert row50[header.index("lstm_regression")] == "1234.56%"
+    assert row50[header.index("lstm_regression")] == "1,234.6%"
     newest = tables(page)["trades-table"][1]
     assert "sideways" in newest
 

@@ -1,0 +1,120 @@
+"""A strategy measured against buy-and-hold: the three-state verdict, alpha and beta, and the
+family-wise confidence level (pure functions of arrays).
+
+Conventions as :mod:`backtest.significance`: simple daily net returns as fractions, 252 trading
+days a year, a zero risk-free rate; every p-value is one-sided with the alternative "the strategy
+is skilled" (here: alpha > 0). Undefined values are NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from statsmodels.regression.linear_model import OLS  # already loaded with backtest.significance
+
+from backtest.metrics import PERIODS_PER_YEAR, cagr, exposure
+from backtest.significance import newey_west_lags
+
+VERDICT_WORDS = {"beats": "beats buy-and-hold", "inconclusive": "inconclusive", "worse": "significantly worse"}
+"""How every page words each verdict of :func:`verdict`."""
+
+MIN_DAYS = 3
+"""Fewer days than this leave the benchmark-relative figures undefined (NaN)."""
+
+EXACT_FIT = 1e-20
+"""Residual sum of squares below this share of the total marks an exact fit: alpha_pvalue is NaN."""
+
+
+def verdict(ci_low: float | None, ci_high: float | None) -> str | None:
+    """The three-state verdict of an interval for ``strategy minus benchmark`` (e.g. the Sharpe difference).
+
+    Parameters
+    ----------
+    ci_low, ci_high : float or None
+        Bounds of the interval, in the units of the difference (annualised Sharpe for the usual use).
+
+    Returns
+    -------
+    str or None
+        ``"beats"`` when the whole interval lies above 0 (``ci_low > 0``), ``"worse"`` when it lies
+        below 0 (``ci_high < 0``), ``"inconclusive"`` when it contains or touches 0; None when a
+        bound is missing or NaN. Words for each: :data:`VERDICT_WORDS`.
+    """
+    if ci_low is None or ci_high is None or not (math.isfinite(ci_low) and math.isfinite(ci_high)):
+        return None
+    if ci_low > 0:
+        return "beats"
+    if ci_high < 0:
+        return "worse"
+    return "inconclusive"
+
+
+def family_confidence(m: int, level: float = 0.95) -> float:
+    """Bonferroni-adjusted two-sided confidence for ``m`` intervals read together.
+
+    Each interval gets coverage ``1 - (1 - level) / m`` so that all ``m`` cover at once with
+    probability at least ``level``. ``m <= 1`` gives ``level`` unchanged. Four models -> 0.9875.
+    """
+    return 1.0 - (1.0 - level) / max(int(m), 1)
+
+
+def benchmark_relative(returns: np.ndarray, bench_returns: np.ndarray, positions: np.ndarray,
+                       horizon: int = 1) -> dict[str, float]:
+    """Alpha, beta, information ratio and the exposure-matched buy-and-hold CAGR of one strategy.
+
+    Parameters
+    ----------
+    returns, bench_returns : np.ndarray
+        Daily net returns (fractions) of the strategy and of buy-and-hold on the same days; days
+        where either is not finite are dropped from the regression and the information ratio.
+    positions : np.ndarray
+        The strategy's target positions per decision day; their share of non-zero days is its
+        exposure (:func:`backtest.metrics.exposure`).
+    horizon : int
+        Label horizon in days; the HAC lag is at least ``horizon - 1`` (overlapping positions).
+
+    Returns
+    -------
+    dict[str, float]
+        ``alpha``: the intercept of the OLS regression ``r_t = alpha_d + beta * b_t + e_t``,
+        annualised as ``alpha_d * 252`` (fraction per year). ``alpha_pvalue``: one-sided (H1
+        alpha > 0), from Newey-West (HAC) standard errors with
+        :func:`backtest.significance.newey_west_lags` lags. ``beta``: the slope (unitless).
+        ``information_ratio``: mean over sample std of the active return ``r - b``, times
+        sqrt(252). ``exposure_matched_bh_cagr``: the CAGR of ``exposure * b_t``, buy-and-hold
+        scaled to the strategy's exposure (fraction per year). The regression figures are NaN for
+        a constant series or fewer than :data:`MIN_DAYS` days; the information ratio when the
+        active return is constant.
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    b = np.asarray(bench_returns, dtype=np.float64)
+    keep = np.isfinite(r) & np.isfinite(b)
+    r, b = r[keep], b[keep]
+    out = _alpha_beta(r, b, horizon)
+    active = r - b
+    defined = len(active) >= MIN_DAYS and np.ptp(active) > 0
+    out["information_ratio"] = (float(np.mean(active) / np.std(active, ddof=1) * math.sqrt(PERIODS_PER_YEAR))
+                                if defined else math.nan)
+    share = exposure(positions)
+    out["exposure_matched_bh_cagr"] = cagr(share * b) if len(b) and math.isfinite(share) else math.nan
+    return out
+
+
+def _alpha_beta(r: np.ndarray, b: np.ndarray, horizon: int) -> dict[str, Any]:
+    """Annualised alpha, its one-sided HAC p-value, and beta of ``r`` on ``b``."""
+    nan = {"alpha": math.nan, "alpha_pvalue": math.nan, "beta": math.nan}
+    if len(r) < MIN_DAYS or np.ptp(r) == 0 or np.ptp(b) == 0:
+        return nan
+    fit = OLS(r, np.column_stack([np.ones_like(b), b])).fit(
+        cov_type="HAC", cov_kwds={"maxlags": newey_west_lags(len(r), horizon)})
+    t_alpha = float(fit.tvalues[0])
+    dist = stats.t(fit.df_resid) if fit.use_t else stats.norm
+    # an exact fit (the strategy is a scaled benchmark, such as an always-long baseline) leaves
+    # rounding noise as residuals: its alpha is exact, and a test of it meaningless
+    exact = fit.ssr <= EXACT_FIT * float(np.sum((r - r.mean()) ** 2))
+    return {"alpha": float(fit.params[0]) * PERIODS_PER_YEAR,
+            "alpha_pvalue": float(dist.sf(t_alpha)) if math.isfinite(t_alpha) and not exact else math.nan,
+            "beta": float(fit.params[1])}
