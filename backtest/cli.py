@@ -98,7 +98,7 @@ def run(
         # already removed its temporary directory; the saved folds stay for --resume
         typer.echo(interrupted_line(partial_dir(out_dir), out_dir, resumed=resumed), err=True)
         raise typer.Exit(130) from None
-    _print_outcome(result.metrics, result.manifest, saved / "report.html")
+    _print_outcome(result.metrics, result.manifest, saved / "report.html", result.comparisons)
 
 
 class _saved_work_noted:
@@ -346,9 +346,18 @@ def _torch_threads() -> int | None:
     return None if os.environ.get("OMP_NUM_THREADS") else available_cores()
 
 
-def _print_outcome(metrics: dict[str, dict[str, Any]], manifest: dict[str, Any], report: Path) -> None:
-    """What a finished run prints: the summary table, its warnings as notes, and the report path last."""
+def _print_outcome(metrics: dict[str, dict[str, Any]], manifest: dict[str, Any], report: Path,
+                   comparisons: dict[str, Any] | None = None) -> None:
+    """What a finished run prints: the scorecard, what survives testing every model at once and the
+    head-to-head pairs (as the report's summary says them), the warnings as notes, the report path last."""
+    from backtest.scoring import task_of
+    from reports.scorecard import family_sentences, pair_sentence
+
     _print_summary(metrics)
+    if comparisons:
+        models = [s for s in metrics if task_of(s) is not None]
+        for line in family_sentences(metrics, models, comparisons) + [pair_sentence(p) for p in comparisons["pairs"]]:
+            typer.echo(line)
     for note in manifest.get("warnings", []):
         typer.echo(f"note: {note}")
     typer.echo(f"report: {report.resolve()}")
@@ -369,12 +378,12 @@ def _print_summary(metrics: dict[str, dict[str, Any]]) -> None:
                   box=box.SIMPLE_HEAD, pad_edge=False, show_lines=False)
     for key, header, _ in COLUMNS:
         table.add_column(CONSOLE_HEADERS.get(key, header), justify="left" if key in ("strategy", "verdict") else "right",
-                         overflow="fold")
+                         no_wrap=True)
     for row in rows:
         cells = [row["cells"][key] for key, _, _ in COLUMNS]
         table.add_row(*[c["text"] + (f"\n[dim]{c['sub']}[/dim]" if c["sub"] and key != "strategy" else "")
                         for (key, _, _), c in zip(COLUMNS, cells)])
-    Console(width=max(Console().width, 132)).print(table)
+    Console(width=max(Console().width, 160)).print(table)  # the scorecard's width, never folded
 
 
 from backtest import cli_campaign  # noqa: E402,F401  (registers the sweep and runs commands on app)

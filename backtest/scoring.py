@@ -373,7 +373,7 @@ def run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame) ->
         if entry.get("no_decision_days"):
             notes.append(_no_decision_note(name, entry["no_decision_days"], len(positions)))
         if "rmse" in entry and not entry["rmse"] < entry["persistence_rmse"]:
-            notes.append(f"{name}: RMSE {entry['rmse']:.6g} does not beat persistence ({entry['persistence_rmse']:.6g}).")
+            notes.append(f"{name}: RMSE {entry['rmse']:.4g} does not beat persistence ({entry['persistence_rmse']:.4g}).")
     return notes
 
 

@@ -112,6 +112,7 @@ def render_report(result: Any) -> str:
         pair_lines=[scorecard.pair_sentence(p) for p in comparisons.get("pairs", [])],
         pairs=sections.pair_rows(comparisons.get("pairs", [])), pair_loss=comparisons.get("loss", ""),
         regimes=regimes, regime_min_days=REGIME_MIN_DAYS, carry_text=carry_text(result.config.backtest),
+        refit=getattr(result.config.train, "refit", False),
         figure_ids=list(figures), plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
         fold_columns=fold_columns, folds=fold_rows,
         cost_strategies=cost_strategies, cost_returns=cost_returns, cost_sharpe=cost_sharpe,

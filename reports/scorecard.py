@@ -130,15 +130,14 @@ def family_sentences(metrics: dict[str, dict[str, Any]], models: list[str], comp
 def pair_sentence(pair: dict[str, Any]) -> str:
     """One head-to-head in words: which is better, or that they cannot be told apart."""
     a, b = pair["a"], pair["b"]
-    low, high = pair.get("sharpe_diff_ci_low"), pair.get("sharpe_diff_ci_high")
-    ci = interval(low, high, "sharpe", signed=True)
-    if _finite(low) and low > 0:
+    low, high, diff = pair.get("sharpe_diff_ci_low"), pair.get("sharpe_diff_ci_high"), pair.get("sharpe_diff")
+    if _finite(high) and high < 0:  # said winner first, so the difference it quotes is positive
+        head, low, high, diff = f"{b} beats {a}", -high, -low, -diff
+    elif _finite(low) and low > 0:
         head = f"{a} beats {b}"
-    elif _finite(high) and high < 0:
-        head = f"{b} beats {a}"
     else:
         head = f"{a} and {b} cannot be told apart"
-    diff = pair.get("sharpe_diff")
+    ci = interval(low, high, "sharpe", signed=True)
     text = f"{head}: Sharpe difference {diff:+.2f} {ci}" if _finite(diff) else f"{head}: no Sharpe difference"
     if _finite(pair.get("agreement")):
         text += (f"; they call the same direction on {format_metric('agreement', pair['agreement'])} of days "
