@@ -338,6 +338,17 @@ def test_universe_report_shows_every_metric_and_links_every_ticker(local_run, mo
     for name in ("T00", "T01", "T02"):
         assert f'href="tickers/{name}/report.html"' in html
     assert "Sharpe &minus; ew_buy_and_hold, 95% CI" in html
+    # each portfolio's verdict rests on its family-wise interval and is worded as the single-ticker scorecard
+    from backtest.relative import verdict
+    from reports.scorecard import VERDICTS
+
+    for strategy, entry in metrics.items():
+        if strategy == "ew_buy_and_hold":
+            continue
+        assert entry["verdict"] == verdict(entry["verdict_ci_low"], entry["verdict_ci_high"])
+        assert entry["verdict_ci_low"] <= entry["sharpe_diff_ci_low"] and entry["verdict_ci_high"] >= entry["sharpe_diff_ci_high"]
+        words = VERDICTS[entry["verdict"]][0].replace("B&H", "ew_buy_and_hold")
+        assert f"{strategy}: {words}." in html.replace("&amp;", "&")
     # both kinds of run directory re-render, and the universe is listed by the registry
     for target in (local, local / "tickers" / "T01"):
         code, out, err = run_main(["report", str(target)], monkeypatch, capsys)
