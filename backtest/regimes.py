@@ -38,6 +38,8 @@ VOL_MIN_HISTORY = 252
 DRAWDOWN_DEPTH = 0.10
 """A close more than this fraction below its running peak is a "deep" drawdown."""
 TREND_WINDOW = 200
+MIN_DAYS = 20
+"""A regime with fewer days than this has no figures (only its day count)."""
 """Closes in the simple moving average of the trend regime."""
 
 REGIME_KINDS: dict[str, str] = {
@@ -168,7 +170,7 @@ def _checked_closes(close: pd.Series, dates: pd.DatetimeIndex) -> np.ndarray:
 
 def regime_table(returns: pd.DataFrame, calls: dict[str, np.ndarray | None],
                  realised_up: np.ndarray | dict[str, np.ndarray], labels: pd.DataFrame, seed: int = 0,
-                 min_days: int = 20, decided: dict[str, np.ndarray] | None = None,
+                 min_days: int = MIN_DAYS, decided: dict[str, np.ndarray] | None = None,
                  n_boot: int = N_BOOT) -> pd.DataFrame:
     """Each strategy's Sharpe, return and hit rate within each regime, beside buy-and-hold's on the same days.
 

@@ -61,6 +61,17 @@ def family_confidence(m: int, level: float = 0.95) -> float:
     return 1.0 - (1.0 - level) / max(int(m), 1)
 
 
+def family_verdict(returns: np.ndarray, bench_returns: np.ndarray, n_tested: int, seed: int = 0) -> dict[str, Any]:
+    """``verdict``, ``verdict_ci_low`` and ``verdict_ci_high`` of one strategy among ``n_tested``:
+    the Sharpe-difference interval against the benchmark
+    (:func:`backtest.significance.sharpe_diff_ci`, same seed and resamples as the 95% one) at the
+    Bonferroni level :func:`family_confidence` of ``n_tested``, and its :func:`verdict`."""
+    from backtest.significance import sharpe_diff_ci
+
+    low, high = sharpe_diff_ci(returns, bench_returns, confidence=family_confidence(n_tested), seed=seed)
+    return {"verdict": verdict(low, high), "verdict_ci_low": low, "verdict_ci_high": high}
+
+
 def benchmark_relative(returns: np.ndarray, bench_returns: np.ndarray, positions: np.ndarray,
                        horizon: int = 1) -> dict[str, float]:
     """Alpha, beta, information ratio and the exposure-matched buy-and-hold CAGR of one strategy.

@@ -234,17 +234,14 @@ def _relative(name: str, entry: dict[str, Any], returns: pd.DataFrame, pos: np.n
     """Benchmark-relative figures (``backtest.relative``) for every strategy but buy-and-hold, and
     the verdict of each strategy with a Sharpe-difference interval: from that interval widened to
     the Bonferroni level over the run's models (``family_confidence``), same seed and resamples."""
-    from backtest.relative import benchmark_relative, family_confidence, verdict
-    from backtest.significance import sharpe_diff_ci
+    from backtest.relative import benchmark_relative, family_verdict
 
     if name == BENCHMARK:
         return {}
     r, bench = returns[name].to_numpy(), returns[BENCHMARK].to_numpy()
     out: dict[str, Any] = benchmark_relative(r, bench, pos, horizon_of(name, config))
     if "sharpe_diff_ci_low" in entry:
-        m = sum(task_of(column) is not None for column in returns.columns)
-        low, high = sharpe_diff_ci(r, bench, confidence=family_confidence(m), seed=config.train.seed)
-        out.update(verdict=verdict(low, high), verdict_ci_low=low, verdict_ci_high=high)
+        out.update(family_verdict(r, bench, sum(task_of(c) is not None for c in returns.columns), config.train.seed))
     return out
 
 

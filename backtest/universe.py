@@ -259,10 +259,10 @@ def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int
     """
     from backtest import metrics as m
     from backtest import significance as sig
-    from backtest.relative import family_confidence, verdict
+    from backtest.relative import family_verdict
 
     bench = backtest.returns[EW_BENCHMARK].to_numpy()
-    family = family_confidence(len([name for name in weights if name != EW_BENCHMARK]))
+    n_tested = len([name for name in weights if name != EW_BENCHMARK])
     out = {}
     for name, w in weights.items():
         r = backtest.returns[name].to_numpy()
@@ -275,8 +275,7 @@ def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int
         entry.update(sharpe_ci_low=low, sharpe_ci_high=high, psr=sig.probabilistic_sharpe_ratio(r))
         if name != EW_BENCHMARK:
             entry["sharpe_diff_ci_low"], entry["sharpe_diff_ci_high"] = sig.sharpe_diff_ci(r, bench, seed=seed)
-            low, high = sig.sharpe_diff_ci(r, bench, confidence=family, seed=seed)
-            entry.update(verdict=verdict(low, high), verdict_ci_low=low, verdict_ci_high=high)
+            entry.update(family_verdict(r, bench, n_tested, seed))
         out[name] = entry
     return out
 

@@ -17,9 +17,6 @@ import jinja2
 from backtest import __version__
 from reports.tables import format_metric
 
-#: fewest days a regime needs for its figures (backtest.regimes.regime_table's min_days)
-REGIME_MIN_DAYS = 20
-
 METRIC_HELP = {
     "total_return": "compounded net return over the out-of-sample period",
     "cagr": "compound annual growth rate (252 trading days a year)",
@@ -86,6 +83,8 @@ SECTIONS = ("summary", "head-to-head", "regimes", "performance", "predictions", 
 
 def render_report(result: Any) -> str:
     """The HTML text of the report for ``result`` (a ``backtest.pipeline.RunResult``)."""
+    from backtest.regimes import MIN_DAYS as REGIME_MIN_DAYS
+    from backtest.regimes import REGIME_KINDS
     from backtest.scoring import task_of
     from reports import scorecard, sections, tables
     from reports.embed import pack_figures, plotly_bundle
@@ -100,8 +99,8 @@ def render_report(result: Any) -> str:
     trade_columns, trade_rows = tables.last_trades(result.trades)
     cost_strategies, cost_returns = tables.cost_rows(result.costs, "total_return") if len(result.costs) else ([], [])
     _, cost_sharpe = tables.cost_rows(result.costs, "sharpe") if len(result.costs) else ([], [])
-    comparisons = getattr(result, "comparisons", None) or {}
-    regimes = sections.regime_blocks(getattr(result, "regimes", None), strategies, regime_rules())
+    comparisons = result.comparisons
+    regimes = sections.regime_blocks(result.regimes, strategies, REGIME_KINDS)
     shown = [s for s in SECTIONS if (s != "head-to-head" or comparisons.get("pairs")) and (s != "regimes" or regimes)]
     return _template().render(
         title=f"lstmbt report - {manifest.get('data', {}).get('source', result.config.data.source)}",
@@ -112,7 +111,7 @@ def render_report(result: Any) -> str:
         pair_lines=[scorecard.pair_sentence(p) for p in comparisons.get("pairs", [])],
         pairs=sections.pair_rows(comparisons.get("pairs", [])), pair_loss=comparisons.get("loss", ""),
         regimes=regimes, regime_min_days=REGIME_MIN_DAYS, carry_text=carry_text(result.config.backtest),
-        refit=getattr(result.config.train, "refit", False),
+        refit=result.config.train.refit,
         figure_ids=list(figures), plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
         fold_columns=fold_columns, folds=fold_rows,
         cost_strategies=cost_strategies, cost_returns=cost_returns, cost_sharpe=cost_sharpe,
@@ -125,21 +124,12 @@ def render_report(result: Any) -> str:
 
 def carry_text(backtest: Any) -> str:
     """What idle cash earns and what shorts pay, in words (``backtest.cash_rate`` / ``borrow_rate``)."""
-    cash, borrow = getattr(backtest, "cash_rate", 0.0), getattr(backtest, "borrow_rate", 0.0)
+    cash, borrow = backtest.cash_rate, backtest.borrow_rate
     cash_part = (f"uninvested capital earns {100 * cash:.4g}% a year" if cash else
                  "uninvested capital earns nothing (backtest.cash_rate = 0)")
     borrow_part = (f"short positions pay {100 * borrow:.4g}% a year to borrow" if borrow else
                    "short positions pay no borrow fee (backtest.borrow_rate = 0)")
     return f"{cash_part}, and {borrow_part}."
-
-
-def regime_rules() -> dict[str, str]:
-    """The regime rules in words, from ``backtest.regimes`` when it is there."""
-    try:
-        from backtest.regimes import REGIME_KINDS
-    except ImportError:
-        return {}
-    return dict(REGIME_KINDS)
 
 
 def _trade_summary(metrics: dict[str, dict[str, Any]], strategies: list[str]) -> list[list[str]]:

@@ -11,13 +11,14 @@ import math
 import numbers
 from typing import Any
 
+from backtest.relative import VERDICT_WORDS
 from reports.tables import format_metric
 
 BENCHMARK = "buy_and_hold"
 
 #: the verdict's words and the CSS class of its badge; every page uses these
-VERDICTS = {"beats": ("beats B&H", "good"), "inconclusive": ("inconclusive", "neutral"),
-            "worse": ("significantly worse", "bad")}
+VERDICTS = {key: (VERDICT_WORDS[key], css) for key, css in (("beats", "good"), ("inconclusive", "neutral"),
+                                                              ("worse", "bad"))}
 
 #: (column key, header, what the column means: the header's tooltip and the README's glossary)
 COLUMNS = (

@@ -41,7 +41,7 @@ def regime_blocks(regimes: pd.DataFrame, strategies: list[str], rules: dict[str,
     A cell shows the strategy's Sharpe with its interval, and below it buy-and-hold's Sharpe on the
     same days and, for strategies that call a direction, the hit rate against the base rate.
     """
-    if regimes is None or not len(regimes):
+    if not len(regimes):
         return []
     blocks = []
     for kind in [k for k in REGIME_TITLES if k in set(regimes["kind"])]:

@@ -94,7 +94,7 @@ def verdicts(metrics: dict[str, dict[str, Any]]) -> list[str]:
         if name == BENCHMARK:
             continue
         words = VERDICTS.get(entry.get("verdict") or "", ("no verdict (no Sharpe to compare)", ""))[0]
-        words = words.replace("B&H", BENCHMARK)
+        words = words.replace("buy-and-hold", BENCHMARK)
         span = interval(entry.get("verdict_ci_low"), entry.get("verdict_ci_high"), "sharpe", signed=True) or DASH
         out.append(f"{name}: {words}. Sharpe {format_metric('sharpe', entry['sharpe'])} vs "
                    f"{format_metric('sharpe', bench['sharpe'])}, total return "

@@ -22,7 +22,7 @@ def model(low: float, high: float, **extra) -> dict:
 
 
 @pytest.mark.parametrize(("low", "high", "words", "css"), [
-    (0.10, 0.90, "beats B&H", "good"),           # entirely above 0
+    (0.10, 0.90, "beats buy-and-hold", "good"),           # entirely above 0
     (-0.30, 0.20, "inconclusive", "neutral"),    # straddling
     (0.0, 0.40, "inconclusive", "neutral"),      # touching 0 is not above it
     (-1.75, -0.67, "significantly worse", "bad"),  # entirely below: the case the old summary misread

@@ -347,7 +347,7 @@ def test_universe_report_shows_every_metric_and_links_every_ticker(local_run, mo
             continue
         assert entry["verdict"] == verdict(entry["verdict_ci_low"], entry["verdict_ci_high"])
         assert entry["verdict_ci_low"] <= entry["sharpe_diff_ci_low"] and entry["verdict_ci_high"] >= entry["sharpe_diff_ci_high"]
-        words = VERDICTS[entry["verdict"]][0].replace("B&H", "ew_buy_and_hold")
+        words = VERDICTS[entry["verdict"]][0].replace("buy-and-hold", "ew_buy_and_hold")
         assert f"{strategy}: {words}." in html.replace("&amp;", "&")
     # both kinds of run directory re-render, and the universe is listed by the registry
     for target in (local, local / "tickers" / "T01"):
