@@ -30,8 +30,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from backtest.config import RunConfig, narrow
-from backtest.errors import ConfigError, DataError
+from lstmbt.backtest.config import RunConfig, narrow
+from lstmbt.backtest.errors import ConfigError, DataError
 
 FORMAT = 2  # 2: a fold is committed by its sha256.json (format 1: by its log file, unchecked)
 #: config keys that say how to load, not what: a run started with --refresh resumes from the cache it filled
@@ -318,7 +318,7 @@ def estimate_run_bytes(config: RunConfig, rows: int, models: list[str], n_folds:
 
 def _state_bytes(config: RunConfig) -> int:
     """The saved LSTM network's float32 parameters."""
-    from models.specs import NetSpec, lstm_param_count
+    from lstmbt.models.specs import NetSpec, lstm_param_count
 
     n_features = _FEATURES_GUESS + len(config.data.exog)
     return _PARAM_BYTES * lstm_param_count(n_features, 2, narrow(config.model, NetSpec))

@@ -21,8 +21,8 @@ from typing import Any
 
 import tomli_w
 
-from backtest.errors import ConfigError
-from models.specs import TRAIN_MODES, NetSpec, TrainSettings
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.models.specs import TRAIN_MODES, NetSpec, TrainSettings
 
 FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr", "lags")
 DEFAULT_FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr")
@@ -117,7 +117,7 @@ def _check_exog(sources: tuple[str, ...]) -> None:
                               "(e.g. fdr:USD/KRW, fdr:VIX) or csv:PATH")
     if not sources:
         return
-    from models.exog import exog_slug  # pandas only when exogenous series are asked for
+    from lstmbt.models.exog import exog_slug  # pandas only when exogenous series are asked for
 
     seen: dict[str, str] = {}
     for source in sources:
@@ -477,7 +477,7 @@ def narrow(section: Any, base: type) -> Any:
 def _check_fold_room(split: SplitConfig, horizon: int) -> None:
     """The first fold (the smallest) keeps samples to fit on after the purge, the embargo and the
     validation tail, at the longest horizon; else one line naming the numbers."""
-    from backtest.splits import MIN_FIT_SAMPLES, first_fold_sizes, min_train_needed
+    from lstmbt.backtest.splits import MIN_FIT_SAMPLES, first_fold_sizes, min_train_needed
 
     gap = horizon + split.embargo
     n_fit, n_val = first_fold_sizes(split.min_train, gap, split.val_fraction)

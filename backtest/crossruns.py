@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from backtest.headtohead import compare_pair, realised_directions
-from backtest.scoring import by_model, horizon_of, predicted_up, task_of, undecided
+from lstmbt.backtest.headtohead import compare_pair, realised_directions
+from lstmbt.backtest.scoring import by_model, horizon_of, predicted_up, task_of, undecided
 
 MAX_PAIRS = 24
 """Most cross-run pairs shown; with more models the first ones (in run and strategy order) are kept."""

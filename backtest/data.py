@@ -22,9 +22,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from backtest.config import DataConfig
-from backtest.datacheck import check_daily_bars, check_finite, check_moves, check_values
-from backtest.errors import DataError
+from lstmbt.backtest.config import DataConfig
+from lstmbt.backtest.datacheck import check_daily_bars, check_finite, check_moves, check_values
+from lstmbt.backtest.errors import DataError
 
 OHLCV = ("Open", "High", "Low", "Close", "Volume")
 SAMPLES = ("sp500", "nasdaq")

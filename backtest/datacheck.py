@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtest.config import DataConfig
-from backtest.errors import DataError
+from lstmbt.backtest.config import DataConfig
+from lstmbt.backtest.errors import DataError
 
 #: bars a year every annualised figure assumes (``backtest.metrics.PERIODS_PER_YEAR``; not imported
 #: from there because metrics loads scipy)

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtest.config import RunConfig
-from backtest.errors import DataError
-from backtest.pipeline import Progress, build_estimator, load_checked, make_design, training_weights
-from backtest.scoring import LINEAR_NAMES, MODEL_NAMES
-from backtest.splits import Fold, WalkForwardSplit
-from backtest.walkforward import SampleGrid, scaled_windows
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.pipeline import Progress, build_estimator, load_checked, make_design, training_weights
+from lstmbt.backtest.scoring import LINEAR_NAMES, MODEL_NAMES
+from lstmbt.backtest.splits import Fold, WalkForwardSplit
+from lstmbt.backtest.walkforward import SampleGrid, scaled_windows
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,7 +190,7 @@ def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: Sampl
 
 def _regression_record(kind: str, y_pred: float, last_close: float, epochs: int) -> RegressionForecast:
     """Price and return of a regression output ``y_pred`` (a log return or a price, by ``kind``)."""
-    from strategies import predicted_log_return
+    from lstmbt.strategies import predicted_log_return
 
     log_ret = float(predicted_log_return(pd.Series([y_pred]), pd.Series([last_close]), kind).iloc[0])
     close = y_pred if kind == "price" else last_close * math.exp(log_ret)

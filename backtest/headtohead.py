@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from backtest.config import RunConfig
-from backtest.errors import ConfigError
-from backtest.metrics import sharpe
-from backtest.relative import family_confidence, verdict
-from backtest.scoring import BENCHMARK, horizon_of, is_linear, name_horizon, task_of
-from backtest.significance import N_BOOT, default_block_length, diebold_mariano, sharpe_diff_ci
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.metrics import sharpe
+from lstmbt.backtest.relative import family_confidence, verdict
+from lstmbt.backtest.scoring import BENCHMARK, horizon_of, is_linear, name_horizon, task_of
+from lstmbt.backtest.significance import N_BOOT, default_block_length, diebold_mariano, sharpe_diff_ci
 
 LOSS = ("0/1 direction loss (1 on a day the call is wrong, 0 when right), because it is the only loss a return "
         "forecast and an up/down probability share: the regression model has no probability and the classifier "
@@ -178,7 +178,7 @@ def check_pairs(pairs: Sequence[str], strategies: Sequence[str]) -> list[tuple[s
 
 def planned_strategies(config: RunConfig) -> list[str]:
     """The strategy names a run of ``config`` scores: its models, their baselines, buy-and-hold."""
-    from backtest.scoring import horizon_plan
+    from lstmbt.backtest.scoring import horizon_plan
 
     tasks = config.target.tasks
     return ([name for name, _, _ in horizon_plan(config)] + ["persistence"] * ("regression" in tasks)
@@ -302,7 +302,7 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
         ``{"pairs": [{"a", "b", **compare_pair(...)}], "loss": LOSS, "spa": spa_test(...),
         "mcs": mcs_test(...), "family": {"n_models", "confidence", "method"}}``.
     """
-    from backtest.scoring import by_model
+    from lstmbt.backtest.scoring import by_model
 
     strategies = list(returns.columns)
     pairs = default_pairs(strategies)
@@ -322,7 +322,7 @@ def _compare_named(a: str, b: str, returns: pd.DataFrame, models: dict[str, pd.D
                    realised: dict[int, np.ndarray], config: RunConfig, close: pd.Series | None,
                    dates: pd.DatetimeIndex) -> dict[str, Any]:
     """:func:`compare_pair` of strategies ``a`` and ``b`` of a run, each call against its own horizon."""
-    from backtest.scoring import predicted_up, undecided
+    from lstmbt.backtest.scoring import predicted_up, undecided
 
     calls, keep = {}, np.ones(len(returns), dtype=bool)
     for name in (a, b):

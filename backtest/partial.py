@@ -18,9 +18,9 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from backtest.checkpoint import saved_folds
-from backtest.config import RunConfig
-from backtest.errors import ConfigError, DataError, LstmbtError, os_error_line
+from lstmbt.backtest.checkpoint import saved_folds
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import ConfigError, DataError, LstmbtError, os_error_line
 
 LOCK_FILE = "lock"
 #: OSError numbers that mean the run cannot be written where --out points

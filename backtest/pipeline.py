@@ -23,12 +23,12 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from backtest import __version__
-from backtest.config import RunConfig, narrow
-from backtest.errors import ConfigError, DataError
-from backtest.readback import read_config, read_json, read_metrics, read_parquet
-from backtest.scoring import BENCHMARK, MODEL_NAMES  # noqa: F401  (re-exported: callers import them from here)
-from backtest.scoring import collect_metrics, horizon_plan, is_linear, make_positions, run_warnings
+from lstmbt.backtest import __version__
+from lstmbt.backtest.config import RunConfig, narrow
+from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.readback import read_config, read_json, read_metrics, read_parquet
+from lstmbt.backtest.scoring import BENCHMARK, MODEL_NAMES  # noqa: F401  (re-exported: callers import them from here)
+from lstmbt.backtest.scoring import collect_metrics, horizon_plan, is_linear, make_positions, run_warnings
 
 RUN_FILES = ("config.toml", "manifest.json", "predictions.parquet", "positions.parquet", "returns.parquet",
              "folds.parquet", "costs.parquet", "trades.parquet", "metrics.json", "comparisons.json", "regimes.parquet", "report.html")
@@ -124,8 +124,8 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
 
 def _open_checkpoint(checkpoint: Path, design: Design, config: RunConfig) -> int:
     """Start or check the run's checkpoint (same config and data); returns the folds already saved."""
-    from backtest.checkpoint import open_checkpoint
-    from backtest.data import describe_prices
+    from lstmbt.backtest.checkpoint import open_checkpoint
+    from lstmbt.backtest.data import describe_prices
 
     data = describe_prices(design.prices, config.data.source, config.data.symbol)
     models = [name for name, _, _ in horizon_plan(config)]
@@ -141,8 +141,8 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
     The manifest's ``data_checks`` holds the data warnings, with the share of out-of-sample fill
     bars (those the returns are earned on) that open at the previous close.
     """
-    from backtest.data import describe_prices
-    from backtest.datacheck import data_warnings
+    from lstmbt.backtest.data import describe_prices
+    from lstmbt.backtest.datacheck import data_warnings
 
     timings = dict(timings or {})
     started = time.perf_counter()
@@ -161,9 +161,9 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
            config: RunConfig) -> dict[str, Any]:
     """Positions, the backtest at the configured costs and across fee levels, metrics, fold figures,
     and the comparisons between strategies."""
-    from backtest.headtohead import run_comparisons
-    from backtest.portfolio import cost_sweep, run_backtest
-    from backtest.scoring import by_model, fold_stats, horizon_of, majority_p_up, predicted_up
+    from lstmbt.backtest.headtohead import run_comparisons
+    from lstmbt.backtest.portfolio import cost_sweep, run_backtest
+    from lstmbt.backtest.scoring import by_model, fold_stats, horizon_of, majority_p_up, predicted_up
 
     dates = design.grid.dates[design.folds[0].test[0]:]
     direction = design.targets["classification"]
@@ -191,8 +191,8 @@ def _regimes(close: pd.Series, dates: pd.DatetimeIndex, returns: pd.DataFrame, c
              config: RunConfig) -> pd.DataFrame:
     """Every strategy's figures per regime known at the decision close (``backtest.regimes``); a
     model's hit rate leaves out the days it could not decide on, as its overall hit rate does."""
-    from backtest.regimes import regime_labels, regime_table
-    from backtest.scoring import undecided
+    from lstmbt.backtest.regimes import regime_labels, regime_table
+    from lstmbt.backtest.scoring import undecided
 
     realised = {name: per_model.get(name, realised_up) for name in returns.columns}
     decided = {name: ~undecided(name, models, config, close) for name in models}
@@ -203,7 +203,7 @@ def _regimes(close: pd.Series, dates: pd.DatetimeIndex, returns: pd.DataFrame, c
 def load_checked(config: RunConfig, *, folds: bool = True, positions: bool = True) -> pd.DataFrame:
     """Prices, refused early when too short for the warm-up, lookback, min_train and one test block,
     or when ``check_length``'s checks before training fail."""
-    from backtest.data import load_prices
+    from lstmbt.backtest.data import load_prices
 
     return check_length(load_prices(config.data), config, folds=folds, positions=positions)
 
@@ -218,13 +218,13 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
     predict, importance, sweeps and universes all show them before any training."""
     import warnings
 
-    from backtest.data import check_enough_rows
-    from backtest.datacheck import data_warnings
-    from backtest.errors import DataWarning
-    from backtest.headtohead import check_pairs, planned_strategies
-    from backtest.preflight import check_before_training
-    from models.exog import exog_warmup_rows
-    from models.features import warmup_rows
+    from lstmbt.backtest.data import check_enough_rows
+    from lstmbt.backtest.datacheck import data_warnings
+    from lstmbt.backtest.errors import DataWarning
+    from lstmbt.backtest.headtohead import check_pairs, planned_strategies
+    from lstmbt.backtest.preflight import check_before_training
+    from lstmbt.models.exog import exog_warmup_rows
+    from lstmbt.models.features import warmup_rows
 
     warmup = max(warmup_rows(config.features.groups, config.features.n_lags), exog_warmup_rows(len(config.data.exog)))
     need, breakdown = _rows_needed(config, warmup)
@@ -239,15 +239,15 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
 def make_design(prices: pd.DataFrame, config: RunConfig) -> Design:
     """Features, targets, the sample grid and the walk-forward folds that every model of a run shares."""
     # Imported only after loading, so bad input is reported before sklearn and torch load.
-    from backtest.splits import WalkForwardSplit
-    from backtest.walkforward import make_sample_grid
-    from models.features import make_features
-    from models.targets import make_target
+    from lstmbt.backtest.splits import WalkForwardSplit
+    from lstmbt.backtest.walkforward import make_sample_grid
+    from lstmbt.models.features import make_features
+    from lstmbt.models.targets import make_target
 
     features = make_features(prices, config.features.groups, config.features.n_lags)
     if config.data.exog:  # as-of joined: day t sees only values stamped <= t - exog_lag_days (models.exog)
-        from backtest.data import load_exogs
-        from models.exog import exog_features
+        from lstmbt.backtest.data import load_exogs
+        from lstmbt.models.exog import exog_features
 
         features = features.join(exog_features(prices.index, load_exogs(config.data, prices.index),
                                                lag_days=config.data.exog_lag_days))
@@ -270,7 +270,7 @@ def _predict_all(design: Design, config: RunConfig, report: Progress,
 
     ``checkpoint``: each model saves and resumes its folds in ``checkpoint / <model name>``.
     """
-    from backtest.walkforward import walk_forward_predict
+    from lstmbt.backtest.walkforward import walk_forward_predict
 
     frames, logs, n_folds = [], [], len(design.folds)
     for name, task, h in horizon_plan(config):
@@ -298,7 +298,7 @@ def training_weights(design: Design, task: str, horizon: int, config: RunConfig)
     """Training weights of a classifier with a dead zone (``target.dead_zone``), else None."""
     if task != "classification" or config.target.dead_zone <= 0:
         return None
-    from models.targets import dead_zone_weights
+    from lstmbt.models.targets import dead_zone_weights
 
     return dead_zone_weights(design.prices, horizon, config.target.dead_zone)
 
@@ -306,11 +306,11 @@ def training_weights(design: Design, task: str, horizon: int, config: RunConfig)
 def build_estimator(task: str, config: RunConfig, linear: bool = False):
     """The unfitted estimator for ``task`` (``regression`` or ``classification``): the LSTM, or with
     ``linear`` the ridge/logistic baseline."""
-    from models.estimators import LSTMClassifier, LSTMRegressor
-    from models.specs import NetSpec, TrainSettings
+    from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor
+    from lstmbt.models.specs import NetSpec, TrainSettings
 
     if linear:
-        from models.linear import LogisticClassifier, RidgeRegressor
+        from lstmbt.models.linear import LogisticClassifier, RidgeRegressor
 
         alpha = config.model.linear_alpha
         refit = config.train.refit  # with early-stopped LSTMs refitted on fit + validation, the twins are too
@@ -334,7 +334,7 @@ def _manifest(config: RunConfig, data: dict[str, Any], positions: pd.DataFrame, 
               timings: dict[str, float], warnings: list[str], data_checks: list[str] | None = None) -> dict[str, Any]:
     """The run's provenance. ``warnings`` lists a look-ahead suspicion first, then ``data_checks``
     (also kept on their own), then the other run warnings, so the report and CLI show them all."""
-    from models.training import resolve_device
+    from lstmbt.models.training import resolve_device
 
     data_checks = list(data_checks or [])
     alarms = [w for w in warnings if w.startswith("LOOK-AHEAD SUSPECTED")]  # stays the first thing said
@@ -389,7 +389,7 @@ def staged_dir(out_dir: str | Path) -> Iterator[Path]:
     """A temporary sibling of ``out_dir`` to write into, renamed to ``out_dir`` when the block ends
     without an error and removed when it fails, so no half-written run directory is left. Temporary
     siblings that killed processes left (``.NAME.tmp-PID``, the process gone) are removed first."""
-    from backtest.partial import remove_stale_tmp
+    from lstmbt.backtest.partial import remove_stale_tmp
 
     out_dir = Path(out_dir)
     if out_dir.exists() or out_dir.is_symlink():  # a dangling link too: the rename would replace it
@@ -409,7 +409,7 @@ def staged_dir(out_dir: str | Path) -> Iterator[Path]:
 
 def save_run(result: RunResult, out_dir: str | Path) -> Path:
     """Write the run directory (RUN_FILES) atomically: into a temporary sibling, then rename."""
-    from reports import render_report
+    from lstmbt.reports import render_report
 
     with staged_dir(out_dir) as tmp:
         (tmp / "config.toml").write_text(result.config.to_toml(), encoding="utf-8")
@@ -454,8 +454,8 @@ def load_run(run_dir: str | Path) -> RunResult:
 def _load_comparisons(path: Path, frames: dict[str, pd.DataFrame], config: RunConfig) -> dict[str, Any]:
     """A saved ``comparisons.json`` (checked for shape), or, when a run of an earlier version has
     none, the comparisons recomputed from the run's frames (``run_comparisons``)."""
-    from backtest.headtohead import comparisons_problem, run_comparisons
-    from backtest.readback import DamagedFileError
+    from lstmbt.backtest.headtohead import comparisons_problem, run_comparisons
+    from lstmbt.backtest.readback import DamagedFileError
 
     if not path.exists() and not path.is_symlink():
         return run_comparisons(frames["predictions"], frames["returns"], frames["positions"], config)

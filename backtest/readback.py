@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from backtest.config import RunConfig
-from backtest.errors import DataError, LstmbtError
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import DataError, LstmbtError
 
 #: what to do about a damaged file of a run directory
 RESTORE = "restore it from a backup, or re-run `lstmbt run` to write the run directory again"

@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from backtest.errors import DataError
-from backtest.metrics import PERIODS_PER_YEAR, sharpe, total_return
-from backtest.scoring import BENCHMARK
+from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.metrics import PERIODS_PER_YEAR, sharpe, total_return
+from lstmbt.backtest.scoring import BENCHMARK
 # the private pieces of sharpe_ci, so one regime's strategies can share its bootstrap draw
-from backtest.significance import (N_BOOT, _percentile_interval, _sharpe_rows, bootstrap_indices, default_block_length,
+from lstmbt.backtest.significance import (N_BOOT, _percentile_interval, _sharpe_rows, bootstrap_indices, default_block_length,
                                    sharpe_ci, wilson_interval)
 
 VOL_WINDOW = 63

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtest.config import RunConfig
+from lstmbt.backtest.config import RunConfig
 
 BENCHMARK = "buy_and_hold"
 MODEL_NAMES = {"regression": "lstm_regression", "classification": "lstm_classification"}
@@ -103,7 +103,7 @@ def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: R
     history, for the trailing volatility of confidence sizing (the predictions' own closes
     start on the first test day, which would leave the first ``vol_window`` days flat).
     """
-    from strategies import buy_and_hold
+    from lstmbt.strategies import buy_and_hold
 
     columns = {}
     for name, group in predictions.groupby("model", sort=False):
@@ -125,7 +125,7 @@ def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: R
 def _model_positions(task: str, y_pred: pd.Series | None, p_up: pd.Series | None, own_close: pd.Series | None,
                      config: RunConfig, close: pd.Series | None, predicted: pd.Series | None = None) -> pd.Series:
     """One model's positions under the configured sizing (``strategy.sizing``)."""
-    from strategies import (classification_confidence_positions, classification_positions, drawdown_positions,
+    from lstmbt.strategies import (classification_confidence_positions, classification_positions, drawdown_positions,
                             predicted_log_return, regression_confidence_positions, regression_positions)
 
     s = config.strategy
@@ -152,7 +152,7 @@ def predicted_up(name: str, models: dict[str, pd.DataFrame], majority: pd.Series
                  config: RunConfig, dates: pd.DatetimeIndex) -> np.ndarray | None:
     """The direction strategy ``name`` called on each decision day; None for persistence and for a
     ``max_drawdown`` model, which call no direction."""
-    from strategies import predicted_log_return
+    from lstmbt.strategies import predicted_log_return
 
     if name == BENCHMARK:
         return np.ones(len(dates), dtype=bool)
@@ -175,7 +175,7 @@ def undecided(name: str, models: dict[str, pd.DataFrame], config: RunConfig,
 
     ``close``: the whole close history (None: the model's own closes from the first test day).
     """
-    from strategies.rules import confidence_undecided, predicted_log_return
+    from lstmbt.strategies.rules import confidence_undecided, predicted_log_return
 
     g = models[name]
     if task_of(name) == "classification":
@@ -201,7 +201,7 @@ def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest
     could not decide on (``undecided``): each model's ``no_decision_days``, left out of its
     hit rate, base rate and hit-rate tests (its returns count them flat, as it was held).
     """
-    from backtest import metrics as m
+    from lstmbt.backtest import metrics as m
 
     out: dict[str, dict[str, Any]] = {}
     dates = positions.index
@@ -234,7 +234,7 @@ def _relative(name: str, entry: dict[str, Any], returns: pd.DataFrame, pos: np.n
     """Benchmark-relative figures (``backtest.relative``) for every strategy but buy-and-hold, and
     the verdict of each strategy with a Sharpe-difference interval: from that interval widened to
     the Bonferroni level over the run's models (``family_confidence``), same seed and resamples."""
-    from backtest.relative import benchmark_relative, family_verdict
+    from lstmbt.backtest.relative import benchmark_relative, family_verdict
 
     if name == BENCHMARK:
         return {}
@@ -252,7 +252,7 @@ def _significance(name: str, returns: pd.DataFrame, pred_up: np.ndarray | None, 
     Buy-and-hold gets its Sharpe interval and PSR only; persistence, which calls no direction,
     gets no directional test. Regression models add Diebold-Mariano against persistence.
     """
-    from backtest import significance as sig
+    from lstmbt.backtest import significance as sig
 
     r = returns[name].to_numpy()
     if name == BENCHMARK:
@@ -274,7 +274,7 @@ def _significance(name: str, returns: pd.DataFrame, pred_up: np.ndarray | None, 
 def _undirected_significance(r: np.ndarray, bench: np.ndarray, errors: dict[str, np.ndarray], horizon: int,
                              config: RunConfig) -> dict[str, float]:
     """Sharpe intervals, PSR and Diebold-Mariano of a model that makes no up/down call."""
-    from backtest import significance as sig
+    from lstmbt.backtest import significance as sig
 
     seed = config.train.seed
     low, high = sig.sharpe_ci(r, seed=seed)
@@ -289,7 +289,7 @@ def _undirected_significance(r: np.ndarray, bench: np.ndarray, errors: dict[str,
 def _prediction_scores(name: str, models: dict[str, pd.DataFrame], majority: pd.Series | None,
                        dates: pd.DatetimeIndex, config: RunConfig) -> dict[str, float]:
     """Forecast-error or probability scores of one strategy's predictions, where it has them."""
-    from backtest import metrics as m
+    from lstmbt.backtest import metrics as m
 
     price = config.target.regression == "price"
     tasks = {task_of(n): g for n, g in models.items()}  # any model of a task has that task's y_true
@@ -316,7 +316,7 @@ def fold_stats(folds: pd.DataFrame, positions: pd.DataFrame, returns: pd.DataFra
     return compounds the rows of its decision days. ``up_calls``: per model, its daily calls;
     ``realised_up``: the realised directions, or per model when models differ in horizon.
     """
-    from backtest.metrics import hit_rate, total_return
+    from lstmbt.backtest.metrics import hit_rate, total_return
 
     dates = positions.index
     extra = {k: [] for k in ("hit_rate", "base_rate", "strategy_return", "buy_and_hold_return")}

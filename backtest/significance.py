@@ -24,7 +24,7 @@ from arch.bootstrap import StationaryBootstrap, optimal_block_length
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from backtest.metrics import PERIODS_PER_YEAR, hit_rate_pvalue
+from lstmbt.backtest.metrics import PERIODS_PER_YEAR, hit_rate_pvalue
 
 N_BOOT = 1000
 """Default number of bootstrap resamples."""

@@ -26,15 +26,15 @@ LONG_RUN = {"data.source": "sample:sp500", "split.min_train": 252, "split.step":
 
 
 def long_result():
-    from backtest.config import QUICK_PRESET, RunConfig
-    from backtest.pipeline import run
+    from lstmbt.backtest.config import QUICK_PRESET, RunConfig
+    from lstmbt.backtest.pipeline import run
 
     return run(RunConfig().with_values({**QUICK_PRESET, **LONG_RUN}))
 
 
 def measure(result) -> dict:
-    from reports import render_report
-    from reports.embed import plotly_bundle
+    from lstmbt.reports import render_report
+    from lstmbt.reports.embed import plotly_bundle
 
     started = time.perf_counter()
     plotly_bundle()  # compressed once per process; counted separately
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", nargs="?", type=Path, help="measure this saved run instead of the long run")
     args = parser.parse_args(argv)
     if args.run_dir:
-        from backtest.pipeline import load_run
+        from lstmbt.backtest.pipeline import load_run
 
         result = load_run(args.run_dir)
     else:

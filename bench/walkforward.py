@@ -73,11 +73,11 @@ def run_w(args: argparse.Namespace) -> dict:
     import pandas as pd
     import torch
 
-    from backtest.splits import WalkForwardSplit
-    from backtest.walkforward import make_sample_grid, walk_forward_predict
-    from models.estimators import LSTMRegressor
-    from models.specs import NetSpec, TrainSettings
-    from models.specs import available_cores
+    from lstmbt.backtest.splits import WalkForwardSplit
+    from lstmbt.backtest.walkforward import make_sample_grid, walk_forward_predict
+    from lstmbt.models.estimators import LSTMRegressor
+    from lstmbt.models.specs import NetSpec, TrainSettings
+    from lstmbt.models.specs import available_cores
 
     torch.set_num_threads(args.threads or available_cores())
     returns = load_returns(args.data)
@@ -181,7 +181,7 @@ def run_darts(args: argparse.Namespace, seed: int) -> dict:
 
 
 def _cores() -> int:
-    from models.specs import available_cores
+    from lstmbt.models.specs import available_cores
 
     return available_cores()
 

@@ -23,10 +23,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from models.networks import LSTMNet
-from models.specs import NetSpec, TrainSettings
-from models.targets import check_sample_weight
-from models.training import (TrainLog, evaluate_loss, predict_outputs, resolve_device, train_epochs,
+from lstmbt.models.networks import LSTMNet
+from lstmbt.models.specs import NetSpec, TrainSettings
+from lstmbt.models.targets import check_sample_weight
+from lstmbt.models.training import (TrainLog, evaluate_loss, predict_outputs, resolve_device, train_epochs,
                              train_network)
 
 #: bumped when the layout of ``get_checkpoint``'s dict changes, so an old file is refused, not misread

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils.validation import check_is_fitted
 
-from models.targets import check_sample_weight
+from lstmbt.models.targets import check_sample_weight
 
 
 def _last_rows(X: np.ndarray) -> np.ndarray:

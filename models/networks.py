@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.specs import NetSpec
+from lstmbt.models.specs import NetSpec
 
 __all__ = ["LSTMNet", "NetSpec"]
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.specs import EVAL_BATCH, TRAIN_MODES, TrainSettings
-from models.windows import contiguous_series
+from lstmbt.models.specs import EVAL_BATCH, TRAIN_MODES, TrainSettings
+from lstmbt.models.windows import contiguous_series
 
 #: a warm refit must beat the incoming weights by this many standard errors of the paired
 #: per-sample validation loss difference, so noise is not learned fold after fold

@@ -14,8 +14,8 @@ from typing import Any
 
 import jinja2
 
-from backtest import __version__
-from reports.tables import format_metric
+from lstmbt.backtest import __version__
+from lstmbt.reports.tables import format_metric
 
 METRIC_HELP = {
     "total_return": "compounded net return over the out-of-sample period",
@@ -83,12 +83,12 @@ SECTIONS = ("summary", "head-to-head", "regimes", "performance", "predictions", 
 
 def render_report(result: Any) -> str:
     """The HTML text of the report for ``result`` (a ``backtest.pipeline.RunResult``)."""
-    from backtest.regimes import MIN_DAYS as REGIME_MIN_DAYS
-    from backtest.regimes import REGIME_KINDS
-    from backtest.scoring import task_of
-    from reports import scorecard, sections, tables
-    from reports.embed import pack_figures, plotly_bundle
-    from reports.figures import report_figures
+    from lstmbt.backtest.regimes import MIN_DAYS as REGIME_MIN_DAYS
+    from lstmbt.backtest.regimes import REGIME_KINDS
+    from lstmbt.backtest.scoring import task_of
+    from lstmbt.reports import scorecard, sections, tables
+    from lstmbt.reports.embed import pack_figures, plotly_bundle
+    from lstmbt.reports.figures import report_figures
 
     metrics = result.metrics
     strategies = list(metrics)
@@ -159,7 +159,7 @@ def _template() -> jinja2.Template:
 def environment() -> jinja2.Environment:
     """The Jinja2 environment of every lstmbt page: autoescaped, strict about missing names."""
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("reports", "templates"),
+        loader=jinja2.PackageLoader("lstmbt.reports", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )

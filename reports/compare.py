@@ -20,11 +20,11 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from backtest import __version__
-from backtest import metrics as m
-from backtest.errors import ConfigError, DataError
-from backtest.pipeline import RunResult, load_run
-from reports import METRIC_HELP, format_metric
+from lstmbt.backtest import __version__
+from lstmbt.backtest import metrics as m
+from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.pipeline import RunResult, load_run
+from lstmbt.reports import METRIC_HELP, format_metric
 
 #: fewest days of returns every run must share (a Sharpe ratio needs two)
 MIN_COMMON_DAYS = 2
@@ -65,14 +65,14 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> str:
     DataError
         A path that is not a run directory, or runs sharing fewer than ``MIN_COMMON_DAYS`` days.
     """
-    from reports.embed import pack_figures, plotly_bundle
+    from lstmbt.reports.embed import pack_figures, plotly_bundle
 
     runs = load_runs(run_dirs)
     start, end = common_period(runs)
     windows = common_returns(runs, start, end)
-    from backtest.crossruns import cross_run_pairs
-    from reports.scorecard import pair_sentence
-    from reports.sections import pair_rows
+    from lstmbt.backtest.crossruns import cross_run_pairs
+    from lstmbt.reports.scorecard import pair_sentence
+    from lstmbt.reports.sections import pair_rows
 
     pairs = cross_run_pairs([(r.label, r.result) for r in runs])
     figures = {"fig-equity": equity_figure(windows, [r.label for r in runs]),
@@ -100,7 +100,7 @@ def write_compare(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; give a file name such as {out / 'compare.html'}")
     text = compare_runs(run_dirs)
-    from reports import write_page
+    from lstmbt.reports import write_page
 
     return write_page(out, text)
 
@@ -296,7 +296,7 @@ def equity_figure(windows: dict[tuple[str, str], pd.Series], labels: list[str]) 
     """Growth of 1 invested at the start of the common period, net of costs, with a log toggle."""
     import plotly.graph_objects as go
 
-    from reports.figures import scale_toggle
+    from lstmbt.reports.figures import scale_toggle
 
     fig = go.Figure(_curves(windows, labels, m.equity_curve))
     fig.update_layout(title="Equity over the common period (growth of 1, net of costs)", yaxis_title="equity",
@@ -316,7 +316,7 @@ def drawdown_figure(windows: dict[tuple[str, str], pd.Series], labels: list[str]
 
 
 def _template() -> jinja2.Template:
-    from reports import environment
+    from lstmbt.reports import environment
 
     return environment().get_template("compare.html.j2")
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from backtest import metrics as m
+from lstmbt.backtest import metrics as m
 
 BENCHMARK = "buy_and_hold"
 _COLORS = {"buy_and_hold": "#7f7f7f", "lstm_regression": "#1f77b4", "lstm_classification": "#d62728",
@@ -281,8 +281,8 @@ def report_figures(result: Any) -> dict[str, go.Figure]:
     classification diagnostics (confusion matrix, p_up histogram) are drawn for the first
     classifier (the LSTM's, when it ran), with every classifier on the calibration chart.
     """
-    from backtest.scoring import horizon_of, task_of
-    from strategies import predicted_log_return
+    from lstmbt.backtest.scoring import horizon_of, task_of
+    from lstmbt.strategies import predicted_log_return
 
     config = result.config
     returns, target = result.returns, config.target.regression

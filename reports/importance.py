@@ -15,11 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from backtest import __version__
-from backtest.config import RunConfig
-from backtest.errors import ConfigError
-from backtest.importance import METHODS, feature_groups, summarize_importance
-from backtest.scoring import task_of
+from lstmbt.backtest import __version__
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.importance import METHODS, feature_groups, summarize_importance
+from lstmbt.backtest.scoring import task_of
 
 #: half-width of the intervals, in standard errors
 Z95 = 1.96
@@ -35,8 +35,8 @@ def render_importance(frame: pd.DataFrame, config: RunConfig, n_repeats: int | N
 
     ``n_repeats`` and ``seed`` describe the permutation method (shown when it is present).
     """
-    from reports import environment
-    from reports.embed import pack_figures, plotly_bundle
+    from lstmbt.reports import environment
+    from lstmbt.reports.embed import pack_figures, plotly_bundle
 
     summary = summarize_importance(frame)
     methods = [m for m in METHODS if (summary["method"] == m).any()]
@@ -57,7 +57,7 @@ def write_importance(frame: pd.DataFrame, config: RunConfig, out: str | Path, n_
     out = Path(out)
     check_out_path(out)
     text = render_importance(frame, config, n_repeats, seed)
-    from reports import write_page
+    from lstmbt.reports import write_page
 
     return write_page(out, text)
 

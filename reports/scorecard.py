@@ -11,8 +11,8 @@ import math
 import numbers
 from typing import Any
 
-from backtest.relative import VERDICT_WORDS
-from reports.tables import format_metric
+from lstmbt.backtest.relative import VERDICT_WORDS
+from lstmbt.reports.tables import format_metric
 
 BENCHMARK = "buy_and_hold"
 

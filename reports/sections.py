@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from reports.scorecard import interval, pair_sentence
-from reports.tables import format_metric
+from lstmbt.reports.scorecard import interval, pair_sentence
+from lstmbt.reports.tables import format_metric
 
 #: regime kinds in report order, with their titles
 REGIME_TITLES = {"volatility": "Trailing 63-day volatility (terciles)", "drawdown": "Buy-and-hold drawdown",

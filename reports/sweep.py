@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtest import __version__
-from backtest import metrics as m
-from reports.tables import DASH, format_metric
+from lstmbt.backtest import __version__
+from lstmbt.backtest import metrics as m
+from lstmbt.reports.tables import DASH, format_metric
 
 #: the ranking table's figure columns, in order: (summary column, header)
 FIGURE_COLUMNS = (("sharpe", "Sharpe"), ("bh_sharpe", "B&H Sharpe"), ("sharpe_minus_bh", "Sharpe - B&H"),
@@ -28,8 +28,8 @@ _LAYOUT = dict(height=380, margin=dict(l=60, r=20, t=50, b=40), legend=dict(orie
 
 def render_sweep(outcome: Any) -> str:
     """The HTML text of ``sweep.html`` for ``outcome`` (a ``backtest.sweep.SweepOutcome``)."""
-    from reports import environment
-    from reports.embed import pack_figures, plotly_bundle
+    from lstmbt.reports import environment
+    from lstmbt.reports.embed import pack_figures, plotly_bundle
 
     summary, overfit = outcome.summary, outcome.overfit
     params = [key for key, _ in outcome.spec.params]
@@ -134,7 +134,7 @@ def equity_figure(curves: pd.DataFrame) -> Any:
     """Growth of 1 over the common days for the top rows and buy-and-hold."""
     import plotly.graph_objects as go
 
-    from reports.figures import scale_toggle
+    from lstmbt.reports.figures import scale_toggle
 
     x = [d.strftime("%Y-%m-%d") for d in pd.DatetimeIndex(curves.index)]
     traces = [go.Scatter(x=x, y=m.equity_curve(curves[c].to_numpy())[1:], mode="lines", name=str(c),

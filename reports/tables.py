@@ -115,7 +115,7 @@ def _bound_base(name: str) -> str:
 
 def is_model(name: str) -> bool:
     """Whether strategy ``name`` is a model's (LSTM or linear, any horizon, or a universe portfolio of one)."""
-    from backtest.scoring import task_of
+    from lstmbt.backtest.scoring import task_of
 
     if task_of(name) is not None:
         return True

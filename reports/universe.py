@@ -16,9 +16,9 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from backtest import __version__
-from reports import METRIC_HELP, environment, format_metric
-from reports.tables import DASH, metric_rows
+from lstmbt.backtest import __version__
+from lstmbt.reports import METRIC_HELP, environment, format_metric
+from lstmbt.reports.tables import DASH, metric_rows
 
 BENCHMARK = "ew_buy_and_hold"
 #: what the metrics mean for a portfolio where that differs from a single ticker's run
@@ -42,7 +42,7 @@ SECTIONS = ("summary", "metrics", "performance", "tickers", "run")
 
 def render_universe(result: Any) -> str:
     """The HTML text of the universe report for ``result``."""
-    from reports.embed import pack_figures, plotly_bundle
+    from lstmbt.reports.embed import pack_figures, plotly_bundle
 
     metrics, manifest = result.metrics, result.manifest
     strategies = list(metrics)
@@ -84,7 +84,7 @@ def _interval(entry: dict[str, Any]) -> str:
 def verdicts(metrics: dict[str, dict[str, Any]]) -> list[str]:
     """One sentence per strategy: its verdict against the benchmark in the words of the single-ticker
     scorecard (``reports.scorecard.VERDICTS``), with the family-wise interval it rests on."""
-    from reports.scorecard import VERDICTS, interval
+    from lstmbt.reports.scorecard import VERDICTS, interval
 
     bench = metrics.get(BENCHMARK)
     if bench is None:
@@ -126,7 +126,7 @@ def universe_figures(returns: pd.DataFrame, weights: pd.DataFrame) -> dict[str, 
     """Equity and drawdown of the portfolio strategies, and how many tickers were active each day."""
     import plotly.graph_objects as go
 
-    from reports.figures import drawdown_figure, equity_figure
+    from lstmbt.reports.figures import drawdown_figure, equity_figure
 
     active = weights[weights["strategy"] == BENCHMARK]
     counts = active.assign(held=active["weight"] != 0).groupby("date")["held"].sum()

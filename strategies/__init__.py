@@ -4,7 +4,7 @@ A position dated t is decided after the close of day t; ``backtest.portfolio`` a
 execution lag. Nothing here looks at prices after t.
 """
 
-from strategies.rules import (
+from lstmbt.strategies.rules import (
     buy_and_hold,
     classification_confidence_positions,
     classification_positions,

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-import backtest.cli as cli
+import lstmbt.backtest.cli.app as cli
 
 #: a tiny LSTM run: ``--set`` items, and the same as CLI arguments (a couple of seconds per run)
 TINY_SETS = ["split.min_train=150", "split.step=100", "model.lookback=5", "model.hidden_size=4",

@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import backtest.cli as cli
-from backtest.config import RunConfig, parse_overrides
-from backtest.errors import ConfigError, DataError, LstmbtError
-from backtest.pipeline import RUN_FILES, load_run, save_run
+import lstmbt.backtest.cli.app as cli
+from lstmbt.backtest.config import RunConfig, parse_overrides
+from lstmbt.backtest.errors import ConfigError, DataError, LstmbtError
+from lstmbt.backtest.pipeline import RUN_FILES, load_run, save_run
 from helpers import TINY, TINY_SETS, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def test_no_arguments_shows_help():
 _HELP_PROBE = """
 import sys
 sys.argv = ["lstmbt", *sys.argv[1:]]
-from backtest.cli import main
+from lstmbt.backtest.cli.app import main
 try:
     main()
 except SystemExit as exc:
@@ -169,11 +169,20 @@ def test_help_imports_neither_torch_nor_vectorbt(argv):
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY: []"
 
 
-def test_python_dash_m_backtest_help():
-    proc = subprocess.run([sys.executable, "-m", "backtest", "--help"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+def test_python_dash_m_lstmbt_help(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lstmbt", "--help"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "Usage" in proc.stdout and "run" in proc.stdout and "report" in proc.stdout
+
+
+def test_only_lstmbt_enters_the_import_namespace(tmp_path):
+    """Installed, the folders are lstmbt's subpackages: a user's own ``models`` is never shadowed."""
+    code = ("import importlib.util as u, lstmbt.models.features, lstmbt.backtest.pipeline; "
+            "print([n for n in ('backtest', 'models', 'strategies', 'reports') if u.find_spec(n)])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 # --------------------------------------------------------------------------- end to end
@@ -433,7 +442,7 @@ def test_data_show_bad_source_is_one_error_line(monkeypatch, capsys):
 def test_subprocess_config_error(tmp_path):
     parent = tmp_path / "runs"
     parent.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "backtest", "run", "--set", "model.hiden_size=4",
+    proc = subprocess.run([sys.executable, "-m", "lstmbt", "run", "--set", "model.hiden_size=4",
                            "--out", str(parent / "out")], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert_one_error_line(proc.returncode, proc.stdout, proc.stderr, ["did you mean 'model.hidden_size'"])
     assert list(parent.iterdir()) == []
@@ -458,7 +467,7 @@ class _Boom(RuntimeError):
 
 @pytest.mark.parametrize("exc", [_Boom("render failed"), KeyboardInterrupt()])
 def test_a_failure_while_saving_leaves_nothing_behind(exc, wide_run, tmp_path, monkeypatch):
-    import reports
+    from lstmbt import reports
 
     result = load_run(wide_run[0])
 
@@ -487,8 +496,8 @@ def test_save_run_writes_the_run_files_and_refuses_to_overwrite(wide_run, tmp_pa
 
 def test_interrupting_a_run_writes_nothing(wide_run, csv_dir, tmp_path, monkeypatch, capsys):
     """Ctrl-C during the final write: the CLI says so, exits 130, and no directory is left."""
-    import backtest.pipeline as pipeline
-    import reports
+    import lstmbt.backtest.pipeline as pipeline
+    from lstmbt import reports
 
     def interrupt(_result):
         raise KeyboardInterrupt
@@ -509,8 +518,8 @@ def test_errors_share_one_base_class():
 
 
 def test_a_utf8_bom_is_read_like_plain_utf8(csv_dir):
-    from backtest.config import DataConfig
-    from backtest.data import load_prices
+    from lstmbt.backtest.config import DataConfig
+    from lstmbt.backtest.data import load_prices
 
     plain = load_prices(DataConfig(source=f"csv:{csv_dir / 'wide.csv'}"))
     bom = load_prices(DataConfig(source=f"csv:{csv_dir / 'bom.csv'}"))

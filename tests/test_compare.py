@@ -21,13 +21,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import backtest.cli as cli
-from backtest.config import RunConfig
-from backtest.errors import ConfigError, DataError
-from backtest.pipeline import run, save_run
-from reports import format_metric
-from reports.compare import COMMON_METRICS, compare_runs, run_labels, write_compare
-from reports.embed import unpack_figures
+import lstmbt.backtest.cli.app as cli
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.pipeline import run, save_run
+from lstmbt.reports import format_metric
+from lstmbt.reports.compare import COMMON_METRICS, compare_runs, run_labels, write_compare
+from lstmbt.reports.embed import unpack_figures
 from helpers import run_main
 
 TINY = {"data.source": "sample:sp500", "data.start": "2016-06-01", "split.min_train": 150, "split.step": 100,
@@ -323,9 +323,9 @@ def test_default_out_is_under_runs(runs, tmp_path, monkeypatch):
 def test_head_to_head_across_runs_on_their_common_days(runs):
     """Each model of run a against each of run b: the paired interval equals significance.sharpe_diff_ci
     on the days both decided, and agreement is the share of equal calls on those days."""
-    from backtest.crossruns import cross_run_pairs
-    from backtest.pipeline import load_run
-    from backtest.significance import sharpe_diff_ci
+    from lstmbt.backtest.crossruns import cross_run_pairs
+    from lstmbt.backtest.pipeline import load_run
+    from lstmbt.backtest.significance import sharpe_diff_ci
 
     a, b = load_run(runs["a"]), load_run(runs["b"])
     pairs = cross_run_pairs([("a", a), ("b", b)])

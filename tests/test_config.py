@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backtest.config import (
+from lstmbt.backtest.config import (
     QUICK_PRESET,
     DataConfig,
     ModelConfig,
@@ -16,7 +16,7 @@ from backtest.config import (
     parse_overrides,
     read_toml,
 )
-from backtest.errors import ConfigError, LstmbtError
+from lstmbt.backtest.errors import ConfigError, LstmbtError
 
 
 def one_line(excinfo: pytest.ExceptionInfo) -> str:

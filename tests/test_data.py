@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import requests
 
-import backtest.data as data
-from backtest.config import DataConfig
-from backtest.data import (
+import lstmbt.backtest.data as data
+from lstmbt.backtest.config import DataConfig
+from lstmbt.backtest.data import (
     OHLCV,
     check_enough_rows,
     describe_prices,
@@ -25,7 +25,7 @@ from backtest.data import (
     read_fdr,
     trim_dates,
 )
-from backtest.errors import DataError
+from lstmbt.backtest.errors import DataError
 
 HEADER = "date,open,high,low,close,volume"
 

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import backtest.data as data
-from backtest.config import DataConfig, RunConfig
-from backtest.data import fdr_cache_dir, load_prices, normalize_ohlcv
-from backtest.datacheck import (
+import lstmbt.backtest.data as data
+from lstmbt.backtest.config import DataConfig, RunConfig
+from lstmbt.backtest.data import fdr_cache_dir, load_prices, normalize_ohlcv
+from lstmbt.backtest.datacheck import (
     MAX_DAILY_MEDIAN_GAP_DAYS,
     OHLC_TOLERANCE,
     OPEN_AT_CLOSE_SHARE,
@@ -31,7 +31,7 @@ from backtest.datacheck import (
     open_at_prev_close,
     stale_runs,
 )
-from backtest.errors import ConfigError, DataError, DataWarning
+from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
 from helpers import TINY, run_main
 
 CFG = DataConfig()  # the defaults: max_move 0.4, max_stale_bars 5
@@ -315,8 +315,8 @@ def test_open_at_prev_close_warns_above_the_threshold_for_next_open_only(equal, 
 
 
 def test_open_at_prev_close_on_the_sp500_sample():
-    from backtest.config import QUICK_PRESET
-    from backtest.pipeline import load_checked, make_design
+    from lstmbt.backtest.config import QUICK_PRESET
+    from lstmbt.backtest.pipeline import load_checked, make_design
 
     cfg = RunConfig.resolve(preset=QUICK_PRESET)
     prices = load_checked(cfg)
@@ -334,7 +334,7 @@ def test_open_at_prev_close_on_the_sp500_sample():
 
 @pytest.mark.parametrize(("source", "warned"), [("sample:sp500", True), ("sample:nasdaq", False)])
 def test_default_sample_run_warns_about_opens_and_nothing_else(source, warned):
-    from backtest.pipeline import load_checked, make_design
+    from lstmbt.backtest.pipeline import load_checked, make_design
 
     cfg = RunConfig.resolve(flags={"data.source": source})  # the default config: out of sample 2009-2018
     prices = load_checked(cfg)
@@ -454,7 +454,7 @@ def test_corrupt_fdr_cache_then_failed_download_is_one_line(no_network, monkeypa
 def stale_run(tmp_path_factory):
     """A small linear-only run on S&P 500 prices of 2011-2013 (a quarter of their opens are the
     previous close) with six identical closes planted: (result, caught warnings, saved dir)."""
-    from backtest.pipeline import load_run, run, save_run
+    from lstmbt.backtest.pipeline import load_run, run, save_run
 
     prices = load_prices(DataConfig(source="sample:sp500", start="2011-01-01", end="2013-12-31")).copy()
     prices.iloc[200:206, :4] = prices["Close"].iloc[200]
@@ -489,7 +489,7 @@ def test_manifest_keeps_data_checks_first_among_warnings(stale_run):
 
 
 def test_report_shows_the_data_checks(stale_run):
-    from reports import render_report
+    from lstmbt.reports import render_report
 
     _, _, _, reloaded = stale_run
     html = render_report(reloaded)
@@ -513,17 +513,17 @@ def test_commands_that_train_without_a_run_show_the_data_warnings_first(command,
     prices = _spx(tmp_path).iloc[:500]
     prices.iloc[300:307, :4] = prices["Close"].iloc[300]
     prices.rename_axis("Date").to_csv(tmp_path / "stale.csv")
-    import backtest.forecast
-    import backtest.importance
+    import lstmbt.backtest.forecast
+    import lstmbt.backtest.importance
 
     def stop(config, *args, **kwargs):  # the warning comes from loading; training is not what is tested
-        from backtest.pipeline import load_checked
+        from lstmbt.backtest.pipeline import load_checked
 
         load_checked(config, folds=False, positions=False)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(backtest.forecast, "forecast_next", stop)
-    monkeypatch.setattr(backtest.importance, "importance_frame", stop)
+    monkeypatch.setattr(lstmbt.backtest.forecast, "forecast_next", stop)
+    monkeypatch.setattr(lstmbt.backtest.importance, "importance_frame", stop)
     argv = [command, "--quick", "--source", f"csv:{tmp_path / 'stale.csv'}", "--set", "split.min_train=200",
             "--set", "split.step=100", *(["--out", str(tmp_path / "imp.html")] if command == "importance" else [])]
     code, out, err = run_main(argv, monkeypatch, capsys)
@@ -638,7 +638,7 @@ def _run_section(html: str) -> str:
 
 
 def test_report_run_section_lists_the_data_checks(stale_run):
-    from reports import render_report
+    from lstmbt.reports import render_report
 
     result = stale_run[3]
     section = _run_section(render_report(result))
@@ -650,7 +650,7 @@ def test_report_run_section_lists_the_data_checks(stale_run):
 def test_report_run_section_says_when_no_check_found_anything(stale_run):
     import dataclasses
 
-    from reports import render_report
+    from lstmbt.reports import render_report
 
     result = stale_run[3]
     clean = dataclasses.replace(result, manifest={**result.manifest, "data_checks": [], "warnings": []})

@@ -15,16 +15,16 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from backtest.config import RunConfig, TargetConfig
-from backtest.errors import ConfigError, DataError
-from backtest.splits import WalkForwardSplit
-from backtest.walkforward import make_sample_grid, walk_forward_predict
-from models.estimators import LSTMClassifier, LSTMRegressor
-from models.linear import LogisticClassifier, RidgeRegressor
-from models.networks import NetSpec
-from models.targets import dead_zone_weights, make_target
-from models.training import Feed, TrainSettings
-from models.windows import sliding_windows
+from lstmbt.backtest.config import RunConfig, TargetConfig
+from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.splits import WalkForwardSplit
+from lstmbt.backtest.walkforward import make_sample_grid, walk_forward_predict
+from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor
+from lstmbt.models.linear import LogisticClassifier, RidgeRegressor
+from lstmbt.models.networks import NetSpec
+from lstmbt.models.targets import dead_zone_weights, make_target
+from lstmbt.models.training import Feed, TrainSettings
+from lstmbt.models.windows import sliding_windows
 from helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 CPU = torch.device("cpu")
@@ -267,9 +267,9 @@ def test_config_dead_zone_default_override_and_range():
 
 def test_a_run_and_a_forecast_with_a_dead_zone_train_on_fewer_days(tmp_path):
     """End to end: the classifier is fitted without the days inside the zone, the regressor on all."""
-    from backtest.config import RunConfig
-    from backtest.forecast import forecast_next
-    from backtest.pipeline import run
+    from lstmbt.backtest.config import RunConfig
+    from lstmbt.backtest.forecast import forecast_next
+    from lstmbt.backtest.pipeline import run
     from test_pipeline import planted_prices, write_csv
 
     source = write_csv(tmp_path / "p.csv", planted_prices(700, signal=True))

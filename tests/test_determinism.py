@@ -16,7 +16,7 @@ TINY = ["--source", "sample:sp500", "--start", "2015-01-01", "--set", "split.min
 
 def _run(out, threads: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": threads}  # a different thread count must not change the numbers
-    done = subprocess.run([sys.executable, "-m", "backtest", "run", *TINY, "--out", str(out)], env=env,
+    done = subprocess.run([sys.executable, "-m", "lstmbt", "run", *TINY, "--out", str(out)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 

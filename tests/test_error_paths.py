@@ -28,10 +28,10 @@ from typing import Callable
 
 import pytest
 
-from backtest.config import RunConfig
-from backtest.errors import DataError, DataWarning
-from backtest.pipeline import run, save_run
-from backtest.registry import INDEX_NAME, list_runs
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import DataError, DataWarning
+from lstmbt.backtest.pipeline import run, save_run
+from lstmbt.backtest.campaign.registry import INDEX_NAME, list_runs
 from helpers import LINEAR_FLAGS, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +148,7 @@ def read_only_index(root: Path, mp: pytest.MonkeyPatch) -> None:
             return real(path, *args, **kwargs)
         return real(f"file:{path}?mode=ro", *args, uri=True, **kwargs)
 
-    mp.setattr("backtest.registry.sqlite3.connect", connect)
+    mp.setattr("lstmbt.backtest.campaign.registry.sqlite3.connect", connect)
 
 
 def universe(manifest_extra: dict | None = None) -> Setup:
@@ -193,33 +193,33 @@ SKIPPED = ("skipped", "bad", "restore the file")
 INDEX = (INDEX_NAME,)
 INTERRUPTED = ("nothing was written",)
 NOTHING: Setup = lambda root, mp: None  # noqa: E731
-RENDERED = returns("reports.render_report", "<html></html>")  # the write is what fails; skip the rendering
+RENDERED = returns("lstmbt.reports.render_report", "<html></html>")  # the write is what fails; skip the rendering
 CASES: dict[str, Case] = {
     # a bug: one line, exit 1, the traceback behind LSTMBT_DEBUG
-    "bug-in-report": Case(fails("backtest.pipeline.load_run", RuntimeError("boom\nsecond line")), REPORT, 1,
+    "bug-in-report": Case(fails("lstmbt.backtest.pipeline.load_run", RuntimeError("boom\nsecond line")), REPORT, 1,
                           "error: internal error (RuntimeError: boom second line)", BUG),
-    "bug-in-runs-list": Case(fails("backtest.registry.list_runs", KeyError("id")), LIST, 1,
+    "bug-in-runs-list": Case(fails("lstmbt.backtest.campaign.registry.list_runs", KeyError("id")), LIST, 1,
                              "error: internal error (KeyError: 'id')", BUG),
     "bug-with-debug-0": Case(steps(lambda root, mp: mp.setenv("LSTMBT_DEBUG", "0"),
-                                   fails("backtest.pipeline.load_run", RuntimeError("boom"))), REPORT, 1,
+                                   fails("lstmbt.backtest.pipeline.load_run", RuntimeError("boom"))), REPORT, 1,
                              "error: internal error (RuntimeError: boom)", BUG),
     # the disk: full, over quota, over a size limit, read-only, failing; by errno, with the fix
-    "enospc-writing-report": Case(steps(RENDERED, fails("reports.write_page", no_space(errno.ENOSPC))), REPORT, 2,
+    "enospc-writing-report": Case(steps(RENDERED, fails("lstmbt.reports.write_page", no_space(errno.ENOSPC))), REPORT, 2,
                                   "error: cannot write runs/good/.report.html.tmp-1: no space left",
                                   ("free some space", "choose another --out")),
-    "edquot-writing-compare": Case(steps(copy("other"), returns("reports.compare.compare_runs", "<html>"),
-                                         fails("reports.write_page", no_space(errno.EDQUOT, "compare.html"))),
+    "edquot-writing-compare": Case(steps(copy("other"), returns("lstmbt.reports.compare.compare_runs", "<html>"),
+                                         fails("lstmbt.reports.write_page", no_space(errno.EDQUOT, "compare.html"))),
                                    COMPARE, 2, "error: cannot write compare.html", ("quota", "choose another --out")),
-    "efbig-in-importance": Case(fails("backtest.importance.importance_frame", no_space(errno.EFBIG, "x.parquet")),
+    "efbig-in-importance": Case(fails("lstmbt.backtest.importance.importance_frame", no_space(errno.EFBIG, "x.parquet")),
                                 ("importance", "--out", "{root}/../imp.html"), 2, "error: cannot write x.parquet",
                                 ("file-size limit", "ulimit -f")),
-    "erofs-writing-report": Case(steps(RENDERED, fails("reports.write_page", no_space(errno.EROFS))), REPORT, 2,
+    "erofs-writing-report": Case(steps(RENDERED, fails("lstmbt.reports.write_page", no_space(errno.EROFS))), REPORT, 2,
                                  "error: runs/good/.report.html.tmp-1 is on a read-only file system",
                                  ("choose another --out",)),
-    "eacces-in-runs-list": Case(fails("backtest.registry.list_runs", no_space(errno.EACCES, "runs")), LIST, 2,
+    "eacces-in-runs-list": Case(fails("lstmbt.backtest.campaign.registry.list_runs", no_space(errno.EACCES, "runs")), LIST, 2,
                                 "error: runs is read-only or not yours (permission denied)",
                                 ("fix its permissions",), absent=("--out",)),
-    "eio-in-data-show": Case(fails("backtest.data.load_prices", no_space(errno.EIO, "prices.csv")),
+    "eio-in-data-show": Case(fails("lstmbt.backtest.data.load_prices", no_space(errno.EIO, "prices.csv")),
                              ("data", "show"), 2, "error: prices.csv could not be read or written",
                              ("input/output error", "check the disk")),
     # real faults: a file where --out needs a folder
@@ -230,27 +230,27 @@ CASES: dict[str, Case] = {
                                    (*REPORT, "--out", "{root}/afile/r.html"), 2, "error: ",
                                    ("afile already exists", "choose another --out")),
     # memory and GPU
-    "memory-error-predict": Case(fails("backtest.forecast.forecast_next", MemoryError()), ("predict",), 2,
+    "memory-error-predict": Case(fails("lstmbt.backtest.forecast.forecast_next", MemoryError()), ("predict",), 2,
                                  "error: out of memory", ("smaller model",)),
-    "no-gpu-predict": Case(fails("backtest.forecast.forecast_next", ValueError(
+    "no-gpu-predict": Case(fails("lstmbt.backtest.forecast.forecast_next", ValueError(
         "device 'cuda' was requested but torch sees no CUDA GPU; use device 'auto' or 'cpu'")), ("predict",), 2,
         "error: no usable GPU", ("train.device=cpu",)),
     # Ctrl-C: exit 130 and its line, on every command
-    "ctrl-c-report": Case(fails("reports.render_report", KeyboardInterrupt()), REPORT, 130, "interrupted:",
+    "ctrl-c-report": Case(fails("lstmbt.reports.render_report", KeyboardInterrupt()), REPORT, 130, "interrupted:",
                           INTERRUPTED),
-    "ctrl-c-compare": Case(steps(copy("other"), fails("reports.compare.compare_runs", KeyboardInterrupt())),
+    "ctrl-c-compare": Case(steps(copy("other"), fails("lstmbt.reports.compare.compare_runs", KeyboardInterrupt())),
                            COMPARE, 130, "interrupted:", INTERRUPTED),
-    "ctrl-c-data-show": Case(fails("backtest.data.load_prices", KeyboardInterrupt()), ("data", "show"), 130,
+    "ctrl-c-data-show": Case(fails("lstmbt.backtest.data.load_prices", KeyboardInterrupt()), ("data", "show"), 130,
                              "interrupted:", INTERRUPTED),
-    "ctrl-c-data-fetch": Case(fails("backtest.data.load_prices", KeyboardInterrupt()), ("data", "fetch", "AAPL"),
+    "ctrl-c-data-fetch": Case(fails("lstmbt.backtest.data.load_prices", KeyboardInterrupt()), ("data", "fetch", "AAPL"),
                               130, "interrupted:", INTERRUPTED),
-    "ctrl-c-runs-list": Case(fails("backtest.registry.list_runs", KeyboardInterrupt()), LIST, 130, "interrupted:",
+    "ctrl-c-runs-list": Case(fails("lstmbt.backtest.campaign.registry.list_runs", KeyboardInterrupt()), LIST, 130, "interrupted:",
                              INTERRUPTED),
-    "ctrl-c-runs-show": Case(fails("backtest.registry.show_run", KeyboardInterrupt()),
+    "ctrl-c-runs-show": Case(fails("lstmbt.backtest.campaign.registry.show_run", KeyboardInterrupt()),
                              ("runs", "show", "good", "--root", "{root}"), 130, "interrupted:", INTERRUPTED),
-    "ctrl-c-predict": Case(fails("backtest.forecast.forecast_next", KeyboardInterrupt()), ("predict",), 130,
+    "ctrl-c-predict": Case(fails("lstmbt.backtest.forecast.forecast_next", KeyboardInterrupt()), ("predict",), 130,
                            "interrupted:", INTERRUPTED),
-    "ctrl-c-importance": Case(fails("backtest.importance.importance_frame", KeyboardInterrupt()),
+    "ctrl-c-importance": Case(fails("lstmbt.backtest.importance.importance_frame", KeyboardInterrupt()),
                               ("importance", "--out", "{root}/../imp.html"), 130, "interrupted:", INTERRUPTED),
     # the registry: a damaged index is rebuilt, an unusable one bypassed with one warning
     "index-pages-corrupted": Case(corrupt_pages, LIST, 0, "", listed=("good",), changes=INDEX),
@@ -377,7 +377,7 @@ def assert_nothing_lost(before: dict[Path, bytes], after: dict[Path, bytes], may
 
 @pytest.mark.parametrize("how", ["env", "flag"])
 def test_a_bug_shows_its_traceback_when_debugging(how, root, monkeypatch, capsys):
-    fails("backtest.pipeline.load_run", RuntimeError("boom"))(root, monkeypatch)
+    fails("lstmbt.backtest.pipeline.load_run", RuntimeError("boom"))(root, monkeypatch)
     argv = ["report", str(root / "good")]
     if how == "env":
         monkeypatch.setenv("LSTMBT_DEBUG", "1")
@@ -397,7 +397,7 @@ def test_data_warnings_print_once_as_one_line_each(root, monkeypatch, capsys):
             warnings.warn(text, DataWarning, stacklevel=2)
         raise DataError("stopped here; fix the data")
 
-    monkeypatch.setattr("backtest.data.load_prices", load_prices)
+    monkeypatch.setattr("lstmbt.backtest.data.load_prices", load_prices)
     hook = warnings.showwarning
     code, out, err = run_main(["data", "show"], monkeypatch, capsys)
     assert code == 2 and err.splitlines() == ["warning: Close repeats for 30 days from 2020-01-02",
@@ -431,7 +431,7 @@ def test_a_real_file_size_limit_while_writing_the_report(root):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     env = {name: value for name, value in os.environ.items() if name != "LSTMBT_DEBUG"}
-    proc = subprocess.run([sys.executable, "-m", "backtest", "report", str(root / "good")], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "lstmbt", "report", str(root / "good")], capture_output=True,
                           text=True, cwd=ROOT, timeout=120, preexec_fn=small_files, env=env)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -443,8 +443,8 @@ def test_a_real_file_size_limit_while_writing_the_report(root):
 def test_a_damaged_ticker_of_an_interrupted_universe_names_the_ticker_to_retrain(saved_run, tmp_path):
     from types import SimpleNamespace
 
-    from backtest.cli_campaign import _finished_tickers
-    from backtest.readback import DamagedFileError
+    from lstmbt.backtest.cli.campaign import _finished_tickers
+    from lstmbt.backtest.readback import DamagedFileError
 
     saved = tmp_path / ".u.partial" / "tickers"
     for slug in ("AAA", "BBB"):

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from backtest.config import parse_overrides
-from backtest.errors import ConfigError
-from backtest.executors import LocalExecutor, make_executor
+from lstmbt.backtest.config import parse_overrides
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.campaign.executors import LocalExecutor, make_executor
 
 
 def torch_threads(_: object) -> int:
@@ -41,7 +41,7 @@ def test_local_worker_error_reaches_the_caller_as_itself(workers):
 
 
 def test_local_pool_splits_the_cores_between_workers(monkeypatch):
-    monkeypatch.setattr("backtest.executors._cores", lambda: 4)
+    monkeypatch.setattr("lstmbt.backtest.campaign.executors._cores", lambda: 4)
     assert LocalExecutor(workers=2).map(torch_threads, [0, 1]) == [2, 2]
     assert LocalExecutor(workers=1).map(torch_threads, [0]) == [4]
 

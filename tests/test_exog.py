@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import backtest.data as data
-from backtest.config import DataConfig, RunConfig
-from backtest.data import check_exog_coverage, fdr_cache_dir, load_exog, load_exogs
-from backtest.errors import ConfigError, DataError
-from backtest.pipeline import RUN_FILES, load_checked, make_design
-from models.exog import EXOG_WINDOWS, asof_join, exog_features, exog_slug, exog_warmup_rows
+import lstmbt.backtest.data as data
+from lstmbt.backtest.config import DataConfig, RunConfig
+from lstmbt.backtest.data import check_exog_coverage, fdr_cache_dir, load_exog, load_exogs
+from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.pipeline import RUN_FILES, load_checked, make_design
+from lstmbt.models.exog import EXOG_WINDOWS, asof_join, exog_features, exog_slug, exog_warmup_rows
 from helpers import run_main
 
 FIRST_DAY = "2016-06-01"  # ~650 rows of the embedded S&P 500, as in tests/test_cli.py

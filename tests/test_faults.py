@@ -34,11 +34,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import backtest.cli as cli
-import backtest.pipeline as pipeline
-from backtest.checkpoint import check_free_space, estimate_run_bytes, saved_folds
-from backtest.errors import DataError
-from backtest.partial import partial_dir, remove_stale_tmp, saved_work, start_partial
+import lstmbt.backtest.cli.app as cli
+import lstmbt.backtest.pipeline as pipeline
+from lstmbt.backtest.checkpoint import check_free_space, estimate_run_bytes, saved_folds
+from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.partial import partial_dir, remove_stale_tmp, saved_work, start_partial
 from tests.helpers import one_torch_thread, run_main  # noqa: F401
 from tests.test_resume import ARGS, LSTM, assert_same_run, tiny_config
 
@@ -94,7 +94,7 @@ def all_saved(tmp_path_factory) -> Path:
     fold is saved, and the line says so."""
     out = tmp_path_factory.mktemp("all_saved") / "run"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("reports.render_report", _raiser(KeyboardInterrupt()))
+        mp.setattr("lstmbt.reports.render_report", _raiser(KeyboardInterrupt()))
         code, err = _main(["run", *ARGS, "--out", str(out)])
     done, total = saved_folds(partial_dir(out) / "folds")
     assert code == 130 and done == total and "Traceback" not in err
@@ -208,7 +208,7 @@ def test_ctrl_c_before_the_first_fold_leaves_nothing(tmp_path, monkeypatch, caps
 
 def test_ctrl_c_while_saving_keeps_every_fold_and_resumes(all_saved, reference, tmp_path, monkeypatch, capsys):
     out = _copy(all_saved, tmp_path)
-    monkeypatch.setattr("backtest.walkforward.sliding_windows", _never)  # every fold is read back
+    monkeypatch.setattr("lstmbt.backtest.walkforward.sliding_windows", _never)  # every fold is read back
     code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
     assert code == 0, err
     assert_same_run(out, reference)
@@ -231,7 +231,7 @@ def test_ctrl_c_on_resume_keeps_the_saved_folds(stopped, tmp_path, monkeypatch, 
 
 def _lstmbt() -> list[str]:
     path = Path(sys.executable).with_name("lstmbt")
-    return [str(path)] if path.is_file() else [sys.executable, "-m", "backtest"]
+    return [str(path)] if path.is_file() else [sys.executable, "-m", "lstmbt"]
 
 
 def _start(argv: list[str], log: Path) -> subprocess.Popen:
@@ -353,11 +353,11 @@ def _hold_lock(lock: Path) -> subprocess.Popen:
 
 
 def test_a_universe_refused_before_its_first_ticker_leaves_nothing(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("backtest.universe.run_universe", _raiser(RuntimeError("a failure")))
+    monkeypatch.setattr("lstmbt.backtest.universe.running.run_universe", _raiser(RuntimeError("a failure")))
     code, _, err = run_main([*UNIVERSE, "--out", str(tmp_path / "u")], monkeypatch, capsys)
     _failed(code, err, status=1)
     assert _names(tmp_path) == []
-    monkeypatch.setattr("backtest.universe.run_universe", _raiser(KeyboardInterrupt()))
+    monkeypatch.setattr("lstmbt.backtest.universe.running.run_universe", _raiser(KeyboardInterrupt()))
     code, _, err = run_main([*UNIVERSE, "--out", str(tmp_path / "u")], monkeypatch, capsys)
     assert code == 130 and err.strip().splitlines()[-1] == "interrupted: nothing was written"
     assert _names(tmp_path) == []
@@ -368,8 +368,8 @@ def test_an_unexpected_error_in_a_resumed_universe_notes_the_kept_tickers(tmp_pa
     start_partial(out, tiny_config().with_values({"data.source": "sample:sp500,nasdaq"}))
     (partial_dir(out) / "tickers" / "sp500").mkdir(parents=True)
     (partial_dir(out) / "tickers" / "sp500" / "report.html").write_text("a finished ticker")
-    monkeypatch.setattr("backtest.cli_campaign._finished_tickers", lambda *args: {})
-    monkeypatch.setattr("backtest.universe.run_universe", _raiser(ValueError("a bug")))
+    monkeypatch.setattr("lstmbt.backtest.cli.campaign._finished_tickers", lambda *args: {})
+    monkeypatch.setattr("lstmbt.backtest.universe.running.run_universe", _raiser(ValueError("a bug")))
     code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
     _failed(code, err, status=1)
     assert f"note: 1 tickers saved in {partial_dir(out)}: continue with `lstmbt run --resume {out}`" in err, err
@@ -388,7 +388,7 @@ def test_a_locked_universe_is_refused_and_a_dead_lock_taken_over(tmp_path, monke
     finally:
         holder.kill()
         holder.wait()
-    monkeypatch.setattr("backtest.universe.run_universe", _raiser(KeyboardInterrupt()))
+    monkeypatch.setattr("lstmbt.backtest.universe.running.run_universe", _raiser(KeyboardInterrupt()))
     code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
     assert code == 130 and err.strip().splitlines()[-1] == (f"interrupted: 0 of 2 tickers saved; continue with: "
                                                             f"lstmbt run --resume {out}")
@@ -402,7 +402,7 @@ def test_too_little_free_space_is_refused_before_training(tmp_path, monkeypatch,
     parent = tmp_path / "runs"
     parent.mkdir()
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 << 30, 10 << 30, 1 << 20))
-    monkeypatch.setattr("backtest.walkforward.walk_forward_predict", _never)
+    monkeypatch.setattr("lstmbt.backtest.walkforward.walk_forward_predict", _never)
     code, _, err = run_main(["run", *ARGS, "--out", str(parent / "x")], monkeypatch, capsys)
     last = _failed(code, err)
     match = re.fullmatch(rf"error: not enough free disk space in {re.escape(str(parent))}: this run needs about "
@@ -416,7 +416,7 @@ def test_a_universe_with_too_little_free_space_is_refused_before_training(tmp_pa
     parent = tmp_path / "runs"
     parent.mkdir()
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 << 30, 10 << 30, 1 << 20))
-    monkeypatch.setattr("backtest.walkforward.walk_forward_predict", _never)
+    monkeypatch.setattr("lstmbt.backtest.walkforward.walk_forward_predict", _never)
     code, _, err = run_main([*UNIVERSE, "--out", str(parent / "u")], monkeypatch, capsys)
     last = _failed(code, err)
     match = re.fullmatch(r"error: not enough free disk space in .*: this universe needs about ([\d.]+) MB \(2 tickers "
@@ -511,7 +511,7 @@ def _tmpfs(where: Path, size: str) -> Iterator[Path]:
 
 def test_a_real_small_disk_is_refused_before_training(tmp_path, monkeypatch, capsys):
     with _tmpfs(tmp_path / "disk", "2m") as disk:
-        monkeypatch.setattr("backtest.walkforward.walk_forward_predict", _never)
+        monkeypatch.setattr("lstmbt.backtest.walkforward.walk_forward_predict", _never)
         code, _, err = run_main(["run", *ARGS, "--out", str(disk / "x")], monkeypatch, capsys)
         assert "not enough free disk space" in _failed(code, err)
         assert _names(disk) == []
@@ -519,7 +519,7 @@ def test_a_real_small_disk_is_refused_before_training(tmp_path, monkeypatch, cap
 
 def test_a_real_full_disk_while_saving_keeps_the_folds(tmp_path, monkeypatch, capsys):
     with _tmpfs(tmp_path / "disk", "1m") as disk:
-        monkeypatch.setattr("backtest.checkpoint.check_free_space", lambda *args, **kwargs: None)
+        monkeypatch.setattr("lstmbt.backtest.checkpoint.check_free_space", lambda *args, **kwargs: None)
         code, _, err = run_main(["run", *ARGS, "--out", str(disk / "x")], monkeypatch, capsys)
         last = _failed(code, err)
         assert "no space left on the device" in last and "free some space" in last, last
@@ -685,7 +685,7 @@ def test_a_damaged_fold_is_refused_on_resume(damage, message, stopped, tmp_path,
     out = _copy(stopped, tmp_path)
     damage(partial_dir(out) / "folds")
     before = _files(partial_dir(out))
-    monkeypatch.setattr("backtest.walkforward.sliding_windows", _never)  # refused before any fold is trained
+    monkeypatch.setattr("lstmbt.backtest.walkforward.sliding_windows", _never)  # refused before any fold is trained
     code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
     last = _failed(code, err)
     assert re.search(message, last), last

@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import backtest.cli as cli
-from backtest.config import RunConfig
-from backtest.data import load_prices
-from backtest.forecast import Forecast, forecast_next
-from backtest.pipeline import build_estimator
-from models.features import make_features
-from models.targets import make_target
+import lstmbt.backtest.cli.app as cli
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.data import load_prices
+from lstmbt.backtest.forecast import Forecast, forecast_next
+from lstmbt.backtest.pipeline import build_estimator
+from lstmbt.models.features import make_features
+from lstmbt.models.targets import make_target
 from helpers import one_torch_thread, run_main  # noqa: F401  (autouse fixture)
 
 FIRST_DAY = "2016-06-01"

@@ -18,13 +18,13 @@ from arch.bootstrap import MCS, SPA
 from helpers import TINY, TINY_SETS, run_main
 from scipy import stats
 
-from backtest.config import RunConfig, parse_overrides
-from backtest.errors import ConfigError
-from backtest.headtohead import (LOSS, check_pairs, compare_pair, default_pairs, direction_tests, mcs_test,
+from lstmbt.backtest.config import RunConfig, parse_overrides
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.headtohead import (LOSS, check_pairs, compare_pair, default_pairs, direction_tests, mcs_test,
                                  spa_test)
-from backtest.pipeline import json_text, load_run, run, save_run
-from backtest.readback import DamagedFileError
-from backtest.significance import bootstrap_indices, default_block_length, sharpe_diff_ci
+from lstmbt.backtest.pipeline import json_text, load_run, run, save_run
+from lstmbt.backtest.readback import DamagedFileError
+from lstmbt.backtest.significance import bootstrap_indices, default_block_length, sharpe_diff_ci
 
 N = 600
 

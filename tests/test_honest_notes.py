@@ -23,14 +23,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import backtest.preflight as preflight
-from backtest.config import MAX_SEED, QUICK_PRESET, RunConfig
-from backtest.errors import ConfigError, DataError
-from backtest.scoring import (BENCHMARK, LOOKAHEAD_MARGIN, TOO_GOOD_HIT_RATE, collect_metrics, lookahead_suspected,
+import lstmbt.backtest.preflight as preflight
+from lstmbt.backtest.config import MAX_SEED, QUICK_PRESET, RunConfig
+from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.scoring import (BENCHMARK, LOOKAHEAD_MARGIN, TOO_GOOD_HIT_RATE, collect_metrics, lookahead_suspected,
                               make_positions, run_warnings)
-from backtest.splits import WalkForwardSplit
+from lstmbt.backtest.splits import WalkForwardSplit
 from helpers import one_torch_thread, run_main  # noqa: F401  (the fixture applies to this module)
-from models.specs import NetSpec, TrainSettings, estimate_training_memory, lstm_param_count
+from lstmbt.models.specs import NetSpec, TrainSettings, estimate_training_memory, lstm_param_count
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["--source", "sample:sp500", "--start", "2012-01-01", "--quick", "--set", "train.device=cpu"]
@@ -147,7 +147,7 @@ def _always_up_csv(path: Path, n: int = 900) -> str:
 
 
 def test_a_series_that_almost_always_rises_is_not_called_a_leak(tmp_path):
-    from backtest.pipeline import run
+    from lstmbt.backtest.pipeline import run
 
     config = RunConfig.resolve(flags={"data.source": _always_up_csv(tmp_path / "fund.csv"), "model.lstm": False,
                                       "split.min_train": 300, "split.step": 126, "model.lookback": 5})
@@ -185,7 +185,7 @@ def _fake_backtest(positions: pd.DataFrame) -> SimpleNamespace:
 
 
 def test_no_decision_days_are_counted_left_out_of_the_hit_rate_and_noted():
-    from backtest.metrics import hit_rate
+    from lstmbt.backtest.metrics import hit_rate
 
     close = _stale_market()
     dates = close.index[60:]
@@ -215,8 +215,8 @@ def test_no_decision_days_are_counted_left_out_of_the_hit_rate_and_noted():
 
 
 def test_a_run_over_a_stale_stretch_reports_its_no_decision_days():
-    from backtest.data import load_prices
-    from backtest.pipeline import run
+    from lstmbt.backtest.data import load_prices
+    from lstmbt.backtest.pipeline import run
 
     config = RunConfig.resolve(preset=QUICK_PRESET, flags={
         "data.start": "2012-01-01", "model.lstm": False, "target.task": "regression",
@@ -233,7 +233,7 @@ def test_a_run_over_a_stale_stretch_reports_its_no_decision_days():
 
 
 def test_no_decision_days_are_causal():
-    from strategies.rules import confidence_undecided
+    from lstmbt.strategies.rules import confidence_undecided
 
     close = _stale_market()
     pred = pd.Series(0.001, index=close.index[40:])
@@ -248,7 +248,7 @@ def test_no_decision_days_are_causal():
 
 
 def test_vol_window_boundary_matches_the_trailing_volatility():
-    from strategies.rules import trailing_volatility
+    from lstmbt.strategies.rules import trailing_volatility
 
     prices = _prices(1500)
     config = RunConfig().with_values({"strategy.sizing": "confidence", "split.min_train": 300, "model.lookback": 10})
@@ -263,7 +263,7 @@ def test_vol_window_boundary_matches_the_trailing_volatility():
 
 
 def test_predict_is_not_refused_for_walk_forward_only_reasons():
-    from backtest.pipeline import check_length
+    from lstmbt.backtest.pipeline import check_length
 
     prices = _prices(2000, up_every_day=True)
     config = RunConfig().with_values({"strategy.sizing": "confidence", "strategy.vol_window": 2520,
@@ -348,7 +348,7 @@ def test_cuda_check_imports_torch_only_when_asked(monkeypatch):
                                   NetSpec(hidden_size=8, num_layers=2, bidirectional=True, pooling="mean", head=())])
 @pytest.mark.parametrize("n_outputs", [1, 2])
 def test_parameter_count_matches_the_built_network(spec, n_outputs):
-    from models.networks import LSTMNet
+    from lstmbt.models.networks import LSTMNet
 
     net = LSTMNet(17, n_outputs, spec)
     assert lstm_param_count(17, n_outputs, spec) == sum(p.numel() for p in net.parameters())
@@ -358,10 +358,10 @@ def test_huge_model_is_refused_in_well_under_a_second_without_torch():
     script = textwrap.dedent("""
         import json, resource, sys, time
         import numpy as np, pandas as pd
-        import backtest.preflight as p
-        from backtest.config import RunConfig
-        from backtest.errors import ConfigError
-        import models.features  # loaded by the length check before this one in a real run
+        import lstmbt.backtest.preflight as p
+        from lstmbt.backtest.config import RunConfig
+        from lstmbt.backtest.errors import ConfigError
+        import lstmbt.models.features  # loaded by the length check before this one in a real run
         p.host_memory_available = lambda: 8 * 2**30
         n = 3000
         close = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, n)))
@@ -407,9 +407,9 @@ _MEASURE = textwrap.dedent("""
     import json, os, resource, sys
     import numpy as np, torch
     torch.set_num_threads(1)
-    from models.networks import LSTMNet
-    from models.specs import NetSpec, TrainSettings
-    from models.training import train_network
+    from lstmbt.models.networks import LSTMNet
+    from lstmbt.models.specs import NetSpec, TrainSettings
+    from lstmbt.models.training import train_network
     B, L, H, F = 128, 100, 256, 20
     series = np.random.default_rng(0).normal(size=(B + L - 1, F)).astype(np.float32)
     X = np.lib.stride_tricks.sliding_window_view(series, L, axis=0).transpose(0, 2, 1)

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.config import RunConfig
-from backtest.errors import ConfigError
-from backtest.pipeline import run
-from backtest.scoring import horizon_of, horizon_plan, overlapping, task_of
-from strategies import classification_positions
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.pipeline import run
+from lstmbt.backtest.scoring import horizon_of, horizon_plan, overlapping, task_of
+from lstmbt.strategies import classification_positions
 from test_pipeline import planted_prices, write_csv
 
 FLAGS = {"features.groups": ["volume", "returns"], "split.min_train": 300, "split.step": 100,
@@ -83,7 +83,7 @@ def test_longer_horizons_hold_overlapping_positions_and_are_scored_on_their_own_
 
 
 def test_the_report_renders_every_horizon_with_its_own_base_rate(multi):
-    from reports import render_report
+    from lstmbt.reports import render_report
 
     _, result = multi
     text = render_report(result)
@@ -100,8 +100,8 @@ def test_the_report_renders_every_horizon_with_its_own_base_rate(multi):
 def test_max_drawdown_target_by_hand_and_as_a_risk_filter(tmp_path):
     import math
 
-    from models.targets import make_target
-    from strategies import drawdown_positions
+    from lstmbt.models.targets import make_target
+    from lstmbt.strategies import drawdown_positions
 
     close = pd.Series([100.0, 110.0, 99.0, 99.0, 120.0, 60.0], index=pd.bdate_range("2024-01-01", periods=6))
     dd = make_target(pd.DataFrame({"Close": close}), "max_drawdown", 2)
@@ -120,7 +120,7 @@ def test_max_drawdown_target_by_hand_and_as_a_risk_filter(tmp_path):
     preds = result.predictions.set_index("date")["y_pred"]
     raw = (preds > -0.02).astype(float)
     np.testing.assert_allclose(result.positions["ridge_regression"], raw.rolling(5, min_periods=1).sum() / 5)
-    from reports import render_report
+    from lstmbt.reports import render_report
 
     text = render_report(result)
     assert "ridge_regression" in text and "no direction call" in text

@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import backtest.cli as cli
-import backtest.importance as imp
-from backtest.config import RunConfig
-from backtest.errors import ConfigError
-from backtest.splits import WalkForwardSplit
-from backtest.walkforward import SampleGrid
-from reports.embed import unpack_figures
+import lstmbt.backtest.cli.app as cli
+import lstmbt.backtest.importance as imp
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.splits import WalkForwardSplit
+from lstmbt.backtest.walkforward import SampleGrid
+from lstmbt.reports.embed import unpack_figures
 from test_pipeline import planted_prices, write_csv
 from helpers import run_main
 
@@ -105,7 +105,7 @@ def test_group_columns_map_every_column_to_its_group(config, design):
 
 
 def test_exogenous_columns_form_one_more_group(source, tmp_path):
-    pytest.importorskip("models.exog")
+    pytest.importorskip("lstmbt.models.exog")
     prices = planted_prices(700, signal=True)
     walk = 50 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 0.01, len(prices))))
     pd.DataFrame({"Date": prices.index, "Close": walk}).to_csv(tmp_path / "side.csv", index=False)

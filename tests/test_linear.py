@@ -7,10 +7,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from backtest.config import RunConfig
-from backtest.errors import ConfigError
-from backtest.pipeline import run
-from models.linear import LogisticClassifier, RidgeRegressor
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.pipeline import run
+from lstmbt.models.linear import LogisticClassifier, RidgeRegressor
 from test_pipeline import planted_prices, write_csv
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from backtest import metrics as m
+from lstmbt.backtest import metrics as m
 
 # r = [0.10, -0.05, 0.02, -0.01]
 #   equity: 1 -> 1.1 -> 1.045 -> 1.0659 -> 1.055241
@@ -255,7 +255,7 @@ def test_single_class_labels_give_nan_roc_auc():
 
 
 def test_period_returns_compound_within_each_month_and_year():
-    from backtest.metrics import monthly_return_table, period_returns
+    from lstmbt.backtest.metrics import monthly_return_table, period_returns
 
     idx = pd.to_datetime(["2020-01-30", "2020-01-31", "2020-02-03", "2021-03-01"])
     r = pd.Series([0.1, -0.1, 0.05, 0.2], index=idx)
@@ -270,7 +270,7 @@ def test_period_returns_compound_within_each_month_and_year():
 
 
 def test_rolling_sharpe_and_hit_rate_match_direct_computation():
-    from backtest.metrics import rolling_hit_rate, rolling_sharpe, sharpe
+    from lstmbt.backtest.metrics import rolling_hit_rate, rolling_sharpe, sharpe
 
     rng = np.random.default_rng(0)
     r = rng.normal(0.001, 0.01, 300)
@@ -286,7 +286,7 @@ def test_rolling_sharpe_and_hit_rate_match_direct_computation():
 
 
 def test_calibration_confusion_and_trade_stats_by_hand():
-    from backtest.metrics import calibration_curve, confusion_counts, trade_stats
+    from lstmbt.backtest.metrics import calibration_curve, confusion_counts, trade_stats
 
     y = np.array([0, 1, 1, 0, 1])
     p = np.array([0.05, 0.15, 0.55, 0.58, 1.0])
@@ -304,7 +304,7 @@ def test_calibration_confusion_and_trade_stats_by_hand():
 
 
 def test_calibration_quantile_bins_hold_equal_shares_of_the_days():
-    from backtest.metrics import calibration_curve
+    from lstmbt.backtest.metrics import calibration_curve
 
     rng = np.random.default_rng(3)
     p = rng.uniform(0.45, 0.58, 2392)  # a narrow band, as a real classifier's p_up: 0.1-wide bins give one dot
@@ -327,7 +327,7 @@ def test_calibration_quantile_bins_hold_equal_shares_of_the_days():
 
 
 def test_calibration_quantile_bins_merge_tied_edges():
-    from backtest.metrics import calibration_curve
+    from lstmbt.backtest.metrics import calibration_curve
 
     # 60 days at exactly 0.5 cover several deciles: their equal edges become one bin
     p = np.concatenate([np.full(60, 0.5), np.linspace(0.40, 0.49, 20), np.linspace(0.51, 0.60, 20)])

@@ -16,14 +16,14 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from backtest.config import DataConfig
-from backtest.data import load_prices
-from models.estimators import LSTMClassifier, LSTMRegressor
-from models.features import GROUPS, make_features, warmup_rows
-from models.networks import LSTMNet, NetSpec
-from models.targets import make_target
-from models.training import TrainSettings, evaluate_loss, train_network
-from models.windows import sliding_windows
+from lstmbt.backtest.config import DataConfig
+from lstmbt.backtest.data import load_prices
+from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor
+from lstmbt.models.features import GROUPS, make_features, warmup_rows
+from lstmbt.models.networks import LSTMNet, NetSpec
+from lstmbt.models.targets import make_target
+from lstmbt.models.training import TrainSettings, evaluate_loss, train_network
+from lstmbt.models.windows import sliding_windows
 
 CPU = torch.device("cpu")
 SPEC = NetSpec(hidden_size=4, num_layers=1, dropout=0.0, head=())

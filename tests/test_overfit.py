@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from backtest.overfit import (EULER_GAMMA, deflated_sharpe_ratio, dsr_verdict, expected_max_sharpe, pbo_verdict,
+from lstmbt.backtest.campaign.overfit import (EULER_GAMMA, deflated_sharpe_ratio, dsr_verdict, expected_max_sharpe, pbo_verdict,
                               probability_of_backtest_overfitting, sharpe_per_period)
-from backtest.significance import probabilistic_sharpe_ratio
+from lstmbt.backtest.significance import probabilistic_sharpe_ratio
 
 
 def _returns(seed: int, n: int = 1000, drift: float = 0.0006) -> np.ndarray:

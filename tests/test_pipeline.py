@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.config import RunConfig
-from backtest.data import load_prices
-from backtest.pipeline import BENCHMARK, MODEL_NAMES, load_run, run, save_run
-from models.features import make_features
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.data import load_prices
+from lstmbt.backtest.pipeline import BENCHMARK, MODEL_NAMES, load_run, run, save_run
+from lstmbt.models.features import make_features
 
 TINY = {
     "split.min_train": 150,

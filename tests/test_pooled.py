@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.config import ModelConfig, RunConfig
-from backtest.errors import ConfigError, DataError
-from backtest.pipeline import _predict_all, make_design, score_run
-from backtest.pooled import (FoldDates, label_known_dates, pooled_config, pooled_folds, pooled_predict,
+from lstmbt.backtest.config import ModelConfig, RunConfig
+from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.pipeline import _predict_all, make_design, score_run
+from lstmbt.backtest.universe.pooled import (FoldDates, label_known_dates, pooled_config, pooled_folds, pooled_predict,
                              select_samples, union_calendar)
-from backtest.scoring import horizon_plan
+from lstmbt.backtest.scoring import horizon_plan
 from test_pipeline import perturb_after, planted_prices
 from tests.helpers import one_torch_thread  # noqa: F401
 

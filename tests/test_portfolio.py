@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.config import BacktestConfig
-from backtest.portfolio import run_backtest
+from lstmbt.backtest.config import BacktestConfig
+from lstmbt.backtest.portfolio import run_backtest
 
 IDX = pd.bdate_range("2024-01-01", periods=8)
 O = np.array([100.0, 102.0, 101.0, 105.0, 104.0, 108.0, 107.0, 110.0])
@@ -312,8 +312,8 @@ def test_an_open_trade_is_marked_open_and_counted():
 
 
 def test_cost_sweep_reproduces_run_backtest_at_each_fee_level():
-    from backtest.metrics import total_return
-    from backtest.portfolio import cost_sweep
+    from lstmbt.backtest.metrics import total_return
+    from lstmbt.backtest.portfolio import cost_sweep
 
     pos = _positions(a=LONG, s=[0, -1, -1, -1, 0, 0, 0], flat=[0] * 7)
     cfg = BacktestConfig(fee_rate=0.001, slippage=0.0005)
@@ -421,7 +421,7 @@ def test_half_long_earns_cash_on_the_idle_half():
 
 @pytest.mark.parametrize("execution", ["next_open", "next_close"])
 def test_rates_zero_are_bit_identical_to_the_defaults_and_to_vectorbt(execution):
-    from backtest.portfolio import _execution_bars, _simulate
+    from lstmbt.backtest.portfolio import _execution_bars, _simulate
 
     pos = _positions(**CARRY_COLUMNS)
     default = run_backtest(_prices(), pos, BacktestConfig(execution=execution))
@@ -443,7 +443,7 @@ def test_carry_leaves_trades_and_costs_alone():
 
 
 def test_add_carry_by_hand():
-    from backtest.portfolio import add_carry
+    from lstmbt.backtest.portfolio import add_carry
 
     r = pd.DataFrame({"a": [0.01, -0.02], "b": [0.0, 0.03], "c": [0.5, 0.5]})
     long_ = np.array([[0.6, 0.0, 1.0], [0.0, 1.0, 1.0]])
@@ -460,8 +460,8 @@ def test_add_carry_by_hand():
 
 
 def test_cost_sweep_carries_the_rates_at_every_fee_level():
-    from backtest.metrics import total_return
-    from backtest.portfolio import cost_sweep
+    from lstmbt.backtest.metrics import total_return
+    from lstmbt.backtest.portfolio import cost_sweep
 
     pos = _positions(**CARRY_COLUMNS)
     cfg = BacktestConfig(fee_rate=0.001, slippage=0.0005, cash_rate=CASH, borrow_rate=BORROW)
@@ -480,7 +480,7 @@ def test_cost_sweep_carries_the_rates_at_every_fee_level():
 
 
 def test_variants_take_per_column_rates():
-    from backtest.portfolio import run_backtest_variants
+    from lstmbt.backtest.portfolio import run_backtest_variants
 
     pos = _positions(a=LONG, b=[0, -1, -1, -1, 0, 0, 0], c=[0.5] * 7)
     cash, borrow = np.array([CASH, 0.0, 0.01]), np.array([0.0, BORROW, 0.0])
@@ -500,7 +500,7 @@ def _group_weights(**books: dict[str, list[float]]) -> pd.DataFrame:
 
 
 def test_group_book_carry_by_hand():
-    from backtest.portfolio import run_group_backtest
+    from lstmbt.backtest.portfolio import run_group_backtest
 
     o2, c2 = O[::-1].copy(), C[::-1].copy()  # a second ticker, falling where the first rises
     prices = {"X": _prices(), "Y": _prices(o2, c2)}
@@ -518,7 +518,7 @@ def test_group_book_carry_by_hand():
 
 
 def test_group_of_one_ticker_carries_like_the_single_backtest():
-    from backtest.portfolio import run_group_backtest
+    from lstmbt.backtest.portfolio import run_group_backtest
 
     cols = {"b": [1, -1, 0, 0.5, 0.5, -0.5, 1]}
     cfg = BacktestConfig(fee_rate=0.001, slippage=0.0005, cash_rate=CASH, borrow_rate=BORROW)
@@ -529,8 +529,8 @@ def test_group_of_one_ticker_carries_like_the_single_backtest():
 
 @pytest.mark.parametrize("key, value", [("cash_rate", 2), ("borrow_rate", -0.01), ("cash_rate", 1.0)])
 def test_rate_out_of_range_is_one_line(key, value):
-    from backtest.config import RunConfig
-    from backtest.errors import ConfigError
+    from lstmbt.backtest.config import RunConfig
+    from lstmbt.backtest.errors import ConfigError
 
     with pytest.raises(ConfigError) as excinfo:
         RunConfig.resolve(overrides={f"backtest.{key}": value})

@@ -14,11 +14,11 @@ import pytest
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.linear_model import Ridge
 
-from backtest.splits import WalkForwardSplit
-from backtest.walkforward import make_sample_grid, scaled_matrix, walk_forward_predict
-from models.estimators import LSTMClassifier, LSTMRegressor
-from models.linear import RidgeRegressor
-from models.specs import NetSpec, TrainSettings
+from lstmbt.backtest.splits import WalkForwardSplit
+from lstmbt.backtest.walkforward import make_sample_grid, scaled_matrix, walk_forward_predict
+from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor
+from lstmbt.models.linear import RidgeRegressor
+from lstmbt.models.specs import NetSpec, TrainSettings
 from tests.helpers import one_torch_thread  # noqa: F401
 
 LOOKBACK = 4

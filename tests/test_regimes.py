@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.errors import DataError
-from backtest.regimes import (REGIME_KINDS, REGIME_STATES, TABLE_COLUMNS, VOL_MIN_HISTORY, VOL_WINDOW,
+from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.regimes import (REGIME_KINDS, REGIME_STATES, TABLE_COLUMNS, VOL_MIN_HISTORY, VOL_WINDOW,
                               drawdown_labels, expanding_terciles, regime_labels, regime_table, trailing_volatility,
                               trend_labels)
-from backtest.significance import sharpe_ci
+from lstmbt.backtest.significance import sharpe_ci
 
 FIRST_VOL_LABEL = VOL_WINDOW + VOL_MIN_HISTORY - 1  # position of the first close with a volatility label
 

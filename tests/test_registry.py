@@ -8,10 +8,10 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-import backtest.cli as cli
-from backtest.config import RunConfig
-from backtest.pipeline import run, save_run
-from backtest.registry import INDEX_NAME, list_runs, show_run
+import lstmbt.backtest.cli.app as cli
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.pipeline import run, save_run
+from lstmbt.backtest.campaign.registry import INDEX_NAME, list_runs, show_run
 from helpers import LINEAR_FLAGS, run_main
 
 FLAGS = LINEAR_FLAGS

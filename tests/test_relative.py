@@ -13,7 +13,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from backtest.relative import VERDICT_WORDS, benchmark_relative, family_confidence, verdict
+from lstmbt.backtest.relative import VERDICT_WORDS, benchmark_relative, family_confidence, verdict
 
 NAN = float("nan")
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from backtest.config import RunConfig
-from backtest.pipeline import run, save_run
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.pipeline import run, save_run
 
 pytestmark = pytest.mark.timeout(300)  # a hung browser fails the test instead of stalling `make test`
 

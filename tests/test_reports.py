@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import backtest.cli as cli
-from backtest.config import RunConfig
-from backtest.pipeline import RunResult, load_run, run, save_run
-from reports import METRIC_HELP, SECTIONS, format_metric, render_report
-from reports.embed import plotly_bundle, unpack_figures
-from reports.tables import FOLD_COLUMNS
+import lstmbt.backtest.cli.app as cli
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.pipeline import RunResult, load_run, run, save_run
+from lstmbt.reports import METRIC_HELP, SECTIONS, format_metric, render_report
+from lstmbt.reports.embed import plotly_bundle, unpack_figures
+from lstmbt.reports.tables import FOLD_COLUMNS
 
 EVIL = "<script>alert(1)</script>"
 DASH = "\u2013"
@@ -146,7 +146,7 @@ def test_report_has_every_section(tiny):
 def test_scorecard_has_one_row_per_strategy_with_its_saved_verdict(tiny):
     """Models first, then baselines, buy-and-hold last; each model's verdict word and family-wise
     interval are those of metrics.json, and the family sentence counts them."""
-    from reports.scorecard import VERDICTS
+    from lstmbt.reports.scorecard import VERDICTS
 
     result, _, text = tiny
     models = [name for name in result.metrics if name not in ("persistence", "majority", "buy_and_hold")]
@@ -210,7 +210,7 @@ def test_monthly_heatmaps_share_one_colour_scale(tiny):
     result, _, text = tiny
     heat = {k: v["data"][0] for k, v in figure_specs(text).items() if k.startswith("perf-monthly-")}
     assert len(heat) == 5
-    from backtest.metrics import monthly_return_table
+    from lstmbt.backtest.metrics import monthly_return_table
 
     largest = max(np.nanmax(np.abs(monthly_return_table(result.returns[k.removeprefix("perf-monthly-")]).to_numpy()))
                   for k in heat)
@@ -221,7 +221,7 @@ def test_monthly_heatmaps_share_one_colour_scale(tiny):
 
 
 def test_monthly_heatmaps_scale_is_the_largest_month_of_any_strategy():
-    from reports.figures import monthly_heatmaps
+    from lstmbt.reports.figures import monthly_heatmaps
 
     days = pd.bdate_range("2020-01-01", "2020-12-31")
     calm = pd.Series(0.0001, index=days)
@@ -252,7 +252,7 @@ def _regression_frame(target: str) -> pd.DataFrame:
 
 @pytest.mark.parametrize("target", ["return", "price"])
 def test_regression_figure_is_a_scatter_with_the_45_degree_line_and_residuals(target):
-    from reports.figures import regression_figures
+    from lstmbt.reports.figures import regression_figures
 
     frame = _regression_frame(target)
     figs = regression_figures({"lstm_regression": frame, "ridge_regression": frame}, target)
@@ -274,8 +274,8 @@ def test_regression_figure_is_a_scatter_with_the_45_degree_line_and_residuals(ta
 
 
 def test_calibration_figure_shows_quantile_bins_with_their_counts():
-    from backtest.metrics import calibration_curve
-    from reports.figures import calibration_figure
+    from lstmbt.backtest.metrics import calibration_curve
+    from lstmbt.reports.figures import calibration_figure
 
     rng = np.random.default_rng(8)
     p = rng.uniform(0.50, 0.56, 1000)
@@ -607,7 +607,7 @@ def _metric_fixture() -> dict[str, dict[str, Any]]:
 
 
 def test_highlights_never_mark_baselines_base_rates_bounds_or_verdicts():
-    from reports.tables import best_columns, is_model, metric_rows
+    from lstmbt.reports.tables import best_columns, is_model, metric_rows
 
     metrics = _metric_fixture()
     strategies = list(metrics)
@@ -633,7 +633,7 @@ def test_highlights_never_mark_baselines_base_rates_bounds_or_verdicts():
 
 
 def test_cost_tables_highlight_models_only():
-    from reports.tables import cost_rows
+    from lstmbt.reports.tables import cost_rows
 
     costs = pd.DataFrame([{"fee_bps": bps, "strategy": s, "total_return": value - bps / 100, "sharpe": value}
                           for bps in (0, 10)

@@ -27,16 +27,16 @@ import torch
 from sklearn.base import clone
 from typer.testing import CliRunner
 
-import backtest.cli as cli
-from backtest.checkpoint import open_checkpoint, saved_folds
-from backtest.partial import load_partial_config, partial_dir, start_partial
-from backtest.config import QUICK_PRESET, RunConfig
-from backtest.errors import ConfigError, DataError
-from backtest.pipeline import RUN_FILES, run as run_pipeline
-from backtest.splits import WalkForwardSplit
-from backtest.walkforward import make_sample_grid, walk_forward_predict
-from models.estimators import LSTMClassifier, LSTMRegressor
-from models.specs import NetSpec, TrainSettings
+import lstmbt.backtest.cli.app as cli
+from lstmbt.backtest.checkpoint import open_checkpoint, saved_folds
+from lstmbt.backtest.partial import load_partial_config, partial_dir, start_partial
+from lstmbt.backtest.config import QUICK_PRESET, RunConfig
+from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.pipeline import RUN_FILES, run as run_pipeline
+from lstmbt.backtest.splits import WalkForwardSplit
+from lstmbt.backtest.walkforward import make_sample_grid, walk_forward_predict
+from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor
+from lstmbt.models.specs import NetSpec, TrainSettings
 from tests.helpers import one_torch_thread, run_main  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def test_walk_forward_resumes_from_its_saved_folds(cls, warm, val_fraction, tmp_
 
 
 def test_a_fold_cut_off_before_its_log_entry_is_redone(tmp_path, monkeypatch):
-    import backtest.checkpoint as checkpoint
+    import lstmbt.backtest.checkpoint as checkpoint
 
     est, features, target, grid, folds = _case(LSTMRegressor, True, 0.0)
     expected, _ = walk_forward_predict(est, features, target, grid, folds)
@@ -224,7 +224,7 @@ def test_pipeline_resume_equals_reference_and_checks_the_data(reference, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(config, progress=stop_at_third_fold, checkpoint=checkpoint)
     assert saved_folds(checkpoint)[0] == 3
-    from backtest.data import load_prices
+    from lstmbt.backtest.data import load_prices
 
     changed = load_prices(config.data)
     changed.iloc[-1, changed.columns.get_loc("Close")] *= 1.01
@@ -245,7 +245,7 @@ def test_pipeline_resume_equals_reference_and_checks_the_data(reference, tmp_pat
 
 def _lstmbt(script: bool) -> list[str]:
     if not script:
-        return [sys.executable, "-m", "backtest"]
+        return [sys.executable, "-m", "lstmbt"]
     path = Path(sys.executable).with_name("lstmbt")
     if not path.is_file():
         pytest.skip("the lstmbt console script is not installed next to this Python")

@@ -7,9 +7,9 @@ import math
 import pandas as pd
 import pytest
 
-from backtest.relative import verdict
-from reports.scorecard import family_sentences, pair_sentence, scorecard_rows
-from reports.sections import pair_rows, regime_blocks
+from lstmbt.backtest.relative import verdict
+from lstmbt.reports.scorecard import family_sentences, pair_sentence, scorecard_rows
+from lstmbt.reports.sections import pair_rows, regime_blocks
 
 BENCH = {"sharpe": 0.77, "sharpe_ci_low": 0.35, "sharpe_ci_high": 1.28, "hit_rate": 0.546, "cagr": 0.111,
          "exposure": 1.0}

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.metrics import hit_rate, total_return
-from backtest.scoring import fold_stats, majority_p_up
-from backtest.splits import Fold
+from lstmbt.backtest.metrics import hit_rate, total_return
+from lstmbt.backtest.scoring import fold_stats, majority_p_up
+from lstmbt.backtest.splits import Fold
 
 
 class _Grid:
@@ -64,8 +64,8 @@ def _predictions(dates: pd.DatetimeIndex, close: pd.Series) -> pd.DataFrame:
 
 
 def test_sizing_threshold_is_the_plain_rule_and_confidence_scales_with_conviction():
-    from backtest.config import RunConfig
-    from backtest.scoring import make_positions
+    from lstmbt.backtest.config import RunConfig
+    from lstmbt.backtest.scoring import make_positions
 
     days = pd.bdate_range("2024-01-01", periods=80)
     close = pd.Series(100 * np.exp(np.cumsum(np.random.default_rng(3).normal(0, 0.01, 80))), index=days)
@@ -79,7 +79,7 @@ def test_sizing_threshold_is_the_plain_rule_and_confidence_scales_with_convictio
     sized = make_positions(preds, dates, cfg, close=close)
     p_up = preds.loc[preds["model"] == "lstm_classification", "p_up"].to_numpy()
     np.testing.assert_allclose(sized["lstm_classification"], np.clip(10 * (p_up - 0.5), 0, 1))
-    from strategies import regression_confidence_positions
+    from lstmbt.strategies import regression_confidence_positions
 
     y_pred = preds.loc[preds["model"] == "lstm_regression", "y_pred"].set_axis(dates)
     expected = regression_confidence_positions(y_pred, close, 21, 1.0, False)

@@ -15,8 +15,8 @@ import statsmodels.api as sm
 from arch.bootstrap import StationaryBootstrap
 from scipy import stats
 
-from backtest import significance as sig
-from backtest.metrics import hit_rate_pvalue, sharpe
+from lstmbt.backtest import significance as sig
+from lstmbt.backtest.metrics import hit_rate_pvalue, sharpe
 
 SIGNIFICANCE_KEYS = {
     "hit_rate_pvalue", "hit_rate_ci_low", "hit_rate_ci_high", "pt_pvalue", "sharpe_ci_low",

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from backtest import significance as sig
-from backtest.config import RunConfig
-from backtest.metrics import hit_rate_pvalue
-from backtest.pipeline import build_estimator, make_design, run
-from backtest.walkforward import walk_forward_predict
+from lstmbt.backtest import significance as sig
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.metrics import hit_rate_pvalue
+from lstmbt.backtest.pipeline import build_estimator, make_design, run
+from lstmbt.backtest.walkforward import walk_forward_predict
 from test_pipeline import planted_prices, write_csv
 
 FLAGS = {"features.groups": ["volume", "returns"], "split.min_train": 300, "split.step": 100,

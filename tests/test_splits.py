@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import pytest
 
-from backtest.splits import Fold, WalkForwardSplit
+from lstmbt.backtest.splits import Fold, WalkForwardSplit
 
 N_SAMPLES = (41, 60, 97)
 MIN_TRAIN = (24, 33)
@@ -202,7 +202,7 @@ def test_zero_val_fraction_fits_on_the_whole_purged_window():
 
 @pytest.mark.parametrize("val_fraction", [0.0, 0.01, 0.1, 0.2, 0.3333, 0.49])
 def test_min_train_needed_is_the_smallest_that_fits(val_fraction):
-    from backtest.splits import MIN_FIT_SAMPLES, first_fold_sizes, min_train_needed
+    from lstmbt.backtest.splits import MIN_FIT_SAMPLES, first_fold_sizes, min_train_needed
 
     for gap in range(0, 300, 7):
         need = min_train_needed(gap, val_fraction)

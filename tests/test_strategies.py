@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.config import StrategyConfig
-from strategies import (
+from lstmbt.backtest.config import StrategyConfig
+from lstmbt.strategies import (
     buy_and_hold,
     classification_confidence_positions,
     classification_positions,

@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 import tomli_w
 
-from backtest.config import RunConfig, parse_overrides
-from backtest.errors import ConfigError
-from backtest.pipeline import RUN_FILES, load_run
-from backtest.sweep_file import Range, expand_trials, is_signal_key, override_args, plan_sweep, read_sweep
+from lstmbt.backtest.config import RunConfig, parse_overrides
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.pipeline import RUN_FILES, load_run
+from lstmbt.backtest.campaign.sweep_file import Range, expand_trials, is_signal_key, override_args, plan_sweep, read_sweep
 from tests.helpers import one_torch_thread, run_main  # noqa: F401
 
 TINY_SET = {"split.min_train": 150, "split.step": 100, "model.hidden_size": 4, "model.num_layers": 1,
@@ -75,7 +75,7 @@ def _main_uncaptured(argv: list[str], monkeypatch) -> tuple[int, str, str]:
     """``run_main`` for a module-scoped fixture (no capsys there): stdout and stderr swapped by hand."""
     import sys
 
-    import backtest.cli as cli
+    import lstmbt.backtest.cli.app as cli
 
     out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2))
     monkeypatch.setattr(sys, "argv", ["lstmbt", *argv])
@@ -121,8 +121,8 @@ def test_every_training_trial_is_a_run_directory_and_the_summary_is_ranked(swept
 
 def _row_backtest(out: Path, row: dict, prices: pd.DataFrame):
     """The row's positions rebuilt from its training trial's saved predictions, backtested alone."""
-    from backtest.portfolio import run_backtest
-    from backtest.scoring import make_positions
+    from lstmbt.backtest.portfolio import run_backtest
+    from lstmbt.backtest.scoring import make_positions
 
     run = load_run(out / row["run_dir"])
     signal = {k: row[k] for k in PARAMS if is_signal_key(k)}
@@ -134,8 +134,8 @@ def _row_backtest(out: Path, row: dict, prices: pd.DataFrame):
 
 
 def test_signal_only_rows_equal_a_full_backtest_of_the_same_positions(swept, csv_file):
-    from backtest import metrics as m
-    from backtest.data import load_prices
+    from lstmbt.backtest import metrics as m
+    from lstmbt.backtest.data import load_prices
 
     out, _ = swept
     prices = load_prices(RunConfig.resolve(overrides={"data.source": f"csv:{csv_file}"}).data)
@@ -170,8 +170,8 @@ def test_the_row_at_the_run_settings_matches_the_training_trials_own_metrics(swe
 
 
 def test_dsr_and_pbo_are_on_the_page_and_match_the_best_row(swept, csv_file):
-    from backtest.data import load_prices
-    from backtest.overfit import deflated_sharpe_ratio
+    from lstmbt.backtest.data import load_prices
+    from lstmbt.backtest.campaign.overfit import deflated_sharpe_ratio
 
     out, stdout = swept
     overfit = json.loads((out / "overfit.json").read_text())
@@ -220,7 +220,7 @@ def test_resume_retrains_only_the_missing_trial_and_gives_the_same_summary(swept
 
 
 def test_an_interrupted_sweep_keeps_its_finished_trials(swept, sweep_file, tmp_path, monkeypatch, capsys):
-    import backtest.sweep as sweep
+    import lstmbt.backtest.campaign.sweep as sweep
 
     out, _ = swept
     finished = sorted((out / "trials").iterdir())[0]
@@ -369,8 +369,8 @@ def test_an_unknown_table_gets_a_did_you_mean(tmp_path):
 def test_run_backtest_variants_equals_run_backtest_column_by_column():
     from arch.data import sp500
 
-    from backtest.config import BacktestConfig
-    from backtest.portfolio import run_backtest, run_backtest_variants
+    from lstmbt.backtest.config import BacktestConfig
+    from lstmbt.backtest.portfolio import run_backtest, run_backtest_variants
 
     prices = sp500.load().loc["2015-01-01":"2016-12-31"]
     days = prices.index[20:-1]

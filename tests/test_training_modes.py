@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from backtest.config import RunConfig
-from backtest.errors import ConfigError
-from backtest.splits import WalkForwardSplit
-from backtest.walkforward import make_sample_grid, walk_forward_predict
-from models.estimators import LSTMRegressor
-from models.networks import LSTMNet
-from models.specs import NetSpec, TrainSettings
-from models.training import Feed, predict_outputs
-from models.windows import contiguous_series, sliding_windows
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.splits import WalkForwardSplit
+from lstmbt.backtest.walkforward import make_sample_grid, walk_forward_predict
+from lstmbt.models.estimators import LSTMRegressor
+from lstmbt.models.networks import LSTMNet
+from lstmbt.models.specs import NetSpec, TrainSettings
+from lstmbt.models.training import Feed, predict_outputs
+from lstmbt.models.windows import contiguous_series, sliding_windows
 from helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 CPU = torch.device("cpu")
@@ -165,7 +165,7 @@ def test_warm_start_restarts_when_the_carried_weights_lose_to_a_constant():
 
 
 def test_a_warm_update_must_beat_the_incoming_weights_by_two_standard_errors():
-    from models.training import WARM_ACCEPT_Z, _clearly_better
+    from lstmbt.models.training import WARM_ACCEPT_Z, _clearly_better
 
     rng = np.random.default_rng(0)
     baseline = rng.gamma(2.0, 0.35, 2000)  # per-sample validation losses of the incoming weights

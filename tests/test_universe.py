@@ -19,17 +19,17 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import backtest.cli as cli
-from backtest.config import BacktestConfig, DataConfig, PortfolioConfig, RunConfig
-from backtest.data import load_prices
-from backtest.errors import DataError
-from backtest.executors import make_executor
-from backtest.pipeline import RUN_FILES, load_run
-from backtest.portfolio import lagged_orders, run_backtest, run_group_backtest
-from backtest.universe import EW_BENCHMARK, run_universe
-from backtest.universe_io import UNIVERSE_FILES, expand_source
+import lstmbt.backtest.cli.app as cli
+from lstmbt.backtest.config import BacktestConfig, DataConfig, PortfolioConfig, RunConfig
+from lstmbt.backtest.data import load_prices
+from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.campaign.executors import make_executor
+from lstmbt.backtest.pipeline import RUN_FILES, load_run
+from lstmbt.backtest.portfolio import lagged_orders, run_backtest, run_group_backtest
+from lstmbt.backtest.universe.running import EW_BENCHMARK, run_universe
+from lstmbt.backtest.universe.io import UNIVERSE_FILES, expand_source
 from helpers import one_torch_thread, run_main  # noqa: F401  (autouse fixture)
-from strategies.cross_section import equal_weights, life_panel, top_k_weights
+from lstmbt.strategies.cross_section import equal_weights, life_panel, top_k_weights
 
 TINY = {"split.min_train": 150, "split.step": 100, "model.lookback": 5, "model.hidden_size": 4,
         "model.num_layers": 1, "model.head": [], "train.max_epochs": 1, "train.device": "cpu"}
@@ -256,7 +256,7 @@ def test_perturbing_one_tickers_future_leaves_every_earlier_weight_unchanged(lin
 
 
 def test_pooled_models_feed_the_same_portfolios(universe_csv):
-    pytest.importorskip("backtest.pooled")
+    pytest.importorskip("lstmbt.backtest.universe.pooled")
     pooled, _ = _linear_universe(f"csv:{universe_csv}", **{"model.pooled": True, "target.task": "classification"})
     assert pooled.manifest["executor"] == "pooled"
     assert set(pooled.metrics) == {"ew_logistic_classification", "xs_logistic_classification", EW_BENCHMARK}
@@ -277,7 +277,7 @@ def _cli_universe(csv: Path, executor: str) -> Path:
     (one core's worth of workers, no spawn start-up); the slow test below runs the real pool."""
     out = csv.parent / "runs" / executor
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("backtest.executors._cores", lambda: 1)
+        patch.setattr("lstmbt.backtest.campaign.executors._cores", lambda: 1)
         result = runner.invoke(cli.app, ["run", "--source", f"csv:{csv}", "--target", "classification", *TINY_ARGS,
                                          "--set", "model.linear=false", "--executor", executor, "--out", str(out)])
     assert result.exit_code == 0, (result.output, result.exception)
@@ -339,8 +339,8 @@ def test_universe_report_shows_every_metric_and_links_every_ticker(local_run, mo
         assert f'href="tickers/{name}/report.html"' in html
     assert "Sharpe &minus; ew_buy_and_hold, 95% CI" in html
     # each portfolio's verdict rests on its family-wise interval and is worded as the single-ticker scorecard
-    from backtest.relative import verdict
-    from reports.scorecard import VERDICTS
+    from lstmbt.backtest.relative import verdict
+    from lstmbt.reports.scorecard import VERDICTS
 
     for strategy, entry in metrics.items():
         if strategy == "ew_buy_and_hold":
@@ -382,7 +382,7 @@ def _fake_fdr(monkeypatch, known: set[str], cache: Path) -> None:
         frame = random_walks(1, 400).drop(columns=["symbol"])
         return frame.set_index(pd.DatetimeIndex(frame.pop("date"), name="Date"))
 
-    monkeypatch.setattr("backtest.data._fdr_datareader", lambda: reader)
+    monkeypatch.setattr("lstmbt.backtest.data._fdr_datareader", lambda: reader)
     monkeypatch.setenv("LSTMBT_CACHE_DIR", str(cache))
 
 
@@ -424,7 +424,7 @@ def test_a_bad_ticker_fails_before_any_training(tmp_path, monkeypatch, capsys, u
     raw.loc[raw.index[raw["symbol"] == "T03"][50], "close"] = -1.0
     path = tmp_path / "bad.csv"
     raw.to_csv(path, index=False)
-    monkeypatch.setattr("backtest.universe._run_ticker", lambda job: pytest.fail("trained before checking"))
+    monkeypatch.setattr("lstmbt.backtest.universe.running._run_ticker", lambda job: pytest.fail("trained before checking"))
     _refused(["--source", f"csv:{path}"], ["ticker T03", "Close has non-positive"], tmp_path, monkeypatch, capsys)
 
 
@@ -445,7 +445,7 @@ def test_ten_tickers_under_both_executors(tmp_path):
     seconds = {}
     for executor in ("local", "ray"):
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "backtest", *args, "--executor", executor,
+        proc = subprocess.run([sys.executable, "-m", "lstmbt", *args, "--executor", executor,
                                "--out", str(tmp_path / executor)], capture_output=True, text=True, timeout=1800)
         seconds[executor] = time.perf_counter() - started
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -462,8 +462,8 @@ def test_ten_tickers_under_both_executors(tmp_path):
 def test_top_k_holding_the_whole_universe_is_called_out():
     from types import SimpleNamespace
 
-    from backtest.config import PortfolioConfig
-    from backtest.universe import EW_BENCHMARK, universe_warnings
+    from lstmbt.backtest.config import PortfolioConfig
+    from lstmbt.backtest.universe.running import EW_BENCHMARK, universe_warnings
 
     legs = {name: SimpleNamespace(manifest={"warnings": []}) for name in ("A", "B")}
     metrics = {EW_BENCHMARK: {"sharpe": 0.5}, "xs_m": {"sharpe": 0.5, "exposure": 1.0}}
@@ -474,7 +474,7 @@ def test_top_k_holding_the_whole_universe_is_called_out():
 
 
 def test_interrupted_universe_resumes_to_the_uninterrupted_result(cli_csv, local_run, monkeypatch, capsys):
-    import backtest.universe as universe
+    import lstmbt.backtest.universe.running as universe
 
     out = cli_csv.parent / "runs" / "resumed"
     argv = ["--source", f"csv:{cli_csv}", "--target", "classification", *TINY_ARGS, "--set", "model.linear=false",
@@ -487,7 +487,7 @@ def test_interrupted_universe_resumes_to_the_uninterrupted_result(cli_csv, local
         trained.append(job[0].data.symbol)
         return real(job)
 
-    monkeypatch.setattr("backtest.executors._cores", lambda: 1)
+    monkeypatch.setattr("lstmbt.backtest.campaign.executors._cores", lambda: 1)
     monkeypatch.setattr(universe, "_run_ticker", stop_at_the_second)
     code, _, err = run_main(["run", *argv], monkeypatch, capsys)
     assert code == 130 and err.strip().splitlines()[-1] == \
@@ -506,12 +506,12 @@ def test_interrupted_universe_resumes_to_the_uninterrupted_result(cli_csv, local
 
 
 def test_resume_refuses_a_ticker_whose_prices_changed(cli_csv, tmp_path, monkeypatch, capsys):
-    import backtest.universe as universe
+    import lstmbt.backtest.universe.running as universe
 
     csv, out = tmp_path / "u3.csv", tmp_path / "run"
     csv.write_bytes(cli_csv.read_bytes())
     real = universe._run_ticker
-    monkeypatch.setattr("backtest.executors._cores", lambda: 1)
+    monkeypatch.setattr("lstmbt.backtest.campaign.executors._cores", lambda: 1)
     monkeypatch.setattr(universe, "_run_ticker", lambda job: real(job) if job[0].data.symbol == "T00" else (
         _ for _ in ()).throw(KeyboardInterrupt))
     argv = ["run", "--source", f"csv:{csv}", "--target", "classification", *TINY_ARGS, "--set", "model.linear=false",
@@ -529,7 +529,7 @@ def test_resume_refuses_a_ticker_whose_prices_changed(cli_csv, tmp_path, monkeyp
 def test_universe_gathers_every_tickers_data_checks_first_among_its_notes():
     from types import SimpleNamespace
 
-    from backtest.universe import universe_data_checks, universe_warnings
+    from lstmbt.backtest.universe.running import universe_data_checks, universe_warnings
 
     legs = {"AAA": SimpleNamespace(manifest={"data_checks": ["csv:a.csv: Close is unchanged for 6 bars"],
                                              "warnings": ["csv:a.csv: Close is unchanged for 6 bars"]}),
@@ -545,9 +545,9 @@ def test_ticker_jobs_keep_their_data_checks_without_warning_again(universe_csv):
     whose warnings would print in Python's own format) only records them in the manifest."""
     import warnings
 
-    from backtest.errors import DataWarning
-    from backtest.sweep import TrainJob, train_trial
-    from backtest.universe import _run_ticker
+    from lstmbt.backtest.errors import DataWarning
+    from lstmbt.backtest.campaign.sweep import TrainJob, train_trial
+    from lstmbt.backtest.universe.running import _run_ticker
 
     config = RunConfig.resolve(flags={"data.source": f"csv:{universe_csv}", "data.symbol": "T00", **LINEAR})
     prices = load_prices(config.data).copy()

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from backtest.errors import DataError
-from backtest.splits import WalkForwardSplit
-from backtest.walkforward import make_sample_grid, walk_forward_predict
-from models.estimators import LSTMClassifier, LSTMRegressor
-from models.networks import NetSpec
-from models.training import TrainSettings
+from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.splits import WalkForwardSplit
+from lstmbt.backtest.walkforward import make_sample_grid, walk_forward_predict
+from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor
+from lstmbt.models.networks import NetSpec
+from lstmbt.models.training import TrainSettings
 
 LOOKBACK = 5
 SPEC = NetSpec(hidden_size=4, num_layers=1, dropout=0.0, head=())

@@ -28,7 +28,7 @@ from typing import Any
 
 import typer
 
-from backtest.errors import DataWarning, LstmbtError, os_error_line
+from lstmbt.backtest.errors import DataWarning, LstmbtError, os_error_line
 
 try:  # typer vendors click from 0.22 on; its exceptions are what the app raises
     from typer._click import exceptions as _usage

@@ -27,8 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from backtest.config import DataConfig
-from backtest.errors import ConfigError, DataError, LstmbtError
+from lstmbt.backtest.config import DataConfig
+from lstmbt.backtest.errors import ConfigError, DataError, LstmbtError
 
 UNIVERSE_FILES = ("config.toml", "manifest.json", "metrics.json", "returns.parquet", "weights.parquet", "report.html")
 
@@ -110,7 +110,7 @@ def _entry_tickers(source: str, base: Path | None, data: DataConfig) -> list[Tic
 
 def _csv_symbols(path: Path) -> list[str]:
     """The symbols of a long CSV; [] for a wide one or one that cannot be read (load_prices says why)."""
-    from backtest.data import read_csv_frame
+    from lstmbt.backtest.data import read_csv_frame
 
     try:
         frame, column = read_csv_frame(path)
@@ -121,7 +121,7 @@ def _csv_symbols(path: Path) -> list[str]:
 
 def _csv_tickers(path: Path, data: DataConfig) -> list[Ticker]:
     """One ticker per symbol of a long CSV, or the file itself (named by its stem) when wide."""
-    from backtest.data import read_csv_frame
+    from lstmbt.backtest.data import read_csv_frame
 
     frame, column = read_csv_frame(path)  # a universe's unreadable file is refused here, naming it
     source = f"csv:{path}"
@@ -168,7 +168,7 @@ def load_universe(tickers: list[Ticker]) -> dict[str, pd.DataFrame]:
 
     A long CSV is read once for all its symbols.
     """
-    from backtest.data import load_prices, read_csv_frame
+    from lstmbt.backtest.data import load_prices, read_csv_frame
 
     by_symbol: dict[Path, dict[str, pd.DataFrame]] = {}
     out = {}
@@ -187,7 +187,7 @@ def load_universe(tickers: list[Ticker]) -> dict[str, pd.DataFrame]:
 
 
 def _csv_symbol(raw: pd.DataFrame, data: DataConfig) -> pd.DataFrame:
-    from backtest.data import normalize_ohlcv
+    from lstmbt.backtest.data import normalize_ohlcv
 
     label = f"{data.source} symbol {data.symbol}"
     return normalize_ohlcv(raw, label=label, max_move=data.max_move, start=data.start, end=data.end)
@@ -213,8 +213,8 @@ def checked(ticker: Ticker, check: Any, *args: Any) -> Any:
 
 def write_universe(result: Any, folder: Path) -> None:
     """Write a ``backtest.universe.UniverseResult``'s files (UNIVERSE_FILES) into ``folder``."""
-    from backtest.pipeline import write_json as _write_json
-    from reports.universe import render_universe
+    from lstmbt.backtest.pipeline import write_json as _write_json
+    from lstmbt.reports.universe import render_universe
 
     (folder / "config.toml").write_text(result.config.to_toml(), encoding="utf-8")
     _write_json(folder / "manifest.json", result.manifest)
@@ -239,8 +239,8 @@ def load_universe_run(run_dir: str | Path) -> Any:
 
     A missing, truncated or misshapen file is refused with one ``DataError`` line naming it.
     """
-    from backtest.readback import DamagedFileError, read_config, read_json, read_metrics, read_parquet
-    from backtest.universe import UniverseResult
+    from lstmbt.backtest.readback import DamagedFileError, read_config, read_json, read_metrics, read_parquet
+    from lstmbt.backtest.universe.running import UniverseResult
 
     run_dir = Path(run_dir)
     missing = [name for name in UNIVERSE_FILES[:-1] if not (run_dir / name).is_file()]

@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from typing import Any, Callable, Sequence
 
-from backtest.errors import ConfigError
+from lstmbt.backtest.errors import ConfigError
 
 EXECUTORS = ("local", "ray")
 
@@ -39,7 +39,7 @@ def make_executor(kind: str = "local", *, address: str | None = None, workers: i
 
 
 def _cores() -> int:
-    from models.specs import available_cores
+    from lstmbt.models.specs import available_cores
 
     return available_cores()
 

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from backtest.config import QUICK_PRESET, RunConfig, parse_overrides
-from backtest.errors import LstmbtError
+from lstmbt.backtest.config import QUICK_PRESET, RunConfig, parse_overrides
+from lstmbt.backtest.errors import LstmbtError
 
 app = typer.Typer(
     name="lstmbt",
@@ -76,14 +76,14 @@ def run(
                                             "--out": out, "--quick": quick, "--refresh": refresh, "--exog": exog})
     else:
         cfg = _resolve_config(config, _flags(source, symbol, start, end, target, refresh, exog), set_, quick)
-    from backtest.cli_campaign import run_universe_command, universe_of
+    from lstmbt.backtest.cli.campaign import run_universe_command, universe_of
 
     cfg, tickers = universe_of(cfg, executor, address)
     if tickers:
         run_universe_command(cfg, tickers, out, executor, address, resumed=resume is not None)
         return
-    from backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
-    from backtest.pipeline import default_run_dir, run as run_pipeline, save_run
+    from lstmbt.backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
+    from lstmbt.backtest.pipeline import default_run_dir, run as run_pipeline, save_run
 
     out_dir, resumed = out or default_run_dir(cfg.data.source), resume is not None
     # finished folds are kept in <out.parent>/.<out.name>.partial/ (locked while this runs) until the run is saved
@@ -120,10 +120,10 @@ def report(
     out: Annotated[Optional[Path], typer.Option(help="Where to write the HTML (default RUN_DIR/report.html).")] = None,
 ) -> None:
     """Re-render report.html from a saved run directory (a universe's, or one ticker's)."""
-    from backtest.pipeline import load_run
-    from backtest.universe_io import is_universe_dir, load_universe_run
-    from reports import render_report, write_page
-    from reports.universe import render_universe
+    from lstmbt.backtest.pipeline import load_run
+    from lstmbt.backtest.universe.io import is_universe_dir, load_universe_run
+    from lstmbt.reports import render_report, write_page
+    from lstmbt.reports.universe import render_universe
 
     text = render_universe(load_universe_run(run_dir)) if is_universe_dir(run_dir) else render_report(load_run(run_dir))
     target = write_page(out or run_dir / "report.html", text)
@@ -139,9 +139,9 @@ def compare(
         help="Where to write the HTML (default runs/compare-<UTC timestamp>.html).")] = None,
 ) -> None:
     """Put saved runs side by side: metrics tables and equity curves over their common period."""
-    from backtest.errors import ConfigError
-    from backtest.universe_io import is_universe_dir
-    from reports.compare import default_compare_path, write_compare
+    from lstmbt.backtest.errors import ConfigError
+    from lstmbt.backtest.universe.io import is_universe_dir
+    from lstmbt.reports.compare import default_compare_path, write_compare
 
     for run_dir in run_dirs:
         if is_universe_dir(run_dir):
@@ -155,8 +155,8 @@ def compare(
 def data_show(source: SourceOpt = None, symbol: SymbolOpt = None, start: StartOpt = None, end: EndOpt = None,
               refresh: RefreshOpt = False) -> None:
     """Load a source, validate it, and print its range, size, hash, last rows and any data warnings."""
-    from backtest.data import describe_prices, load_prices
-    from backtest.datacheck import data_warnings
+    from lstmbt.backtest.data import describe_prices, load_prices
+    from lstmbt.backtest.datacheck import data_warnings
 
     cfg = _data_config(source, symbol, start, end, refresh)
     prices = load_prices(cfg)
@@ -171,7 +171,7 @@ def data_show(source: SourceOpt = None, symbol: SymbolOpt = None, start: StartOp
 def data_fetch(ticker: Annotated[str, typer.Argument(help="FinanceDataReader ticker, e.g. 005930, AAPL, KS11.")],
                start: StartOpt = None, end: EndOpt = None) -> None:
     """Download a ticker through FinanceDataReader into the cache (always refetches)."""
-    from backtest.data import describe_prices, fdr_cache_dir, load_prices
+    from lstmbt.backtest.data import describe_prices, fdr_cache_dir, load_prices
 
     cfg = _data_config(f"fdr:{ticker}", None, start, end, True)
     prices = load_prices(cfg)
@@ -200,7 +200,7 @@ def predict(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from backtest.forecast import forecast_next, format_forecast
+    from lstmbt.backtest.forecast import forecast_next, format_forecast
 
     # a spinner on a terminal's stderr that vanishes when done: stdout holds only the forecast
     console = Console(stderr=True)
@@ -230,14 +230,14 @@ def importance(
         help="Where to write the HTML (default runs/importance-<UTC timestamp>.html).")] = None,
 ) -> None:
     """Which feature groups the models rely on: shuffled within each test block, or dropped and retrained."""
-    from backtest.importance import importance_frame, parse_method, summarize_importance
+    from lstmbt.backtest.importance import importance_frame, parse_method, summarize_importance
 
     parse_method(method)  # refuse a bad --method before loading anything
     cfg = _resolve_config(config, _flags(source, symbol, start, end, target, refresh, exog), set_, quick)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from reports.importance import check_out_path, default_importance_path, summary_tables, write_importance
+    from lstmbt.reports.importance import check_out_path, default_importance_path, summary_tables, write_importance
 
     target_path = out or default_importance_path()
     check_out_path(target_path)
@@ -269,8 +269,8 @@ def _flags(source: Optional[str], symbol: Optional[str], start: Optional[str], e
 def _resumed_config(resume: Path, given: dict[str, Any]) -> tuple[RunConfig, Path]:
     """(config, run directory) of the interrupted run ``--resume`` names; options that would change
     its config are refused, since its saved folds were made with that config."""
-    from backtest.partial import load_partial_config, resume_paths
-    from backtest.errors import ConfigError
+    from lstmbt.backtest.partial import load_partial_config, resume_paths
+    from lstmbt.backtest.errors import ConfigError
 
     clashing = [option for option, value in given.items() if value not in (None, False, [])]
     if clashing:
@@ -341,7 +341,7 @@ def _torch_threads() -> int | None:
     """One torch thread per core this process may use, unless the user pinned OMP_NUM_THREADS."""
     import os
 
-    from models.specs import available_cores
+    from lstmbt.models.specs import available_cores
 
     return None if os.environ.get("OMP_NUM_THREADS") else available_cores()
 
@@ -350,8 +350,8 @@ def _print_outcome(metrics: dict[str, dict[str, Any]], manifest: dict[str, Any],
                    comparisons: dict[str, Any] | None = None) -> None:
     """What a finished run prints: the scorecard, what survives testing every model at once and the
     head-to-head pairs (as the report's summary says them), the warnings as notes, the report path last."""
-    from backtest.scoring import task_of
-    from reports.scorecard import family_sentences, pair_sentence
+    from lstmbt.backtest.scoring import task_of
+    from lstmbt.reports.scorecard import family_sentences, pair_sentence
 
     _print_summary(metrics)
     if comparisons:
@@ -370,8 +370,8 @@ def _print_summary(metrics: dict[str, dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from backtest.scoring import task_of
-    from reports.scorecard import COLUMNS, CONSOLE_HEADERS, scorecard_rows
+    from lstmbt.backtest.scoring import task_of
+    from lstmbt.reports.scorecard import COLUMNS, CONSOLE_HEADERS, scorecard_rows
 
     rows = scorecard_rows(metrics, [s for s in metrics if task_of(s) is not None])
     table = Table(title="Scorecard: out of sample, net of costs (verdict: Sharpe - B&H, family-wise interval)",
@@ -386,14 +386,14 @@ def _print_summary(metrics: dict[str, dict[str, Any]]) -> None:
     Console(width=max(Console().width, 160)).print(table)  # the scorecard's width, never folded
 
 
-from backtest import cli_campaign  # noqa: E402,F401  (registers the sweep and runs commands on app)
+from lstmbt.backtest.cli import campaign  # noqa: E402,F401  (registers the sweep and runs commands on app)
 
 
 @app.callback()
 def _global_options(ctx: typer.Context, debug: Annotated[bool, typer.Option(
         "--debug", help="On an internal error, show the full traceback (as LSTMBT_DEBUG=1 does).")] = False) -> None:
     """Options before the command: ``lstmbt --debug run ...``."""
-    from backtest import cli_errors
+    from lstmbt.backtest.cli import errors as cli_errors
 
     cli_errors.session.update(debug=debug, command=ctx.invoked_subcommand)
     ctx.with_resource(cli_errors.interrupt_line())  # sees a Ctrl-C that escapes any command
@@ -402,6 +402,6 @@ def _global_options(ctx: typer.Context, debug: Annotated[bool, typer.Option(
 def main() -> None:
     """Console entry point: every failure ends in one line on stderr and exit status 2 (bad input, a
     damaged file, a full disk), 130 (Ctrl-C) or 1 (a bug; LSTMBT_DEBUG=1 shows its traceback)."""
-    from backtest.cli_errors import run_with_one_line_errors
+    from lstmbt.backtest.cli.errors import run_with_one_line_errors
 
     run_with_one_line_errors(app)

@@ -24,8 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from backtest.errors import ConfigError, DataError, DataWarning
-from backtest.readback import DamagedFileError, read_json, read_metrics, read_toml
+from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
+from lstmbt.backtest.readback import DamagedFileError, read_json, read_metrics, read_toml
 
 INDEX_NAME = ".lstmbt-runs.sqlite"
 #: metrics shown per model by ``lstmbt runs list``

@@ -31,11 +31,11 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from backtest.config import RunConfig
-from backtest.errors import ConfigError
-from backtest.pipeline import json_text
-from backtest.sweep_file import SweepSpec, TrainingTrial, plan_sweep, read_sweep
-from backtest.sweep_score import assess_overfit, mark_duplicates, rank_rows, score_trials
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.pipeline import json_text
+from lstmbt.backtest.campaign.sweep_file import SweepSpec, TrainingTrial, plan_sweep, read_sweep
+from lstmbt.backtest.campaign.sweep_score import assess_overfit, mark_duplicates, rank_rows, score_trials
 
 #: progress(stage, done, total): stage is "training trials" or "signal-only trials"
 Progress = Callable[[str, int, int], None]
@@ -57,8 +57,8 @@ def train_trial(job: TrainJob) -> Any:
     """The ``RunResult`` of one training trial (module level: executors pickle it to workers)."""
     import warnings
 
-    from backtest.errors import DataWarning
-    from backtest.pipeline import run
+    from lstmbt.backtest.errors import DataWarning
+    from lstmbt.backtest.pipeline import run
 
     with warnings.catch_warnings():  # the driver showed them when it loaded the prices; the manifest keeps them
         warnings.simplefilter("ignore", DataWarning)
@@ -125,8 +125,8 @@ def run_sweep(spec: SweepSpec, out_dir: Path, executor: Any, progress: Progress 
 
 def load_sweep_prices(spec: SweepSpec, plan: list[TrainingTrial]) -> pd.DataFrame:
     """Prices of the base config, loaded once and checked long enough for every training trial."""
-    from backtest.pipeline import check_length, load_checked
-    from backtest.universe_io import expand_source
+    from lstmbt.backtest.pipeline import check_length, load_checked
+    from lstmbt.backtest.universe.io import expand_source
 
     source = spec.base.data.source
     tickers = expand_source(spec.base.data)
@@ -164,7 +164,7 @@ def _prepare_dir(out_dir: Path, spec: SweepSpec, plan: list[TrainingTrial], pric
 
 
 def _write_spec(folder: Path, spec: SweepSpec) -> None:
-    from reports import write_page  # atomic text write
+    from lstmbt.reports import write_page  # atomic text write
 
     write_page(folder / "base.toml", spec.base.to_toml())
     write_page(folder / "sweep.toml", spec.to_toml("base.toml"))
@@ -172,9 +172,9 @@ def _write_spec(folder: Path, spec: SweepSpec) -> None:
 
 def _check_finished(trial_dir: Path, training: TrainingTrial, prices: pd.DataFrame) -> None:
     """A saved training trial must be complete, of the planned config, and trained on these prices."""
-    from backtest.data import describe_prices
-    from backtest.pipeline import RUN_FILES, load_run
-    from backtest.readback import DamagedFileError
+    from lstmbt.backtest.data import describe_prices
+    from lstmbt.backtest.pipeline import RUN_FILES, load_run
+    from lstmbt.backtest.readback import DamagedFileError
 
     if not trial_dir.exists():
         return
@@ -199,7 +199,7 @@ def _check_finished(trial_dir: Path, training: TrainingTrial, prices: pd.DataFra
 def _train(plan: list[TrainingTrial], out_dir: Path, prices: pd.DataFrame, executor: Any,
            report: Progress) -> pd.DataFrame:
     """Run the training trials that have no run directory yet; save each in the driver as it finishes."""
-    from backtest.pipeline import save_run
+    from lstmbt.backtest.pipeline import save_run
 
     todo = [t for t in plan if not (out_dir / "trials" / t.name).exists()]
     done = len(plan) - len(todo)
@@ -250,8 +250,8 @@ def sweep_lines(outcome: SweepOutcome, top: int = 5) -> list[str]:
 
 def write_outputs(outcome: SweepOutcome) -> Path:
     """trials.parquet, summary.parquet, overfit.json and sweep.html, each written atomically."""
-    from reports import write_page
-    from reports.sweep import render_sweep
+    from lstmbt.reports import write_page
+    from lstmbt.reports.sweep import render_sweep
 
     out = outcome.out_dir
     _write_parquet(outcome.trials, out / "trials.parquet")

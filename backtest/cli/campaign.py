@@ -10,8 +10,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from backtest.cli import RootOpt, _print_outcome, _progress, _saved_work_noted, app, runs_app
-from backtest.config import RunConfig
+from lstmbt.backtest.cli.app import RootOpt, _print_outcome, _progress, _saved_work_noted, app, runs_app
+from lstmbt.backtest.config import RunConfig
 
 
 @app.command()
@@ -32,10 +32,10 @@ def sweep(
 
     Signal-only keys (strategy.*, backtest.*) are scored from saved predictions without retraining.
     """
-    from backtest.errors import ConfigError
-    from backtest.executors import make_executor
-    from backtest.pipeline import default_run_dir
-    from backtest.sweep import resolve_spec, run_sweep, sweep_lines
+    from lstmbt.backtest.errors import ConfigError
+    from lstmbt.backtest.campaign.executors import make_executor
+    from lstmbt.backtest.pipeline import default_run_dir
+    from lstmbt.backtest.campaign.sweep import resolve_spec, run_sweep, sweep_lines
 
     if resume is not None and out is not None and resume.resolve() != out.resolve():
         raise ConfigError("--resume names the sweep directory to finish; drop --out")
@@ -71,8 +71,8 @@ def runs_list(
     from rich.console import Console
     from rich.table import Table
 
-    from backtest.registry import LIST_METRICS, list_runs
-    from reports import format_metric
+    from lstmbt.backtest.campaign.registry import LIST_METRICS, list_runs
+    from lstmbt.reports import format_metric
 
     frame = list_runs(root, source=source, target=target, since=since, sort=sort)
     headers = {"total_return": "return", "sharpe": "Sharpe", "hit_rate": "hit", "hit_rate_pvalue": "hit p"}
@@ -99,8 +99,8 @@ def runs_show(run_id: Annotated[str, typer.Argument(metavar="ID", help="A run di
     from rich.console import Console
     from rich.table import Table
 
-    from backtest.registry import show_run
-    from reports import format_metric
+    from lstmbt.backtest.campaign.registry import show_run
+    from lstmbt.reports import format_metric
 
     info, metrics = show_run(root, run_id)
     for key in ("path", "created", "source", "symbol", "task", "regression", "horizon", "first_date", "last_date",
@@ -121,15 +121,15 @@ def universe_of(cfg: RunConfig, executor: str, address: Optional[str]) -> tuple[
     (config, tickers) for a universe; bad --executor/--address values are refused either way."""
     import dataclasses
 
-    from backtest.executors import make_executor
-    from backtest.universe_io import expand_source
+    from lstmbt.backtest.campaign.executors import make_executor
+    from lstmbt.backtest.universe.io import expand_source
 
     make_executor(executor, address=address)  # checks the options; starts nothing
     tickers = expand_source(cfg.data)
     if len(tickers) > 1:
         return cfg, tickers
     if cfg.model.pooled:
-        from backtest.errors import ConfigError
+        from lstmbt.backtest.errors import ConfigError
 
         raise ConfigError("model.pooled = true pools the tickers of a universe, and this source names one; "
                           "name several (e.g. --source fdr:005930,000660) or drop model.pooled")
@@ -143,11 +143,11 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
     directory is held by ``claim_run``, as a single run's is."""
     import shutil
 
-    from backtest.executors import make_executor
-    from backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
-    from backtest.pipeline import default_run_dir, save_run, staged_dir
-    from backtest.universe import run_universe
-    from backtest.universe_io import write_universe
+    from lstmbt.backtest.campaign.executors import make_executor
+    from lstmbt.backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
+    from lstmbt.backtest.pipeline import default_run_dir, save_run, staged_dir
+    from lstmbt.backtest.universe.running import run_universe
+    from lstmbt.backtest.universe.io import write_universe
 
     out_dir = out or default_run_dir(cfg.data.source)
     try:
@@ -174,8 +174,8 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
 def _finished_tickers(saved: Path, tickers: list[Any], out_dir: Path) -> dict[str, Any]:
     """The ticker runs an interrupted universe saved in ``saved``; a damaged one is named with the
     way to retrain just that ticker."""
-    from backtest.pipeline import load_run
-    from backtest.readback import DamagedFileError
+    from lstmbt.backtest.pipeline import load_run
+    from lstmbt.backtest.readback import DamagedFileError
 
     finished = {}
     for ticker in tickers:

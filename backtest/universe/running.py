@@ -26,10 +26,10 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from backtest.config import PortfolioConfig, RunConfig
-from backtest.errors import ConfigError
-from backtest.scoring import BENCHMARK, horizon_of, horizon_plan, task_of
-from backtest.universe_io import Ticker
+from lstmbt.backtest.config import PortfolioConfig, RunConfig
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.scoring import BENCHMARK, horizon_of, horizon_plan, task_of
+from lstmbt.backtest.universe.io import Ticker
 
 EW_BENCHMARK = f"ew_{BENCHMARK}"
 _PROVENANCE = ("lstmbt_version", "python", "platform", "packages", "seed", "device")
@@ -91,7 +91,7 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
     ``space_in``: a directory whose disk must hold the tickers' runs and the universe's files
     (checked once the prices are loaded, before any training).
     """
-    from backtest.universe_io import load_universe
+    from lstmbt.backtest.universe.io import load_universe
 
     report = progress or (lambda stage, done, total: None)
     clock = time.perf_counter()
@@ -101,7 +101,7 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
     prices = load_universe(tickers)
     _check_lengths(tickers, prices, configs)
     if space_in is not None:
-        from backtest.checkpoint import check_universe_space
+        from lstmbt.backtest.checkpoint import check_universe_space
 
         todo_rows = {t.name: len(prices[t.name]) for t in tickers if t.name not in (finished or {})}
         check_universe_space(space_in, config, todo_rows, [name for name, _, _ in horizon_plan(config)])
@@ -140,8 +140,8 @@ def _run_ticker(job: tuple[RunConfig, pd.DataFrame]) -> Any:
     """One ticker's single-ticker run (a job: module-level, so process pools and Ray can ship it)."""
     import warnings
 
-    from backtest.errors import DataWarning
-    from backtest.pipeline import run
+    from lstmbt.backtest.errors import DataWarning
+    from lstmbt.backtest.pipeline import run
 
     config, prices = job
     with warnings.catch_warnings():  # the driver showed them when it loaded the prices; the manifest keeps them
@@ -152,8 +152,8 @@ def _run_ticker(job: tuple[RunConfig, pd.DataFrame]) -> Any:
 def _pooled(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dict[str, RunConfig],
             config: RunConfig, done: Callable[[int, Any], None], progress: Progress) -> None:
     """One model across the tickers (``backtest.pooled``), then each ticker scored on its own."""
-    from backtest.pipeline import make_design, score_run
-    from backtest.pooled import pooled_predict
+    from lstmbt.backtest.pipeline import make_design, score_run
+    from lstmbt.backtest.universe.pooled import pooled_predict
 
     designs = {t.name: make_design(prices[t.name], configs[t.name]) for t in tickers}
     predicted = pooled_predict(designs, config, progress=progress)
@@ -163,8 +163,8 @@ def _pooled(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dic
 
 
 def _check_same_data(ticker: Ticker, result: Any, prices: pd.DataFrame) -> None:
-    from backtest.data import describe_prices
-    from backtest.errors import DataError
+    from lstmbt.backtest.data import describe_prices
+    from lstmbt.backtest.errors import DataError
 
     if result.manifest["data"]["sha256"] != describe_prices(prices, ticker.data.source)["sha256"]:
         raise DataError(f"ticker {ticker.name}: its prices changed since the interrupted run saved it; start a "
@@ -172,8 +172,8 @@ def _check_same_data(ticker: Ticker, result: Any, prices: pd.DataFrame) -> None:
 
 
 def _check_lengths(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dict[str, RunConfig]) -> None:
-    from backtest.pipeline import check_length
-    from backtest.universe_io import checked
+    from lstmbt.backtest.pipeline import check_length
+    from lstmbt.backtest.universe.io import checked
 
     for ticker in tickers:
         checked(ticker, check_length, prices[ticker.name], configs[ticker.name])
@@ -188,7 +188,7 @@ def _leg(result: Any, config: RunConfig) -> _Leg:
 def ranking_scores(predictions: pd.DataFrame, config: RunConfig) -> dict[str, pd.Series]:
     """Per model that calls a direction at the primary horizon, its score per decision day:
     p_up for a classifier, the predicted log return for a regression (prices converted)."""
-    from strategies import predicted_log_return
+    from lstmbt.strategies import predicted_log_return
 
     target = config.target.regression
     scores = {}
@@ -216,7 +216,7 @@ def portfolio_weights(legs: dict[str, _Leg], calendar: pd.DatetimeIndex,
                       portfolio: PortfolioConfig) -> dict[str, pd.DataFrame]:
     """Target weights (calendar x tickers) of every portfolio strategy, the benchmark last:
     ``ew_<s>`` for each per-ticker model strategy s, ``xs_<m>`` for each model m with scores."""
-    from strategies.cross_section import equal_weights, life_panel, top_k_weights
+    from lstmbt.strategies.cross_section import equal_weights, life_panel, top_k_weights
 
     first = next(iter(legs.values()))
     out = {}
@@ -230,7 +230,7 @@ def portfolio_weights(legs: dict[str, _Leg], calendar: pd.DatetimeIndex,
 
 
 def _portfolios(config: RunConfig, prices: dict[str, pd.DataFrame], legs: dict[str, _Leg]) -> UniverseResult:
-    from backtest.portfolio import run_group_backtest
+    from lstmbt.backtest.portfolio import run_group_backtest
 
     calendar = decision_calendar(prices, legs)
     weights = portfolio_weights(legs, calendar, config.portfolio)
@@ -257,9 +257,9 @@ def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int
     ``verdict`` of that difference at the family-wise level over those strategies
     (``backtest.relative``: Bonferroni), with its interval ``verdict_ci_low``/``verdict_ci_high``.
     """
-    from backtest import metrics as m
-    from backtest import significance as sig
-    from backtest.relative import family_verdict
+    from lstmbt.backtest import metrics as m
+    from lstmbt.backtest import significance as sig
+    from lstmbt.backtest.relative import family_verdict
 
     bench = backtest.returns[EW_BENCHMARK].to_numpy()
     n_tested = len([name for name in weights if name != EW_BENCHMARK])

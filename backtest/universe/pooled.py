@@ -35,11 +35,11 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from backtest.config import RunConfig, SplitConfig
-from backtest.errors import DataError
-from backtest.pipeline import Design, Progress, build_estimator, training_weights
-from backtest.scoring import horizon_plan, is_linear
-from backtest.splits import Fold, WalkForwardSplit
+from lstmbt.backtest.config import RunConfig, SplitConfig
+from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.pipeline import Design, Progress, build_estimator, training_weights
+from lstmbt.backtest.scoring import horizon_plan, is_linear
+from lstmbt.backtest.splits import Fold, WalkForwardSplit
 
 #: the training mode of every pooled fit (see the module docstring)
 POOLED_TRAIN_MODE = "window"
@@ -203,7 +203,7 @@ def _ticker_part(ticker: str, design: Design, known: np.ndarray, block: FoldDate
                             f"({block.test_start.date()}) yet must be predicted there; raise split.min_train "
                             "to at least split.step + 2")
         return _Part(fold=fold, predict=predict, windows=None)
-    from backtest.walkforward import scaled_windows
+    from lstmbt.backtest.walkforward import scaled_windows
 
     return _Part(fold=fold, predict=predict, windows=scaled_windows(design.features, grid.rows(seen), grid.lookback))
 

@@ -23,8 +23,8 @@ from itertools import combinations
 import numpy as np
 from scipy import stats
 
-from backtest.metrics import PERIODS_PER_YEAR
-from backtest.significance import probabilistic_sharpe_ratio
+from lstmbt.backtest.metrics import PERIODS_PER_YEAR
+from lstmbt.backtest.significance import probabilistic_sharpe_ratio
 
 EULER_GAMMA = 0.5772156649015329
 """The Euler-Mascheroni constant of the expected-maximum formula."""

@@ -1,3 +1,0 @@
-from backtest.cli import main
-
-main()

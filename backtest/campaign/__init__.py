@@ -1,0 +1,1 @@
+"""Many runs of one config family: sweeps, their overfitting statistics (DSR, PBO), executors and the run registry."""

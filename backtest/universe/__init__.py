@@ -1,0 +1,1 @@
+"""Many tickers: per-ticker and pooled models, cross-sectional portfolios, and the universe's files."""

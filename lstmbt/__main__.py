@@ -1,0 +1,5 @@
+"""``python -m lstmbt ...``: the same command line as the ``lstmbt`` script."""
+
+from lstmbt.backtest.cli import main
+
+main()
