@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PIP_FLAGS := --disable-pip-version-check --progress-bar off -q
 
-.PHONY: run quick test test-all bench bench-report venv venv-dev lock clean
+.PHONY: run quick test test-all docs bench bench-report venv venv-dev lock clean
 
 run: $(VENV)/.installed
 	$(BIN)/lstmbt run
@@ -18,6 +18,10 @@ test: $(VENV)/.installed-dev
 
 test-all: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+# The API reference from the numpydoc docstrings (pdoc), into docs/api/ (git-ignored).
+docs: $(VENV)/.installed-dev
+	$(BIN)/python docs/build.py
 
 # Walk-forward speed and quality on workload W, per training mode and against darts (~30 min;
 # the first run also builds bench/.darts-venv). Writes bench/RESULTS.md. Not part of `make test`.

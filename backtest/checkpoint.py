@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +31,7 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig, narrow
 from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.rundir import write_atomic
 
 FORMAT = 2  # 2: a fold is committed by its sha256.json (format 1: by its log file, unchecked)
 #: config keys that say how to load, not what: a run started with --refresh resumes from the cache it filled
@@ -128,9 +128,9 @@ class FoldStore:
         blobs["predictions.parquet"] = _serialised(lambda buffer: predictions.to_parquet(buffer, index=False))
         blobs["log.parquet"] = _serialised(lambda buffer: pd.DataFrame([entry]).to_parquet(buffer, index=False))
         for kind, blob in blobs.items():
-            _write_atomic(self._path(fold_index, kind), lambda tmp, blob=blob: tmp.write_bytes(blob))
+            write_atomic(self._path(fold_index, kind), blob)
         sums = {kind: _sha256(blob) for kind, blob in blobs.items()}
-        _write_atomic(self._path(fold_index, SUMS), lambda tmp: tmp.write_text(json.dumps(sums, indent=1)))
+        write_atomic(self._path(fold_index, SUMS), json.dumps(sums, indent=1))
         for older in self.directory.glob("fold-*.state.pt"):  # a resumed chain needs only the newest
             if older != self._path(fold_index, "state.pt"):
                 older.unlink(missing_ok=True)
@@ -198,16 +198,6 @@ def _serialised(write: Callable[[io.BytesIO], None]) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _start_over(checkpoint: Path) -> Path:
     """What to remove to start again: the CLI's partial directory around ``folds/``, else the checkpoint."""
     if checkpoint.name == "folds" and checkpoint.parent.name.endswith(".partial"):
@@ -237,7 +227,7 @@ def open_checkpoint(directory: str | Path, config: RunConfig, data: dict[str, An
                             f"remove {_start_over(directory)} to start the run again")
         directory.mkdir(parents=True, exist_ok=True)
         check_free_space(directory, config, data, models, n_folds)
-        _write_atomic(directory / PLAN_FILE, lambda tmp: tmp.write_text(json.dumps(plan, indent=2) + "\n"))
+        write_atomic(directory / PLAN_FILE, json.dumps(plan, indent=2) + "\n")
         return 0
     if stored.get("format") != FORMAT:
         raise ConfigError(f"the checkpoint in {directory} was written by another version of lstmbt (format "

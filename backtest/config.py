@@ -22,7 +22,10 @@ from typing import Any
 import tomli_w
 
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.models.specs import TRAIN_MODES, NetSpec, TrainSettings
+from lstmbt.backtest.splits import (DEFAULT_EMBARGO, DEFAULT_SCHEME, DEFAULT_VAL_FRACTION, MIN_FIT_SAMPLES, SCHEMES,
+                                    WalkForwardSplit, first_fold_sizes, min_train_needed)
+from lstmbt.models.specs import (DEFAULT_DEVICE, DEFAULT_LINEAR_ALPHA, DEFAULT_SEED, DEVICES, TRAIN_MODES, NetSpec,
+                                 TrainSettings)
 
 FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr", "lags")
 DEFAULT_FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr")
@@ -63,7 +66,7 @@ class DataConfig:
 
     ``source``: ``sample:sp500``, ``sample:nasdaq``, ``csv:PATH`` or ``fdr:TICKER``; or a universe of
     several tickers (``fdr:005930,000660``, ``sample:sp500,nasdaq``, ``list:PATH``, a long CSV without
-    ``symbol``; see ``backtest.universe_io``).
+    ``symbol``; see ``backtest.sources``).
     ``symbol``: the symbol to pick from a long-format CSV (one with a symbol column).
     ``start``/``end``: inclusive ISO dates that trim the data; ``None`` keeps everything.
     ``refresh``: bypass the FinanceDataReader cache and download again.
@@ -215,20 +218,28 @@ class SplitConfig:
     ``min_train``: samples before the first test day. ``step``: test block length = bars between
     retrains. ``val_fraction``: share of the training window whose chronological tail is held out
     for early stopping (0 = no validation: every fold trains ``max_epochs``). ``embargo``: extra bars dropped between training and test beyond the purge.
+    ``scheme``, ``val_fraction`` and ``embargo`` default to ``backtest.splits.WalkForwardSplit``'s.
     """
 
-    scheme: str = "expanding"
+    scheme: str = DEFAULT_SCHEME
     min_train: int = 2520
     step: int = 21
-    val_fraction: float = 0.2
-    embargo: int = 0
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    embargo: int = DEFAULT_EMBARGO
 
     def __post_init__(self) -> None:
-        _check_choice("split.scheme", self.scheme, ("expanding", "rolling"))
+        _check_choice("split.scheme", self.scheme, SCHEMES)
         _check_range("split.min_train", self.min_train, 20)
         _check_range("split.step", self.step, 1)
         _check_range("split.val_fraction", self.val_fraction, 0.0, 0.5, high_open=True)
         _check_range("split.embargo", self.embargo, 0)
+
+    def splitter(self, horizon: int, *, step: int | None = None) -> WalkForwardSplit:
+        """The walk-forward splitter of these settings for labels ``horizon`` bars ahead (the purge);
+        ``step`` replaces ``self.step`` (the test block length), e.g. for a final fold that ends at
+        the last bar (``backtest.forecast.final_fold``)."""
+        return WalkForwardSplit(min_train=self.min_train, step=self.step if step is None else step, horizon=horizon,
+                                scheme=self.scheme, val_fraction=self.val_fraction, embargo=self.embargo)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,7 +258,7 @@ class ModelConfig(NetSpec):
     lookback: int = 60
     lstm: bool = True
     linear: bool = True
-    linear_alpha: float = 1.0
+    linear_alpha: float = DEFAULT_LINEAR_ALPHA
     pooled: bool = False
 
     def __post_init__(self) -> None:
@@ -272,23 +283,22 @@ MAX_SEED = 2**32 - 1
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig(TrainSettings):
-    """The epoch loop: ``models.specs.TrainSettings`` plus run-level keys.
+    """The epoch loop: ``models.specs.TrainSettings`` (its defaults, ``mode = "sequence"`` among
+    them, are defined there once) plus run-level keys.
 
-    ``mode`` defaults to ``sequence`` here (the library default is ``window``, which accepts
-    any windows): walk-forward folds are always consecutive, and bench/RESULTS.md shows the same
-    out-of-sample quality at a fraction of the cost. ``warm_start``: each fold starts from the
-    previous fold's weights and trains ``warm_epochs`` (the first fold trains up to
-    ``max_epochs``). ``device``: ``auto`` (cuda when available), ``cpu`` or ``cuda``.
-    ``seed``: seeds every RNG; 0 .. 2**32 - 1 (``MAX_SEED``), the range numpy's legacy
-    ``RandomState`` accepts (``default_rng`` and torch take more), so no library refuses it.
+    ``warm_start``: each fold starts from the previous fold's weights and trains ``warm_epochs``
+    (the first fold trains up to ``max_epochs``); on for a run, while a bare estimator starts
+    every ``fit`` cold (scikit-learn's convention). ``device``: ``auto`` (cuda when available),
+    ``cpu`` or ``cuda``. ``seed``: seeds every RNG; 0 .. 2**32 - 1 (``MAX_SEED``), the range numpy's
+    legacy ``RandomState`` accepts (``default_rng`` and torch take more), so no library refuses it.
+    ``device`` and ``seed`` default to the estimators' ``device`` and ``random_state`` (``models.specs``).
     ``device = "cuda"`` on a machine where torch sees no GPU is refused before training
     (``backtest.preflight``), not here, so a run made on a GPU machine still loads elsewhere.
     """
 
-    mode: str = "sequence"
     warm_start: bool = True
-    device: str = "auto"
-    seed: int = 0
+    device: str = DEFAULT_DEVICE
+    seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:
         _check_range("train.lr", self.lr, 0.0, 10.0, low_open=True)
@@ -303,7 +313,7 @@ class TrainConfig(TrainSettings):
         _check_range("train.chunk_len", self.chunk_len, 1, 100_000)
         _check_range("train.chunks_per_batch", self.chunks_per_batch, 1)
         _check_range("train.warm_epochs", self.warm_epochs, 1)
-        _check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        _check_choice("train.device", self.device, DEVICES)
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"train.seed = {self.seed!r} is outside numpy's seed range 0..{MAX_SEED} (2**32 - 1), "
                               "which every random generator of a run must accept; pick a seed in that range")
@@ -477,8 +487,6 @@ def narrow(section: Any, base: type) -> Any:
 def _check_fold_room(split: SplitConfig, horizon: int) -> None:
     """The first fold (the smallest) keeps samples to fit on after the purge, the embargo and the
     validation tail, at the longest horizon; else one line naming the numbers."""
-    from lstmbt.backtest.splits import MIN_FIT_SAMPLES, first_fold_sizes, min_train_needed
-
     gap = horizon + split.embargo
     n_fit, n_val = first_fold_sizes(split.min_train, gap, split.val_fraction)
     if n_fit >= MIN_FIT_SAMPLES:

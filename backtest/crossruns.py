@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from lstmbt.backtest.headtohead import compare_pair, realised_directions
-from lstmbt.backtest.scoring import by_model, horizon_of, predicted_up, task_of, undecided
+from lstmbt.backtest.scoring import by_model, predicted_up, undecided
+from lstmbt.models.key import keys_from_frame
 
 MAX_PAIRS = 24
 """Most cross-run pairs shown; with more models the first ones (in run and strategy order) are kept."""
@@ -26,7 +27,7 @@ def cross_run_pairs(runs: Sequence[tuple[str, Any]], max_pairs: int = MAX_PAIRS)
     Parameters
     ----------
     runs : sequence of (label, RunResult)
-        Saved runs (``backtest.pipeline.load_run``), labelled as the compare page labels them.
+        Saved runs (``backtest.rundir.load_run``), labelled as the compare page labels them.
     max_pairs : int
         At most this many pairs, in run order then strategy order.
 
@@ -52,24 +53,25 @@ def cross_run_pairs(runs: Sequence[tuple[str, Any]], max_pairs: int = MAX_PAIRS)
 
 
 def _view(result: Any) -> dict[str, Any]:
-    """What a pair needs of one run: returns by decision day, calls, decided days and realised moves."""
+    """What a pair needs of one run: returns by decision day, model keys, calls, decided days and
+    realised moves."""
     config, returns = result.config, result.returns
     # returns row k is the bar after decision day k; a returns file cut at its start keeps the last days
     n = min(len(returns), len(result.positions))
     dates, returns = result.positions.index[len(result.positions) - n:], returns.iloc[len(returns) - n:]
-    models = by_model(result.predictions, dates)
-    names = [s for s in returns.columns if task_of(s) is not None and s in models]
-    return {"dates": dates, "returns": returns.set_axis(dates), "config": config, "models": names,
-            "calls": {n: predicted_up(n, models, None, config, dates) for n in names},
-            "decided": {n: ~undecided(n, models, config, None) for n in names},
-            "realised": realised_directions(models, config),
+    models, keys = by_model(result.predictions, dates), keys_from_frame(result.predictions)
+    names = [s for s in returns.columns if s in keys]
+    return {"dates": dates, "returns": returns.set_axis(dates), "config": config, "models": names, "keys": keys,
+            "calls": {n: predicted_up(n, models, None, config, dates, keys=keys) for n in names},
+            "decided": {n: ~undecided(keys[n], models, config, None) for n in names},
+            "realised": realised_directions(models, keys, config),
             "sha256": (result.manifest or {}).get("data", {}).get("sha256")}
 
 
 def _pair(va: dict[str, Any], a: str, vb: dict[str, Any], b: str, days: pd.DatetimeIndex,
           same: bool) -> dict[str, Any]:
     rows_a, rows_b = va["dates"].get_indexer(days), vb["dates"].get_indexer(days)
-    h_a, h_b = horizon_of(a, va["config"]), horizon_of(b, vb["config"])
+    h_a, h_b = va["keys"][a].horizon, vb["keys"][b].horizon
     calls_a = va["calls"][a][rows_a] if same and va["calls"][a] is not None else None
     calls_b = vb["calls"][b][rows_b] if same and vb["calls"][b] is not None else None
     real_a, real_b = va["realised"].get(h_a), vb["realised"].get(h_b)

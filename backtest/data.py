@@ -25,6 +25,7 @@ import pandas as pd
 from lstmbt.backtest.config import DataConfig
 from lstmbt.backtest.datacheck import check_daily_bars, check_finite, check_moves, check_values
 from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.rundir import write_parquet
 
 OHLCV = ("Open", "High", "Low", "Close", "Volume")
 SAMPLES = ("sp500", "nasdaq")
@@ -435,13 +436,7 @@ def read_fdr(ticker: str, start: str | None, end: str | None, refresh: bool = Fa
         if cached is not None:
             return cached
     frame = _fetch_fdr(ticker, start, end)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    try:
-        frame.to_parquet(tmp)
-        os.replace(tmp, cache)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_parquet(cache, frame, index=None)
     return frame
 
 

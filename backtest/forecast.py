@@ -21,8 +21,9 @@ from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.pipeline import Progress, build_estimator, load_checked, make_design, training_weights
 from lstmbt.backtest.scoring import LINEAR_NAMES, MODEL_NAMES
-from lstmbt.backtest.splits import Fold, WalkForwardSplit
+from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import SampleGrid, scaled_windows
+from lstmbt.models.threads import torch_threads
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,17 +97,13 @@ class Forecast:
 def forecast_next(config: RunConfig, threads: int | None = None, progress: Progress | None = None) -> Forecast:
     """Train one model per task of ``config`` on all its data and forecast past the last bar.
 
-    ``threads``: torch intra-op threads (None leaves torch's setting alone). ``progress``:
+    ``threads``: torch intra-op threads, for this call only (None leaves torch's setting alone). ``progress``:
     called as progress(stage, done, total) with stage ``data`` and then each model's name.
     Raises ``DataError`` when the data are too short, with the same check as ``run``.
     """
     report = progress or (lambda stage, done, total: None)
     report("data", 0, 1)
     design = make_design(load_checked(config, folds=False, positions=False), config)  # no folds trained, no positions
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     grid, h = design.grid, config.target.horizon
     last_row = len(design.features) - 1
     fold = final_fold(config, last_row - grid.first_row, grid.n)
@@ -115,12 +112,13 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     records = {}
     linear = not config.model.lstm  # the LSTM forecasts; the linear baseline only when the LSTM is off
     names = LINEAR_NAMES if linear else MODEL_NAMES
-    for task in config.target.tasks:
-        report(names[task], 0, 1)
-        model = build_estimator(task, config, linear=linear)
-        weight = training_weights(design, task, h, config)
-        records[task] = _fit_and_forecast(model, windows, design.targets[task], grid, fold, weight)
-        report(names[task], 1, 1)
+    with torch_threads(threads):  # the caller's thread count is back when the forecast returns
+        for task in config.target.tasks:
+            report(names[task], 0, 1)
+            model = build_estimator(task, config, linear=linear)
+            weight = training_weights(design, task, h, config)
+            records[task] = _fit_and_forecast(model, windows, design.targets[task], grid, fold, weight)
+            report(names[task], 1, 1)
     last_close = float(design.prices["Close"].iloc[-1])
     if "regression" in records:
         y_pred, epochs = records["regression"]
@@ -149,9 +147,8 @@ def final_fold(config: RunConfig, last_position: int, n_labelled: int) -> Fold:
     if start <= s.min_train:
         raise DataError(f"{config.data.source} leaves {start} samples up to the last bar, not more than "
                         f"split.min_train = {s.min_train}; use a longer date range or lower split.min_train")
-    splitter = WalkForwardSplit(min_train=s.min_train, step=start - s.min_train, horizon=config.target.horizon,
-                                scheme=s.scheme, val_fraction=s.val_fraction, embargo=s.embargo)
-    fold = splitter.split(start + 1)[-1]  # folds start at min_train and at ``start``; take the latter
+    # folds start at min_train and at ``start``; take the latter
+    fold = s.splitter(config.target.horizon, step=start - s.min_train).split(start + 1)[-1]
     usable = np.concatenate([fold.train, fold.val])
     if fold.test[0] != start or usable[-1] >= n_labelled:
         raise AssertionError("the final fold does not end before the last bar's unrealised labels")

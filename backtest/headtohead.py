@@ -18,7 +18,7 @@ Bootstraps use local RNGs seeded from the arguments; NaN where a value is undefi
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,9 @@ from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.metrics import sharpe
 from lstmbt.backtest.relative import family_confidence, verdict
-from lstmbt.backtest.scoring import BENCHMARK, horizon_of, is_linear, name_horizon, task_of
+from lstmbt.backtest.scoring import BENCHMARK, strategy_horizon
 from lstmbt.backtest.significance import N_BOOT, default_block_length, diebold_mariano, sharpe_diff_ci
+from lstmbt.models.key import ModelKey, keys_from_frame
 
 LOSS = ("0/1 direction loss (1 on a day the call is wrong, 0 when right), because it is the only loss a return "
         "forecast and an up/down probability share: the regression model has no probability and the classifier "
@@ -141,17 +142,18 @@ def _dm_two_sided(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int) -> float
 # ------------------------------------------------------------------------------------- pairs
 
 
-def default_pairs(strategies: Iterable[str]) -> list[tuple[str, str]]:
-    """The pairs a run compares by default, among the ``strategies`` present, per horizon:
-    the regression LSTM against the classification LSTM (the linear pair when a run has no such
-    LSTM pair), then each LSTM against its linear twin (``ridge_regression``,
-    ``logistic_classification``) of the same task and horizon. Regression is always ``a``."""
-    models = [s for s in strategies if task_of(s) is not None]
+def default_pairs(keys: Iterable[ModelKey]) -> list[tuple[str, str]]:
+    """The pairs a run compares by default among the models of ``keys``, per horizon (in the
+    order the horizons first appear): the regression LSTM against the classification LSTM (the
+    linear pair when a run has no such LSTM pair), then each LSTM against its baseline twin
+    (``ridge_regression``, ``logistic_classification``) of the same task and horizon. Regression
+    is always ``a``."""
+    keys = list(keys)
     pairs = []
-    for h in dict.fromkeys(name_horizon(s) for s in models):
-        group = [s for s in models if name_horizon(s) == h]
-        lstm = {task_of(s): s for s in group if not is_linear(s)}
-        linear = {task_of(s): s for s in group if is_linear(s)}
+    for h in dict.fromkeys(key.horizon for key in keys):
+        group = [key for key in keys if key.horizon == h]
+        lstm = {key.task: key.name for key in group if not key.baseline}
+        linear = {key.task: key.name for key in group if key.baseline}
         for kind in (lstm, linear):
             if len(kind) == 2:
                 pairs.append((kind["regression"], kind["classification"]))
@@ -181,21 +183,21 @@ def planned_strategies(config: RunConfig) -> list[str]:
     from lstmbt.backtest.scoring import horizon_plan
 
     tasks = config.target.tasks
-    return ([name for name, _, _ in horizon_plan(config)] + ["persistence"] * ("regression" in tasks)
+    return ([key.name for key in horizon_plan(config)] + ["persistence"] * ("regression" in tasks)
             + ["majority"] * ("classification" in tasks) + [BENCHMARK])
 
 
 # ------------------------------------------------------------------------------- family-wise
 
 
-def spa_test(returns: pd.DataFrame, benchmark: str = BENCHMARK, models: Sequence[str] | None = None,
-             seed: int = 0, reps: int = N_BOOT) -> dict[str, Any]:
+def spa_test(returns: pd.DataFrame, benchmark: str = BENCHMARK, *, models: Sequence[str], seed: int = 0,
+             reps: int = N_BOOT) -> dict[str, Any]:
     """Hansen's SPA test: does any of ``models`` beat ``benchmark``? (``arch.bootstrap.SPA``)
 
     Losses are negated daily returns, resampled by the stationary bootstrap with the block length
     of :func:`backtest.significance.default_block_length` over all the series, studentized, from
-    a local ``np.random.default_rng(seed)``. ``models`` defaults to every model strategy (those
-    ``task_of`` knows). A model whose returns equal the benchmark's on every day has no loss
+    a local ``np.random.default_rng(seed)``. ``models``: the columns of ``returns`` to test (a
+    run's model strategies). A model whose returns equal the benchmark's on every day has no loss
     differential to test and is left out (``not_tested``).
 
     Returns
@@ -207,7 +209,7 @@ def spa_test(returns: pd.DataFrame, benchmark: str = BENCHMARK, models: Sequence
     """
     from arch.bootstrap import SPA
 
-    names = [c for c in returns.columns if task_of(c) is not None] if models is None else list(models)
+    names = list(models)
     bench = returns[benchmark].to_numpy(np.float64)
     tested = [m for m in names if np.ptp(returns[m].to_numpy(np.float64) - bench) > 0]
     out: dict[str, Any] = {"benchmark": benchmark, "pvalue": math.nan, "n_strategies": len(tested),
@@ -304,51 +306,55 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
     """
     from lstmbt.backtest.scoring import by_model
 
-    strategies = list(returns.columns)
-    pairs = default_pairs(strategies)
+    strategies, keys = list(returns.columns), keys_from_frame(predictions)
+    names = [s for s in strategies if s in keys]  # the model strategies, in column order
+    pairs = default_pairs(keys[s] for s in names)
     pairs += [p for p in check_pairs(config.backtest.pairs, strategies) if p not in pairs]
     dates, seed = positions.index, config.train.seed
     models = by_model(predictions, dates)
-    realised = realised_directions(models, config)
-    rows = [{"a": a, "b": b, **_compare_named(a, b, returns, models, realised, config, close, dates)}
+    realised = realised_directions(models, keys, config)
+    rows = [{"a": a, "b": b, **_compare_named(a, b, returns, models, keys, realised, config, close, dates)}
             for a, b in pairs]
-    n_models = sum(task_of(s) is not None for s in strategies)
-    return {"pairs": rows, "loss": LOSS, "spa": spa_test(returns, seed=seed), "mcs": mcs_test(returns, seed=seed),
+    n_models = len(names)
+    return {"pairs": rows, "loss": LOSS, "spa": spa_test(returns, models=names, seed=seed),
+            "mcs": mcs_test(returns, seed=seed),
             "family": {"n_models": n_models, "confidence": family_confidence(n_models, FAMILY_LEVEL),
                        "level": FAMILY_LEVEL, "method": "Bonferroni"}}
 
 
 def _compare_named(a: str, b: str, returns: pd.DataFrame, models: dict[str, pd.DataFrame],
-                   realised: dict[int, np.ndarray], config: RunConfig, close: pd.Series | None,
-                   dates: pd.DatetimeIndex) -> dict[str, Any]:
+                   keys: Mapping[str, ModelKey], realised: dict[int, np.ndarray], config: RunConfig,
+                   close: pd.Series | None, dates: pd.DatetimeIndex) -> dict[str, Any]:
     """:func:`compare_pair` of strategies ``a`` and ``b`` of a run, each call against its own horizon."""
     from lstmbt.backtest.scoring import predicted_up, undecided
 
     calls, keep = {}, np.ones(len(returns), dtype=bool)
     for name in (a, b):
-        calls[name] = None if name == "majority" else predicted_up(name, models, None, config, dates)
-        if task_of(name) is not None:
-            keep &= ~undecided(name, models, config, close)
-    h_a, h_b = horizon_of(a, config), horizon_of(b, config)
+        calls[name] = None if name == "majority" else predicted_up(name, models, None, config, dates, keys=keys)
+        if name in keys:
+            keep &= ~undecided(keys[name], models, config, close)
+    h_a, h_b = strategy_horizon(a, keys, config), strategy_horizon(b, keys, config)
     return compare_pair(returns[a].to_numpy(), returns[b].to_numpy(), calls[a], calls[b], realised.get(h_a),
                         max(h_a, h_b), seed=config.train.seed, decided=keep, realised_up_b=realised.get(h_b))
 
 
-def realised_directions(models: dict[str, pd.DataFrame], config: RunConfig) -> dict[int, np.ndarray]:
+def realised_directions(models: dict[str, pd.DataFrame], keys: Mapping[str, ModelKey],
+                        config: RunConfig) -> dict[int, np.ndarray]:
     """Per label horizon, the realised direction (True = up) on each decision day.
 
-    ``models``: each model's predictions indexed by decision day (``backtest.scoring.by_model``).
+    ``models``: each model's predictions indexed by decision day (``backtest.scoring.by_model``);
+    ``keys``: their model keys (``models.key.keys_from_frame``), which give each its task and horizon.
     From a classifier's ``y_true`` (the 0/1 label), else from a regression label whose sign is
     the direction (``return``: y_true > 0; ``price``: y_true > that day's close). A horizon with
     neither is absent.
     """
     out: dict[int, np.ndarray] = {}
     kind = config.target.regression
-    for name, g in sorted(models.items(), key=lambda item: task_of(item[0]) != "classification"):
-        h = horizon_of(name, config)
+    for name, g in sorted(models.items(), key=lambda item: keys[item[0]].task != "classification"):
+        h = keys[name].horizon
         if h in out:
             continue
-        if task_of(name) == "classification":
+        if keys[name].task == "classification":
             out[h] = (g["y_true"] > 0.5).to_numpy()
         elif kind in ("return", "price"):
             out[h] = (g["y_true"] > (g["close"] if kind == "price" else 0.0)).to_numpy()

@@ -36,7 +36,8 @@ from sklearn.base import clone
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.pipeline import Design, Progress, build_estimator
-from lstmbt.backtest.scoring import LINEAR_NAMES, model_plan
+from lstmbt.backtest.scoring import model_plan
+from lstmbt.models.threads import torch_threads
 
 METHODS = ("permutation", "ablation")
 #: the group of the exogenous columns (``data.exog``), which ``make_design`` joins after the feature groups
@@ -54,10 +55,11 @@ class BlockTruth(NamedTuple):
 
 
 def importance_frame(config: RunConfig, method: str = "both", n_repeats: int = 3, seed: int | None = None,
-                     progress: Progress | None = None) -> pd.DataFrame:
+                     progress: Progress | None = None, *, threads: int | None = None) -> pd.DataFrame:
     """Per-fold importance of every feature group by ``method`` (``permutation``, ``ablation`` or ``both``).
 
-    Loads the data once and concatenates the methods' frames (``FRAME_COLUMNS``).
+    Loads the data once and concatenates the methods' frames (``FRAME_COLUMNS``). ``threads``:
+    torch intra-op threads for this call only (None leaves torch's setting alone).
     """
     methods = parse_method(method)
     _check_repeats(n_repeats)
@@ -65,10 +67,11 @@ def importance_frame(config: RunConfig, method: str = "both", n_repeats: int = 3
         _ablation_groups(feature_groups(config), None)  # refused before any model is trained
     design = load_design(config)
     parts = []
-    if "permutation" in methods:
-        parts.append(permutation_importance(config, n_repeats, seed, design=design, progress=progress))
-    if "ablation" in methods:
-        parts.append(ablation_importance(config, design=design, progress=progress))
+    with torch_threads(threads):  # the caller's thread count is back when this returns
+        if "permutation" in methods:
+            parts.append(permutation_importance(config, n_repeats, seed, design=design, progress=progress))
+        if "ablation" in methods:
+            parts.append(ablation_importance(config, design=design, progress=progress))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -115,10 +118,10 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
     columns = group_columns(design, config)
     report = progress or _quiet
     rows = []
-    for name, task in model_plan(config):
-        stage = f"permutation {name}"
+    for key in model_plan(config):
+        name, task, stage = key.name, key.task, f"permutation {key.name}"
         report(stage, 0, len(design.folds))
-        estimator = build_estimator(task, config, linear=name in LINEAR_NAMES.values())
+        estimator = build_estimator(task, config, linear=key.family == "linear")
         for done, (fold, model, matrix) in enumerate(fitted_folds(estimator, design, task), 1):
             truth = block_truth(design, task, fold.test)
             base = _scores(model, matrix, design, fold.test, truth, config)
@@ -152,10 +155,10 @@ def ablation_importance(config: RunConfig, groups: list[str] | tuple[str, ...] |
     columns = group_columns(design, config)
     report = progress or _quiet
     rows = []
-    for name, task in model_plan(config):
-        stage = f"ablation {name}"
+    for key in model_plan(config):
+        name, task, stage = key.name, key.task, f"ablation {key.name}"
         report(stage, 0, len(dropped) + 1)
-        estimator = build_estimator(task, config, linear=name in LINEAR_NAMES.values())
+        estimator = build_estimator(task, config, linear=key.family == "linear")
         full = _walk_scores(estimator, design.features, design, task, config)
         report(stage, 1, len(dropped) + 1)
         for done, group in enumerate(dropped, 2):

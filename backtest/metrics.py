@@ -90,8 +90,9 @@ def turnover(positions: np.ndarray) -> float:
     return float(changes / (len(p) / PERIODS_PER_YEAR))
 
 
-def performance_metrics(returns: np.ndarray, positions: np.ndarray) -> dict[str, float]:
-    """Return and risk figures of one strategy over its out-of-sample days."""
+def return_metrics(returns: np.ndarray) -> dict[str, float]:
+    """The figures of a daily return series alone: total_return, cagr, ann_volatility, sharpe,
+    sortino, max_drawdown and calmar, in that order (the one builder of these keys)."""
     return {
         "total_return": total_return(returns),
         "cagr": cagr(returns),
@@ -100,9 +101,13 @@ def performance_metrics(returns: np.ndarray, positions: np.ndarray) -> dict[str,
         "sortino": sortino(returns),
         "max_drawdown": max_drawdown(returns),
         "calmar": calmar(returns),
-        "exposure": exposure(positions),
-        "turnover": turnover(positions),
     }
+
+
+def performance_metrics(returns: np.ndarray, positions: np.ndarray) -> dict[str, float]:
+    """Return and risk figures of one strategy over its out-of-sample days: ``return_metrics``,
+    then ``exposure`` and ``turnover`` of its positions."""
+    return {**return_metrics(returns), "exposure": exposure(positions), "turnover": turnover(positions)}
 
 
 def hit_rate(pred_up: np.ndarray, real_up: np.ndarray) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import os
 import shutil
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Iterator
 from lstmbt.backtest.checkpoint import saved_folds
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError, DataError, LstmbtError, os_error_line
+from lstmbt.backtest.rundir import remove_stale_tmp
 
 LOCK_FILE = "lock"
 #: OSError numbers that mean the run cannot be written where --out points
@@ -134,21 +134,6 @@ def discard_partial(partial: str | Path) -> None:
     shutil.rmtree(partial, ignore_errors=True)
 
 
-def remove_stale_tmp(out_dir: str | Path) -> None:
-    """Remove what processes killed while saving ``out_dir`` left beside it: ``.NAME.tmp-PID``
-    (``pipeline.staged_dir``) and ``.NAME.partial.tmp-PID`` whose process no longer runs."""
-    out_dir = Path(out_dir)
-    name = glob.escape(out_dir.name)
-    for pattern in (f".{name}.tmp-*", f".{name}.partial.tmp-*"):
-        for path in out_dir.parent.glob(pattern):
-            pid = path.name.rpartition("-")[2]
-            if pid.isdigit() and not _alive(int(pid)):
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-
-
 def write_failure(exc: OSError, out_dir: str | Path) -> DataError:
     """One line for an OSError met while writing the run ``out_dir``: the file, why, and the fix."""
     return DataError(os_error_line(exc, writing=f"the run {out_dir}"))
@@ -231,18 +216,6 @@ def _unlock(fd: int | None) -> None:
     if fd is not None:
         os.close(fd)  # closing the last descriptor releases the flock
 
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    return True
 
 
 def _failure(exc: Exception, partial: Path, out_dir: Path, resumed: bool) -> Exception:

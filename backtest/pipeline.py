@@ -6,67 +6,29 @@ Every step between loading and writing is a pure function of its inputs. Heavy l
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import json
-import math
-import os
 import platform
-import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from lstmbt.backtest import __version__
 from lstmbt.backtest.config import RunConfig, narrow
-from lstmbt.backtest.errors import ConfigError, DataError
-from lstmbt.backtest.readback import read_config, read_json, read_metrics, read_parquet
+from lstmbt.backtest.rundir import RunResult
 from lstmbt.backtest.scoring import BENCHMARK, MODEL_NAMES  # noqa: F401  (re-exported: callers import them from here)
-from lstmbt.backtest.scoring import collect_metrics, horizon_plan, is_linear, make_positions, run_warnings
+from lstmbt.backtest.scoring import collect_metrics, horizon_plan, make_positions, run_warnings
+from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns, keys_from_frame
+from lstmbt.models.threads import torch_threads
 
-RUN_FILES = ("config.toml", "manifest.json", "predictions.parquet", "positions.parquet", "returns.parquet",
-             "folds.parquet", "costs.parquet", "trades.parquet", "metrics.json", "comparisons.json", "regimes.parquet", "report.html")
-#: written by every run but absent from runs of earlier versions: ``load_run`` recomputes the
-#: comparisons then; regimes need the close history before the out-of-sample period, so an older
-#: run's report has no regime section
-OPTIONAL_FILES = ("comparisons.json", "regimes.parquet")
 _VERSIONED = ("torch", "numpy", "pandas", "vectorbt", "vectorbt-rust", "scikit-learn", "ta", "arch", "plotly")
 
 #: progress(stage, done, total): stage is "data", "features", a model name, "backtest" or "metrics".
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass
-class RunResult:
-    """Everything a run produced; ``reports`` renders it and ``save_run`` writes it.
-
-    ``predictions``: long frame (date, target, model, fold, y_true, y_pred, p_up, close), one row
-    per model and out-of-sample day. ``positions``: target exposure per decision day and strategy.
-    ``returns``: daily net returns per strategy on the bars the positions are held.
-    ``folds``: one row per model and fold, with its test block's hit rate and returns.
-    ``metrics``: ``{strategy: {metric: value}}``. ``costs``: every strategy re-simulated per fee
-    level (``backtest.portfolio.cost_sweep``). ``trades``: one row per trade and strategy.
-    ``comparisons``: head-to-head pairs, SPA and MCS (``backtest.headtohead.run_comparisons``).
-    ``regimes``: each strategy's figures per market regime (``backtest.regimes.regime_table``).
-    """
-
-    config: RunConfig
-    predictions: pd.DataFrame
-    positions: pd.DataFrame
-    returns: pd.DataFrame
-    folds: pd.DataFrame
-    metrics: dict[str, dict[str, Any]]
-    costs: pd.DataFrame = field(default_factory=pd.DataFrame)
-    trades: pd.DataFrame = field(default_factory=pd.DataFrame)
-    manifest: dict[str, Any] = field(default_factory=dict)
-    comparisons: dict[str, Any] = field(default_factory=dict)
-    regimes: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -90,8 +52,9 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
         prices: pd.DataFrame | None = None, checkpoint: Path | None = None) -> RunResult:
     """Load data, walk forward every model on identical folds, backtest, and score.
 
-    ``threads``: torch intra-op threads for training (None leaves torch's setting alone); the
-    CLI passes the cores available, so two threads never fight over one core.
+    ``threads``: torch intra-op threads for training (None leaves torch's setting alone), set for
+    this call only (``models.threads.torch_threads``); ``models.threads.default_threads()`` gives
+    one per available core (the CLI's rule).
     ``prices``: already loaded prices (e.g. one ticker of a universe loaded by the driver of a
     sweep or a Ray job); ``None`` loads ``config.data``. Either way they are checked for length.
     ``checkpoint``: a folder (one per run: per ticker, per trial) that keeps every finished fold
@@ -108,15 +71,12 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
     timings = {"data": _lap(clock)}
     report("features", 0, 1)
     design = make_design(prices, config)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     timings["features"] = _lap(clock) - timings["data"]
     restored = _open_checkpoint(checkpoint, design, config) if checkpoint is not None else 0
-    predictions, folds_frame = _predict_all(design, config, report, timings, checkpoint)
-    report("backtest", 0, 1)
-    result = score_run(design, predictions, folds_frame, config, timings, clock)
+    with torch_threads(threads):  # the caller's thread count is back when the run returns
+        predictions, folds_frame = _predict_all(design, config, report, timings, checkpoint)
+        report("backtest", 0, 1)
+        result = score_run(design, predictions, folds_frame, config, timings, clock)
     if restored:  # timings then cover only this session's share of the work
         result.manifest["resumed"] = {"folds_restored": restored}
     return result
@@ -128,7 +88,7 @@ def _open_checkpoint(checkpoint: Path, design: Design, config: RunConfig) -> int
     from lstmbt.backtest.data import describe_prices
 
     data = describe_prices(design.prices, config.data.source, config.data.symbol)
-    models = [name for name, _, _ in horizon_plan(config)]
+    models = [key.name for key in horizon_plan(config)]
     return open_checkpoint(checkpoint, config, data, models, len(design.folds))
 
 
@@ -152,8 +112,9 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
     positions = scored["positions"]
     checks = data_warnings(design.prices, config.data, oos_dates=scored["returns"].index,
                            execution=config.backtest.execution)
+    notes = run_warnings(scored["metrics"], positions, keys_from_frame(predictions))
     manifest = _manifest(config, describe_prices(design.prices, config.data.source, config.data.symbol), positions,
-                         len(design.folds), timings, run_warnings(scored["metrics"], positions), checks)
+                         len(design.folds), timings, notes, checks)
     return RunResult(config=config, predictions=predictions, manifest=manifest, **scored)
 
 
@@ -163,7 +124,7 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
     and the comparisons between strategies."""
     from lstmbt.backtest.headtohead import run_comparisons
     from lstmbt.backtest.portfolio import cost_sweep, run_backtest
-    from lstmbt.backtest.scoring import by_model, fold_stats, horizon_of, majority_p_up, predicted_up
+    from lstmbt.backtest.scoring import by_model, fold_stats, majority_p_up, predicted_up
 
     dates = design.grid.dates[design.folds[0].test[0]:]
     direction = design.targets["classification"]
@@ -174,28 +135,27 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
     realised_up = realised[config.target.horizon]
     metrics = collect_metrics(predictions, positions, backtest, realised_up, config, majority, realised,
                               close=prices["Close"])
-    models = by_model(predictions, dates)
-    calls = {name: predicted_up(name, models, majority, config, dates) for name in models}
-    per_model = {name: realised[horizon_of(name, config)] for name in models}
+    models, keys = by_model(predictions, dates), keys_from_frame(predictions)
+    calls = {name: predicted_up(name, models, majority, config, dates, keys=keys) for name in [*models, "majority"]}
+    per_model = {name: realised[keys[name].horizon] for name in models}
     return {"positions": positions, "returns": backtest.returns, "metrics": metrics, "trades": backtest.trades,
             "folds": fold_stats(folds, positions, backtest.returns, per_model, calls),
             "costs": cost_sweep(prices, positions, config.backtest),
             "comparisons": run_comparisons(predictions, backtest.returns, positions, config, close=prices["Close"]),
             "regimes": _regimes(prices["Close"], positions.index, backtest.returns,
-                                {**calls, "majority": predicted_up("majority", models, majority, config, dates)},
-                                per_model, realised_up, models, config)}
+                                calls, per_model, realised_up, models, keys, config)}
 
 
 def _regimes(close: pd.Series, dates: pd.DatetimeIndex, returns: pd.DataFrame, calls: dict[str, Any],
              per_model: dict[str, np.ndarray], realised_up: np.ndarray, models: dict[str, pd.DataFrame],
-             config: RunConfig) -> pd.DataFrame:
+             keys: dict[str, ModelKey], config: RunConfig) -> pd.DataFrame:
     """Every strategy's figures per regime known at the decision close (``backtest.regimes``); a
     model's hit rate leaves out the days it could not decide on, as its overall hit rate does."""
     from lstmbt.backtest.regimes import regime_labels, regime_table
     from lstmbt.backtest.scoring import undecided
 
     realised = {name: per_model.get(name, realised_up) for name in returns.columns}
-    decided = {name: ~undecided(name, models, config, close) for name in models}
+    decided = {name: ~undecided(keys[name], models, config, close) for name in models}
     return regime_table(returns.set_axis(dates), calls, realised, regime_labels(close, dates),
                         seed=config.train.seed, decided=decided)
 
@@ -239,7 +199,6 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
 def make_design(prices: pd.DataFrame, config: RunConfig) -> Design:
     """Features, targets, the sample grid and the walk-forward folds that every model of a run shares."""
     # Imported only after loading, so bad input is reported before sklearn and torch load.
-    from lstmbt.backtest.splits import WalkForwardSplit
     from lstmbt.backtest.walkforward import make_sample_grid
     from lstmbt.models.features import make_features
     from lstmbt.models.targets import make_target
@@ -256,9 +215,7 @@ def make_design(prices: pd.DataFrame, config: RunConfig) -> Design:
                    "classification": make_target(prices, "direction", h)} for h in horizons}
     # the longest horizon's labels end first: its grid gives every horizon the same sample days
     grid = make_sample_grid(features, targets[max(horizons)]["classification"], config.model.lookback)
-    s = config.split
-    folds = {h: WalkForwardSplit(min_train=s.min_train, step=s.step, horizon=h, scheme=s.scheme,
-                                 val_fraction=s.val_fraction, embargo=s.embargo).split(grid.n) for h in horizons}
+    folds = {h: config.split.splitter(h).split(grid.n) for h in horizons}
     primary = split.horizon
     return Design(prices=prices, features=features, targets=targets[primary], grid=grid, folds=folds[primary],
                   horizon_targets=targets, horizon_folds=folds)
@@ -273,25 +230,23 @@ def _predict_all(design: Design, config: RunConfig, report: Progress,
     from lstmbt.backtest.walkforward import walk_forward_predict
 
     frames, logs, n_folds = [], [], len(design.folds)
-    for name, task, h in horizon_plan(config):
+    for key in horizon_plan(config):
+        name, task, h = key.name, key.task, key.horizon
         started = time.perf_counter()
         report(name, 0, n_folds)
         done = iter(range(1, n_folds + 1))
-        estimator = build_estimator(task, config, linear=is_linear(name))
+        estimator = build_estimator(task, config, linear=key.family == "linear")
         preds, log = walk_forward_predict(estimator, design.features, design.horizon_targets[h][task], design.grid,
                                           design.horizon_folds[h],
                                           on_fold=lambda entry, name=name: report(name, next(done), n_folds),
                                           train_weight=training_weights(design, task, h, config),
                                           checkpoint_dir=None if checkpoint is None else Path(checkpoint) / name)
-        preds.insert(1, "target", task)
-        preds.insert(2, "model", name)
-        preds.insert(3, "horizon", h)
+        preds = insert_key_columns(preds, key, 1)  # date, target, model, horizon, family, baseline, fold, ...
         preds["close"] = design.prices["Close"].reindex(preds["date"]).to_numpy()
         frames.append(preds)
-        logs.append(log.assign(model=name))
+        logs.append(insert_key_columns(log, key, 0, FOLD_KEY_COLUMNS))
         timings[f"walkforward_{name}"] = time.perf_counter() - started
-    folds = pd.concat(logs, ignore_index=True)
-    return pd.concat(frames, ignore_index=True), folds[["model"] + [c for c in folds.columns if c != "model"]]
+    return pd.concat(frames, ignore_index=True), pd.concat(logs, ignore_index=True)
 
 
 def training_weights(design: Design, task: str, horizon: int, config: RunConfig) -> pd.Series | None:
@@ -366,123 +321,3 @@ def _version(name: str) -> str | None:
 
 def _lap(start: float) -> float:
     return time.perf_counter() - start
-
-
-# --------------------------------------------------------------------------- run directories
-
-
-def default_run_dir(source: str, root: str | Path = "runs") -> Path:
-    """``runs/<source>-<UTC timestamp>``, with the source made filename-safe; ``-2``, ``-3``, ...
-    appended while a run (or an interrupted one) of that name started in the same second exists."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", source.replace(":", "-")).strip("-")[:60] or "run"
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    base = path = Path(root) / f"{slug}-{stamp}"
-    n = 1
-    while path.exists() or path.is_symlink() or path.with_name(f".{path.name}.partial").exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
-@contextlib.contextmanager
-def staged_dir(out_dir: str | Path) -> Iterator[Path]:
-    """A temporary sibling of ``out_dir`` to write into, renamed to ``out_dir`` when the block ends
-    without an error and removed when it fails, so no half-written run directory is left. Temporary
-    siblings that killed processes left (``.NAME.tmp-PID``, the process gone) are removed first."""
-    from lstmbt.backtest.partial import remove_stale_tmp
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() or out_dir.is_symlink():  # a dangling link too: the rename would replace it
-        raise ConfigError(f"output directory {out_dir} already exists; choose another --out or remove it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def save_run(result: RunResult, out_dir: str | Path) -> Path:
-    """Write the run directory (RUN_FILES) atomically: into a temporary sibling, then rename."""
-    from lstmbt.reports import render_report
-
-    with staged_dir(out_dir) as tmp:
-        (tmp / "config.toml").write_text(result.config.to_toml(), encoding="utf-8")
-        write_json(tmp / "manifest.json", result.manifest)
-        write_json(tmp / "metrics.json", result.metrics)
-        write_json(tmp / "comparisons.json", result.comparisons)
-        result.regimes.to_parquet(tmp / "regimes.parquet", index=False)
-        result.predictions.to_parquet(tmp / "predictions.parquet", index=False)
-        result.positions.to_parquet(tmp / "positions.parquet")
-        result.returns.rename_axis("date").to_parquet(tmp / "returns.parquet")
-        result.folds.to_parquet(tmp / "folds.parquet", index=False)
-        result.costs.to_parquet(tmp / "costs.parquet", index=False)
-        result.trades.to_parquet(tmp / "trades.parquet", index=False)
-        (tmp / "report.html").write_text(render_report(result), encoding="utf-8")
-    return Path(out_dir)
-
-
-def load_run(run_dir: str | Path) -> RunResult:
-    """Read a run directory written by ``save_run``.
-
-    A missing, truncated or misshapen file is refused with one ``DataError`` line naming it. A run
-    of an earlier version without ``comparisons.json`` gets its comparisons recomputed from its frames.
-    """
-    run_dir = Path(run_dir)
-    missing = [name for name in RUN_FILES[:-1] if name not in OPTIONAL_FILES and not (run_dir / name).is_file()]
-    if not run_dir.is_dir() or missing:
-        if (run_dir / "manifest.json").is_file():
-            read_json(run_dir / "manifest.json")  # a damaged manifest (a universe's too) is the problem to name
-        what = "does not exist" if not run_dir.is_dir() else f"lacks {', '.join(missing)}"
-        raise DataError(f"{run_dir} {what}; pass a directory written by this version of `lstmbt run` "
-                        "(re-run older runs)")
-    frames = {name: read_parquet(run_dir / f"{name}.parquet")
-              for name in ("predictions", "positions", "returns", "folds", "costs", "trades")}
-    config = read_config(run_dir / "config.toml")
-    return RunResult(config=config, **frames, metrics=read_metrics(run_dir / "metrics.json"),
-                     manifest=read_json(run_dir / "manifest.json"),
-                     comparisons=_load_comparisons(run_dir / "comparisons.json", frames, config),
-                     regimes=read_parquet(run_dir / "regimes.parquet") if (run_dir / "regimes.parquet").exists()
-                     else pd.DataFrame())
-
-
-def _load_comparisons(path: Path, frames: dict[str, pd.DataFrame], config: RunConfig) -> dict[str, Any]:
-    """A saved ``comparisons.json`` (checked for shape), or, when a run of an earlier version has
-    none, the comparisons recomputed from the run's frames (``run_comparisons``)."""
-    from lstmbt.backtest.headtohead import comparisons_problem, run_comparisons
-    from lstmbt.backtest.readback import DamagedFileError
-
-    if not path.exists() and not path.is_symlink():
-        return run_comparisons(frames["predictions"], frames["returns"], frames["positions"], config)
-    payload = read_json(path)
-    problem = comparisons_problem(payload)
-    if problem:
-        raise DamagedFileError(path, f"has an unexpected shape ({problem})")
-    return payload
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """``payload`` as strict, indented JSON (NaN/inf as null, numpy scalars as Python numbers)."""
-    path.write_text(json_text(payload), encoding="utf-8")
-
-
-def json_text(payload: Any) -> str:
-    return json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n"
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN/inf -> null and numpy scalars -> Python, so the JSON is strict and portable."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(float(value)) else float(value)
-    return value

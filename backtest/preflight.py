@@ -85,17 +85,13 @@ def check_label_classes(prices: pd.DataFrame, config: RunConfig, warmup: int) ->
     """
     if "classification" not in config.target.tasks:
         return
-    from lstmbt.backtest.splits import WalkForwardSplit
     from lstmbt.models.targets import make_target
 
     first = warmup + config.model.lookback - 1
     n = len(prices) - max(config.target.all_horizons) - first
-    s = config.split
     for h in config.target.all_horizons:
         labels = make_target(prices, "direction", h).to_numpy()[first:first + n]
-        split = WalkForwardSplit(min_train=s.min_train, step=s.step, horizon=h, scheme=s.scheme,
-                                 val_fraction=s.val_fraction, embargo=s.embargo)
-        for fold in split.split(n):
+        for fold in config.split.splitter(h).split(n):
             ups = labels[fold.train]
             if len(ups) and ups.min() == ups.max():
                 side = "up" if ups[0] > 0 else "down"

@@ -9,68 +9,41 @@ up days in each fold's training window, so almost always "up"), plus ``buy_and_h
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Collection, Mapping
 
 import numpy as np
 import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
+from lstmbt.models.key import BASE_NAMES, TASKS, ModelKey, keys_from_frame, own_key
 
 BENCHMARK = "buy_and_hold"
-MODEL_NAMES = {"regression": "lstm_regression", "classification": "lstm_classification"}
-LINEAR_NAMES = {"regression": "ridge_regression", "classification": "logistic_classification"}
+MODEL_NAMES = {task: BASE_NAMES[("lstm", task)] for task in TASKS}
+LINEAR_NAMES = {task: BASE_NAMES[("linear", task)] for task in TASKS}
 BASELINES = ("persistence", "majority")
 
 
-def model_plan(config: RunConfig) -> list[tuple[str, str]]:
-    """(strategy name, task) of every model at the primary horizon, LSTM models first, in task order."""
-    plan = []
-    for enabled, names in ((config.model.lstm, MODEL_NAMES), (config.model.linear, LINEAR_NAMES)):
-        if enabled:
-            plan += [(names[task], task) for task in config.target.tasks]
-    return plan
+def model_plan(config: RunConfig) -> list[ModelKey]:
+    """The key of every model at the primary horizon, LSTM models first, in task order."""
+    h = config.target.horizon
+    families = [family for family, enabled in (("lstm", config.model.lstm), ("linear", config.model.linear))
+                if enabled]
+    return [own_key(family, task, h, h) for family in families for task in config.target.tasks]
 
 
-def horizon_plan(config: RunConfig) -> list[tuple[str, str, int]]:
-    """(strategy name, task, horizon) of every model of a run: the primary horizon's under their
-    plain names, then each further ``target.horizons`` entry with ``_h<h>`` appended."""
+def horizon_plan(config: RunConfig) -> list[ModelKey]:
+    """The key of every model of a run: the primary horizon's under their plain names, then each
+    further ``target.horizons`` entry with ``_h<h>`` appended to the name."""
     primary = config.target.horizon
-    return [(name if h == primary else f"{name}_h{h}", task, h)
-            for h in config.target.all_horizons for name, task in model_plan(config)]
+    return [own_key(key.family, key.task, h, primary) for h in config.target.all_horizons
+            for key in model_plan(config)]
 
 
-def _split_name(name: str) -> tuple[str, int | None]:
-    base, _, suffix = name.rpartition("_h")
-    if base and suffix.isdigit():
-        return base, int(suffix)
-    return name, None
-
-
-def task_of(name: str) -> str | None:
-    """``regression`` or ``classification`` for a model's strategy name, None for baselines and buy-and-hold."""
-    base, _ = _split_name(name)
-    for names in (MODEL_NAMES, LINEAR_NAMES):
-        for task, model in names.items():
-            if model == base:
-                return task
-    return None
-
-
-def name_horizon(name: str) -> int | None:
-    """The horizon a model's strategy name carries as ``_h<h>``; None for the primary horizon's
-    models (plain names) and for baselines. Models with equal values share their label horizon."""
-    return _split_name(name)[1] if task_of(name) is not None else None
-
-
-def is_linear(name: str) -> bool:
-    """Whether strategy ``name`` is a linear baseline (``ridge_regression``, ``logistic_classification``, with any ``_h<h>``)."""
-    return _split_name(name)[0] in LINEAR_NAMES.values()
-
-
-def horizon_of(name: str, config: RunConfig) -> int:
-    """The label horizon of strategy ``name``: its ``_h<h>`` suffix, else the primary horizon."""
-    _, h = _split_name(name)
-    return h if h is not None and task_of(name) is not None else config.target.horizon
+def strategy_horizon(name: str, keys: Mapping[str, ModelKey], config: RunConfig) -> int:
+    """The label horizon strategy ``name`` is scored at: its model's (``keys``), else, for the
+    baselines and buy-and-hold, the primary horizon."""
+    key = keys.get(name)
+    return key.horizon if key is not None else config.target.horizon
 
 
 def overlapping(position: pd.Series, horizon: int) -> pd.Series:
@@ -105,11 +78,11 @@ def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: R
     """
     from lstmbt.strategies import buy_and_hold
 
-    columns = {}
+    columns, keys = {}, keys_from_frame(predictions)
     for name, group in predictions.groupby("model", sort=False):
         group = group.set_index("date").reindex(dates)
-        raw = _model_positions(task_of(name), group["y_pred"], group["p_up"], group["close"], config, close)
-        columns[name] = overlapping(raw, horizon_of(name, config))
+        raw = _model_positions(keys[name].task, group["y_pred"], group["p_up"], group["close"], config, close)
+        columns[name] = overlapping(raw, keys[name].horizon)
     if "regression" in set(predictions["target"]):
         zero = pd.Series(0.0, index=dates)
         columns["persistence"] = _model_positions("regression", zero, None, None, config, close, predicted=zero)
@@ -149,16 +122,17 @@ def by_model(predictions: pd.DataFrame, dates: pd.DatetimeIndex) -> dict[str, pd
 
 
 def predicted_up(name: str, models: dict[str, pd.DataFrame], majority: pd.Series | None,
-                 config: RunConfig, dates: pd.DatetimeIndex) -> np.ndarray | None:
+                 config: RunConfig, dates: pd.DatetimeIndex, *, keys: Mapping[str, ModelKey]) -> np.ndarray | None:
     """The direction strategy ``name`` called on each decision day; None for persistence and for a
-    ``max_drawdown`` model, which call no direction."""
+    ``max_drawdown`` model, which call no direction. ``keys``: the run's model keys
+    (``models.key.keys_from_frame`` of its predictions)."""
     from lstmbt.strategies import predicted_log_return
 
     if name == BENCHMARK:
         return np.ones(len(dates), dtype=bool)
     if name == "majority":
         return (majority.reindex(dates) > 0.5).to_numpy()
-    task = task_of(name)
+    task = keys[name].task if name in keys else None
     if task == "regression" and config.target.regression != "max_drawdown":
         g = models[name]
         return (predicted_log_return(g["y_pred"], g["close"], config.target.regression) > 0).to_numpy()
@@ -167,9 +141,9 @@ def predicted_up(name: str, models: dict[str, pd.DataFrame], majority: pd.Series
     return None
 
 
-def undecided(name: str, models: dict[str, pd.DataFrame], config: RunConfig,
+def undecided(key: ModelKey, models: dict[str, pd.DataFrame], config: RunConfig,
               close: pd.Series | None = None) -> np.ndarray:
-    """Per decision day, whether model ``name`` held flat for want of an input rather than by choice:
+    """Per decision day, whether the model of ``key`` held flat for want of an input rather than by choice:
     no forecast (NaN), or under confidence sizing a regression model without a trailing volatility
     over ``strategy.vol_window`` days (undefined or zero; ``strategies.rules.confidence_undecided``).
 
@@ -177,8 +151,8 @@ def undecided(name: str, models: dict[str, pd.DataFrame], config: RunConfig,
     """
     from lstmbt.strategies.rules import confidence_undecided, predicted_log_return
 
-    g = models[name]
-    if task_of(name) == "classification":
+    g = models[key.name]
+    if key.task == "classification":
         return g["p_up"].isna().to_numpy()
     missing = g["y_pred"].isna()
     if config.strategy.sizing != "confidence" or config.target.regression == "max_drawdown":
@@ -204,33 +178,33 @@ def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest
     from lstmbt.backtest import metrics as m
 
     out: dict[str, dict[str, Any]] = {}
-    dates = positions.index
+    dates, keys = positions.index, keys_from_frame(predictions)
     models = by_model(predictions, dates)
     for name in positions.columns:
-        pos = positions[name].to_numpy()
+        key, pos = keys.get(name), positions[name].to_numpy()
         entry = m.performance_metrics(backtest.returns[name].to_numpy(), pos)
-        real = (realised_by_horizon or {}).get(horizon_of(name, config), realised_up)
-        pred_up = predicted_up(name, models, majority, config, dates)
-        if task_of(name) is not None:
-            decided = ~undecided(name, models, config, close)
+        real = (realised_by_horizon or {}).get(strategy_horizon(name, keys, config), realised_up)
+        pred_up = predicted_up(name, models, majority, config, dates, keys=keys)
+        if key is not None:
+            decided = ~undecided(key, models, config, close)
             entry["no_decision_days"] = int(len(decided) - decided.sum())
             real, pred_up = real[decided], None if pred_up is None else pred_up[decided]
         entry["hit_rate"] = m.hit_rate(pred_up, real) if pred_up is not None else math.nan
-        if task_of(name) is not None:
+        if key is not None:
             entry["base_rate"] = float(np.mean(real)) if len(real) else math.nan
-        entry.update(_significance(name, backtest.returns, pred_up, real, models, config))
+        entry.update(_significance(name, key, backtest.returns, pred_up, real, models, config))
         trades = backtest.trades[backtest.trades["strategy"] == name]
         entry.update(n_trades=backtest.n_trades[name], fees_paid=backtest.fees_paid[name],
                      slippage_paid=backtest.slippage_paid[name], n_days=len(pos),
                      **m.trade_stats(trades["return"].to_numpy(), trades["holding_days"].to_numpy()))
-        entry.update(_prediction_scores(name, models, majority, dates, config))
-        entry.update(_relative(name, entry, backtest.returns, pos, config))
+        entry.update(_prediction_scores(name, keys, models, majority, dates, config))
+        entry.update(_relative(name, entry, backtest.returns, pos, config, keys))
         out[name] = entry
     return out
 
 
 def _relative(name: str, entry: dict[str, Any], returns: pd.DataFrame, pos: np.ndarray,
-              config: RunConfig) -> dict[str, Any]:
+              config: RunConfig, keys: Mapping[str, ModelKey]) -> dict[str, Any]:
     """Benchmark-relative figures (``backtest.relative``) for every strategy but buy-and-hold, and
     the verdict of each strategy with a Sharpe-difference interval: from that interval widened to
     the Bonferroni level over the run's models (``family_confidence``), same seed and resamples."""
@@ -239,15 +213,16 @@ def _relative(name: str, entry: dict[str, Any], returns: pd.DataFrame, pos: np.n
     if name == BENCHMARK:
         return {}
     r, bench = returns[name].to_numpy(), returns[BENCHMARK].to_numpy()
-    out: dict[str, Any] = benchmark_relative(r, bench, pos, horizon_of(name, config))
+    out: dict[str, Any] = benchmark_relative(r, bench, pos, strategy_horizon(name, keys, config))
     if "sharpe_diff_ci_low" in entry:
-        out.update(family_verdict(r, bench, sum(task_of(c) is not None for c in returns.columns), config.train.seed))
+        out.update(family_verdict(r, bench, sum(c in keys for c in returns.columns), config.train.seed))
     return out
 
 
-def _significance(name: str, returns: pd.DataFrame, pred_up: np.ndarray | None, realised_up: np.ndarray,
-                  models: dict[str, pd.DataFrame], config: RunConfig) -> dict[str, float]:
+def _significance(name: str, key: ModelKey | None, returns: pd.DataFrame, pred_up: np.ndarray | None,
+                  realised_up: np.ndarray, models: dict[str, pd.DataFrame], config: RunConfig) -> dict[str, float]:
     """The significance figures of one strategy (``backtest.significance``); see metrics.json in the README.
+    ``key``: the strategy's model key, None for the baselines and buy-and-hold.
 
     Buy-and-hold gets its Sharpe interval and PSR only; persistence, which calls no direction,
     gets no directional test. Regression models add Diebold-Mariano against persistence.
@@ -256,19 +231,18 @@ def _significance(name: str, returns: pd.DataFrame, pred_up: np.ndarray | None, 
 
     r = returns[name].to_numpy()
     if name == BENCHMARK:
-        low, high = sig.sharpe_ci(r, seed=config.train.seed)
-        return {"sharpe_ci_low": low, "sharpe_ci_high": high, "psr": sig.probabilistic_sharpe_ratio(r)}
-    if pred_up is None and task_of(name) is None:
+        return sig.sharpe_figures(r, seed=config.train.seed)
+    if pred_up is None and key is None:
         return {"hit_rate_pvalue": math.nan}  # persistence: no call, no position
-    errors = {}
-    if task_of(name) == "regression":
+    errors, horizon = {}, config.target.horizon if key is None else key.horizon
+    if key is not None and key.task == "regression":
         g = models[name]
         naive = g["close"] if config.target.regression == "price" else np.zeros(len(g))
         errors = {"y_true": g["y_true"].to_numpy(), "y_pred": g["y_pred"].to_numpy(), "y_naive": np.asarray(naive)}
     if pred_up is None:  # a max_drawdown model: no direction to test, but its returns and errors are
-        return _undirected_significance(r, returns[BENCHMARK].to_numpy(), errors, horizon_of(name, config), config)
+        return _undirected_significance(r, returns[BENCHMARK].to_numpy(), errors, horizon, config)
     return sig.significance_metrics(r, returns[BENCHMARK].to_numpy(), pred_up, realised_up,
-                                    horizon=horizon_of(name, config), seed=config.train.seed, **errors)
+                                    horizon=horizon, seed=config.train.seed, **errors)
 
 
 def _undirected_significance(r: np.ndarray, bench: np.ndarray, errors: dict[str, np.ndarray], horizon: int,
@@ -276,24 +250,20 @@ def _undirected_significance(r: np.ndarray, bench: np.ndarray, errors: dict[str,
     """Sharpe intervals, PSR and Diebold-Mariano of a model that makes no up/down call."""
     from lstmbt.backtest import significance as sig
 
-    seed = config.train.seed
-    low, high = sig.sharpe_ci(r, seed=seed)
-    d_low, d_high = sig.sharpe_diff_ci(r, bench, seed=seed)
-    out = {"hit_rate_pvalue": math.nan, "sharpe_ci_low": low, "sharpe_ci_high": high, "sharpe_diff_ci_low": d_low,
-           "sharpe_diff_ci_high": d_high, "psr": sig.probabilistic_sharpe_ratio(r)}
+    out = {"hit_rate_pvalue": math.nan, **sig.sharpe_figures(r, bench, seed=config.train.seed)}
     for loss, key in (("squared", "dm_pvalue"), ("absolute", "dm_pvalue_abs")):
         out[key] = sig.dm_test(errors["y_true"], errors["y_pred"], errors["y_naive"], loss, horizon)[1]
     return out
 
 
-def _prediction_scores(name: str, models: dict[str, pd.DataFrame], majority: pd.Series | None,
-                       dates: pd.DatetimeIndex, config: RunConfig) -> dict[str, float]:
+def _prediction_scores(name: str, keys: Mapping[str, ModelKey], models: dict[str, pd.DataFrame],
+                       majority: pd.Series | None, dates: pd.DatetimeIndex, config: RunConfig) -> dict[str, float]:
     """Forecast-error or probability scores of one strategy's predictions, where it has them."""
     from lstmbt.backtest import metrics as m
 
     price = config.target.regression == "price"
-    tasks = {task_of(n): g for n, g in models.items()}  # any model of a task has that task's y_true
-    task = task_of(name)
+    tasks = {keys[n].task: g for n, g in models.items()}  # any model of a task has that task's y_true
+    task = keys[name].task if name in keys else None
     if name == "persistence" or task == "regression":
         g = models[name] if task else tasks["regression"]
         naive = g["close"] if price else np.zeros(len(g))
@@ -346,8 +316,9 @@ def lookahead_suspected(hit_rate: float, base_rate: float) -> bool:
     return hit_rate > TOO_GOOD_HIT_RATE and hit_rate - best >= LOOKAHEAD_MARGIN - 1e-12  # 0.95 - 0.85 is 0.0999...
 
 
-def run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame) -> list[str]:
-    """Plain-language cautions the report shows next to the numbers.
+def run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame, models: Collection[str]) -> list[str]:
+    """Plain-language cautions the report shows next to the numbers; ``models``: the strategies
+    that are models (the names of the run's model keys), as opposed to baselines.
 
     The first is the look-ahead guard's second line of defence: a model that calls more than
     ``TOO_GOOD_HIT_RATE`` of daily directions right, and ``LOOKAHEAD_MARGIN`` more than always
@@ -359,13 +330,13 @@ def run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame) ->
     notes = []
     base = metrics[BENCHMARK]["hit_rate"]
     for name, entry in metrics.items():
-        if task_of(name) is not None and lookahead_suspected(entry["hit_rate"], entry.get("base_rate", base)):
+        if name in models and lookahead_suspected(entry["hit_rate"], entry.get("base_rate", base)):
             notes.append(f"LOOK-AHEAD SUSPECTED: {name} calls {entry['hit_rate']:.1%} of directions right, too good "
                          "to be true for daily prices; check every feature for data from after the decision day.")
     if len(positions) < 252:
         notes.append(f"The out-of-sample period is {len(positions)} days, shorter than one year.")
     for name, entry in metrics.items():
-        if task_of(name) is None:
+        if name not in models:
             continue
         if entry.get("no_decision_days"):
             notes.append(_no_decision_note(name, entry["no_decision_days"], len(positions)))

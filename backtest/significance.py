@@ -329,6 +329,21 @@ def probabilistic_sharpe_ratio(returns: np.ndarray, benchmark_sharpe_ann: float 
 # ---------------------------------------------------------------------------------- metrics.json
 
 
+def sharpe_figures(returns: np.ndarray, bench_returns: np.ndarray | None = None, *, n_boot: int = N_BOOT,
+                   seed: int = 0) -> dict[str, float]:
+    """The Sharpe keys of one strategy in ``metrics.json``, in this order: ``sharpe_ci_low`` /
+    ``sharpe_ci_high`` (``sharpe_ci``), with ``bench_returns`` ``sharpe_diff_ci_low`` /
+    ``sharpe_diff_ci_high`` (``sharpe_diff_ci``, strategy minus benchmark), then ``psr``.
+    ``seed`` seeds both bootstraps."""
+    low, high = sharpe_ci(returns, n_boot=n_boot, seed=seed)
+    out = {"sharpe_ci_low": low, "sharpe_ci_high": high}
+    if bench_returns is not None:
+        out["sharpe_diff_ci_low"], out["sharpe_diff_ci_high"] = sharpe_diff_ci(returns, bench_returns,
+                                                                              n_boot=n_boot, seed=seed)
+    out["psr"] = probabilistic_sharpe_ratio(returns)
+    return out
+
+
 def significance_metrics(returns: np.ndarray, bench_returns: np.ndarray, pred_up: np.ndarray,
                          real_up: np.ndarray, *, y_true: np.ndarray | None = None,
                          y_pred: np.ndarray | None = None, y_naive: np.ndarray | None = None,
@@ -346,18 +361,12 @@ def significance_metrics(returns: np.ndarray, bench_returns: np.ndarray, pred_up
     """
     pred, real = np.asarray(pred_up, dtype=bool), np.asarray(real_up, dtype=bool)
     hit_low, hit_high = wilson_interval(int(np.sum(pred == real)), len(real))
-    s_low, s_high = sharpe_ci(returns, n_boot=n_boot, seed=seed)
-    d_low, d_high = sharpe_diff_ci(returns, bench_returns, n_boot=n_boot, seed=seed)
     out = {
         "hit_rate_pvalue": hit_rate_pvalue(pred, real),
         "hit_rate_ci_low": hit_low,
         "hit_rate_ci_high": hit_high,
         "pt_pvalue": pesaran_timmermann(pred, real)[1],
-        "sharpe_ci_low": s_low,
-        "sharpe_ci_high": s_high,
-        "sharpe_diff_ci_low": d_low,
-        "sharpe_diff_ci_high": d_high,
-        "psr": probabilistic_sharpe_ratio(returns),
+        **sharpe_figures(returns, bench_returns, n_boot=n_boot, seed=seed),
     }
     if y_true is not None and y_pred is not None and y_naive is not None:
         out["dm_pvalue"] = dm_test(y_true, y_pred, y_naive, "squared", horizon)[1]

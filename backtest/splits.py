@@ -5,16 +5,28 @@ training sample t, whose label needs closes up to t + h, is usable only if t + h
 (the purge), minus an optional ``embargo``. The validation set for early stopping is the
 chronological tail of the usable window, and the samples fitted on are purged against it the
 same way.
+
+The splitter's defaults are also the ``[split]`` config section's (``backtest.config.SplitConfig``
+reads them here), and ``SplitConfig.splitter`` is the one place a run builds a splitter. numpy is
+imported only when folds are built, so reading the config stays light.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 #: fewest samples a fold may fit on
 MIN_FIT_SAMPLES = 2
+#: walk-forward schemes: ``expanding`` trains from position 0, ``rolling`` on the last ``min_train``
+SCHEMES = ("expanding", "rolling")
+#: defaults of ``WalkForwardSplit`` and of ``split.scheme``, ``split.val_fraction``, ``split.embargo``
+DEFAULT_SCHEME = "expanding"
+DEFAULT_VAL_FRACTION = 0.2
+DEFAULT_EMBARGO = 0
 
 
 @dataclass(frozen=True)
@@ -45,12 +57,12 @@ class WalkForwardSplit:
     min_train: int
     step: int
     horizon: int = 1
-    scheme: str = "expanding"
-    val_fraction: float = 0.2
-    embargo: int = 0
+    scheme: str = DEFAULT_SCHEME
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    embargo: int = DEFAULT_EMBARGO
 
     def __post_init__(self) -> None:
-        if self.scheme not in ("expanding", "rolling"):
+        if self.scheme not in SCHEMES:
             raise ValueError(f"scheme must be 'expanding' or 'rolling', got {self.scheme!r}")
         if self.step < 1 or self.horizon < 1 or self.embargo < 0:
             raise ValueError("step and horizon must be >= 1 and embargo >= 0")
@@ -71,6 +83,8 @@ class WalkForwardSplit:
 
     def split(self, n_samples: int) -> list[Fold]:
         """All folds for ``n_samples`` positions; raises if not even one test position is left."""
+        import numpy as np  # only when folds are built: backtest.config imports this module at start-up
+
         if n_samples <= self.min_train:
             raise ValueError(f"{n_samples} samples leave no test block after min_train {self.min_train}")
         folds = []

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", nargs="?", type=Path, help="measure this saved run instead of the long run")
     args = parser.parse_args(argv)
     if args.run_dir:
-        from lstmbt.backtest.pipeline import load_run
+        from lstmbt.backtest.rundir import load_run
 
         result = load_run(args.run_dir)
     else:

@@ -1,5 +1,69 @@
-"""lstmbt: walk-forward LSTM predictions, vectorbt backtests with costs, and honest HTML reports."""
+"""lstmbt: walk-forward LSTM predictions, vectorbt backtests with costs, and honest HTML reports.
 
+The public API, for scripts and notebooks:
+
+- ``lstmbt.run(config=None, *, source=None, quick=False, set=None, prices=None, out=None)``: a
+  whole run, as ``lstmbt run`` (same config layering, same thread handling).
+- ``lstmbt.load(run_dir)``: a saved run directory.
+- ``lstmbt.backtest(prices, positions, **costs)``: your own target positions, backtested with
+  costs beside buy-and-hold and scored with the same metrics and significance figures.
+  (``lstmbt.backtest`` is also the core package: ``lstmbt.backtest.config`` and friends.)
+- ``lstmbt.tear_sheet(returns, benchmark=None, path=None)``: the same for daily returns.
+
+Each returns a ``lstmbt.RunResult``: ``.metrics`` (strategy x metric DataFrame), ``.returns``,
+``.positions``, ``.predictions``, ``.folds``, ``.trades``, ``.config``, ``.report(path=None)``,
+``.save(out)``, and its scorecard when shown in Jupyter. Bad input raises ``lstmbt.ConfigError``
+or ``lstmbt.DataError`` (both ``lstmbt.LstmbtError``) with one line naming the problem and the fix.
+
+    >>> import lstmbt
+    >>> result = lstmbt.run(quick=True, set={"data.start": "2012-01-01"})
+    >>> result.metrics[["sharpe", "hit_rate", "verdict"]]
+    >>> result.report("report.html")
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+from lstmbt import backtest
 from lstmbt.backtest import __version__
+from lstmbt.backtest.errors import ConfigError, DataError, LstmbtError
 
-__all__ = ["__version__"]
+
+class _CallablePackage(types.ModuleType):
+    """The core package ``lstmbt.backtest``, made callable: ``lstmbt.backtest(prices, positions, **costs)``
+    runs the core's ad-hoc backtest, while ``lstmbt.backtest.config`` and the rest stay submodules."""
+
+    def __call__(self, prices: Any, positions: Any, **costs: Any) -> Any:
+        """Backtest target positions on prices with costs, beside buy-and-hold; see
+        ``lstmbt.backtest.adhoc.backtest_positions`` for the arguments and the figures.
+
+        Returns
+        -------
+        lstmbt.RunResult
+        """
+        # pandas and vectorbt load on the first call, so `lstmbt --help` stays fast
+        from lstmbt.backtest.adhoc import backtest_positions
+        from lstmbt.result import RunResult
+
+        return RunResult(backtest_positions(prices, positions, **costs))
+
+
+# the module of a package can change class (not identity): every `lstmbt.backtest` stays this one object
+backtest.__class__ = _CallablePackage
+
+
+def __getattr__(name: str) -> Any:
+    """``run``, ``load``, ``tear_sheet`` and ``RunResult``, imported on first use: they load pandas,
+    which ``lstmbt --help`` (which imports this package first) does not need."""
+    if name in ("run", "load", "tear_sheet", "RunResult"):
+        from lstmbt import api
+
+        value = globals()[name] = getattr(api, name)  # kept: later lookups (and pdoc) find it directly
+        return value
+    raise AttributeError(f"module 'lstmbt' has no attribute {name!r}")
+
+
+__all__ = ["run", "load", "backtest", "tear_sheet", "RunResult", "ConfigError", "DataError", "LstmbtError",
+           "__version__"]

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from lstmbt.models.networks import LSTMNet
-from lstmbt.models.specs import NetSpec, TrainSettings
+from lstmbt.models.specs import DEFAULT_DEVICE, DEFAULT_SEED, NetSpec, TrainSettings
 from lstmbt.models.targets import check_sample_weight
 from lstmbt.models.training import (TrainLog, evaluate_loss, predict_outputs, resolve_device, train_epochs,
                              train_network)
@@ -44,10 +44,16 @@ def _cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class _LSTMEstimator(BaseEstimator):
-    """Shared fit/predict machinery; subclasses define the outputs, the loss and the label encoding."""
+    """Shared fit/predict machinery; subclasses define the outputs, the loss and the label encoding.
+
+    ``net``/``train``: None means ``NetSpec()``/``TrainSettings()``, whose defaults are the default
+    run's (``models.specs``), as are ``device`` and ``random_state``. ``warm_start`` defaults to
+    False, scikit-learn's convention: a second ``fit`` starts cold unless asked (a run asks, with
+    ``train.warm_start = true``).
+    """
 
     def __init__(self, *, net: NetSpec | None = None, train: TrainSettings | None = None,
-                 device: str = "auto", random_state: int = 0, warm_start: bool = False) -> None:
+                 device: str = DEFAULT_DEVICE, random_state: int = DEFAULT_SEED, warm_start: bool = False) -> None:
         self.net = net
         self.train = train
         self.device = device

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils.validation import check_is_fitted
 
+from lstmbt.models.specs import DEFAULT_LINEAR_ALPHA, TrainSettings
 from lstmbt.models.targets import check_sample_weight
 
 
@@ -46,7 +47,7 @@ class RidgeRegressor(_Refit, RegressorMixin, BaseEstimator):
     ``refit``: the walk-forward refits it on the whole usable window (see the module notes).
     """
 
-    def __init__(self, *, alpha: float = 1.0, refit: bool = False) -> None:
+    def __init__(self, *, alpha: float = DEFAULT_LINEAR_ALPHA, refit: bool = TrainSettings.refit) -> None:
         self.alpha = alpha
         self.refit = refit
 
@@ -75,7 +76,7 @@ class LogisticClassifier(_Refit, ClassifierMixin, BaseEstimator):
     class's share (0 or 1) for p_up. ``refit``: as for ``RidgeRegressor``.
     """
 
-    def __init__(self, *, C: float = 1.0, refit: bool = False) -> None:
+    def __init__(self, *, C: float = 1.0 / DEFAULT_LINEAR_ALPHA, refit: bool = TrainSettings.refit) -> None:
         self.C = C
         self.refit = refit
 

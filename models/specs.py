@@ -1,7 +1,9 @@
 """Plain settings for the network and the training loop, importable without torch.
 
 ``backtest.config`` extends them with validation and the run-level keys, so every default is
-defined once, here.
+defined once, here: the fields of ``NetSpec`` and ``TrainSettings``, and the ``DEFAULT_*``
+constants that the estimators' constructors and the config's keys share. An estimator built
+without settings therefore trains exactly as the default run configures it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,14 @@ import os
 from dataclasses import dataclass
 
 TRAIN_MODES = ("window", "sequence")
+#: where an estimator trains: ``auto`` (cuda when available), ``cpu`` or ``cuda``
+DEVICES = ("auto", "cpu", "cuda")
+#: default ``device`` of the LSTM estimators and of ``train.device``
+DEFAULT_DEVICE = "auto"
+#: default ``random_state`` of the LSTM estimators and ``train.seed``
+DEFAULT_SEED = 0
+#: default L2 penalty of the linear baselines (ridge ``alpha``, logistic ``1 / C``) and ``model.linear_alpha``
+DEFAULT_LINEAR_ALPHA = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,11 +53,14 @@ class TrainSettings:
     weights are restored). ``lr_patience``/``lr_factor``: ReduceLROnPlateau on the monitored
     loss. ``clip_norm``: max global gradient L2 norm (0 = off).
 
-    ``mode``: ``window`` feeds every sample as its own L-day window from a zero state (the
-    reference). ``sequence`` runs the LSTM over contiguous chunks of the series: each chunk is
-    ``L - 1`` burn-in steps followed by ``chunk_len`` steps that each emit a scored prediction,
-    and ``chunks_per_batch`` chunks make one gradient step. It is the same network with about
-    L times fewer FLOPs per epoch; the one difference is that a prediction may see up to
+    ``mode``: ``sequence`` (the default) runs the LSTM over contiguous chunks of the series: each
+    chunk is ``L - 1`` burn-in steps followed by ``chunk_len`` steps that each emit a scored
+    prediction, and ``chunks_per_batch`` chunks make one gradient step. It needs consecutive
+    windows (window i = rows i..i+L-1 of one series), as walk-forward folds always are, and
+    bench/RESULTS.md shows the same out-of-sample quality as ``window`` at a fraction of the cost.
+    ``window`` feeds every sample as its own L-day window from a zero state (the reference, and
+    the mode for windows that are not consecutive). Sequence mode is the same network with
+    about L times fewer FLOPs per epoch; the one difference is that a prediction may see up to
     ``L + chunk_len - 1`` days of context instead of exactly L (``chunk_len = 1`` restores exact
     L-day context at window-mode cost). Validation and test predictions use the same chunks.
 
@@ -73,7 +86,7 @@ class TrainSettings:
     lr_patience: int = 2
     lr_factor: float = 0.5
     clip_norm: float = 1.0
-    mode: str = "window"
+    mode: str = "sequence"
     chunk_len: int = 64
     chunks_per_batch: int = 2
     warm_epochs: int = 2

@@ -91,7 +91,8 @@ class Feed:
                 self._find_active()
             return
         if series is None:
-            raise ValueError("sequence mode needs consecutive windows (window i = rows i..i+L-1 of one series)")
+            raise ValueError("sequence mode needs consecutive windows (window i = rows i..i+L-1 of one series); "
+                             "use TrainSettings(mode='window') for windows that are not")
         c = min(chunk_len, n)
         starts = np.arange(0, n - c + 1, c)
         if starts[-1] + c < n:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import tomli_w
 
 from lstmbt.backtest import __version__
 from lstmbt.reports.tables import format_metric
@@ -82,30 +83,30 @@ SECTIONS = ("summary", "head-to-head", "regimes", "performance", "predictions", 
 
 
 def render_report(result: Any) -> str:
-    """The HTML text of the report for ``result`` (a ``backtest.pipeline.RunResult``)."""
+    """The HTML text of the report for ``result`` (a ``backtest.rundir.RunResult``)."""
     from lstmbt.backtest.regimes import MIN_DAYS as REGIME_MIN_DAYS
     from lstmbt.backtest.regimes import REGIME_KINDS
-    from lstmbt.backtest.scoring import task_of
     from lstmbt.reports import scorecard, sections, tables
     from lstmbt.reports.embed import pack_figures, plotly_bundle
     from lstmbt.reports.figures import report_figures
 
     metrics = result.metrics
     strategies = list(metrics)
-    models = [s for s in strategies if task_of(s) is not None]
+    models = tested_strategies(result)
     figures = report_figures(result)
     manifest = result.manifest or {}
     fold_columns, fold_rows = tables.frame_rows(result.folds, tables.FOLD_COLUMNS)
-    trade_columns, trade_rows = tables.last_trades(result.trades)
-    cost_strategies, cost_returns = tables.cost_rows(result.costs, "total_return") if len(result.costs) else ([], [])
-    _, cost_sharpe = tables.cost_rows(result.costs, "sharpe") if len(result.costs) else ([], [])
+    trade_columns, trade_rows = tables.last_trades(result.trades) if len(result.trades) else ([], [])
+    costed = len(result.costs) > 0
+    cost_strategies, cost_returns = tables.cost_rows(result.costs, "total_return", models) if costed else ([], [])
+    _, cost_sharpe = tables.cost_rows(result.costs, "sharpe", models) if costed else ([], [])
     comparisons = result.comparisons
     regimes = sections.regime_blocks(result.regimes, strategies, REGIME_KINDS)
-    shown = [s for s in SECTIONS if (s != "head-to-head" or comparisons.get("pairs")) and (s != "regimes" or regimes)]
+    shown = shown_sections(result, bool(regimes))
     return _template().render(
         title=f"lstmbt report - {manifest.get('data', {}).get('source', result.config.data.source)}",
         version=__version__, sections=shown, strategies=strategies,
-        rows=tables.metric_rows(metrics, strategies, METRIC_HELP),
+        rows=tables.metric_rows(metrics, strategies, METRIC_HELP, models),
         score_columns=scorecard.COLUMNS, score_rows=scorecard.scorecard_rows(metrics, models),
         family_lines=scorecard.family_sentences(metrics, models, comparisons),
         pair_lines=[scorecard.pair_sentence(p) for p in comparisons.get("pairs", [])],
@@ -117,9 +118,59 @@ def render_report(result: Any) -> str:
         cost_strategies=cost_strategies, cost_returns=cost_returns, cost_sharpe=cost_sharpe,
         trade_summary=_trade_summary(metrics, strategies), trade_columns=trade_columns, trades=trade_rows,
         n_trades_total=len(result.trades),
-        backtest=result.config.backtest, config_toml=result.config.to_toml(),
+        backtest=result.config.backtest, config_toml=_config_text(result), kind=manifest.get("kind", "run"),
         manifest=manifest, data=manifest.get("data", {}), warnings=manifest.get("warnings", []),
     )
+
+
+def render_summary(result: Any) -> str:
+    """The report's scorecard as a small self-contained HTML fragment (what Jupyter shows for a result):
+    a caption with the source and out-of-sample period, the scorecard rows and the family-wise sentences."""
+    from lstmbt.reports import scorecard
+
+    manifest, models = result.manifest or {}, tested_strategies(result)
+    period = manifest.get("out_of_sample", {})
+    costs = "returns as given" if manifest.get("kind") == "returns" else "net of costs"
+    caption = (f"lstmbt - {manifest.get('data', {}).get('source', result.config.data.source)}: "
+               f"{period.get('first_date', '')} to {period.get('last_date', '')} ({period.get('days', '')} days, "
+               f"{costs})")
+    return environment().get_template("summary.html.j2").render(
+        caption=caption, score_columns=scorecard.COLUMNS, score_rows=scorecard.scorecard_rows(result.metrics, models),
+        lines=scorecard.family_sentences(result.metrics, models, result.comparisons))
+
+
+def tested_strategies(result: Any) -> list[str]:
+    """The strategies a report tests against buy-and-hold (its "models"): a run's models (its
+    predictions' model keys), or every strategy of an ad-hoc backtest or tear sheet
+    (``manifest["kind"]``) when it has a benchmark."""
+    from lstmbt.backtest.scoring import BENCHMARK
+    from lstmbt.models.key import keys_from_frame
+
+    strategies = list(result.metrics)
+    if (result.manifest or {}).get("kind", "run") == "run":
+        keys = keys_from_frame(result.predictions)
+        return [s for s in strategies if s in keys]
+    return [s for s in strategies if s != BENCHMARK] if BENCHMARK in strategies else []
+
+
+def shown_sections(result: Any, has_regimes: bool) -> list[str]:
+    """The report's sections (``SECTIONS``) that have something to show: a result without
+    predictions, folds, costs, trades, head-to-head pairs or regimes leaves those out."""
+    present = {"head-to-head": bool(result.comparisons.get("pairs")), "regimes": has_regimes,
+               "predictions": len(result.predictions) > 0, "folds": len(result.folds) > 0,
+               "costs": len(result.costs) > 0, "trades": len(result.trades) > 0}
+    return [s for s in SECTIONS if present.get(s, True)]
+
+
+def _config_text(result: Any) -> str:
+    """The config the report shows: a run's whole config, an ad-hoc backtest's ``[backtest]`` costs,
+    nothing for returns given as they are."""
+    kind = (result.manifest or {}).get("kind", "run")
+    if kind == "run":
+        return result.config.to_toml()
+    if kind == "backtest":
+        return tomli_w.dumps({"backtest": result.config.to_dict()["backtest"]})
+    return ""
 
 
 def carry_text(backtest: Any) -> str:
@@ -137,17 +188,9 @@ def _trade_summary(metrics: dict[str, dict[str, Any]], strategies: list[str]) ->
     return [[s] + [format_metric(k, metrics[s].get(k)) for k in keys] for s in strategies]
 
 
-def write_page(path: str | Path, text: str) -> Path:
-    """Write an HTML page atomically: a temporary sibling, then a rename, so no half page is left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+def run_pages(result: Any) -> dict[str, str]:
+    """The pages of a run directory, rendered for ``backtest.rundir.save_run(result, out, pages=...)``."""
+    return {"report.html": render_report(result)}
 
 
 @lru_cache(maxsize=1)
@@ -165,4 +208,5 @@ def environment() -> jinja2.Environment:
     )
 
 
-__all__ = ["render_report", "format_metric", "write_page", "METRIC_HELP", "SECTIONS", "environment"]
+__all__ = ["render_report", "render_summary", "format_metric", "run_pages", "tested_strategies", "shown_sections",
+           "METRIC_HELP", "SECTIONS", "environment"]

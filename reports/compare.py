@@ -1,6 +1,6 @@
 """``lstmbt compare``: several saved runs side by side on one self-contained HTML page.
 
-Built only from run directories (``backtest.pipeline.load_run``), never from a live run. The
+Built only from run directories (``backtest.rundir.load_run``), never from a live run. The
 "as saved" table shows every key of each run's ``metrics.json`` as written, each over its own
 out-of-sample period. Because those periods differ, the common-period table and the equity
 curves recompute the return figures with ``backtest.metrics`` from each ``returns.parquet``,
@@ -23,7 +23,7 @@ import pandas as pd
 from lstmbt.backtest import __version__
 from lstmbt.backtest import metrics as m
 from lstmbt.backtest.errors import ConfigError, DataError
-from lstmbt.backtest.pipeline import RunResult, load_run
+from lstmbt.backtest.rundir import RunResult, load_run
 from lstmbt.reports import METRIC_HELP, format_metric
 
 #: fewest days of returns every run must share (a Sharpe ratio needs two)
@@ -100,9 +100,9 @@ def write_compare(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; give a file name such as {out / 'compare.html'}")
     text = compare_runs(run_dirs)
-    from lstmbt.reports import write_page
+    from lstmbt.backtest.rundir import write_atomic
 
-    return write_page(out, text)
+    return write_atomic(out, text)
 
 
 def default_compare_path(root: str | Path = "runs") -> Path:
@@ -180,10 +180,7 @@ def common_returns(runs: Sequence[SavedRun], start: pd.Timestamp,
 
 def period_metrics(returns: np.ndarray) -> dict[str, float]:
     """The ``COMMON_METRICS`` of one series of daily net returns (fractions), via ``backtest.metrics``."""
-    return {"total_return": m.total_return(returns), "cagr": m.cagr(returns),
-            "ann_volatility": m.ann_volatility(returns), "sharpe": m.sharpe(returns),
-            "sortino": m.sortino(returns), "max_drawdown": m.max_drawdown(returns),
-            "calmar": m.calmar(returns), "n_days": len(returns)}
+    return {**m.return_metrics(returns), "n_days": len(returns)}
 
 
 def _common_rows(windows: dict[tuple[str, str], pd.Series]) -> list[dict[str, Any]]:

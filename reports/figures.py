@@ -281,18 +281,23 @@ def report_figures(result: Any) -> dict[str, go.Figure]:
     classification diagnostics (confusion matrix, p_up histogram) are drawn for the first
     classifier (the LSTM's, when it ran), with every classifier on the calibration chart.
     """
-    from lstmbt.backtest.scoring import horizon_of, task_of
+    from lstmbt.models.key import keys_from_frame
     from lstmbt.strategies import predicted_log_return
 
     config = result.config
     returns, target = result.returns, config.target.regression
-    models = [name for name in result.predictions["model"].unique() if name in returns.columns]
-    frames = {name: g for name, g in result.predictions.groupby("model", sort=False)
-              if horizon_of(name, config) == config.target.horizon}
-    regression = {n: f for n, f in frames.items() if task_of(n) == "regression"}
-    classifiers = {n: f for n, f in frames.items() if task_of(n) == "classification"}
+    predictions = result.predictions
+    if len(predictions):
+        models = [name for name in predictions["model"].unique() if name in returns.columns]
+    else:  # an ad-hoc backtest or tear sheet (lstmbt.backtest.adhoc): every strategy is one to show
+        models = [name for name in returns.columns if name != BENCHMARK]
+    keys = keys_from_frame(predictions) if len(predictions) else {}
+    frames = {name: g for name, g in predictions.groupby("model", sort=False)
+              if keys[name].horizon == config.target.horizon} if len(predictions) else {}
+    regression = {n: f for n, f in frames.items() if keys[n].task == "regression"}
+    classifiers = {n: f for n, f in frames.items() if keys[n].task == "classification"}
     figures = {"perf-equity": equity_figure(returns), "perf-drawdown": drawdown_figure(returns)}
-    figures.update(monthly_heatmaps(returns, models + [BENCHMARK]))
+    figures.update(monthly_heatmaps(returns, models + [n for n in (BENCHMARK,) if n in returns.columns]))
     figures["perf-yearly"] = yearly_figure(returns)
     figures["perf-rolling-sharpe"] = rolling_sharpe_figure(returns)
     calls, real_up = {}, None

@@ -19,7 +19,7 @@ from lstmbt.backtest import __version__
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.importance import METHODS, feature_groups, summarize_importance
-from lstmbt.backtest.scoring import task_of
+from lstmbt.backtest.scoring import model_plan
 
 #: half-width of the intervals, in standard errors
 Z95 = 1.96
@@ -40,9 +40,9 @@ def render_importance(frame: pd.DataFrame, config: RunConfig, n_repeats: int | N
 
     summary = summarize_importance(frame)
     methods = [m for m in METHODS if (summary["method"] == m).any()]
-    figures = {f"fig-{m}": importance_figure(summary[summary["method"] == m]) for m in methods}
+    figures = {f"fig-{m}": importance_figure(summary[summary["method"] == m], config) for m in methods}
     sections = [{"name": m, "title": METHOD_TITLES[m], "figure_id": f"fig-{m}",
-                 "rows": summary_rows(summary[summary["method"] == m]),
+                 "rows": summary_rows(summary[summary["method"] == m], config),
                  "folds": fold_rows(frame[frame["method"] == m])} for m in methods]
     return environment().get_template("importance.html.j2").render(
         title=f"lstmbt importance - {config.data.source}", version=__version__, sections=sections,
@@ -57,9 +57,9 @@ def write_importance(frame: pd.DataFrame, config: RunConfig, out: str | Path, n_
     out = Path(out)
     check_out_path(out)
     text = render_importance(frame, config, n_repeats, seed)
-    from lstmbt.reports import write_page
+    from lstmbt.backtest.rundir import write_atomic
 
-    return write_page(out, text)
+    return write_atomic(out, text)
 
 
 def check_out_path(out: str | Path) -> None:
@@ -76,12 +76,20 @@ def default_importance_path(root: str | Path = "runs") -> Path:
 # --------------------------------------------------------------------------- tables
 
 
-def summary_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
-    """Display rows of a summary: changes as mean and +/- 1.96 SE, hit rates in percentage points."""
+def loss_names(config: RunConfig) -> dict[str, str]:
+    """What each model of ``config`` (``backtest.scoring.model_plan``, the models an importance
+    frame holds) measures its loss in: ``LOSS_NAMES`` of its task."""
+    return {key.name: LOSS_NAMES[key.task] for key in model_plan(config)}
+
+
+def summary_rows(summary: pd.DataFrame, config: RunConfig) -> list[dict[str, str]]:
+    """Display rows of a summary: changes as mean and +/- 1.96 SE, hit rates in percentage points.
+    ``config``: the run's config, which tells each model's task (its loss)."""
+    losses = loss_names(config)
     return [{"method": r["method"], "model": r["model"], "group": r["group"],
              "d_hit_rate": _points(r["mean_d_hit_rate"], signed=True), "hit_ci": _plus_minus(r["se_d_hit_rate"], True),
              "d_loss": _number(r["mean_d_loss"], signed=True), "loss_ci": _plus_minus(r["se_d_loss"], False),
-             "loss_name": LOSS_NAMES.get(task_of(r["model"]) or "", "loss"), "n_folds": str(int(r["n_folds"])),
+             "loss_name": losses.get(r["model"], "loss"), "n_folds": str(int(r["n_folds"])),
              "hit_rate": _percent(r["hit_rate"]), "loss": _number(r["loss"])}
             for r in summary.to_dict("records")]
 
@@ -94,8 +102,9 @@ def fold_rows(frame: pd.DataFrame) -> list[dict[str, str]]:
             for r in frame.to_dict("records")]
 
 
-def summary_tables(summary: pd.DataFrame) -> list[Any]:
-    """One ``rich.table.Table`` per method for the terminal: mean +/- 1.96 SE of each change."""
+def summary_tables(summary: pd.DataFrame, config: RunConfig) -> list[Any]:
+    """One ``rich.table.Table`` per method for the terminal: mean +/- 1.96 SE of each change.
+    ``config``: the run's config (as for ``summary_rows``)."""
     from rich import box
     from rich.table import Table
 
@@ -105,7 +114,7 @@ def summary_tables(summary: pd.DataFrame) -> list[Any]:
                       f" (mean across folds ± {Z95} SE)", box=box.SIMPLE_HEAD, pad_edge=False)
         for name in ("model", "group", "d hit, pp", "d loss", "folds"):
             table.add_column(name, justify="left" if name in ("model", "group") else "right", no_wrap=True)
-        for r in summary_rows(summary[summary["method"] == method]):
+        for r in summary_rows(summary[summary["method"] == method], config):
             hit = f"{r['d_hit_rate']} {r['hit_ci']}".replace(" pp", "")  # the header carries the unit
             table.add_row(r["model"], r["group"], hit, f"{r['d_loss']} {r['loss_ci']}", r["n_folds"])
         tables.append(table)
@@ -151,15 +160,15 @@ def _plus_minus(se: float, points: bool) -> str:
 # --------------------------------------------------------------------------- figures
 
 
-def importance_figure(summary: pd.DataFrame) -> Any:
+def importance_figure(summary: pd.DataFrame, config: RunConfig) -> Any:
     """Bars of one method's summary: a row per model, change in hit rate (left) and loss (right),
-    with error bars of +/- 1.96 standard errors across folds."""
+    with error bars of +/- 1.96 standard errors across folds. ``config``: as for ``summary_rows``."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    models = list(dict.fromkeys(summary["model"]))
+    models, losses = list(dict.fromkeys(summary["model"])), loss_names(config)
     titles = [t for m in models for t in (f"{m}: change in hit rate (pp)",
-                                          f"{m}: change in {LOSS_NAMES.get(task_of(m) or '', 'loss')}")]
+                                          f"{m}: change in {losses.get(m, 'loss')}")]
     fig = make_subplots(rows=len(models), cols=2, subplot_titles=titles, horizontal_spacing=0.12,
                         vertical_spacing=min(0.3 / max(len(models) - 1, 1), 0.12))
     for i, model in enumerate(models, 1):
@@ -175,5 +184,5 @@ def importance_figure(summary: pd.DataFrame) -> Any:
     return fig
 
 
-__all__ = ["render_importance", "write_importance", "check_out_path", "default_importance_path", "summary_rows",
-           "fold_rows", "summary_tables", "importance_figure", "Z95", "LOSS_NAMES"]
+__all__ = ["render_importance", "write_importance", "check_out_path", "default_importance_path", "loss_names",
+           "summary_rows", "fold_rows", "summary_tables", "importance_figure", "Z95", "LOSS_NAMES"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 import pandas as pd
@@ -43,8 +43,6 @@ NEUTRAL = {"no_decision_days", "exposure", "avg_holding_days", "ann_volatility",
 PERFORMANCE = {"total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "win_rate", "alpha",
                "information_ratio"}
 BOUND_SUFFIXES = ("_ci_low", "_ci_high")
-#: portfolio strategies of a universe run are a model's name behind one of these
-PORTFOLIO_PREFIXES = ("ew_", "xs_")
 DASH = "\u2013"
 
 
@@ -113,15 +111,6 @@ def _bound_base(name: str) -> str:
     return ""
 
 
-def is_model(name: str) -> bool:
-    """Whether strategy ``name`` is a model's (LSTM or linear, any horizon, or a universe portfolio of one)."""
-    from lstmbt.backtest.scoring import task_of
-
-    if task_of(name) is not None:
-        return True
-    return any(name.startswith(p) and task_of(name[len(p):]) is not None for p in PORTFOLIO_PREFIXES)
-
-
 def is_ranked(name: str) -> bool:
     """Whether a row of metric ``name`` gets a highlight at all: not neutral, no count, no bound, no text."""
     return (name not in NEUTRAL and not _bound_base(name)
@@ -145,17 +134,19 @@ def best_columns(name: str, values: list[Any], skip: set[int] = frozenset()) -> 
     return {i for i, v in finite if v == best}
 
 
-def metric_rows(metrics: dict[str, dict[str, Any]], strategies: list[str], help_text: dict[str, str]) -> list[dict]:
+def metric_rows(metrics: dict[str, dict[str, Any]], strategies: list[str], help_text: dict[str, str],
+                models: Collection[str]) -> list[dict]:
     """One row per metric key (in first-seen order): formatted cells, which are best, the meaning.
 
-    Only models are ranked: baselines (buy_and_hold, persistence, majority) are never
-    highlighted. A model that never holds a position is not ranked on return and risk rows
-    either: its zero drawdown is not an achievement.
+    Only ``models`` (the model strategies: a run's model keys, or a universe's portfolios of
+    them) are ranked: baselines (buy_and_hold, persistence, majority) are never highlighted. A
+    model that never holds a position is not ranked on return and risk rows either: its zero
+    drawdown is not an achievement.
     """
     names: list[str] = []
     for entry in metrics.values():
         names += [k for k in entry if k not in names]
-    baselines = {i for i, s in enumerate(strategies) if not is_model(s)}
+    baselines = {i for i, s in enumerate(strategies) if s not in models}
     flat = {i for i, s in enumerate(strategies) if metrics[s].get("exposure") == 0}
     rows = []
     for name in names:
@@ -178,15 +169,15 @@ def frame_rows(frame: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> tup
     return shown, rows
 
 
-def cost_rows(costs: pd.DataFrame, value: str) -> tuple[list[str], list[list[dict]]]:
+def cost_rows(costs: pd.DataFrame, value: str, models: Collection[str]) -> tuple[list[str], list[list[dict]]]:
     """Fee levels as rows and strategies as columns, for ``value`` (total_return or sharpe).
 
-    The best model per fee level is highlighted; baselines never are.
+    The best of ``models`` (the model strategies) per fee level is highlighted; baselines never are.
     """
     wide = costs.pivot(index="fee_bps", columns="strategy", values=value)
     strategies = list(dict.fromkeys(costs["strategy"]))
     wide = wide[strategies]
-    baselines = {i for i, s in enumerate(strategies) if not is_model(s)}
+    baselines = {i for i, s in enumerate(strategies) if s not in models}
     rows = []
     for bps, values in wide.iterrows():
         best = best_columns(value, list(values), baselines)

@@ -1,7 +1,7 @@
 """The universe report: portfolio strategies against equal-weight buy-and-hold, and every ticker.
 
-Renders a ``backtest.universe.UniverseResult`` (live or read back with
-``backtest.universe_io.load_universe_run``) as one self-contained page; numbers come from its
+Renders a ``backtest.universe.io.UniverseResult`` (live or read back with
+``backtest.universe.io.load_universe_run``) as one self-contained page; numbers come from its
 metrics, the tickers' own ``metrics.json`` and its returns and weights, never recomputed here
 beyond the curves ``backtest.metrics`` draws.
 """
@@ -60,8 +60,9 @@ def render_universe(result: Any) -> str:
 
 
 def _metric_rows(metrics: dict[str, dict[str, Any]], strategies: list[str]) -> list[dict]:
-    """Every metric of every strategy; counts of holdings and fills are not ranked."""
-    rows = metric_rows(metrics, strategies, PORTFOLIO_HELP)
+    """Every metric of every strategy; counts of holdings and fills are not ranked. Every strategy
+    but the benchmark is a portfolio of one model (``ew_<model>``, ``xs_<model>``), and ranked."""
+    rows = metric_rows(metrics, strategies, PORTFOLIO_HELP, [s for s in strategies if s != BENCHMARK])
     for row in rows:
         if row["name"] in NEUTRAL:
             row["cells"] = [{**cell, "best": False} for cell in row["cells"]]

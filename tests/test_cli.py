@@ -1,10 +1,10 @@
 """The ``lstmbt`` command line: help, tiny end-to-end runs, re-rendering, and every bad-input path.
 
 End-to-end runs use a tiny model on a ~650-row CSV cut from the embedded sample, so each takes a
-couple of seconds. Error paths go through the real entry point ``backtest.cli.main`` (in-process,
-and once or twice as a subprocess): it is what turns an ``LstmbtError`` into one ``error: ...``
-line on stderr and exit status 2. ``CliRunner`` invokes ``app`` itself, which lets the error
-propagate instead.
+couple of seconds. Every case goes through the real entry point ``backtest.cli.main`` (in-process
+through conftest's ``run_cli`` fixture, and once or twice as a subprocess): it is what turns an
+``LstmbtError`` into one ``error: ...`` line on stderr and exit status 2. ``CliRunner`` invokes
+``app`` itself, which lets the error propagate instead; one test shows the difference.
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ from typer.testing import CliRunner
 import lstmbt.backtest.cli.app as cli
 from lstmbt.backtest.config import RunConfig, parse_overrides
 from lstmbt.backtest.errors import ConfigError, DataError, LstmbtError
-from lstmbt.backtest.pipeline import RUN_FILES, load_run, save_run
-from helpers import TINY, TINY_SETS, run_main
+from lstmbt.backtest.rundir import RUN_FILES, load_run, save_run
+from helpers import TINY, TINY_SETS, call_main
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_DAY = "2016-06-01"  # ~650 rows: 4 folds of the tiny setup below
-
-runner = CliRunner()
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -94,9 +92,9 @@ def wide_run(csv_dir, tmp_path_factory) -> tuple[Path, list[str], str]:
     parent = tmp_path_factory.mktemp("runs")
     out = parent / "wide"
     source = f"csv:{csv_dir / 'wide.csv'}"
-    result = runner.invoke(cli.app, ["run", "--source", source, *TINY, "--out", str(out)])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return out, result.stdout.strip().splitlines(), source
+    code, stdout, err = call_main(["run", "--source", source, *TINY, "--out", str(out)])
+    assert code == 0, err
+    return out, stdout.strip().splitlines(), source
 
 
 
@@ -130,21 +128,21 @@ def lstmbt_script() -> Path:
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["report", "--help"], ["data", "--help"],
                                   ["data", "show", "--help"]])
-def test_help_works_everywhere(argv):
-    result = runner.invoke(cli.app, argv)
-    assert result.exit_code == 0, result.output
-    assert "Usage" in result.stdout
+def test_help_works_everywhere(argv, run_cli):
+    code, out, err = run_cli(argv)
+    assert code == 0, out + err
+    assert "Usage" in out
 
 
-def test_run_help_lists_the_documented_options():
-    text = runner.invoke(cli.app, ["run", "--help"]).stdout
+def test_run_help_lists_the_documented_options(run_cli):
+    text = run_cli(["run", "--help"])[1]
     for option in ("--config", "--source", "--start", "--end", "--target", "--set", "--out", "--quick", "--symbol"):
         assert option in text, option
 
 
-def test_no_arguments_shows_help():
-    result = runner.invoke(cli.app, [])
-    assert "Usage" in result.output and "run" in result.output
+def test_no_arguments_shows_help(run_cli):
+    _, out, err = run_cli([])
+    assert "Usage" in out + err and "run" in out + err
 
 
 _HELP_PROBE = """
@@ -234,16 +232,15 @@ def test_run_manifest_records_data_provenance(wide_run):
     assert manifest["seed"] == 0 and manifest["out_of_sample"]["folds"] >= 2
 
 
-def test_run_on_a_long_csv_with_a_symbol_and_the_default_out(csv_dir, tmp_path, monkeypatch):
+def test_run_on_a_long_csv_with_a_symbol_and_the_default_out(csv_dir, tmp_path, monkeypatch, run_cli):
     monkeypatch.chdir(tmp_path)
     source = f"csv:{csv_dir / 'long.csv'}"
-    result = runner.invoke(cli.app, ["run", "--source", source, "--symbol", "BBB", "--target", "classification",
-                                     *TINY])
-    assert result.exit_code == 0, (result.output, result.exception)
+    code, out, err = run_cli(["run", "--source", source, "--symbol", "BBB", "--target", "classification", *TINY])
+    assert code == 0, err
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("csv-")
     run_dir = runs[0]
-    assert result.stdout.strip().splitlines()[-1] == f"report: {(run_dir / 'report.html').resolve()}"
+    assert out.strip().splitlines()[-1] == f"report: {(run_dir / 'report.html').resolve()}"
     assert_run_files(run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["data"]["symbol"] == "BBB" and manifest["data"]["rows"] == 651
@@ -259,51 +256,50 @@ def test_run_on_a_long_csv_with_a_symbol_and_the_default_out(csv_dir, tmp_path, 
     assert preds["close"].to_numpy() == pytest.approx(closes.to_numpy())
 
 
-def test_report_rerenders_a_saved_run(wide_run, tmp_path):
+def test_report_rerenders_a_saved_run(wide_run, tmp_path, run_cli):
     run_dir = tmp_path / "copy"
     shutil.copytree(wide_run[0], run_dir)
     (run_dir / "report.html").write_text("stale")
-    result = runner.invoke(cli.app, ["report", str(run_dir)])
-    assert result.exit_code == 0, (result.output, result.exception)
-    assert result.stdout.strip().splitlines()[-1] == f"report: {(run_dir / 'report.html').resolve()}"
+    code, out, err = run_cli(["report", str(run_dir)])
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == f"report: {(run_dir / 'report.html').resolve()}"
     html = (run_dir / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and 'id="metrics-table"' in html
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(RUN_FILES)  # no temp file left
 
 
-def test_report_to_another_file(wide_run, tmp_path):
+def test_report_to_another_file(wide_run, tmp_path, run_cli):
     target = tmp_path / "elsewhere.html"
-    result = runner.invoke(cli.app, ["report", str(wide_run[0]), "--out", str(target)])
-    assert result.exit_code == 0, (result.output, result.exception)
+    code, _, err = run_cli(["report", str(wide_run[0]), "--out", str(target)])
+    assert code == 0, err
     assert target.read_text().startswith("<!DOCTYPE html>")
     assert [p.name for p in tmp_path.iterdir()] == ["elsewhere.html"]
 
 
-def test_data_show_prints_range_and_rows():
-    result = runner.invoke(cli.app, ["data", "show", "--source", "sample:sp500"])
-    assert result.exit_code == 0, (result.output, result.exception)
-    text = result.stdout
+def test_data_show_prints_range_and_rows(run_cli):
+    code, text, err = run_cli(["data", "show", "--source", "sample:sp500"])
+    assert code == 0, err
     assert "first_date: 1999-01-04" in text and "last_date: 2018-12-31" in text and "rows: 5031" in text
     assert "sha256:" in text and "Close" in text
 
 
-def test_data_show_on_a_long_csv_with_dates(csv_dir):
-    result = runner.invoke(cli.app, ["data", "show", "--source", f"csv:{csv_dir / 'long.csv'}", "--symbol", "AAA",
-                                     "--start", "2017-01-01", "--end", "2017-12-31"])
-    assert result.exit_code == 0, (result.output, result.exception)
-    assert "first_date: 2017-01-03" in result.stdout and "last_date: 2017-12-29" in result.stdout
-    assert "symbol: AAA" in result.stdout
+def test_data_show_on_a_long_csv_with_dates(csv_dir, run_cli):
+    code, out, err = run_cli(["data", "show", "--source", f"csv:{csv_dir / 'long.csv'}", "--symbol", "AAA",
+                              "--start", "2017-01-01", "--end", "2017-12-31"])
+    assert code == 0, err
+    assert "first_date: 2017-01-03" in out and "last_date: 2017-12-29" in out
+    assert "symbol: AAA" in out
 
 
 # --------------------------------------------------------------------------- error paths
 
 
-def test_cli_runner_lets_the_error_propagate_but_main_converts_it(tmp_path, monkeypatch, capsys):
+def test_cli_runner_lets_the_error_propagate_but_main_converts_it(tmp_path, run_cli):
     """``app`` raises LstmbtError (CliRunner records it, exit code 1); ``main`` prints it, exit 2."""
     argv = ["run", "--set", "model.hiden_size=4", "--out", str(tmp_path / "out")]
-    result = runner.invoke(cli.app, argv)
+    result = CliRunner().invoke(cli.app, argv)
     assert isinstance(result.exception, ConfigError) and result.exit_code == 1
-    code, out, err = run_main(argv, monkeypatch, capsys)
+    code, out, err = run_cli(argv)
     assert_one_error_line(code, out, err, ["model.hiden_size"])
 
 
@@ -403,39 +399,39 @@ ERROR_CASES = {
 
 
 @pytest.mark.parametrize("case", list(ERROR_CASES))
-def test_bad_input_is_one_error_line_and_leaves_nothing(case, csv_dir, tmp_path, monkeypatch, capsys):
+def test_bad_input_is_one_error_line_and_leaves_nothing(case, csv_dir, tmp_path, run_cli):
     build, words = ERROR_CASES[case]
     parent = tmp_path / "runs"
     parent.mkdir()
     args = build(csv_dir, tmp_path)
     argv = [*([] if args[0] == "sweep" else ["run"]), *args, "--out", str(parent / "out")]
-    code, out, err = run_main(argv, monkeypatch, capsys)
+    code, out, err = run_cli(argv)
     assert_one_error_line(code, out, err, words)
     assert list(parent.iterdir()) == []  # no run directory, no hidden temp dir
 
 
-def test_existing_out_is_refused_and_left_alone(csv_dir, tmp_path, monkeypatch, capsys):
+def test_existing_out_is_refused_and_left_alone(csv_dir, tmp_path, run_cli):
     out_dir = tmp_path / "runs" / "taken"
     out_dir.mkdir(parents=True)
     (out_dir / "sentinel.txt").write_text("keep me")
     argv = ["run", "--source", f"csv:{csv_dir / 'wide.csv'}", *TINY, "--out", str(out_dir)]
-    code, out, err = run_main(argv, monkeypatch, capsys)
+    code, out, err = run_cli(argv)
     assert_one_error_line(code, out, err, ["already exists", "--out"])
     assert [p.name for p in out_dir.iterdir()] == ["sentinel.txt"]
     assert (out_dir / "sentinel.txt").read_text() == "keep me"
     assert [p.name for p in out_dir.parent.iterdir()] == ["taken"]
 
 
-def test_report_on_a_directory_that_is_not_a_run(tmp_path, monkeypatch, capsys):
-    code, out, err = run_main(["report", str(tmp_path)], monkeypatch, capsys)
+def test_report_on_a_directory_that_is_not_a_run(tmp_path, run_cli):
+    code, out, err = run_cli(["report", str(tmp_path)])
     assert_one_error_line(code, out, err, ["lacks", "config.toml", "lstmbt run"])
-    code, out, err = run_main(["report", str(tmp_path / "nope")], monkeypatch, capsys)
+    code, out, err = run_cli(["report", str(tmp_path / "nope")])
     assert_one_error_line(code, out, err, ["does not exist"])
     assert list(tmp_path.iterdir()) == []
 
 
-def test_data_show_bad_source_is_one_error_line(monkeypatch, capsys):
-    code, out, err = run_main(["data", "show", "--source", "sample:dow"], monkeypatch, capsys)
+def test_data_show_bad_source_is_one_error_line(run_cli):
+    code, out, err = run_cli(["data", "show", "--source", "sample:dow"])
     assert_one_error_line(code, out, err, ["unknown sample 'dow'"])
 
 
@@ -465,19 +461,25 @@ class _Boom(RuntimeError):
     pass
 
 
-@pytest.mark.parametrize("exc", [_Boom("render failed"), KeyboardInterrupt()])
+@pytest.mark.parametrize("exc", [_Boom("write failed"), KeyboardInterrupt()])
 def test_a_failure_while_saving_leaves_nothing_behind(exc, wide_run, tmp_path, monkeypatch):
-    from lstmbt import reports
+    import lstmbt.backtest.rundir as rundir
 
     result = load_run(wide_run[0])
+    written = []
+    real = rundir.write_parquet
 
-    def explode(_result):
-        raise exc
+    def explode_on_third(path, frame, index=False):
+        written.append(path)
+        if len(written) == 3:  # some files are already in the staged directory
+            raise exc
+        return real(path, frame, index=index)
 
-    monkeypatch.setattr(reports, "render_report", explode)  # save_run imports it from reports at call time
+    monkeypatch.setattr(rundir, "write_parquet", explode_on_third)
     target = tmp_path / "runs" / "doomed"
     with pytest.raises(type(exc)):
-        save_run(result, target)
+        save_run(result, target, pages={"report.html": "<html></html>"})
+    assert len(written) == 3
     assert not target.exists()
     assert list(target.parent.glob(f".{target.name}.tmp-*")) == []
     assert list(target.parent.iterdir()) == []
@@ -485,7 +487,7 @@ def test_a_failure_while_saving_leaves_nothing_behind(exc, wide_run, tmp_path, m
 
 def test_save_run_writes_the_run_files_and_refuses_to_overwrite(wide_run, tmp_path):
     result = load_run(wide_run[0])
-    target = save_run(result, tmp_path / "again")
+    target = save_run(result, tmp_path / "again", pages={"report.html": "<html></html>"})
     assert_run_files(target)
     assert [p.name for p in tmp_path.iterdir()] == ["again"]
     before = {p.name: p.stat().st_mtime_ns for p in target.iterdir()}
@@ -494,7 +496,7 @@ def test_save_run_writes_the_run_files_and_refuses_to_overwrite(wide_run, tmp_pa
     assert {p.name: p.stat().st_mtime_ns for p in target.iterdir()} == before
 
 
-def test_interrupting_a_run_writes_nothing(wide_run, csv_dir, tmp_path, monkeypatch, capsys):
+def test_interrupting_a_run_writes_nothing(wide_run, csv_dir, tmp_path, monkeypatch, run_cli):
     """Ctrl-C during the final write: the CLI says so, exits 130, and no directory is left."""
     import lstmbt.backtest.pipeline as pipeline
     from lstmbt import reports
@@ -508,7 +510,7 @@ def test_interrupting_a_run_writes_nothing(wide_run, csv_dir, tmp_path, monkeypa
     parent = tmp_path / "runs"
     parent.mkdir()
     argv = ["run", "--source", f"csv:{csv_dir / 'wide.csv'}", *TINY, "--out", str(parent / "out")]
-    code, out, err = run_main(argv, monkeypatch, capsys)
+    code, out, err = run_cli(argv)
     assert code == 130 and err.strip() == "interrupted: nothing was written"
     assert list(parent.iterdir()) == []
 

@@ -19,27 +19,22 @@ import markupsafe
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-import lstmbt.backtest.cli.app as cli
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError, DataError
-from lstmbt.backtest.pipeline import run, save_run
+from lstmbt.backtest.pipeline import run
+
 from lstmbt.reports import format_metric
 from lstmbt.reports.compare import COMMON_METRICS, compare_runs, run_labels, write_compare
 from lstmbt.reports.embed import unpack_figures
-from helpers import run_main
+from helpers import TINY_SPX, call_main, save_with_report
 
-TINY = {"data.source": "sample:sp500", "data.start": "2016-06-01", "split.min_train": 150, "split.step": 100,
-        "model.lookback": 5, "model.hidden_size": 4, "model.num_layers": 1, "model.head": [],
-        "train.max_epochs": 1, "train.device": "cpu"}
 CONFIGS = {
-    "a": TINY,
-    "b": {**TINY, "model.hidden_size": 8, "target.regression": "price"},
-    "old": {**TINY, "data.start": "2012-01-01", "data.end": "2014-06-30"},
+    "a": TINY_SPX,
+    "b": {**TINY_SPX, "model.hidden_size": 8, "target.regression": "price"},
+    "old": {**TINY_SPX, "data.start": "2012-01-01", "data.end": "2014-06-30"},
 }
 DASH = "\u2013"
-runner = CliRunner()
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -49,16 +44,16 @@ runner = CliRunner()
 def runs(tmp_path_factory) -> dict[str, Path]:
     """``{name: saved run directory}`` for the three CONFIGS."""
     root = tmp_path_factory.mktemp("compare")
-    return {name: save_run(run(RunConfig().with_values(values)), root / name) for name, values in CONFIGS.items()}
+    return {name: save_with_report(run(RunConfig().with_values(values)), root / name) for name, values in CONFIGS.items()}
 
 
 @pytest.fixture(scope="module")
 def page_ab(runs, tmp_path_factory) -> str:
     """The page for runs a and b, written through the CLI."""
     out = tmp_path_factory.mktemp("page") / "ab.html"
-    outcome = runner.invoke(cli.app, ["compare", str(runs["a"]), str(runs["b"]), "--out", str(out)])
-    assert outcome.exit_code == 0, (outcome.output, outcome.exception)
-    assert outcome.stdout.strip().splitlines()[-1] == f"compare: {out.resolve()}"
+    code, stdout, err = call_main(["compare", str(runs["a"]), str(runs["b"]), "--out", str(out)])
+    assert code == 0, err
+    assert stdout.strip().splitlines()[-1] == f"compare: {out.resolve()}"
     return out.read_text(encoding="utf-8")
 
 
@@ -255,29 +250,29 @@ def test_page_is_built_from_the_saved_files(runs, tmp_path):
 # --------------------------------------------------------------------------- refusals
 
 
-def test_runs_that_do_not_overlap_are_refused(runs, tmp_path, monkeypatch, capsys):
+def test_runs_that_do_not_overlap_are_refused(runs, tmp_path, run_cli):
     out = tmp_path / "out.html"
-    code, stdout, err = run_main(["compare", str(runs["a"]), str(runs["old"]), "--out", str(out)], monkeypatch, capsys)
+    code, stdout, err = run_cli(["compare", str(runs["a"]), str(runs["old"]), "--out", str(out)])
     line = one_error_line(code, stdout, err)
     assert "overlap" in line and " a (" in line and " old (" in line
     assert list(tmp_path.iterdir()) == []  # no page, no temporary file
 
 
 @pytest.mark.parametrize("make", ["empty_dir", "missing", "duplicate"])
-def test_bad_run_directories_are_refused(make, runs, tmp_path, monkeypatch, capsys):
+def test_bad_run_directories_are_refused(make, runs, tmp_path, run_cli):
     bad = {"empty_dir": [str(tmp_path)], "missing": [str(tmp_path / "nope")],
            "duplicate": [str(runs["a"]), str(runs["a"].parent / "b" / ".." / "a")]}[make]
     out = tmp_path / "out.html"
-    code, stdout, err = run_main(["compare", str(runs["b"]), *bad, "--out", str(out)], monkeypatch, capsys)
+    code, stdout, err = run_cli(["compare", str(runs["b"]), *bad, "--out", str(out)])
     line = one_error_line(code, stdout, err)
     assert ("twice" if make == "duplicate" else "lstmbt run") in line
     assert not out.exists()
 
 
-def test_zero_runs_are_refused():
+def test_zero_runs_are_refused(run_cli):
     with pytest.raises(ConfigError, match="no run directory"):
         compare_runs([])
-    assert runner.invoke(cli.app, ["compare"]).exit_code == 2  # typer: missing argument
+    assert run_cli(["compare"])[0] == 2  # typer: missing argument
 
 
 def test_out_that_is_a_directory_is_refused(runs, tmp_path):
@@ -311,12 +306,12 @@ def test_equal_directory_names_get_unique_labels(tmp_path):
     assert run_labels([tmp_path / "a" / "x" / "run", tmp_path / "b" / "x" / "run"]) == ["x/run", "x/run #2"]
 
 
-def test_default_out_is_under_runs(runs, tmp_path, monkeypatch):
+def test_default_out_is_under_runs(runs, tmp_path, monkeypatch, run_cli):
     monkeypatch.chdir(tmp_path)
-    outcome = runner.invoke(cli.app, ["compare", str(runs["a"])])
-    assert outcome.exit_code == 0, (outcome.output, outcome.exception)
+    code, stdout, err = run_cli(["compare", str(runs["a"])])
+    assert code == 0, err
     written = list((tmp_path / "runs").glob("compare-*.html"))
-    assert len(written) == 1 and outcome.stdout.strip().endswith(f"compare: {written[0].resolve()}")
+    assert len(written) == 1 and stdout.strip().endswith(f"compare: {written[0].resolve()}")
     assert "<title>lstmbt compare - a</title>" in written[0].read_text(encoding="utf-8")
 
 
@@ -324,7 +319,7 @@ def test_head_to_head_across_runs_on_their_common_days(runs):
     """Each model of run a against each of run b: the paired interval equals significance.sharpe_diff_ci
     on the days both decided, and agreement is the share of equal calls on those days."""
     from lstmbt.backtest.crossruns import cross_run_pairs
-    from lstmbt.backtest.pipeline import load_run
+    from lstmbt.backtest.rundir import load_run
     from lstmbt.backtest.significance import sharpe_diff_ci
 
     a, b = load_run(runs["a"]), load_run(runs["b"])

@@ -32,7 +32,7 @@ from lstmbt.backtest.datacheck import (
     stale_runs,
 )
 from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
-from helpers import TINY, run_main
+from helpers import save_with_report, TINY
 
 CFG = DataConfig()  # the defaults: max_move 0.4, max_stale_bars 5
 
@@ -432,7 +432,7 @@ def test_corrupt_fdr_cache_is_a_miss_and_replaced(no_network, monkeypatch, damag
     assert len(calls) == 1 and again.equals(prices)  # and is used from now on
 
 
-def test_corrupt_fdr_cache_then_failed_download_is_one_line(no_network, monkeypatch, tmp_path, capsys):
+def test_corrupt_fdr_cache_then_failed_download_is_one_line(no_network, monkeypatch, tmp_path, run_cli):
     cache = fdr_cache_dir() / "005930_2020-02-03_2020-12-30.parquet"
     cache.parent.mkdir(parents=True)
     _garbage(cache)
@@ -441,8 +441,8 @@ def test_corrupt_fdr_cache_then_failed_download_is_one_line(no_network, monkeypa
         raise ValueError("symbol not found")
 
     monkeypatch.setattr(data, "_fdr_datareader", lambda: unknown)
-    code, out, err = run_main(["data", "show", "--source", "fdr:005930", "--start", "2020-02-03", "--end",
-                               "2020-12-30"], monkeypatch, capsys)
+    code, out, err = run_cli(["data", "show", "--source", "fdr:005930", "--start", "2020-02-03", "--end",
+                              "2020-12-30"])
     assert code == 2 and err.splitlines() == [err.strip()] and err.startswith("error: fdr:005930: ")
     assert "FinanceDataReader could not read this ticker" in err and "Traceback" not in err + out
 
@@ -454,7 +454,8 @@ def test_corrupt_fdr_cache_then_failed_download_is_one_line(no_network, monkeypa
 def stale_run(tmp_path_factory):
     """A small linear-only run on S&P 500 prices of 2011-2013 (a quarter of their opens are the
     previous close) with six identical closes planted: (result, caught warnings, saved dir)."""
-    from lstmbt.backtest.pipeline import load_run, run, save_run
+    from lstmbt.backtest.pipeline import run
+    from lstmbt.backtest.rundir import load_run
 
     prices = load_prices(DataConfig(source="sample:sp500", start="2011-01-01", end="2013-12-31")).copy()
     prices.iloc[200:206, :4] = prices["Close"].iloc[200]
@@ -463,7 +464,7 @@ def stale_run(tmp_path_factory):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = run(cfg, prices=prices)
-    out = save_run(result, tmp_path_factory.mktemp("runs") / "stale")
+    out = save_with_report(result, tmp_path_factory.mktemp("runs") / "stale")
     return result, [w for w in caught if issubclass(w.category, DataWarning)], prices, load_run(out)
 
 
@@ -496,20 +497,20 @@ def test_report_shows_the_data_checks(stale_run):
     assert "Close is unchanged for 6 bars" in html and "open exactly at the previous close" in html
 
 
-def test_data_show_prints_each_warning(tmp_path, monkeypatch, capsys):
+def test_data_show_prints_each_warning(tmp_path, run_cli):
     close = walk(300)
     close[100:108] = close[100]
     bars(close, dates=daily(300, 1)).rename_axis("Date").to_csv(tmp_path / "p.csv")
-    code, out, err = run_main(["data", "show", "--source", f"csv:{tmp_path / 'p.csv'}"], monkeypatch, capsys)
+    code, out, err = run_cli(["data", "show", "--source", f"csv:{tmp_path / 'p.csv'}"])
     assert code == 0, err
     lines = [line for line in out.splitlines() if line.startswith("warning: ")]
     assert len(lines) == 2 and "about 365 bars a year" in lines[0] and "unchanged for 8 bars" in lines[1]
-    code, out, _ = run_main(["data", "show", "--source", "sample:nasdaq"], monkeypatch, capsys)
+    code, out, _ = run_cli(["data", "show", "--source", "sample:nasdaq"])
     assert code == 0 and "warning:" not in out
 
 
 @pytest.mark.parametrize("command", ["predict", "importance"])
-def test_commands_that_train_without_a_run_show_the_data_warnings_first(command, tmp_path, monkeypatch, capsys):
+def test_commands_that_train_without_a_run_show_the_data_warnings_first(command, tmp_path, monkeypatch, run_cli):
     prices = _spx(tmp_path).iloc[:500]
     prices.iloc[300:307, :4] = prices["Close"].iloc[300]
     prices.rename_axis("Date").to_csv(tmp_path / "stale.csv")
@@ -526,7 +527,7 @@ def test_commands_that_train_without_a_run_show_the_data_warnings_first(command,
     monkeypatch.setattr(lstmbt.backtest.importance, "importance_frame", stop)
     argv = [command, "--quick", "--source", f"csv:{tmp_path / 'stale.csv'}", "--set", "split.min_train=200",
             "--set", "split.step=100", *(["--out", str(tmp_path / "imp.html")] if command == "importance" else [])]
-    code, out, err = run_main(argv, monkeypatch, capsys)
+    code, out, err = run_cli(argv)
     lines = err.strip().splitlines()
     assert code == 130 and lines[-1].startswith("interrupted:"), err
     assert [line for line in lines if line.startswith("warning: ")] == [
@@ -609,7 +610,7 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
-def test_bad_prices_are_one_error_line_and_leave_nothing(case, tmp_path, monkeypatch, capsys):
+def test_bad_prices_are_one_error_line_and_leave_nothing(case, tmp_path, monkeypatch, run_cli):
     build, words = BAD_INPUT[case]
     monkeypatch.setenv("LSTMBT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(data, "_fdr_datareader", lambda: pytest.fail("no download for refused input"))
@@ -620,7 +621,7 @@ def test_bad_prices_are_one_error_line_and_leave_nothing(case, tmp_path, monkeyp
     parent = tmp_path / "runs"
     parent.mkdir()
     (parent / "keep.txt").write_text("an earlier file")
-    code, out, err = run_main(["run", *args, *TINY, "--out", str(parent / "out")], monkeypatch, capsys)
+    code, out, err = run_cli(["run", *args, *TINY, "--out", str(parent / "out")])
     assert code == 2, (code, out, err)
     lines = err.splitlines()
     assert len(lines) == 1 and lines[-1].startswith("error: "), err

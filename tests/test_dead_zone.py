@@ -25,12 +25,12 @@ from lstmbt.models.networks import NetSpec
 from lstmbt.models.targets import dead_zone_weights, make_target
 from lstmbt.models.training import Feed, TrainSettings
 from lstmbt.models.windows import sliding_windows
-from helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SPEC = NetSpec(hidden_size=4, num_layers=1, dropout=0.0, head=())
 MODES = {
-    "window": TrainSettings(max_epochs=3, batch_size=16),
+    "window": TrainSettings(max_epochs=3, batch_size=16, mode="window"),
     "sequence": TrainSettings(max_epochs=3, mode="sequence", chunk_len=8, chunks_per_batch=2),
 }
 

@@ -9,14 +9,15 @@ import sys
 
 import pandas as pd
 
-TINY = ["--source", "sample:sp500", "--start", "2015-01-01", "--set", "split.min_train=150", "--set", "split.step=100",
-        "--set", "model.lookback=5", "--set", "model.hidden_size=4", "--set", "model.num_layers=1",
-        "--set", "model.head=[]", "--set", "train.max_epochs=2", "--set", "train.device=\"cpu\""]
+from helpers import TINY_VALUES, set_args
+
+#: the tiny config from 2015, two epochs
+ARGS = ["--source", "sample:sp500", "--start", "2015-01-01", *set_args({**TINY_VALUES, "train.max_epochs": 2})]
 
 
 def _run(out, threads: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": threads}  # a different thread count must not change the numbers
-    done = subprocess.run([sys.executable, "-m", "lstmbt", "run", *TINY, "--out", str(out)], env=env,
+    done = subprocess.run([sys.executable, "-m", "lstmbt", "run", *ARGS, "--out", str(out)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 

@@ -30,19 +30,19 @@ import pytest
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import DataError, DataWarning
-from lstmbt.backtest.pipeline import run, save_run
+from lstmbt.backtest.pipeline import run
+
 from lstmbt.backtest.campaign.registry import INDEX_NAME, list_runs
-from helpers import LINEAR_FLAGS, run_main
+from helpers import LINEAR_FLAGS, save_with_report
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = LINEAR_FLAGS
 Setup = Callable[[Path, pytest.MonkeyPatch], None]
 
 
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory) -> Path:
     """One finished run directory (ridge and logistic models only: seconds, not minutes)."""
-    return save_run(run(RunConfig().with_values(FLAGS)), tmp_path_factory.mktemp("saved") / "good")
+    return save_with_report(run(RunConfig().with_values(LINEAR_FLAGS)), tmp_path_factory.mktemp("saved") / "good")
 
 
 @pytest.fixture
@@ -196,24 +196,24 @@ NOTHING: Setup = lambda root, mp: None  # noqa: E731
 RENDERED = returns("lstmbt.reports.render_report", "<html></html>")  # the write is what fails; skip the rendering
 CASES: dict[str, Case] = {
     # a bug: one line, exit 1, the traceback behind LSTMBT_DEBUG
-    "bug-in-report": Case(fails("lstmbt.backtest.pipeline.load_run", RuntimeError("boom\nsecond line")), REPORT, 1,
+    "bug-in-report": Case(fails("lstmbt.backtest.rundir.load_run", RuntimeError("boom\nsecond line")), REPORT, 1,
                           "error: internal error (RuntimeError: boom second line)", BUG),
     "bug-in-runs-list": Case(fails("lstmbt.backtest.campaign.registry.list_runs", KeyError("id")), LIST, 1,
                              "error: internal error (KeyError: 'id')", BUG),
     "bug-with-debug-0": Case(steps(lambda root, mp: mp.setenv("LSTMBT_DEBUG", "0"),
-                                   fails("lstmbt.backtest.pipeline.load_run", RuntimeError("boom"))), REPORT, 1,
+                                   fails("lstmbt.backtest.rundir.load_run", RuntimeError("boom"))), REPORT, 1,
                              "error: internal error (RuntimeError: boom)", BUG),
     # the disk: full, over quota, over a size limit, read-only, failing; by errno, with the fix
-    "enospc-writing-report": Case(steps(RENDERED, fails("lstmbt.reports.write_page", no_space(errno.ENOSPC))), REPORT, 2,
+    "enospc-writing-report": Case(steps(RENDERED, fails("lstmbt.backtest.rundir.write_atomic", no_space(errno.ENOSPC))), REPORT, 2,
                                   "error: cannot write runs/good/.report.html.tmp-1: no space left",
                                   ("free some space", "choose another --out")),
     "edquot-writing-compare": Case(steps(copy("other"), returns("lstmbt.reports.compare.compare_runs", "<html>"),
-                                         fails("lstmbt.reports.write_page", no_space(errno.EDQUOT, "compare.html"))),
+                                         fails("lstmbt.backtest.rundir.write_atomic", no_space(errno.EDQUOT, "compare.html"))),
                                    COMPARE, 2, "error: cannot write compare.html", ("quota", "choose another --out")),
     "efbig-in-importance": Case(fails("lstmbt.backtest.importance.importance_frame", no_space(errno.EFBIG, "x.parquet")),
                                 ("importance", "--out", "{root}/../imp.html"), 2, "error: cannot write x.parquet",
                                 ("file-size limit", "ulimit -f")),
-    "erofs-writing-report": Case(steps(RENDERED, fails("lstmbt.reports.write_page", no_space(errno.EROFS))), REPORT, 2,
+    "erofs-writing-report": Case(steps(RENDERED, fails("lstmbt.backtest.rundir.write_atomic", no_space(errno.EROFS))), REPORT, 2,
                                  "error: runs/good/.report.html.tmp-1 is on a read-only file system",
                                  ("choose another --out",)),
     "eacces-in-runs-list": Case(fails("lstmbt.backtest.campaign.registry.list_runs", no_space(errno.EACCES, "runs")), LIST, 2,
@@ -336,12 +336,12 @@ CASES: dict[str, Case] = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_error_path(name, root, monkeypatch, capsys):
+def test_error_path(name, root, monkeypatch, run_cli):
     case = CASES[name]
     case.setup(root, monkeypatch)
     before = snapshot(root.parent)
     argv = [arg.format(root=root) for arg in case.argv]
-    code, out, err = run_main(argv, monkeypatch, capsys)
+    code, out, err = run_cli(argv)
     assert code == case.code, (code, out, err)
     assert "Traceback" not in out + err, err
     lines = err.strip().splitlines()
@@ -376,8 +376,8 @@ def assert_nothing_lost(before: dict[Path, bytes], after: dict[Path, bytes], may
 
 
 @pytest.mark.parametrize("how", ["env", "flag"])
-def test_a_bug_shows_its_traceback_when_debugging(how, root, monkeypatch, capsys):
-    fails("lstmbt.backtest.pipeline.load_run", RuntimeError("boom"))(root, monkeypatch)
+def test_a_bug_shows_its_traceback_when_debugging(how, root, monkeypatch, capsys, run_cli):
+    fails("lstmbt.backtest.rundir.load_run", RuntimeError("boom"))(root, monkeypatch)
     argv = ["report", str(root / "good")]
     if how == "env":
         monkeypatch.setenv("LSTMBT_DEBUG", "1")
@@ -385,12 +385,12 @@ def test_a_bug_shows_its_traceback_when_debugging(how, root, monkeypatch, capsys
         argv.insert(0, "--debug")
     before = snapshot(root)
     with pytest.raises(RuntimeError, match="boom"):  # re-raised: Python prints the traceback
-        run_main(argv, monkeypatch, capsys)
+        run_cli(argv)
     assert "internal error" not in capsys.readouterr().err
     assert_nothing_lost(before, snapshot(root), set())
 
 
-def test_data_warnings_print_once_as_one_line_each(root, monkeypatch, capsys):
+def test_data_warnings_print_once_as_one_line_each(root, monkeypatch, run_cli):
     def load_prices(*args, **kwargs):
         for text in ("Close repeats for 30 days\n  from 2020-01-02", "Close repeats for 30 days from 2020-01-02",
                      "Open equals the previous Close on 40% of bars"):
@@ -399,7 +399,7 @@ def test_data_warnings_print_once_as_one_line_each(root, monkeypatch, capsys):
 
     monkeypatch.setattr("lstmbt.backtest.data.load_prices", load_prices)
     hook = warnings.showwarning
-    code, out, err = run_main(["data", "show"], monkeypatch, capsys)
+    code, out, err = run_cli(["data", "show"])
     assert code == 2 and err.splitlines() == ["warning: Close repeats for 30 days from 2020-01-02",
                                               "warning: Open equals the previous Close on 40% of bars",
                                               "error: stopped here; fix the data"], err
@@ -443,7 +443,7 @@ def test_a_real_file_size_limit_while_writing_the_report(root):
 def test_a_damaged_ticker_of_an_interrupted_universe_names_the_ticker_to_retrain(saved_run, tmp_path):
     from types import SimpleNamespace
 
-    from lstmbt.backtest.cli.campaign import _finished_tickers
+    from lstmbt.backtest.cli.universe import _finished_tickers
     from lstmbt.backtest.readback import DamagedFileError
 
     saved = tmp_path / ".u.partial" / "tickers"

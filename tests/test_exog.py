@@ -16,12 +16,12 @@ import lstmbt.backtest.data as data
 from lstmbt.backtest.config import DataConfig, RunConfig
 from lstmbt.backtest.data import check_exog_coverage, fdr_cache_dir, load_exog, load_exogs
 from lstmbt.backtest.errors import ConfigError, DataError
-from lstmbt.backtest.pipeline import RUN_FILES, load_checked, make_design
+from lstmbt.backtest.pipeline import load_checked, make_design
+from lstmbt.backtest.rundir import RUN_FILES
 from lstmbt.models.exog import EXOG_WINDOWS, asof_join, exog_features, exog_slug, exog_warmup_rows
-from helpers import run_main
+from helpers import LINEAR_VALUES, set_args, set_items
 
 FIRST_DAY = "2016-06-01"  # ~650 rows of the embedded S&P 500, as in tests/test_cli.py
-TINY_SETS = ["split.min_train=150", "split.step=100", "model.lookback=5", "model.lstm=false", "train.device=cpu"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -322,8 +322,8 @@ def test_fdr_exog_through_make_design(fdr, sp500_slice, tmp_path):
     prices_csv = tmp_path / "prices.csv"
     sp500_slice.loc[FIRST_DAY:].to_csv(prices_csv)
     reader = fdr(yahoo_frame("2016-01-04", "2018-12-31"))
-    cfg = RunConfig.from_toml(_toml(tmp_path, f"csv:{prices_csv}"), TINY_SETS + ['data.exog=["fdr:VIX"]',
-                                                                                  "data.exog_lag_days=1"])
+    cfg = RunConfig.from_toml(_toml(tmp_path, f"csv:{prices_csv}"), set_items(LINEAR_VALUES) + [
+        'data.exog=["fdr:VIX"]', "data.exog_lag_days=1"])
     prices = load_checked(cfg)
     design = make_design(prices, cfg)
     first = (prices.index[0] - pd.Timedelta(days=data.EXOG_BUFFER_DAYS + 1)).date().isoformat()
@@ -389,12 +389,12 @@ def files(tmp_path_factory, sp500_slice) -> Path:
     return folder
 
 
-def test_run_with_a_csv_exog_end_to_end(files, tmp_path, monkeypatch, capsys):
+def test_run_with_a_csv_exog_end_to_end(files, tmp_path, run_cli):
     out = tmp_path / "runs" / "exog"
     exog = f"csv:{files / 'own_close_lagged.csv'}"
     argv = ["run", "--source", f"csv:{files / 'prices.csv'}", "--exog", exog, "--out", str(out)]
-    argv += [arg for item in TINY_SETS for arg in ("--set", item)]
-    code, stdout, err = run_main(argv, monkeypatch, capsys)
+    argv += set_args(LINEAR_VALUES)
+    code, stdout, err = run_cli(argv)
     assert code == 0, (stdout, err)
     assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
     saved = RunConfig.from_dict(tomllib.loads((out / "config.toml").read_text()))
@@ -415,14 +415,14 @@ def test_run_with_a_csv_exog_end_to_end(files, tmp_path, monkeypatch, capsys):
     ("missing_file", ["nope.csv", "file not found"]),
     ("no_value_column", ["two_columns.csv", "no value column", "found: a, b"]),
 ])
-def test_bad_exog_is_one_error_line_and_leaves_nothing(case, words, files, tmp_path, monkeypatch, capsys):
+def test_bad_exog_is_one_error_line_and_leaves_nothing(case, words, files, tmp_path, run_cli):
     exog = {"unknown_prefix": "ftp:vix.csv", "missing_file": f"csv:{tmp_path / 'nope.csv'}",
             "no_value_column": f"csv:{files / 'two_columns.csv'}"}[case]
     parent = tmp_path / "runs"
     parent.mkdir()
     argv = ["run", "--source", f"csv:{files / 'prices.csv'}", "--exog", exog, "--out", str(parent / "out")]
-    argv += [arg for item in TINY_SETS for arg in ("--set", item)]
-    code, stdout, err = run_main(argv, monkeypatch, capsys)
+    argv += set_args(LINEAR_VALUES)
+    code, stdout, err = run_cli(argv)
     assert code == 2, (stdout, err)
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -432,7 +432,7 @@ def test_bad_exog_is_one_error_line_and_leaves_nothing(case, words, files, tmp_p
     assert list(parent.iterdir()) == []
 
 
-def test_predict_accepts_exog(files, monkeypatch, capsys):
+def test_predict_accepts_exog(files, run_cli):
     argv = ["predict", "--source", f"csv:{files / 'prices.csv'}", "--exog", "ftp:x", "--json"]
-    code, _, err = run_main(argv, monkeypatch, capsys)
+    code, _, err = run_cli(argv)
     assert code == 2 and "data.exog entry 'ftp:x'" in err

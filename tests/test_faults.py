@@ -16,7 +16,6 @@ import contextlib
 import errno
 import glob
 import hashlib
-import io
 import json
 import os
 import re
@@ -35,38 +34,29 @@ import pandas as pd
 import pytest
 
 import lstmbt.backtest.cli.app as cli
+import lstmbt.backtest.cli.options as cli_options
 import lstmbt.backtest.pipeline as pipeline
+import lstmbt.backtest.rundir as rundir
 from lstmbt.backtest.checkpoint import check_free_space, estimate_run_bytes, saved_folds
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.partial import partial_dir, remove_stale_tmp, saved_work, start_partial
-from tests.helpers import one_torch_thread, run_main  # noqa: F401
-from tests.test_resume import ARGS, LSTM, assert_same_run, tiny_config
+from helpers import call_main
+from test_resume import ARGS, LSTM, assert_same_run, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGIT = "logistic_classification"  # the cold-start model of the tiny run: refitted per fold
 Usage = namedtuple("Usage", "total used free")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- shared runs
-
-
-def _main(argv: list[str]) -> tuple[int, str]:
-    """(exit status, stderr) of the entry point, for module fixtures (which cannot use capsys)."""
-    err = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
-        mp.setattr(sys, "argv", ["lstmbt", *argv])
-        try:
-            cli.main()
-        except SystemExit as exc:
-            return (exc.code if isinstance(exc.code, int) else 1), err.getvalue()
-    return 0, err.getvalue()
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """The uninterrupted tiny run that every resumed run must equal."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    assert _main(["run", *ARGS, "--out", str(out)])[0] == 0
+    assert call_main(["run", *ARGS, "--out", str(out)])[0] == 0
     return out
 
 
@@ -75,7 +65,7 @@ def stopped(tmp_path_factory) -> Path:
     """The partial directory of a run stopped (Ctrl-C) after two folds of the logistic model:
     the warm LSTM chain is complete, with its newest state."""
     out = tmp_path_factory.mktemp("stopped") / "run"
-    real_call = cli._progress.__call__
+    real_call = cli_options.progress_bars.__call__
 
     def interrupt(self, stage, done, total):
         if stage == LOGIT and done == 2:
@@ -83,8 +73,8 @@ def stopped(tmp_path_factory) -> Path:
         real_call(self, stage, done, total)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli._progress, "__call__", interrupt)
-        assert _main(["run", *ARGS, "--out", str(out)])[0] == 130
+        mp.setattr(cli_options.progress_bars, "__call__", interrupt)
+        assert call_main(["run", *ARGS, "--out", str(out)])[0] == 130
     return partial_dir(out)
 
 
@@ -95,7 +85,7 @@ def all_saved(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("all_saved") / "run"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("lstmbt.reports.render_report", _raiser(KeyboardInterrupt()))
-        code, err = _main(["run", *ARGS, "--out", str(out)])
+        code, _, err = call_main(["run", *ARGS, "--out", str(out)])
     done, total = saved_folds(partial_dir(out) / "folds")
     assert code == 130 and done == total and "Traceback" not in err
     assert err.strip().splitlines()[-1] == (f"interrupted: {done} of {total} folds saved; continue with: "
@@ -147,48 +137,48 @@ def _never(*args, **kwargs):
     (ValueError("a bad value"), 1), (RuntimeError("a failure"), 1), (KeyError("column"), 1),
     (OSError(errno.ENOSPC, "No space left on device", "prices.parquet"), 2), (DataError("refused input"), 2),
 ], ids=["ValueError", "RuntimeError", "KeyError", "OSError-ENOSPC", "DataError"])
-def test_any_error_before_the_first_fold_leaves_nothing(exc, status, tmp_path, monkeypatch, capsys):
+def test_any_error_before_the_first_fold_leaves_nothing(exc, status, tmp_path, monkeypatch, run_cli):
     parent = tmp_path / "runs"
     parent.mkdir()
     monkeypatch.setattr(pipeline, "load_checked", _raiser(exc))
-    code, _, err = run_main(["run", *ARGS, "--out", str(parent / "x")], monkeypatch, capsys)
+    code, _, err = run_cli(["run", *ARGS, "--out", str(parent / "x")])
     _failed(code, err, status)
     assert _names(parent) == []
-    code, _, err = run_main(["run", "--resume", str(parent / "x")], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(parent / "x")])
     assert "nothing to resume" in _failed(code, err)  # not "interrupted", not a crash
 
 
-def test_after_a_failure_before_the_first_fold_the_same_out_runs(reference, tmp_path, monkeypatch, capsys):
+def test_after_a_failure_before_the_first_fold_the_same_out_runs(reference, tmp_path, monkeypatch, run_cli):
     out = tmp_path / "runs" / "x"
     with monkeypatch.context() as patched:
         patched.setattr(pipeline, "load_checked", _raiser(RuntimeError("a failure")))
-        _failed(*run_main(["run", *ARGS, "--out", str(out)], monkeypatch, capsys)[::2], status=1)
-    code, _, err = run_main(["run", *ARGS, "--out", str(out)], monkeypatch, capsys)
+        _failed(*run_cli(["run", *ARGS, "--out", str(out)])[::2], status=1)
+    code, _, err = run_cli(["run", *ARGS, "--out", str(out)])
     assert code == 0, err
     assert_same_run(out, reference)
     assert _names(out.parent) == ["x"]
 
 
-def test_a_failure_after_training_keeps_the_folds_and_says_so(reference, tmp_path, monkeypatch, capsys):
+def test_a_failure_after_training_keeps_the_folds_and_says_so(reference, tmp_path, monkeypatch, run_cli):
     out = tmp_path / "runs" / "x"
     with monkeypatch.context() as patched:
         patched.setattr(pipeline, "score_run", _raiser(DataError("scoring refused")))
-        code, _, err = run_main(["run", *ARGS, "--out", str(out)], monkeypatch, capsys)
+        code, _, err = run_cli(["run", *ARGS, "--out", str(out)])
     done, what = saved_work(partial_dir(out))
     assert done > 0 and what == f"{done} of {done} folds"
     assert _failed(code, err) == (f"error: scoring refused; {what} saved in {partial_dir(out)}: continue with "
                                   f"`lstmbt run --resume {out}` once that is fixed")
     assert _names(out.parent) == [partial_dir(out).name]
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     assert code == 0, err
     assert_same_run(out, reference)
 
 
-def test_an_unexpected_error_on_resume_notes_the_kept_folds(stopped, tmp_path, monkeypatch, capsys):
+def test_an_unexpected_error_on_resume_notes_the_kept_folds(stopped, tmp_path, monkeypatch, run_cli):
     out = _copy(stopped, tmp_path)
     before = _files(partial_dir(out))
     monkeypatch.setattr(pipeline, "score_run", _raiser(ValueError("a bug")))
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     _failed(code, err, status=1)
     done, what = saved_work(partial_dir(out))
     assert f"note: {what} saved in {partial_dir(out)}: continue with `lstmbt run --resume {out}`" in err
@@ -199,27 +189,27 @@ def test_an_unexpected_error_on_resume_notes_the_kept_folds(stopped, tmp_path, m
 # --------------------------------------------------------------------------- Ctrl-C at chosen points
 
 
-def test_ctrl_c_before_the_first_fold_leaves_nothing(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_before_the_first_fold_leaves_nothing(tmp_path, monkeypatch, run_cli):
     monkeypatch.setattr(pipeline, "load_checked", _raiser(KeyboardInterrupt()))
-    code, _, err = run_main(["run", *ARGS, "--out", str(tmp_path / "x")], monkeypatch, capsys)
+    code, _, err = run_cli(["run", *ARGS, "--out", str(tmp_path / "x")])
     assert code == 130 and err.strip().splitlines()[-1] == "interrupted: nothing was written"
     assert "Traceback" not in err and _names(tmp_path) == []
 
 
-def test_ctrl_c_while_saving_keeps_every_fold_and_resumes(all_saved, reference, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_while_saving_keeps_every_fold_and_resumes(all_saved, reference, tmp_path, monkeypatch, run_cli):
     out = _copy(all_saved, tmp_path)
     monkeypatch.setattr("lstmbt.backtest.walkforward.sliding_windows", _never)  # every fold is read back
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     assert code == 0, err
     assert_same_run(out, reference)
     assert _names(out.parent) == ["run"]
 
 
-def test_ctrl_c_on_resume_keeps_the_saved_folds(stopped, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_on_resume_keeps_the_saved_folds(stopped, tmp_path, monkeypatch, run_cli):
     out = _copy(stopped, tmp_path)
     before = _files(partial_dir(out))
     monkeypatch.setattr(pipeline, "load_checked", _raiser(KeyboardInterrupt()))
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     done, what = saved_work(partial_dir(out))
     assert code == 130 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == f"interrupted: {what} saved; continue with: lstmbt run --resume {out}"
@@ -256,25 +246,24 @@ def _kill(proc: subprocess.Popen) -> None:
     assert proc.wait(timeout=60) == -signal.SIGKILL  # reaped: its pid is gone, not a zombie
 
 
-def test_a_kill_while_saving_is_cleaned_by_the_next_run_and_resume(all_saved, reference, tmp_path,
-                                                                  monkeypatch, capsys):
+def test_a_kill_while_saving_is_cleaned_by_the_next_run_and_resume(all_saved, reference, tmp_path, run_cli):
     out = _copy(all_saved, tmp_path)
     proc = _start(["run", "--resume", str(out)], tmp_path / "log.txt")
     _freeze_when(proc, lambda: any(out.parent.glob(".run.tmp-*")), tmp_path / "log.txt")
     _kill(proc)
     assert _names(out.parent) == sorted([partial_dir(out).name, f".run.tmp-{proc.pid}"])
 
-    code, _, err = run_main(["run", *ARGS, "--out", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", *ARGS, "--out", str(out)])
     assert "an interrupted run of" in _failed(code, err)  # refused, but the dead process's temporary is gone
     assert _names(out.parent) == [partial_dir(out).name]
     (out.parent / f".run.tmp-{proc.pid}").mkdir()  # as the kill left it, for the resume to clean
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     assert code == 0, err
     assert_same_run(out, reference)
     assert _names(out.parent) == ["run"]
 
 
-def test_a_live_run_is_locked_and_a_killed_one_taken_over(stopped, reference, tmp_path, monkeypatch, capsys):
+def test_a_live_run_is_locked_and_a_killed_one_taken_over(stopped, reference, tmp_path, run_cli):
     out = _copy(stopped, tmp_path)
     lock = partial_dir(out) / "lock"
     proc = _start(["run", "--resume", str(out)], tmp_path / "log.txt")
@@ -284,12 +273,12 @@ def test_a_live_run_is_locked_and_a_killed_one_taken_over(stopped, reference, tm
         expected = (f"error: another lstmbt process (pid {proc.pid}) is running this run; wait for it to finish, "
                     f"or stop it and continue with `lstmbt run --resume {out}`")
         for argv in (["run", *ARGS, "--out", str(out)], ["run", "--resume", str(out)]):
-            code, _, err = run_main(argv, monkeypatch, capsys)
+            code, _, err = run_cli(argv)
             assert _failed(code, err) == expected
         assert _files(partial_dir(out)) == before and lock.read_text().strip() == str(proc.pid)
     finally:
         _kill(proc)
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)  # the stale lock is taken over
+    code, _, err = run_cli(["run", "--resume", str(out)])  # the stale lock is taken over
     assert code == 0, err
     assert_same_run(out, reference)
     assert _names(out.parent) == ["run"]
@@ -311,13 +300,13 @@ def test_leftovers_of_dead_processes_go_and_a_live_ones_stay(tmp_path):
     assert _names(tmp_path) == sorted([f".run.tmp-{live}", ".run.tmp-x", ".other.tmp-1"])
 
 
-def test_a_partial_left_before_the_first_fold_is_taken_over(tmp_path, monkeypatch, capsys):
+def test_a_partial_left_before_the_first_fold_is_taken_over(tmp_path, monkeypatch, run_cli):
     out = tmp_path / "run"
     partial_dir(out).mkdir()
     (partial_dir(out) / "config.toml").write_text(tiny_config().to_toml())
     (partial_dir(out) / "lock").write_text(f"{_dead_pid()}\n")  # what a SIGKILL before the first fold leaves
     monkeypatch.setattr(pipeline, "load_checked", _raiser(DataError("refused after the take-over")))
-    code, _, err = run_main(["run", *ARGS, "--out", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", *ARGS, "--out", str(out)])
     assert _failed(code, err) == "error: refused after the take-over"
     assert _names(tmp_path) == []
 
@@ -330,13 +319,13 @@ def test_the_default_run_directory_skips_names_in_use(tmp_path, monkeypatch):
         def now(cls, tz=None):
             return datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=tz)
 
-    monkeypatch.setattr(pipeline, "dt", type("dt", (), {"datetime": Frozen, "timezone": datetime.timezone}))
-    first = pipeline.default_run_dir("sample:sp500", tmp_path)
+    monkeypatch.setattr(rundir, "dt", type("dt", (), {"datetime": Frozen, "timezone": datetime.timezone}))
+    first = rundir.default_run_dir("sample:sp500", tmp_path)
     assert first == tmp_path / "sample-sp500-20240506-070809"
     first.mkdir()
-    second = pipeline.default_run_dir("sample:sp500", tmp_path)
+    second = rundir.default_run_dir("sample:sp500", tmp_path)
     partial_dir(second).mkdir()  # an interrupted run of that name counts as in use too
-    assert second.name.endswith("-2") and pipeline.default_run_dir("sample:sp500", tmp_path).name.endswith("-3")
+    assert second.name.endswith("-2") and rundir.default_run_dir("sample:sp500", tmp_path).name.endswith("-3")
 
 
 UNIVERSE = ["run", "--source", "sample:sp500,nasdaq", *ARGS]
@@ -352,44 +341,44 @@ def _hold_lock(lock: Path) -> subprocess.Popen:
     return holder
 
 
-def test_a_universe_refused_before_its_first_ticker_leaves_nothing(tmp_path, monkeypatch, capsys):
+def test_a_universe_refused_before_its_first_ticker_leaves_nothing(tmp_path, monkeypatch, run_cli):
     monkeypatch.setattr("lstmbt.backtest.universe.running.run_universe", _raiser(RuntimeError("a failure")))
-    code, _, err = run_main([*UNIVERSE, "--out", str(tmp_path / "u")], monkeypatch, capsys)
+    code, _, err = run_cli([*UNIVERSE, "--out", str(tmp_path / "u")])
     _failed(code, err, status=1)
     assert _names(tmp_path) == []
     monkeypatch.setattr("lstmbt.backtest.universe.running.run_universe", _raiser(KeyboardInterrupt()))
-    code, _, err = run_main([*UNIVERSE, "--out", str(tmp_path / "u")], monkeypatch, capsys)
+    code, _, err = run_cli([*UNIVERSE, "--out", str(tmp_path / "u")])
     assert code == 130 and err.strip().splitlines()[-1] == "interrupted: nothing was written"
     assert _names(tmp_path) == []
 
 
-def test_an_unexpected_error_in_a_resumed_universe_notes_the_kept_tickers(tmp_path, monkeypatch, capsys):
+def test_an_unexpected_error_in_a_resumed_universe_notes_the_kept_tickers(tmp_path, monkeypatch, run_cli):
     out = tmp_path / "u"
     start_partial(out, tiny_config().with_values({"data.source": "sample:sp500,nasdaq"}))
     (partial_dir(out) / "tickers" / "sp500").mkdir(parents=True)
     (partial_dir(out) / "tickers" / "sp500" / "report.html").write_text("a finished ticker")
-    monkeypatch.setattr("lstmbt.backtest.cli.campaign._finished_tickers", lambda *args: {})
+    monkeypatch.setattr("lstmbt.backtest.cli.universe._finished_tickers", lambda *args: {})
     monkeypatch.setattr("lstmbt.backtest.universe.running.run_universe", _raiser(ValueError("a bug")))
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     _failed(code, err, status=1)
     assert f"note: 1 tickers saved in {partial_dir(out)}: continue with `lstmbt run --resume {out}`" in err, err
     assert (partial_dir(out) / "tickers" / "sp500" / "report.html").read_text() == "a finished ticker"
 
 
-def test_a_locked_universe_is_refused_and_a_dead_lock_taken_over(tmp_path, monkeypatch, capsys):
+def test_a_locked_universe_is_refused_and_a_dead_lock_taken_over(tmp_path, monkeypatch, run_cli):
     out = tmp_path / "u"
     config = tiny_config().with_values({"data.source": "sample:sp500,nasdaq"})
     start_partial(out, config)
     holder = _hold_lock(partial_dir(out) / "lock")
     try:
         for argv in ([*UNIVERSE, "--out", str(out)], ["run", "--resume", str(out)]):
-            code, _, err = run_main(argv, monkeypatch, capsys)
+            code, _, err = run_cli(argv)
             assert _failed(code, err).startswith(f"error: another lstmbt process (pid {holder.pid}) is running")
     finally:
         holder.kill()
         holder.wait()
     monkeypatch.setattr("lstmbt.backtest.universe.running.run_universe", _raiser(KeyboardInterrupt()))
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     assert code == 130 and err.strip().splitlines()[-1] == (f"interrupted: 0 of 2 tickers saved; continue with: "
                                                             f"lstmbt run --resume {out}")
     assert (partial_dir(out) / "lock").read_text().strip() == str(os.getpid())  # taken over by this process
@@ -398,12 +387,12 @@ def test_a_locked_universe_is_refused_and_a_dead_lock_taken_over(tmp_path, monke
 # --------------------------------------------------------------------------- disk space
 
 
-def test_too_little_free_space_is_refused_before_training(tmp_path, monkeypatch, capsys):
+def test_too_little_free_space_is_refused_before_training(tmp_path, monkeypatch, run_cli):
     parent = tmp_path / "runs"
     parent.mkdir()
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 << 30, 10 << 30, 1 << 20))
     monkeypatch.setattr("lstmbt.backtest.walkforward.walk_forward_predict", _never)
-    code, _, err = run_main(["run", *ARGS, "--out", str(parent / "x")], monkeypatch, capsys)
+    code, _, err = run_cli(["run", *ARGS, "--out", str(parent / "x")])
     last = _failed(code, err)
     match = re.fullmatch(rf"error: not enough free disk space in {re.escape(str(parent))}: this run needs about "
                          r"([\d.]+) MB \(2 models x \d+ rows of predictions, the report and the fold checkpoints\) "
@@ -412,12 +401,12 @@ def test_too_little_free_space_is_refused_before_training(tmp_path, monkeypatch,
     assert _names(parent) == []
 
 
-def test_a_universe_with_too_little_free_space_is_refused_before_training(tmp_path, monkeypatch, capsys):
+def test_a_universe_with_too_little_free_space_is_refused_before_training(tmp_path, monkeypatch, run_cli):
     parent = tmp_path / "runs"
     parent.mkdir()
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 << 30, 10 << 30, 1 << 20))
     monkeypatch.setattr("lstmbt.backtest.walkforward.walk_forward_predict", _never)
-    code, _, err = run_main([*UNIVERSE, "--out", str(parent / "u")], monkeypatch, capsys)
+    code, _, err = run_cli([*UNIVERSE, "--out", str(parent / "u")])
     last = _failed(code, err)
     match = re.fullmatch(r"error: not enough free disk space in .*: this universe needs about ([\d.]+) MB \(2 tickers "
                          r"x 2 models, their reports and the universe's\) and 1\.0 MB is free; free some space or "
@@ -426,11 +415,11 @@ def test_a_universe_with_too_little_free_space_is_refused_before_training(tmp_pa
     assert _names(parent) == []
 
 
-def test_too_little_free_space_on_resume_keeps_the_folds(stopped, tmp_path, monkeypatch, capsys):
+def test_too_little_free_space_on_resume_keeps_the_folds(stopped, tmp_path, monkeypatch, run_cli):
     out = _copy(stopped, tmp_path)
     before = _files(partial_dir(out))
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 << 30, 10 << 30, 0))
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     last = _failed(code, err)
     assert last.startswith(f"error: not enough free disk space in {out.parent}: this run needs about")
     assert _files(partial_dir(out)) == before and _names(out.parent) == [partial_dir(out).name]
@@ -480,10 +469,10 @@ def _file_size_limit(limit: int) -> Iterator[None]:
         signal.signal(signal.SIGXFSZ, previous)
 
 
-def test_a_file_size_limit_while_saving_keeps_the_folds(reference, tmp_path, monkeypatch, capsys):
+def test_a_file_size_limit_while_saving_keeps_the_folds(reference, tmp_path, run_cli):
     out = tmp_path / "runs" / "x"
     with _file_size_limit(1 << 20):  # the folds fit, the ~2 MB report does not
-        code, _, err = run_main(["run", *ARGS, "--out", str(out)], monkeypatch, capsys)
+        code, _, err = run_cli(["run", *ARGS, "--out", str(out)])
     last = _failed(code, err)
     assert re.match(rf"error: cannot write the run {re.escape(str(out))}( \(\S+\))?: it grew past the file-size "
                     r"limit \(no space for it\); raise the limit \(ulimit -f\), or choose another --out", last), last
@@ -491,7 +480,7 @@ def test_a_file_size_limit_while_saving_keeps_the_folds(reference, tmp_path, mon
     assert done > 0 and last.endswith(f"; {what} saved in {partial_dir(out)}: continue with "
                                       f"`lstmbt run --resume {out}` once that is fixed")
     assert _names(out.parent) == [partial_dir(out).name]  # no run directory, no .x.tmp-*
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     assert code == 0, err
     assert_same_run(out, reference)
 
@@ -509,18 +498,18 @@ def _tmpfs(where: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def test_a_real_small_disk_is_refused_before_training(tmp_path, monkeypatch, capsys):
+def test_a_real_small_disk_is_refused_before_training(tmp_path, monkeypatch, run_cli):
     with _tmpfs(tmp_path / "disk", "2m") as disk:
         monkeypatch.setattr("lstmbt.backtest.walkforward.walk_forward_predict", _never)
-        code, _, err = run_main(["run", *ARGS, "--out", str(disk / "x")], monkeypatch, capsys)
+        code, _, err = run_cli(["run", *ARGS, "--out", str(disk / "x")])
         assert "not enough free disk space" in _failed(code, err)
         assert _names(disk) == []
 
 
-def test_a_real_full_disk_while_saving_keeps_the_folds(tmp_path, monkeypatch, capsys):
+def test_a_real_full_disk_while_saving_keeps_the_folds(tmp_path, monkeypatch, run_cli):
     with _tmpfs(tmp_path / "disk", "1m") as disk:
         monkeypatch.setattr("lstmbt.backtest.checkpoint.check_free_space", lambda *args, **kwargs: None)
-        code, _, err = run_main(["run", *ARGS, "--out", str(disk / "x")], monkeypatch, capsys)
+        code, _, err = run_cli(["run", *ARGS, "--out", str(disk / "x")])
         last = _failed(code, err)
         assert "no space left on the device" in last and "free some space" in last, last
         assert _names(disk) == [".x.partial"]  # no run directory, no .x.tmp-*
@@ -541,17 +530,17 @@ def _read_only_root() -> Path:
 
 
 @pytest.mark.parametrize("tail", ["lstmbt-test-run", "lstmbt-missing/run"], ids=["parent", "missing-parent"])
-def test_a_read_only_out_is_refused_before_training(tail, monkeypatch, capsys):
+def test_a_read_only_out_is_refused_before_training(tail, monkeypatch, run_cli):
     out = _read_only_root() / tail
     monkeypatch.setattr(pipeline, "run", _never)
-    code, _, err = run_main(["run", *ARGS, "--out", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", *ARGS, "--out", str(out)])
     last = _failed(code, err)
     assert last.startswith(f"error: the run {out} ") and "choose another --out" in last, last
     assert "permission denied" in last or "read-only file system" in last, last
     assert not out.exists() and not partial_dir(out).exists()
 
 
-def test_a_read_only_filesystem_is_refused_before_training(tmp_path, monkeypatch, capsys):
+def test_a_read_only_filesystem_is_refused_before_training(tmp_path, monkeypatch, run_cli):
     read_only, real_mkdir = tmp_path / "ro", os.mkdir
     read_only.mkdir()
 
@@ -562,15 +551,15 @@ def test_a_read_only_filesystem_is_refused_before_training(tmp_path, monkeypatch
 
     monkeypatch.setattr(os, "mkdir", mkdir)
     monkeypatch.setattr(pipeline, "run", _never)
-    code, _, err = run_main(["run", *ARGS, "--out", str(read_only / "x")], monkeypatch, capsys)
+    code, _, err = run_cli(["run", *ARGS, "--out", str(read_only / "x")])
     assert "is on a read-only file system (not writable); choose another --out" in _failed(code, err)
     assert _names(read_only) == []
 
 
-def test_a_dangling_symlink_out_is_refused(tmp_path, monkeypatch, capsys):
+def test_a_dangling_symlink_out_is_refused(tmp_path, monkeypatch, run_cli):
     (tmp_path / "x").symlink_to(tmp_path / "nowhere")
     monkeypatch.setattr(pipeline, "run", _never)
-    code, _, err = run_main(["run", *ARGS, "--out", str(tmp_path / "x")], monkeypatch, capsys)
+    code, _, err = run_cli(["run", *ARGS, "--out", str(tmp_path / "x")])
     assert _failed(code, err) == (f"error: --out {tmp_path / 'x'} is a symbolic link to {tmp_path / 'nowhere'}, "
                                   "which does not exist; remove the link or choose another --out")
     assert _names(tmp_path) == ["x"] and (tmp_path / "x").is_symlink()
@@ -581,11 +570,11 @@ def test_a_dangling_symlink_out_is_refused(tmp_path, monkeypatch, capsys):
     (lambda d: (d / "link").symlink_to(d / "nowhere"), "link/x", "x already exists"),
     (lambda d: (d / "file").write_text("kept"), "file", "already exists"),
 ], ids=["parent-is-a-file", "parent-is-a-dangling-link", "out-is-a-file"])
-def test_an_impossible_out_is_refused_before_training(setup, out, expected, tmp_path, monkeypatch, capsys):
+def test_an_impossible_out_is_refused_before_training(setup, out, expected, tmp_path, monkeypatch, run_cli):
     setup(tmp_path)
     before = _names(tmp_path)
     monkeypatch.setattr(pipeline, "run", _never)
-    code, _, err = run_main(["run", *ARGS, "--out", str(tmp_path / out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", *ARGS, "--out", str(tmp_path / out)])
     assert expected in _failed(code, err)
     assert _names(tmp_path) == before
     if (tmp_path / "file").exists():
@@ -681,12 +670,12 @@ DAMAGES = {
 
 
 @pytest.mark.parametrize("damage, message", DAMAGES.values(), ids=DAMAGES.keys())
-def test_a_damaged_fold_is_refused_on_resume(damage, message, stopped, tmp_path, monkeypatch, capsys):
+def test_a_damaged_fold_is_refused_on_resume(damage, message, stopped, tmp_path, monkeypatch, run_cli):
     out = _copy(stopped, tmp_path)
     damage(partial_dir(out) / "folds")
     before = _files(partial_dir(out))
     monkeypatch.setattr("lstmbt.backtest.walkforward.sliding_windows", _never)  # refused before any fold is trained
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     last = _failed(code, err)
     assert re.search(message, last), last
     assert _files(partial_dir(out)) == before  # the partial folder is kept as it was
@@ -698,11 +687,11 @@ def test_a_damaged_fold_is_refused_on_resume(damage, message, stopped, tmp_path,
     (lambda f: _truncate(_fold(f, LOGIT, 1, "predictions.parquet")),
      lambda m: [os.unlink(p) for p in glob.glob(re.search(r"delete (\S+) to retrain", m)[1])]),
 ], ids=["warm-chain", "cold-fold"])
-def test_the_fix_a_damaged_fold_names_works(damage, fix, stopped, reference, tmp_path, monkeypatch, capsys):
+def test_the_fix_a_damaged_fold_names_works(damage, fix, stopped, reference, tmp_path, run_cli):
     out = _copy(stopped, tmp_path)
     damage(partial_dir(out) / "folds")
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     fix(_failed(code, err))  # exactly what the message says to delete
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     assert code == 0, err
     assert_same_run(out, reference)

@@ -13,29 +13,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-import lstmbt.backtest.cli.app as cli
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.data import load_prices
 from lstmbt.backtest.forecast import Forecast, forecast_next
 from lstmbt.backtest.pipeline import build_estimator
 from lstmbt.models.features import make_features
 from lstmbt.models.targets import make_target
-from helpers import one_torch_thread, run_main  # noqa: F401  (autouse fixture)
+from helpers import TINY, TINY_VALUES
 
 FIRST_DAY = "2016-06-01"
-TINY = {"split.min_train": 150, "split.step": 100, "model.lookback": 5, "model.hidden_size": 4,
-        "model.num_layers": 1, "model.head": [], "train.max_epochs": 1, "train.device": "cpu"}
-TINY_SETS = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
-
-runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
 @pytest.fixture(autouse=True)
 def cli_one_thread(monkeypatch):
-    monkeypatch.setattr(cli, "_torch_threads", lambda: 1)
+    monkeypatch.setattr("lstmbt.backtest.cli.core.torch_threads", lambda: 1)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +43,7 @@ def write_csv(path: Path, prices: pd.DataFrame) -> str:
 
 
 def config(source: str, **extra) -> RunConfig:
-    return RunConfig.resolve(flags={"data.source": source, **TINY, **extra})
+    return RunConfig.resolve(flags={"data.source": source, **TINY_VALUES, **extra})
 
 
 
@@ -57,10 +51,10 @@ def config(source: str, **extra) -> RunConfig:
 # --------------------------------------------------------------------------- the command line
 
 
-def test_predict_prints_the_last_bar_and_both_forecasts(tmp_path, spx):
-    result = runner.invoke(cli.app, ["predict", "--source", write_csv(tmp_path / "a.csv", spx), *TINY_SETS])
-    assert result.exit_code == 0, (result.output, result.exception)
-    lines = result.stdout.strip().splitlines()
+def test_predict_prints_the_last_bar_and_both_forecasts(tmp_path, spx, run_cli):
+    code, out, err = run_cli(["predict", "--source", write_csv(tmp_path / "a.csv", spx), *TINY])
+    assert code == 0, err
+    lines = out.strip().splitlines()
     last = spx.index[-1].date().isoformat()
     assert last == "2018-12-31"
     assert lines[0].startswith(f"last bar used: {last} (close {spx['Close'].iloc[-1]:.2f})")
@@ -68,15 +62,14 @@ def test_predict_prints_the_last_bar_and_both_forecasts(tmp_path, spx):
     assert lines[2].strip().startswith("regression: close ") and "%)" in lines[2] and "persistence: " in lines[2]
     assert lines[3].strip().startswith("classification: p_up 0.") and "base rate" in lines[3]
     assert lines[4].startswith("trained on 2016-") and "..2018-12-28 (" in lines[4]
-    assert "Traceback" not in result.output
+    assert "Traceback" not in out + err
 
 
-def test_predict_json_parses_and_holds_only_the_asked_task(tmp_path, spx):
+def test_predict_json_parses_and_holds_only_the_asked_task(tmp_path, spx, run_cli):
     source = write_csv(tmp_path / "a.csv", spx)
-    result = runner.invoke(cli.app, ["predict", "--source", source, "--target", "classification", "--json",
-                                     *TINY_SETS])
-    assert result.exit_code == 0, (result.output, result.exception)
-    payload = json.loads(result.stdout)
+    code, out, err = run_cli(["predict", "--source", source, "--target", "classification", "--json", *TINY])
+    assert code == 0, err
+    payload = json.loads(out)
     assert payload["last_date"] == "2018-12-31" and payload["horizon"] == 1
     assert payload["last_close"] == pytest.approx(spx["Close"].iloc[-1])
     assert payload["train_end"] == "2018-12-28"
@@ -86,19 +79,19 @@ def test_predict_json_parses_and_holds_only_the_asked_task(tmp_path, spx):
     assert 0.0 < payload["classification"]["base_rate"] < 1.0
 
 
-def test_predict_target_regression_prints_only_regression(tmp_path, spx):
+def test_predict_target_regression_prints_only_regression(tmp_path, spx, run_cli):
     source = write_csv(tmp_path / "a.csv", spx)
-    result = runner.invoke(cli.app, ["predict", "--source", source, "--target", "regression",
-                                     "--end", "2018-06-29", *TINY_SETS])
-    assert result.exit_code == 0, (result.output, result.exception)
-    text = result.stdout
+    code, text, err = run_cli(["predict", "--source", source, "--target", "regression", "--end", "2018-06-29",
+                               *TINY])
+    assert code == 0, err
     assert text.startswith("last bar used: 2018-06-29 ")
     assert "regression: close" in text
     assert "classification" not in text and "p_up" not in text and "base rate" not in text
 
 
-def test_predict_help_lists_its_options():
-    text = runner.invoke(cli.app, ["predict", "--help"]).stdout
+def test_predict_help_lists_its_options(run_cli):
+    code, text, err = run_cli(["predict", "--help"])
+    assert code == 0, err
     for option in ("--config", "--source", "--symbol", "--start", "--end", "--target", "--set", "--quick",
                    "--refresh", "--json"):
         assert option in text, option
@@ -111,10 +104,10 @@ def test_predict_help_lists_its_options():
     (["--target", "clasification"], ["did you mean 'classification'"]),
     ("short", ["has 200 rows", "needs at least", "min_train"]),
 ])
-def test_bad_input_is_one_error_line(argv, words, tmp_path, spx, monkeypatch, capsys):
+def test_bad_input_is_one_error_line(argv, words, tmp_path, spx, run_cli):
     if argv == "short":
         argv = ["--source", write_csv(tmp_path / "short.csv", spx.iloc[:200])]
-    code, out, err = run_main(["predict", *argv], monkeypatch, capsys)
+    code, out, err = run_cli(["predict", *argv])
     assert code == 2, (code, out, err)
     assert out == ""
     assert len(err.splitlines()) == 1 and err.startswith("error: "), err

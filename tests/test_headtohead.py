@@ -10,19 +10,22 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 from arch.bootstrap import MCS, SPA
-from helpers import TINY, TINY_SETS, run_main
+from helpers import TINY, TINY_SPX, save_with_report
 from scipy import stats
 
-from lstmbt.backtest.config import RunConfig, parse_overrides
+from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.headtohead import (LOSS, check_pairs, compare_pair, default_pairs, direction_tests, mcs_test,
                                  spa_test)
-from lstmbt.backtest.pipeline import json_text, load_run, run, save_run
+from lstmbt.backtest.pipeline import run
+from lstmbt.backtest.rundir import json_text, load_run
+from lstmbt.backtest.scoring import horizon_plan
 from lstmbt.backtest.readback import DamagedFileError
 from lstmbt.backtest.significance import bootstrap_indices, default_block_length, sharpe_diff_ci
 
@@ -151,19 +154,23 @@ def test_a_strategy_without_calls_has_nan_direction_fields():
 
 
 def test_default_pairs_per_horizon_and_only_those_present():
-    every = ["lstm_regression", "lstm_classification", "ridge_regression", "logistic_classification",
-             "lstm_regression_h5", "lstm_classification_h5", "ridge_regression_h5", "logistic_classification_h5",
-             "persistence", "majority", "buy_and_hold"]
-    assert default_pairs(every) == [
+    every = {key.name: key for key in horizon_plan(RunConfig().with_values({"target.horizons": [1, 5]}))}
+
+    def pairs(*names):
+        return default_pairs(every[n] for n in names)
+
+    assert pairs(*every) == [
         ("lstm_regression", "lstm_classification"), ("lstm_regression", "ridge_regression"),
         ("lstm_classification", "logistic_classification"),
         ("lstm_regression_h5", "lstm_classification_h5"), ("lstm_regression_h5", "ridge_regression_h5"),
         ("lstm_classification_h5", "logistic_classification_h5")]
-    assert default_pairs(["lstm_regression", "ridge_regression", "persistence", "buy_and_hold"]) == [
-        ("lstm_regression", "ridge_regression")]
-    assert default_pairs(["ridge_regression", "logistic_classification", "majority", "buy_and_hold"]) == [
+    assert pairs("lstm_regression", "ridge_regression") == [("lstm_regression", "ridge_regression")]
+    assert pairs("ridge_regression", "logistic_classification") == [
         ("ridge_regression", "logistic_classification")]  # a linear-only run still compares the targets
-    assert default_pairs(["lstm_classification", "majority", "buy_and_hold"]) == []
+    assert pairs("lstm_classification") == []
+    # pairs follow the keys, not the names: a twin keyed at another horizon is no twin
+    moved = replace(every["ridge_regression"], horizon=5)
+    assert default_pairs([every["lstm_regression"], moved]) == []
 
 
 def test_configured_pairs_are_checked_for_form_and_names():
@@ -189,8 +196,8 @@ def _frame(seed: int = 9, n: int = 800) -> pd.DataFrame:
 
 def test_spa_equals_arch():
     frame = _frame()
-    out = spa_test(frame, seed=11, reps=400)
-    models = ["lstm_regression", "lstm_classification"]  # the strategies task_of knows, not m2 or baselines
+    models = ["lstm_regression", "lstm_classification"]  # the models a run's keys name, not m2 or baselines
+    out = spa_test(frame, models=models, seed=11, reps=400)
     block = default_block_length(*(frame[c].to_numpy() for c in ["buy_and_hold", *models]))
     spa = SPA(-frame["buy_and_hold"].to_numpy(), -frame[models].to_numpy(), block_size=block, reps=400,
               seed=np.random.default_rng(11))
@@ -203,8 +210,9 @@ def test_spa_equals_arch():
 def test_spa_finds_a_planted_winner_and_not_noise():
     frame = _frame()
     frame["lstm_regression"] = frame["buy_and_hold"] + 0.002 + np.random.default_rng(0).normal(0, 0.002, len(frame))
-    assert spa_test(frame, reps=400)["pvalue"] < 0.01
-    assert spa_test(_frame(), reps=400)["pvalue"] > 0.10
+    models = ["lstm_regression", "lstm_classification"]
+    assert spa_test(frame, models=models, reps=400)["pvalue"] < 0.01
+    assert spa_test(_frame(), models=models, reps=400)["pvalue"] > 0.10
 
 
 def test_mcs_equals_arch_and_leaves_out_a_never_invested_strategy():
@@ -232,17 +240,9 @@ def test_mcs_tests_a_copy_of_buy_and_hold_as_buy_and_hold():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    config = RunConfig.resolve(flags={"data.source": "sample:sp500", "data.start": "2016-06-01",
-                                      "backtest.pairs": ["lstm_classification:buy_and_hold"]},
-                               overrides=parse_overrides(TINY_SETS))
-    result = run(config)
-    torch.set_num_threads(before)
-    return result, save_run(result, tmp_path_factory.mktemp("h2h") / "run")
+def tiny_run(tmp_path_factory, one_torch_thread):
+    result = run(RunConfig.resolve(flags={**TINY_SPX, "backtest.pairs": ["lstm_classification:buy_and_hold"]}))
+    return result, save_with_report(result, tmp_path_factory.mktemp("h2h") / "run")
 
 
 def test_comparisons_json_has_the_issues_shape(tiny_run):
@@ -304,7 +304,7 @@ def test_a_run_saved_without_comparisons_json_loads_and_recomputes_them(tiny_run
 @pytest.mark.parametrize("text, words", [("{\"pairs\": [", "is not valid JSON"),
                                          ("{\"pairs\": 3, \"spa\": {}, \"mcs\": {}}", "unexpected shape ('pairs'"),
                                          ("{\"pairs\": [], \"spa\": {}}", "unexpected shape ('mcs'")])
-def test_a_damaged_comparisons_json_is_one_line(tiny_run, tmp_path, monkeypatch, capsys, text, words):
+def test_a_damaged_comparisons_json_is_one_line(tiny_run, tmp_path, text, words, run_cli):
     _, run_dir = tiny_run
     bad = tmp_path / "bad"
     shutil.copytree(run_dir, bad)
@@ -312,18 +312,17 @@ def test_a_damaged_comparisons_json_is_one_line(tiny_run, tmp_path, monkeypatch,
     with pytest.raises(DamagedFileError, match="comparisons.json"):
         load_run(bad)
     before = {p.name: p.read_bytes() for p in bad.iterdir()}
-    code, out, err = run_main(["report", str(bad)], monkeypatch, capsys)
+    code, out, err = run_cli(["report", str(bad)])
     assert code == 2 and "Traceback" not in out + err
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: ") and "comparisons.json" in line and words in line and "re-run" in line
     assert {p.name: p.read_bytes() for p in bad.iterdir()} == before
 
 
-def test_an_unknown_pair_name_is_refused_before_training(tmp_path, monkeypatch, capsys):
+def test_an_unknown_pair_name_is_refused_before_training(tmp_path, run_cli):
     out_dir = tmp_path / "never"
-    code, out, err = run_main(["run", "--source", "sample:sp500", "--start", "2016-06-01", *TINY, "--set",
-                               'backtest.pairs=["lstm_regression:lstm_classifier"]', "--out", str(out_dir)],
-                              monkeypatch, capsys)
+    code, out, err = run_cli(["run", "--source", "sample:sp500", "--start", "2016-06-01", *TINY, "--set",
+                              'backtest.pairs=["lstm_regression:lstm_classifier"]', "--out", str(out_dir)])
     assert code == 2 and "Traceback" not in out + err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: backtest.pairs entry")

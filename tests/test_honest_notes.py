@@ -29,10 +29,10 @@ from lstmbt.backtest.errors import ConfigError, DataError
 from lstmbt.backtest.scoring import (BENCHMARK, LOOKAHEAD_MARGIN, TOO_GOOD_HIT_RATE, collect_metrics, lookahead_suspected,
                               make_positions, run_warnings)
 from lstmbt.backtest.splits import WalkForwardSplit
-from helpers import one_torch_thread, run_main  # noqa: F401  (the fixture applies to this module)
 from lstmbt.models.specs import NetSpec, TrainSettings, estimate_training_memory, lstm_param_count
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 BASE = ["--source", "sample:sp500", "--start", "2012-01-01", "--quick", "--set", "train.device=cpu"]
 FAKE_GIB = 8  # the memory cases see a machine with this much available, whatever runs the tests
 
@@ -81,7 +81,7 @@ CLI_CASES = {
 
 
 @pytest.mark.parametrize("case", list(CLI_CASES))
-def test_refused_up_front_in_one_line_leaving_nothing(case, tmp_path, monkeypatch, capsys):
+def test_refused_up_front_in_one_line_leaving_nothing(case, tmp_path, monkeypatch, run_cli):
     command, extra, words = CLI_CASES[case]
     if "cuda" in case:
         import torch
@@ -93,7 +93,7 @@ def test_refused_up_front_in_one_line_leaving_nothing(case, tmp_path, monkeypatc
     parent.mkdir()
     (parent / "keep.txt").write_text("keep me")
     out = {"run": ["--out", str(parent / "out")], "importance": ["--out", str(parent / "imp.html")]}.get(command, [])
-    code, stdout, stderr = run_main([command, *BASE, *extra, *out], monkeypatch, capsys)
+    code, stdout, stderr = run_cli([command, *BASE, *extra, *out])
     assert code == 2, (code, stdout, stderr)
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
@@ -124,10 +124,10 @@ def _entry(hit: float, base: float, **more) -> dict:
 def test_run_warnings_flag_a_leak_first_and_leave_an_always_up_series_alone():
     positions = pd.DataFrame(index=pd.bdate_range("2020-01-01", periods=300))
     leak = {"lstm_classification": _entry(0.99, 0.53), BENCHMARK: {"hit_rate": 0.53, "sharpe": 0.5}}
-    notes = run_warnings(leak, positions)
+    notes = run_warnings(leak, positions, ["lstm_classification"])
     assert notes[0].startswith("LOOK-AHEAD SUSPECTED: lstm_classification calls 99.0%")
     fund = {"lstm_classification": _entry(0.999, 0.999, sharpe=0.1), BENCHMARK: {"hit_rate": 0.999, "sharpe": 0.5}}
-    notes = run_warnings(fund, positions)
+    notes = run_warnings(fund, positions, ["lstm_classification"])
     assert not any("LOOK-AHEAD" in n for n in notes)
     # hit rate against base rate, and Sharpe against buy-and-hold, are scorecard cells, not notes
     assert not any("base rate" in n or "Sharpe" in n for n in notes)
@@ -171,7 +171,8 @@ def _stale_market(n: int = 120, flat: tuple[int, int] = (50, 80)) -> pd.Series:
 def _regression_predictions(close: pd.Series, dates: pd.DatetimeIndex) -> pd.DataFrame:
     y_true = np.log(close.shift(-1) / close).reindex(dates).fillna(0.0).to_numpy()
     y_pred = np.where(np.arange(len(dates)) % 3 == 0, -0.004, 0.004)
-    return pd.DataFrame({"date": dates, "target": "regression", "model": "lstm_regression", "fold": 0,
+    return pd.DataFrame({"date": dates, "target": "regression", "model": "lstm_regression", "horizon": 1,
+                         "family": "lstm", "baseline": False, "fold": 0,
                          "y_true": y_true, "y_pred": y_pred, "p_up": np.nan, "close": close.reindex(dates).values})
 
 
@@ -204,7 +205,7 @@ def test_no_decision_days_are_counted_left_out_of_the_hit_rate_and_noted():
     assert entry["hit_rate"] == pytest.approx(hit_rate(calls[~blind], real_up[~blind]))
     assert entry["base_rate"] == pytest.approx(real_up[~blind].mean())
     assert "no_decision_days" not in metrics[BENCHMARK]
-    notes = [n for n in run_warnings(metrics, positions) if "no decision" in n]
+    notes = [n for n in run_warnings(metrics, positions, ["lstm_regression"]) if "no decision" in n]
     assert notes == [notes[0]] and notes[0].startswith("lstm_regression: no decision on 21 of 60 out-of-sample days")
     # threshold sizing needs no volatility: every day is a decision
     plain = config.with_values({"strategy.sizing": "threshold"})

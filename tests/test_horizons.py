@@ -11,12 +11,12 @@ import pytest
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.pipeline import run
-from lstmbt.backtest.scoring import horizon_of, horizon_plan, overlapping, task_of
+from lstmbt.backtest.scoring import horizon_plan, overlapping
 from lstmbt.strategies import classification_positions
 from test_pipeline import planted_prices, write_csv
+from helpers import PLANTED_FLAGS
 
-FLAGS = {"features.groups": ["volume", "returns"], "split.min_train": 300, "split.step": 100,
-         "model.lookback": 5, "model.lstm": False, "target.horizons": [1, 5, 10]}
+FLAGS = {**PLANTED_FLAGS, "target.horizons": [1, 5, 10]}
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +39,12 @@ def test_horizons_are_validated():
 def test_names_tasks_and_horizons():
     cfg = RunConfig().with_values({"target.horizons": [1, 5]})
     plan = horizon_plan(cfg)
-    assert [p[0] for p in plan] == ["lstm_regression", "lstm_classification", "ridge_regression",
-                                    "logistic_classification", "lstm_regression_h5", "lstm_classification_h5",
-                                    "ridge_regression_h5", "logistic_classification_h5"]
-    assert [horizon_of(n, cfg) for n, _, _ in plan] == [1, 1, 1, 1, 5, 5, 5, 5]
-    assert task_of("logistic_classification_h5") == "classification" and task_of("buy_and_hold") is None
+    assert [k.name for k in plan] == ["lstm_regression", "lstm_classification", "ridge_regression",
+                                      "logistic_classification", "lstm_regression_h5", "lstm_classification_h5",
+                                      "ridge_regression_h5", "logistic_classification_h5"]
+    assert [k.horizon for k in plan] == [1, 1, 1, 1, 5, 5, 5, 5]
+    assert [k.task for k in plan] == ["regression", "classification"] * 4
+    assert [(k.family, k.baseline) for k in plan[:4]] == [("lstm", False)] * 2 + [("linear", True)] * 2
 
 
 def test_overlapping_positions_are_the_mean_of_the_last_h_signals():

@@ -12,9 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-import lstmbt.backtest.cli.app as cli
 import lstmbt.backtest.importance as imp
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
@@ -22,12 +20,7 @@ from lstmbt.backtest.splits import WalkForwardSplit
 from lstmbt.backtest.walkforward import SampleGrid
 from lstmbt.reports.embed import unpack_figures
 from test_pipeline import planted_prices, write_csv
-from helpers import run_main
-
-FLAGS = {"features.groups": ["volume", "returns"], "split.min_train": 300, "split.step": 100,
-         "model.lookback": 5, "model.lstm": False}
-SETS = ['features.groups=["volume","returns"]', "split.min_train=300", "split.step=100", "model.lookback=5",
-        "model.lstm=false"]
+from helpers import PLANTED_FLAGS, set_args
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +30,7 @@ def source(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def config(source) -> RunConfig:
-    return RunConfig.resolve(flags={"data.source": source, **FLAGS})
+    return RunConfig.resolve(flags={"data.source": source, **PLANTED_FLAGS})
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +102,8 @@ def test_exogenous_columns_form_one_more_group(source, tmp_path):
     prices = planted_prices(700, signal=True)
     walk = 50 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 0.01, len(prices))))
     pd.DataFrame({"Date": prices.index, "Close": walk}).to_csv(tmp_path / "side.csv", index=False)
-    config = RunConfig.resolve(flags={"data.source": source, "data.exog": [f"csv:{tmp_path / 'side.csv'}"], **FLAGS})
+    config = RunConfig.resolve(flags={"data.source": source, "data.exog": [f"csv:{tmp_path / 'side.csv'}"],
+                                      **PLANTED_FLAGS})
     design = imp.load_design(config)
     columns = imp.group_columns(design, config)
     assert list(columns) == ["volume", "returns", "exog"] == list(imp.feature_groups(config))
@@ -179,16 +173,16 @@ def test_bad_arguments_are_refused(config, design):
 
 
 
-def test_cli_writes_an_escaped_page_whose_figures_decode(tmp_path):
+def test_cli_writes_an_escaped_page_whose_figures_decode(tmp_path, run_cli):
     folder = tmp_path / "odd <i>&name"
     folder.mkdir()
     source = write_csv(folder / "planted.csv", planted_prices(700, signal=True))
     out = tmp_path / "page.html"
     args = ["importance", "--source", source, "--repeats", "2", "--out", str(out)]
-    result = CliRunner().invoke(cli.app, args + [a for s in SETS for a in ("--set", s)])
-    assert result.exit_code == 0, (result.output, result.exception)
-    assert result.stdout.strip().splitlines()[-1] == f"importance: {out.resolve()}"
-    assert "volume" in result.stdout and "ablation" in result.stdout
+    code, stdout, err = run_cli(args + set_args(PLANTED_FLAGS))
+    assert code == 0, err
+    assert stdout.strip().splitlines()[-1] == f"importance: {out.resolve()}"
+    assert "volume" in stdout and "ablation" in stdout
     text = out.read_text(encoding="utf-8")
     assert "odd &lt;i&gt;&amp;name" in text and "<i>&name" not in text
     for word in ("volume", "returns", "ridge_regression", "logistic_classification", 'id="fig-permutation"',
@@ -205,10 +199,10 @@ def test_cli_writes_an_escaped_page_whose_figures_decode(tmp_path):
 
 @pytest.mark.parametrize("argv, words", [(["--method", "shap"], ["--method", "permutation, ablation or both"]),
                                          (["--repeats", "0"], ["--repeats", ">= 1"])])
-def test_cli_bad_input_is_one_line_and_exit_2(argv, words, source, tmp_path, monkeypatch, capsys):
+def test_cli_bad_input_is_one_line_and_exit_2(argv, words, source, tmp_path, run_cli):
     out = tmp_path / "never.html"
-    code, stdout, err = run_main(["importance", "--source", source, "--out", str(out), *argv,
-                                  *[a for s in SETS for a in ("--set", s)]], monkeypatch, capsys)
+    code, stdout, err = run_cli(["importance", "--source", source, "--out", str(out), *argv,
+                                 *set_args(PLANTED_FLAGS)])
     assert code == 2, (code, stdout, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")

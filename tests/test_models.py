@@ -27,20 +27,8 @@ from lstmbt.models.windows import sliding_windows
 
 CPU = torch.device("cpu")
 SPEC = NetSpec(hidden_size=4, num_layers=1, dropout=0.0, head=())
-SETTINGS = TrainSettings(max_epochs=3, batch_size=16)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run these tiny networks on one intra-op thread, then restore the setting.
-
-    They gain nothing from more, and on a busy 2-core machine OpenMP's spinning threads make
-    them several times slower. Results are compared only within a test, under one setting.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+SETTINGS = TrainSettings(max_epochs=3, batch_size=16, mode="window")  # arbitrary windows
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------------------------------- windows
@@ -361,7 +349,7 @@ def test_predict_validates_window_shape():
 def test_early_stopping_on_a_validation_loss_that_cannot_improve():
     """lr = 0: the validation loss is constant, so the first epoch stays best and patience ends it."""
     X, y, _ = make_windows()
-    est = regressor(train=TrainSettings(lr=0.0, max_epochs=20, patience=2, batch_size=16))
+    est = regressor(train=TrainSettings(lr=0.0, max_epochs=20, patience=2, batch_size=16, mode="window"))
     est.fit(X, y, X[:16], y[:16])
     assert est.best_epoch_ == 0
     assert est.n_epochs_ == 3 < 20
@@ -376,14 +364,14 @@ def test_early_stopping_restores_the_best_weights():
     X, y, up = make_windows(n=96)
     X_val, _, up_val = make_windows(n=32, seed=5)
     anti = 1.0 - up_val
-    settings = TrainSettings(lr=0.05, max_epochs=40, patience=2, batch_size=16)
+    settings = TrainSettings(lr=0.05, max_epochs=40, patience=2, batch_size=16, mode="window")
     clf = classifier(train=settings).fit(X, up, X_val, anti)
     assert clf.n_epochs_ < settings.max_epochs
     assert clf.n_epochs_ == clf.best_epoch_ + settings.patience + 1
     assert clf.best_epoch_ == int(np.argmin(clf.log_.val_loss))
     assert clf.best_loss_ == min(clf.log_.val_loss)
     # the returned model is the best epoch's: its validation loss is best_loss_, bit for bit
-    assert evaluate_loss(clf.net_, clf._loss, (X_val, anti.astype(np.int64)), CPU) == clf.best_loss_
+    assert evaluate_loss(clf.net_, clf._loss, (X_val, anti.astype(np.int64)), CPU, settings) == clf.best_loss_
     proba = clf.predict_proba(X_val)[:, 1]
     nll = -np.mean(np.log(np.where(anti == 1, proba, 1 - proba)))
     assert nll == pytest.approx(clf.best_loss_, rel=1e-5)
@@ -397,7 +385,7 @@ def test_train_network_ends_holding_the_best_epochs_weights():
     net = LSTMNet(3, 2, SPEC)
     snapshots = []
     log = train_network(net, LSTMClassifier._loss, (X, up.astype(np.int64)), (X_val, anti),
-                        TrainSettings(lr=0.05, max_epochs=40, patience=2, batch_size=16), device=CPU,
+                        TrainSettings(lr=0.05, max_epochs=40, patience=2, batch_size=16, mode="window"), device=CPU,
                         generator=torch.Generator().manual_seed(0),
                         on_epoch=lambda *_: snapshots.append(copy.deepcopy(net.state_dict())))
     assert len(snapshots) == log.n_epochs

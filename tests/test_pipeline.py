@@ -8,20 +8,14 @@ import pytest
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.data import load_prices
-from lstmbt.backtest.pipeline import BENCHMARK, MODEL_NAMES, load_run, run, save_run
+from lstmbt.backtest.pipeline import BENCHMARK, MODEL_NAMES, run
+from lstmbt.backtest.rundir import load_run
 from lstmbt.models.features import make_features
+from helpers import TINY_VALUES, save_with_report
 
-TINY = {
-    "split.min_train": 150,
-    "split.step": 40,
-    "model.lookback": 8,
-    "model.hidden_size": 6,
-    "model.num_layers": 1,
-    "model.head": [4],
-    "train.max_epochs": 3,
-    "train.patience": 2,
-    "train.device": "cpu",
-}
+#: the tiny config with more folds and a network that can learn: a head, three epochs, early stopping
+TINY_PIPELINE = {**TINY_VALUES, "split.step": 40, "model.lookback": 8, "model.hidden_size": 6, "model.head": [4],
+                 "train.max_epochs": 3, "train.patience": 2}
 
 
 def write_csv(path, prices: pd.DataFrame) -> str:
@@ -30,7 +24,7 @@ def write_csv(path, prices: pd.DataFrame) -> str:
 
 
 def tiny_config(source: str, **extra) -> RunConfig:
-    return RunConfig.resolve(flags={"data.source": source, **TINY, **extra})
+    return RunConfig.resolve(flags={"data.source": source, **TINY_PIPELINE, **extra})
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +164,7 @@ def test_same_seed_same_predictions_and_saved_run_round_trips(tmp_path, sp500_sl
     cfg = tiny_config(write_csv(tmp_path / "a.csv", sp500_slice))
     first, second = run(cfg), run(cfg)
     pd.testing.assert_frame_equal(first.predictions, second.predictions, check_exact=True)
-    loaded = load_run(save_run(first, tmp_path / "run"))
+    loaded = load_run(save_with_report(first, tmp_path / "run"))
     assert loaded.config == first.config
     pd.testing.assert_frame_equal(loaded.predictions, first.predictions, check_exact=True)
     pd.testing.assert_frame_equal(loaded.positions, first.positions, check_exact=True, check_freq=False)

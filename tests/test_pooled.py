@@ -14,25 +14,16 @@ from lstmbt.backtest.universe.pooled import (FoldDates, label_known_dates, poole
                              select_samples, union_calendar)
 from lstmbt.backtest.scoring import horizon_plan
 from test_pipeline import perturb_after, planted_prices
-from tests.helpers import one_torch_thread  # noqa: F401
+from helpers import TINY_VALUES
 
-TINY = {
-    "features.groups": ["volume", "returns"],
-    "split.min_train": 150,
-    "split.step": 40,
-    "model.lookback": 5,
-    "model.hidden_size": 6,
-    "model.num_layers": 1,
-    "model.dropout": 0.0,
-    "model.head": [],
-    "train.max_epochs": 3,
-    "train.patience": 2,
-    "train.device": "cpu",
-}
+#: the tiny config on two feature groups, with more folds and a network that can learn
+TINY_POOLED = {**TINY_VALUES, "features.groups": ["volume", "returns"], "split.step": 40, "model.hidden_size": 6,
+               "model.dropout": 0.0, "train.max_epochs": 3, "train.patience": 2}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(**extra) -> RunConfig:
-    return RunConfig.resolve(flags={**TINY, **extra})
+    return RunConfig.resolve(flags={**TINY_POOLED, **extra})
 
 
 def _no_report(*args) -> None:
@@ -174,7 +165,7 @@ def test_outputs_have_the_walk_forward_columns_and_score_unchanged(pooled3, sing
         pd.testing.assert_series_equal(preds.dtypes, reference_preds.dtypes)
         assert list(log.columns[: len(reference_log.columns)]) == list(reference_log.columns)
         pd.testing.assert_series_equal(log.dtypes[reference_log.columns], reference_log.dtypes)
-        assert list(preds["model"].unique()) == [name for name, _, _ in horizon_plan(config)]
+        assert list(preds["model"].unique()) == [key.name for key in horizon_plan(config)]
         design = designs[ticker]
         scored = design.grid.dates[design.folds[0].test[0]:]
         for name, group in preds.groupby("model", sort=False):
@@ -185,7 +176,7 @@ def test_outputs_have_the_walk_forward_columns_and_score_unchanged(pooled3, sing
     late = out["BBB"][1]
     assert late["fold"].min() > 0 and (late["n_train_ticker"] < late["n_train"] / 2).all()
     result = score_run(designs["BBB"], *out["BBB"], config)
-    assert set(result.metrics) >= {name for name, _, _ in horizon_plan(config)} | {"buy_and_hold"}
+    assert set(result.metrics) >= {key.name for key in horizon_plan(config)} | {"buy_and_hold"}
     assert result.positions.index.equals(designs["BBB"].grid.dates[designs["BBB"].folds[0].test[0]:])
     assert result.folds["hit_rate"].notna().all()
 

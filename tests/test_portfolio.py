@@ -541,13 +541,12 @@ def test_rate_out_of_range_is_one_line(key, value):
 
 @pytest.mark.parametrize("setting, key", [("backtest.cash_rate=2", "backtest.cash_rate"),
                                           ("backtest.borrow_rate=-0.01", "backtest.borrow_rate")])
-def test_bad_rate_through_the_cli_is_one_error_line(setting, key, tmp_path, monkeypatch, capsys):
-    from helpers import run_main
+def test_bad_rate_through_the_cli_is_one_error_line(setting, key, tmp_path, run_cli):
 
     parent = tmp_path / "runs"
     parent.mkdir()
     (parent / "keep.txt").write_text("keep me")
-    code, out, err = run_main(["run", "--set", setting, "--out", str(parent / "out")], monkeypatch, capsys)
+    code, out, err = run_cli(["run", "--set", setting, "--out", str(parent / "out")])
     assert code == 2, (code, out, err)
     assert "Traceback" not in out + err
     last = err.strip().splitlines()[-1]

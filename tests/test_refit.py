@@ -19,9 +19,9 @@ from lstmbt.backtest.walkforward import make_sample_grid, scaled_matrix, walk_fo
 from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor
 from lstmbt.models.linear import RidgeRegressor
 from lstmbt.models.specs import NetSpec, TrainSettings
-from tests.helpers import one_torch_thread  # noqa: F401
 
 LOOKBACK = 4
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 NET = NetSpec(hidden_size=4, num_layers=1, dropout=0.0, head=())
 #: a high learning rate on a clear signal: the validation loss turns within a few epochs, so
 #: early stopping picks fewer epochs than it ran, and warm fits both continue and keep weights
@@ -65,7 +65,7 @@ def test_refit_full_runs_the_chosen_epochs_over_every_sample(cls):
     X, y = windows(160, 1)
     y = y if cls is LSTMRegressor else (y > 0).astype(float)
     fit, val = slice(0, 100), slice(101, 160)  # one purged sample between them, as the split leaves
-    settings = TrainSettings(refit=True, **{**TRAIN, "max_epochs": 12, "patience": 1, "lr": 0.05})
+    settings = TrainSettings(refit=True, mode="window", **{**TRAIN, "max_epochs": 12, "patience": 1, "lr": 0.05})
     est = cls(net=NET, train=settings, device="cpu", random_state=7).fit(X[fit], y[fit], X[val], y[val])
     assert est.log_.stopped_early and est.best_epoch_ + 1 < est.n_epochs_  # so the two counts differ
     before = est.predict(X)

@@ -6,23 +6,20 @@ import json
 import shutil
 
 import pytest
-from typer.testing import CliRunner
 
-import lstmbt.backtest.cli.app as cli
 from lstmbt.backtest.config import RunConfig
-from lstmbt.backtest.pipeline import run, save_run
-from lstmbt.backtest.campaign.registry import INDEX_NAME, list_runs, show_run
-from helpers import LINEAR_FLAGS, run_main
+from lstmbt.backtest.pipeline import run
 
-FLAGS = LINEAR_FLAGS
+from lstmbt.backtest.campaign.registry import INDEX_NAME, list_runs, show_run
+from helpers import LINEAR_FLAGS, save_with_report
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    save_run(run(RunConfig().with_values(FLAGS)), root / "spx-both")
-    save_run(run(RunConfig().with_values({**FLAGS, "data.source": "sample:nasdaq", "target.task": "classification"})),
-             root / "ndx-clf")
+    save_with_report(run(RunConfig().with_values(LINEAR_FLAGS)), root / "spx-both")
+    nasdaq = {**LINEAR_FLAGS, "data.source": "sample:nasdaq", "target.task": "classification"}
+    save_with_report(run(RunConfig().with_values(nasdaq)), root / "ndx-clf")
     (root / "not-a-run").mkdir()
     return root
 
@@ -67,15 +64,15 @@ def test_show_gives_the_full_metrics_table(root):
     assert table.loc["sharpe", "buy_and_hold"] == saved["buy_and_hold"]["sharpe"]
 
 
-def test_cli_list_show_and_bad_input(root, monkeypatch, capsys):
-    out = CliRunner().invoke(cli.app, ["runs", "list", "--root", str(root), "--sort", "sharpe"])
-    assert out.exit_code == 0, out.output
-    assert "spx-both" in out.stdout and "ndx-clf" in out.stdout
-    out = CliRunner().invoke(cli.app, ["runs", "show", "ndx-clf", "--root", str(root)])
-    assert out.exit_code == 0 and "sample:nasdaq" in out.stdout
+def test_cli_list_show_and_bad_input(root, run_cli):
+    code, stdout, stderr = run_cli(["runs", "list", "--root", str(root), "--sort", "sharpe"])
+    assert code == 0, stdout + stderr
+    assert "spx-both" in stdout and "ndx-clf" in stdout
+    code, stdout, stderr = run_cli(["runs", "show", "ndx-clf", "--root", str(root)])
+    assert code == 0 and "sample:nasdaq" in stdout
     for argv, words in ((["runs", "show", "nope", "--root", str(root)], "no run 'nope'"),
                         (["runs", "list", "--root", str(root), "--sort", "shrape"], "cannot sort by 'shrape'"),
                         (["runs", "list", "--root", str(root / "missing")], "does not exist"),
                         (["runs", "list", "--root", str(root), "--since", "yesterday-ish"], "is not a date")):
-        code, stdout, stderr = run_main(argv, monkeypatch, capsys)
+        code, stdout, stderr = run_cli(argv)
         assert code == 2 and words in stderr and len(stderr.strip().splitlines()) == 1, (argv, stderr)

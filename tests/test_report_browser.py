@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from lstmbt.backtest.config import RunConfig
-from lstmbt.backtest.pipeline import run, save_run
+from lstmbt.backtest.pipeline import run
+from helpers import TINY_SPX, save_with_report
+
 
 pytestmark = pytest.mark.timeout(300)  # a hung browser fails the test instead of stalling `make test`
 
@@ -26,9 +28,6 @@ SECTIONS = ("summary", "head-to-head", "regimes", "performance", "predictions", 
             "details", "run")
 EVIL = "<script>alert(1)</script>"
 EVIL_FILE = "<b>hostile<i> prices.csv"
-TINY = {"data.start": "2016-06-01", "split.min_train": 150, "split.step": 100, "target.task": "both",
-        "model.lookback": 5, "model.hidden_size": 4, "model.num_layers": 1, "model.head": [],
-        "train.max_epochs": 1, "train.device": "cpu"}
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,2000")
@@ -168,8 +167,9 @@ def report(browser, tmp_path_factory) -> Path:
     """report.html of a tiny real run (both targets) on a CSV with a hostile file name and symbol."""
     folder = tmp_path_factory.mktemp("browser")
     csv = write_hostile_csv(folder)
-    config = RunConfig().with_values({**TINY, "data.source": f"csv:{csv}", "data.symbol": EVIL})
-    run_dir = save_run(run(config), folder / "run")
+    config = RunConfig().with_values({**TINY_SPX, "target.task": "both", "data.source": f"csv:{csv}",
+                                      "data.symbol": EVIL})
+    run_dir = save_with_report(run(config), folder / "run")
     return run_dir / "report.html"
 
 

@@ -16,20 +16,17 @@ import markupsafe
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-import lstmbt.backtest.cli.app as cli
 from lstmbt.backtest.config import RunConfig
-from lstmbt.backtest.pipeline import RunResult, load_run, run, save_run
+from lstmbt.backtest.pipeline import run
+from lstmbt.backtest.rundir import RunResult, load_run
 from lstmbt.reports import METRIC_HELP, SECTIONS, format_metric, render_report
 from lstmbt.reports.embed import plotly_bundle, unpack_figures
 from lstmbt.reports.tables import FOLD_COLUMNS
+from helpers import TINY_SPX, save_with_report
 
 EVIL = "<script>alert(1)</script>"
 DASH = "\u2013"
-TINY = {"data.source": "sample:sp500", "data.start": "2016-06-01", "split.min_train": 150, "split.step": 100,
-        "model.lookback": 5, "model.hidden_size": 4, "model.num_layers": 1, "model.head": [],
-        "train.max_epochs": 1, "train.device": "cpu"}
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -38,8 +35,8 @@ TINY = {"data.source": "sample:sp500", "data.start": "2016-06-01", "split.min_tr
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[RunResult, Path, str]:
     """One tiny real run: (in-memory result, its saved run directory, the saved report.html text)."""
-    result = run(RunConfig().with_values(TINY))
-    run_dir = save_run(result, tmp_path_factory.mktemp("reports") / "run")
+    result = run(RunConfig().with_values(TINY_SPX))
+    run_dir = save_with_report(result, tmp_path_factory.mktemp("reports") / "run")
     return result, run_dir, (run_dir / "report.html").read_text(encoding="utf-8")
 
 
@@ -524,18 +521,18 @@ def test_saved_report_is_the_in_memory_render(tiny):
     assert render_report(result) == text
 
 
-def test_lstmbt_report_on_a_loaded_run_shows_the_same_cells(tiny, tmp_path):
+def test_lstmbt_report_on_a_loaded_run_shows_the_same_cells(tiny, tmp_path, run_cli):
     result, run_dir, _ = tiny
     nan_result = dataclasses.replace(result, metrics=copy.deepcopy(result.metrics))
     nan_result.metrics["lstm_regression"]["calmar"] = float("nan")   # null in metrics.json, None when loaded
     nan_result.metrics["buy_and_hold"]["sortino"] = np.float64("inf")
-    saved = save_run(nan_result, tmp_path / "run")
+    saved = save_with_report(nan_result, tmp_path / "run")
     assert json.loads((saved / "metrics.json").read_text())["lstm_regression"]["calmar"] is None
     assert load_run(saved).metrics["lstm_regression"]["calmar"] is None
 
     (saved / "report.html").unlink()
-    outcome = CliRunner().invoke(cli.app, ["report", str(saved)])
-    assert outcome.exit_code == 0, (outcome.output, outcome.exception)
+    code, _, err = run_cli(["report", str(saved)])
+    assert code == 0, err
     from_disk = (saved / "report.html").read_text(encoding="utf-8")
     in_memory = render_report(nan_result)
 
@@ -607,14 +604,13 @@ def _metric_fixture() -> dict[str, dict[str, Any]]:
 
 
 def test_highlights_never_mark_baselines_base_rates_bounds_or_verdicts():
-    from lstmbt.reports.tables import best_columns, is_model, metric_rows
+    from lstmbt.reports.tables import best_columns, metric_rows
 
     metrics = _metric_fixture()
     strategies = list(metrics)
-    assert [s for s in strategies if is_model(s)] == ["lstm_regression", "ridge_regression",
-                                                      "logistic_classification_h5"]
+    models = ["lstm_regression", "ridge_regression", "logistic_classification_h5"]  # the run's model keys
     rows = {row["name"]: [strategies[i] for i, c in enumerate(row["cells"]) if c["best"]]
-            for row in metric_rows(metrics, strategies, {})}
+            for row in metric_rows(metrics, strategies, {}, models)}
     assert rows["sharpe"] == ["ridge_regression"]           # not majority's or buy-and-hold's 0.9
     assert rows["total_return"] == ["lstm_regression"]      # the flat model's 0 is not ranked either
     assert rows["rmse"] == ["lstm_regression"]              # lower is better; persistence's 0.0100 is a baseline
@@ -639,16 +635,17 @@ def test_cost_tables_highlight_models_only():
                           for bps in (0, 10)
                           for s, value in (("lstm_classification", 0.2), ("logistic_classification", 0.3),
                                            ("majority", 0.5), ("buy_and_hold", 0.9))])
-    strategies, rows = cost_rows(costs, "total_return")
+    models = ["lstm_classification", "logistic_classification"]
+    strategies, rows = cost_rows(costs, "total_return", models)
     assert strategies == ["lstm_classification", "logistic_classification", "majority", "buy_and_hold"]
     for row in rows:
         assert [c["best"] for c in row[1:]] == [False, True, False, False]
     assert rows[1][2]["text"] == "20.0%"  # 0.3 - 0.1
     one = costs[costs["strategy"] != "logistic_classification"]
-    assert all(not c["best"] for row in cost_rows(one, "sharpe")[1] for c in row)  # one model: no highlight
+    assert all(not c["best"] for row in cost_rows(one, "sharpe", models)[1] for c in row)  # one model: no highlight
 
 
-def test_cost_and_trade_tables_come_from_the_saved_run(tiny, tmp_path):
+def test_cost_and_trade_tables_come_from_the_saved_run(tiny, tmp_path, run_cli):
     result, run_dir, text = tiny
     costs = pd.read_parquet(run_dir / "costs.parquet")
     assert sorted(set(costs["fee_bps"])) == [0, 5, 10, 20, 50]
@@ -662,15 +659,15 @@ def test_cost_and_trade_tables_come_from_the_saved_run(tiny, tmp_path):
         if result.metrics[name]["n_trades"]:
             assert group.sort_values("fee_bps")["total_return"].is_monotonic_decreasing, name
 
-    saved = save_run(result, tmp_path / "run")
+    saved = save_with_report(result, tmp_path / "run")
     edited = pd.read_parquet(saved / "costs.parquet")
     edited.loc[(edited["fee_bps"] == 50) & (edited["strategy"] == "lstm_regression"), "total_return"] = 12.3456
     edited.to_parquet(saved / "costs.parquet", index=False)
     trades = pd.read_parquet(saved / "trades.parquet")
     trades.loc[trades["entry_date"].idxmax(), "direction"] = "sideways"
     trades.to_parquet(saved / "trades.parquet", index=False)
-    outcome = CliRunner().invoke(cli.app, ["report", str(saved)])
-    assert outcome.exit_code == 0, outcome.output
+    code, _, err = run_cli(["report", str(saved)])
+    assert code == 0, err
     page = (saved / "report.html").read_text(encoding="utf-8")
     header, *rows = tables(page)["costs-table"]
     row50 = next(r for r in rows if r[0] == "50 bps")

@@ -25,26 +25,27 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
-from typer.testing import CliRunner
 
 import lstmbt.backtest.cli.app as cli
+import lstmbt.backtest.cli.options as cli_options
 from lstmbt.backtest.checkpoint import open_checkpoint, saved_folds
 from lstmbt.backtest.partial import load_partial_config, partial_dir, start_partial
 from lstmbt.backtest.config import QUICK_PRESET, RunConfig
 from lstmbt.backtest.errors import ConfigError, DataError
-from lstmbt.backtest.pipeline import RUN_FILES, run as run_pipeline
+from lstmbt.backtest.pipeline import run as run_pipeline
+from lstmbt.backtest.rundir import RUN_FILES
 from lstmbt.backtest.splits import WalkForwardSplit
 from lstmbt.backtest.walkforward import make_sample_grid, walk_forward_predict
 from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor
 from lstmbt.models.specs import NetSpec, TrainSettings
-from tests.helpers import one_torch_thread, run_main  # noqa: F401
+from helpers import TINY_VALUES, call_main, set_args
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = {"split.min_train": 150, "split.step": 40, "split.val_fraction": 0.0, "model.lookback": 5,
-        "model.hidden_size": 4, "train.max_epochs": 2, "train.warm_epochs": 1, "train.device": "cpu"}
-ARGS = ["--quick", "--start", "2014-01-01", "--end", "2016-06-30", "--target", "classification",
-        *[arg for key, value in SETS.items() for arg in ("--set", f"{key}={value}")]]
+#: the tiny config with no validation set (each fold continues the last one's weights), over --quick
+SETS = {**TINY_VALUES, "split.step": 40, "split.val_fraction": 0.0, "train.max_epochs": 2, "train.warm_epochs": 1}
+ARGS = ["--quick", "--start", "2014-01-01", "--end", "2016-06-30", "--target", "classification", *set_args(SETS)]
 LSTM = "lstm_classification"
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_config() -> RunConfig:
@@ -57,8 +58,8 @@ def tiny_config() -> RunConfig:
 def reference(tmp_path_factory) -> Path:
     """The uninterrupted run every resumed run must equal."""
     out = tmp_path_factory.mktemp("ref") / "run"
-    result = CliRunner().invoke(cli.app, ["run", *ARGS, "--out", str(out)])
-    assert result.exit_code == 0, (result.output, result.exception)
+    code, _, err = call_main(["run", *ARGS, "--out", str(out)])
+    assert code == 0, err
     return out
 
 
@@ -88,8 +89,8 @@ def test_checkpoint_round_trip_continues_warm_fits_bit_for_bit(cls, tmp_path):
         return y if cls is LSTMRegressor else (y > 0).astype(float)
 
     (X1, y1), (X2, y2) = _windows(120, 1), _windows(120, 2)
-    est = cls(net=NetSpec(hidden_size=4, head=()), train=TrainSettings(max_epochs=2, warm_epochs=2), device="cpu",
-              random_state=3, warm_start=True).fit(X1, label(y1))
+    est = cls(net=NetSpec(hidden_size=4, head=()), train=TrainSettings(max_epochs=2, warm_epochs=2, mode="window"),
+              device="cpu", random_state=3, warm_start=True).fit(X1, label(y1))
     torch.save(est.get_checkpoint(), tmp_path / "state.pt")
     restored = clone(est).set_checkpoint(torch.load(tmp_path / "state.pt", weights_only=True))
     np.testing.assert_array_equal(restored.predict(X2), est.predict(X2))
@@ -105,7 +106,7 @@ def test_checkpoint_round_trip_continues_warm_fits_bit_for_bit(cls, tmp_path):
 
 def test_set_checkpoint_refuses_another_estimator_or_network():
     X, y = _windows(60, 4)
-    state = LSTMRegressor(net=NetSpec(hidden_size=4, head=()), train=TrainSettings(max_epochs=1),
+    state = LSTMRegressor(net=NetSpec(hidden_size=4, head=()), train=TrainSettings(max_epochs=1, mode="window"),
                           device="cpu").fit(X, y).get_checkpoint()
     with pytest.raises(ValueError, match="not a LSTMClassifier checkpoint"):
         LSTMClassifier(device="cpu").set_checkpoint(state)
@@ -124,7 +125,7 @@ def _case(cls, warm: bool, val_fraction: float):
     target = ret if cls is LSTMRegressor else (ret > 0).astype(float).where(ret.notna())
     grid = make_sample_grid(features, target, 5)
     folds = WalkForwardSplit(min_train=80, step=20, horizon=1, val_fraction=val_fraction).split(grid.n)
-    est = cls(net=NetSpec(hidden_size=4, head=()), train=TrainSettings(max_epochs=3, warm_epochs=2),
+    est = cls(net=NetSpec(hidden_size=4, head=()), train=TrainSettings(max_epochs=3, warm_epochs=2, mode="window"),
               device="cpu", random_state=7, warm_start=warm)
     return est, features, target, grid, folds
 
@@ -163,17 +164,17 @@ def test_a_fold_cut_off_before_its_log_entry_is_redone(tmp_path, monkeypatch):
 
     est, features, target, grid, folds = _case(LSTMRegressor, True, 0.0)
     expected, _ = walk_forward_predict(est, features, target, grid, folds)
-    real_write = checkpoint._write_atomic
+    real_write = checkpoint.write_atomic
 
     def die_before_third_commit(path, write):
         if path.name == "fold-0002.log.parquet":  # its state and predictions are already on disk
             raise KeyboardInterrupt
         real_write(path, write)
 
-    monkeypatch.setattr(checkpoint, "_write_atomic", die_before_third_commit)
+    monkeypatch.setattr(checkpoint, "write_atomic", die_before_third_commit)
     with pytest.raises(KeyboardInterrupt):
         walk_forward_predict(est, features, target, grid, folds, checkpoint_dir=tmp_path)
-    monkeypatch.setattr(checkpoint, "_write_atomic", real_write)
+    monkeypatch.setattr(checkpoint, "write_atomic", real_write)
     assert (tmp_path / "fold-0002.predictions.parquet").is_file() and len(list(tmp_path.glob("*.log.parquet"))) == 2
     (tmp_path / ".fold-0002.log.parquet.tmp-1").write_bytes(b"half a file")  # as a SIGKILL mid-write leaves
     got, _ = walk_forward_predict(est, features, target, grid, folds, checkpoint_dir=tmp_path)
@@ -274,7 +275,7 @@ def _freeze_after_a_fold(proc: subprocess.Popen, folds: Path, log: Path) -> None
 
 
 @pytest.mark.parametrize("sig, script", [(signal.SIGINT, False), (signal.SIGKILL, True)], ids=["sigint", "sigkill"])
-def test_killed_run_resumes_to_the_uninterrupted_result(sig, script, reference, tmp_path, monkeypatch, capsys):
+def test_killed_run_resumes_to_the_uninterrupted_result(sig, script, reference, tmp_path, run_cli):
     out, log = tmp_path / "runs" / "killed", tmp_path / "output.txt"
     partial = partial_dir(out)
     proc = _start_run(out, script, log)
@@ -296,55 +297,55 @@ def test_killed_run_resumes_to_the_uninterrupted_result(sig, script, reference, 
     assert not out.exists() and (partial / "config.toml").is_file() and done < total
 
     target = partial if script else out  # --resume takes the run directory or its .partial
-    code, stdout, err = run_main(["run", "--resume", str(target)], monkeypatch, capsys)
+    code, stdout, err = run_cli(["run", "--resume", str(target)])
     assert code == 0, err
     assert f"report: {(out / 'report.html').resolve()}" in stdout
     assert_same_run(out, reference)
     assert json.loads((out / "manifest.json").read_text())["resumed"] == {"folds_restored": done}
 
 
-def test_ctrl_c_in_process_keeps_the_folds_and_refuses_a_new_run_over_them(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_in_process_keeps_the_folds_and_refuses_a_new_run_over_them(tmp_path, monkeypatch, run_cli):
     out = tmp_path / "runs" / "stopped"
-    real_call = cli._progress.__call__
+    real_call = cli_options.progress_bars.__call__
 
     def interrupt(self, stage, done, total):
         if stage == LSTM and done == 2:
             raise KeyboardInterrupt
         real_call(self, stage, done, total)
 
-    monkeypatch.setattr(cli._progress, "__call__", interrupt)
-    code, _, err = run_main(["run", *ARGS, "--out", str(out)], monkeypatch, capsys)
+    monkeypatch.setattr(cli_options.progress_bars, "__call__", interrupt)
+    code, _, err = run_cli(["run", *ARGS, "--out", str(out)])
     total = saved_folds(partial_dir(out) / "folds")[1]
     assert code == 130 and total > 2
     last = err.strip().splitlines()[-1]
     assert last == f"interrupted: 2 of {total} folds saved; continue with: lstmbt run --resume {out}"
-    code, _, err = run_main(["run", *ARGS, "--out", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", *ARGS, "--out", str(out)])
     assert code == 2 and "waiting in" in err and f"--resume {out}" in err
     assert sorted(p.name for p in out.parent.iterdir()) == [partial_dir(out).name]
 
 
-def _error(argv: list[str], monkeypatch, capsys) -> str:
-    code, out, err = run_main(argv, monkeypatch, capsys)
+def _error(argv: list[str], run_cli) -> str:
+    code, out, err = run_cli(argv)
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), (code, out, err)
     assert "Traceback" not in out + err
     return err
 
 
-def test_resume_refusals_are_one_line(reference, tmp_path, monkeypatch, capsys):
+def test_resume_refusals_are_one_line(reference, tmp_path, run_cli):
     assert "drop --set, --quick" in _error(["run", "--resume", str(tmp_path / "x"), "--set", "train.seed=1",
-                                            "--quick"], monkeypatch, capsys)
-    err = _error(["run", "--resume", str(tmp_path / "never")], monkeypatch, capsys)
+                                            "--quick"], run_cli)
+    err = _error(["run", "--resume", str(tmp_path / "never")], run_cli)
     assert "nothing to resume" in err and "needs no resume" in err
-    assert "finished and needs no resume" in _error(["run", "--resume", str(reference)], monkeypatch, capsys)
+    assert "finished and needs no resume" in _error(["run", "--resume", str(reference)], run_cli)
     partial_dir(tmp_path / "empty").mkdir()
-    assert "holds no config.toml" in _error(["run", "--resume", str(tmp_path / "empty")], monkeypatch, capsys)
+    assert "holds no config.toml" in _error(["run", "--resume", str(tmp_path / "empty")], run_cli)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".empty.partial"]
 
 
-def test_a_refused_input_leaves_no_partial_directory(tmp_path, monkeypatch, capsys):
+def test_a_refused_input_leaves_no_partial_directory(tmp_path, run_cli):
     parent = tmp_path / "runs"
     parent.mkdir()
     err = _error(["run", "--quick", "--start", "2016-01-01", "--end", "2016-03-01", "--out", str(parent / "out")],
-                 monkeypatch, capsys)
+                 run_cli)
     assert "rows" in err  # refused once loaded, after the partial directory was made
     assert list(parent.iterdir()) == []

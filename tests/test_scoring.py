@@ -56,9 +56,10 @@ def test_fold_stats_are_the_blocks_hit_rate_and_compounded_returns():
 
 def _predictions(dates: pd.DatetimeIndex, close: pd.Series) -> pd.DataFrame:
     n = len(dates)
-    reg = pd.DataFrame({"date": dates, "target": "regression", "model": "lstm_regression",
+    key = {"horizon": 1, "family": "lstm", "baseline": False}
+    reg = pd.DataFrame({"date": dates, "target": "regression", "model": "lstm_regression", **key,
                         "y_pred": np.linspace(-0.002, 0.02, n), "p_up": np.nan, "close": close.reindex(dates).values})
-    clf = pd.DataFrame({"date": dates, "target": "classification", "model": "lstm_classification",
+    clf = pd.DataFrame({"date": dates, "target": "classification", "model": "lstm_classification", **key,
                         "y_pred": 0.0, "p_up": np.linspace(0.4, 0.7, n), "close": close.reindex(dates).values})
     return pd.concat([reg, clf], ignore_index=True)
 

@@ -14,15 +14,13 @@ from lstmbt.backtest.metrics import hit_rate_pvalue
 from lstmbt.backtest.pipeline import build_estimator, make_design, run
 from lstmbt.backtest.walkforward import walk_forward_predict
 from test_pipeline import planted_prices, write_csv
-
-FLAGS = {"features.groups": ["volume", "returns"], "split.min_train": 300, "split.step": 100,
-         "model.lookback": 5, "model.lstm": False}
+from helpers import PLANTED_FLAGS
 
 
 def _pvalues(signal: bool, seed: int) -> dict[str, float]:
     """One-sided p-values of the logistic calls and the ridge forecasts over one walk-forward."""
     prices = planted_prices(700, signal=signal, seed=seed)
-    config = RunConfig().with_values({"data.source": "sample:sp500", **FLAGS})
+    config = RunConfig().with_values({"data.source": "sample:sp500", **PLANTED_FLAGS})
     design = make_design(prices, config)
     out = {}
     for task in ("classification", "regression"):
@@ -53,7 +51,7 @@ def test_a_planted_signal_is_called_significant():
 
 def test_the_run_reports_significance_for_every_model_and_the_verdict_quotes_it(tmp_path):
     result = run(RunConfig.resolve(flags={"data.source": write_csv(tmp_path / "p.csv", planted_prices(700, True)),
-                                          **FLAGS}))
+                                          **PLANTED_FLAGS}))
     clf, reg = result.metrics["logistic_classification"], result.metrics["ridge_regression"]
     assert clf["pt_pvalue"] < 0.01 and clf["hit_rate_ci_low"] > max(result.metrics["buy_and_hold"]["hit_rate"], 0.5)
     assert reg["dm_pvalue"] < 0.01 and "dm_pvalue" not in clf

@@ -7,7 +7,6 @@ from the embedded sample; everything else reuses their saved predictions.
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import math
@@ -23,18 +22,19 @@ import tomli_w
 
 from lstmbt.backtest.config import RunConfig, parse_overrides
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.backtest.pipeline import RUN_FILES, load_run
+from lstmbt.backtest.rundir import RUN_FILES, load_run
 from lstmbt.backtest.campaign.sweep_file import Range, expand_trials, is_signal_key, override_args, plan_sweep, read_sweep
-from tests.helpers import one_torch_thread, run_main  # noqa: F401
+from helpers import TINY_VALUES, call_main
 
-TINY_SET = {"split.min_train": 150, "split.step": 100, "model.hidden_size": 4, "model.num_layers": 1,
-            "model.head": [], "train.max_epochs": 1, "train.device": "cpu", "model.linear": False}
+#: the tiny config, LSTM only, less the lookback that the sweep varies
+TINY_SET = {**{key: value for key, value in TINY_VALUES.items() if key != "model.lookback"}, "model.linear": False}
 #: 2 training trials (lookback) x 3 x 2 x 2 x 2 x 2 = 48 signal-only combinations each: 96 trials
 PARAMS = {"model.lookback": [5, 6], "strategy.threshold": [0.0, 0.001, 0.002], "strategy.cutoff": [0.5, 0.53],
           "backtest.fee_rate": [0.001, 0.003], "strategy.long_short": [False, True],
           "backtest.execution": ["next_open", "next_close"]}
 BASE_SIGNAL = {"strategy.threshold": 0.0, "strategy.cutoff": 0.5, "backtest.fee_rate": 0.001,
                "strategy.long_short": False, "backtest.execution": "next_open"}  # the run defaults
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write_sweep(path: Path, sweep: dict, params: dict) -> Path:
@@ -61,32 +61,9 @@ def sweep_file(csv_file) -> Path:
 def swept(sweep_file, tmp_path_factory) -> tuple[Path, str]:
     """The tiny sweep run once through the CLI: (sweep directory, stdout)."""
     out = tmp_path_factory.mktemp("sweeps") / "grid"
-    mp = pytest.MonkeyPatch()
-    try:
-        code, stdout, stderr = _main_uncaptured(["sweep", "--config", str(sweep_file), "--out", str(out), "--workers",
-                                                 "1"], mp)
-    finally:
-        mp.undo()
+    code, stdout, stderr = call_main(["sweep", "--config", str(sweep_file), "--out", str(out), "--workers", "1"])
     assert code == 0, stderr
     return out, stdout
-
-
-def _main_uncaptured(argv: list[str], monkeypatch) -> tuple[int, str, str]:
-    """``run_main`` for a module-scoped fixture (no capsys there): stdout and stderr swapped by hand."""
-    import sys
-
-    import lstmbt.backtest.cli.app as cli
-
-    out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2))
-    monkeypatch.setattr(sys, "argv", ["lstmbt", *argv])
-    monkeypatch.setattr(sys, "stdout", out)
-    monkeypatch.setattr(sys, "stderr", err)
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.buffer.getvalue().decode("utf-8"), err.buffer.getvalue().decode("utf-8")
 
 
 def _summary(out: Path) -> pd.DataFrame:
@@ -199,27 +176,25 @@ def test_ninety_six_trials_come_from_two_trainings(swept):
     assert json.loads((out / "overfit.json").read_text())["timings_s"]["signal_only"] > 0
 
 
-def test_resume_retrains_only_the_missing_trial_and_gives_the_same_summary(swept, sweep_file, tmp_path, monkeypatch,
-                                                                          capsys):
+def test_resume_retrains_only_the_missing_trial_and_gives_the_same_summary(swept, sweep_file, tmp_path, run_cli):
     out, _ = swept
     copy = tmp_path / "grid"
     shutil.copytree(out, copy)
     missing = sorted((copy / "trials").iterdir())[1].name
     shutil.rmtree(copy / "trials" / missing)
-    code, _, err = run_main(["sweep", "--resume", str(copy), "--workers", "1"], monkeypatch, capsys)
+    code, _, err = run_cli(["sweep", "--resume", str(copy), "--workers", "1"])
     assert code == 0, err
     status = dict(pd.read_parquet(copy / "trials.parquet")[["training_trial", "status"]].to_numpy())
     assert status[missing] == "trained" and list(status.values()).count("resumed") == 1
     pd.testing.assert_frame_equal(_summary(copy), _summary(out))
     assert not list((copy / "trials").glob(".*"))  # no checkpoint or temp dir left behind
-    code, _, err = run_main(["sweep", "--config", str(sweep_file), "--out", str(copy), "--workers", "1"], monkeypatch,
-                            capsys)
+    code, _, err = run_cli(["sweep", "--config", str(sweep_file), "--out", str(copy), "--workers", "1"])
     assert code == 0, err
     assert set(pd.read_parquet(copy / "trials.parquet")["status"]) == {"resumed"}
     pd.testing.assert_frame_equal(_summary(copy), _summary(out))
 
 
-def test_an_interrupted_sweep_keeps_its_finished_trials(swept, sweep_file, tmp_path, monkeypatch, capsys):
+def test_an_interrupted_sweep_keeps_its_finished_trials(swept, sweep_file, tmp_path, monkeypatch, run_cli):
     import lstmbt.backtest.campaign.sweep as sweep
 
     out, _ = swept
@@ -234,8 +209,7 @@ def test_an_interrupted_sweep_keeps_its_finished_trials(swept, sweep_file, tmp_p
 
     monkeypatch.setattr(sweep, "train_trial", train_then_interrupt)
     target = tmp_path / "grid"
-    code, _, err = run_main(["sweep", "--config", str(sweep_file), "--out", str(target), "--workers", "1"],
-                            monkeypatch, capsys)
+    code, _, err = run_cli(["sweep", "--config", str(sweep_file), "--out", str(target), "--workers", "1"])
     assert code == 130 and f"lstmbt sweep --resume {target}" in err.splitlines()[-1], err
     assert calls == [5, 6]
     assert [p.name for p in (target / "trials").iterdir()] == [finished.name]  # no half-written trial
@@ -246,33 +220,33 @@ def test_an_interrupted_sweep_keeps_its_finished_trials(swept, sweep_file, tmp_p
                                              ("config.toml", "is not valid TOML"),
                                              ("manifest.json", "is not valid JSON"),
                                              ("metrics.json", "is not valid JSON")])
-def test_resume_names_a_damaged_trial_file_and_how_to_retrain_it(name, words, swept, tmp_path, monkeypatch, capsys):
+def test_resume_names_a_damaged_trial_file_and_how_to_retrain_it(name, words, swept, tmp_path, run_cli):
     out, _ = swept
     copy = tmp_path / "grid"
     shutil.copytree(out, copy)
     trial = sorted((copy / "trials").iterdir())[0]
     (trial / name).write_bytes((trial / name).read_bytes()[:40])
     before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
-    code, out_text, err = run_main(["sweep", "--resume", str(copy), "--workers", "1"], monkeypatch, capsys)
+    code, out_text, err = run_cli(["sweep", "--resume", str(copy), "--workers", "1"])
     assert code == 2 and "Traceback" not in err + out_text and len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"error: {trial / name} {words}")
     assert f"remove {trial} and run `lstmbt sweep --resume {copy}` to retrain that trial" in err
     assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before  # nothing changed or lost
 
 
-def test_resume_refuses_another_sweep_and_leaves_it_alone(swept, sweep_file, tmp_path, monkeypatch, capsys):
+def test_resume_refuses_another_sweep_and_leaves_it_alone(swept, sweep_file, tmp_path, run_cli):
     out, _ = swept
     copy = tmp_path / "grid"
     shutil.copytree(out, copy)
     before = sorted(p.relative_to(copy) for p in copy.rglob("*"))
     other = _write_sweep(tmp_path / "other.toml", tomllib.loads(sweep_file.read_text())["sweep"],
                          {**PARAMS, "model.lookback": [5, 7]})
-    code, _, err = run_main(["sweep", "--config", str(other), "--out", str(copy)], monkeypatch, capsys)
+    code, _, err = run_cli(["sweep", "--config", str(other), "--out", str(copy)])
     assert code == 2 and "holds a different sweep" in err and len(err.splitlines()) == 1, err
     assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before
-    code, _, err = run_main(["sweep", "--resume", str(tmp_path)], monkeypatch, capsys)
+    code, _, err = run_cli(["sweep", "--resume", str(tmp_path)])
     assert code == 2 and "is not a sweep directory" in err, err
-    code, _, err = run_main(["sweep", "--config", str(sweep_file), "--out", str(tmp_path)], monkeypatch, capsys)
+    code, _, err = run_cli(["sweep", "--config", str(sweep_file), "--out", str(tmp_path)])
     assert code == 2 and "is not a sweep directory" in err, err
 
 
@@ -348,10 +322,10 @@ def test_bad_sweep_files_are_refused_with_one_line(tmp_path, params, sweep, word
     assert "\n" not in str(info.value)
 
 
-def test_a_universe_source_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+def test_a_universe_source_is_refused_before_anything_is_written(tmp_path, run_cli):
     path = _write_sweep(tmp_path / "s.toml", {"set": {"data.source": "sample:sp500,nasdaq"}},
                         {"strategy.threshold": [0.0, 0.001]})
-    code, _, err = run_main(["sweep", "--config", str(path), "--out", str(tmp_path / "out")], monkeypatch, capsys)
+    code, _, err = run_cli(["sweep", "--config", str(path), "--out", str(tmp_path / "out")])
     assert code == 2 and "names 2 ticker(s)" in err and len(err.splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]
 
@@ -395,12 +369,9 @@ def test_ray_executor_gives_the_local_sweep(swept, sweep_file, tmp_path):
     ray = pytest.importorskip("ray")
     out = tmp_path / "ray"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    mp = pytest.MonkeyPatch()
     try:
-        code, _, stderr = _main_uncaptured(["sweep", "--config", str(sweep_file), "--out", str(out),
-                                            "--executor", "ray"], mp)
+        code, _, stderr = call_main(["sweep", "--config", str(sweep_file), "--out", str(out), "--executor", "ray"])
     finally:
-        mp.undo()
         ray.shutdown()
     assert code == 0, stderr
     local = swept[0]

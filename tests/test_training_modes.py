@@ -18,9 +18,9 @@ from lstmbt.models.networks import LSTMNet
 from lstmbt.models.specs import NetSpec, TrainSettings
 from lstmbt.models.training import Feed, predict_outputs
 from lstmbt.models.windows import contiguous_series, sliding_windows
-from helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SPEC = NetSpec(hidden_size=8, num_layers=2, dropout=0.0, head=(4,))
 
 
@@ -128,7 +128,7 @@ def fold_setup(predictable: bool, n_rows: int = 360, lookback: int = 8, seed: in
     return frame, target, grid, folds
 
 
-WARM = TrainSettings(lr=1e-2, max_epochs=8, warm_epochs=1, patience=10)
+WARM = TrainSettings(lr=1e-2, max_epochs=8, warm_epochs=1, patience=10, mode="window")
 
 
 def test_warm_start_carries_weights_from_fold_to_fold():
@@ -182,7 +182,8 @@ def test_a_warm_update_must_beat_the_incoming_weights_by_two_standard_errors():
 def test_warm_refit_keeps_the_first_target_scaling():
     windows = sliding_windows(series(100), 5)
     y = np.linspace(0, 1, len(windows)).astype(np.float32)
-    est = LSTMRegressor(net=SPEC, train=TrainSettings(max_epochs=1, warm_epochs=1), device="cpu", warm_start=True)
+    est = LSTMRegressor(net=SPEC, train=TrainSettings(max_epochs=1, warm_epochs=1, mode="window"), device="cpu",
+                        warm_start=True)
     est.fit(windows, y)
     mean, scale = est.y_mean_, est.y_scale_
     est.fit(windows, y * 10 + 5)

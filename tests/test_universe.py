@@ -17,26 +17,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-import lstmbt.backtest.cli.app as cli
 from lstmbt.backtest.config import BacktestConfig, DataConfig, PortfolioConfig, RunConfig
 from lstmbt.backtest.data import load_prices
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.campaign.executors import make_executor
-from lstmbt.backtest.pipeline import RUN_FILES, load_run
+from lstmbt.backtest.rundir import RUN_FILES, load_run
 from lstmbt.backtest.portfolio import lagged_orders, run_backtest, run_group_backtest
 from lstmbt.backtest.universe.running import EW_BENCHMARK, run_universe
-from lstmbt.backtest.universe.io import UNIVERSE_FILES, expand_source
-from helpers import one_torch_thread, run_main  # noqa: F401  (autouse fixture)
+from lstmbt.backtest.sources import expand_source
+from lstmbt.backtest.universe.io import UNIVERSE_FILES
+from helpers import LINEAR_VALUES, TINY, call_main
 from lstmbt.strategies.cross_section import equal_weights, life_panel, top_k_weights
 
-TINY = {"split.min_train": 150, "split.step": 100, "model.lookback": 5, "model.hidden_size": 4,
-        "model.num_layers": 1, "model.head": [], "train.max_epochs": 1, "train.device": "cpu"}
-TINY_ARGS = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
-LINEAR = {**TINY, "model.lstm": False}
 NO_COSTS = BacktestConfig(fee_rate=0.0, slippage=0.0)
-runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- synthetic data
@@ -203,7 +198,7 @@ def test_lagged_orders_wait_for_the_next_bar_a_ticker_can_trade_on():
 
 
 def _linear_universe(source: str, **values) -> tuple:
-    config = RunConfig().with_values({"data.source": source, **LINEAR, **values})
+    config = RunConfig().with_values({"data.source": source, **LINEAR_VALUES, **values})
     tickers = expand_source(config.data)
     return run_universe(config, tickers, make_executor("local", workers=1)), tickers
 
@@ -278,9 +273,9 @@ def _cli_universe(csv: Path, executor: str) -> Path:
     out = csv.parent / "runs" / executor
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("lstmbt.backtest.campaign.executors._cores", lambda: 1)
-        result = runner.invoke(cli.app, ["run", "--source", f"csv:{csv}", "--target", "classification", *TINY_ARGS,
-                                         "--set", "model.linear=false", "--executor", executor, "--out", str(out)])
-    assert result.exit_code == 0, (result.output, result.exception)
+        code, _, err = call_main(["run", "--source", f"csv:{csv}", "--target", "classification", *TINY,
+                                  "--set", "model.linear=false", "--executor", executor, "--out", str(out)])
+    assert code == 0, err
     return out
 
 
@@ -327,7 +322,7 @@ def test_ray_and_local_executors_agree_bit_for_bit(local_run, ray_run):
             (local / "tickers" / name / "metrics.json").read_text()
 
 
-def test_universe_report_shows_every_metric_and_links_every_ticker(local_run, monkeypatch, capsys):
+def test_universe_report_shows_every_metric_and_links_every_ticker(local_run, run_cli):
     local = local_run
     html = (local / "report.html").read_text()
     metrics = json.loads((local / "metrics.json").read_text())
@@ -351,22 +346,22 @@ def test_universe_report_shows_every_metric_and_links_every_ticker(local_run, mo
         assert f"{strategy}: {words}." in html.replace("&amp;", "&")
     # both kinds of run directory re-render, and the universe is listed by the registry
     for target in (local, local / "tickers" / "T01"):
-        code, out, err = run_main(["report", str(target)], monkeypatch, capsys)
+        code, out, err = run_cli(["report", str(target)])
         assert code == 0 and "report:" in out, err
     assert load_run(local / "tickers" / "T01").config.data.symbol == "T01"
-    code, out, err = run_main(["compare", str(local), "--out", str(local.parent / "c.html")], monkeypatch, capsys)
+    code, out, err = run_cli(["compare", str(local), "--out", str(local.parent / "c.html")])
     assert code == 2 and "is a universe run; compare its tickers' run directories" in err
-    code, out, err = run_main(["runs", "list", "--root", str(local.parent)], monkeypatch, capsys)
+    code, out, err = run_cli(["runs", "list", "--root", str(local.parent)])
     assert code == 0 and "(universe of 3 tickers)" in out and "xs_lstm_classification" in out, out + err
 
 
 # --------------------------------------------------------------------------- bad input
 
 
-def _refused(argv: list[str], words: list[str], tmp_path: Path, monkeypatch, capsys) -> None:
+def _refused(argv: list[str], words: list[str], tmp_path: Path, run_cli) -> None:
     parent = tmp_path / "runs"
     parent.mkdir()
-    code, out, err = run_main(["run", *argv, *TINY_ARGS, "--out", str(parent / "out")], monkeypatch, capsys)
+    code, out, err = run_cli(["run", *argv, *TINY, "--out", str(parent / "out")])
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), (code, out, err)
     assert "Traceback" not in err + out
     for word in words:
@@ -391,41 +386,39 @@ CASES = ("unknown_sample", "unknown_fdr_in_list", "empty_list", "duplicate", "to
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_universe_input_is_one_line(case, tmp_path, monkeypatch, capsys, universe_csv):
+def test_bad_universe_input_is_one_line(case, tmp_path, monkeypatch, universe_csv, run_cli):
     listing = tmp_path / "tickers.txt"
     assert case in CASES
     if case == "unknown_sample":
-        _refused(["--source", "sample:sp500,dax"], ["ticker dax", "unknown sample 'dax'"], tmp_path, monkeypatch,
-                 capsys)
+        _refused(["--source", "sample:sp500,dax"], ["ticker dax", "unknown sample 'dax'"], tmp_path, run_cli)
     elif case == "unknown_fdr_in_list":
         _fake_fdr(monkeypatch, {"005930"}, tmp_path / "cache")
         listing.write_text("005930\nfdr:NOPE1  # a typo\n")
         _refused(["--source", f"list:{listing}"], ["ticker NOPE1", "could not read this ticker"], tmp_path,
-                 monkeypatch, capsys)
+                 run_cli)
     elif case == "empty_list":
         listing.write_text("# nothing yet\n\n")
-        _refused(["--source", f"list:{listing}"], ["names no tickers", "one source"], tmp_path, monkeypatch, capsys)
+        _refused(["--source", f"list:{listing}"], ["names no tickers", "one source"], tmp_path, run_cli)
     elif case == "duplicate":
-        _refused(["--source", "fdr:005930,000660,005930"], ["ticker 005930 twice"], tmp_path, monkeypatch, capsys)
+        _refused(["--source", "fdr:005930,000660,005930"], ["ticker 005930 twice"], tmp_path, run_cli)
     elif case == "top_k":
         _refused(["--source", f"csv:{universe_csv}", "--set", "portfolio.top_k=5"],
-                 ["portfolio.top_k = 5", "larger than the universe (4 tickers)", "at most 4"], tmp_path, monkeypatch,
-                 capsys)
+                 ["portfolio.top_k = 5", "larger than the universe (4 tickers)", "at most 4"], tmp_path, run_cli)
     elif case == "symbol_with_universe":
         _refused(["--source", "sample:sp500,nasdaq", "--symbol", "AAA"], ["--symbol AAA", "universe source"],
-                 tmp_path, monkeypatch, capsys)
+                 tmp_path, run_cli)
     else:
         _refused(["--source", "sample:sp500,nasdaq", "--executor", "dask"], ["--executor 'dask'"], tmp_path,
-                 monkeypatch, capsys)
+                 run_cli)
 
 
-def test_a_bad_ticker_fails_before_any_training(tmp_path, monkeypatch, capsys, universe_csv):
+def test_a_bad_ticker_fails_before_any_training(tmp_path, monkeypatch, universe_csv, run_cli):
     raw = pd.read_csv(universe_csv, dtype={"symbol": str})
     raw.loc[raw.index[raw["symbol"] == "T03"][50], "close"] = -1.0
     path = tmp_path / "bad.csv"
     raw.to_csv(path, index=False)
     monkeypatch.setattr("lstmbt.backtest.universe.running._run_ticker", lambda job: pytest.fail("trained before checking"))
-    _refused(["--source", f"csv:{path}"], ["ticker T03", "Close has non-positive"], tmp_path, monkeypatch, capsys)
+    _refused(["--source", f"csv:{path}"], ["ticker T03", "Close has non-positive"], tmp_path, run_cli)
 
 
 # --------------------------------------------------------------------------- acceptance (slow)
@@ -473,11 +466,11 @@ def test_top_k_holding_the_whole_universe_is_called_out():
         assert not any("holds every one" in note for note in universe_warnings(metrics, legs, ranked, 500))
 
 
-def test_interrupted_universe_resumes_to_the_uninterrupted_result(cli_csv, local_run, monkeypatch, capsys):
+def test_interrupted_universe_resumes_to_the_uninterrupted_result(cli_csv, local_run, monkeypatch, run_cli):
     import lstmbt.backtest.universe.running as universe
 
     out = cli_csv.parent / "runs" / "resumed"
-    argv = ["--source", f"csv:{cli_csv}", "--target", "classification", *TINY_ARGS, "--set", "model.linear=false",
+    argv = ["--source", f"csv:{cli_csv}", "--target", "classification", *TINY, "--set", "model.linear=false",
             "--out", str(out)]
     real, trained = universe._run_ticker, []
 
@@ -489,14 +482,14 @@ def test_interrupted_universe_resumes_to_the_uninterrupted_result(cli_csv, local
 
     monkeypatch.setattr("lstmbt.backtest.campaign.executors._cores", lambda: 1)
     monkeypatch.setattr(universe, "_run_ticker", stop_at_the_second)
-    code, _, err = run_main(["run", *argv], monkeypatch, capsys)
+    code, _, err = run_cli(["run", *argv])
     assert code == 130 and err.strip().splitlines()[-1] == \
         f"interrupted: 1 of 3 tickers saved; continue with: lstmbt run --resume {out}"
     assert not out.exists() and trained == ["T00"]
 
     resumed: list[str] = []
     monkeypatch.setattr(universe, "_run_ticker", lambda job: resumed.append(job[0].data.symbol) or real(job))
-    code, stdout, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, stdout, err = run_cli(["run", "--resume", str(out)])
     assert code == 0, err
     assert resumed == ["T01", "T02"]  # the saved ticker is not retrained
     assert (out / "metrics.json").read_text() == (local_run / "metrics.json").read_text()
@@ -505,7 +498,7 @@ def test_interrupted_universe_resumes_to_the_uninterrupted_result(cli_csv, local
     assert not any(p.name.endswith(".partial") for p in out.parent.iterdir())
 
 
-def test_resume_refuses_a_ticker_whose_prices_changed(cli_csv, tmp_path, monkeypatch, capsys):
+def test_resume_refuses_a_ticker_whose_prices_changed(cli_csv, tmp_path, monkeypatch, run_cli):
     import lstmbt.backtest.universe.running as universe
 
     csv, out = tmp_path / "u3.csv", tmp_path / "run"
@@ -514,13 +507,13 @@ def test_resume_refuses_a_ticker_whose_prices_changed(cli_csv, tmp_path, monkeyp
     monkeypatch.setattr("lstmbt.backtest.campaign.executors._cores", lambda: 1)
     monkeypatch.setattr(universe, "_run_ticker", lambda job: real(job) if job[0].data.symbol == "T00" else (
         _ for _ in ()).throw(KeyboardInterrupt))
-    argv = ["run", "--source", f"csv:{csv}", "--target", "classification", *TINY_ARGS, "--set", "model.linear=false",
+    argv = ["run", "--source", f"csv:{csv}", "--target", "classification", *TINY, "--set", "model.linear=false",
             "--out", str(out)]
-    assert run_main(argv, monkeypatch, capsys)[0] == 130
+    assert run_cli(argv)[0] == 130
     frame = pd.read_csv(csv)
     frame.loc[frame.index[frame["symbol"] == "T00"][5], "close"] *= 1.01
     frame.to_csv(csv, index=False)
-    code, _, err = run_main(["run", "--resume", str(out)], monkeypatch, capsys)
+    code, _, err = run_cli(["run", "--resume", str(out)])
     assert code == 2 and err.strip() == ("error: ticker T00: its prices changed since the interrupted run saved it; "
                                          "start a new run (another --out) instead of --resume")
     assert (tmp_path / ".run.partial" / "tickers" / "T00").is_dir()  # the saved ticker is kept
@@ -549,7 +542,7 @@ def test_ticker_jobs_keep_their_data_checks_without_warning_again(universe_csv):
     from lstmbt.backtest.campaign.sweep import TrainJob, train_trial
     from lstmbt.backtest.universe.running import _run_ticker
 
-    config = RunConfig.resolve(flags={"data.source": f"csv:{universe_csv}", "data.symbol": "T00", **LINEAR})
+    config = RunConfig.resolve(flags={"data.source": f"csv:{universe_csv}", "data.symbol": "T00", **LINEAR_VALUES})
     prices = load_prices(config.data).copy()
     prices.iloc[300:306, :4] = prices["Close"].iloc[300]
     for job in (lambda: _run_ticker((config, prices)), lambda: train_trial(TrainJob(config, prices))):

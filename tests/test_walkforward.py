@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.splits import WalkForwardSplit
@@ -20,21 +19,9 @@ from lstmbt.models.training import TrainSettings
 
 LOOKBACK = 5
 SPEC = NetSpec(hidden_size=4, num_layers=1, dropout=0.0, head=())
-SETTINGS = TrainSettings(max_epochs=3, batch_size=16)
+SETTINGS = TrainSettings(max_epochs=3, batch_size=16, mode="window")
 SEED = 7
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run these tiny networks on one intra-op thread, then restore the setting.
-
-    They gain nothing from more, and on a busy 2-core machine OpenMP's spinning threads make
-    them several times slower. Results are compared only within a test, under one setting.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_case(n_rows: int = 150, seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:

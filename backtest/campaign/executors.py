@@ -19,6 +19,8 @@ from multiprocessing import get_context
 from typing import Any, Callable, Sequence
 
 from lstmbt.backtest.errors import ConfigError
+from lstmbt.models.specs import available_cores
+from lstmbt.models.threads import torch_threads
 
 EXECUTORS = ("local", "ray")
 
@@ -39,22 +41,26 @@ def make_executor(kind: str = "local", *, address: str | None = None, workers: i
 
 
 def _cores() -> int:
-    from lstmbt.models.specs import available_cores
-
     return available_cores()
 
 
-def _set_threads(threads: int) -> None:
-    """Torch intra-op threads for this process (imports torch only when a job needs it)."""
-    os.environ["LSTMBT_TORCH_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+#: the job's torch thread count, readable by the job while it runs (set and restored around it)
+THREADS_ENV = "LSTMBT_TORCH_THREADS"
 
 
 def _call(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
-    _set_threads(threads)
-    return fn(item)
+    """``fn(item)`` on ``threads`` torch threads. It runs in the caller's process when the local pool
+    has one worker, so the thread count and ``THREADS_ENV`` are put back however the job ends."""
+    previous = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = str(threads)
+    try:
+        with torch_threads(threads):
+            return fn(item)
+    finally:
+        if previous is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = previous
 
 
 class LocalExecutor:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -32,10 +31,13 @@ from typing import Any, Callable
 import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.sources import expand_source
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.backtest.pipeline import json_text
+from lstmbt.backtest.rundir import RUN_FILES, json_text, load_run, save_run, staged_dir, write_atomic, write_parquet
 from lstmbt.backtest.campaign.sweep_file import SweepSpec, TrainingTrial, plan_sweep, read_sweep
 from lstmbt.backtest.campaign.sweep_score import assess_overfit, mark_duplicates, rank_rows, score_trials
+from lstmbt.reports import run_pages
+from lstmbt.reports.sweep import render_sweep
 
 #: progress(stage, done, total): stage is "training trials" or "signal-only trials"
 Progress = Callable[[str, int, int], None]
@@ -126,7 +128,6 @@ def run_sweep(spec: SweepSpec, out_dir: Path, executor: Any, progress: Progress 
 def load_sweep_prices(spec: SweepSpec, plan: list[TrainingTrial]) -> pd.DataFrame:
     """Prices of the base config, loaded once and checked long enough for every training trial."""
     from lstmbt.backtest.pipeline import check_length, load_checked
-    from lstmbt.backtest.universe.io import expand_source
 
     source = spec.base.data.source
     tickers = expand_source(spec.base.data)
@@ -145,11 +146,9 @@ def load_sweep_prices(spec: SweepSpec, plan: list[TrainingTrial]) -> pd.DataFram
 def _prepare_dir(out_dir: Path, spec: SweepSpec, plan: list[TrainingTrial], prices: pd.DataFrame) -> None:
     """A new sweep directory, or the checks that an existing one holds this sweep's finished trials."""
     if not out_dir.exists():
-        tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "trials").mkdir(parents=True)
-        _write_spec(tmp, spec)
-        os.rename(tmp, out_dir)
+        with staged_dir(out_dir) as tmp:
+            (tmp / "trials").mkdir()
+            _write_spec(tmp, spec)
         return
     if not (out_dir / "sweep.toml").is_file():
         raise ConfigError(f"{out_dir} exists and is not a sweep directory (no sweep.toml); choose another --out")
@@ -164,16 +163,13 @@ def _prepare_dir(out_dir: Path, spec: SweepSpec, plan: list[TrainingTrial], pric
 
 
 def _write_spec(folder: Path, spec: SweepSpec) -> None:
-    from lstmbt.reports import write_page  # atomic text write
-
-    write_page(folder / "base.toml", spec.base.to_toml())
-    write_page(folder / "sweep.toml", spec.to_toml("base.toml"))
+    write_atomic(folder / "base.toml", spec.base.to_toml())
+    write_atomic(folder / "sweep.toml", spec.to_toml("base.toml"))
 
 
 def _check_finished(trial_dir: Path, training: TrainingTrial, prices: pd.DataFrame) -> None:
     """A saved training trial must be complete, of the planned config, and trained on these prices."""
     from lstmbt.backtest.data import describe_prices
-    from lstmbt.backtest.pipeline import RUN_FILES, load_run
     from lstmbt.backtest.readback import DamagedFileError
 
     if not trial_dir.exists():
@@ -199,7 +195,6 @@ def _check_finished(trial_dir: Path, training: TrainingTrial, prices: pd.DataFra
 def _train(plan: list[TrainingTrial], out_dir: Path, prices: pd.DataFrame, executor: Any,
            report: Progress) -> pd.DataFrame:
     """Run the training trials that have no run directory yet; save each in the driver as it finishes."""
-    from lstmbt.backtest.pipeline import save_run
 
     todo = [t for t in plan if not (out_dir / "trials" / t.name).exists()]
     done = len(plan) - len(todo)
@@ -214,7 +209,7 @@ def _train(plan: list[TrainingTrial], out_dir: Path, prices: pd.DataFrame, execu
     def on_done(index: int, result: Any) -> None:
         nonlocal done
         name = todo[index].name
-        save_run(result, out_dir / "trials" / name)
+        save_run(result, out_dir / "trials" / name, pages=run_pages(result))
         if local:
             shutil.rmtree(partial(name), ignore_errors=True)  # its folds live on in the run directory
         seconds[name] = float(result.manifest.get("timings_s", {}).get("total", math.nan))
@@ -250,25 +245,14 @@ def sweep_lines(outcome: SweepOutcome, top: int = 5) -> list[str]:
 
 def write_outputs(outcome: SweepOutcome) -> Path:
     """trials.parquet, summary.parquet, overfit.json and sweep.html, each written atomically."""
-    from lstmbt.reports import write_page
-    from lstmbt.reports.sweep import render_sweep
 
     out = outcome.out_dir
-    _write_parquet(outcome.trials, out / "trials.parquet")
-    _write_parquet(outcome.summary, out / "summary.parquet")
+    write_parquet(out / "trials.parquet", outcome.trials)
+    write_parquet(out / "summary.parquet", outcome.summary)
     figures = {k: v for k, v in outcome.overfit.items() if k != "logits"}  # 12,870 numbers; summary figures only
     payload = {**figures, "common": outcome.common, "timings_s": outcome.timings_s}
-    write_page(out / "overfit.json", json_text(payload))
-    return write_page(out / "sweep.html", render_sweep(outcome))
-
-
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(out / "overfit.json", json_text(payload))
+    return write_atomic(out / "sweep.html", render_sweep(outcome))
 
 
 __all__ = ["run_sweep", "resolve_spec", "load_sweep_prices", "sweep_lines", "write_outputs", "train_trial", "TrainJob",

@@ -368,7 +368,7 @@ def plan_sweep(spec: SweepSpec) -> list[TrainingTrial]:
 def _check_strategies(spec: SweepSpec, plan: list[TrainingTrial]) -> None:
     from lstmbt.backtest.scoring import horizon_plan
 
-    known = list(dict.fromkeys(name for t in plan for name, _, _ in horizon_plan(t.config)))
+    known = list(dict.fromkeys(key.name for t in plan for key in horizon_plan(t.config)))
     for name in spec.strategies:
         if name not in known:
             raise ConfigError(f"[sweep] strategies lists {name!r}, which no trial runs{_hint(name, known)}; "

@@ -19,6 +19,7 @@ import pandas as pd
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.campaign.sweep_file import SweepSpec, TrainingTrial, Trial, override_args
+from lstmbt.models.key import keys_from_frame
 
 #: progress(stage, done, total)
 Progress = Callable[[str, int, int], None]
@@ -33,7 +34,7 @@ def score_trials(plan: list[TrainingTrial], out_dir: Path, prices: pd.DataFrame,
     Each training trial's saved predictions give the positions of all its trials; those are
     simulated in one ``run_backtest_variants`` call per training trial (per ``MAX_COLUMNS``).
     """
-    from lstmbt.backtest.pipeline import load_run
+    from lstmbt.backtest.rundir import load_run
 
     results = {t.name: load_run(out_dir / "trials" / t.name) for t in plan}
     days = _common_days([r.positions.index for r in results.values()])
@@ -64,7 +65,7 @@ def score_training_trial(training: TrainingTrial, result: Any, prices: pd.DataFr
     from lstmbt.backtest.portfolio import run_backtest_variants
     from lstmbt.backtest.scoring import BENCHMARK, horizon_plan, make_positions
 
-    names = [n for n, _, _ in horizon_plan(training.config) if not spec.strategies or n in spec.strategies]
+    names = [k.name for k in horizon_plan(training.config) if not spec.strategies or k.name in spec.strategies]
     cache: dict[Any, pd.DataFrame] = {}
     columns: dict[str, pd.Series] = {}
     configs: dict[str, RunConfig] = {}
@@ -101,14 +102,14 @@ def _hit_rates(config: RunConfig, predictions: pd.DataFrame, prices: pd.DataFram
                days: pd.DatetimeIndex) -> dict[str, float]:
     """Each model's hit rate on ``days`` (independent of signal-only keys: calls are p_up > 0.5 or r > 0)."""
     from lstmbt.backtest.metrics import hit_rate
-    from lstmbt.backtest.scoring import by_model, horizon_of, predicted_up
+    from lstmbt.backtest.scoring import by_model, predicted_up
     from lstmbt.models.targets import make_target
 
-    models = by_model(predictions, days)
+    models, keys = by_model(predictions, days), keys_from_frame(predictions)
     out = {}
     for name in names:
-        calls = predicted_up(name, models, None, config, days)
-        real = make_target(prices, "direction", horizon_of(name, config)).reindex(days).to_numpy() > 0
+        calls = predicted_up(name, models, None, config, days, keys=keys)
+        real = make_target(prices, "direction", keys[name].horizon).reindex(days).to_numpy() > 0
         out[name] = hit_rate(calls, real) if calls is not None else math.nan
     return out
 

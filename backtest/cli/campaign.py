@@ -1,20 +1,15 @@
-"""The campaign commands of the ``lstmbt`` CLI: ``sweep``, ``runs list|show``, and the universe
-branch of ``run``. Registered on ``backtest.cli.app`` when that module is imported; heavy modules
-are imported inside the commands, so ``lstmbt --help`` stays light.
-"""
+"""The campaign commands: ``sweep`` and ``runs list|show``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from lstmbt.backtest.cli.app import RootOpt, _print_outcome, _progress, _saved_work_noted, app, runs_app
-from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.cli.options import RootOpt, progress_bars
+from lstmbt.backtest.errors import ConfigError
 
-
-@app.command()
 def sweep(
     config: Annotated[Optional[Path], typer.Option(
         "--config", "-c", help="Sweep file: TOML with a sweep table and a params table (README: Sweeps).")] = None,
@@ -32,9 +27,8 @@ def sweep(
 
     Signal-only keys (strategy.*, backtest.*) are scored from saved predictions without retraining.
     """
-    from lstmbt.backtest.errors import ConfigError
     from lstmbt.backtest.campaign.executors import make_executor
-    from lstmbt.backtest.pipeline import default_run_dir
+    from lstmbt.backtest.rundir import default_run_dir
     from lstmbt.backtest.campaign.sweep import resolve_spec, run_sweep, sweep_lines
 
     if resume is not None and out is not None and resume.resolve() != out.resolve():
@@ -45,7 +39,7 @@ def sweep(
     spec = resolve_spec(config, resume)
     out_dir = resume or out or default_run_dir("sweep")
     try:
-        with _progress(stderr=True) as progress:
+        with progress_bars(stderr=True) as progress:
             outcome = run_sweep(spec, out_dir, pool, progress=progress)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: finished training trials are kept in {out_dir}; "
@@ -56,8 +50,6 @@ def sweep(
     typer.echo(f"sweep: {(out_dir / 'sweep.html').resolve()}")
 
 
-
-@runs_app.command("list")
 def runs_list(
     root: RootOpt = Path("runs"),
     source: Annotated[Optional[str], typer.Option(help="Only runs whose data source contains this text.")] = None,
@@ -92,7 +84,6 @@ def runs_list(
         console.print(table)
 
 
-@runs_app.command("show")
 def runs_show(run_id: Annotated[str, typer.Argument(metavar="ID", help="A run directory's name.")],
               root: RootOpt = Path("runs")) -> None:
     """One run: where it is, its settings, and every metric of every strategy."""
@@ -113,78 +104,3 @@ def runs_show(run_id: Annotated[str, typer.Argument(metavar="ID", help="A run di
     for metric, values in metrics.iterrows():
         table.add_row(metric, *[format_metric(metric, v) for v in values])
     Console().print(table)
-
-
-
-def universe_of(cfg: RunConfig, executor: str, address: Optional[str]) -> tuple[RunConfig, list[Any] | None]:
-    """(config, None) for a one-ticker source (a one-line list file becomes that ticker), or
-    (config, tickers) for a universe; bad --executor/--address values are refused either way."""
-    import dataclasses
-
-    from lstmbt.backtest.campaign.executors import make_executor
-    from lstmbt.backtest.universe.io import expand_source
-
-    make_executor(executor, address=address)  # checks the options; starts nothing
-    tickers = expand_source(cfg.data)
-    if len(tickers) > 1:
-        return cfg, tickers
-    if cfg.model.pooled:
-        from lstmbt.backtest.errors import ConfigError
-
-        raise ConfigError("model.pooled = true pools the tickers of a universe, and this source names one; "
-                          "name several (e.g. --source fdr:005930,000660) or drop model.pooled")
-    return dataclasses.replace(cfg, data=tickers[0].data), None
-
-
-def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path], executor: str,
-                  address: Optional[str], resumed: bool = False) -> None:
-    """Every ticker's run, kept in the partial directory as it finishes (so Ctrl-C or a kill
-    loses only the tickers in flight), then the portfolios and the report in <out>. The partial
-    directory is held by ``claim_run``, as a single run's is."""
-    import shutil
-
-    from lstmbt.backtest.campaign.executors import make_executor
-    from lstmbt.backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
-    from lstmbt.backtest.pipeline import default_run_dir, save_run, staged_dir
-    from lstmbt.backtest.universe.running import run_universe
-    from lstmbt.backtest.universe.io import write_universe
-
-    out_dir = out or default_run_dir(cfg.data.source)
-    try:
-        with _saved_work_noted(), claim_run(out_dir, cfg, resumed) as partial:
-            saved = partial / "tickers"
-            if cfg.model.pooled:  # one model over all tickers: nothing of it survives an interruption
-                shutil.rmtree(saved, ignore_errors=True)
-            finished = _finished_tickers(saved, tickers, out_dir)
-            with _progress(stderr=True) as progress:
-                result = run_universe(cfg, tickers, make_executor(executor, address=address), progress=progress,
-                                      on_ticker=lambda ticker, run: save_run(run, saved / ticker.slug),
-                                      finished=finished, space_in=partial.parent)
-                progress("report", 0, 1)
-                with staged_dir(out_dir) as tmp:
-                    shutil.copytree(saved, tmp / "tickers")
-                    write_universe(result, tmp)
-            discard_partial(partial)
-    except KeyboardInterrupt:
-        typer.echo(interrupted_line(partial_dir(out_dir), out_dir, resumed, tickers=len(tickers)), err=True)
-        raise typer.Exit(130) from None
-    _print_outcome(result.metrics, result.manifest, out_dir / "report.html")
-
-
-def _finished_tickers(saved: Path, tickers: list[Any], out_dir: Path) -> dict[str, Any]:
-    """The ticker runs an interrupted universe saved in ``saved``; a damaged one is named with the
-    way to retrain just that ticker."""
-    from lstmbt.backtest.pipeline import load_run
-    from lstmbt.backtest.readback import DamagedFileError
-
-    finished = {}
-    for ticker in tickers:
-        folder = saved / ticker.slug
-        if not (folder / "report.html").is_file():
-            continue
-        try:
-            finished[ticker.name] = load_run(folder)
-        except DamagedFileError as exc:
-            raise DamagedFileError(exc.path, exc.problem, fix=f"remove {folder} and run `lstmbt run --resume "
-                                                              f"{out_dir}` to retrain that ticker") from None
-    return finished

@@ -1,4 +1,6 @@
-"""Universes on disk: which tickers a source names, their prices, and the universe run directory.
+"""Universes on disk: the prices of a universe's tickers and the universe run directory.
+
+Which tickers a source names is ``backtest.sources``.
 
 A ``data.source`` names a universe (several tickers) in one of these forms:
 
@@ -17,147 +19,41 @@ A source naming one ticker is a normal single-ticker run, unchanged.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lstmbt.backtest.config import DataConfig
-from lstmbt.backtest.errors import ConfigError, DataError, LstmbtError
+from lstmbt.backtest.config import DataConfig, RunConfig
+from lstmbt.backtest.data import load_prices, normalize_ohlcv, read_csv_frame
+from lstmbt.backtest.errors import DataError, LstmbtError
+from lstmbt.backtest.readback import DamagedFileError, read_config, read_json, read_metrics, read_parquet
+from lstmbt.backtest.rundir import write_atomic, write_json, write_parquet
+from lstmbt.backtest.sources import Ticker
 
 UNIVERSE_FILES = ("config.toml", "manifest.json", "metrics.json", "returns.parquet", "weights.parquet", "report.html")
 
 
-@dataclass(frozen=True)
-class Ticker:
-    """One member of a universe: its unique ``name`` (the ticker code, the sample's name, the CSV
-    symbol, or a wide CSV's file stem) and the ``data`` config of its own single-ticker run."""
+@dataclass
+class UniverseResult:
+    """A universe run's portfolio results; the tickers' own results live in their run directories.
 
-    name: str
-    data: DataConfig
-
-    @property
-    def slug(self) -> str:
-        """The ticker's directory name under ``<run>/tickers/``."""
-        return ticker_slug(self.name)
-
-
-def ticker_slug(name: str) -> str:
-    """``name`` made filename-safe (``USD/KRW`` -> ``USD-KRW``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "ticker"
-
-
-# --------------------------------------------------------------------------- sources
-
-
-def expand_source(data: DataConfig) -> list[Ticker]:
-    """The tickers ``data.source`` names, in the order given; one ticker keeps ``data`` unchanged.
-
-    Raises ConfigError for ``data.symbol`` with a multi-ticker source, a ticker named twice, or two
-    names sharing a directory; DataError for a missing or empty list file or an unreadable CSV of
-    a universe.
+    ``returns``: daily net returns per portfolio strategy (bars after each decision day).
+    ``weights``: long frame (date, strategy, ticker, weight): target weights per decision day.
+    ``metrics``: ``{strategy: {metric: value}}``. ``ticker_metrics``: each ticker's metrics.json.
+    ``manifest``: provenance, ``universe`` (ticker names), ``tickers`` (one entry each) and more.
     """
-    scheme, _, rest = data.source.partition(":")
-    if scheme != "list":
-        single = _single(scheme, rest, data)
-        if single is not None:
-            return [single]
-        tickers = _entry_tickers(data.source, None, data)
-    else:
-        tickers = [t for entry, base in _list_entries(Path(rest)) for t in _entry_tickers(entry, base, data)]
-    if data.symbol is not None:
-        raise ConfigError(f"--symbol {data.symbol} cannot be combined with the universe source {data.source!r}; "
-                          "drop --symbol to run every ticker it names, or pass one ticker as --source")
-    _check_unique(tickers, data.source)
-    return tickers
 
+    config: RunConfig
+    returns: pd.DataFrame
+    weights: pd.DataFrame
+    metrics: dict[str, dict[str, Any]]
+    ticker_metrics: dict[str, dict[str, dict[str, Any]]]
+    manifest: dict[str, Any]
 
-def _single(scheme: str, rest: str, data: DataConfig) -> Ticker | None:
-    """The ticker of a one-ticker source, with ``data`` unchanged; None for a universe."""
-    path = Path(rest)
-    if scheme == "csv" and path.is_file():
-        symbols = [] if data.symbol is not None else _csv_symbols(path)
-        if len(symbols) > 1:
-            return None
-        return Ticker(name=data.symbol or (symbols[0] if symbols else path.stem), data=data)
-    if "," in rest:
-        return None
-    # a missing CSV stays a single run too: load_prices reports it as it always has
-    return Ticker(name=data.symbol or (path.stem if scheme == "csv" else rest), data=data)
-
-
-def _entry_tickers(source: str, base: Path | None, data: DataConfig) -> list[Ticker]:
-    """The tickers of a universe source or of one list-file entry (``base``: the list's folder)."""
-    if ":" not in source:
-        source = f"fdr:{source}"  # a bare entry of a list file is a FinanceDataReader ticker
-    scheme, _, rest = source.partition(":")
-    if scheme == "list":
-        raise ConfigError(f"list file entry {source!r} is another list; list its tickers directly")
-    if scheme == "csv" and base is not None and not Path(rest).is_absolute():
-        rest = str(base / rest)
-    parts = [rest] if scheme == "csv" and Path(rest).is_file() else [p.strip() for p in rest.split(",")]
-    if not all(parts):
-        raise ConfigError(f"source {source!r} has an empty ticker between commas; write e.g. fdr:005930,000660")
-    if scheme == "csv":
-        return [t for part in parts for t in _csv_tickers(Path(part), data)]
-    return [Ticker(name=part, data=dataclasses.replace(data, source=f"{scheme}:{part}", symbol=None)) for part in parts]
-
-
-def _csv_symbols(path: Path) -> list[str]:
-    """The symbols of a long CSV; [] for a wide one or one that cannot be read (load_prices says why)."""
-    from lstmbt.backtest.data import read_csv_frame
-
-    try:
-        frame, column = read_csv_frame(path)
-    except DataError:
-        return []
-    return [] if column is None else sorted(frame[column].astype(str).str.strip().unique())
-
-
-def _csv_tickers(path: Path, data: DataConfig) -> list[Ticker]:
-    """One ticker per symbol of a long CSV, or the file itself (named by its stem) when wide."""
-    from lstmbt.backtest.data import read_csv_frame
-
-    frame, column = read_csv_frame(path)  # a universe's unreadable file is refused here, naming it
-    source = f"csv:{path}"
-    if column is None:
-        return [Ticker(name=path.stem, data=dataclasses.replace(data, source=source, symbol=None))]
-    symbols = sorted(frame[column].astype(str).str.strip().unique())
-    return [Ticker(name=s, data=dataclasses.replace(data, source=source, symbol=s)) for s in symbols]
-
-
-def _list_entries(path: Path) -> list[tuple[str, Path]]:
-    """The entries of a list file with the folder relative CSV paths start from."""
-    label = f"list:{path}"
-    if not path.is_file():
-        raise DataError(f"{label}: file not found; check the path (relative paths start at {Path.cwd()})")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise DataError(f"{label} is not UTF-8 text; re-save it as UTF-8") from None
-    entries = [line.split("#", 1)[0].strip() for line in lines]
-    entries = [(entry, path.parent) for entry in entries if entry]
-    if not entries:
-        raise DataError(f"{label} names no tickers; write one source (fdr:005930, sample:sp500, csv:PATH) or "
-                        "FinanceDataReader ticker per line, # starts a comment")
-    return entries
-
-
-def _check_unique(tickers: list[Ticker], source: str) -> None:
-    seen: dict[str, Ticker] = {}
-    for ticker in tickers:
-        other = seen.setdefault(ticker.slug, ticker)
-        if other is ticker:
-            continue
-        if other.name == ticker.name:
-            raise ConfigError(f"{source!r} names ticker {ticker.name} twice; list each ticker once")
-        raise ConfigError(f"tickers {other.name} and {ticker.name} of {source!r} would share the directory "
-                          f"tickers/{ticker.slug}; drop or rename one")
 
 
 # --------------------------------------------------------------------------- prices
@@ -168,8 +64,6 @@ def load_universe(tickers: list[Ticker]) -> dict[str, pd.DataFrame]:
 
     A long CSV is read once for all its symbols.
     """
-    from lstmbt.backtest.data import load_prices, read_csv_frame
-
     by_symbol: dict[Path, dict[str, pd.DataFrame]] = {}
     out = {}
     for ticker in tickers:
@@ -187,8 +81,6 @@ def load_universe(tickers: list[Ticker]) -> dict[str, pd.DataFrame]:
 
 
 def _csv_symbol(raw: pd.DataFrame, data: DataConfig) -> pd.DataFrame:
-    from lstmbt.backtest.data import normalize_ohlcv
-
     label = f"{data.source} symbol {data.symbol}"
     return normalize_ohlcv(raw, label=label, max_move=data.max_move, start=data.start, end=data.end)
 
@@ -211,17 +103,16 @@ def checked(ticker: Ticker, check: Any, *args: Any) -> Any:
 # --------------------------------------------------------------------------- run directory
 
 
-def write_universe(result: Any, folder: Path) -> None:
-    """Write a ``backtest.universe.UniverseResult``'s files (UNIVERSE_FILES) into ``folder``."""
-    from lstmbt.backtest.pipeline import write_json as _write_json
-    from lstmbt.reports.universe import render_universe
-
-    (folder / "config.toml").write_text(result.config.to_toml(), encoding="utf-8")
-    _write_json(folder / "manifest.json", result.manifest)
-    _write_json(folder / "metrics.json", result.metrics)
-    result.returns.rename_axis("date").to_parquet(folder / "returns.parquet")
-    result.weights.to_parquet(folder / "weights.parquet", index=False)
-    (folder / "report.html").write_text(render_universe(result), encoding="utf-8")
+def write_universe(result: UniverseResult, folder: Path, pages: Mapping[str, str] | None = None) -> None:
+    """Write a universe result's files (UNIVERSE_FILES) into ``folder``; ``pages`` (``{name: text}``,
+    e.g. ``report.html`` from ``lstmbt.reports.universe.render_universe``) are rendered by the caller."""
+    write_atomic(folder / "config.toml", result.config.to_toml())
+    write_json(folder / "manifest.json", result.manifest)
+    write_json(folder / "metrics.json", result.metrics)
+    write_parquet(folder / "returns.parquet", result.returns.rename_axis("date"), index=None)
+    write_parquet(folder / "weights.parquet", result.weights)
+    for name, text in (pages or {}).items():
+        write_atomic(folder / name, text)
 
 
 def is_universe_dir(run_dir: str | Path) -> bool:
@@ -234,14 +125,11 @@ def is_universe_dir(run_dir: str | Path) -> bool:
     return isinstance(manifest, dict) and "universe" in manifest
 
 
-def load_universe_run(run_dir: str | Path) -> Any:
-    """A ``backtest.universe.UniverseResult`` read back from a universe run directory.
+def load_universe_run(run_dir: str | Path) -> UniverseResult:
+    """A ``UniverseResult`` read back from a universe run directory.
 
     A missing, truncated or misshapen file is refused with one ``DataError`` line naming it.
     """
-    from lstmbt.backtest.readback import DamagedFileError, read_config, read_json, read_metrics, read_parquet
-    from lstmbt.backtest.universe.running import UniverseResult
-
     run_dir = Path(run_dir)
     missing = [name for name in UNIVERSE_FILES[:-1] if not (run_dir / name).is_file()]
     if missing:

@@ -38,8 +38,9 @@ import pandas as pd
 from lstmbt.backtest.config import RunConfig, SplitConfig
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.pipeline import Design, Progress, build_estimator, training_weights
-from lstmbt.backtest.scoring import horizon_plan, is_linear
-from lstmbt.backtest.splits import Fold, WalkForwardSplit
+from lstmbt.backtest.scoring import horizon_plan
+from lstmbt.backtest.splits import Fold
+from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns
 
 #: the training mode of every pooled fit (see the module docstring)
 POOLED_TRAIN_MODE = "window"
@@ -86,8 +87,7 @@ def pooled_folds(calendar: pd.DatetimeIndex, split: SplitConfig, horizon: int) -
     samples and the validation tail on the calendar, before ``select_samples`` purges each ticker
     on its own days.
     """
-    folds = WalkForwardSplit(min_train=split.min_train, step=split.step, horizon=horizon, scheme=split.scheme,
-                             val_fraction=split.val_fraction, embargo=split.embargo).split(len(calendar))
+    folds = split.splitter(horizon).split(len(calendar))
     return [FoldDates(index=f.index, window_start=calendar[f.train[0]],
                       val_start=calendar[f.val[0]] if len(f.val) else None,
                       test_start=calendar[f.test[0]], test_end=calendar[f.test[-1]]) for f in folds]
@@ -142,9 +142,10 @@ def pooled_predict(designs: Mapping[str, Design], config: RunConfig,
     Returns
     -------
     ``{ticker: (predictions, fold_log)}``: per ticker, frames with the columns and dtypes of
-    ``pipeline._predict_all`` (predictions: date, target, model, horizon, fold, y_true, y_pred,
-    p_up, close, on the days ``pipeline.score_run`` scores for that ticker). The fold log has one
-    row per model and fold in which the ticker has test days: the pooled fit's training dates,
+    ``pipeline._predict_all`` (predictions: date, the model key's ``models.key.KEY_COLUMNS``, fold,
+    y_true, y_pred, p_up, close, on the days ``pipeline.score_run`` scores for that ticker). The
+    fold log has one row per model and fold in which the ticker has test days: the model key's
+    ``FOLD_KEY_COLUMNS``, the pooled fit's training dates,
     sizes, epochs and losses, the ticker's own test days, then ``train_mode``, ``n_tickers``
     (tickers with fit samples) and ``n_train_ticker``/``n_val_ticker`` (this ticker's share).
     """
@@ -152,30 +153,31 @@ def pooled_predict(designs: Mapping[str, Design], config: RunConfig,
     _check_designs(designs)
     effective = pooled_config(config)
     calendar = union_calendar(designs)
-    frames: dict[tuple[str, str], list[pd.DataFrame]] = {(t, name): [] for t in designs for name, _, _ in
-                                                          horizon_plan(config)}
-    logs: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in frames}
+    frames: dict[tuple[str, str], list[pd.DataFrame]] = {(t, key.name): [] for t in designs
+                                                          for key in horizon_plan(config)}
+    logs: dict[tuple[str, str], list[dict[str, Any]]] = {pair: [] for pair in frames}
     for h in config.target.all_horizons:
-        models = [(name, task) for name, task, hh in horizon_plan(config) if hh == h]
+        models = [key for key in horizon_plan(config) if key.horizon == h]
         _walk_horizon(designs, effective, h, models, calendar, frames, logs, report)
     return {t: _assemble(t, config, frames, logs) for t in designs}
 
 
-def _walk_horizon(designs: Mapping[str, Design], config: RunConfig, h: int, models: list[tuple[str, str]],
+def _walk_horizon(designs: Mapping[str, Design], config: RunConfig, h: int, models: list[ModelKey],
                   calendar: pd.DatetimeIndex, frames: dict, logs: dict, report: Progress) -> None:
     """Every fold of horizon ``h``: build each ticker's part once, then fit and predict each model."""
     blocks = pooled_folds(calendar, config.split, h)
     gap = h + config.split.embargo
     known = {t: label_known_dates(d.prices.index, d.grid.rows(np.arange(d.grid.n)), gap) for t, d in designs.items()}
     first_scored = {t: d.grid.dates[d.folds[0].test[0]] for t, d in designs.items()}
-    estimators = {name: build_estimator(task, config, linear=is_linear(name)) for name, task in models}
+    estimators = {key.name: build_estimator(key.task, config, linear=key.family == "linear") for key in models}
     fitted: dict[str, Any] = {}
-    for name, _ in models:
-        report(name, 0, len(blocks))
+    for key in models:
+        report(key.name, 0, len(blocks))
     for k, block in enumerate(blocks):
         parts = {t: _ticker_part(t, d, known[t], block, first_scored[t]) for t, d in designs.items()}
         pools = (_gather(designs, parts, "train"), _gather(designs, parts, "val"))
-        for name, task in models:
+        for key in models:
+            name, task = key.name, key.task
             model = fitted.get(name) if getattr(estimators[name], "warm_start", False) else None
             model, fit_log = _fit_fold(model or _clone(estimators[name]), designs, pools, task, h, config, block)
             fitted[name] = model
@@ -325,15 +327,11 @@ _LOG_ORDER = ("fold", "fit_start", "fit_end", "train_start", "train_end", "val_s
 def _assemble(ticker: str, config: RunConfig, frames: dict, logs: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One ticker's predictions and fold log, models in ``horizon_plan`` order as ``_predict_all`` has them."""
     preds, folds = [], []
-    for name, task, h in horizon_plan(config):
-        part = pd.concat(frames[(ticker, name)], ignore_index=True)
-        part.insert(1, "target", task)
-        part.insert(2, "model", name)
-        part.insert(3, "horizon", h)
-        preds.append(part)
-        folds.append(pd.DataFrame(logs[(ticker, name)], columns=list(_LOG_ORDER)).assign(model=name))
-    log = pd.concat(folds, ignore_index=True)
-    return pd.concat(preds, ignore_index=True), log[["model", *_LOG_ORDER]]
+    for key in horizon_plan(config):
+        preds.append(insert_key_columns(pd.concat(frames[(ticker, key.name)], ignore_index=True), key, 1))
+        log = pd.DataFrame(logs[(ticker, key.name)], columns=list(_LOG_ORDER))
+        folds.append(insert_key_columns(log, key, 0, FOLD_KEY_COLUMNS))
+    return pd.concat(preds, ignore_index=True), pd.concat(folds, ignore_index=True)
 
 
 def _clone(estimator: Any) -> Any:

@@ -2,7 +2,7 @@
 
 The driver (this process) does every read and write; jobs only compute::
 
-    tickers = expand_source(config.data)                    # backtest.universe_io
+    tickers = expand_source(config.data)                    # backtest.sources
     prices  = load_universe(tickers) + check_length         # every ticker checked before any training
     results = executor.map(_run_ticker, ...)                # pipeline.run per ticker, local pool or Ray
               or, with model.pooled, backtest.pooled + pipeline.score_run per ticker
@@ -28,8 +28,10 @@ import pandas as pd
 
 from lstmbt.backtest.config import PortfolioConfig, RunConfig
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.backtest.scoring import BENCHMARK, horizon_of, horizon_plan, task_of
-from lstmbt.backtest.universe.io import Ticker
+from lstmbt.backtest.scoring import BENCHMARK, horizon_plan
+from lstmbt.backtest.sources import Ticker
+from lstmbt.backtest.universe.io import UniverseResult, checked, load_universe
+from lstmbt.models.key import keys_from_frame
 
 EW_BENCHMARK = f"ew_{BENCHMARK}"
 _PROVENANCE = ("lstmbt_version", "python", "platform", "packages", "seed", "device")
@@ -40,24 +42,6 @@ Progress = Callable[[str, int, int], None]
 OnTicker = Callable[[Ticker, Any], None]
 
 
-@dataclass
-class UniverseResult:
-    """A universe run's portfolio results; the tickers' own results live in their run directories.
-
-    ``returns``: daily net returns per portfolio strategy (bars after each decision day).
-    ``weights``: long frame (date, strategy, ticker, weight): target weights per decision day.
-    ``metrics``: ``{strategy: {metric: value}}``. ``ticker_metrics``: each ticker's metrics.json.
-    ``manifest``: provenance, ``universe`` (ticker names), ``tickers`` (one entry each) and more.
-    """
-
-    config: RunConfig
-    returns: pd.DataFrame
-    weights: pd.DataFrame
-    metrics: dict[str, dict[str, Any]]
-    ticker_metrics: dict[str, dict[str, dict[str, Any]]]
-    manifest: dict[str, Any]
-
-
 @dataclass(frozen=True)
 class _Leg:
     """What the portfolios need from one ticker's run."""
@@ -66,6 +50,7 @@ class _Leg:
     scores: dict[str, pd.Series]
     metrics: dict[str, dict[str, Any]]
     manifest: dict[str, Any]
+    models: tuple[str, ...]  # the model strategies (the names of the run's model keys)
 
 
 def check_universe_size(portfolio: PortfolioConfig, n_tickers: int) -> None:
@@ -91,7 +76,6 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
     ``space_in``: a directory whose disk must hold the tickers' runs and the universe's files
     (checked once the prices are loaded, before any training).
     """
-    from lstmbt.backtest.universe.io import load_universe
 
     report = progress or (lambda stage, done, total: None)
     clock = time.perf_counter()
@@ -104,7 +88,7 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
         from lstmbt.backtest.checkpoint import check_universe_space
 
         todo_rows = {t.name: len(prices[t.name]) for t in tickers if t.name not in (finished or {})}
-        check_universe_space(space_in, config, todo_rows, [name for name, _, _ in horizon_plan(config)])
+        check_universe_space(space_in, config, todo_rows, [key.name for key in horizon_plan(config)])
     timings = {"data": time.perf_counter() - clock}
     legs: dict[str, _Leg] = {}
     finished = finished or {}
@@ -173,7 +157,6 @@ def _check_same_data(ticker: Ticker, result: Any, prices: pd.DataFrame) -> None:
 
 def _check_lengths(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dict[str, RunConfig]) -> None:
     from lstmbt.backtest.pipeline import check_length
-    from lstmbt.backtest.universe.io import checked
 
     for ticker in tickers:
         checked(ticker, check_length, prices[ticker.name], configs[ticker.name])
@@ -182,7 +165,7 @@ def _check_lengths(tickers: list[Ticker], prices: dict[str, pd.DataFrame], confi
 def _leg(result: Any, config: RunConfig) -> _Leg:
     """The positions and the cross-sectional scores of one ticker's models."""
     return _Leg(positions=result.positions, scores=ranking_scores(result.predictions, config),
-                metrics=result.metrics, manifest=result.manifest)
+                metrics=result.metrics, manifest=result.manifest, models=tuple(keys_from_frame(result.predictions)))
 
 
 def ranking_scores(predictions: pd.DataFrame, config: RunConfig) -> dict[str, pd.Series]:
@@ -190,15 +173,15 @@ def ranking_scores(predictions: pd.DataFrame, config: RunConfig) -> dict[str, pd
     p_up for a classifier, the predicted log return for a regression (prices converted)."""
     from lstmbt.strategies import predicted_log_return
 
-    target = config.target.regression
+    target, keys = config.target.regression, keys_from_frame(predictions)
     scores = {}
     for name, group in predictions.groupby("model", sort=False):
         group = group.set_index("date")
-        if horizon_of(name, config) != config.target.horizon:
+        if keys[name].horizon != config.target.horizon:
             continue
-        if task_of(name) == "classification":
+        if keys[name].task == "classification":
             scores[name] = group["p_up"].astype("float64")
-        elif task_of(name) == "regression" and target != "max_drawdown":  # a drawdown forecast ranks no returns
+        elif keys[name].task == "regression" and target != "max_drawdown":  # a drawdown forecast ranks no returns
             # a non-positive price forecast comes back as -inf ("down"): the lowest rank, not a missing one
             scores[name] = predicted_log_return(group["y_pred"], group["close"], target).clip(lower=-1e300)
     return scores
@@ -220,7 +203,7 @@ def portfolio_weights(legs: dict[str, _Leg], calendar: pd.DatetimeIndex,
 
     first = next(iter(legs.values()))
     out = {}
-    for name in [c for c in first.positions.columns if task_of(c) is not None]:
+    for name in [c for c in first.positions.columns if c in first.models]:
         out[f"ew_{name}"] = equal_weights(life_panel({t: leg.positions[name] for t, leg in legs.items()}, calendar))
         if name in first.scores:
             scores = life_panel({t: leg.scores[name] for t, leg in legs.items()}, calendar)
@@ -271,8 +254,7 @@ def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int
         entry.update(avg_holdings=float((w != 0).sum(axis=1).mean()), n_trades=backtest.n_trades[name],
                      n_orders=backtest.n_orders[name], fees_paid=backtest.fees_paid[name],
                      slippage_paid=backtest.slippage_paid[name], n_days=len(r))
-        low, high = sig.sharpe_ci(r, seed=seed)
-        entry.update(sharpe_ci_low=low, sharpe_ci_high=high, psr=sig.probabilistic_sharpe_ratio(r))
+        entry.update(sig.sharpe_figures(r, seed=seed))  # psr before the difference, as metrics.json always had it
         if name != EW_BENCHMARK:
             entry["sharpe_diff_ci_low"], entry["sharpe_diff_ci_high"] = sig.sharpe_diff_ci(r, bench, seed=seed)
             entry.update(family_verdict(r, bench, n_tested, seed))

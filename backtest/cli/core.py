@@ -1,0 +1,211 @@
+"""The commands of the core: ``run``, ``report``, ``compare``, ``predict``, ``importance`` and ``data``.
+
+The core loads on a command's first use, inside it, so ``lstmbt --help`` loads neither pandas nor torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from lstmbt.backtest.cli.options import (ConfigOpt, EndOpt, ExogOpt, QuickOpt, RefreshOpt, SetOpt, SourceOpt, StartOpt,
+                                         SymbolOpt, TargetOpt, data_config, option_flags, print_outcome, progress_bars,
+                                         resolve_config, resumed_config, saved_work_noted, torch_threads)
+from lstmbt.backtest.cli.universe import run_universe_command, universe_of
+from lstmbt.backtest.errors import ConfigError
+
+def run(
+    config: ConfigOpt = None,
+    source: SourceOpt = None,
+    symbol: SymbolOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    target: TargetOpt = None,
+    set_: SetOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<source>-<timestamp>).")] = None,
+    quick: QuickOpt = False,
+    refresh: RefreshOpt = False,
+    exog: ExogOpt = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Continue an interrupted run from its last saved fold: pass its run directory (its --out); "
+             "it keeps its own config.")] = None,
+    executor: Annotated[str, typer.Option(
+        help="Where the tickers of a universe run: local (a process pool on this machine) or ray.")] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster for --executor ray: auto or ray://HEAD:10001 (default: start Ray on this machine).")] = None,
+) -> None:
+    """Walk forward, backtest and report; prints the path of report.html at the end.
+
+    A source naming several tickers (fdr:A,B,C, list:FILE, a long CSV without --symbol) runs a universe.
+    """
+    if resume is not None:  # the interrupted run's config, never a new one
+        cfg, out = resumed_config(resume, {"--config": config, "--source": source, "--symbol": symbol,
+                                            "--start": start, "--end": end, "--target": target, "--set": set_,
+                                            "--out": out, "--quick": quick, "--refresh": refresh, "--exog": exog})
+    else:
+        cfg = resolve_config(config, option_flags(source, symbol, start, end, target, refresh, exog), set_, quick)
+    cfg, tickers = universe_of(cfg, executor, address)
+    if tickers:
+        run_universe_command(cfg, tickers, out, executor, address, resumed=resume is not None)
+        return
+    from lstmbt.backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
+    from lstmbt.backtest.pipeline import run as run_pipeline
+    from lstmbt.backtest.rundir import default_run_dir, save_run
+    from lstmbt.models.key import keys_from_frame
+    from lstmbt.reports import run_pages
+
+    out_dir, resumed = out or default_run_dir(cfg.data.source), resume is not None
+    # finished folds are kept in <out.parent>/.<out.name>.partial/ (locked while this runs) until the run is saved
+    try:
+        with saved_work_noted(), claim_run(out_dir, cfg, resumed) as partial, progress_bars() as progress:
+            result = run_pipeline(cfg, progress=progress, checkpoint=partial / "folds")
+            progress("report", 0, 1)
+            saved = save_run(result, out_dir, pages=run_pages(result))
+            discard_partial(partial)
+    except KeyboardInterrupt:
+        # typer turns Ctrl-C into a silent exit 130 before main() could see it; save_run has
+        # already removed its temporary directory; the saved folds stay for --resume
+        typer.echo(interrupted_line(partial_dir(out_dir), out_dir, resumed=resumed), err=True)
+        raise typer.Exit(130) from None
+    print_outcome(result.metrics, result.manifest, saved / "report.html", result.comparisons,
+                   models=keys_from_frame(result.predictions))
+
+
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `lstmbt run`.")],
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the HTML (default RUN_DIR/report.html).")] = None,
+) -> None:
+    """Re-render report.html from a saved run directory (a universe's, or one ticker's)."""
+    from lstmbt.backtest.rundir import load_run
+    from lstmbt.backtest.universe.io import is_universe_dir, load_universe_run
+    from lstmbt.backtest.rundir import write_atomic
+    from lstmbt.reports import render_report
+    from lstmbt.reports.universe import render_universe
+
+    text = render_universe(load_universe_run(run_dir)) if is_universe_dir(run_dir) else render_report(load_run(run_dir))
+    target = write_atomic(out or run_dir / "report.html", text)
+    typer.echo(f"report: {target.resolve()}")
+
+
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run directories written by `lstmbt run` (one alone shows its models side by side).",
+        metavar="RUN_DIR", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option(
+        help="Where to write the HTML (default runs/compare-<UTC timestamp>.html).")] = None,
+) -> None:
+    """Put saved runs side by side: metrics tables and equity curves over their common period."""
+    from lstmbt.backtest.universe.io import is_universe_dir
+    from lstmbt.reports.compare import default_compare_path, write_compare
+
+    for run_dir in run_dirs:
+        if is_universe_dir(run_dir):
+            raise ConfigError(f"{run_dir} is a universe run; compare its tickers' run directories "
+                              f"({run_dir / 'tickers'}/...), or open its report.html for the portfolios")
+    target = write_compare(run_dirs, out or default_compare_path())
+    typer.echo(f"compare: {target.resolve()}")
+
+
+def data_show(source: SourceOpt = None, symbol: SymbolOpt = None, start: StartOpt = None, end: EndOpt = None,
+              refresh: RefreshOpt = False) -> None:
+    """Load a source, validate it, and print its range, size, hash, last rows and any data warnings."""
+    from lstmbt.backtest.data import describe_prices, load_prices
+    from lstmbt.backtest.datacheck import data_warnings
+
+    cfg = data_config(source, symbol, start, end, refresh)
+    prices = load_prices(cfg)
+    for key, value in describe_prices(prices, cfg.source, cfg.symbol).items():
+        typer.echo(f"{key:>10}: {value}")
+    typer.echo(prices.tail().to_string())
+    for message in data_warnings(prices, cfg):
+        typer.echo(f"warning: {message}")
+
+
+def data_fetch(ticker: Annotated[str, typer.Argument(help="FinanceDataReader ticker, e.g. 005930, AAPL, KS11.")],
+               start: StartOpt = None, end: EndOpt = None) -> None:
+    """Download a ticker through FinanceDataReader into the cache (always refetches)."""
+    from lstmbt.backtest.data import describe_prices, fdr_cache_dir, load_prices
+
+    cfg = data_config(f"fdr:{ticker}", None, start, end, True)
+    prices = load_prices(cfg)
+    info = describe_prices(prices, cfg.source)
+    typer.echo(f"cached {info['rows']} rows {info['first_date']} to {info['last_date']} in {fdr_cache_dir()}")
+
+
+def predict(
+    config: ConfigOpt = None,
+    source: SourceOpt = None,
+    symbol: SymbolOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    target: TargetOpt = None,
+    set_: SetOpt = None,
+    quick: QuickOpt = False,
+    refresh: RefreshOpt = False,
+    exog: ExogOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+) -> None:
+    """Train on all data up to the last bar and print the next trading day's forecast."""
+    cfg = resolve_config(config, option_flags(source, symbol, start, end, target, refresh, exog), set_, quick)
+    import json
+
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from lstmbt.backtest.forecast import forecast_next, format_forecast
+
+    # a spinner on a terminal's stderr that vanishes when done: stdout holds only the forecast
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("loading data", total=None)
+        forecast = forecast_next(cfg, threads=torch_threads(), progress=lambda stage, done, total: bar.update(
+            task, description="loading data" if stage == "data" else f"training {stage}"))
+    typer.echo(json.dumps(forecast.to_dict(), allow_nan=False) if as_json else format_forecast(forecast))
+
+
+def importance(
+    config: ConfigOpt = None,
+    source: SourceOpt = None,
+    symbol: SymbolOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    target: TargetOpt = None,
+    set_: SetOpt = None,
+    quick: QuickOpt = False,
+    refresh: RefreshOpt = False,
+    exog: ExogOpt = None,
+    method: Annotated[str, typer.Option(help="permutation, ablation or both.")] = "both",
+    repeats: Annotated[int, typer.Option(help="Shuffles per fold and feature group (permutation).")] = 3,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Where to write the HTML (default runs/importance-<UTC timestamp>.html).")] = None,
+) -> None:
+    """Which feature groups the models rely on: shuffled within each test block, or dropped and retrained."""
+    from lstmbt.backtest.importance import importance_frame, parse_method, summarize_importance
+
+    parse_method(method)  # refuse a bad --method before loading anything
+    cfg = resolve_config(config, option_flags(source, symbol, start, end, target, refresh, exog), set_, quick)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lstmbt.reports.importance import check_out_path, default_importance_path, summary_tables, write_importance
+
+    target_path = out or default_importance_path()
+    check_out_path(target_path)
+    console = Console(stderr=True)  # progress on a terminal's stderr only; stdout holds the table and path
+    with Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        frame = importance_frame(cfg, method, repeats, progress=progress)
+    for table in summary_tables(summarize_importance(frame), cfg):
+        Console().print(table)
+    written = write_importance(frame, cfg, target_path, n_repeats=repeats)
+    typer.echo(f"importance: {written.resolve()}")

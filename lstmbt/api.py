@@ -1,0 +1,165 @@
+"""The functions of the public API: ``run``, ``load`` and ``tear_sheet`` (``lstmbt.backtest`` is the
+callable core package; see ``lstmbt``).
+
+Config layering is the command line's: defaults < the quick preset < a TOML file or a ``RunConfig``
+< ``source`` < ``set`` overrides. Torch threads are set for the call and restored afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from lstmbt.backtest.adhoc import returns_result
+from lstmbt.backtest.config import QUICK_PRESET, RunConfig, parse_overrides
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.rundir import load_run
+from lstmbt.models.threads import default_threads
+from lstmbt.result import RunResult
+
+ConfigLike = RunConfig | str | os.PathLike | None
+Overrides = Mapping[str, Any] | Sequence[str] | str | None
+
+
+def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = False, set: Overrides = None,
+        prices: pd.DataFrame | None = None, out: str | Path | None = None) -> RunResult:
+    """Walk forward every model, backtest with costs and score, as ``lstmbt run`` does.
+
+    Parameters
+    ----------
+    config : RunConfig, str or path-like, optional
+        A ``RunConfig``, or the path of a TOML config file with ``[section]`` tables (as
+        ``lstmbt run --config``). Keys it sets override the quick preset.
+    source : str, optional
+        The price source: ``sample:sp500`` (the default), ``sample:nasdaq``, ``csv:PATH`` or
+        ``fdr:TICKER``; as ``--source``. Ignored for loading when ``prices`` are given, but kept
+        in the config and the report.
+    quick : bool
+        Start from the quick preset (``lstmbt.backtest.config.QUICK_PRESET``: a small model on
+        yearly folds, seconds instead of minutes), as ``--quick``.
+    set : dict or list of str, optional
+        Config overrides, the last word: ``{"model.hidden_size": 64}`` or
+        ``["model.hidden_size=64", "data.start=2010-01-01"]`` (as ``--set``).
+    prices : pd.DataFrame, optional
+        Daily OHLCV bars (``Open High Low Close Volume`` on a DatetimeIndex) to use instead of
+        loading ``data.source``; checked for length as loaded prices are.
+    out : str or path-like, optional
+        Also save the run directory there (with ``report.html``), as ``lstmbt run --out``; it
+        must not exist yet.
+
+    Returns
+    -------
+    RunResult
+        Metrics (a strategy x metric DataFrame), returns, positions, predictions, folds, trades,
+        the config, ``report()`` and ``save()``.
+
+    Raises
+    ------
+    lstmbt.ConfigError, lstmbt.DataError
+        Bad input, with one line naming the problem and the fix (the line the CLI prints).
+    """
+    from lstmbt.backtest.pipeline import run as run_pipeline
+
+    cfg = resolve_config(config, source=source, quick=quick, overrides=set)
+    # the CLI's thread count (one per core available), set for this call only: the caller's is kept
+    result = RunResult(run_pipeline(cfg, threads=default_threads(), prices=prices))
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def load(run_dir: str | Path) -> RunResult:
+    """Read a run directory written by ``lstmbt run``, ``lstmbt.run(out=...)`` or ``RunResult.save``.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+        The run directory.
+
+    Returns
+    -------
+    RunResult
+        The saved run; ``report()`` renders its page again.
+
+    Raises
+    ------
+    lstmbt.DataError
+        A missing, truncated or damaged file, named in one line.
+    """
+    return RunResult(load_run(run_dir))
+
+
+def tear_sheet(returns: pd.Series | pd.DataFrame, benchmark: pd.Series | None = None,
+               path: str | Path | None = None) -> RunResult:
+    """The figures and report of daily returns you made yourself, scored as a run's strategies are.
+
+    Parameters
+    ----------
+    returns : pd.Series or pd.DataFrame
+        Daily net returns as fractions (0.01 = +1%) on a DatetimeIndex, one column per strategy
+        (a Series is one strategy, named after the Series). Every value must be finite.
+    benchmark : pd.Series, optional
+        Daily returns of the benchmark (typically buy-and-hold of the market) covering every day
+        of ``returns``. It appears as ``buy_and_hold``; with it each strategy gets the
+        Sharpe-difference interval, the family-wise verdict, alpha, beta and the information ratio.
+    path : str or path-like, optional
+        Also write the HTML report there (atomically).
+
+    Returns
+    -------
+    RunResult
+        ``metrics`` (total return, CAGR, volatility, Sharpe with its bootstrap interval, Sortino,
+        drawdown, Calmar, PSR, and the benchmark-relative figures), ``returns`` and ``report()``.
+        No costs are applied: the returns are taken as net.
+    """
+    result = RunResult(returns_result(returns, benchmark))
+    if path is not None:
+        result.report(path)
+    return result
+
+
+def resolve_config(config: ConfigLike = None, *, source: str | None = None, quick: bool = False,
+                   overrides: Overrides = None) -> RunConfig:
+    """The run config, layered as the CLI layers it: defaults < quick preset < ``config`` < ``source``
+    < ``overrides``. Of a ``RunConfig`` given as ``config``, the keys that differ from the defaults count."""
+    path, given = None, {}
+    if isinstance(config, RunConfig):
+        given = _changed_keys(config)
+    elif isinstance(config, (str, os.PathLike)):
+        path = config
+    elif config is not None:
+        raise ConfigError(f"config must be a RunConfig or the path of a TOML file, not {type(config).__name__}; "
+                          "pass lstmbt.backtest.config.RunConfig(...) or 'config.toml'")
+    flags = {**given, **({"data.source": source} if source is not None else {})}
+    return RunConfig.resolve(path=path, preset=QUICK_PRESET if quick else None, flags=flags,
+                             overrides=_overrides(overrides))
+
+
+def _changed_keys(config: RunConfig) -> dict[str, Any]:
+    """``{"section.key": value}`` of every key where ``config`` differs from the defaults."""
+    default = RunConfig()
+    out = {}
+    for field in dataclasses.fields(RunConfig):
+        ours, theirs = dataclasses.asdict(getattr(config, field.name)), dataclasses.asdict(getattr(default, field.name))
+        out.update({f"{field.name}.{key}": value for key, value in ours.items() if value != theirs[key]})
+    return out
+
+
+def _overrides(items: Overrides) -> dict[str, Any]:
+    """``set=`` as ``{"section.key": value}``: a mapping as it is, ``"key=value"`` strings parsed as ``--set``."""
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return dict(items)
+    if isinstance(items, str):
+        items = [items]
+    if not all(isinstance(item, str) for item in items):
+        raise ConfigError("set must be a dict like {'model.hidden_size': 64} or a list of 'key=value' strings")
+    return parse_overrides(list(items))
+
+
+__all__ = ["run", "load", "tear_sheet", "resolve_config", "RunResult"]
