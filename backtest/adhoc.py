@@ -16,9 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lstmbt.backtest import __version__
+from lstmbt.backtest import __version__, metrics as m, significance as sig
 from lstmbt.backtest.config import BacktestConfig, RunConfig
 from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.portfolio import cost_sweep, run_backtest
+from lstmbt.backtest.regimes import regime_labels, regime_table
+from lstmbt.backtest.relative import benchmark_relative, family_verdict
 from lstmbt.backtest.rundir import RunResult
 from lstmbt.backtest.scoring import BENCHMARK
 
@@ -60,7 +63,6 @@ def backtest_positions(prices: pd.DataFrame | pd.Series, positions: pd.DataFrame
         hit rate is the share of days that call was right). ``predictions`` and ``folds`` are
         empty; ``manifest["kind"]`` is ``"backtest"``.
     """
-    from lstmbt.backtest.portfolio import cost_sweep, run_backtest
 
     cfg = cost_config(costs, closes_only=isinstance(prices, pd.Series))
     bars = price_bars(prices)
@@ -240,9 +242,6 @@ def realised_up(close: pd.Series, dates: pd.DatetimeIndex) -> np.ndarray:
 
 def position_metrics(positions: pd.DataFrame, result: Any, real_up: np.ndarray, seed: int) -> dict[str, dict]:
     """``{strategy: {metric: value}}`` of backtested positions (``result``: a ``BacktestResult``)."""
-    from lstmbt.backtest import metrics as m
-    from lstmbt.backtest import significance as sig
-    from lstmbt.backtest.relative import benchmark_relative, family_verdict
 
     bench = result.returns[BENCHMARK].to_numpy()
     tested = [name for name in positions.columns if name != BENCHMARK]
@@ -270,9 +269,6 @@ def position_metrics(positions: pd.DataFrame, result: Any, real_up: np.ndarray, 
 
 def return_metrics(returns: pd.DataFrame, name: str, seed: int) -> dict[str, Any]:
     """The figures of one returns column that need no positions; against ``buy_and_hold`` when present."""
-    from lstmbt.backtest import metrics as m
-    from lstmbt.backtest import significance as sig
-    from lstmbt.backtest.relative import benchmark_relative, family_verdict
 
     r = returns[name].to_numpy()
     figures = m.performance_metrics(r, np.ones(len(r)))
@@ -292,7 +288,6 @@ def return_metrics(returns: pd.DataFrame, name: str, seed: int) -> dict[str, Any
 def position_regimes(close: pd.Series, positions: pd.DataFrame, returns: pd.DataFrame, real_up: np.ndarray,
                      seed: int) -> pd.DataFrame:
     """Each strategy's figures per market regime known at the decision close (``backtest.regimes``)."""
-    from lstmbt.backtest.regimes import regime_labels, regime_table
 
     dates = positions.index
     calls = {name: positions[name].to_numpy() > 0 for name in positions.columns if name != BENCHMARK}

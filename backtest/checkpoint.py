@@ -32,6 +32,7 @@ import pandas as pd
 from lstmbt.backtest.config import RunConfig, narrow
 from lstmbt.backtest.errors import ConfigError, DataError
 from lstmbt.backtest.rundir import write_atomic
+from lstmbt.models.specs import NetSpec, lstm_param_count
 
 FORMAT = 2  # 2: a fold is committed by its sha256.json (format 1: by its log file, unchecked)
 #: config keys that say how to load, not what: a run started with --refresh resumes from the cache it filled
@@ -308,7 +309,6 @@ def estimate_run_bytes(config: RunConfig, rows: int, models: list[str], n_folds:
 
 def _state_bytes(config: RunConfig) -> int:
     """The saved LSTM network's float32 parameters."""
-    from lstmbt.models.specs import NetSpec, lstm_param_count
 
     n_features = _FEATURES_GUESS + len(config.data.exog)
     return _PARAM_BYTES * lstm_param_count(n_features, 2, narrow(config.model, NetSpec))

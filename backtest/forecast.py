@@ -24,6 +24,7 @@ from lstmbt.backtest.scoring import LINEAR_NAMES, MODEL_NAMES
 from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import SampleGrid, scaled_windows
 from lstmbt.models.threads import torch_threads
+from lstmbt.strategies import predicted_log_return
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,7 +188,6 @@ def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: Sampl
 
 def _regression_record(kind: str, y_pred: float, last_close: float, epochs: int) -> RegressionForecast:
     """Price and return of a regression output ``y_pred`` (a log return or a price, by ``kind``)."""
-    from lstmbt.strategies import predicted_log_return
 
     log_ret = float(predicted_log_return(pd.Series([y_pred]), pd.Series([last_close]), kind).iloc[0])
     close = y_pred if kind == "price" else last_close * math.exp(log_ret)

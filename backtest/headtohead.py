@@ -28,7 +28,7 @@ from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.metrics import sharpe
 from lstmbt.backtest.relative import family_confidence, verdict
-from lstmbt.backtest.scoring import BENCHMARK, strategy_horizon
+from lstmbt.backtest.scoring import BENCHMARK, by_model, horizon_plan, predicted_up, strategy_horizon, undecided
 from lstmbt.backtest.significance import N_BOOT, default_block_length, diebold_mariano, sharpe_diff_ci
 from lstmbt.models.key import ModelKey, keys_from_frame
 
@@ -180,7 +180,6 @@ def check_pairs(pairs: Sequence[str], strategies: Sequence[str]) -> list[tuple[s
 
 def planned_strategies(config: RunConfig) -> list[str]:
     """The strategy names a run of ``config`` scores: its models, their baselines, buy-and-hold."""
-    from lstmbt.backtest.scoring import horizon_plan
 
     tasks = config.target.tasks
     return ([key.name for key in horizon_plan(config)] + ["persistence"] * ("regression" in tasks)
@@ -304,7 +303,6 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
         ``{"pairs": [{"a", "b", **compare_pair(...)}], "loss": LOSS, "spa": spa_test(...),
         "mcs": mcs_test(...), "family": {"n_models", "confidence", "method"}}``.
     """
-    from lstmbt.backtest.scoring import by_model
 
     strategies, keys = list(returns.columns), keys_from_frame(predictions)
     names = [s for s in strategies if s in keys]  # the model strategies, in column order
@@ -326,7 +324,6 @@ def _compare_named(a: str, b: str, returns: pd.DataFrame, models: dict[str, pd.D
                    keys: Mapping[str, ModelKey], realised: dict[int, np.ndarray], config: RunConfig,
                    close: pd.Series | None, dates: pd.DatetimeIndex) -> dict[str, Any]:
     """:func:`compare_pair` of strategies ``a`` and ``b`` of a run, each call against its own horizon."""
-    from lstmbt.backtest.scoring import predicted_up, undecided
 
     calls, keep = {}, np.ones(len(returns), dtype=bool)
     for name in (a, b):

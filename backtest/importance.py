@@ -35,9 +35,14 @@ from sklearn.base import clone
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.backtest.pipeline import Design, Progress, build_estimator
+from lstmbt.backtest.metrics import hit_rate
+from lstmbt.backtest.pipeline import Design, Progress, build_estimator, load_checked, make_design
 from lstmbt.backtest.scoring import model_plan
+from lstmbt.backtest.walkforward import scaled_matrix, walk_forward_predict
+from lstmbt.models.features import GROUPS, make_features
 from lstmbt.models.threads import torch_threads
+from lstmbt.models.windows import sliding_windows
+from lstmbt.strategies import predicted_log_return
 
 METHODS = ("permutation", "ablation")
 #: the group of the exogenous columns (``data.exog``), which ``make_design`` joins after the feature groups
@@ -86,7 +91,6 @@ def parse_method(method: str) -> tuple[str, ...]:
 
 def load_design(config: RunConfig) -> Design:
     """Prices, features, targets, grid and folds exactly as ``backtest.pipeline.run`` builds them."""
-    from lstmbt.backtest.pipeline import load_checked, make_design
 
     return make_design(load_checked(config, positions=False), config)  # folds trained, no positions
 
@@ -108,7 +112,6 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
     -------
     One row per model, group and fold (``FRAME_COLUMNS``), ``method`` = ``"permutation"``.
     """
-    from lstmbt.models.features import GROUPS
 
     _check_repeats(n_repeats)
     seed = config.train.seed if seed is None else seed
@@ -201,7 +204,6 @@ def group_columns(design: Design, config: RunConfig) -> dict[str, np.ndarray]:
     Derived by building each group alone with ``make_features``, which lays groups side by side
     in the order given; the columns after them, if ``data.exog`` is set, form the ``exog`` group.
     """
-    from lstmbt.models.features import make_features
 
     n_lags = config.features.n_lags
     names = {g: make_features(design.prices, (g,), n_lags).columns for g in config.features.groups}
@@ -236,8 +238,6 @@ def fitted_folds(estimator: Any, design: Design, task: str) -> Iterator[tuple[An
     standardised with the fold's training and validation rows. Use each model before the next
     step: a warm-starting one is refitted in place.
     """
-    from lstmbt.backtest.walkforward import scaled_matrix
-    from lstmbt.models.windows import sliding_windows
 
     grid, y = design.grid, design.targets[task].to_numpy(dtype=np.float64)
     model = None
@@ -268,9 +268,6 @@ def prediction_scores(y_pred: np.ndarray, p_up: np.ndarray | None, truth: BlockT
     """
     from sklearn.metrics import log_loss
 
-    from lstmbt.backtest.metrics import hit_rate
-    from lstmbt.strategies import predicted_log_return
-
     if p_up is not None:
         p = np.asarray(p_up, dtype=np.float64)
         return hit_rate(p > 0.5, truth.real_up), float(log_loss(truth.y_true.astype(int), p, labels=[0, 1]))
@@ -282,7 +279,6 @@ def prediction_scores(y_pred: np.ndarray, p_up: np.ndarray | None, truth: BlockT
 def _scores(model: Any, matrix: np.ndarray, design: Design, positions: np.ndarray, truth: BlockTruth,
             config: RunConfig) -> tuple[float, float]:
     """(hit rate, loss) of ``model`` on the test windows of ``positions`` built from ``matrix``."""
-    from lstmbt.models.windows import sliding_windows
 
     x_test = sliding_windows(matrix, design.grid.lookback)[_window_slice(design.grid, positions)]
     if hasattr(model, "predict_proba"):
@@ -294,7 +290,6 @@ def _scores(model: Any, matrix: np.ndarray, design: Design, positions: np.ndarra
 def _walk_scores(estimator: Any, features: pd.DataFrame, design: Design, task: str,
                  config: RunConfig) -> dict[int, tuple[float, float]]:
     """``{fold: (hit rate, loss)}`` of ``walk_forward_predict`` on ``features`` with the design's folds."""
-    from lstmbt.backtest.walkforward import walk_forward_predict
 
     preds, _ = walk_forward_predict(estimator, features, design.targets[task], design.grid, design.folds)
     out = {}

@@ -20,7 +20,7 @@ from typing import Iterator
 from lstmbt.backtest.checkpoint import saved_folds
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError, DataError, LstmbtError, os_error_line
-from lstmbt.backtest.rundir import remove_stale_tmp
+from lstmbt.backtest.rundir import remove_stale_tmp, write_atomic
 
 LOCK_FILE = "lock"
 #: OSError numbers that mean the run cannot be written where --out points
@@ -158,7 +158,7 @@ def _create_partial(out_dir: Path, config: RunConfig) -> tuple[Path, int | None]
     staging.mkdir(parents=True)
     fd = None
     try:
-        (staging / "config.toml").write_text(config.to_toml(), encoding="utf-8")
+        write_atomic(staging / "config.toml", config.to_toml())
         fd = _lock(staging, out_dir)
         os.rename(staging, partial)
     except BaseException as exc:

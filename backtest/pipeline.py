@@ -1,7 +1,7 @@
-"""``run(config) -> RunResult``, and saving/loading a run directory.
+"""``run(config) -> RunResult``: the orchestration of one run (saving and loading it is ``backtest.rundir``).
 
-Every step between loading and writing is a pure function of its inputs. Heavy libraries
-(torch, vectorbt) are imported inside ``run`` so importing this module stays cheap.
+Every step between loading and writing is a pure function of its inputs. torch (the networks) and
+vectorbt (the portfolio) load only when a run trains or backtests.
 """
 
 from __future__ import annotations
@@ -18,11 +18,28 @@ import numpy as np
 import pandas as pd
 
 from lstmbt.backtest import __version__
+from lstmbt.backtest.checkpoint import open_checkpoint
 from lstmbt.backtest.config import RunConfig, narrow
+from lstmbt.backtest.data import check_enough_rows, describe_prices, load_exogs, load_prices
+from lstmbt.backtest.datacheck import data_warnings
+from lstmbt.backtest.errors import DataWarning
+from lstmbt.backtest.headtohead import check_pairs, planned_strategies, run_comparisons
+from lstmbt.backtest.portfolio import cost_sweep, run_backtest
+from lstmbt.backtest.preflight import check_before_training
+from lstmbt.backtest.regimes import regime_labels, regime_table
 from lstmbt.backtest.rundir import RunResult
 from lstmbt.backtest.scoring import BENCHMARK, MODEL_NAMES  # noqa: F401  (re-exported: callers import them from here)
-from lstmbt.backtest.scoring import collect_metrics, horizon_plan, make_positions, run_warnings
+from lstmbt.backtest.scoring import (
+    by_model, collect_metrics, fold_stats, horizon_plan, majority_p_up, make_positions, predicted_up, run_warnings,
+    undecided
+)
+from lstmbt.backtest.walkforward import make_sample_grid, walk_forward_predict
+from lstmbt.models.exog import exog_features, exog_warmup_rows
+from lstmbt.models.features import make_features, warmup_rows
 from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns, keys_from_frame
+from lstmbt.models.linear import LogisticClassifier, RidgeRegressor
+from lstmbt.models.specs import NetSpec, TrainSettings
+from lstmbt.models.targets import dead_zone_weights, make_target
 from lstmbt.models.threads import torch_threads
 
 _VERSIONED = ("torch", "numpy", "pandas", "vectorbt", "vectorbt-rust", "scikit-learn", "ta", "arch", "plotly")
@@ -84,8 +101,6 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
 
 def _open_checkpoint(checkpoint: Path, design: Design, config: RunConfig) -> int:
     """Start or check the run's checkpoint (same config and data); returns the folds already saved."""
-    from lstmbt.backtest.checkpoint import open_checkpoint
-    from lstmbt.backtest.data import describe_prices
 
     data = describe_prices(design.prices, config.data.source, config.data.symbol)
     models = [key.name for key in horizon_plan(config)]
@@ -101,8 +116,6 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
     The manifest's ``data_checks`` holds the data warnings, with the share of out-of-sample fill
     bars (those the returns are earned on) that open at the previous close.
     """
-    from lstmbt.backtest.data import describe_prices
-    from lstmbt.backtest.datacheck import data_warnings
 
     timings = dict(timings or {})
     started = time.perf_counter()
@@ -122,9 +135,6 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
            config: RunConfig) -> dict[str, Any]:
     """Positions, the backtest at the configured costs and across fee levels, metrics, fold figures,
     and the comparisons between strategies."""
-    from lstmbt.backtest.headtohead import run_comparisons
-    from lstmbt.backtest.portfolio import cost_sweep, run_backtest
-    from lstmbt.backtest.scoring import by_model, fold_stats, majority_p_up, predicted_up
 
     dates = design.grid.dates[design.folds[0].test[0]:]
     direction = design.targets["classification"]
@@ -151,8 +161,6 @@ def _regimes(close: pd.Series, dates: pd.DatetimeIndex, returns: pd.DataFrame, c
              keys: dict[str, ModelKey], config: RunConfig) -> pd.DataFrame:
     """Every strategy's figures per regime known at the decision close (``backtest.regimes``); a
     model's hit rate leaves out the days it could not decide on, as its overall hit rate does."""
-    from lstmbt.backtest.regimes import regime_labels, regime_table
-    from lstmbt.backtest.scoring import undecided
 
     realised = {name: per_model.get(name, realised_up) for name in returns.columns}
     decided = {name: ~undecided(keys[name], models, config, close) for name in models}
@@ -163,7 +171,6 @@ def _regimes(close: pd.Series, dates: pd.DatetimeIndex, returns: pd.DataFrame, c
 def load_checked(config: RunConfig, *, folds: bool = True, positions: bool = True) -> pd.DataFrame:
     """Prices, refused early when too short for the warm-up, lookback, min_train and one test block,
     or when ``check_length``'s checks before training fail."""
-    from lstmbt.backtest.data import load_prices
 
     return check_length(load_prices(config.data), config, folds=folds, positions=positions)
 
@@ -178,14 +185,6 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
     predict, importance, sweeps and universes all show them before any training."""
     import warnings
 
-    from lstmbt.backtest.data import check_enough_rows
-    from lstmbt.backtest.datacheck import data_warnings
-    from lstmbt.backtest.errors import DataWarning
-    from lstmbt.backtest.headtohead import check_pairs, planned_strategies
-    from lstmbt.backtest.preflight import check_before_training
-    from lstmbt.models.exog import exog_warmup_rows
-    from lstmbt.models.features import warmup_rows
-
     warmup = max(warmup_rows(config.features.groups, config.features.n_lags), exog_warmup_rows(len(config.data.exog)))
     need, breakdown = _rows_needed(config, warmup)
     check_enough_rows(prices, need, breakdown, config.data.source)
@@ -198,15 +197,8 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
 
 def make_design(prices: pd.DataFrame, config: RunConfig) -> Design:
     """Features, targets, the sample grid and the walk-forward folds that every model of a run shares."""
-    # Imported only after loading, so bad input is reported before sklearn and torch load.
-    from lstmbt.backtest.walkforward import make_sample_grid
-    from lstmbt.models.features import make_features
-    from lstmbt.models.targets import make_target
-
     features = make_features(prices, config.features.groups, config.features.n_lags)
     if config.data.exog:  # as-of joined: day t sees only values stamped <= t - exog_lag_days (models.exog)
-        from lstmbt.backtest.data import load_exogs
-        from lstmbt.models.exog import exog_features
 
         features = features.join(exog_features(prices.index, load_exogs(config.data, prices.index),
                                                lag_days=config.data.exog_lag_days))
@@ -227,7 +219,6 @@ def _predict_all(design: Design, config: RunConfig, report: Progress,
 
     ``checkpoint``: each model saves and resumes its folds in ``checkpoint / <model name>``.
     """
-    from lstmbt.backtest.walkforward import walk_forward_predict
 
     frames, logs, n_folds = [], [], len(design.folds)
     for key in horizon_plan(config):
@@ -253,7 +244,6 @@ def training_weights(design: Design, task: str, horizon: int, config: RunConfig)
     """Training weights of a classifier with a dead zone (``target.dead_zone``), else None."""
     if task != "classification" or config.target.dead_zone <= 0:
         return None
-    from lstmbt.models.targets import dead_zone_weights
 
     return dead_zone_weights(design.prices, horizon, config.target.dead_zone)
 
@@ -261,11 +251,9 @@ def training_weights(design: Design, task: str, horizon: int, config: RunConfig)
 def build_estimator(task: str, config: RunConfig, linear: bool = False):
     """The unfitted estimator for ``task`` (``regression`` or ``classification``): the LSTM, or with
     ``linear`` the ridge/logistic baseline."""
-    from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor
-    from lstmbt.models.specs import NetSpec, TrainSettings
+    from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor  # loads torch: only when called
 
     if linear:
-        from lstmbt.models.linear import LogisticClassifier, RidgeRegressor
 
         alpha = config.model.linear_alpha
         refit = config.train.refit  # with early-stopped LSTMs refitted on fit + validation, the twins are too
@@ -289,7 +277,7 @@ def _manifest(config: RunConfig, data: dict[str, Any], positions: pd.DataFrame, 
               timings: dict[str, float], warnings: list[str], data_checks: list[str] | None = None) -> dict[str, Any]:
     """The run's provenance. ``warnings`` lists a look-ahead suspicion first, then ``data_checks``
     (also kept on their own), then the other run warnings, so the report and CLI show them all."""
-    from lstmbt.models.training import resolve_device
+    from lstmbt.models.training import resolve_device  # loads torch: only when called
 
     data_checks = list(data_checks or [])
     alarms = [w for w in warnings if w.startswith("LOOK-AHEAD SUSPECTED")]  # stays the first thing said

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lstmbt.backtest import metrics as m
 from lstmbt.backtest.config import BacktestConfig
+from lstmbt.backtest.metrics import PERIODS_PER_YEAR
 
 INIT_CASH = 1.0
 
@@ -76,7 +78,6 @@ def cost_sweep(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestConfi
     One vectorbt call over (fee level x strategy) columns. Returns a long frame with columns
     fee_bps, strategy, total_return, cagr, sharpe, max_drawdown, fees_paid (fractions).
     """
-    from lstmbt.backtest import metrics as m
 
     bars = _execution_bars(prices, positions)
     wide = pd.concat({bps: positions for bps in fee_levels_bps}, axis=1)
@@ -245,7 +246,6 @@ def add_carry(returns: pd.DataFrame, long_value: np.ndarray, short_value: np.nda
     charged = (cash != 0.0) | (borrow != 0.0)
     if not charged.any():
         return returns
-    from lstmbt.backtest.metrics import PERIODS_PER_YEAR  # metrics imports scipy: only when a rate is set
 
     carry = np.divide(cash * (equity - long_value) - borrow * short_value, PERIODS_PER_YEAR * equity,
                       out=np.zeros(returns.shape), where=equity > 0)  # a fraction of the close's equity

@@ -14,6 +14,10 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig, narrow
 from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.models.exog import EXOG_WINDOWS
+from lstmbt.models.features import make_features
+from lstmbt.models.specs import NetSpec, TrainSettings, estimate_training_memory
+from lstmbt.models.targets import make_target
 
 #: a model whose estimated peak is below this fits any machine: no memory or GPU query is made
 MEMORY_FLOOR_BYTES = 512 * 2**20
@@ -85,7 +89,6 @@ def check_label_classes(prices: pd.DataFrame, config: RunConfig, warmup: int) ->
     """
     if "classification" not in config.target.tasks:
         return
-    from lstmbt.models.targets import make_target
 
     first = warmup + config.model.lookback - 1
     n = len(prices) - max(config.target.all_horizons) - first
@@ -105,7 +108,6 @@ def check_label_classes(prices: pd.DataFrame, config: RunConfig, warmup: int) ->
 def check_memory(prices: pd.DataFrame, config: RunConfig, warmup: int) -> None:
     """Refuse an LSTM whose estimated training peak (``models.specs.estimate_training_memory``)
     exceeds the memory available on the device it would train on."""
-    from lstmbt.models.specs import NetSpec, TrainSettings, estimate_training_memory
 
     n_samples = len(prices) - warmup - config.model.lookback + 1
     estimate = estimate_training_memory(_n_features(prices, config), n_samples, config.model.lookback,
@@ -132,8 +134,6 @@ def _count(n: int) -> str:
 
 def _n_features(prices: pd.DataFrame, config: RunConfig) -> int:
     """Feature columns the network sees: ``make_features`` on the first rows, plus the exogenous returns."""
-    from lstmbt.models.exog import EXOG_WINDOWS
-    from lstmbt.models.features import make_features
 
     head = prices.iloc[:64]
     return make_features(head, config.features.groups, config.features.n_lags).shape[1] + \

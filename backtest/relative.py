@@ -16,7 +16,7 @@ from scipy import stats
 from statsmodels.regression.linear_model import OLS  # already loaded with backtest.significance
 
 from lstmbt.backtest.metrics import PERIODS_PER_YEAR, cagr, exposure
-from lstmbt.backtest.significance import newey_west_lags
+from lstmbt.backtest.significance import newey_west_lags, sharpe_diff_ci
 
 VERDICT_WORDS = {"beats": "beats buy-and-hold", "inconclusive": "inconclusive", "worse": "significantly worse"}
 """How every page words each verdict of :func:`verdict`."""
@@ -66,7 +66,6 @@ def family_verdict(returns: np.ndarray, bench_returns: np.ndarray, n_tested: int
     the Sharpe-difference interval against the benchmark
     (:func:`backtest.significance.sharpe_diff_ci`, same seed and resamples as the 95% one) at the
     Bonferroni level :func:`family_confidence` of ``n_tested``, and its :func:`verdict`."""
-    from lstmbt.backtest.significance import sharpe_diff_ci
 
     low, high = sharpe_diff_ci(returns, bench_returns, confidence=family_confidence(n_tested), seed=seed)
     return {"verdict": verdict(low, high), "verdict_ci_low": low, "verdict_ci_high": high}

@@ -24,6 +24,7 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.headtohead import comparisons_problem, run_comparisons
 from lstmbt.backtest.readback import DamagedFileError, read_config, read_json, read_metrics, read_parquet
 from lstmbt.models.key import with_key_columns
 
@@ -239,9 +240,6 @@ def load_run(run_dir: str | Path) -> RunResult:
 def _load_comparisons(path: Path, frames: dict[str, pd.DataFrame], config: RunConfig) -> dict[str, Any]:
     """A saved ``comparisons.json`` (checked for shape), or, when a run of an earlier version has
     none, the comparisons recomputed from the run's frames (``run_comparisons``)."""
-    # scipy, statsmodels and arch load with it: every writer imports this module, the CLI's --help too
-    from lstmbt.backtest.headtohead import comparisons_problem, run_comparisons
-
     if not path.exists() and not path.is_symlink():
         return run_comparisons(frames["predictions"], frames["returns"], frames["positions"], config)
     payload = read_json(path)

@@ -14,8 +14,16 @@ from typing import Any, Collection, Mapping
 import numpy as np
 import pandas as pd
 
+from lstmbt.backtest import metrics as m, significance as sig
 from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.metrics import hit_rate, total_return
+from lstmbt.backtest.relative import benchmark_relative, family_verdict
 from lstmbt.models.key import BASE_NAMES, TASKS, ModelKey, keys_from_frame, own_key
+from lstmbt.strategies import (
+    buy_and_hold, classification_confidence_positions, classification_positions, drawdown_positions,
+    predicted_log_return, regression_confidence_positions, regression_positions
+)
+from lstmbt.strategies.rules import confidence_undecided
 
 BENCHMARK = "buy_and_hold"
 MODEL_NAMES = {task: BASE_NAMES[("lstm", task)] for task in TASKS}
@@ -76,7 +84,6 @@ def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: R
     history, for the trailing volatility of confidence sizing (the predictions' own closes
     start on the first test day, which would leave the first ``vol_window`` days flat).
     """
-    from lstmbt.strategies import buy_and_hold
 
     columns, keys = {}, keys_from_frame(predictions)
     for name, group in predictions.groupby("model", sort=False):
@@ -98,8 +105,6 @@ def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: R
 def _model_positions(task: str, y_pred: pd.Series | None, p_up: pd.Series | None, own_close: pd.Series | None,
                      config: RunConfig, close: pd.Series | None, predicted: pd.Series | None = None) -> pd.Series:
     """One model's positions under the configured sizing (``strategy.sizing``)."""
-    from lstmbt.strategies import (classification_confidence_positions, classification_positions, drawdown_positions,
-                            predicted_log_return, regression_confidence_positions, regression_positions)
 
     s = config.strategy
     if task == "regression" and config.target.regression == "max_drawdown" and predicted is None:
@@ -126,7 +131,6 @@ def predicted_up(name: str, models: dict[str, pd.DataFrame], majority: pd.Series
     """The direction strategy ``name`` called on each decision day; None for persistence and for a
     ``max_drawdown`` model, which call no direction. ``keys``: the run's model keys
     (``models.key.keys_from_frame`` of its predictions)."""
-    from lstmbt.strategies import predicted_log_return
 
     if name == BENCHMARK:
         return np.ones(len(dates), dtype=bool)
@@ -149,8 +153,6 @@ def undecided(key: ModelKey, models: dict[str, pd.DataFrame], config: RunConfig,
 
     ``close``: the whole close history (None: the model's own closes from the first test day).
     """
-    from lstmbt.strategies.rules import confidence_undecided, predicted_log_return
-
     g = models[key.name]
     if key.task == "classification":
         return g["p_up"].isna().to_numpy()
@@ -175,7 +177,6 @@ def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest
     could not decide on (``undecided``): each model's ``no_decision_days``, left out of its
     hit rate, base rate and hit-rate tests (its returns count them flat, as it was held).
     """
-    from lstmbt.backtest import metrics as m
 
     out: dict[str, dict[str, Any]] = {}
     dates, keys = positions.index, keys_from_frame(predictions)
@@ -208,7 +209,6 @@ def _relative(name: str, entry: dict[str, Any], returns: pd.DataFrame, pos: np.n
     """Benchmark-relative figures (``backtest.relative``) for every strategy but buy-and-hold, and
     the verdict of each strategy with a Sharpe-difference interval: from that interval widened to
     the Bonferroni level over the run's models (``family_confidence``), same seed and resamples."""
-    from lstmbt.backtest.relative import benchmark_relative, family_verdict
 
     if name == BENCHMARK:
         return {}
@@ -227,7 +227,6 @@ def _significance(name: str, key: ModelKey | None, returns: pd.DataFrame, pred_u
     Buy-and-hold gets its Sharpe interval and PSR only; persistence, which calls no direction,
     gets no directional test. Regression models add Diebold-Mariano against persistence.
     """
-    from lstmbt.backtest import significance as sig
 
     r = returns[name].to_numpy()
     if name == BENCHMARK:
@@ -248,7 +247,6 @@ def _significance(name: str, key: ModelKey | None, returns: pd.DataFrame, pred_u
 def _undirected_significance(r: np.ndarray, bench: np.ndarray, errors: dict[str, np.ndarray], horizon: int,
                              config: RunConfig) -> dict[str, float]:
     """Sharpe intervals, PSR and Diebold-Mariano of a model that makes no up/down call."""
-    from lstmbt.backtest import significance as sig
 
     out = {"hit_rate_pvalue": math.nan, **sig.sharpe_figures(r, bench, seed=config.train.seed)}
     for loss, key in (("squared", "dm_pvalue"), ("absolute", "dm_pvalue_abs")):
@@ -259,7 +257,6 @@ def _undirected_significance(r: np.ndarray, bench: np.ndarray, errors: dict[str,
 def _prediction_scores(name: str, keys: Mapping[str, ModelKey], models: dict[str, pd.DataFrame],
                        majority: pd.Series | None, dates: pd.DatetimeIndex, config: RunConfig) -> dict[str, float]:
     """Forecast-error or probability scores of one strategy's predictions, where it has them."""
-    from lstmbt.backtest import metrics as m
 
     price = config.target.regression == "price"
     tasks = {keys[n].task: g for n, g in models.items()}  # any model of a task has that task's y_true
@@ -286,7 +283,6 @@ def fold_stats(folds: pd.DataFrame, positions: pd.DataFrame, returns: pd.DataFra
     return compounds the rows of its decision days. ``up_calls``: per model, its daily calls;
     ``realised_up``: the realised directions, or per model when models differ in horizon.
     """
-    from lstmbt.backtest.metrics import hit_rate, total_return
 
     dates = positions.index
     extra = {k: [] for k in ("hit_rate", "base_rate", "strategy_return", "buy_and_hold_return")}

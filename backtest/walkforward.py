@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from lstmbt.backtest.checkpoint import FoldStore
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.splits import Fold
 from lstmbt.models.windows import sliding_windows
@@ -134,7 +135,6 @@ def _open_store(checkpoint_dir: str | Path | None, estimator, warm: bool):
     if warm and not hasattr(estimator, "get_checkpoint"):
         raise TypeError(f"{type(estimator).__name__} warm-starts but has no get_checkpoint/set_checkpoint, "
                         "so its folds cannot be checkpointed; pass checkpoint_dir=None")
-    from lstmbt.backtest.checkpoint import FoldStore
 
     return FoldStore(checkpoint_dir, warm)
 

@@ -17,6 +17,7 @@ import pandas as pd
 from lstmbt.backtest.adhoc import returns_result
 from lstmbt.backtest.config import QUICK_PRESET, RunConfig, parse_overrides
 from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.pipeline import run as run_pipeline
 from lstmbt.backtest.rundir import load_run
 from lstmbt.models.threads import default_threads
 from lstmbt.result import RunResult
@@ -62,7 +63,6 @@ def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = F
     lstmbt.ConfigError, lstmbt.DataError
         Bad input, with one line naming the problem and the fix (the line the CLI prints).
     """
-    from lstmbt.backtest.pipeline import run as run_pipeline
 
     cfg = resolve_config(config, source=source, quick=quick, overrides=set)
     # the CLI's thread count (one per core available), set for this call only: the caller's is kept

@@ -16,6 +16,11 @@ import jinja2
 import tomli_w
 
 from lstmbt.backtest import __version__
+from lstmbt.backtest.regimes import MIN_DAYS as REGIME_MIN_DAYS, REGIME_KINDS
+from lstmbt.backtest.scoring import BENCHMARK
+from lstmbt.models.key import keys_from_frame
+from lstmbt.reports import scorecard, sections, tables
+from lstmbt.reports.embed import pack_figures, plotly_bundle
 from lstmbt.reports.tables import format_metric
 
 METRIC_HELP = {
@@ -84,11 +89,7 @@ SECTIONS = ("summary", "head-to-head", "regimes", "performance", "predictions", 
 
 def render_report(result: Any) -> str:
     """The HTML text of the report for ``result`` (a ``backtest.rundir.RunResult``)."""
-    from lstmbt.backtest.regimes import MIN_DAYS as REGIME_MIN_DAYS
-    from lstmbt.backtest.regimes import REGIME_KINDS
-    from lstmbt.reports import scorecard, sections, tables
-    from lstmbt.reports.embed import pack_figures, plotly_bundle
-    from lstmbt.reports.figures import report_figures
+    from lstmbt.reports.figures import report_figures  # loads plotly: only when called
 
     metrics = result.metrics
     strategies = list(metrics)
@@ -126,7 +127,6 @@ def render_report(result: Any) -> str:
 def render_summary(result: Any) -> str:
     """The report's scorecard as a small self-contained HTML fragment (what Jupyter shows for a result):
     a caption with the source and out-of-sample period, the scorecard rows and the family-wise sentences."""
-    from lstmbt.reports import scorecard
 
     manifest, models = result.manifest or {}, tested_strategies(result)
     period = manifest.get("out_of_sample", {})
@@ -143,8 +143,6 @@ def tested_strategies(result: Any) -> list[str]:
     """The strategies a report tests against buy-and-hold (its "models"): a run's models (its
     predictions' model keys), or every strategy of an ad-hoc backtest or tear sheet
     (``manifest["kind"]``) when it has a benchmark."""
-    from lstmbt.backtest.scoring import BENCHMARK
-    from lstmbt.models.key import keys_from_frame
 
     strategies = list(result.metrics)
     if (result.manifest or {}).get("kind", "run") == "run":

@@ -22,9 +22,13 @@ import pandas as pd
 
 from lstmbt.backtest import __version__
 from lstmbt.backtest import metrics as m
+from lstmbt.backtest.crossruns import cross_run_pairs
 from lstmbt.backtest.errors import ConfigError, DataError
-from lstmbt.backtest.rundir import RunResult, load_run
-from lstmbt.reports import METRIC_HELP, format_metric
+from lstmbt.backtest.rundir import RunResult, load_run, write_atomic
+from lstmbt.reports import METRIC_HELP, environment, format_metric
+from lstmbt.reports.embed import pack_figures, plotly_bundle
+from lstmbt.reports.scorecard import pair_sentence
+from lstmbt.reports.sections import pair_rows
 
 #: fewest days of returns every run must share (a Sharpe ratio needs two)
 MIN_COMMON_DAYS = 2
@@ -65,14 +69,10 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> str:
     DataError
         A path that is not a run directory, or runs sharing fewer than ``MIN_COMMON_DAYS`` days.
     """
-    from lstmbt.reports.embed import pack_figures, plotly_bundle
 
     runs = load_runs(run_dirs)
     start, end = common_period(runs)
     windows = common_returns(runs, start, end)
-    from lstmbt.backtest.crossruns import cross_run_pairs
-    from lstmbt.reports.scorecard import pair_sentence
-    from lstmbt.reports.sections import pair_rows
 
     pairs = cross_run_pairs([(r.label, r.result) for r in runs])
     figures = {"fig-equity": equity_figure(windows, [r.label for r in runs]),
@@ -100,7 +100,6 @@ def write_compare(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; give a file name such as {out / 'compare.html'}")
     text = compare_runs(run_dirs)
-    from lstmbt.backtest.rundir import write_atomic
 
     return write_atomic(out, text)
 
@@ -293,7 +292,7 @@ def equity_figure(windows: dict[tuple[str, str], pd.Series], labels: list[str]) 
     """Growth of 1 invested at the start of the common period, net of costs, with a log toggle."""
     import plotly.graph_objects as go
 
-    from lstmbt.reports.figures import scale_toggle
+    from lstmbt.reports.figures import scale_toggle  # loads plotly: only when called
 
     fig = go.Figure(_curves(windows, labels, m.equity_curve))
     fig.update_layout(title="Equity over the common period (growth of 1, net of costs)", yaxis_title="equity",
@@ -313,7 +312,6 @@ def drawdown_figure(windows: dict[tuple[str, str], pd.Series], labels: list[str]
 
 
 def _template() -> jinja2.Template:
-    from lstmbt.reports import environment
 
     return environment().get_template("compare.html.j2")
 

@@ -16,6 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lstmbt.backtest import metrics as m
+from lstmbt.models.key import keys_from_frame
+from lstmbt.strategies import predicted_log_return
 
 BENCHMARK = "buy_and_hold"
 _COLORS = {"buy_and_hold": "#7f7f7f", "lstm_regression": "#1f77b4", "lstm_classification": "#d62728",
@@ -281,8 +283,6 @@ def report_figures(result: Any) -> dict[str, go.Figure]:
     classification diagnostics (confusion matrix, p_up histogram) are drawn for the first
     classifier (the LSTM's, when it ran), with every classifier on the calibration chart.
     """
-    from lstmbt.models.key import keys_from_frame
-    from lstmbt.strategies import predicted_log_return
 
     config = result.config
     returns, target = result.returns, config.target.regression

@@ -19,7 +19,10 @@ from lstmbt.backtest import __version__
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.importance import METHODS, feature_groups, summarize_importance
+from lstmbt.backtest.rundir import write_atomic
 from lstmbt.backtest.scoring import model_plan
+from lstmbt.reports import environment
+from lstmbt.reports.embed import pack_figures, plotly_bundle
 
 #: half-width of the intervals, in standard errors
 Z95 = 1.96
@@ -35,8 +38,6 @@ def render_importance(frame: pd.DataFrame, config: RunConfig, n_repeats: int | N
 
     ``n_repeats`` and ``seed`` describe the permutation method (shown when it is present).
     """
-    from lstmbt.reports import environment
-    from lstmbt.reports.embed import pack_figures, plotly_bundle
 
     summary = summarize_importance(frame)
     methods = [m for m in METHODS if (summary["method"] == m).any()]
@@ -57,7 +58,6 @@ def write_importance(frame: pd.DataFrame, config: RunConfig, out: str | Path, n_
     out = Path(out)
     check_out_path(out)
     text = render_importance(frame, config, n_repeats, seed)
-    from lstmbt.backtest.rundir import write_atomic
 
     return write_atomic(out, text)
 

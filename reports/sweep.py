@@ -15,6 +15,8 @@ import pandas as pd
 
 from lstmbt.backtest import __version__
 from lstmbt.backtest import metrics as m
+from lstmbt.reports import environment
+from lstmbt.reports.embed import pack_figures, plotly_bundle
 from lstmbt.reports.tables import DASH, format_metric
 
 #: the ranking table's figure columns, in order: (summary column, header)
@@ -28,8 +30,6 @@ _LAYOUT = dict(height=380, margin=dict(l=60, r=20, t=50, b=40), legend=dict(orie
 
 def render_sweep(outcome: Any) -> str:
     """The HTML text of ``sweep.html`` for ``outcome`` (a ``backtest.sweep.SweepOutcome``)."""
-    from lstmbt.reports import environment
-    from lstmbt.reports.embed import pack_figures, plotly_bundle
 
     summary, overfit = outcome.summary, outcome.overfit
     params = [key for key, _ in outcome.spec.params]
@@ -134,7 +134,7 @@ def equity_figure(curves: pd.DataFrame) -> Any:
     """Growth of 1 over the common days for the top rows and buy-and-hold."""
     import plotly.graph_objects as go
 
-    from lstmbt.reports.figures import scale_toggle
+    from lstmbt.reports.figures import scale_toggle  # loads plotly: only when called
 
     x = [d.strftime("%Y-%m-%d") for d in pd.DatetimeIndex(curves.index)]
     traces = [go.Scatter(x=x, y=m.equity_curve(curves[c].to_numpy())[1:], mode="lines", name=str(c),

@@ -18,6 +18,8 @@ import pandas as pd
 
 from lstmbt.backtest import __version__
 from lstmbt.reports import METRIC_HELP, environment, format_metric
+from lstmbt.reports.embed import pack_figures, plotly_bundle
+from lstmbt.reports.scorecard import VERDICTS, interval
 from lstmbt.reports.tables import DASH, metric_rows
 
 BENCHMARK = "ew_buy_and_hold"
@@ -42,7 +44,6 @@ SECTIONS = ("summary", "metrics", "performance", "tickers", "run")
 
 def render_universe(result: Any) -> str:
     """The HTML text of the universe report for ``result``."""
-    from lstmbt.reports.embed import pack_figures, plotly_bundle
 
     metrics, manifest = result.metrics, result.manifest
     strategies = list(metrics)
@@ -85,7 +86,6 @@ def _interval(entry: dict[str, Any]) -> str:
 def verdicts(metrics: dict[str, dict[str, Any]]) -> list[str]:
     """One sentence per strategy: its verdict against the benchmark in the words of the single-ticker
     scorecard (``reports.scorecard.VERDICTS``), with the family-wise interval it rests on."""
-    from lstmbt.reports.scorecard import VERDICTS, interval
 
     bench = metrics.get(BENCHMARK)
     if bench is None:
@@ -127,7 +127,7 @@ def universe_figures(returns: pd.DataFrame, weights: pd.DataFrame) -> dict[str, 
     """Equity and drawdown of the portfolio strategies, and how many tickers were active each day."""
     import plotly.graph_objects as go
 
-    from lstmbt.reports.figures import drawdown_figure, equity_figure
+    from lstmbt.reports.figures import drawdown_figure, equity_figure  # loads plotly: only when called
 
     active = weights[weights["strategy"] == BENCHMARK]
     counts = active.assign(held=active["weight"] != 0).groupby("date")["held"].sum()

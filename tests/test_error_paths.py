@@ -208,7 +208,7 @@ CASES: dict[str, Case] = {
                                   "error: cannot write runs/good/.report.html.tmp-1: no space left",
                                   ("free some space", "choose another --out")),
     "edquot-writing-compare": Case(steps(copy("other"), returns("lstmbt.reports.compare.compare_runs", "<html>"),
-                                         fails("lstmbt.backtest.rundir.write_atomic", no_space(errno.EDQUOT, "compare.html"))),
+                                         fails("lstmbt.reports.compare.write_atomic", no_space(errno.EDQUOT, "compare.html"))),
                                    COMPARE, 2, "error: cannot write compare.html", ("quota", "choose another --out")),
     "efbig-in-importance": Case(fails("lstmbt.backtest.importance.importance_frame", no_space(errno.EFBIG, "x.parquet")),
                                 ("importance", "--out", "{root}/../imp.html"), 2, "error: cannot write x.parquet",

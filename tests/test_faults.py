@@ -391,7 +391,7 @@ def test_too_little_free_space_is_refused_before_training(tmp_path, monkeypatch,
     parent = tmp_path / "runs"
     parent.mkdir()
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 << 30, 10 << 30, 1 << 20))
-    monkeypatch.setattr("lstmbt.backtest.walkforward.walk_forward_predict", _never)
+    monkeypatch.setattr("lstmbt.backtest.pipeline.walk_forward_predict", _never)
     code, _, err = run_cli(["run", *ARGS, "--out", str(parent / "x")])
     last = _failed(code, err)
     match = re.fullmatch(rf"error: not enough free disk space in {re.escape(str(parent))}: this run needs about "
@@ -405,7 +405,7 @@ def test_a_universe_with_too_little_free_space_is_refused_before_training(tmp_pa
     parent = tmp_path / "runs"
     parent.mkdir()
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 << 30, 10 << 30, 1 << 20))
-    monkeypatch.setattr("lstmbt.backtest.walkforward.walk_forward_predict", _never)
+    monkeypatch.setattr("lstmbt.backtest.pipeline.walk_forward_predict", _never)
     code, _, err = run_cli([*UNIVERSE, "--out", str(parent / "u")])
     last = _failed(code, err)
     match = re.fullmatch(r"error: not enough free disk space in .*: this universe needs about ([\d.]+) MB \(2 tickers "
@@ -500,7 +500,7 @@ def _tmpfs(where: Path, size: str) -> Iterator[Path]:
 
 def test_a_real_small_disk_is_refused_before_training(tmp_path, monkeypatch, run_cli):
     with _tmpfs(tmp_path / "disk", "2m") as disk:
-        monkeypatch.setattr("lstmbt.backtest.walkforward.walk_forward_predict", _never)
+        monkeypatch.setattr("lstmbt.backtest.pipeline.walk_forward_predict", _never)
         code, _, err = run_cli(["run", *ARGS, "--out", str(disk / "x")])
         assert "not enough free disk space" in _failed(code, err)
         assert _names(disk) == []

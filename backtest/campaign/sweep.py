@@ -30,12 +30,15 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from lstmbt.backtest.config import RunConfig
-from lstmbt.backtest.sources import expand_source
-from lstmbt.backtest.errors import ConfigError
-from lstmbt.backtest.rundir import RUN_FILES, json_text, load_run, save_run, staged_dir, write_atomic, write_parquet
 from lstmbt.backtest.campaign.sweep_file import SweepSpec, TrainingTrial, plan_sweep, read_sweep
 from lstmbt.backtest.campaign.sweep_score import assess_overfit, mark_duplicates, rank_rows, score_trials
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.data import describe_prices
+from lstmbt.backtest.errors import ConfigError, DataWarning
+from lstmbt.backtest.pipeline import check_length, load_checked, run
+from lstmbt.backtest.readback import DamagedFileError
+from lstmbt.backtest.rundir import RUN_FILES, json_text, load_run, save_run, staged_dir, write_atomic, write_parquet
+from lstmbt.backtest.sources import expand_source
 from lstmbt.reports import run_pages
 from lstmbt.reports.sweep import render_sweep
 
@@ -58,9 +61,6 @@ class TrainJob:
 def train_trial(job: TrainJob) -> Any:
     """The ``RunResult`` of one training trial (module level: executors pickle it to workers)."""
     import warnings
-
-    from lstmbt.backtest.errors import DataWarning
-    from lstmbt.backtest.pipeline import run
 
     with warnings.catch_warnings():  # the driver showed them when it loaded the prices; the manifest keeps them
         warnings.simplefilter("ignore", DataWarning)
@@ -127,7 +127,6 @@ def run_sweep(spec: SweepSpec, out_dir: Path, executor: Any, progress: Progress 
 
 def load_sweep_prices(spec: SweepSpec, plan: list[TrainingTrial]) -> pd.DataFrame:
     """Prices of the base config, loaded once and checked long enough for every training trial."""
-    from lstmbt.backtest.pipeline import check_length, load_checked
 
     source = spec.base.data.source
     tickers = expand_source(spec.base.data)
@@ -169,8 +168,6 @@ def _write_spec(folder: Path, spec: SweepSpec) -> None:
 
 def _check_finished(trial_dir: Path, training: TrainingTrial, prices: pd.DataFrame) -> None:
     """A saved training trial must be complete, of the planned config, and trained on these prices."""
-    from lstmbt.backtest.data import describe_prices
-    from lstmbt.backtest.readback import DamagedFileError
 
     if not trial_dir.exists():
         return

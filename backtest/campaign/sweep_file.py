@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from lstmbt.backtest.config import QUICK_PRESET, RunConfig, read_toml
+from lstmbt.backtest.config import QUICK_PRESET, RunConfig, _split_key, read_toml
 from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.scoring import horizon_plan
 
 SEARCHES = ("grid", "random")
 #: ranking metrics, all "higher is better" (max_drawdown is negative: closer to 0 is better)
@@ -255,7 +256,6 @@ def _param_values(key: str, value: Any, base: RunConfig) -> Values:
 
 def _check_key(key: str) -> None:
     """A ConfigError with did-you-mean when ``key`` is not a run-config key (backtest.config's check)."""
-    from lstmbt.backtest.config import _split_key
 
     _split_key(key)
 
@@ -366,7 +366,6 @@ def plan_sweep(spec: SweepSpec) -> list[TrainingTrial]:
 
 
 def _check_strategies(spec: SweepSpec, plan: list[TrainingTrial]) -> None:
-    from lstmbt.backtest.scoring import horizon_plan
 
     known = list(dict.fromkeys(key.name for t in plan for key in horizon_plan(t.config)))
     for name in spec.strategies:

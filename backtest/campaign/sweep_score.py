@@ -16,10 +16,21 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from lstmbt.backtest import metrics as m
+from lstmbt.backtest.campaign.overfit import (
+    deflated_sharpe_ratio, dsr_verdict, expected_max_sharpe, pbo_verdict, probability_of_backtest_overfitting,
+    sharpe_per_period
+)
+from lstmbt.backtest.campaign.sweep_file import SweepSpec, TrainingTrial, Trial, override_args
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.backtest.campaign.sweep_file import SweepSpec, TrainingTrial, Trial, override_args
+from lstmbt.backtest.metrics import PERIODS_PER_YEAR, hit_rate, sharpe
+from lstmbt.backtest.portfolio import run_backtest_variants
+from lstmbt.backtest.rundir import load_run
+from lstmbt.backtest.scoring import BENCHMARK, by_model, horizon_plan, make_positions, predicted_up
+from lstmbt.backtest.significance import probabilistic_sharpe_ratio
 from lstmbt.models.key import keys_from_frame
+from lstmbt.models.targets import make_target
 
 #: progress(stage, done, total)
 Progress = Callable[[str, int, int], None]
@@ -34,7 +45,6 @@ def score_trials(plan: list[TrainingTrial], out_dir: Path, prices: pd.DataFrame,
     Each training trial's saved predictions give the positions of all its trials; those are
     simulated in one ``run_backtest_variants`` call per training trial (per ``MAX_COLUMNS``).
     """
-    from lstmbt.backtest.rundir import load_run
 
     results = {t.name: load_run(out_dir / "trials" / t.name) for t in plan}
     days = _common_days([r.positions.index for r in results.values()])
@@ -62,8 +72,6 @@ def _common_days(indexes: list[pd.DatetimeIndex]) -> pd.DatetimeIndex:
 def score_training_trial(training: TrainingTrial, result: Any, prices: pd.DataFrame, spec: SweepSpec,
                          days: pd.DatetimeIndex) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """The rows and returns of every trial of one training trial, from its saved predictions."""
-    from lstmbt.backtest.portfolio import run_backtest_variants
-    from lstmbt.backtest.scoring import BENCHMARK, horizon_plan, make_positions
 
     names = [k.name for k in horizon_plan(training.config) if not spec.strategies or k.name in spec.strategies]
     cache: dict[Any, pd.DataFrame] = {}
@@ -101,9 +109,6 @@ def candidate_id(trial: Trial, name: str) -> str:
 def _hit_rates(config: RunConfig, predictions: pd.DataFrame, prices: pd.DataFrame, names: list[str],
                days: pd.DatetimeIndex) -> dict[str, float]:
     """Each model's hit rate on ``days`` (independent of signal-only keys: calls are p_up > 0.5 or r > 0)."""
-    from lstmbt.backtest.metrics import hit_rate
-    from lstmbt.backtest.scoring import by_model, predicted_up
-    from lstmbt.models.targets import make_target
 
     models, keys = by_model(predictions, days), keys_from_frame(predictions)
     out = {}
@@ -117,9 +122,6 @@ def _hit_rates(config: RunConfig, predictions: pd.DataFrame, prices: pd.DataFram
 def _row(trial: Trial, name: str, training: TrainingTrial, config: RunConfig, positions: pd.DataFrame,
          backtests: list[Any], hits: dict[str, float], spec: SweepSpec) -> dict[str, Any]:
     """One summary row: the trial's settings, its figures and buy-and-hold's on the same days and costs."""
-    from lstmbt.backtest import metrics as m
-    from lstmbt.backtest.scoring import BENCHMARK
-    from lstmbt.backtest.significance import probabilistic_sharpe_ratio
 
     key, bench = candidate_id(trial, name), candidate_id(trial, BENCHMARK)
     bt = next(b for b in backtests if key in b.returns.columns)
@@ -179,7 +181,6 @@ def assess_overfit(summary: pd.DataFrame, returns: pd.DataFrame, spec: SweepSpec
 
     Rows marked ``duplicate_of`` are left out: N counts distinct return series only.
     """
-    from lstmbt.backtest.campaign.overfit import dsr_verdict, pbo_verdict
 
     distinct = returns[list(summary.loc[summary["duplicate_of"].isna(), "candidate"])]
     best = summary.iloc[0]
@@ -197,9 +198,6 @@ def _dsr(distinct: pd.DataFrame, best: np.ndarray) -> dict[str, Any]:
     """DSR of ``best`` given N = the distinct columns and the sample variance (ddof=1) of their daily Sharpe."""
     from scipy import stats
 
-    from lstmbt.backtest.metrics import PERIODS_PER_YEAR, sharpe
-    from lstmbt.backtest.campaign.overfit import deflated_sharpe_ratio, expected_max_sharpe, sharpe_per_period
-
     ann = math.sqrt(PERIODS_PER_YEAR)
     out = {"best_sharpe_ann": sharpe(best), "best_skew": float(stats.skew(best)),
            "best_kurtosis": float(stats.kurtosis(best, fisher=False)), "dsr": math.nan, "sr0_ann": math.nan,
@@ -214,7 +212,6 @@ def _dsr(distinct: pd.DataFrame, best: np.ndarray) -> dict[str, Any]:
 
 def _pbo(distinct: pd.DataFrame, blocks: int) -> dict[str, Any]:
     """PBO of the distinct columns; a matrix CSCV cannot split (too few days or trials) gives a note."""
-    from lstmbt.backtest.campaign.overfit import probability_of_backtest_overfitting
 
     try:
         result = probability_of_backtest_overfitting(distinct.to_numpy(), blocks)

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from lstmbt.backtest.campaign.executors import make_executor
 from lstmbt.backtest.cli.options import RootOpt, progress_bars
 from lstmbt.backtest.errors import ConfigError
 
@@ -27,9 +28,8 @@ def sweep(
 
     Signal-only keys (strategy.*, backtest.*) are scored from saved predictions without retraining.
     """
-    from lstmbt.backtest.campaign.executors import make_executor
-    from lstmbt.backtest.rundir import default_run_dir
-    from lstmbt.backtest.campaign.sweep import resolve_spec, run_sweep, sweep_lines
+    from lstmbt.backtest.rundir import default_run_dir  # loads numpy: on use, not at --help
+    from lstmbt.backtest.campaign.sweep import resolve_spec, run_sweep, sweep_lines  # loads pandas: on use, not at --help
 
     if resume is not None and out is not None and resume.resolve() != out.resolve():
         raise ConfigError("--resume names the sweep directory to finish; drop --out")
@@ -63,8 +63,8 @@ def runs_list(
     from rich.console import Console
     from rich.table import Table
 
-    from lstmbt.backtest.campaign.registry import LIST_METRICS, list_runs
-    from lstmbt.reports import format_metric
+    from lstmbt.backtest.campaign.registry import LIST_METRICS, list_runs  # loads pandas: on use, not at --help
+    from lstmbt.reports import format_metric  # loads numpy: on use, not at --help
 
     frame = list_runs(root, source=source, target=target, since=since, sort=sort)
     headers = {"total_return": "return", "sharpe": "Sharpe", "hit_rate": "hit", "hit_rate_pvalue": "hit p"}
@@ -90,8 +90,8 @@ def runs_show(run_id: Annotated[str, typer.Argument(metavar="ID", help="A run di
     from rich.console import Console
     from rich.table import Table
 
-    from lstmbt.backtest.campaign.registry import show_run
-    from lstmbt.reports import format_metric
+    from lstmbt.backtest.campaign.registry import show_run  # loads pandas: on use, not at --help
+    from lstmbt.reports import format_metric  # loads numpy: on use, not at --help
 
     info, metrics = show_run(root, run_id)
     for key in ("path", "created", "source", "symbol", "task", "regression", "horizon", "first_date", "last_date",

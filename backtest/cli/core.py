@@ -50,11 +50,12 @@ def run(
     if tickers:
         run_universe_command(cfg, tickers, out, executor, address, resumed=resume is not None)
         return
+    # loads pandas: on use, not at --help
     from lstmbt.backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
     from lstmbt.backtest.pipeline import run as run_pipeline
-    from lstmbt.backtest.rundir import default_run_dir, save_run
-    from lstmbt.models.key import keys_from_frame
-    from lstmbt.reports import run_pages
+    from lstmbt.backtest.rundir import default_run_dir, save_run  # loads numpy: on use, not at --help
+    from lstmbt.models.key import keys_from_frame  # loads pandas: on use, not at --help
+    from lstmbt.reports import run_pages  # loads numpy: on use, not at --help
 
     out_dir, resumed = out or default_run_dir(cfg.data.source), resume is not None
     # finished folds are kept in <out.parent>/.<out.name>.partial/ (locked while this runs) until the run is saved
@@ -78,11 +79,11 @@ def report(
     out: Annotated[Optional[Path], typer.Option(help="Where to write the HTML (default RUN_DIR/report.html).")] = None,
 ) -> None:
     """Re-render report.html from a saved run directory (a universe's, or one ticker's)."""
-    from lstmbt.backtest.rundir import load_run
-    from lstmbt.backtest.universe.io import is_universe_dir, load_universe_run
-    from lstmbt.backtest.rundir import write_atomic
-    from lstmbt.reports import render_report
-    from lstmbt.reports.universe import render_universe
+    from lstmbt.backtest.rundir import load_run  # loads numpy: on use, not at --help
+    from lstmbt.backtest.universe.io import is_universe_dir, load_universe_run  # loads pandas: on use, not at --help
+    from lstmbt.backtest.rundir import write_atomic  # loads numpy: on use, not at --help
+    from lstmbt.reports import render_report  # loads numpy: on use, not at --help
+    from lstmbt.reports.universe import render_universe  # loads pandas: on use, not at --help
 
     text = render_universe(load_universe_run(run_dir)) if is_universe_dir(run_dir) else render_report(load_run(run_dir))
     target = write_atomic(out or run_dir / "report.html", text)
@@ -97,8 +98,8 @@ def compare(
         help="Where to write the HTML (default runs/compare-<UTC timestamp>.html).")] = None,
 ) -> None:
     """Put saved runs side by side: metrics tables and equity curves over their common period."""
-    from lstmbt.backtest.universe.io import is_universe_dir
-    from lstmbt.reports.compare import default_compare_path, write_compare
+    from lstmbt.backtest.universe.io import is_universe_dir  # loads pandas: on use, not at --help
+    from lstmbt.reports.compare import default_compare_path, write_compare  # loads numpy: on use, not at --help
 
     for run_dir in run_dirs:
         if is_universe_dir(run_dir):
@@ -111,8 +112,8 @@ def compare(
 def data_show(source: SourceOpt = None, symbol: SymbolOpt = None, start: StartOpt = None, end: EndOpt = None,
               refresh: RefreshOpt = False) -> None:
     """Load a source, validate it, and print its range, size, hash, last rows and any data warnings."""
-    from lstmbt.backtest.data import describe_prices, load_prices
-    from lstmbt.backtest.datacheck import data_warnings
+    from lstmbt.backtest.data import describe_prices, load_prices  # loads numpy: on use, not at --help
+    from lstmbt.backtest.datacheck import data_warnings  # loads numpy: on use, not at --help
 
     cfg = data_config(source, symbol, start, end, refresh)
     prices = load_prices(cfg)
@@ -126,7 +127,7 @@ def data_show(source: SourceOpt = None, symbol: SymbolOpt = None, start: StartOp
 def data_fetch(ticker: Annotated[str, typer.Argument(help="FinanceDataReader ticker, e.g. 005930, AAPL, KS11.")],
                start: StartOpt = None, end: EndOpt = None) -> None:
     """Download a ticker through FinanceDataReader into the cache (always refetches)."""
-    from lstmbt.backtest.data import describe_prices, fdr_cache_dir, load_prices
+    from lstmbt.backtest.data import describe_prices, fdr_cache_dir, load_prices  # loads numpy: on use, not at --help
 
     cfg = data_config(f"fdr:{ticker}", None, start, end, True)
     prices = load_prices(cfg)
@@ -154,7 +155,7 @@ def predict(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from lstmbt.backtest.forecast import forecast_next, format_forecast
+    from lstmbt.backtest.forecast import forecast_next, format_forecast  # loads numpy: on use, not at --help
 
     # a spinner on a terminal's stderr that vanishes when done: stdout holds only the forecast
     console = Console(stderr=True)
@@ -183,6 +184,7 @@ def importance(
         help="Where to write the HTML (default runs/importance-<UTC timestamp>.html).")] = None,
 ) -> None:
     """Which feature groups the models rely on: shuffled within each test block, or dropped and retrained."""
+    # loads numpy: on use, not at --help
     from lstmbt.backtest.importance import importance_frame, parse_method, summarize_importance
 
     parse_method(method)  # refuse a bad --method before loading anything
@@ -190,6 +192,7 @@ def importance(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # loads pandas: on use, not at --help
     from lstmbt.reports.importance import check_out_path, default_importance_path, summary_tables, write_importance
 
     target_path = out or default_importance_path()

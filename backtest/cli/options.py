@@ -11,6 +11,7 @@ import typer
 
 from lstmbt.backtest.config import QUICK_PRESET, RunConfig, parse_overrides
 from lstmbt.backtest.errors import ConfigError, LstmbtError
+from lstmbt.models.threads import default_threads
 
 RootOpt = Annotated[Path, typer.Option(help="Directory that holds the run directories.")]
 
@@ -42,7 +43,7 @@ def option_flags(source: Optional[str], symbol: Optional[str], start: Optional[s
 def resumed_config(resume: Path, given: dict[str, Any]) -> tuple[RunConfig, Path]:
     """(config, run directory) of the interrupted run ``--resume`` names; options that would change
     its config are refused, since its saved folds were made with that config."""
-    from lstmbt.backtest.partial import load_partial_config, resume_paths
+    from lstmbt.backtest.partial import load_partial_config, resume_paths  # loads pandas: on use, not at --help
 
     clashing = [option for option, value in given.items() if value not in (None, False, [])]
     if clashing:
@@ -124,7 +125,6 @@ class progress_bars:
 
 def torch_threads() -> int | None:
     """One torch thread per core this process may use, unless the user pinned OMP_NUM_THREADS."""
-    from lstmbt.models.threads import default_threads
 
     return default_threads()
 
@@ -134,7 +134,7 @@ def print_outcome(metrics: dict[str, dict[str, Any]], manifest: dict[str, Any], 
     """What a finished run prints: the scorecard, what survives testing every model at once and the
     head-to-head pairs (as the report's summary says them), the warnings as notes, the report path last.
     ``models``: the model strategies (the names of the run's model keys); the others are baselines."""
-    from lstmbt.reports.scorecard import family_sentences, pair_sentence
+    from lstmbt.reports.scorecard import family_sentences, pair_sentence  # loads numpy: on use, not at --help
 
     models = [s for s in metrics if s in models]
     print_summary(metrics, models)
@@ -153,7 +153,7 @@ def print_summary(metrics: dict[str, dict[str, Any]], models: list[str]) -> None
     from rich.console import Console
     from rich.table import Table
 
-    from lstmbt.reports.scorecard import COLUMNS, CONSOLE_HEADERS, scorecard_rows
+    from lstmbt.reports.scorecard import COLUMNS, CONSOLE_HEADERS, scorecard_rows  # loads numpy: on use, not at --help
 
     rows = scorecard_rows(metrics, models)
     table = Table(title="Scorecard: out of sample, net of costs (verdict: Sharpe - B&H, family-wise interval)",

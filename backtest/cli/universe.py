@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 
+from lstmbt.backtest.campaign.executors import make_executor
 from lstmbt.backtest.cli.options import print_outcome, progress_bars, saved_work_noted
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
@@ -16,8 +17,7 @@ from lstmbt.backtest.errors import ConfigError
 def universe_of(cfg: RunConfig, executor: str, address: Optional[str]) -> tuple[RunConfig, list[Any] | None]:
     """(config, None) for a one-ticker source (a one-line list file becomes that ticker), or
     (config, tickers) for a universe; bad --executor/--address values are refused either way."""
-    from lstmbt.backtest.campaign.executors import make_executor
-    from lstmbt.backtest.sources import expand_source
+    from lstmbt.backtest.sources import expand_source  # loads numpy: on use, not at --help
 
     make_executor(executor, address=address)  # checks the options; starts nothing
     tickers = expand_source(cfg.data)
@@ -34,13 +34,13 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
     """Every ticker's run, kept in the partial directory as it finishes (so Ctrl-C or a kill
     loses only the tickers in flight), then the portfolios and the report in <out>. The partial
     directory is held by ``claim_run``, as a single run's is."""
-    from lstmbt.backtest.campaign.executors import make_executor
+    # loads pandas: on use, not at --help
     from lstmbt.backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
     from lstmbt.backtest.rundir import default_run_dir, save_run, staged_dir
-    from lstmbt.backtest.universe.running import run_universe
-    from lstmbt.backtest.universe.io import write_universe
-    from lstmbt.reports import run_pages
-    from lstmbt.reports.universe import render_universe
+    from lstmbt.backtest.universe.running import run_universe  # loads pandas: on use, not at --help
+    from lstmbt.backtest.universe.io import write_universe  # loads pandas: on use, not at --help
+    from lstmbt.reports import run_pages  # loads numpy: on use, not at --help
+    from lstmbt.reports.universe import render_universe  # loads pandas: on use, not at --help
 
     out_dir = out or default_run_dir(cfg.data.source)
     try:
@@ -67,8 +67,8 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
 def _finished_tickers(saved: Path, tickers: list[Any], out_dir: Path) -> dict[str, Any]:
     """The ticker runs an interrupted universe saved in ``saved``; a damaged one is named with the
     way to retrain just that ticker."""
-    from lstmbt.backtest.rundir import load_run
-    from lstmbt.backtest.readback import DamagedFileError
+    from lstmbt.backtest.rundir import load_run  # loads numpy: on use, not at --help
+    from lstmbt.backtest.readback import DamagedFileError  # loads pandas: on use, not at --help
 
     finished = {}
     for ticker in tickers:

@@ -1,19 +1,6 @@
 """Universes on disk: the prices of a universe's tickers and the universe run directory.
 
-Which tickers a source names is ``backtest.sources``.
-
-A ``data.source`` names a universe (several tickers) in one of these forms:
-
-- ``fdr:005930,000660,035420``, ``sample:sp500,nasdaq``, ``csv:a.csv,b.csv``: one scheme, then
-  comma-separated tickers (a CSV path that exists as a file is never split);
-- ``list:PATH``: a text file with one entry per line: a source (``fdr:005930``, ``sample:sp500``,
-  ``csv:PATH``; each may itself name several tickers) or a bare FinanceDataReader ticker
-  (``005930``, ``AAPL``). ``#`` starts a comment, blank lines are skipped, and relative CSV paths
-  are read relative to the list file;
-- ``csv:PATH`` of a long-format file (a symbol column) holding several symbols, with no
-  ``data.symbol``: every symbol in it.
-
-A source naming one ticker is a normal single-ticker run, unchanged.
+Which tickers a source names, and in what forms, is ``backtest.sources``.
 """
 
 from __future__ import annotations

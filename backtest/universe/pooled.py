@@ -40,6 +40,7 @@ from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.pipeline import Design, Progress, build_estimator, training_weights
 from lstmbt.backtest.scoring import horizon_plan
 from lstmbt.backtest.splits import Fold
+from lstmbt.backtest.walkforward import scaled_windows
 from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns
 
 #: the training mode of every pooled fit (see the module docstring)
@@ -205,7 +206,6 @@ def _ticker_part(ticker: str, design: Design, known: np.ndarray, block: FoldDate
                             f"({block.test_start.date()}) yet must be predicted there; raise split.min_train "
                             "to at least split.step + 2")
         return _Part(fold=fold, predict=predict, windows=None)
-    from lstmbt.backtest.walkforward import scaled_windows
 
     return _Part(fold=fold, predict=predict, windows=scaled_windows(design.features, grid.rows(seen), grid.lookback))
 

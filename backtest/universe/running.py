@@ -26,12 +26,21 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from lstmbt.backtest import metrics as m, significance as sig
+from lstmbt.backtest.checkpoint import check_universe_space
 from lstmbt.backtest.config import PortfolioConfig, RunConfig
-from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.data import describe_prices
+from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
+from lstmbt.backtest.pipeline import check_length, make_design, run, score_run
+from lstmbt.backtest.portfolio import run_group_backtest
+from lstmbt.backtest.relative import family_verdict
 from lstmbt.backtest.scoring import BENCHMARK, horizon_plan
 from lstmbt.backtest.sources import Ticker
 from lstmbt.backtest.universe.io import UniverseResult, checked, load_universe
+from lstmbt.backtest.universe.pooled import pooled_predict
 from lstmbt.models.key import keys_from_frame
+from lstmbt.strategies import predicted_log_return
+from lstmbt.strategies.cross_section import equal_weights, life_panel, top_k_weights
 
 EW_BENCHMARK = f"ew_{BENCHMARK}"
 _PROVENANCE = ("lstmbt_version", "python", "platform", "packages", "seed", "device")
@@ -85,7 +94,6 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
     prices = load_universe(tickers)
     _check_lengths(tickers, prices, configs)
     if space_in is not None:
-        from lstmbt.backtest.checkpoint import check_universe_space
 
         todo_rows = {t.name: len(prices[t.name]) for t in tickers if t.name not in (finished or {})}
         check_universe_space(space_in, config, todo_rows, [key.name for key in horizon_plan(config)])
@@ -124,9 +132,6 @@ def _run_ticker(job: tuple[RunConfig, pd.DataFrame]) -> Any:
     """One ticker's single-ticker run (a job: module-level, so process pools and Ray can ship it)."""
     import warnings
 
-    from lstmbt.backtest.errors import DataWarning
-    from lstmbt.backtest.pipeline import run
-
     config, prices = job
     with warnings.catch_warnings():  # the driver showed them when it loaded the prices; the manifest keeps them
         warnings.simplefilter("ignore", DataWarning)
@@ -136,8 +141,6 @@ def _run_ticker(job: tuple[RunConfig, pd.DataFrame]) -> Any:
 def _pooled(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dict[str, RunConfig],
             config: RunConfig, done: Callable[[int, Any], None], progress: Progress) -> None:
     """One model across the tickers (``backtest.pooled``), then each ticker scored on its own."""
-    from lstmbt.backtest.pipeline import make_design, score_run
-    from lstmbt.backtest.universe.pooled import pooled_predict
 
     designs = {t.name: make_design(prices[t.name], configs[t.name]) for t in tickers}
     predicted = pooled_predict(designs, config, progress=progress)
@@ -147,8 +150,6 @@ def _pooled(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dic
 
 
 def _check_same_data(ticker: Ticker, result: Any, prices: pd.DataFrame) -> None:
-    from lstmbt.backtest.data import describe_prices
-    from lstmbt.backtest.errors import DataError
 
     if result.manifest["data"]["sha256"] != describe_prices(prices, ticker.data.source)["sha256"]:
         raise DataError(f"ticker {ticker.name}: its prices changed since the interrupted run saved it; start a "
@@ -156,7 +157,6 @@ def _check_same_data(ticker: Ticker, result: Any, prices: pd.DataFrame) -> None:
 
 
 def _check_lengths(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dict[str, RunConfig]) -> None:
-    from lstmbt.backtest.pipeline import check_length
 
     for ticker in tickers:
         checked(ticker, check_length, prices[ticker.name], configs[ticker.name])
@@ -171,7 +171,6 @@ def _leg(result: Any, config: RunConfig) -> _Leg:
 def ranking_scores(predictions: pd.DataFrame, config: RunConfig) -> dict[str, pd.Series]:
     """Per model that calls a direction at the primary horizon, its score per decision day:
     p_up for a classifier, the predicted log return for a regression (prices converted)."""
-    from lstmbt.strategies import predicted_log_return
 
     target, keys = config.target.regression, keys_from_frame(predictions)
     scores = {}
@@ -199,7 +198,6 @@ def portfolio_weights(legs: dict[str, _Leg], calendar: pd.DatetimeIndex,
                       portfolio: PortfolioConfig) -> dict[str, pd.DataFrame]:
     """Target weights (calendar x tickers) of every portfolio strategy, the benchmark last:
     ``ew_<s>`` for each per-ticker model strategy s, ``xs_<m>`` for each model m with scores."""
-    from lstmbt.strategies.cross_section import equal_weights, life_panel, top_k_weights
 
     first = next(iter(legs.values()))
     out = {}
@@ -213,7 +211,6 @@ def portfolio_weights(legs: dict[str, _Leg], calendar: pd.DatetimeIndex,
 
 
 def _portfolios(config: RunConfig, prices: dict[str, pd.DataFrame], legs: dict[str, _Leg]) -> UniverseResult:
-    from lstmbt.backtest.portfolio import run_group_backtest
 
     calendar = decision_calendar(prices, legs)
     weights = portfolio_weights(legs, calendar, config.portfolio)
@@ -240,9 +237,6 @@ def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int
     ``verdict`` of that difference at the family-wise level over those strategies
     (``backtest.relative``: Bonferroni), with its interval ``verdict_ci_low``/``verdict_ci_high``.
     """
-    from lstmbt.backtest import metrics as m
-    from lstmbt.backtest import significance as sig
-    from lstmbt.backtest.relative import family_verdict
 
     bench = backtest.returns[EW_BENCHMARK].to_numpy()
     n_tested = len([name for name in weights if name != EW_BENCHMARK])
