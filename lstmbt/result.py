@@ -59,8 +59,9 @@ class RunResult:
 
     @property
     def predictions(self) -> pd.DataFrame:
-        """Out-of-sample predictions, one row per model and day (date, target, model, horizon, fold,
-        y_true, y_pred, p_up, close); empty for an ad-hoc backtest or a tear sheet."""
+        """Out-of-sample predictions, one row per model and day (date; the model key: target, model,
+        horizon, family, baseline; fold, y_true, y_pred, p_up, close); empty for an ad-hoc backtest or
+        a tear sheet."""
         return self.raw.predictions
 
     @property
