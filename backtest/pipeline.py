@@ -40,7 +40,7 @@ from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns, ke
 from lstmbt.models.linear import LogisticClassifier, RidgeRegressor
 from lstmbt.models.specs import NetSpec, TrainSettings
 from lstmbt.models.targets import dead_zone_weights, make_target
-from lstmbt.models.threads import torch_threads
+from lstmbt.models.threads import ThreadGovernor, torch_threads
 
 _VERSIONED = ("torch", "numpy", "pandas", "vectorbt", "vectorbt-rust", "scikit-learn", "ta", "arch", "plotly")
 
@@ -69,9 +69,11 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
         prices: pd.DataFrame | None = None, checkpoint: Path | None = None) -> RunResult:
     """Load data, walk forward every model on identical folds, backtest, and score.
 
-    ``threads``: torch intra-op threads for training (None leaves torch's setting alone), set for
-    this call only (``models.threads.torch_threads``); ``models.threads.default_threads()`` gives
-    one per available core (the CLI's rule).
+    ``threads``: the most torch intra-op threads training uses (None leaves torch's setting alone),
+    set for this call only (``models.threads.torch_threads``). After every fold the count drops to
+    the cores other processes leave idle (at least 1) and rises again when they free them, with one
+    ``ContentionWarning`` the first time. ``models.threads.default_threads()`` gives every core the
+    process may use (the CLI's rule).
     ``prices``: already loaded prices (e.g. one ticker of a universe loaded by the driver of a
     sweep or a Ray job); ``None`` loads ``config.data``. Either way they are checked for length.
     ``checkpoint``: a folder (one per run: per ticker, per trial) that keeps every finished fold
@@ -90,8 +92,8 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
     design = make_design(prices, config)
     timings["features"] = _lap(clock) - timings["data"]
     restored = _open_checkpoint(checkpoint, design, config) if checkpoint is not None else 0
-    with torch_threads(threads):  # the caller's thread count is back when the run returns
-        predictions, folds_frame = _predict_all(design, config, report, timings, checkpoint)
+    with torch_threads(threads, adaptive=True) as governor:  # the caller's count is back when the run returns
+        predictions, folds_frame = _predict_all(design, config, report, timings, checkpoint, governor)
         report("backtest", 0, 1)
         result = score_run(design, predictions, folds_frame, config, timings, clock)
     if restored:  # timings then cover only this session's share of the work
@@ -213,11 +215,13 @@ def make_design(prices: pd.DataFrame, config: RunConfig) -> Design:
                   horizon_targets=targets, horizon_folds=folds)
 
 
-def _predict_all(design: Design, config: RunConfig, report: Progress,
-                 timings: dict[str, float], checkpoint: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _predict_all(design: Design, config: RunConfig, report: Progress, timings: dict[str, float],
+                 checkpoint: Path | None = None,
+                 governor: ThreadGovernor | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Out-of-sample predictions of every model on the same folds, and the per-fold log.
 
     ``checkpoint``: each model saves and resumes its folds in ``checkpoint / <model name>``.
+    ``governor``: after every fold, the thread count follows the cores other processes leave idle.
     """
 
     frames, logs, n_folds = [], [], len(design.folds)
@@ -229,7 +233,8 @@ def _predict_all(design: Design, config: RunConfig, report: Progress,
         estimator = build_estimator(task, config, linear=key.family == "linear")
         preds, log = walk_forward_predict(estimator, design.features, design.horizon_targets[h][task], design.grid,
                                           design.horizon_folds[h],
-                                          on_fold=lambda entry, name=name: report(name, next(done), n_folds),
+                                          on_fold=lambda entry, name=name: _fold_done(report, name, next(done),
+                                                                                      n_folds, governor),
                                           train_weight=training_weights(design, task, h, config),
                                           checkpoint_dir=None if checkpoint is None else Path(checkpoint) / name)
         preds = insert_key_columns(preds, key, 1)  # date, target, model, horizon, family, baseline, fold, ...
@@ -238,6 +243,12 @@ def _predict_all(design: Design, config: RunConfig, report: Progress,
         logs.append(insert_key_columns(log, key, 0, FOLD_KEY_COLUMNS))
         timings[f"walkforward_{name}"] = time.perf_counter() - started
     return pd.concat(frames, ignore_index=True), pd.concat(logs, ignore_index=True)
+
+
+def _fold_done(report: Progress, name: str, done: int, total: int, governor: ThreadGovernor | None) -> None:
+    report(name, done, total)
+    if governor is not None:
+        governor.adapt()
 
 
 def training_weights(design: Design, task: str, horizon: int, config: RunConfig) -> pd.Series | None:

@@ -19,7 +19,7 @@ from lstmbt.backtest.config import QUICK_PRESET, RunConfig, parse_overrides
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.pipeline import run as run_pipeline
 from lstmbt.backtest.rundir import load_run
-from lstmbt.models.threads import default_threads
+from lstmbt.models.threads import caller_threads
 from lstmbt.result import RunResult
 
 ConfigLike = RunConfig | str | os.PathLike | None
@@ -65,8 +65,8 @@ def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = F
     """
 
     cfg = resolve_config(config, source=source, quick=quick, overrides=set)
-    # the CLI's thread count (one per core available), set for this call only: the caller's is kept
-    result = RunResult(run_pipeline(cfg, threads=default_threads(), prices=prices))
+    # every core available, fewer while other processes use some; a count the caller chose is kept
+    result = RunResult(run_pipeline(cfg, threads=caller_threads(), prices=prices))
     if out is not None:
         result.save(out)
     return result

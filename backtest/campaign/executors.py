@@ -1,7 +1,8 @@
 """Where independent jobs run: sweep trials and the tickers of a universe.
 
-``make_executor("local")`` (the default) is a process pool sized to the cores, each worker with
-``cores // workers`` torch threads, so two cores are never oversubscribed; with one worker (or one
+``make_executor("local")`` (the default) is a process pool sized to the cores this process may use
+(affinity and cgroup quota), each worker with ``cores // workers`` torch threads, so two cores are
+never oversubscribed (``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, when set, give the count instead); with one worker (or one
 job) it runs in this process. ``make_executor("ray", address=...)`` submits the same jobs as Ray
 tasks of one CPU each, to a running cluster or to a local instance started on demand.
 
@@ -19,8 +20,7 @@ from multiprocessing import get_context
 from typing import Any, Callable, Sequence
 
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.models.specs import available_cores
-from lstmbt.models.threads import torch_threads
+from lstmbt.models.threads import cpu_budget, torch_threads, user_threads
 
 EXECUTORS = ("local", "ray")
 
@@ -41,7 +41,7 @@ def make_executor(kind: str = "local", *, address: str | None = None, workers: i
 
 
 def _cores() -> int:
-    return available_cores()
+    return cpu_budget()
 
 
 #: the job's torch thread count, readable by the job while it runs (set and restored around it)
@@ -75,7 +75,7 @@ class LocalExecutor:
         """``[fn(item) for item in items]``, run ``min(workers, len(items))`` at a time."""
         cores = _cores()
         workers = max(1, min(self.workers or cores, len(items)))
-        threads = max(1, cores // workers)
+        threads = user_threads() or max(1, cores // workers)  # OMP_NUM_THREADS / MKL_NUM_THREADS win
         results: list[Any] = [None] * len(items)
         if workers == 1 or len(items) <= 1:
             for index, item in enumerate(items):

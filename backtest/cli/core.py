@@ -61,7 +61,7 @@ def run(
     # finished folds are kept in <out.parent>/.<out.name>.partial/ (locked while this runs) until the run is saved
     try:
         with saved_work_noted(), claim_run(out_dir, cfg, resumed) as partial, progress_bars() as progress:
-            result = run_pipeline(cfg, progress=progress, checkpoint=partial / "folds")
+            result = run_pipeline(cfg, progress=progress, checkpoint=partial / "folds", threads=torch_threads())
             progress("report", 0, 1)
             saved = save_run(result, out_dir, pages=run_pages(result))
             discard_partial(partial)

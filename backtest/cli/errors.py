@@ -29,6 +29,7 @@ from typing import Any
 import typer
 
 from lstmbt.backtest.errors import DataWarning, LstmbtError, os_error_line
+from lstmbt.models.threads import ContentionWarning
 
 try:  # typer vendors click from 0.22 on; its exceptions are what the app raises
     from typer._click import exceptions as _usage
@@ -64,7 +65,8 @@ def interrupt_line() -> Iterator[None]:
 @contextlib.contextmanager
 def one_line_warnings() -> Iterator[None]:
     """Within the block, each distinct ``DataWarning`` prints once as ``warning: <message>`` on
-    stderr; other warnings keep Python's format. Filters and hook are restored afterwards."""
+    stderr, and a ``ContentionWarning`` (fewer threads while other processes use cores) as
+    ``note: <message>``; other warnings keep Python's format. Filters and hook are restored afterwards."""
     shown: set[str] = set()
     with warnings.catch_warnings():
         previous = warnings.showwarning
@@ -72,13 +74,13 @@ def one_line_warnings() -> Iterator[None]:
 
         def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
                  line: str | None = None) -> None:
-            if not issubclass(category, DataWarning):
+            if not issubclass(category, (DataWarning, ContentionWarning)):
                 previous(message, category, filename, lineno, file, line)
                 return
             text = _one_line(message, limit=1000)
             if text not in shown:
                 shown.add(text)
-                typer.echo(f"warning: {text}", err=True)
+                typer.echo(f"{'note' if issubclass(category, ContentionWarning) else 'warning'}: {text}", err=True)
 
         warnings.showwarning = show
         yield
