@@ -63,7 +63,6 @@ def backtest_positions(prices: pd.DataFrame | pd.Series, positions: pd.DataFrame
         hit rate is the share of days that call was right). ``predictions`` and ``folds`` are
         empty; ``manifest["kind"]`` is ``"backtest"``.
     """
-
     cfg = cost_config(costs, closes_only=isinstance(prices, pd.Series))
     bars = price_bars(prices)
     targets = checked_positions(positions, bars.index)
@@ -242,7 +241,6 @@ def realised_up(close: pd.Series, dates: pd.DatetimeIndex) -> np.ndarray:
 
 def position_metrics(positions: pd.DataFrame, result: Any, real_up: np.ndarray, seed: int) -> dict[str, dict]:
     """``{strategy: {metric: value}}`` of backtested positions (``result``: a ``BacktestResult``)."""
-
     bench = result.returns[BENCHMARK].to_numpy()
     tested = [name for name in positions.columns if name != BENCHMARK]
     out: dict[str, dict[str, Any]] = {}
@@ -269,7 +267,6 @@ def position_metrics(positions: pd.DataFrame, result: Any, real_up: np.ndarray, 
 
 def return_metrics(returns: pd.DataFrame, name: str, seed: int) -> dict[str, Any]:
     """The figures of one returns column that need no positions; against ``buy_and_hold`` when present."""
-
     r = returns[name].to_numpy()
     figures = m.performance_metrics(r, np.ones(len(r)))
     entry: dict[str, Any] = {key: figures[key] for key in RETURN_METRICS}
@@ -288,7 +285,6 @@ def return_metrics(returns: pd.DataFrame, name: str, seed: int) -> dict[str, Any
 def position_regimes(close: pd.Series, positions: pd.DataFrame, returns: pd.DataFrame, real_up: np.ndarray,
                      seed: int) -> pd.DataFrame:
     """Each strategy's figures per market regime known at the decision close (``backtest.regimes``)."""
-
     dates = positions.index
     calls = {name: positions[name].to_numpy() > 0 for name in positions.columns if name != BENCHMARK}
     return regime_table(returns.set_axis(dates), calls, real_up, regime_labels(close, dates), seed=seed)

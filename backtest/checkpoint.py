@@ -309,7 +309,6 @@ def estimate_run_bytes(config: RunConfig, rows: int, models: list[str], n_folds:
 
 def _state_bytes(config: RunConfig) -> int:
     """The saved LSTM network's float32 parameters."""
-
     n_features = _FEATURES_GUESS + len(config.data.exog)
     return _PARAM_BYTES * lstm_param_count(n_features, 2, narrow(config.model, NetSpec))
 

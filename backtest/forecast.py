@@ -188,7 +188,6 @@ def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: Sampl
 
 def _regression_record(kind: str, y_pred: float, last_close: float, epochs: int) -> RegressionForecast:
     """Price and return of a regression output ``y_pred`` (a log return or a price, by ``kind``)."""
-
     log_ret = float(predicted_log_return(pd.Series([y_pred]), pd.Series([last_close]), kind).iloc[0])
     close = y_pred if kind == "price" else last_close * math.exp(log_ret)
     return RegressionForecast(target=kind, close=float(close), simple_return=float(np.expm1(log_ret)),

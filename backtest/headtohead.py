@@ -180,7 +180,6 @@ def check_pairs(pairs: Sequence[str], strategies: Sequence[str]) -> list[tuple[s
 
 def planned_strategies(config: RunConfig) -> list[str]:
     """The strategy names a run of ``config`` scores: its models, their baselines, buy-and-hold."""
-
     tasks = config.target.tasks
     return ([key.name for key in horizon_plan(config)] + ["persistence"] * ("regression" in tasks)
             + ["majority"] * ("classification" in tasks) + [BENCHMARK])
@@ -303,7 +302,6 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
         ``{"pairs": [{"a", "b", **compare_pair(...)}], "loss": LOSS, "spa": spa_test(...),
         "mcs": mcs_test(...), "family": {"n_models", "confidence", "method"}}``.
     """
-
     strategies, keys = list(returns.columns), keys_from_frame(predictions)
     names = [s for s in strategies if s in keys]  # the model strategies, in column order
     pairs = default_pairs(keys[s] for s in names)
@@ -324,7 +322,6 @@ def _compare_named(a: str, b: str, returns: pd.DataFrame, models: dict[str, pd.D
                    keys: Mapping[str, ModelKey], realised: dict[int, np.ndarray], config: RunConfig,
                    close: pd.Series | None, dates: pd.DatetimeIndex) -> dict[str, Any]:
     """:func:`compare_pair` of strategies ``a`` and ``b`` of a run, each call against its own horizon."""
-
     calls, keep = {}, np.ones(len(returns), dtype=bool)
     for name in (a, b):
         calls[name] = None if name == "majority" else predicted_up(name, models, None, config, dates, keys=keys)

@@ -91,7 +91,6 @@ def parse_method(method: str) -> tuple[str, ...]:
 
 def load_design(config: RunConfig) -> Design:
     """Prices, features, targets, grid and folds exactly as ``backtest.pipeline.run`` builds them."""
-
     return make_design(load_checked(config, positions=False), config)  # folds trained, no positions
 
 
@@ -112,7 +111,6 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
     -------
     One row per model, group and fold (``FRAME_COLUMNS``), ``method`` = ``"permutation"``.
     """
-
     _check_repeats(n_repeats)
     seed = config.train.seed if seed is None else seed
     if not (isinstance(seed, (int, np.integer)) and seed >= 0):
@@ -204,7 +202,6 @@ def group_columns(design: Design, config: RunConfig) -> dict[str, np.ndarray]:
     Derived by building each group alone with ``make_features``, which lays groups side by side
     in the order given; the columns after them, if ``data.exog`` is set, form the ``exog`` group.
     """
-
     n_lags = config.features.n_lags
     names = {g: make_features(design.prices, (g,), n_lags).columns for g in config.features.groups}
     positions = {g: design.features.columns.get_indexer(cols) for g, cols in names.items()}
@@ -238,7 +235,6 @@ def fitted_folds(estimator: Any, design: Design, task: str) -> Iterator[tuple[An
     standardised with the fold's training and validation rows. Use each model before the next
     step: a warm-starting one is refitted in place.
     """
-
     grid, y = design.grid, design.targets[task].to_numpy(dtype=np.float64)
     model = None
     for fold in design.folds:
@@ -279,7 +275,6 @@ def prediction_scores(y_pred: np.ndarray, p_up: np.ndarray | None, truth: BlockT
 def _scores(model: Any, matrix: np.ndarray, design: Design, positions: np.ndarray, truth: BlockTruth,
             config: RunConfig) -> tuple[float, float]:
     """(hit rate, loss) of ``model`` on the test windows of ``positions`` built from ``matrix``."""
-
     x_test = sliding_windows(matrix, design.grid.lookback)[_window_slice(design.grid, positions)]
     if hasattr(model, "predict_proba"):
         p_up = model.predict_proba(x_test)[:, list(model.classes_).index(1)]
@@ -290,7 +285,6 @@ def _scores(model: Any, matrix: np.ndarray, design: Design, positions: np.ndarra
 def _walk_scores(estimator: Any, features: pd.DataFrame, design: Design, task: str,
                  config: RunConfig) -> dict[int, tuple[float, float]]:
     """``{fold: (hit rate, loss)}`` of ``walk_forward_predict`` on ``features`` with the design's folds."""
-
     preds, _ = walk_forward_predict(estimator, features, design.targets[task], design.grid, design.folds)
     out = {}
     for fold in design.folds:

@@ -28,7 +28,6 @@ from lstmbt.backtest.portfolio import cost_sweep, run_backtest
 from lstmbt.backtest.preflight import check_before_training
 from lstmbt.backtest.regimes import regime_labels, regime_table
 from lstmbt.backtest.rundir import RunResult
-from lstmbt.backtest.scoring import BENCHMARK, MODEL_NAMES  # noqa: F401  (re-exported: callers import them from here)
 from lstmbt.backtest.scoring import (
     by_model, collect_metrics, fold_stats, horizon_plan, majority_p_up, make_positions, predicted_up, run_warnings,
     undecided
@@ -103,7 +102,6 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
 
 def _open_checkpoint(checkpoint: Path, design: Design, config: RunConfig) -> int:
     """Start or check the run's checkpoint (same config and data); returns the folds already saved."""
-
     data = describe_prices(design.prices, config.data.source, config.data.symbol)
     models = [key.name for key in horizon_plan(config)]
     return open_checkpoint(checkpoint, config, data, models, len(design.folds))
@@ -118,7 +116,6 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
     The manifest's ``data_checks`` holds the data warnings, with the share of out-of-sample fill
     bars (those the returns are earned on) that open at the previous close.
     """
-
     timings = dict(timings or {})
     started = time.perf_counter()
     scored = _score(design.prices, design, predictions, folds, config)
@@ -137,7 +134,6 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
            config: RunConfig) -> dict[str, Any]:
     """Positions, the backtest at the configured costs and across fee levels, metrics, fold figures,
     and the comparisons between strategies."""
-
     dates = design.grid.dates[design.folds[0].test[0]:]
     direction = design.targets["classification"]
     majority = majority_p_up(direction, design.grid, design.folds)
@@ -163,7 +159,6 @@ def _regimes(close: pd.Series, dates: pd.DatetimeIndex, returns: pd.DataFrame, c
              keys: dict[str, ModelKey], config: RunConfig) -> pd.DataFrame:
     """Every strategy's figures per regime known at the decision close (``backtest.regimes``); a
     model's hit rate leaves out the days it could not decide on, as its overall hit rate does."""
-
     realised = {name: per_model.get(name, realised_up) for name in returns.columns}
     decided = {name: ~undecided(keys[name], models, config, close) for name in models}
     return regime_table(returns.set_axis(dates), calls, realised, regime_labels(close, dates),
@@ -173,7 +168,6 @@ def _regimes(close: pd.Series, dates: pd.DatetimeIndex, returns: pd.DataFrame, c
 def load_checked(config: RunConfig, *, folds: bool = True, positions: bool = True) -> pd.DataFrame:
     """Prices, refused early when too short for the warm-up, lookback, min_train and one test block,
     or when ``check_length``'s checks before training fail."""
-
     return check_length(load_prices(config.data), config, folds=folds, positions=positions)
 
 
@@ -223,7 +217,6 @@ def _predict_all(design: Design, config: RunConfig, report: Progress, timings: d
     ``checkpoint``: each model saves and resumes its folds in ``checkpoint / <model name>``.
     ``governor``: after every fold, the thread count follows the cores other processes leave idle.
     """
-
     frames, logs, n_folds = [], [], len(design.folds)
     for key in horizon_plan(config):
         name, task, h = key.name, key.task, key.horizon

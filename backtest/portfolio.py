@@ -78,7 +78,6 @@ def cost_sweep(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestConfi
     One vectorbt call over (fee level x strategy) columns. Returns a long frame with columns
     fee_bps, strategy, total_return, cagr, sharpe, max_drawdown, fees_paid (fractions).
     """
-
     bars = _execution_bars(prices, positions)
     wide = pd.concat({bps: positions for bps in fee_levels_bps}, axis=1)
     fees = np.repeat(np.asarray(fee_levels_bps, dtype=np.float64) / 1e4, positions.shape[1])

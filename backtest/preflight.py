@@ -108,7 +108,6 @@ def check_label_classes(prices: pd.DataFrame, config: RunConfig, warmup: int) ->
 def check_memory(prices: pd.DataFrame, config: RunConfig, warmup: int) -> None:
     """Refuse an LSTM whose estimated training peak (``models.specs.estimate_training_memory``)
     exceeds the memory available on the device it would train on."""
-
     n_samples = len(prices) - warmup - config.model.lookback + 1
     estimate = estimate_training_memory(_n_features(prices, config), n_samples, config.model.lookback,
                                         narrow(config.model, NetSpec), narrow(config.train, TrainSettings))
@@ -134,7 +133,6 @@ def _count(n: int) -> str:
 
 def _n_features(prices: pd.DataFrame, config: RunConfig) -> int:
     """Feature columns the network sees: ``make_features`` on the first rows, plus the exogenous returns."""
-
     head = prices.iloc[:64]
     return make_features(head, config.features.groups, config.features.n_lags).shape[1] + \
         len(EXOG_WINDOWS) * len(config.data.exog)

@@ -66,7 +66,6 @@ def family_verdict(returns: np.ndarray, bench_returns: np.ndarray, n_tested: int
     the Sharpe-difference interval against the benchmark
     (:func:`backtest.significance.sharpe_diff_ci`, same seed and resamples as the 95% one) at the
     Bonferroni level :func:`family_confidence` of ``n_tested``, and its :func:`verdict`."""
-
     low, high = sharpe_diff_ci(returns, bench_returns, confidence=family_confidence(n_tested), seed=seed)
     return {"verdict": verdict(low, high), "verdict_ci_low": low, "verdict_ci_high": high}
 

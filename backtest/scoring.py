@@ -84,7 +84,6 @@ def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: R
     history, for the trailing volatility of confidence sizing (the predictions' own closes
     start on the first test day, which would leave the first ``vol_window`` days flat).
     """
-
     columns, keys = {}, keys_from_frame(predictions)
     for name, group in predictions.groupby("model", sort=False):
         group = group.set_index("date").reindex(dates)
@@ -105,7 +104,6 @@ def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: R
 def _model_positions(task: str, y_pred: pd.Series | None, p_up: pd.Series | None, own_close: pd.Series | None,
                      config: RunConfig, close: pd.Series | None, predicted: pd.Series | None = None) -> pd.Series:
     """One model's positions under the configured sizing (``strategy.sizing``)."""
-
     s = config.strategy
     if task == "regression" and config.target.regression == "max_drawdown" and predicted is None:
         return drawdown_positions(y_pred, s.drawdown_limit)
@@ -131,7 +129,6 @@ def predicted_up(name: str, models: dict[str, pd.DataFrame], majority: pd.Series
     """The direction strategy ``name`` called on each decision day; None for persistence and for a
     ``max_drawdown`` model, which call no direction. ``keys``: the run's model keys
     (``models.key.keys_from_frame`` of its predictions)."""
-
     if name == BENCHMARK:
         return np.ones(len(dates), dtype=bool)
     if name == "majority":
@@ -177,7 +174,6 @@ def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest
     could not decide on (``undecided``): each model's ``no_decision_days``, left out of its
     hit rate, base rate and hit-rate tests (its returns count them flat, as it was held).
     """
-
     out: dict[str, dict[str, Any]] = {}
     dates, keys = positions.index, keys_from_frame(predictions)
     models = by_model(predictions, dates)
@@ -209,7 +205,6 @@ def _relative(name: str, entry: dict[str, Any], returns: pd.DataFrame, pos: np.n
     """Benchmark-relative figures (``backtest.relative``) for every strategy but buy-and-hold, and
     the verdict of each strategy with a Sharpe-difference interval: from that interval widened to
     the Bonferroni level over the run's models (``family_confidence``), same seed and resamples."""
-
     if name == BENCHMARK:
         return {}
     r, bench = returns[name].to_numpy(), returns[BENCHMARK].to_numpy()
@@ -227,7 +222,6 @@ def _significance(name: str, key: ModelKey | None, returns: pd.DataFrame, pred_u
     Buy-and-hold gets its Sharpe interval and PSR only; persistence, which calls no direction,
     gets no directional test. Regression models add Diebold-Mariano against persistence.
     """
-
     r = returns[name].to_numpy()
     if name == BENCHMARK:
         return sig.sharpe_figures(r, seed=config.train.seed)
@@ -247,7 +241,6 @@ def _significance(name: str, key: ModelKey | None, returns: pd.DataFrame, pred_u
 def _undirected_significance(r: np.ndarray, bench: np.ndarray, errors: dict[str, np.ndarray], horizon: int,
                              config: RunConfig) -> dict[str, float]:
     """Sharpe intervals, PSR and Diebold-Mariano of a model that makes no up/down call."""
-
     out = {"hit_rate_pvalue": math.nan, **sig.sharpe_figures(r, bench, seed=config.train.seed)}
     for loss, key in (("squared", "dm_pvalue"), ("absolute", "dm_pvalue_abs")):
         out[key] = sig.dm_test(errors["y_true"], errors["y_pred"], errors["y_naive"], loss, horizon)[1]
@@ -257,7 +250,6 @@ def _undirected_significance(r: np.ndarray, bench: np.ndarray, errors: dict[str,
 def _prediction_scores(name: str, keys: Mapping[str, ModelKey], models: dict[str, pd.DataFrame],
                        majority: pd.Series | None, dates: pd.DatetimeIndex, config: RunConfig) -> dict[str, float]:
     """Forecast-error or probability scores of one strategy's predictions, where it has them."""
-
     price = config.target.regression == "price"
     tasks = {keys[n].task: g for n, g in models.items()}  # any model of a task has that task's y_true
     task = keys[name].task if name in keys else None
@@ -283,7 +275,6 @@ def fold_stats(folds: pd.DataFrame, positions: pd.DataFrame, returns: pd.DataFra
     return compounds the rows of its decision days. ``up_calls``: per model, its daily calls;
     ``realised_up``: the realised directions, or per model when models differ in horizon.
     """
-
     dates = positions.index
     extra = {k: [] for k in ("hit_rate", "base_rate", "strategy_return", "buy_and_hold_return")}
     for record in folds.to_dict("records"):

@@ -63,7 +63,6 @@ def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = F
     lstmbt.ConfigError, lstmbt.DataError
         Bad input, with one line naming the problem and the fix (the line the CLI prints).
     """
-
     cfg = resolve_config(config, source=source, quick=quick, overrides=set)
     # every core available, fewer while other processes use some; a count the caller chose is kept
     result = RunResult(run_pipeline(cfg, threads=caller_threads(), prices=prices))

@@ -119,14 +119,13 @@ class ThreadGovernor:
     def __init__(self, ceiling: int) -> None:
         self.ceiling = max(1, ceiling)
         self.meter = CpuMeter()
-        self.current: int | None = None
-        self.lowest = self.ceiling
+        self.current = self.ceiling  # torch_threads has set it
         self._warned = False
 
     def wanted(self, others: float | None) -> int:
         """Threads for the next fold given ``others`` busy cores: the idle ones, at least 1."""
         if others is None:
-            return self.current or self.ceiling
+            return self.current
         return max(1, min(self.ceiling, round(self.ceiling - others)))
 
     def adapt(self) -> int:
@@ -143,7 +142,6 @@ class ThreadGovernor:
                 f"other processes keep about {others:.1f} of {self.ceiling} cores busy, so training uses {threads} "
                 f"thread{'s' if threads > 1 else ''} (rechecked every fold); set OMP_NUM_THREADS to choose the "
                 "count yourself"), stacklevel=2)
-        self.lowest = min(self.lowest, threads)
         return threads
 
 
@@ -168,8 +166,6 @@ def torch_threads(threads: int | None, adaptive: bool = False) -> Iterator[Threa
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     governor = ThreadGovernor(threads) if adaptive else None
-    if governor is not None:
-        governor.current = threads
     try:
         yield governor
     finally:

@@ -127,7 +127,6 @@ def render_report(result: Any) -> str:
 def render_summary(result: Any) -> str:
     """The report's scorecard as a small self-contained HTML fragment (what Jupyter shows for a result):
     a caption with the source and out-of-sample period, the scorecard rows and the family-wise sentences."""
-
     manifest, models = result.manifest or {}, tested_strategies(result)
     period = manifest.get("out_of_sample", {})
     costs = "returns as given" if manifest.get("kind") == "returns" else "net of costs"
@@ -143,7 +142,6 @@ def tested_strategies(result: Any) -> list[str]:
     """The strategies a report tests against buy-and-hold (its "models"): a run's models (its
     predictions' model keys), or every strategy of an ad-hoc backtest or tear sheet
     (``manifest["kind"]``) when it has a benchmark."""
-
     strategies = list(result.metrics)
     if (result.manifest or {}).get("kind", "run") == "run":
         keys = keys_from_frame(result.predictions)

@@ -69,7 +69,6 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> str:
     DataError
         A path that is not a run directory, or runs sharing fewer than ``MIN_COMMON_DAYS`` days.
     """
-
     runs = load_runs(run_dirs)
     start, end = common_period(runs)
     windows = common_returns(runs, start, end)

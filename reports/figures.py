@@ -283,7 +283,6 @@ def report_figures(result: Any) -> dict[str, go.Figure]:
     classification diagnostics (confusion matrix, p_up histogram) are drawn for the first
     classifier (the LSTM's, when it ran), with every classifier on the calibration chart.
     """
-
     config = result.config
     returns, target = result.returns, config.target.regression
     predictions = result.predictions

@@ -38,7 +38,6 @@ def render_importance(frame: pd.DataFrame, config: RunConfig, n_repeats: int | N
 
     ``n_repeats`` and ``seed`` describe the permutation method (shown when it is present).
     """
-
     summary = summarize_importance(frame)
     methods = [m for m in METHODS if (summary["method"] == m).any()]
     figures = {f"fig-{m}": importance_figure(summary[summary["method"] == m], config) for m in methods}

@@ -30,7 +30,6 @@ _LAYOUT = dict(height=380, margin=dict(l=60, r=20, t=50, b=40), legend=dict(orie
 
 def render_sweep(outcome: Any) -> str:
     """The HTML text of ``sweep.html`` for ``outcome`` (a ``backtest.sweep.SweepOutcome``)."""
-
     summary, overfit = outcome.summary, outcome.overfit
     params = [key for key, _ in outcome.spec.params]
     figures = {"fig-sharpe": sharpe_figure(summary), "fig-equity": equity_figure(outcome.curves),

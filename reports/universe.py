@@ -44,7 +44,6 @@ SECTIONS = ("summary", "metrics", "performance", "tickers", "run")
 
 def render_universe(result: Any) -> str:
     """The HTML text of the universe report for ``result``."""
-
     metrics, manifest = result.metrics, result.manifest
     strategies = list(metrics)
     figures = universe_figures(result.returns, result.weights)
@@ -86,7 +85,6 @@ def _interval(entry: dict[str, Any]) -> str:
 def verdicts(metrics: dict[str, dict[str, Any]]) -> list[str]:
     """One sentence per strategy: its verdict against the benchmark in the words of the single-ticker
     scorecard (``reports.scorecard.VERDICTS``), with the family-wise interval it rests on."""
-
     bench = metrics.get(BENCHMARK)
     if bench is None:
         return []

@@ -8,7 +8,8 @@ import pytest
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.data import load_prices
-from lstmbt.backtest.pipeline import BENCHMARK, MODEL_NAMES, run
+from lstmbt.backtest.pipeline import run
+from lstmbt.backtest.scoring import BENCHMARK, MODEL_NAMES
 from lstmbt.backtest.rundir import load_run
 from lstmbt.models.features import make_features
 from helpers import TINY_VALUES, save_with_report

@@ -81,7 +81,7 @@ def test_the_governor_takes_the_idle_cores_and_warns_once(monkeypatch):
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
-    assert seen == [2, 1, 1, 2] and governor.lowest == 1
+    assert seen == [2, 1, 1, 2]
     notes = [w for w in caught if issubclass(w.category, ContentionWarning)]
     assert len(notes) == 1 and "about 1.2 of 2 cores busy" in str(notes[0].message)
 
@@ -104,6 +104,7 @@ def test_the_meter_counts_other_processes_and_not_its_own():
         busy.wait()
 
 
+@pytest.mark.filterwarnings("ignore::lstmbt.models.threads.ContentionWarning")  # the machine may be busy
 def test_results_do_not_depend_on_the_thread_count():
     config = RunConfig().with_values(TINY_SPX)
     one, two = run(config, threads=1), run(config, threads=2)

@@ -127,7 +127,6 @@ def run_sweep(spec: SweepSpec, out_dir: Path, executor: Any, progress: Progress 
 
 def load_sweep_prices(spec: SweepSpec, plan: list[TrainingTrial]) -> pd.DataFrame:
     """Prices of the base config, loaded once and checked long enough for every training trial."""
-
     source = spec.base.data.source
     tickers = expand_source(spec.base.data)
     if len(tickers) > 1 or source.startswith("list:"):
@@ -168,7 +167,6 @@ def _write_spec(folder: Path, spec: SweepSpec) -> None:
 
 def _check_finished(trial_dir: Path, training: TrainingTrial, prices: pd.DataFrame) -> None:
     """A saved training trial must be complete, of the planned config, and trained on these prices."""
-
     if not trial_dir.exists():
         return
     missing = [name for name in RUN_FILES if not (trial_dir / name).is_file()]
@@ -192,7 +190,6 @@ def _check_finished(trial_dir: Path, training: TrainingTrial, prices: pd.DataFra
 def _train(plan: list[TrainingTrial], out_dir: Path, prices: pd.DataFrame, executor: Any,
            report: Progress) -> pd.DataFrame:
     """Run the training trials that have no run directory yet; save each in the driver as it finishes."""
-
     todo = [t for t in plan if not (out_dir / "trials" / t.name).exists()]
     done = len(plan) - len(todo)
     seconds: dict[str, float] = {}
@@ -242,7 +239,6 @@ def sweep_lines(outcome: SweepOutcome, top: int = 5) -> list[str]:
 
 def write_outputs(outcome: SweepOutcome) -> Path:
     """trials.parquet, summary.parquet, overfit.json and sweep.html, each written atomically."""
-
     out = outcome.out_dir
     write_parquet(out / "trials.parquet", outcome.trials)
     write_parquet(out / "summary.parquet", outcome.summary)

@@ -256,7 +256,6 @@ def _param_values(key: str, value: Any, base: RunConfig) -> Values:
 
 def _check_key(key: str) -> None:
     """A ConfigError with did-you-mean when ``key`` is not a run-config key (backtest.config's check)."""
-
     _split_key(key)
 
 

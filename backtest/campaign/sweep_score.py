@@ -45,7 +45,6 @@ def score_trials(plan: list[TrainingTrial], out_dir: Path, prices: pd.DataFrame,
     Each training trial's saved predictions give the positions of all its trials; those are
     simulated in one ``run_backtest_variants`` call per training trial (per ``MAX_COLUMNS``).
     """
-
     results = {t.name: load_run(out_dir / "trials" / t.name) for t in plan}
     days = _common_days([r.positions.index for r in results.values()])
     rows, returns = [], []
@@ -72,7 +71,6 @@ def _common_days(indexes: list[pd.DatetimeIndex]) -> pd.DatetimeIndex:
 def score_training_trial(training: TrainingTrial, result: Any, prices: pd.DataFrame, spec: SweepSpec,
                          days: pd.DatetimeIndex) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """The rows and returns of every trial of one training trial, from its saved predictions."""
-
     names = [k.name for k in horizon_plan(training.config) if not spec.strategies or k.name in spec.strategies]
     cache: dict[Any, pd.DataFrame] = {}
     columns: dict[str, pd.Series] = {}
@@ -109,7 +107,6 @@ def candidate_id(trial: Trial, name: str) -> str:
 def _hit_rates(config: RunConfig, predictions: pd.DataFrame, prices: pd.DataFrame, names: list[str],
                days: pd.DatetimeIndex) -> dict[str, float]:
     """Each model's hit rate on ``days`` (independent of signal-only keys: calls are p_up > 0.5 or r > 0)."""
-
     models, keys = by_model(predictions, days), keys_from_frame(predictions)
     out = {}
     for name in names:
@@ -122,7 +119,6 @@ def _hit_rates(config: RunConfig, predictions: pd.DataFrame, prices: pd.DataFram
 def _row(trial: Trial, name: str, training: TrainingTrial, config: RunConfig, positions: pd.DataFrame,
          backtests: list[Any], hits: dict[str, float], spec: SweepSpec) -> dict[str, Any]:
     """One summary row: the trial's settings, its figures and buy-and-hold's on the same days and costs."""
-
     key, bench = candidate_id(trial, name), candidate_id(trial, BENCHMARK)
     bt = next(b for b in backtests if key in b.returns.columns)
     bh = next(b for b in backtests if bench in b.returns.columns).returns[bench].to_numpy()
@@ -181,7 +177,6 @@ def assess_overfit(summary: pd.DataFrame, returns: pd.DataFrame, spec: SweepSpec
 
     Rows marked ``duplicate_of`` are left out: N counts distinct return series only.
     """
-
     distinct = returns[list(summary.loc[summary["duplicate_of"].isna(), "candidate"])]
     best = summary.iloc[0]
     out: dict[str, Any] = {"metric": spec.metric, "best": best["candidate"], "n_rows": len(summary),
@@ -212,7 +207,6 @@ def _dsr(distinct: pd.DataFrame, best: np.ndarray) -> dict[str, Any]:
 
 def _pbo(distinct: pd.DataFrame, blocks: int) -> dict[str, Any]:
     """PBO of the distinct columns; a matrix CSCV cannot split (too few days or trials) gives a note."""
-
     try:
         result = probability_of_backtest_overfitting(distinct.to_numpy(), blocks)
     except ValueError as exc:

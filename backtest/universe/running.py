@@ -85,7 +85,6 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
     ``space_in``: a directory whose disk must hold the tickers' runs and the universe's files
     (checked once the prices are loaded, before any training).
     """
-
     report = progress or (lambda stage, done, total: None)
     clock = time.perf_counter()
     check_universe_size(config.portfolio, len(tickers))
@@ -141,7 +140,6 @@ def _run_ticker(job: tuple[RunConfig, pd.DataFrame]) -> Any:
 def _pooled(tickers: list[Ticker], prices: dict[str, pd.DataFrame], configs: dict[str, RunConfig],
             config: RunConfig, done: Callable[[int, Any], None], progress: Progress) -> None:
     """One model across the tickers (``backtest.pooled``), then each ticker scored on its own."""
-
     designs = {t.name: make_design(prices[t.name], configs[t.name]) for t in tickers}
     predicted = pooled_predict(designs, config, progress=progress)
     for index, ticker in enumerate(tickers):
@@ -171,7 +169,6 @@ def _leg(result: Any, config: RunConfig) -> _Leg:
 def ranking_scores(predictions: pd.DataFrame, config: RunConfig) -> dict[str, pd.Series]:
     """Per model that calls a direction at the primary horizon, its score per decision day:
     p_up for a classifier, the predicted log return for a regression (prices converted)."""
-
     target, keys = config.target.regression, keys_from_frame(predictions)
     scores = {}
     for name, group in predictions.groupby("model", sort=False):
@@ -198,7 +195,6 @@ def portfolio_weights(legs: dict[str, _Leg], calendar: pd.DatetimeIndex,
                       portfolio: PortfolioConfig) -> dict[str, pd.DataFrame]:
     """Target weights (calendar x tickers) of every portfolio strategy, the benchmark last:
     ``ew_<s>`` for each per-ticker model strategy s, ``xs_<m>`` for each model m with scores."""
-
     first = next(iter(legs.values()))
     out = {}
     for name in [c for c in first.positions.columns if c in first.models]:
@@ -237,7 +233,6 @@ def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int
     ``verdict`` of that difference at the family-wise level over those strategies
     (``backtest.relative``: Bonferroni), with its interval ``verdict_ci_low``/``verdict_ci_high``.
     """
-
     bench = backtest.returns[EW_BENCHMARK].to_numpy()
     n_tested = len([name for name in weights if name != EW_BENCHMARK])
     out = {}
