@@ -279,6 +279,8 @@ class ModelConfig(NetSpec):
 
 #: the largest ``train.seed``: numpy's legacy seed range is 0 .. 2**32 - 1
 MAX_SEED = 2**32 - 1
+#: most seeds ``train.seeds`` may list (each trains every LSTM once more)
+MAX_SEEDS = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -294,11 +296,16 @@ class TrainConfig(TrainSettings):
     ``device`` and ``seed`` default to the estimators' ``device`` and ``random_state`` (``models.specs``).
     ``device = "cuda"`` on a machine where torch sees no GPU is refused before training
     (``backtest.preflight``), not here, so a run made on a GPU machine still loads elsewhere.
+    ``seeds``: train every LSTM once per seed listed (e.g. ``[0, 1, 2, 3, 4]``), side by side on the
+    free cores; the model's prediction is their mean (``p_up`` for classifiers, the predicted value
+    for regressors) and each seed's is kept in ``y_pred_seed<S>``/``p_up_seed<S>`` columns.
+    Empty (the default): one network, seeded with ``seed``. Linear baselines train once either way.
     """
 
     warm_start: bool = True
     device: str = DEFAULT_DEVICE
     seed: int = DEFAULT_SEED
+    seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _check_range("train.lr", self.lr, 0.0, 10.0, low_open=True)
@@ -314,9 +321,20 @@ class TrainConfig(TrainSettings):
         _check_range("train.chunks_per_batch", self.chunks_per_batch, 1)
         _check_range("train.warm_epochs", self.warm_epochs, 1)
         _check_choice("train.device", self.device, DEVICES)
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"train.seed = {self.seed!r} is outside numpy's seed range 0..{MAX_SEED} (2**32 - 1), "
-                              "which every random generator of a run must accept; pick a seed in that range")
+        for key, seed in [("train.seed", self.seed)] + [("train.seeds entry", s) for s in self.seeds]:
+            if not 0 <= seed <= MAX_SEED:
+                raise ConfigError(f"{key} = {seed!r} is outside numpy's seed range 0..{MAX_SEED} (2**32 - 1), "
+                                  "which every random generator of a run must accept; pick a seed in that range")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"train.seeds = {list(self.seeds)} repeats a seed, which would train the same "
+                              "network twice; list each seed once")
+        if len(self.seeds) > MAX_SEEDS:
+            raise ConfigError(f"train.seeds lists {len(self.seeds)} seeds; at most {MAX_SEEDS} are trained per model")
+
+    @property
+    def members(self) -> tuple[int, ...]:
+        """The seeds each LSTM is trained with: ``seeds`` when given, else ``(seed,)``."""
+        return self.seeds or (self.seed,)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,7 +23,7 @@ from lstmbt.backtest.pipeline import Progress, build_estimator, load_checked, ma
 from lstmbt.backtest.scoring import LINEAR_NAMES, MODEL_NAMES
 from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import SampleGrid, scaled_windows
-from lstmbt.models.threads import torch_threads
+from lstmbt.models.threads import one_thread_per_fit, run_side_by_side
 from lstmbt.strategies import predicted_log_return
 
 
@@ -98,7 +98,8 @@ class Forecast:
 def forecast_next(config: RunConfig, threads: int | None = None, progress: Progress | None = None) -> Forecast:
     """Train one model per task of ``config`` on all its data and forecast past the last bar.
 
-    ``threads``: torch intra-op threads, for this call only (None leaves torch's setting alone). ``progress``:
+    ``threads``: how many models may train side by side, each on one torch thread (None: torch's
+    current count; ``backtest.pipeline.run``); torch's count is restored afterwards. ``progress``:
     called as progress(stage, done, total) with stage ``data`` and then each model's name.
     Raises ``DataError`` when the data are too short, with the same check as ``run``.
     """
@@ -110,16 +111,19 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     fold = final_fold(config, last_row - grid.first_row, grid.n)
     train = np.concatenate([fold.train, fold.val])
     windows = scaled_windows(design.features, grid.rows(train), grid.lookback)  # scaler: training rows only
-    records = {}
     linear = not config.model.lstm  # the LSTM forecasts; the linear baseline only when the LSTM is off
     names = LINEAR_NAMES if linear else MODEL_NAMES
-    with torch_threads(threads):  # the caller's thread count is back when the forecast returns
-        for task in config.target.tasks:
-            report(names[task], 0, 1)
-            model = build_estimator(task, config, linear=linear)
-            weight = training_weights(design, task, h, config)
-            records[task] = _fit_and_forecast(model, windows, design.targets[task], grid, fold, weight)
-            report(names[task], 1, 1)
+    def forecast(task: str) -> tuple[float, int]:
+        report(names[task], 0, 1)
+        model = build_estimator(task, config, linear=linear)
+        record = _fit_and_forecast(model, windows, design.targets[task], grid, fold,
+                                   training_weights(design, task, h, config))
+        report(names[task], 1, 1)
+        return record
+
+    with one_thread_per_fit(threads) as governor:  # the caller's thread count is back when the forecast returns
+        tasks = config.target.tasks
+        records = dict(zip(tasks, run_side_by_side([lambda task=task: forecast(task) for task in tasks], governor)))
     last_close = float(design.prices["Close"].iloc[-1])
     if "regression" in records:
         y_pred, epochs = records["regression"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -32,14 +33,14 @@ from lstmbt.backtest.scoring import (
     by_model, collect_metrics, fold_stats, horizon_plan, majority_p_up, make_positions, predicted_up, run_warnings,
     undecided
 )
-from lstmbt.backtest.walkforward import make_sample_grid, walk_forward_predict
+from lstmbt.backtest.walkforward import combine_seeds, make_sample_grid, walk_forward_predict
 from lstmbt.models.exog import exog_features, exog_warmup_rows
 from lstmbt.models.features import make_features, warmup_rows
 from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns, keys_from_frame
 from lstmbt.models.linear import LogisticClassifier, RidgeRegressor
 from lstmbt.models.specs import NetSpec, TrainSettings
 from lstmbt.models.targets import dead_zone_weights, make_target
-from lstmbt.models.threads import ThreadGovernor, torch_threads
+from lstmbt.models.threads import ThreadGovernor, one_thread_per_fit, run_side_by_side
 
 _VERSIONED = ("torch", "numpy", "pandas", "vectorbt", "vectorbt-rust", "scikit-learn", "ta", "arch", "plotly")
 
@@ -68,11 +69,13 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
         prices: pd.DataFrame | None = None, checkpoint: Path | None = None) -> RunResult:
     """Load data, walk forward every model on identical folds, backtest, and score.
 
-    ``threads``: the most torch intra-op threads training uses (None leaves torch's setting alone),
-    set for this call only (``models.threads.torch_threads``). After every fold the count drops to
-    the cores other processes leave idle (at least 1) and rises again when they free them, with one
-    ``ContentionWarning`` the first time. ``models.threads.default_threads()`` gives every core the
-    process may use (the CLI's rule).
+    ``threads``: how many fits may run side by side (both targets' models, the seeds of
+    ``train.seeds``), each on one torch thread so no number depends on it; None takes torch's
+    current count (which follows ``OMP_NUM_THREADS`` and ``torch.set_num_threads``). Between folds
+    the count drops to the cores other processes leave idle (at least 1), with one
+    ``ContentionWarning`` the first time (``models.threads.ThreadGovernor``). Torch's own thread
+    count is restored when the run returns. ``models.threads.default_threads()`` gives every core
+    the process may use (the CLI's rule).
     ``prices``: already loaded prices (e.g. one ticker of a universe loaded by the driver of a
     sweep or a Ray job); ``None`` loads ``config.data``. Either way they are checked for length.
     ``checkpoint``: a folder (one per run: per ticker, per trial) that keeps every finished fold
@@ -91,7 +94,7 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
     design = make_design(prices, config)
     timings["features"] = _lap(clock) - timings["data"]
     restored = _open_checkpoint(checkpoint, design, config) if checkpoint is not None else 0
-    with torch_threads(threads, adaptive=True) as governor:  # the caller's count is back when the run returns
+    with one_thread_per_fit(threads) as governor:  # the caller's count is back when the run returns
         predictions, folds_frame = _predict_all(design, config, report, timings, checkpoint, governor)
         report("backtest", 0, 1)
         result = score_run(design, predictions, folds_frame, config, timings, clock)
@@ -214,34 +217,65 @@ def _predict_all(design: Design, config: RunConfig, report: Progress, timings: d
                  governor: ThreadGovernor | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Out-of-sample predictions of every model on the same folds, and the per-fold log.
 
-    ``checkpoint``: each model saves and resumes its folds in ``checkpoint / <model name>``.
-    ``governor``: after every fold, the thread count follows the cores other processes leave idle.
+    Each model's walk-forward (each seed's, with ``train.seeds``) is one chain of folds; the chains
+    run side by side on ``governor``'s slots (``models.threads.run_side_by_side``), LSTMs first, and
+    the result is the same in any order. ``checkpoint``: each chain saves and resumes its folds in
+    ``checkpoint / <model name>`` (``/ seed<S>`` with several seeds).
     """
-    frames, logs, n_folds = [], [], len(design.folds)
-    for key in horizon_plan(config):
-        name, task, h = key.name, key.task, key.horizon
+    plan = horizon_plan(config)
+    seeds = {key.name: (None,) if key.family == "linear" else config.train.members for key in plan}
+    chains = [(key, seed) for key in plan for seed in seeds[key.name]]
+    chains.sort(key=lambda chain: chain[0].family == "linear")  # the long chains start first
+    progress = {key.name: _Counter(report, key.name, len(design.horizon_folds[key.horizon]) * len(seeds[key.name]),
+                                   governor) for key in plan}
+
+    def walk(key: ModelKey, seed: int | None) -> tuple[pd.DataFrame, pd.DataFrame, float]:
         started = time.perf_counter()
-        report(name, 0, n_folds)
-        done = iter(range(1, n_folds + 1))
-        estimator = build_estimator(task, config, linear=key.family == "linear")
-        preds, log = walk_forward_predict(estimator, design.features, design.horizon_targets[h][task], design.grid,
-                                          design.horizon_folds[h],
-                                          on_fold=lambda entry, name=name: _fold_done(report, name, next(done),
-                                                                                      n_folds, governor),
-                                          train_weight=training_weights(design, task, h, config),
-                                          checkpoint_dir=None if checkpoint is None else Path(checkpoint) / name)
+        folder = None if checkpoint is None else Path(checkpoint) / key.name
+        if folder is not None and len(seeds[key.name]) > 1:
+            folder = folder / f"seed{seed}"
+        estimator = build_estimator(key.task, config, linear=key.family == "linear", seed=seed)
+        preds, log = walk_forward_predict(estimator, design.features, design.horizon_targets[key.horizon][key.task],
+                                          design.grid, design.horizon_folds[key.horizon],
+                                          on_fold=progress[key.name].fold_done,
+                                          train_weight=training_weights(design, key.task, key.horizon, config),
+                                          checkpoint_dir=folder)
+        return preds, log, time.perf_counter() - started
+
+    for counter in progress.values():
+        counter.start()
+    started = time.perf_counter()
+    done = dict(zip(chains, run_side_by_side([lambda chain=chain: walk(*chain) for chain in chains], governor)))
+    timings["walkforward"] = time.perf_counter() - started
+    frames, logs = [], []
+    for key in plan:
+        runs = {seed: done[key, seed][:2] for seed in seeds[key.name]}
+        preds, log = combine_seeds(runs)
         preds = insert_key_columns(preds, key, 1)  # date, target, model, horizon, family, baseline, fold, ...
         preds["close"] = design.prices["Close"].reindex(preds["date"]).to_numpy()
         frames.append(preds)
         logs.append(insert_key_columns(log, key, 0, FOLD_KEY_COLUMNS))
-        timings[f"walkforward_{name}"] = time.perf_counter() - started
+        timings[f"walkforward_{key.name}"] = sum(done[key, seed][2] for seed in seeds[key.name])
     return pd.concat(frames, ignore_index=True), pd.concat(logs, ignore_index=True)
 
 
-def _fold_done(report: Progress, name: str, done: int, total: int, governor: ThreadGovernor | None) -> None:
-    report(name, done, total)
-    if governor is not None:
-        governor.adapt()
+class _Counter:
+    """One model's progress over its chains' folds, fed from the threads that run them."""
+
+    def __init__(self, report: Progress, name: str, total: int, governor: ThreadGovernor | None) -> None:
+        self.report, self.name, self.total, self.governor = report, name, total, governor
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.report(self.name, 0, self.total)
+
+    def fold_done(self, entry: dict) -> None:
+        with self._lock:
+            self.done += 1
+            self.report(self.name, self.done, self.total)
+        if self.governor is not None:
+            self.governor.checkpoint()
 
 
 def training_weights(design: Design, task: str, horizon: int, config: RunConfig) -> pd.Series | None:
@@ -252,9 +286,9 @@ def training_weights(design: Design, task: str, horizon: int, config: RunConfig)
     return dead_zone_weights(design.prices, horizon, config.target.dead_zone)
 
 
-def build_estimator(task: str, config: RunConfig, linear: bool = False):
-    """The unfitted estimator for ``task`` (``regression`` or ``classification``): the LSTM, or with
-    ``linear`` the ridge/logistic baseline."""
+def build_estimator(task: str, config: RunConfig, linear: bool = False, seed: int | None = None):
+    """The unfitted estimator for ``task`` (``regression`` or ``classification``): the LSTM (seeded
+    with ``seed``, default ``train.seed``), or with ``linear`` the ridge/logistic baseline."""
     from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor  # loads torch: only when called
 
     if linear:
@@ -266,7 +300,8 @@ def build_estimator(task: str, config: RunConfig, linear: bool = False):
 
     cls = LSTMRegressor if task == "regression" else LSTMClassifier
     return cls(net=narrow(config.model, NetSpec), train=narrow(config.train, TrainSettings),
-               device=config.train.device, random_state=config.train.seed, warm_start=config.train.warm_start)
+               device=config.train.device, random_state=config.train.seed if seed is None else seed,
+               warm_start=config.train.warm_start)
 
 
 def _rows_needed(config: RunConfig, warmup: int) -> tuple[int, str]:

@@ -247,3 +247,40 @@ def _fold_entry(fold: Fold, grid: SampleGrid, model, seconds: float, refit: bool
         "train_steps": int(getattr(log, "train_steps", 0)) + int(getattr(refit_log, "train_steps", 0) if refit else 0),
         "eval_steps": int(getattr(log, "eval_steps", 0)),
     }
+
+
+#: fold-log columns that count work done; for a seed ensemble they are summed over its seeds
+_WORK_COLUMNS = ("fit_seconds", "train_steps", "eval_steps")
+
+
+def combine_seeds(runs: dict[int, tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One model's predictions and fold log from its walk-forwards with several seeds ``{seed: (predictions, log)}``.
+
+    ``y_pred``/``p_up`` become the mean over the seeds: the mean ``p_up`` for a classifier (its
+    ``y_pred`` is then ``p_up > 0.5``, as for one seed), the mean predicted value for a regressor.
+    Each seed's own values are kept as ``y_pred_seed<S>`` and ``p_up_seed<S>`` columns. The fold log
+    keeps the first seed's rows, with the work columns (``fit_seconds``, ``train_steps``,
+    ``eval_steps``) summed over the seeds and ``seeds`` counting them. One seed is returned as it is.
+    """
+    (first, log), *others = runs.values()
+    if not others:
+        return first, log
+    frames = [frame for frame, _ in runs.values()]
+    for frame in frames[1:]:
+        if not (frame["date"].equals(first["date"]) and frame["fold"].equals(first["fold"])):
+            raise ValueError("the seeds' walk-forwards predict different days; they must share the folds")
+    out = first.copy()
+    for seed, frame in zip(runs, frames):
+        out[f"y_pred_seed{seed}"] = frame["y_pred"].to_numpy()
+        out[f"p_up_seed{seed}"] = frame["p_up"].to_numpy()
+    if first["p_up"].notna().any():
+        out["p_up"] = np.mean([frame["p_up"].to_numpy() for frame in frames], axis=0)
+        out["y_pred"] = (out["p_up"] > 0.5).astype(np.float64)
+    else:
+        out["y_pred"] = np.mean([frame["y_pred"].to_numpy() for frame in frames], axis=0)
+    log = log.copy()
+    for column in _WORK_COLUMNS:
+        if column in log:
+            log[column] = sum(other[column].to_numpy() for _, other in runs.values())
+    log["seeds"] = len(runs)
+    return out, log

@@ -6,9 +6,9 @@ The competitor is started by this script with default settings, as a user would 
 study, and restarted whenever it finishes, so the measured run shares the machine from its first
 second to its last. Prints each run's wall time, the medians and ranges, and the ratio of the
 contended median to the alone median. A fair share of the cores would make it 2x; the goal is at
-most 2.5x. ``--pinned`` also measures the contended case with both runs pinned to every core
-(``OMP_NUM_THREADS`` = the cores), which is how every run behaved before the thread count followed
-the load. Run it on an otherwise quiet machine.
+most 2.5x. Every fit computes on one torch thread and a run trains its models side by side on the
+free cores (``models.threads``); before that, both runs spread each fit over every core, and this
+benchmark measured 7.3x (bench/RESULTS.md keeps the history). Run it on an otherwise quiet machine.
 """
 
 from __future__ import annotations
@@ -68,20 +68,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3, help="runs per condition (default 3)")
     ap.add_argument("--head-start", type=float, default=5.0, help="seconds the competitor runs first")
-    ap.add_argument("--pinned", action="store_true", help="also measure both runs pinned to every core")
     args = ap.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="lstmbt-contention-"))
     try:
         alone = [timed_run(scratch / f"alone-{i}") for i in range(args.repeats)]
-        contended, notes, pinned = [], [], []
+        contended, notes = [], []
         for i in range(args.repeats):
             seconds, lines = contended_run(scratch / f"busy-{i}", scratch, args.head_start, ENV)
             contended.append(seconds)
             notes += lines
-        cores = str(len(os.sched_getaffinity(0)))
-        for i in range(args.repeats if args.pinned else 0):
-            env = {**ENV, "OMP_NUM_THREADS": cores}
-            pinned.append(contended_run(scratch / f"pinned-{i}", scratch, args.head_start, env)[0])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     med_alone, med_busy = statistics.median(alone), statistics.median(contended)
@@ -91,10 +86,7 @@ def main() -> None:
           f"(range {min(contended):.1f}-{max(contended):.1f})")
     print(f"slowdown:   {med_busy / med_alone:.2f}x the alone median (fair share 2.0x, goal <= 2.5x); "
           f"per run {min(contended) / med_alone:.2f}-{max(contended) / med_alone:.2f}x")
-    if pinned:
-        print(f"pinned:     {', '.join(f'{s:.1f}' for s in pinned)} s; median {statistics.median(pinned):.1f} s, "
-              f"{statistics.median(pinned) / med_alone:.2f}x the alone median (both runs on every core, as before)")
-    print(f"notes seen: {len(notes)} of {args.repeats} contended runs said they trained on fewer threads"
+    print(f"notes seen: {len(notes)} of {args.repeats} contended runs said they trained fewer models at once"
           + (f", e.g. {notes[0]!r}" if notes else ""))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import threading
 import time
 from typing import Any
 
@@ -29,6 +30,8 @@ from lstmbt.models.targets import check_sample_weight
 from lstmbt.models.training import (TrainLog, evaluate_loss, predict_outputs, resolve_device, train_epochs,
                              train_network)
 
+#: held while a network's init weights are drawn from torch's global RNG (``_build_net``)
+_GLOBAL_RNG = threading.Lock()
 #: bumped when the layout of ``get_checkpoint``'s dict changes, so an old file is refused, not misread
 CHECKPOINT_FORMAT = 1
 
@@ -100,15 +103,12 @@ class _LSTMEstimator(BaseEstimator):
         device = resolve_device(self.device)
         generator = torch.Generator().manual_seed(int(self.random_state))
         started = time.perf_counter()
-        # Dropout and weight init draw from torch's global RNG; fork it so seeding stays local.
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(int(self.random_state))
-            if not warm:
-                self.net_ = LSTMNet(X.shape[2], self._n_outputs, spec).to(device)
-            start = _cpu_state(self.net_) if refit else None
-            log = train_network(self.net_, self._loss, (X, y_fit), val, settings, device=device, generator=generator,
-                                epochs=settings.warm_epochs if warm else None, keep_initial=warm,
-                                train_weight=weight)
+        if not warm:
+            self.net_ = _build_net(X.shape[2], self._n_outputs, spec, int(self.random_state), device)
+        start = _cpu_state(self.net_) if refit else None
+        # the generator shuffles the batches and draws the dropout masks: nothing global is touched
+        log = train_network(self.net_, self._loss, (X, y_fit), val, settings, device=device, generator=generator,
+                            epochs=settings.warm_epochs if warm else None, keep_initial=warm, train_weight=weight)
         self.device_, self.warm_started_ = device, warm
         self.n_features_in_, self.lookback_ = X.shape[2], X.shape[1]
         self.log_, self.n_epochs_, self.best_epoch_, self.best_loss_ = log, log.n_epochs, log.best_epoch, log.best_loss
@@ -156,13 +156,11 @@ class _LSTMEstimator(BaseEstimator):
         weight = check_sample_weight(sample_weight, len(X))
         lrs = self.log_.lr[: self.best_epoch_ + 1]
         started = time.perf_counter()
-        with torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
-            torch.manual_seed(int(self.random_state))
-            if lrs:  # best epoch -1: the warm fit kept the carried weights, which net_ still holds
-                self.net_.load_state_dict(start)
-            log = train_epochs(self.net_, self._loss, (X, self._encode(y)), lrs, self.train or TrainSettings(),
-                               device=self.device_, generator=torch.Generator().manual_seed(int(self.random_state)),
-                               train_weight=weight)
+        if lrs:  # best epoch -1: the warm fit kept the carried weights, which net_ still holds
+            self.net_.load_state_dict(start)
+        log = train_epochs(self.net_, self._loss, (X, self._encode(y)), lrs, self.train or TrainSettings(),
+                           device=self.device_, generator=torch.Generator().manual_seed(int(self.random_state)),
+                           train_weight=weight)
         self.refit_start_ = None
         self.refit_log_, self.refit_epochs_, self.refit_n_samples_ = log, log.n_epochs, len(X)
         self.fit_seconds_ += time.perf_counter() - started
@@ -232,9 +230,7 @@ class _LSTMEstimator(BaseEstimator):
         if state.get("format") != CHECKPOINT_FORMAT or state.get("estimator") != type(self).__name__:
             raise ValueError(f"not a {type(self).__name__} checkpoint of format {CHECKPOINT_FORMAT} "
                              f"(got {state.get('estimator')!r}, format {state.get('format')!r})")
-        # building the network draws init weights from torch's global RNG; keep that RNG untouched
-        with torch.random.fork_rng(devices=[]):
-            net = LSTMNet(state["n_features_in"], self._n_outputs, self.net or NetSpec())
+        net = _build_net(state["n_features_in"], self._n_outputs, self.net or NetSpec(), None, torch.device("cpu"))
         try:
             net.load_state_dict(state["net"])
         except RuntimeError as exc:
@@ -349,6 +345,16 @@ class LSTMClassifier(ClassifierMixin, _LSTMEstimator):
         """The more probable class for each window, shape (N,)."""
         proba = self.predict_proba(X)  # first, so an unfitted model raises NotFittedError
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+def _build_net(n_features: int, n_outputs: int, spec: NetSpec, seed: int | None, device: torch.device) -> LSTMNet:
+    """A new ``LSTMNet`` on ``device``, its init weights drawn from torch's global RNG seeded with
+    ``seed`` (None: as it stands). The RNG is forked, so the caller's state is untouched, and the
+    draw holds a lock, so fits running side by side on threads never interleave their draws."""
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return LSTMNet(n_features, n_outputs, spec).to(device)
 
 
 def _cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,29 +1,34 @@
-"""How many torch threads a run uses, set for the duration of a call and restored afterwards.
+"""How a run uses the cores: one torch thread per fit, independent fits side by side.
 
-Library calls never leave torch's process-wide thread count changed: ``torch_threads`` sets it for
-a block and puts the caller's value back, however the block ends.
+Every fit computes on one intra-op thread (``one_thread_per_fit``), so no number depends on the
+machine's cores or load, and there is no thread cliff: two torch processes that each spread one
+small fit over every core slowed each other down five-fold and more (spinning OpenMP threads
+fighting for the same cores). The cores go to independent fits instead: both targets' models,
+the seeds of an ensemble, run on threads side by side (``run_side_by_side``).
 
-The count comes from what this process can really use: the CPU affinity mask, the cgroup CPU
-quota (containers), and the cores other processes keep busy. Two torch processes that each use
-every core slow each other down five-fold and more (spinning OpenMP threads fight for the same
-cores); a run that leaves the busy cores alone gets its fair share instead. The count is checked
-again before every fold (``ThreadGovernor.adapt``), so a run that started alone yields cores to a
-second run started later. A thread count the user chose (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``)
-is used as it is.
+How many run at once comes from what this process can really use: the CPU affinity mask, the
+cgroup CPU quota (containers), a count the user chose (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
+or a lowered ``torch.set_num_threads`` from Python), and the cores other processes keep busy,
+re-read between folds (``ThreadGovernor``), so a run that started alone yields cores to a second
+run started later. Library calls never leave torch's process-wide thread count changed.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from lstmbt.models.specs import available_cores
+
+T = TypeVar("T")
 
 #: environment variables through which a user pins the thread count; set, they win
 USER_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -109,55 +114,146 @@ class CpuMeter:
         return max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0]))
 
 
-class ThreadGovernor:
-    """Sets torch's thread count to the cores not kept busy by others, at most ``ceiling``.
+class Cancelled(Exception):
+    """A side-by-side task stopped at a fold boundary because another task failed or the run was interrupted."""
 
-    ``adapt()`` (called before each fold) reads ``CpuMeter`` and moves the count when it changed.
-    The first time it takes fewer threads than the ceiling it warns once (``ContentionWarning``).
+
+class ThreadGovernor:
+    """How many fits run side by side: at most ``ceiling``, and no more than the cores other
+    processes leave idle (at least 1).
+
+    Every task holds a slot while it computes (``slot``) and, between folds, calls ``checkpoint``,
+    which re-reads ``CpuMeter`` (``adapt``) and hands its slot back and waits for one, so a run that
+    started alone yields cores to a second run started later. The first time fewer fits may run
+    than the ceiling it warns once (``ContentionWarning``). Each fit computes on one thread, so how
+    many run at once never changes a number.
     """
 
     def __init__(self, ceiling: int) -> None:
         self.ceiling = max(1, ceiling)
         self.meter = CpuMeter()
-        self.current = self.ceiling  # torch_threads has set it
+        self.current = self.ceiling
         self._warned = False
+        self._running = 0
+        self._cond = threading.Condition()
+        self.cancel = threading.Event()
 
     def wanted(self, others: float | None) -> int:
-        """Threads for the next fold given ``others`` busy cores: the idle ones, at least 1."""
+        """Fits for the next fold given ``others`` busy cores: the idle ones, at least 1."""
         if others is None:
             return self.current
         return max(1, min(self.ceiling, round(self.ceiling - others)))
 
     def adapt(self) -> int:
-        import torch  # heavy: the caller is about to train anyway
+        """Re-read the load and set how many fits may run at once; returns that count."""
+        with self._cond:
+            others = self.meter.others_busy()
+            wanted = self.wanted(others)
+            if wanted != self.current:
+                self.current = wanted
+                self._cond.notify_all()
+            if wanted < self.ceiling and not self._warned:
+                self._warned = True
+                warnings.warn(ContentionWarning(
+                    f"other processes keep about {others:.1f} of {self.ceiling} cores busy, so {wanted} "
+                    f"model{'s train' if wanted > 1 else ' trains'} at a time (rechecked every fold); set "
+                    "OMP_NUM_THREADS to choose the count yourself"), stacklevel=2)
+            return wanted
 
-        others = self.meter.others_busy()
-        threads = self.wanted(others)
-        if threads != self.current:
-            torch.set_num_threads(threads)
-            self.current = threads
-        if threads < self.ceiling and not self._warned:
-            self._warned = True
-            warnings.warn(ContentionWarning(
-                f"other processes keep about {others:.1f} of {self.ceiling} cores busy, so training uses {threads} "
-                f"thread{'s' if threads > 1 else ''} (rechecked every fold); set OMP_NUM_THREADS to choose the "
-                "count yourself"), stacklevel=2)
-        return threads
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the ``current`` slots for the block (waits for a free one)."""
+        self._acquire()
+        try:
+            yield
+        finally:
+            self._release()
+
+    def checkpoint(self) -> None:
+        """Between two folds: raise ``Cancelled`` if the run is stopping, else adapt to the load
+        and let another task (or this one) have the slot."""
+        if self.cancel.is_set():
+            raise Cancelled()
+        self.adapt()
+        self._release()
+        self._acquire()
+
+    def _acquire(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._running < self.current or self.cancel.is_set())
+            self._running += 1
+
+    def _release(self) -> None:
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+
+def run_side_by_side(tasks: Sequence[Callable[[], T]], governor: ThreadGovernor | None) -> list[T]:
+    """Call every task and return their results in order, up to ``governor.ceiling`` at once on
+    threads (in this thread when one task or one slot).
+
+    Tasks call ``governor.checkpoint()`` between folds. The first error stops the tasks not yet
+    started and, at their next fold boundary, the running ones; it is raised once they stopped, as
+    is an interrupt (Ctrl-C) of the waiting caller.
+    """
+    if governor is None or governor.ceiling == 1 or len(tasks) <= 1:
+        if governor is None:
+            return [task() for task in tasks]
+        with governor.slot():
+            return [task() for task in tasks]
+
+    def guarded(task: Callable[[], T]) -> T:
+        with governor.slot():
+            if governor.cancel.is_set():
+                raise Cancelled()
+            return task()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(governor.ceiling, len(tasks)),
+                                               thread_name_prefix="lstmbt-fit") as pool:
+        futures = [pool.submit(guarded, task) for task in tasks]
+        try:
+            done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        except BaseException:  # Ctrl-C while waiting: the others stop at their next fold
+            governor.cancel.set()
+            raise
+        if any(future.exception() is not None for future in done):
+            governor.cancel.set()
+    errors = [future.exception() for future in futures if future.exception() is not None]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
+    return [future.result() for future in futures]
 
 
 @contextlib.contextmanager
-def torch_threads(threads: int | None, adaptive: bool = False) -> Iterator[ThreadGovernor | None]:
+def one_thread_per_fit(workers: int | None) -> Iterator[ThreadGovernor]:
+    """Run the block with torch on one intra-op thread and yield a ``ThreadGovernor`` for up to
+    ``workers`` fits side by side (None: torch's current count, which already follows
+    ``OMP_NUM_THREADS`` and a caller's ``torch.set_num_threads``); torch's count is restored after.
+
+    One thread per fit makes every number independent of the machine's cores and load; the cores
+    go to independent models (both targets, seeds) instead, which on small LSTMs is also faster:
+    a second intra-op thread slowed a 32-unit LSTM's training step down (bench/RESULTS.md).
+    """
+    import torch  # heavy: the caller is about to train
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield ThreadGovernor(workers or before)
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
     """Run the block with ``threads`` torch intra-op threads, then restore the caller's count.
 
-    Parameters
-    ----------
-    threads : threads for the block, >= 1; None (or 0) leaves torch's setting alone and does
-        not import torch.
-    adaptive : yield a ``ThreadGovernor`` with ``threads`` as its ceiling; the block calls its
-        ``adapt()`` before each fold to leave cores that other processes use to them.
+    ``threads``: >= 1; None (or 0) leaves torch's setting alone and does not import torch. A run
+    inside the block (an executor's job) takes that count as the fits it may run side by side.
     """
     if not threads:
-        yield None
+        yield
         return
     if threads < 0:
         raise ValueError(f"threads must be >= 1 or None, got {threads}")
@@ -165,8 +261,7 @@ def torch_threads(threads: int | None, adaptive: bool = False) -> Iterator[Threa
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    governor = ThreadGovernor(threads) if adaptive else None
     try:
-        yield governor
+        yield
     finally:
         torch.set_num_threads(before)

@@ -124,11 +124,12 @@ class Feed:
         mask = None if self.mask is None else self.mask[idx]
         return self.inputs[idx], self.targets[idx], mask
 
-    def forward(self, net: nn.Module, xb: torch.Tensor) -> torch.Tensor:
-        """(B, n_out) in window mode; (B, C, n_out) for the scored steps in sequence mode."""
+    def forward(self, net: nn.Module, xb: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, n_out) in window mode; (B, C, n_out) for the scored steps in sequence mode.
+        ``generator`` draws the dropout masks in training."""
         if self.mode == "window":
-            return net(xb)
-        return net.forward_sequence(xb, skip=self.lookback - 1)
+            return net(xb, generator=generator)
+        return net.forward_sequence(xb, skip=self.lookback - 1, generator=generator)
 
     def scatter(self, outputs: torch.Tensor) -> torch.Tensor:
         """Chunk outputs (U, C, n_out) back to one row per target (N, n_out)."""
@@ -170,7 +171,7 @@ def train_network(
     """
     train_feed = Feed(*train, settings.mode, settings.chunk_len, device, weight=train_weight)
     val_feed = Feed(*val, settings.mode, settings.chunk_len, device) if val is not None else None
-    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = make_optimizer(net, settings.lr, settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=settings.lr_factor, patience=settings.lr_patience
     )
@@ -223,7 +224,7 @@ def train_epochs(
     if not lrs:
         return log
     feed = Feed(*train, settings.mode, settings.chunk_len, device, weight=train_weight)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lrs[0], weight_decay=settings.weight_decay)
+    optimizer = make_optimizer(net, lrs[0], settings.weight_decay)
     per_step = settings.batch_size if settings.mode == "window" else settings.chunks_per_batch
     for lr in lrs:
         for group in optimizer.param_groups:
@@ -232,6 +233,12 @@ def train_epochs(
         log.train_loss.append(_run_epoch(net, loss_fn, optimizer, feed, per_step, settings.clip_norm, generator, log))
     log.best_epoch, log.best_loss = len(lrs) - 1, log.train_loss[-1]
     return log
+
+
+def make_optimizer(net: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel: one call updates every parameter, where the per-tensor loop
+    took a fifth of a small LSTM's step."""
+    return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def _run_epoch(net, loss_fn, optimizer, feed: Feed, per_step: int, clip_norm: float,
@@ -244,10 +251,10 @@ def _run_epoch(net, loss_fn, optimizer, feed: Feed, per_step: int, clip_norm: fl
     for idx in order.split(per_step):
         xb, yb, mb = feed.batch(idx)
         optimizer.zero_grad(set_to_none=True)
-        loss_sum, count = _masked_sum(loss_fn(feed.forward(net, xb), yb), mb)
+        loss_sum, count = _masked_sum(loss_fn(feed.forward(net, xb, generator), yb), mb)
         (loss_sum / count).backward()
         if clip_norm > 0:
-            nn.utils.clip_grad_norm_(net.parameters(), clip_norm)
+            nn.utils.clip_grad_norm_(net.parameters(), clip_norm, foreach=True)
         optimizer.step()
         total += float(loss_sum.detach())
         weight += float(count)

@@ -63,7 +63,8 @@ def reference(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory) -> Path:
     """The partial directory of a run stopped (Ctrl-C) after two folds of the logistic model:
-    the warm LSTM chain is complete, with its newest state."""
+    the warm LSTM chain is complete, with its newest state (one fit at a time, so the chains run
+    in their fixed order, the linear baselines last)."""
     out = tmp_path_factory.mktemp("stopped") / "run"
     real_call = cli_options.progress_bars.__call__
 
@@ -74,6 +75,7 @@ def stopped(tmp_path_factory) -> Path:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cli_options.progress_bars, "__call__", interrupt)
+        mp.setenv("OMP_NUM_THREADS", "1")
         assert call_main(["run", *ARGS, "--out", str(out)])[0] == 130
     return partial_dir(out)
 

@@ -315,10 +315,10 @@ def test_ctrl_c_in_process_keeps_the_folds_and_refuses_a_new_run_over_them(tmp_p
 
     monkeypatch.setattr(cli_options.progress_bars, "__call__", interrupt)
     code, _, err = run_cli(["run", *ARGS, "--out", str(out)])
-    total = saved_folds(partial_dir(out) / "folds")[1]
-    assert code == 130 and total > 2
+    done, total = saved_folds(partial_dir(out) / "folds")
+    assert code == 130 and total > done >= 2  # the other models' chains ran side by side until a fold boundary
     last = err.strip().splitlines()[-1]
-    assert last == f"interrupted: 2 of {total} folds saved; continue with: lstmbt run --resume {out}"
+    assert last == f"interrupted: {done} of {total} folds saved; continue with: lstmbt run --resume {out}"
     code, _, err = run_cli(["run", *ARGS, "--out", str(out)])
     assert code == 2 and "waiting in" in err and f"--resume {out}" in err
     assert sorted(p.name for p in out.parent.iterdir()) == [partial_dir(out).name]

@@ -1,10 +1,12 @@
-"""The thread count follows what the process can really use: affinity, cgroup quota, the cores other
-processes keep busy, and the user's own choice; results do not depend on it."""
+"""One torch thread per fit, independent fits side by side: as many as the process can really use
+(affinity, cgroup quota, the cores other processes keep busy, the user's own choice); results do
+not depend on how many."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -73,17 +75,63 @@ def test_the_governor_takes_the_idle_cores_and_warns_once(monkeypatch):
     assert [governor.wanted(x) for x in (0.0, 0.4, 1.0, 1.6, 7.0)] == [2, 2, 1, 1, 1]
     readings = iter([0.0, 1.2, 1.0, 0.1])
     monkeypatch.setattr(governor.meter, "others_busy", lambda: next(readings))
-    before = torch.get_num_threads()
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            seen = [governor.adapt() for _ in range(4)]
-            assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seen = [governor.adapt() for _ in range(4)]
     assert seen == [2, 1, 1, 2]
     notes = [w for w in caught if issubclass(w.category, ContentionWarning)]
     assert len(notes) == 1 and "about 1.2 of 2 cores busy" in str(notes[0].message)
+
+
+def test_fits_run_side_by_side_up_to_the_slots_and_in_order():
+    governor = ThreadGovernor(2)
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def task(i: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    assert threads.run_side_by_side([lambda i=i: task(i) for i in range(6)], governor) == [i * i for i in range(6)]
+    assert peak[0] == 2
+    governor.current = 1  # the load left one core
+    peak[0] = 0
+    assert threads.run_side_by_side([lambda i=i: task(i) for i in range(4)], governor) == [0, 1, 4, 9]
+    assert peak[0] == 1
+
+
+def test_the_first_error_stops_the_other_fits_at_their_next_fold():
+    governor = ThreadGovernor(2)
+    folds_after_error = []
+
+    def failing() -> None:
+        time.sleep(0.05)
+        raise ValueError("fold 3 of lstm_regression failed")
+
+    def long_chain() -> None:
+        for fold in range(200):
+            time.sleep(0.01)
+            governor.checkpoint()  # raises Cancelled once the other task failed
+            folds_after_error.append(fold)
+
+    with pytest.raises(ValueError, match="fold 3 of lstm_regression failed"):
+        threads.run_side_by_side([long_chain, failing], governor)
+    assert len(folds_after_error) < 50  # stopped at a fold boundary soon after, not run to the end
+
+
+def test_one_thread_per_fit_restores_the_callers_count():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with threads.one_thread_per_fit(None) as governor:
+            assert torch.get_num_threads() == 1 and governor.ceiling == 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_meter_counts_other_processes_and_not_its_own():
@@ -105,20 +153,20 @@ def test_the_meter_counts_other_processes_and_not_its_own():
 
 
 @pytest.mark.filterwarnings("ignore::lstmbt.models.threads.ContentionWarning")  # the machine may be busy
-def test_results_do_not_depend_on_the_thread_count():
+def test_results_do_not_depend_on_how_many_fits_run_at_once():
     config = RunConfig().with_values(TINY_SPX)
     one, two = run(config, threads=1), run(config, threads=2)
     pd.testing.assert_frame_equal(one.predictions, two.predictions, check_exact=True)
     assert one.metrics.keys() == two.metrics.keys()
 
 
-def test_a_run_under_load_trains_on_fewer_threads_and_says_so(monkeypatch):
+def test_a_run_under_load_trains_fewer_models_at_once_and_says_so(monkeypatch):
     monkeypatch.setattr(CpuMeter, "others_busy", lambda self: 1.0)
     seen = []
     real = ThreadGovernor.adapt
     monkeypatch.setattr(ThreadGovernor, "adapt", lambda self: seen.append(real(self)) or seen[-1])
     before = torch.get_num_threads()
-    with pytest.warns(ContentionWarning, match="training uses 1 thread"):
+    with pytest.warns(ContentionWarning, match="1 model trains at a time"):
         run(RunConfig().with_values(TINY_SPX), threads=2)
     assert seen and set(seen) == {1}
     assert torch.get_num_threads() == before
@@ -132,7 +180,7 @@ def test_the_cli_prints_the_note_once(monkeypatch, run_cli, tmp_path):
     code, _, err = run_cli(["run", *set_args({**TINY_SPX, "model.linear": False}), "--out", str(tmp_path / "run")])
     assert code == 0, err
     notes = [line for line in err.splitlines() if line.startswith("note: other processes")]
-    assert len(notes) == 1 and "training uses 1 thread" in notes[0]
+    assert len(notes) == 1 and "1 model trains at a time" in notes[0]
 
 
 def test_local_jobs_honour_omp_num_threads(monkeypatch):

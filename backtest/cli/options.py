@@ -4,6 +4,7 @@ printed outcome of a run. Only config and errors load at start-up, so ``lstmbt -
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Annotated, Any, Collection, Optional
 
@@ -98,19 +99,22 @@ class progress_bars:
                              TimeElapsedColumn(), console=Console(stderr=True) if self._stderr else None)
         self._tasks: dict[str, Any] = {}
         self._started = False
+        self._lock = threading.Lock()
         return self
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage == "data" and not self._started:
             return
-        if not self._started:
-            self._bar.start()
-            self._started = True
-        if stage not in self._tasks:
-            for task_id in self._tasks.values():  # a new stage means the previous ones finished
-                self._bar.update(task_id, completed=self._bar.tasks[task_id].total)
-            self._tasks[stage] = self._bar.add_task(stage, total=total)
-        self._bar.update(self._tasks[stage], completed=done, total=total)
+        with self._lock:  # models train side by side on threads and report from them
+            if not self._started:
+                self._bar.start()
+                self._started = True
+            if stage not in self._tasks:
+                for task_id in self._tasks.values():  # a new stage ends the one-step stages before it
+                    if self._bar.tasks[task_id].total == 1:
+                        self._bar.update(task_id, completed=1)
+                self._tasks[stage] = self._bar.add_task(stage, total=total)
+            self._bar.update(self._tasks[stage], completed=done, total=total)
 
     def __exit__(self, *exc) -> None:
         if not self._started:
