@@ -271,10 +271,10 @@ def _describe(data: dict[str, Any]) -> str:
 
 
 def saved_folds(directory: str | Path) -> tuple[int, int | None]:
-    """(folds saved, folds the run has in all), summed over models; the total is None until known
+    """(folds saved, folds the run has in all), summed over models (and seeds); the total is None until known
     (or when checkpoint.json is unreadable: this count also serves error messages)."""
     directory = Path(directory)
-    done = sum(1 for _ in directory.glob(f"*/fold-*.{SUMS}")) if directory.is_dir() else 0
+    done = sum(1 for _ in directory.glob(f"**/fold-*.{SUMS}")) if directory.is_dir() else 0  # seeds nest a level
     try:
         plan = _read_plan(directory)
     except DataError:

@@ -178,7 +178,7 @@ def _take_over_empty(partial: Path, out_dir: Path) -> None:
     fd = _lock(partial, out_dir)
     try:
         remove_stale_tmp(out_dir)  # safe while holding the lock: no live run of this name can be saving
-        if saved_work(partial)[0] or any(partial.glob("folds/*/fold-*")):  # uncommitted or older-format folds too
+        if saved_work(partial)[0] or any(partial.glob("folds/**/fold-*")):  # uncommitted or older-format folds too
             raise ConfigError(f"an interrupted run of {out_dir} is waiting in {partial}; continue it with "
                               f"`lstmbt run --resume {out_dir}` or remove {partial}")
         aside = partial.with_name(f"{partial.name}.tmp-{os.getpid()}")

@@ -106,8 +106,17 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
 def _open_checkpoint(checkpoint: Path, design: Design, config: RunConfig) -> int:
     """Start or check the run's checkpoint (same config and data); returns the folds already saved."""
     data = describe_prices(design.prices, config.data.source, config.data.symbol)
-    models = [key.name for key in horizon_plan(config)]
-    return open_checkpoint(checkpoint, config, data, models, len(design.folds))
+    return open_checkpoint(checkpoint, config, data, [str(folder) for _, folder in _chains(config)], len(design.folds))
+
+
+def _chains(config: RunConfig) -> list[tuple[tuple[ModelKey, int | None], Path]]:
+    """Every walk-forward chain of a run, ``(model key, seed)`` (seed None: a linear baseline),
+    with its checkpoint folder: the model's name, and a ``seed<S>`` folder below it with several seeds."""
+    out = []
+    for key in horizon_plan(config):
+        seeds = (None,) if key.family == "linear" else config.train.members
+        out += [((key, seed), Path(key.name) / f"seed{seed}" if len(seeds) > 1 else Path(key.name)) for seed in seeds]
+    return out
 
 
 def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, config: RunConfig,
@@ -222,18 +231,15 @@ def _predict_all(design: Design, config: RunConfig, report: Progress, timings: d
     the result is the same in any order. ``checkpoint``: each chain saves and resumes its folds in
     ``checkpoint / <model name>`` (``/ seed<S>`` with several seeds).
     """
-    plan = horizon_plan(config)
-    seeds = {key.name: (None,) if key.family == "linear" else config.train.members for key in plan}
-    chains = [(key, seed) for key in plan for seed in seeds[key.name]]
-    chains.sort(key=lambda chain: chain[0].family == "linear")  # the long chains start first
+    plan, folders = horizon_plan(config), dict(_chains(config))
+    chains = sorted(folders, key=lambda chain: chain[0].family == "linear")  # the long chains start first
+    seeds = {key.name: [seed for k, seed in folders if k == key] for key in plan}
     progress = {key.name: _Counter(report, key.name, len(design.horizon_folds[key.horizon]) * len(seeds[key.name]),
                                    governor) for key in plan}
 
     def walk(key: ModelKey, seed: int | None) -> tuple[pd.DataFrame, pd.DataFrame, float]:
         started = time.perf_counter()
-        folder = None if checkpoint is None else Path(checkpoint) / key.name
-        if folder is not None and len(seeds[key.name]) > 1:
-            folder = folder / f"seed{seed}"
+        folder = None if checkpoint is None else Path(checkpoint) / folders[key, seed]
         estimator = build_estimator(key.task, config, linear=key.family == "linear", seed=seed)
         preds, log = walk_forward_predict(estimator, design.features, design.horizon_targets[key.horizon][key.task],
                                           design.grid, design.horizon_folds[key.horizon],

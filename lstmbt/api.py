@@ -2,7 +2,8 @@
 callable core package; see ``lstmbt``).
 
 Config layering is the command line's: defaults < the quick preset < a TOML file or a ``RunConfig``
-< ``source`` < ``set`` overrides. Torch threads are set for the call and restored afterwards.
+< ``source`` < ``set`` overrides. Models train side by side on the cores, one torch thread each;
+torch's thread count is restored afterwards.
 """
 
 from __future__ import annotations

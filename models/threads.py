@@ -69,15 +69,15 @@ def cpu_budget() -> int:
 
 
 def default_threads() -> int | None:
-    """The thread ceiling of a run: every core the process may use (``cpu_budget``), or None when
-    the user pinned ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (torch already follows it)."""
+    """How many fits a run may train side by side: every core the process may use (``cpu_budget``),
+    or None when the user pinned ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (torch's count follows it)."""
     return None if user_threads() else cpu_budget()
 
 
 def caller_threads() -> int | None:
-    """The thread ceiling for a library call: None (torch's setting is left alone) when the user
-    pinned a count by environment or lowered torch's own (``torch.set_num_threads``), else every
-    core this process may use."""
+    """How many fits a library call may run side by side: None (torch's current count, which
+    follows them) when the user pinned a count by environment or lowered torch's own
+    (``torch.set_num_threads``), else every core this process may use."""
     if user_threads():
         return None
     torch = sys.modules.get("torch")  # imported by the caller already: its count may be theirs

@@ -116,3 +116,16 @@ def test_combining_seeds_means_their_predictions():
 def test_bad_seed_lists_are_refused_with_the_fix(seeds, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig().with_values({"train.seeds": seeds})
+
+
+def test_an_ensemble_run_checkpoints_every_seed_and_resumes_to_the_same_result(tmp_path):
+    from lstmbt.backtest.checkpoint import saved_folds
+
+    config = RunConfig().with_values({**TINY_SPX, "train.seeds": [4, 9]})
+    first = run(config, threads=2, checkpoint=tmp_path / "folds")
+    done, total = saved_folds(tmp_path / "folds")
+    n_folds = int(first.folds["fold"].nunique())
+    assert done == total == (2 * 2 + 2) * n_folds  # two LSTMs x two seeds, and the two linear baselines
+    assert sorted(p.name for p in (tmp_path / "folds" / "lstm_regression").iterdir()) == ["seed4", "seed9"]
+    again = run(config, threads=1, checkpoint=tmp_path / "folds")  # every fold read back
+    pd.testing.assert_frame_equal(first.predictions, again.predictions, check_exact=True)

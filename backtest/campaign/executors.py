@@ -1,15 +1,15 @@
 """Where independent jobs run: sweep trials and the tickers of a universe.
 
 ``make_executor("local")`` (the default) is a process pool sized to the cores this process may use
-(affinity and cgroup quota), each worker with ``cores // workers`` torch threads, so two cores are
-never oversubscribed (``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, when set, give the count instead); with one worker (or one
+(affinity and cgroup quota), each worker training ``cores // workers`` models side by side (one
+torch thread each; ``pipeline.run`` reads the job's torch count), so the cores are never oversubscribed (``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, when set, give the count instead); with one worker (or one
 job) it runs in this process. ``make_executor("ray", address=...)`` submits the same jobs as Ray
 tasks of one CPU each, to a running cluster or to a local instance started on demand.
 
 Both call ``fn(item)`` for every item and hand each result back to the caller's process in
 ``on_done(index, result)`` as it finishes, so the caller (never a worker) writes run directories.
 Results are identical across executors because a job depends only on its item: training is
-seeded from the config and bit-identical across thread counts on CPU.
+seeded from the config and runs on one thread per fit.
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ class progress_bars:
 
 
 def torch_threads() -> int | None:
-    """One torch thread per core this process may use, unless the user pinned OMP_NUM_THREADS."""
+    """One model at a time per core this process may use, unless the user pinned OMP_NUM_THREADS."""
     return default_threads()
 
 
