@@ -157,7 +157,7 @@ class ThreadGovernor:
                 warnings.warn(ContentionWarning(
                     f"other processes keep about {others:.1f} of {self.ceiling} cores busy, so {wanted} "
                     f"model{'s train' if wanted > 1 else ' trains'} at a time (rechecked every fold); set "
-                    "OMP_NUM_THREADS to choose the count yourself"), stacklevel=2)
+                    "OMP_NUM_THREADS to choose the count yourself"), stacklevel=3)  # the fold loop that checked
             return wanted
 
     @contextlib.contextmanager
