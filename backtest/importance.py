@@ -40,7 +40,7 @@ from lstmbt.backtest.pipeline import Design, Progress, build_estimator, load_che
 from lstmbt.backtest.scoring import model_plan
 from lstmbt.backtest.walkforward import scaled_matrix, walk_forward_predict
 from lstmbt.models.features import GROUPS, make_features
-from lstmbt.models.threads import one_thread_per_fit
+from lstmbt.models.threads import torch_threads
 from lstmbt.models.windows import sliding_windows
 from lstmbt.strategies import predicted_log_return
 
@@ -64,8 +64,8 @@ def importance_frame(config: RunConfig, method: str = "both", n_repeats: int = 3
     """Per-fold importance of every feature group by ``method`` (``permutation``, ``ablation`` or ``both``).
 
     Loads the data once and concatenates the methods' frames (``FRAME_COLUMNS``). The fits run
-    one after another on one torch thread each, as in a run; ``threads`` is accepted for the
-    callers' symmetry with ``run`` and torch's count is restored afterwards.
+    one after another on one torch thread each, as in a run (``threads`` is accepted for the
+    callers' symmetry with ``run`` and changes nothing); torch's count is restored afterwards.
     """
     methods = parse_method(method)
     _check_repeats(n_repeats)
@@ -73,7 +73,7 @@ def importance_frame(config: RunConfig, method: str = "both", n_repeats: int = 3
         _ablation_groups(feature_groups(config), None)  # refused before any model is trained
     design = load_design(config)
     parts = []
-    with one_thread_per_fit(threads):  # one torch thread per fit; the caller's count is back afterwards
+    with torch_threads(1):  # one torch thread per fit, as in a run; the caller's count is back afterwards
         if "permutation" in methods:
             parts.append(permutation_importance(config, n_repeats, seed, design=design, progress=progress))
         if "ablation" in methods:

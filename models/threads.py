@@ -237,12 +237,9 @@ def one_thread_per_fit(workers: int | None) -> Iterator[ThreadGovernor]:
     """
     import torch  # heavy: the caller is about to train
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield ThreadGovernor(workers or before)
-    finally:
-        torch.set_num_threads(before)
+    governor = ThreadGovernor(workers or torch.get_num_threads())
+    with torch_threads(1):
+        yield governor
 
 
 @contextlib.contextmanager
