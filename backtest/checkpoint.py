@@ -32,7 +32,7 @@ import pandas as pd
 from lstmbt.backtest.config import RunConfig, narrow
 from lstmbt.backtest.errors import ConfigError, DataError
 from lstmbt.backtest.rundir import write_atomic
-from lstmbt.models.specs import NetSpec, lstm_param_count
+from lstmbt.models.specs import NETWORK_FAMILIES, NetSpec, lstm_param_count
 
 FORMAT = 2  # 2: a fold is committed by its sha256.json (format 1: by its log file, unchecked)
 #: config keys that say how to load, not what: a run started with --refresh resumes from the cache it filled
@@ -303,12 +303,17 @@ def estimate_run_bytes(config: RunConfig, rows: int, models: list[str], n_folds:
     predictions rows x models, the ~2-4 MB report, each fold's files and the newest model states."""
     run_dir = rows * len(models) * _ROW_BYTES + _REPORT_BYTES + rows * _REPORT_ROW_BYTES
     folds = len(models) * (n_folds * _FOLD_BYTES + rows * _FOLD_ROW_BYTES)
-    n_states = sum(name.startswith("lstm") for name in models) if config.train.warm_start else 0
+    n_states = sum(_is_network(name) for name in models) if config.train.warm_start else 0
     return run_dir, folds + 2 * n_states * _state_bytes(config)  # twice: old and new while replaced
 
 
+def _is_network(name: str) -> bool:
+    """Whether strategy ``name`` is one of lstmbt's networks, which keep a warm-start state."""
+    return any(name.startswith(f"{family}_") for family in NETWORK_FAMILIES)
+
+
 def _state_bytes(config: RunConfig) -> int:
-    """The saved LSTM network's float32 parameters."""
+    """The saved network's float32 parameters, counted as the LSTM's (the largest of the default-sized families)."""
     n_features = _FEATURES_GUESS + len(config.data.exog)
     return _PARAM_BYTES * lstm_param_count(n_features, 2, narrow(config.model, NetSpec))
 

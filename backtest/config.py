@@ -24,8 +24,10 @@ import tomli_w
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.splits import (DEFAULT_EMBARGO, DEFAULT_SCHEME, DEFAULT_VAL_FRACTION, MIN_FIT_SAMPLES, SCHEMES,
                                     WalkForwardSplit, first_fold_sizes, min_train_needed)
-from lstmbt.models.specs import (DEFAULT_DEVICE, DEFAULT_LINEAR_ALPHA, DEFAULT_SEED, DEVICES, TRAIN_MODES, NetSpec,
-                                 TrainSettings)
+from lstmbt.models.key import BASE_NAMES
+from lstmbt.models.plugins import Plugin, PluginError, resolve_plugin
+from lstmbt.models.specs import (DEFAULT_DEVICE, DEFAULT_LINEAR_ALPHA, DEFAULT_SEED, DEVICES, NETWORK_FAMILIES,
+                                 RECURRENT_FAMILIES, TRAIN_MODES, NetSpec, TrainSettings)
 
 FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr", "lags")
 DEFAULT_FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr")
@@ -244,10 +246,16 @@ class SplitConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig(NetSpec):
-    """The models of a run: the LSTM network (``models.specs.NetSpec``), ``lookback`` (the window
-    length L in days), and which estimators run on the same folds.
+    """The models of a run: the network settings (``models.specs.NetSpec``), ``lookback`` (the
+    window length L in days), and which estimators run on the same folds.
 
-    ``lstm``: run the LSTM models. ``linear``: run the linear baselines beside them (ridge for
+    ``families``: the network families, each trained in both targets on the same windows, folds,
+    purge, scaling and training settings (``lstm``, ``gru``, ``transformer``, ``tcn``; see
+    ``models.networks``). ``lstm``: false turns every network family off (the key predates
+    ``families``). ``lightgbm``: run LightGBM regression and classification on the decision day's
+    features (``models.trees``). ``custom``: a user's own estimators, each a dotted path
+    ``package.module:Class`` or a name given to ``lstmbt.register_model`` (``models.plugins``),
+    resolved and checked when the config is read. ``linear``: run the linear baselines beside them (ridge for
     regression, logistic for classification, on the decision day's features). ``linear_alpha``:
     their L2 penalty (ridge ``alpha``; logistic ``C = 1 / linear_alpha``). ``pooled``: in a
     universe of several tickers, train one model per model name and fold on the training samples
@@ -256,15 +264,19 @@ class ModelConfig(NetSpec):
     """
 
     lookback: int = 60
+    families: tuple[str, ...] = ("lstm",)
     lstm: bool = True
     linear: bool = True
     linear_alpha: float = DEFAULT_LINEAR_ALPHA
+    lightgbm: bool = False
+    custom: tuple[str, ...] = ()
     pooled: bool = False
 
     def __post_init__(self) -> None:
-        if not (self.lstm or self.linear):
-            raise ConfigError("model.lstm and model.linear are both false, so nothing would be trained; "
-                              "set one of them to true")
+        self._check_families()
+        if not (self.networks or self.linear or self.lightgbm or self.custom):
+            raise ConfigError("model.lstm, model.linear and model.lightgbm are false and model.custom is empty, so "
+                              "nothing would be trained; set one of them")
         if not isinstance(self.pooled, bool):
             raise ConfigError(f"model.pooled must be true or false, got {self.pooled!r}")
         _check_range("model.linear_alpha", self.linear_alpha, 1e-12, 1e12)
@@ -275,6 +287,40 @@ class ModelConfig(NetSpec):
         _check_choice("model.pooling", self.pooling, ("last", "mean"))
         for size in self.head:
             _check_range("model.head entry", size, 1, 4096)
+        _check_range("model.heads", self.heads, 1, 64)
+        if "transformer" in self.networks and self.hidden_size % self.heads:
+            raise ConfigError(f"model.heads = {self.heads} does not divide model.hidden_size = {self.hidden_size}; "
+                              "the transformer splits its width into equal heads (try heads = 4 or 1)")
+        self.plugins  # resolves and checks every custom entry now, not mid-run
+
+    def _check_families(self) -> None:
+        for family in self.families:
+            _check_choice("model.families entry", family, NETWORK_FAMILIES)
+        if len(set(self.families)) != len(self.families):
+            raise ConfigError(f"model.families = {list(self.families)} lists a family twice; list each once")
+        if self.bidirectional and any(f not in RECURRENT_FAMILIES for f in self.networks):
+            raise ConfigError("model.bidirectional applies to the lstm and gru families only; set it to false or "
+                              "drop transformer/tcn from model.families")
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        """The network families the run trains: ``families``, or none when ``lstm`` is false."""
+        return self.families if self.lstm else ()
+
+    @property
+    def plugins(self) -> tuple[Plugin, ...]:
+        """The resolved ``custom`` entries; a ConfigError names one that fails to import or breaks the protocol."""
+        try:
+            plugins = tuple(resolve_plugin(spec) for spec in self.custom)
+        except PluginError as exc:
+            raise ConfigError(str(exc)) from None
+        names = [p.name for p in plugins]
+        twice = next((n for n in names if names.count(n) > 1 or n in BASE_NAMES.values()), None)
+        if twice:
+            raise ConfigError(f"model.custom entry {plugins[names.index(twice)].spec!r} would be named {twice!r}, "
+                              "which another model of the run has; name it yourself, e.g. "
+                              f"'my{twice.split('_')[0]}={plugins[names.index(twice)].spec.rpartition('=')[2]}'")
+        return plugins
 
 
 #: the largest ``train.seed``: numpy's legacy seed range is 0 .. 2**32 - 1

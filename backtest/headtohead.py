@@ -30,7 +30,7 @@ from lstmbt.backtest.metrics import sharpe
 from lstmbt.backtest.relative import family_confidence, verdict
 from lstmbt.backtest.scoring import BENCHMARK, by_model, horizon_plan, predicted_up, strategy_horizon, undecided
 from lstmbt.backtest.significance import N_BOOT, default_block_length, diebold_mariano, sharpe_diff_ci
-from lstmbt.models.key import ModelKey, keys_from_frame
+from lstmbt.models.key import CUSTOM_FAMILY, ModelKey, keys_from_frame
 
 LOSS = ("0/1 direction loss (1 on a day the call is wrong, 0 when right), because it is the only loss a return "
         "forecast and an up/down probability share: the regression model has no probability and the classifier "
@@ -144,22 +144,33 @@ def _dm_two_sided(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int) -> float
 
 def default_pairs(keys: Iterable[ModelKey]) -> list[tuple[str, str]]:
     """The pairs a run compares by default among the models of ``keys``, per horizon (in the
-    order the horizons first appear): the regression LSTM against the classification LSTM (the
-    linear pair when a run has no such LSTM pair), then each LSTM against its baseline twin
-    (``ridge_regression``, ``logistic_classification``) of the same task and horizon. Regression
-    is always ``a``."""
+    order the horizons first appear): each network family's regression model against its
+    classification model (the linear pair when a run has no network pair), then each network
+    against its baseline twin of the same task and horizon (``ridge_regression``,
+    ``logistic_classification``; LightGBM's when the linear twins are off). Regression is always ``a``."""
     keys = list(keys)
     pairs = []
     for h in dict.fromkeys(key.horizon for key in keys):
         group = [key for key in keys if key.horizon == h]
-        lstm = {key.task: key.name for key in group if not key.baseline}
-        linear = {key.task: key.name for key in group if key.baseline}
-        for kind in (lstm, linear):
-            if len(kind) == 2:
-                pairs.append((kind["regression"], kind["classification"]))
-                break
-        pairs += [(lstm[t], linear[t]) for t in ("regression", "classification") if t in lstm and t in linear]
+        nets: dict[str, dict[str, str]] = {}
+        for key in group:
+            if not key.baseline and key.family != CUSTOM_FAMILY:
+                nets.setdefault(key.family, {})[key.task] = key.name
+        twins = _twins(group)
+        both = [kind for kind in nets.values() if len(kind) == 2] or [twins] * (len(twins) == 2)
+        pairs += [(kind["regression"], kind["classification"]) for kind in both]
+        pairs += [(kind[t], twins[t]) for kind in nets.values() for t in ("regression", "classification")
+                  if t in kind and t in twins]
     return pairs
+
+
+def _twins(group: list[ModelKey]) -> dict[str, str]:
+    """``{task: name}`` of the baseline twins in ``group``: the linear models, else LightGBM's."""
+    for family in ("linear", "lightgbm"):
+        twins = {key.task: key.name for key in group if key.family == family}
+        if twins:
+            return twins
+    return {}
 
 
 def check_pairs(pairs: Sequence[str], strategies: Sequence[str]) -> list[tuple[str, str]]:

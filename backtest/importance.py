@@ -36,7 +36,7 @@ from sklearn.base import clone
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.metrics import hit_rate
-from lstmbt.backtest.pipeline import Design, Progress, build_estimator, load_checked, make_design
+from lstmbt.backtest.pipeline import Design, Progress, estimator_for, load_checked, make_design
 from lstmbt.backtest.scoring import model_plan
 from lstmbt.backtest.walkforward import scaled_matrix, walk_forward_predict
 from lstmbt.models.features import GROUPS, make_features
@@ -123,7 +123,7 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
     for key in model_plan(config):
         name, task, stage = key.name, key.task, f"permutation {key.name}"
         report(stage, 0, len(design.folds))
-        estimator = build_estimator(task, config, linear=key.family == "linear")
+        estimator = estimator_for(key, config)
         for done, (fold, model, matrix) in enumerate(fitted_folds(estimator, design, task), 1):
             truth = block_truth(design, task, fold.test)
             base = _scores(model, matrix, design, fold.test, truth, config)
@@ -160,7 +160,7 @@ def ablation_importance(config: RunConfig, groups: list[str] | tuple[str, ...] |
     for key in model_plan(config):
         name, task, stage = key.name, key.task, f"ablation {key.name}"
         report(stage, 0, len(dropped) + 1)
-        estimator = build_estimator(task, config, linear=key.family == "linear")
+        estimator = estimator_for(key, config)
         full = _walk_scores(estimator, design.features, design, task, config)
         report(stage, 1, len(dropped) + 1)
         for done, group in enumerate(dropped, 2):

@@ -23,7 +23,7 @@ from lstmbt.backtest.checkpoint import open_checkpoint
 from lstmbt.backtest.config import RunConfig, narrow
 from lstmbt.backtest.data import check_enough_rows, describe_prices, load_exogs, load_prices
 from lstmbt.backtest.datacheck import data_warnings
-from lstmbt.backtest.errors import DataWarning
+from lstmbt.backtest.errors import ConfigError, DataWarning
 from lstmbt.backtest.headtohead import check_pairs, planned_strategies, run_comparisons
 from lstmbt.backtest.portfolio import cost_sweep, run_backtest
 from lstmbt.backtest.preflight import check_before_training
@@ -34,11 +34,14 @@ from lstmbt.backtest.scoring import (
     undecided
 )
 from lstmbt.backtest.walkforward import combine_seeds, make_sample_grid, walk_forward_predict
+from lstmbt.models.adapters import plugin_estimator
 from lstmbt.models.exog import exog_features, exog_warmup_rows
 from lstmbt.models.features import make_features, warmup_rows
-from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns, keys_from_frame
+from lstmbt.models.key import CUSTOM_FAMILY, FOLD_KEY_COLUMNS, ModelKey, insert_key_columns, keys_from_frame
 from lstmbt.models.linear import LogisticClassifier, RidgeRegressor
-from lstmbt.models.specs import NetSpec, TrainSettings
+from lstmbt.models.plugins import PluginError
+from lstmbt.models.specs import NETWORK_FAMILIES, NetSpec, TrainSettings
+from lstmbt.models.trees import LightGBMClassifier, LightGBMRegressor
 from lstmbt.models.targets import dead_zone_weights, make_target
 from lstmbt.models.threads import ThreadGovernor, one_thread_per_fit, run_side_by_side
 
@@ -110,11 +113,11 @@ def _open_checkpoint(checkpoint: Path, design: Design, config: RunConfig) -> int
 
 
 def _chains(config: RunConfig) -> list[tuple[tuple[ModelKey, int | None], Path]]:
-    """Every walk-forward chain of a run, ``(model key, seed)`` (seed None: a linear baseline),
+    """Every walk-forward chain of a run, ``(model key, seed)`` (seed None: a baseline or plug-in),
     with its checkpoint folder: the model's name, and a ``seed<S>`` folder below it with several seeds."""
     out = []
     for key in horizon_plan(config):
-        seeds = (None,) if key.family == "linear" else config.train.members
+        seeds = config.train.members if key.family in NETWORK_FAMILIES else (None,)
         out += [((key, seed), Path(key.name) / f"seed{seed}" if len(seeds) > 1 else Path(key.name)) for seed in seeds]
     return out
 
@@ -232,7 +235,7 @@ def _predict_all(design: Design, config: RunConfig, report: Progress, timings: d
     ``checkpoint / <model name>`` (``/ seed<S>`` with several seeds).
     """
     plan, folders = horizon_plan(config), dict(_chains(config))
-    chains = sorted(folders, key=lambda chain: chain[0].family == "linear")  # the long chains start first
+    chains = sorted(folders, key=lambda chain: chain[0].family not in NETWORK_FAMILIES)  # the long chains start first
     seeds = {key.name: [seed for k, seed in folders if k == key] for key in plan}
     progress = {key.name: _Counter(report, key.name, len(design.horizon_folds[key.horizon]) * len(seeds[key.name]),
                                    governor) for key in plan}
@@ -240,12 +243,15 @@ def _predict_all(design: Design, config: RunConfig, report: Progress, timings: d
     def walk(key: ModelKey, seed: int | None) -> tuple[pd.DataFrame, pd.DataFrame, float]:
         started = time.perf_counter()
         folder = None if checkpoint is None else Path(checkpoint) / folders[key, seed]
-        estimator = build_estimator(key.task, config, linear=key.family == "linear", seed=seed)
-        preds, log = walk_forward_predict(estimator, design.features, design.horizon_targets[key.horizon][key.task],
-                                          design.grid, design.horizon_folds[key.horizon],
-                                          on_fold=progress[key.name].fold_done,
-                                          train_weight=training_weights(design, key.task, key.horizon, config),
-                                          checkpoint_dir=folder)
+        estimator = estimator_for(key, config, seed)
+        try:
+            preds, log = walk_forward_predict(estimator, design.features,
+                                              design.horizon_targets[key.horizon][key.task], design.grid,
+                                              design.horizon_folds[key.horizon], on_fold=progress[key.name].fold_done,
+                                              train_weight=training_weights(design, key.task, key.horizon, config),
+                                              checkpoint_dir=folder)
+        except PluginError as exc:  # a user's model broke the protocol mid-run: one line, exit 2
+            raise ConfigError(str(exc)) from None
         return preds, log, time.perf_counter() - started
 
     for counter in progress.values():
@@ -292,22 +298,33 @@ def training_weights(design: Design, task: str, horizon: int, config: RunConfig)
     return dead_zone_weights(design.prices, horizon, config.target.dead_zone)
 
 
-def build_estimator(task: str, config: RunConfig, linear: bool = False, seed: int | None = None):
-    """The unfitted estimator for ``task`` (``regression`` or ``classification``): the LSTM (seeded
-    with ``seed``, default ``train.seed``), or with ``linear`` the ridge/logistic baseline."""
-    from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor  # loads torch: only when called
+def estimator_for(key: ModelKey, config: RunConfig, seed: int | None = None):
+    """The unfitted estimator of the model ``key`` names: a network of its family (seeded with
+    ``seed``, default ``train.seed``), a baseline, or a plug-in of ``model.custom`` behind its adapter."""
+    if key.family != CUSTOM_FAMILY:
+        return build_estimator(key.task, config, seed=seed, family=key.family)
+    plugin = next(p for p in config.model.plugins if key.name in (p.name, f"{p.name}_h{key.horizon}"))
+    return plugin_estimator(plugin)
 
-    if linear:
 
+def build_estimator(task: str, config: RunConfig, linear: bool = False, seed: int | None = None,
+                    family: str = "lstm"):
+    """The unfitted estimator for ``task`` (``regression`` or ``classification``) of ``family``: a
+    network (seeded with ``seed``, default ``train.seed``), ``lightgbm``, or ``linear`` (also
+    ``linear=True``) for the ridge/logistic baseline."""
+    seed = config.train.seed if seed is None else seed
+    refit = config.train.refit  # with early-stopped networks refitted on fit + validation, the baselines are too
+    if linear or family == "linear":
         alpha = config.model.linear_alpha
-        refit = config.train.refit  # with early-stopped LSTMs refitted on fit + validation, the twins are too
         return (RidgeRegressor(alpha=alpha, refit=refit) if task == "regression"
                 else LogisticClassifier(C=1.0 / alpha, refit=refit))
+    if family == "lightgbm":
+        return (LightGBMRegressor if task == "regression" else LightGBMClassifier)(random_state=seed, refit=refit)
+    from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor  # loads torch: only when called
 
     cls = LSTMRegressor if task == "regression" else LSTMClassifier
     return cls(net=narrow(config.model, NetSpec), train=narrow(config.train, TrainSettings),
-               device=config.train.device, random_state=config.train.seed if seed is None else seed,
-               warm_start=config.train.warm_start)
+               device=config.train.device, random_state=seed, warm_start=config.train.warm_start, family=family)
 
 
 def _rows_needed(config: RunConfig, warmup: int) -> tuple[int, str]:

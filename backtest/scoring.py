@@ -18,7 +18,7 @@ from lstmbt.backtest import metrics as m, significance as sig
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.metrics import hit_rate, total_return
 from lstmbt.backtest.relative import benchmark_relative, family_verdict
-from lstmbt.models.key import BASE_NAMES, TASKS, ModelKey, keys_from_frame, own_key
+from lstmbt.models.key import BASE_NAMES, TASKS, ModelKey, keys_from_frame, own_key, plugin_key
 from lstmbt.strategies import (
     buy_and_hold, classification_confidence_positions, classification_positions, drawdown_positions,
     predicted_log_return, regression_confidence_positions, regression_positions
@@ -32,19 +32,23 @@ BASELINES = ("persistence", "majority")
 
 
 def model_plan(config: RunConfig) -> list[ModelKey]:
-    """The key of every model at the primary horizon, LSTM models first, in task order."""
-    h = config.target.horizon
-    families = [family for family, enabled in (("lstm", config.model.lstm), ("linear", config.model.linear))
-                if enabled]
-    return [own_key(family, task, h, h) for family in families for task in config.target.tasks]
+    """The key of every model at the primary horizon, in task order per family: the network
+    families of ``model.families`` first, then the linear and LightGBM baselines, then the
+    plug-ins of ``model.custom`` whose task the run has."""
+    return _plan(config, config.target.horizon)
 
 
 def horizon_plan(config: RunConfig) -> list[ModelKey]:
     """The key of every model of a run: the primary horizon's under their plain names, then each
     further ``target.horizons`` entry with ``_h<h>`` appended to the name."""
-    primary = config.target.horizon
-    return [own_key(key.family, key.task, h, primary) for h in config.target.all_horizons
-            for key in model_plan(config)]
+    return [key for h in config.target.all_horizons for key in _plan(config, h)]
+
+
+def _plan(config: RunConfig, h: int) -> list[ModelKey]:
+    primary, model = config.target.horizon, config.model
+    families = [*model.networks, *("linear",) * model.linear, *("lightgbm",) * model.lightgbm]
+    keys = [own_key(family, task, h, primary) for family in families for task in config.target.tasks]
+    return keys + [plugin_key(p.stem, p.task, h, primary) for p in model.plugins if p.task in config.target.tasks]
 
 
 def strategy_horizon(name: str, keys: Mapping[str, ModelKey], config: RunConfig) -> int:

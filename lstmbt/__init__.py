@@ -9,6 +9,8 @@ The public API, for scripts and notebooks:
   costs beside buy-and-hold and scored with the same metrics and significance figures.
   (``lstmbt.backtest`` is also the core package: ``lstmbt.backtest.config`` and friends.)
 - ``lstmbt.tear_sheet(returns, benchmark=None, path=None)``: the same for daily returns.
+- ``lstmbt.register_model(name, cls)``: your own scikit-learn estimator, run on the same folds
+  as lstmbt's models when a config lists ``name`` in ``model.custom`` (``lstmbt.models.plugins``).
 
 Each returns a ``lstmbt.RunResult``: ``.metrics`` (strategy x metric DataFrame), ``.returns``,
 ``.positions``, ``.predictions``, ``.folds``, ``.trades``, ``.config``, ``.report(path=None)``,
@@ -29,6 +31,7 @@ from typing import Any
 from lstmbt import backtest
 from lstmbt.backtest import __version__
 from lstmbt.backtest.errors import ConfigError, DataError, LstmbtError
+from lstmbt.models import plugins
 
 
 class _CallablePackage(types.ModuleType):
@@ -54,6 +57,20 @@ class _CallablePackage(types.ModuleType):
 backtest.__class__ = _CallablePackage
 
 
+def register_model(name: str, cls: type) -> None:
+    """Make the estimator class ``cls`` available as ``model.custom = ["name"]`` in this process.
+
+    Its models are named ``name_regression`` or ``name_classification`` (a classifier runs on the
+    up/down target). The class is checked against the plug-in protocol now
+    (``lstmbt.models.plugins``); a class that breaks it raises ``lstmbt.ConfigError``. Process
+    pools and Ray import plug-ins afresh: give those a dotted path (``"mypkg.models:MyNet"``).
+    """
+    try:
+        plugins.register_model(name, cls)
+    except plugins.PluginError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def __getattr__(name: str) -> Any:
     """``run``, ``load``, ``tear_sheet`` and ``RunResult``, imported on first use: they load pandas,
     which ``lstmbt --help`` (which imports this package first) does not need."""
@@ -65,5 +82,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'lstmbt' has no attribute {name!r}")
 
 
-__all__ = ["run", "load", "backtest", "tear_sheet", "RunResult", "ConfigError", "DataError", "LstmbtError",
+__all__ = ["run", "load", "backtest", "tear_sheet", "register_model", "RunResult", "ConfigError", "DataError", "LstmbtError",
            "__version__"]

@@ -1,4 +1,6 @@
-"""``LSTMRegressor`` and ``LSTMClassifier`` under the scikit-learn estimator contract.
+"""``LSTMRegressor`` and ``LSTMClassifier`` under the scikit-learn estimator contract, for every
+network family (``family``: ``lstm``, ``gru``, ``transformer``, ``tcn``; the names keep the LSTM,
+the default).
 
 ``__init__`` only stores its keyword arguments. ``fit`` validates its input and builds the
 network and optimiser afresh (unless ``warm_start`` and already fitted), so refitting in a
@@ -24,8 +26,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from lstmbt.models.networks import LSTMNet
-from lstmbt.models.specs import DEFAULT_DEVICE, DEFAULT_SEED, NetSpec, TrainSettings
+from lstmbt.models.networks import build_network
+from lstmbt.models.specs import (DEFAULT_DEVICE, DEFAULT_SEED, NETWORK_FAMILIES, SEQUENCE_FAMILIES, NetSpec,
+                                 TrainSettings)
 from lstmbt.models.targets import check_sample_weight
 from lstmbt.models.training import (TrainLog, evaluate_loss, predict_outputs, resolve_device, train_epochs,
                              train_network)
@@ -53,10 +56,15 @@ class _LSTMEstimator(BaseEstimator):
     run's (``models.specs``), as are ``device`` and ``random_state``. ``warm_start`` defaults to
     False, scikit-learn's convention: a second ``fit`` starts cold unless asked (a run asks, with
     ``train.warm_start = true``).
+
+    ``family``: the network (``models.networks.build_network``). The transformer trains and
+    predicts in ``window`` mode whatever ``train.mode`` says (``models.specs.SEQUENCE_FAMILIES``).
     """
 
     def __init__(self, *, net: NetSpec | None = None, train: TrainSettings | None = None,
-                 device: str = DEFAULT_DEVICE, random_state: int = DEFAULT_SEED, warm_start: bool = False) -> None:
+                 device: str = DEFAULT_DEVICE, random_state: int = DEFAULT_SEED, warm_start: bool = False,
+                 family: str = "lstm") -> None:
+        self.family = family
         self.net = net
         self.train = train
         self.device = device
@@ -90,9 +98,9 @@ class _LSTMEstimator(BaseEstimator):
         X, y = _check_xy(X, y, "X", "y")
         weight = check_sample_weight(sample_weight, len(X))
         val = _check_val(X, X_val, y_val)
-        settings, spec = self.train or TrainSettings(), self.net or NetSpec()
+        settings, spec = self._settings(), self.net or NetSpec()
         if settings.mode == "sequence" and (spec.bidirectional or spec.pooling != "last"):
-            raise ValueError("train mode 'sequence' needs a unidirectional LSTM with pooling 'last'")
+            raise ValueError(f"train mode 'sequence' needs a unidirectional {self.family} with pooling 'last'")
         refit = settings.refit and val is not None
         if self.warm_start and hasattr(self, "chain_state_"):
             # a warm chain continues the selection weights: the refitted ones saw this fold's validation tail
@@ -104,7 +112,7 @@ class _LSTMEstimator(BaseEstimator):
         generator = torch.Generator().manual_seed(int(self.random_state))
         started = time.perf_counter()
         if not warm:
-            self.net_ = _build_net(X.shape[2], self._n_outputs, spec, int(self.random_state), device)
+            self.net_ = self._build(X.shape[1], X.shape[2], int(self.random_state), device)
         start = _cpu_state(self.net_) if refit else None
         # the generator shuffles the batches and draws the dropout masks: nothing global is touched
         log = train_network(self.net_, self._loss, (X, y_fit), val, settings, device=device, generator=generator,
@@ -130,7 +138,20 @@ class _LSTMEstimator(BaseEstimator):
     @property
     def refits(self) -> bool:
         """Whether the walk-forward should call ``refit_full`` after each ``fit`` (``train.refit``)."""
-        return bool((self.train or TrainSettings()).refit)
+        return bool(self._settings().refit)
+
+    def _settings(self) -> TrainSettings:
+        """``train`` (None: the defaults), in ``window`` mode for a family without sequence mode."""
+        settings = self.train or TrainSettings()
+        if self.family not in NETWORK_FAMILIES:
+            raise ValueError(f"unknown network family {self.family!r}; use one of {', '.join(NETWORK_FAMILIES)}")
+        if settings.mode == "sequence" and self.family not in SEQUENCE_FAMILIES:
+            return dataclasses.replace(settings, mode="window")
+        return settings
+
+    def _build(self, lookback: int, n_features: int, seed: int | None, device: torch.device) -> nn.Module:
+        """A new network of ``family``, drawn as ``_build_net`` draws it."""
+        return _build_net(self.family, (lookback, n_features), self._n_outputs, self.net or NetSpec(), seed, device)
 
     def refit_full(self, X: np.ndarray, y: np.ndarray, *, sample_weight: np.ndarray | None = None) -> _LSTMEstimator:
         """Retrain on the whole usable window ``X`` (N, L, F), ``y`` (N,) for the epochs the last
@@ -158,7 +179,7 @@ class _LSTMEstimator(BaseEstimator):
         started = time.perf_counter()
         if lrs:  # best epoch -1: the warm fit kept the carried weights, which net_ still holds
             self.net_.load_state_dict(start)
-        log = train_epochs(self.net_, self._loss, (X, self._encode(y)), lrs, self.train or TrainSettings(),
+        log = train_epochs(self.net_, self._loss, (X, self._encode(y)), lrs, self._settings(),
                            device=self.device_, generator=torch.Generator().manual_seed(int(self.random_state)),
                            train_weight=weight)
         self.refit_start_ = None
@@ -181,7 +202,7 @@ class _LSTMEstimator(BaseEstimator):
         if X.shape[1:] != (self.lookback_, self.n_features_in_):
             raise ValueError(f"X windows have shape {X.shape[1:]}, the model was fitted on "
                              f"{(self.lookback_, self.n_features_in_)}")
-        return predict_outputs(self.net_, X, self.device_, self.train or TrainSettings())
+        return predict_outputs(self.net_, X, self.device_, self._settings())
 
     def _beats_naive(self, y: np.ndarray, val: tuple, settings: TrainSettings) -> bool:
         """Whether the current weights score a lower validation loss than the naive constant forecast.
@@ -230,7 +251,7 @@ class _LSTMEstimator(BaseEstimator):
         if state.get("format") != CHECKPOINT_FORMAT or state.get("estimator") != type(self).__name__:
             raise ValueError(f"not a {type(self).__name__} checkpoint of format {CHECKPOINT_FORMAT} "
                              f"(got {state.get('estimator')!r}, format {state.get('format')!r})")
-        net = _build_net(state["n_features_in"], self._n_outputs, self.net or NetSpec(), None, torch.device("cpu"))
+        net = self._build(state["lookback"], state["n_features_in"], None, torch.device("cpu"))
         try:
             net.load_state_dict(state["net"])
         except RuntimeError as exc:
@@ -347,14 +368,15 @@ class LSTMClassifier(ClassifierMixin, _LSTMEstimator):
         return self.classes_[np.argmax(proba, axis=1)]
 
 
-def _build_net(n_features: int, n_outputs: int, spec: NetSpec, seed: int | None, device: torch.device) -> LSTMNet:
-    """A new ``LSTMNet`` on ``device``, its init weights drawn from torch's global RNG seeded with
-    ``seed`` (None: as it stands). The RNG is forked, so the caller's state is untouched, and the
+def _build_net(family: str, shape: tuple[int, int], n_outputs: int, spec: NetSpec, seed: int | None,
+               device: torch.device) -> nn.Module:
+    """A new network of ``family`` for windows of ``shape`` (L, F) on ``device``, its init weights
+    drawn from torch's global RNG seeded with ``seed`` (None: as it stands). The RNG is forked, so the caller's state is untouched, and the
     draw holds a lock, so fits running side by side on threads never interleave their draws."""
     with _GLOBAL_RNG, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         if seed is not None:
             torch.manual_seed(seed)
-        return LSTMNet(n_features, n_outputs, spec).to(device)
+        return build_network(family, shape[1], n_outputs, spec, shape[0]).to(device)
 
 
 def _cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,9 +1,10 @@
 """The model key: a model's identity as a small typed value, and as columns of a frame.
 
 A model of a run is known by its strategy ``name`` (the key of ``metrics.json``), its ``task``
-(``regression`` or ``classification``), its label ``horizon`` in days, its ``family`` (``lstm``,
-``linear``; later issues add others) and whether it is a ``baseline`` (the linear twins) or a
-network. ``predictions.parquet`` and ``folds.parquet`` carry these as columns (``KEY_COLUMNS``);
+(``regression`` or ``classification``), its label ``horizon`` in days, its ``family`` (a network
+family: ``lstm``, ``gru``, ``transformer``, ``tcn``; a baseline: ``linear``, ``lightgbm``; or
+``custom``, a user's plug-in) and whether it is a ``baseline`` (the linear and LightGBM models)
+rather than a contender. ``predictions.parquet`` and ``folds.parquet`` carry these as columns (``KEY_COLUMNS``);
 every reader takes a model's task, horizon and family from there (``keys_from_frame``), never
 from its name. Runs saved by earlier versions lack some of the columns: ``with_key_columns``
 fills them in from lstmbt's own model names, the one place a name is mapped to a key.
@@ -17,13 +18,17 @@ from typing import Any
 
 import pandas as pd
 
+from lstmbt.models.specs import NETWORK_FAMILIES
+
 TASKS = ("regression", "classification")
 #: the strategy name of each of lstmbt's own models at the primary horizon, by (family, task);
 #: a further horizon h appends ``_h<h>`` (``own_key``)
-BASE_NAMES = {("lstm", "regression"): "lstm_regression", ("lstm", "classification"): "lstm_classification",
+BASE_NAMES = {**{(family, task): f"{family}_{task}" for family in NETWORK_FAMILIES + ("lightgbm",) for task in TASKS},
               ("linear", "regression"): "ridge_regression", ("linear", "classification"): "logistic_classification"}
 #: families whose models are baselines to the networks rather than contenders
-BASELINE_FAMILIES = frozenset({"linear"})
+BASELINE_FAMILIES = frozenset({"linear", "lightgbm"})
+#: the family of a user's plug-in (``models.plugins``)
+CUSTOM_FAMILY = "custom"
 #: the key's columns in ``predictions.parquet``, in order, from its second column on (after ``date``)
 KEY_COLUMNS = ("target", "model", "horizon", "family", "baseline")
 #: the key's columns in ``folds.parquet``, in order, from its first column on
@@ -46,9 +51,11 @@ class ModelKey:
         Label horizon in trading days (>= 1): the model predicts the move over the next
         ``horizon`` closes, and its positions are held as ``horizon`` overlapping tranches.
     family : str
-        What kind of model: ``lstm`` or ``linear`` (ridge / logistic regression).
+        What kind of model: a network family (``lstm``, ``gru``, ``transformer``, ``tcn``),
+        ``linear`` (ridge / logistic regression), ``lightgbm`` or ``custom``.
     baseline : bool
-        True for a baseline twin of the networks (the linear models), False for a network.
+        True for a baseline of the networks (the linear and LightGBM models), False for a
+        network or a plug-in.
     """
 
     name: str
@@ -78,6 +85,13 @@ def own_key(family: str, task: str, horizon: int, primary_horizon: int) -> Model
     base = BASE_NAMES[(family, task)]
     name = base if horizon == primary_horizon else f"{base}_h{horizon}"
     return ModelKey(name=name, task=task, horizon=horizon, family=family, baseline=family in BASELINE_FAMILIES)
+
+
+def plugin_key(stem: str, task: str, horizon: int, primary_horizon: int) -> ModelKey:
+    """The key of a user's plug-in model named ``<stem>_<task>`` (``_h<horizon>`` appended off the
+    primary horizon), family ``custom``, not a baseline."""
+    name = f"{stem}_{task}" if horizon == primary_horizon else f"{stem}_{task}_h{horizon}"
+    return ModelKey(name=name, task=task, horizon=horizon, family=CUSTOM_FAMILY, baseline=False)
 
 
 def insert_key_columns(frame: pd.DataFrame, key: ModelKey, at: int,
@@ -187,5 +201,5 @@ def _fill(frame: pd.DataFrame, keys: dict[str, ModelKey], order: tuple[str, ...]
     return out
 
 
-__all__ = ["ModelKey", "own_key", "insert_key_columns", "keys_from_frame", "with_key_columns", "KEY_COLUMNS",
+__all__ = ["ModelKey", "own_key", "plugin_key", "CUSTOM_FAMILY", "insert_key_columns", "keys_from_frame", "with_key_columns", "KEY_COLUMNS",
            "FOLD_KEY_COLUMNS", "BASE_NAMES", "BASELINE_FAMILIES", "TASKS"]

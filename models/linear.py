@@ -21,7 +21,7 @@ from lstmbt.models.specs import DEFAULT_LINEAR_ALPHA, TrainSettings
 from lstmbt.models.targets import check_sample_weight
 
 
-def _last_rows(X: np.ndarray) -> np.ndarray:
+def last_rows(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 3:
         raise ValueError(f"expected windows of shape (N, L, F), got {X.shape}")
@@ -57,7 +57,7 @@ class RidgeRegressor(_Refit, RegressorMixin, BaseEstimator):
 
         ``sample_weight`` (N,), optional (finite, >= 0, not all zero), goes to sklearn's ``Ridge``.
         """
-        rows = _last_rows(X)
+        rows = last_rows(X)
         weight = check_sample_weight(sample_weight, len(rows))
         self.model_ = Ridge(alpha=self.alpha).fit(rows, np.asarray(y, dtype=np.float64), sample_weight=weight)
         self.n_features_in_ = X.shape[2]
@@ -66,7 +66,7 @@ class RidgeRegressor(_Refit, RegressorMixin, BaseEstimator):
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted targets, shape (N,), in the target's units."""
         check_is_fitted(self, "model_")
-        return self.model_.predict(_last_rows(X))
+        return self.model_.predict(last_rows(X))
 
 
 class LogisticClassifier(_Refit, ClassifierMixin, BaseEstimator):
@@ -87,7 +87,7 @@ class LogisticClassifier(_Refit, ClassifierMixin, BaseEstimator):
         ``sample_weight`` (N,), optional (finite, >= 0, not all zero), goes to sklearn's
         ``LogisticRegression``; weight-0 samples do not count towards the single-class check.
         """
-        rows = _last_rows(X)
+        rows = last_rows(X)
         labels = np.asarray(y).astype(int)
         weight = check_sample_weight(sample_weight, len(rows))
         self.classes_ = np.array([0, 1])
@@ -106,7 +106,7 @@ class LogisticClassifier(_Refit, ClassifierMixin, BaseEstimator):
         if self.model_ is None:
             p_up = np.full(len(X), self.constant_)
         else:
-            p_up = self.model_.predict_proba(_last_rows(X))[:, list(self.model_.classes_).index(1)]
+            p_up = self.model_.predict_proba(last_rows(X))[:, list(self.model_.classes_).index(1)]
         return np.column_stack([1.0 - p_up, p_up])
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -1,17 +1,38 @@
-"""The LSTM network (its settings, ``NetSpec``, live in ``models.specs``)."""
+"""The networks of every family: the recurrent ones here (LSTM, GRU), the transformer and TCN in
+``models.encoders``, and ``build_network``, which picks one by family. Their settings,
+``NetSpec``, live in ``models.specs``."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from lstmbt.models.specs import NetSpec
+from lstmbt.models.encoders import TCNNet, TransformerNet, dropout_with, mlp_head
+from lstmbt.models.specs import NETWORK_FAMILIES, NetSpec
 
-__all__ = ["LSTMNet", "NetSpec"]
+__all__ = ["LSTMNet", "GRUNet", "TransformerNet", "TCNNet", "NetSpec", "build_network"]
+
+
+def build_network(family: str, n_features: int, n_outputs: int, spec: NetSpec, lookback: int) -> nn.Module:
+    """A new network of ``family`` (``models.specs.NETWORK_FAMILIES``) for windows of ``lookback``
+    days of ``n_features`` columns, with ``n_outputs`` outputs; its weights come from torch's
+    global RNG as it stands."""
+    if family in ("lstm", "gru"):
+        return (LSTMNet if family == "lstm" else GRUNet)(n_features, n_outputs, spec)
+    if family == "transformer":
+        return TransformerNet(n_features, n_outputs, spec, lookback)
+    if family == "tcn":
+        return TCNNet(n_features, n_outputs, spec, lookback)
+    raise ValueError(f"unknown network family {family!r}; use one of {', '.join(NETWORK_FAMILIES)}")
 
 
 class LSTMNet(nn.Module):
-    """LSTM over a (batch, L, F) window, pooled, then an MLP head to ``n_outputs`` values."""
+    """LSTM over a (batch, L, F) window, pooled, then an MLP head to ``n_outputs`` values.
+
+    The recurrent layer is the attribute named by ``cell`` (``lstm``; ``gru`` in ``GRUNet``),
+    so each family's ``state_dict`` keys say what they hold."""
+
+    cell = "lstm"
 
     def __init__(self, n_features: int, n_outputs: int, spec: NetSpec) -> None:
         super().__init__()
@@ -20,7 +41,8 @@ class LSTMNet(nn.Module):
         self.pooling = spec.pooling
         self.hidden_size = spec.hidden_size
         self.bidirectional = spec.bidirectional
-        self.lstm = nn.LSTM(
+        layer = nn.LSTM if self.cell == "lstm" else nn.GRU
+        rnn = layer(
             input_size=n_features,
             hidden_size=spec.hidden_size,
             num_layers=spec.num_layers,
@@ -28,17 +50,16 @@ class LSTMNet(nn.Module):
             dropout=spec.dropout if spec.num_layers > 1 else 0.0,  # torch applies it between layers only
             bidirectional=spec.bidirectional,
         )
+        setattr(self, self.cell, rnn)
         width = spec.hidden_size * (2 if spec.bidirectional else 1)
         self.norm = nn.LayerNorm(width) if spec.layer_norm else nn.Identity()
         self.dropout = nn.Dropout(spec.dropout)
-        layers: list[nn.Module] = []
-        for size in spec.head:
-            layers += [nn.ReLU(), nn.Linear(width, size)]
-            width = size
-        if spec.head:
-            layers.append(nn.ReLU())
-        layers.append(nn.Linear(width, n_outputs))
-        self.head = nn.Sequential(*layers)
+        self.head = mlp_head(width, spec.head, n_outputs)
+
+    @property
+    def rnn(self) -> nn.LSTM | nn.GRU:
+        """The recurrent layer."""
+        return getattr(self, self.cell)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``generator``: draws the dropout masks in training (None: torch's global RNG), so fits
@@ -62,25 +83,28 @@ class LSTMNet(nn.Module):
         the same row; only unidirectional LSTMs with ``last`` pooling have that property.
         """
         if self.bidirectional or self.pooling != "last":
-            raise ValueError("sequence mode needs a unidirectional LSTM with pooling 'last'")
+            raise ValueError(f"sequence mode needs a unidirectional {self.cell.upper()} with pooling 'last'")
         # x: (B, T, F)
         out = self._recur(x, generator)  # (B, T, H)
         out = self._drop(self.norm(out[:, skip:, :]), generator)  # (B, T - skip, H)
         return self.head(out)  # (B, T - skip, n_outputs)
 
     def _recur(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """The LSTM's output sequence. Dropout between layers with a ``generator`` runs the layers
-        one by one (torch's fused call would draw its masks from the global RNG)."""
-        lstm = self.lstm
-        if generator is None or not self.training or lstm.dropout == 0 or lstm.num_layers == 1:
-            return lstm(x)[0]
-        dirs = 2 if lstm.bidirectional else 1
-        for layer in range(lstm.num_layers):
-            params = [w for d in range(dirs) for w in lstm.all_weights[layer * dirs + d]]
-            zeros = x.new_zeros(dirs, x.shape[0], lstm.hidden_size)
-            x = torch.lstm(x, (zeros, zeros), params, True, 1, 0.0, True, lstm.bidirectional, True)[0]
-            if layer < lstm.num_layers - 1:
-                x = dropout_with(x, lstm.dropout, generator)
+        """The recurrent layer's output sequence. Dropout between layers with a ``generator`` runs
+        the layers one by one (torch's fused call would draw its masks from the global RNG)."""
+        rnn = self.rnn
+        if generator is None or not self.training or rnn.dropout == 0 or rnn.num_layers == 1:
+            return rnn(x)[0]
+        dirs = 2 if rnn.bidirectional else 1
+        for layer in range(rnn.num_layers):
+            params = [w for d in range(dirs) for w in rnn.all_weights[layer * dirs + d]]
+            zeros = x.new_zeros(dirs, x.shape[0], rnn.hidden_size)
+            if self.cell == "lstm":
+                x = torch.lstm(x, (zeros, zeros), params, True, 1, 0.0, True, rnn.bidirectional, True)[0]
+            else:
+                x = torch.gru(x, zeros, params, True, 1, 0.0, True, rnn.bidirectional, True)[0]
+            if layer < rnn.num_layers - 1:
+                x = dropout_with(x, rnn.dropout, generator)
         return x
 
     def _drop(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -89,10 +113,7 @@ class LSTMNet(nn.Module):
         return dropout_with(x, self.dropout.p, generator)
 
 
-def dropout_with(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Inverted dropout whose mask comes from ``generator`` (a CPU generator: the mask is drawn on
-    the CPU and moved, so every device draws the same masks)."""
-    if p == 0:
-        return x
-    keep = torch.empty(x.shape, dtype=x.dtype).bernoulli_(1.0 - p, generator=generator).div_(1.0 - p)
-    return x * keep.to(x.device, non_blocking=True)
+class GRUNet(LSTMNet):
+    """``LSTMNet`` with a GRU in place of the LSTM (the same pooling, head and sequence read-out)."""
+
+    cell = "gru"

@@ -12,6 +12,14 @@ import os
 from dataclasses import dataclass
 
 TRAIN_MODES = ("window", "sequence")
+#: the network families a run can train (``model.families``), each in both targets
+NETWORK_FAMILIES = ("lstm", "gru", "transformer", "tcn")
+#: families whose step t of a long sequence equals the window ending at t, so ``sequence`` mode
+#: applies; the transformer's absolute positions do not shift with the window, so it trains in
+#: ``window`` mode whatever ``train.mode`` says
+SEQUENCE_FAMILIES = ("lstm", "gru", "tcn")
+#: families with a recurrent layer (``bidirectional`` applies to these only)
+RECURRENT_FAMILIES = ("lstm", "gru")
 #: where an estimator trains: ``auto`` (cuda when available), ``cpu`` or ``cuda``
 DEVICES = ("auto", "cpu", "cuda")
 #: default ``device`` of the LSTM estimators and of ``train.device``
@@ -24,7 +32,7 @@ DEFAULT_LINEAR_ALPHA = 1.0
 
 @dataclass(frozen=True, kw_only=True)
 class NetSpec:
-    """Architecture of ``LSTMNet`` (everything but the input width and the output count).
+    """Architecture of the networks (everything but the family, the input width and the output count).
 
     ``pooling``: ``last`` reads the final time step (for a bidirectional LSTM: forward state at
     the last step, backward state at the first), ``mean`` averages all steps. ``head``: hidden
@@ -32,6 +40,11 @@ class NetSpec:
     ``ReLU -> Linear`` maps to the outputs. ``head=()`` is a plain linear read-out. The seed
     notebook's LSTM -> ReLU -> Linear(., 128) -> ReLU -> Linear(128, 1) is ``head=(128,)``.
     ``dropout`` applies between LSTM layers and to the pooled output.
+
+    The same fields shape every family (``models.networks``): ``hidden_size`` is the GRU's state,
+    the transformer's model width and the TCN's channel count; ``num_layers`` counts recurrent
+    or encoder layers (a TCN's depth follows the lookback instead); ``heads``: attention heads of
+    the transformer (a divisor of ``hidden_size``).
     """
 
     hidden_size: int = 32
@@ -41,6 +54,7 @@ class NetSpec:
     pooling: str = "last"
     layer_norm: bool = False
     head: tuple[int, ...] = (32,)
+    heads: int = 4
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -69,7 +69,7 @@ def test_lstm_can_be_switched_off_and_baselines_still_learn_a_planted_signal(tmp
 
 
 def test_a_run_needs_at_least_one_kind_of_model():
-    with pytest.raises(ConfigError, match="model.lstm and model.linear are both false"):
+    with pytest.raises(ConfigError, match="model.lstm, model.linear and model.lightgbm are false"):
         RunConfig().with_values({"model.lstm": False, "model.linear": False})
 
 

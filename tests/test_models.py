@@ -150,7 +150,7 @@ def state_equal(a: nn.Module, b: nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-PARAMS = {"net", "train", "device", "random_state", "warm_start"}
+PARAMS = {"net", "train", "device", "random_state", "warm_start", "family"}
 
 
 @pytest.mark.parametrize("make", [regressor, classifier])
@@ -158,7 +158,7 @@ def test_init_only_stores_its_arguments(make):
     est = make(warm_start=True)
     assert set(vars(est)) == PARAMS
     assert est.get_params() == {"net": SPEC, "train": SETTINGS, "device": "cpu", "random_state": 3,
-                                "warm_start": True}
+                                "warm_start": True, "family": "lstm"}
 
 
 @pytest.mark.parametrize("make", [regressor, classifier])

@@ -37,7 +37,7 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig, SplitConfig
 from lstmbt.backtest.errors import DataError
-from lstmbt.backtest.pipeline import Design, Progress, build_estimator, training_weights
+from lstmbt.backtest.pipeline import Design, Progress, estimator_for, training_weights
 from lstmbt.backtest.scoring import horizon_plan
 from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import scaled_windows
@@ -170,7 +170,7 @@ def _walk_horizon(designs: Mapping[str, Design], config: RunConfig, h: int, mode
     gap = h + config.split.embargo
     known = {t: label_known_dates(d.prices.index, d.grid.rows(np.arange(d.grid.n)), gap) for t, d in designs.items()}
     first_scored = {t: d.grid.dates[d.folds[0].test[0]] for t, d in designs.items()}
-    estimators = {key.name: build_estimator(key.task, config, linear=key.family == "linear") for key in models}
+    estimators = {key.name: estimator_for(key, config) for key in models}
     fitted: dict[str, Any] = {}
     for key in models:
         report(key.name, 0, len(blocks))

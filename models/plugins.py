@@ -1,0 +1,152 @@
+"""A user's own estimators: the protocol and the registry (``models.adapters`` runs them on folds).
+
+The protocol is scikit-learn's: a class whose instances ``fit(X, y, sample_weight=None)`` and
+``predict(X)``, plus ``predict_proba(X)`` (columns in ``classes_`` order) for a classifier, and
+which ``sklearn.base.clone`` can copy (``get_params``). A classifier (``sklearn.base.is_classifier``)
+runs on the up/down target, anything else on the regression target. The class declares what
+it reads in a class attribute ``lstmbt_input``:
+
+- ``"rows"`` (the default when absent): the decision day's feature row, ``(N, F)``, as the
+  linear twins read it;
+- ``"windows"``: the whole ``lookback``-day window, ``(N, L, F)``, as the networks read it.
+
+Either way the features are standardised per fold on the training window only, and ``y`` is the
+run's target (log return, or 0/1 for up). A plug-in is named by a dotted path
+(``"mypkg.models:MyNet"``) in ``model.custom``, or by a name given to :func:`register_model`
+from Python. Its strategy name is the class name in lower case plus the task
+(``mynet_classification``), the registered name plus the task, or a name chosen in the entry
+(``"hgb=mypkg.models:MyNet"`` gives ``hgb_classification``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any
+
+#: what a plug-in may declare in ``lstmbt_input``
+INPUTS = ("rows", "windows")
+_REGISTRY: dict[str, type] = {}
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class PluginError(ValueError):
+    """A plug-in that cannot be imported or breaks the protocol (one line naming it and the fix)."""
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A resolved plug-in: ``spec`` as written in the config, ``cls``, its model ``stem`` (the
+    strategy name before ``_regression``/``_classification``), its ``task`` and its ``input``."""
+
+    spec: str
+    cls: type
+    stem: str
+    task: str
+    input: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.stem}_{self.task}"
+
+
+def register_model(name: str, cls: type) -> None:
+    """Make ``cls`` available as ``model.custom = ["name"]`` in this process.
+
+    ``name``: lower case letters, digits and underscores, starting with a letter; it becomes the
+    model's strategy name (``name_regression`` / ``name_classification``). The class is checked
+    against the protocol now. Runs that cross processes (a process pool, Ray) import the class
+    again there: give those a dotted path instead.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise PluginError(f"register_model name {name!r} must be lower case letters, digits and underscores, "
+                          "starting with a letter (e.g. 'hgb')")
+    resolve_plugin_class(cls, name)
+    _REGISTRY[name] = cls
+
+
+def resolve_plugin(spec: str) -> Plugin:
+    """The ``Plugin`` behind a ``model.custom`` entry: a registered name or ``package.module:Class``,
+    either optionally preceded by ``name=`` to choose the model's name (``hgb=mypkg.models:Boost``).
+
+    Raises ``PluginError`` (one line) when it cannot be imported, is not a class, or breaks the protocol.
+    """
+    stem, sep, path = str(spec).rpartition("=")
+    if sep and not _NAME.match(stem):
+        raise PluginError(f"model.custom entry {spec!r} names its model {stem!r}; use lower case letters, digits "
+                          "and underscores, starting with a letter (e.g. 'hgb=mypkg.models:MyNet')")
+    if path in _REGISTRY:
+        cls, stem = _REGISTRY[path], stem or path
+    else:
+        cls = import_object(path, "model.custom entry")
+        if not inspect.isclass(cls):
+            raise PluginError(f"model.custom entry {spec!r} is a {type(cls).__name__}, not a class; "
+                              "name an estimator class, e.g. 'mypkg.models:MyNet'")
+        stem = stem or re.sub(r"[^a-z0-9_]", "_", cls.__name__.lower())
+    task = "classification" if _is_classifier(build_instance(cls, spec)) else "regression"
+    check_protocol(cls, spec, task)
+    return Plugin(spec=spec, cls=cls, stem=stem, task=task, input=getattr(cls, "lstmbt_input", "rows"))
+
+
+def build_instance(cls: type, spec: str) -> Any:
+    """``cls()``: every plug-in is built with its defaults; a failure is one ``PluginError`` line."""
+    try:
+        return cls()
+    except Exception as exc:  # the user's constructor: whatever it raises is theirs to fix
+        raise PluginError(f"model.custom entry {spec!r} cannot be built without arguments "
+                          f"({type(exc).__name__}: {exc}); give every __init__ parameter a default") from None
+
+
+def _is_classifier(instance: Any) -> bool:
+    from sklearn.base import is_classifier  # loads scikit-learn (~1 s): only when a plug-in is named
+
+    try:
+        return bool(is_classifier(instance))
+    except Exception:  # an object outside sklearn's tag system: its own declaration decides
+        return getattr(instance, "_estimator_type", None) == "classifier"
+
+
+def import_object(spec: str, what: str) -> Any:
+    """The object a dotted path ``package.module:Name`` names; one-line ``PluginError`` otherwise."""
+    module_name, sep, attr = str(spec).partition(":")
+    if not sep or not module_name or not attr:
+        raise PluginError(f"{what} {spec!r} is not a dotted path; write it as 'package.module:Name' "
+                          f"(or register it from Python first)")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time failure of the user's module is theirs to fix
+        raise PluginError(f"{what} {spec!r} cannot be imported ({type(exc).__name__}: {exc}); "
+                          "check the module is on PYTHONPATH and imports cleanly") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise PluginError(f"{what} {spec!r}: module {module_name} has no {attr!r}; check the name after the colon") \
+            from None
+
+
+def resolve_plugin_class(cls: Any, spec: str) -> None:
+    """Check a class given from Python as ``resolve_plugin`` checks one named in a config."""
+    if not inspect.isclass(cls):
+        raise PluginError(f"register_model({spec!r}, ...) got a {type(cls).__name__}, not a class; pass the "
+                          "estimator class itself")
+    task = "classification" if _is_classifier(build_instance(cls, spec)) else "regression"
+    check_protocol(cls, spec, task)
+
+
+def check_protocol(cls: Any, spec: str, task: str) -> None:
+    """Refuse a class that lacks the methods a fold needs, or declares an unknown ``lstmbt_input``."""
+    missing = [m for m in ("fit", "predict", "get_params") if not callable(getattr(cls, m, None))]
+    if task == "classification" and not callable(getattr(cls, "predict_proba", None)):
+        missing.append("predict_proba")
+    if missing:
+        raise PluginError(f"model.custom entry {spec!r} lacks {', '.join(missing)}; a plug-in is a scikit-learn "
+                          "estimator (fit, predict, predict_proba for classifiers; subclass sklearn's BaseEstimator)")
+    declared = getattr(cls, "lstmbt_input", "rows")
+    if declared not in INPUTS:
+        raise PluginError(f"model.custom entry {spec!r} declares lstmbt_input = {declared!r}; use 'rows' or 'windows'")
+
+
+__all__ = ["Plugin", "PluginError", "register_model", "resolve_plugin",
+           "check_protocol", "import_object", "INPUTS"]
