@@ -19,10 +19,11 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import DataError
-from lstmbt.backtest.pipeline import Progress, build_estimator, load_checked, make_design, training_weights
-from lstmbt.backtest.scoring import LINEAR_NAMES, MODEL_NAMES
+from lstmbt.backtest.pipeline import Progress, estimator_for, load_checked, make_design, training_weights
+from lstmbt.backtest.scoring import model_plan
 from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import SampleGrid, scaled_windows
+from lstmbt.models.key import ModelKey
 from lstmbt.models.threads import one_thread_per_fit, run_side_by_side
 from lstmbt.strategies import predicted_log_return
 
@@ -36,9 +37,11 @@ class RegressionForecast:
     close / last close - 1, a fraction (0.0018 = +0.18 %). ``log_return``: log(close / last
     close); -inf when a price model forecasts a non-positive price. ``persistence_close`` and
     ``persistence_return``: the no-change baseline beside it (the last close, 0.0).
-    ``epochs``: epochs trained.
+    ``epochs``: epochs trained (0 for a model without epochs). ``model``: the strategy name of
+    the model that forecasts.
     """
 
+    model: str
     target: str
     close: float
     simple_return: float
@@ -54,9 +57,10 @@ class ClassificationForecast:
 
     ``p_up``: that probability, in [0, 1]. ``base_rate``: the share of up labels among the
     training samples (fit and validation), what a model without skill would say. ``epochs``:
-    epochs trained.
+    epochs trained. ``model``: the strategy name of the model that forecasts.
     """
 
+    model: str
     p_up: float
     base_rate: float
     epochs: int
@@ -111,27 +115,27 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     fold = final_fold(config, last_row - grid.first_row, grid.n)
     train = np.concatenate([fold.train, fold.val])
     windows = scaled_windows(design.features, grid.rows(train), grid.lookback)  # scaler: training rows only
-    linear = not config.model.lstm  # the LSTM forecasts; the linear baseline only when the LSTM is off
-    names = LINEAR_NAMES if linear else MODEL_NAMES
+    keys = forecasters(config)
+
     def forecast(task: str) -> tuple[float, int]:
-        report(names[task], 0, 1)
-        model = build_estimator(task, config, linear=linear)
-        record = _fit_and_forecast(model, windows, design.targets[task], grid, fold,
+        report(keys[task].name, 0, 1)
+        record = _fit_and_forecast(estimator_for(keys[task], config), windows, design.targets[task], grid, fold,
                                    training_weights(design, task, h, config))
-        report(names[task], 1, 1)
+        report(keys[task].name, 1, 1)
         return record
 
     with one_thread_per_fit(threads) as governor:  # the caller's thread count is back when the forecast returns
-        tasks = config.target.tasks
-        records = dict(zip(tasks, run_side_by_side([lambda task=task: forecast(task) for task in tasks], governor)))
+        records = dict(zip(keys, run_side_by_side([lambda task=task: forecast(task) for task in keys], governor)))
     last_close = float(design.prices["Close"].iloc[-1])
     if "regression" in records:
         y_pred, epochs = records["regression"]
-        records["regression"] = _regression_record(config.target.regression, y_pred, last_close, epochs)
+        records["regression"] = _regression_record(keys["regression"].name, config.target.regression, y_pred,
+                                                   last_close, epochs)
     if "classification" in records:
         p_up, epochs = records["classification"]
         base = float(np.mean(design.targets["classification"].to_numpy()[grid.rows(train)]))
-        records["classification"] = ClassificationForecast(p_up=p_up, base_rate=base, epochs=epochs)
+        records["classification"] = ClassificationForecast(model=keys["classification"].name, p_up=p_up,
+                                                           base_rate=base, epochs=epochs)
     label = config.data.source + (f" ({config.data.symbol})" if config.data.symbol else "")
     return Forecast(source=label, last_date=design.prices.index[-1], last_close=last_close, horizon=h,
                     train_start=grid.dates[train[0]], train_end=grid.dates[train[-1]], n_train=len(fold.train),
@@ -190,13 +194,22 @@ def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: Sampl
     return float(value), int(getattr(model, "n_epochs_", 0))
 
 
-def _regression_record(kind: str, y_pred: float, last_close: float, epochs: int) -> RegressionForecast:
+def _regression_record(model: str, kind: str, y_pred: float, last_close: float, epochs: int) -> RegressionForecast:
     """Price and return of a regression output ``y_pred`` (a log return or a price, by ``kind``)."""
     log_ret = float(predicted_log_return(pd.Series([y_pred]), pd.Series([last_close]), kind).iloc[0])
     close = y_pred if kind == "price" else last_close * math.exp(log_ret)
-    return RegressionForecast(target=kind, close=float(close), simple_return=float(np.expm1(log_ret)),
+    return RegressionForecast(model=model, target=kind, close=float(close), simple_return=float(np.expm1(log_ret)),
                               log_return=log_ret, persistence_close=last_close, persistence_return=0.0,
                               epochs=epochs)
+
+
+def forecasters(config: RunConfig) -> dict[str, ModelKey]:
+    """``{task: key}``: the model that forecasts each task, the first of the run's plan for it
+    (the first network family, else the linear baseline, LightGBM, then a plug-in)."""
+    keys: dict[str, ModelKey] = {}
+    for key in model_plan(config):
+        keys.setdefault(key.task, key)
+    return keys
 
 
 def format_forecast(forecast: Forecast) -> str:
@@ -212,12 +225,12 @@ def format_forecast(forecast: Forecast) -> str:
         what = f"worst close of the next {h} days" if r.target == "max_drawdown" else "close"
         lines.append(f"  regression: {what} {_price(r.close)} ({r.simple_return:+.2%})   "
                      f"persistence: {_price(r.persistence_close)} ({r.persistence_return:+.2%})")
-        epochs.append(f"{_count(r.epochs, 'epoch')} regression")
+        epochs.append(f"{_count(r.epochs, 'epoch')} {r.model}")
     if f.classification is not None:
         c, moves = f.classification, "days" if h == 1 else f"{h}-day moves"
         lines.append(f"  classification: p_up {c.p_up:.3f}           "
                      f"base rate (training share of up {moves}): {c.base_rate:.3f}")
-        epochs.append(f"{_count(c.epochs, 'epoch')} classification")
+        epochs.append(f"{_count(c.epochs, 'epoch')} {c.model}")
     lines.append(f"trained on {f.train_start.date()}..{f.train_end.date()} ({f.n_train + f.n_val} samples, "
                  f"{f.n_val} of them validation; {', '.join(epochs)}); models are not evidence of skill - "
                  "see the walk-forward report.")
