@@ -13,6 +13,8 @@ created on first use; darts is never a project dependency).
     python bench/walkforward.py --mode sequence+warm --seeds 1 --no-darts
     python bench/walkforward.py --data planted         # the quality check on a planted signal
     python bench/walkforward.py --profile              # torch.profiler top ops, before/after
+    python bench/walkforward.py --family lstm,gru,transformer,tcn --mode sequence+warm,window --no-darts
+                                                       # each network family's time and quality on W
     python bench/walkforward.py --data planted --mode sequence+warm --no-darts --val-fraction 0.2 --refit \
         --out /tmp/refit.md                            # early stopping on a validation tail, then refit
 """
@@ -95,7 +97,8 @@ def run_w(args: argparse.Namespace) -> dict:
     if settings.mode == "sequence" and args.seq_lr:
         settings = TrainSettings(**{**settings.__dict__, "lr": args.seq_lr})
     estimator = LSTMRegressor(net=NetSpec(hidden_size=HIDDEN, num_layers=LAYERS, dropout=0.0, head=()),
-                              train=settings, device=args.device, random_state=args.seed, warm_start=warm)
+                              train=settings, device=args.device, random_state=args.seed, warm_start=warm,
+                              family=args.family)
     profiler = _profiler() if args.profile_worker else None
     started = time.perf_counter()
     if profiler:
@@ -104,14 +107,17 @@ def run_w(args: argparse.Namespace) -> dict:
     wall = time.perf_counter() - started
     if profiler:
         profiler.__exit__(None, None, None)
-    flops = _flop_estimate(log)
+    flops = _flop_estimate(log) if args.family == "lstm" else float("nan")
     y, p = preds["y_true"].to_numpy(), preds["y_pred"].to_numpy()
+    mode = args.worker + ("+refit" if args.refit else "")
+    if args.family != "lstm":  # the mode it really trained in: the transformer has no sequence mode
+        mode = f"{args.family} {mode.replace('sequence', estimator._settings().mode)}"
     out = {
-        "mode": args.worker + ("+refit" if args.refit else ""), "data": args.data, "val_fraction": args.val_fraction, "seed": args.seed, "device": args.device,
+        "mode": mode, "data": args.data, "val_fraction": args.val_fraction, "seed": args.seed, "device": args.device,
         "threads": torch.get_num_threads(), "folds": len(folds), "n_pred": int(len(preds)),
         "wall_s": round(wall, 2), "s_per_fold": round(wall / len(folds), 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "gflop": round(flops / 1e9, 1), "gflops_per_s": round(flops / 1e9 / wall, 1),
+        "gflop": round(flops / 1e9, 1), "gflops_per_s": round(flops / 1e9 / wall, 1),  # NaN off the LSTM
         "epochs": int(log["epochs"].sum()),
         "hit_rate": float(np.mean((p > 0) == (y > 0))),
         "rmse": float(np.sqrt(np.mean((p - y) ** 2))),
@@ -138,8 +144,8 @@ def _profiler():
 # ------------------------------------------------------------------------------------ orchestration
 
 
-def run_worker(args: argparse.Namespace, mode: str, seed: int, profile: bool = False) -> dict:
-    cmd = [sys.executable, __file__, "--worker", mode, "--seed", str(seed), "--data", args.data,
+def run_worker(args: argparse.Namespace, mode: str, seed: int, profile: bool = False, family: str = "lstm") -> dict:
+    cmd = [sys.executable, __file__, "--worker", mode, "--seed", str(seed), "--data", args.data, "--family", family,
            "--folds", str(args.folds), "--epochs", str(args.epochs), "--device", args.device,
            "--chunk-len", str(args.chunk_len), "--chunks-per-batch", str(args.chunks_per_batch),
            "--warm-epochs", str(args.warm_epochs), "--threads", str(args.threads),
@@ -294,6 +300,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="validation tail for early stopping (0 = W: fixed epochs, no validation)")
     parser.add_argument("--refit", action="store_true",
                         help="train.refit: after early stopping, retrain on fit + validation (needs --val-fraction)")
+    parser.add_argument("--family", default="lstm",
+                        help="comma-separated network families (lstm, gru, transformer, tcn), each run in every mode")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = the cores available)")
     parser.add_argument("--profile", action="store_true", help="profile 2 folds of window and the fastest mode")
@@ -340,17 +348,21 @@ def main(argv: list[str] | None = None) -> None:
         return
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     datasets = [d.strip() for d in args.data.split(",") if d.strip()]
-    bad = [m for m in modes if m not in MODES] + [d for d in datasets if d not in ("sp500", "planted")]
+    families = [f.strip() for f in args.family.split(",") if f.strip()]
+    bad = ([m for m in modes if m not in MODES] + [d for d in datasets if d not in ("sp500", "planted")]
+           + [f for f in families if f not in ("lstm", "gru", "transformer", "tcn")])
     if bad:
-        raise SystemExit(f"unknown mode or data {bad}; modes: {', '.join(MODES)}; data: sp500, planted")
+        raise SystemExit(f"unknown mode, data or family {bad}; modes: {', '.join(MODES)}; data: sp500, planted; "
+                         "families: lstm, gru, transformer, tcn")
     rows: list[dict] = []
     for data in datasets:
         run_args = argparse.Namespace(**{**vars(args), "data": data})
         part = []
-        for mode in modes:
-            for seed in range(args.seeds):
-                part.append(run_worker(run_args, mode, seed))
-                print(json.dumps(part[-1]), flush=True)
+        for family in families:
+            for mode in modes:
+                for seed in range(args.seeds):
+                    part.append(run_worker(run_args, mode, seed, family=family))
+                    print(json.dumps(part[-1]), flush=True)
         if not args.no_darts and data == "sp500":  # the speed ratio needs one darts dataset
             for seed in range(args.darts_seeds):
                 part.append(run_darts(run_args, seed))

@@ -35,7 +35,7 @@ def main(report_path: str = "custom-model-report.html") -> Path:
     """Register FlatBoost, run it beside the quick LSTMs, print its row, write the report."""
     lstmbt.register_model("flatboost", FlatBoost)
     result = lstmbt.run(source="sample:sp500", quick=True,
-                        set={"data.start": "2012-01-01", "model.custom": ["flatboost"]})
+                        set={"data.start": "2014-01-01", "model.custom": ["flatboost"]})
     print(result.metrics.loc[["flatboost_classification", "buy_and_hold"], ["sharpe", "hit_rate", "verdict"]]
           .to_string())
     path = result.report(report_path)

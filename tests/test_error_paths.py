@@ -194,6 +194,8 @@ INDEX = (INDEX_NAME,)
 INTERRUPTED = ("nothing was written",)
 NOTHING: Setup = lambda root, mp: None  # noqa: E731
 RENDERED = returns("lstmbt.reports.render_report", "<html></html>")  # the write is what fails; skip the rendering
+#: a run that a config check refuses before it loads anything; the last --set names the plug-in
+PLUGIN_RUN = ("run", "--source", "sample:sp500", "--out", "{root}/new", "--set", "model.lstm=false", "--set")
 CASES: dict[str, Case] = {
     # a bug: one line, exit 1, the traceback behind LSTMBT_DEBUG
     "bug-in-report": Case(fails("lstmbt.backtest.rundir.load_run", RuntimeError("boom\nsecond line")), REPORT, 1,
@@ -330,6 +332,19 @@ CASES: dict[str, Case] = {
                                    ("`lstmbt report --help`",)),
     "usage-option-without-value": Case(NOTHING, ("run", "--set"), 2, "error: Option '--set' requires an argument",
                                        ("--help",)),
+    # a plug-in model (tests/plugin_models.py) refused when the config is read: nothing trained or written
+    "plugin-model-import": Case(NOTHING, (*PLUGIN_RUN, 'model.custom=["nosuch_pkg.models:Net"]'), 2,
+                                "error: model.custom entry 'nosuch_pkg.models:Net' cannot be imported",
+                                ("ModuleNotFoundError", "PYTHONPATH")),
+    "plugin-model-not-a-class": Case(NOTHING, (*PLUGIN_RUN, 'model.custom=["plugin_models:not_a_class"]'), 2,
+                                     "error: model.custom entry 'plugin_models:not_a_class' is a builtin_function",
+                                     ("not a class",)),
+    "plugin-model-protocol": Case(NOTHING, (*PLUGIN_RUN, 'model.custom=["plugin_models:NoProba"]'), 2,
+                                  "error: model.custom entry 'plugin_models:NoProba' lacks predict_proba",
+                                  ("scikit-learn estimator",)),
+    "plugin-model-input": Case(NOTHING, (*PLUGIN_RUN, 'model.custom=["plugin_models:Cube"]'), 2,
+                               "error: model.custom entry 'plugin_models:Cube' declares lstmbt_input = 'cubes'",
+                               ("'rows' or 'windows'",)),
     "usage-bad-integer": Case(NOTHING, ("importance", "--repeats", "many"), 2, "error: Invalid value",
                               ("'--repeats'", "valid integer", "`lstmbt importance --help`")),
 }

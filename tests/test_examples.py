@@ -3,6 +3,8 @@ notebook cell by cell in a Jupyter kernel (nbclient)."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +39,26 @@ def test_quickstart_notebook(tmp_path):
     assert "ma_20_100" in summaries[1] and "ma_20_100" in summaries[2]
     for name in ("quickstart-report.html", "ma-tear-sheet.html"):
         assert (tmp_path / name).read_text(encoding="utf-8").startswith("<!DOCTYPE html>"), name
+
+
+def test_custom_model_example(tmp_path):
+    report = tmp_path / "custom.html"
+    done = subprocess.run([sys.executable, str(EXAMPLES / "custom_model.py"), str(report)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[-1] == f"report: {report.resolve()}"
+    assert any(line.startswith("flatboost_classification") for line in lines)
+    assert "flatboost_classification" in report.read_text(encoding="utf-8")
+
+
+def test_custom_model_by_dotted_path_on_the_command_line(tmp_path):
+    """The README's command: the example module on PYTHONPATH, named in model.custom."""
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES)}
+    done = subprocess.run([sys.executable, "-m", "lstmbt", "run", "--quick", "--out", str(tmp_path / "run"),
+                           "--set", "data.start=2014-01-01", "--set", "model.lstm=false",
+                           "--set", 'model.custom=["custom_model:FlatBoost"]'],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"flatboost_classification", "logistic_classification", "buy_and_hold"} <= set(metrics)

@@ -230,3 +230,20 @@ def test_a_plugin_can_be_named_in_the_entry_or_registered_from_python():
         lstmbt.register_model("bad", len)
     with pytest.raises(lstmbt.ConfigError, match="lower case"):
         lstmbt.register_model("Bad Name", plugin_models.RowLogit)
+
+
+@pytest.mark.parametrize("entry, words", [
+    ("plugin_models:Raises", "plug-in model raises_classification failed in fit (RuntimeError: singular matrix)"),
+    ("plugin_models:ShortPredict", "shortpredict_regression's predict returned shape"),
+])
+def test_a_plugin_that_fails_mid_run_ends_it_with_one_line_and_keeps_the_finished_folds(entry, words, tmp_path,
+                                                                                        run_cli):
+    out = tmp_path / "runs" / "new"
+    argv = ["run", "--source", "sample:sp500", "--out", str(out), "--set", "data.start=2014-01-01",
+            "--set", "split.min_train=300", "--set", "split.step=150", "--set", "model.lstm=false",
+            "--set", f'model.custom=["{entry}"]']
+    code, _, err = run_cli(argv)
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err and line.startswith("error: ") and words in line, err
+    assert "--resume" in line and not out.exists()  # no half-written run; the linear twins' folds wait for --resume
+    assert any((tmp_path / "runs" / ".new.partial" / "folds").rglob("fold-*.predictions.parquet"))
