@@ -24,8 +24,8 @@ import tomli_w
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.splits import (DEFAULT_EMBARGO, DEFAULT_SCHEME, DEFAULT_VAL_FRACTION, MIN_FIT_SAMPLES, SCHEMES,
                                     WalkForwardSplit, first_fold_sizes, min_train_needed)
-from lstmbt.models.specs import (DEFAULT_DEVICE, DEFAULT_LINEAR_ALPHA, DEFAULT_SEED, DEVICES, TRAIN_MODES, NetSpec,
-                                 TrainSettings)
+from lstmbt.models.specs import (DEFAULT_DEVICE, DEFAULT_LINEAR_ALPHA, DEFAULT_SEED, DEVICES, LR_SCALINGS,
+                                 TRAIN_MODES, NetSpec, TrainSettings)
 
 FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr", "lags")
 DEFAULT_FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr")
@@ -320,6 +320,8 @@ class TrainConfig(TrainSettings):
         _check_range("train.chunk_len", self.chunk_len, 1, 100_000)
         _check_range("train.chunks_per_batch", self.chunks_per_batch, 1)
         _check_range("train.warm_epochs", self.warm_epochs, 1)
+        _check_range("train.warmup_steps", self.warmup_steps, 0, 10_000_000)
+        _check_choice("train.lr_scaling", self.lr_scaling, LR_SCALINGS)
         _check_choice("train.device", self.device, DEVICES)
         for key, seed in [("train.seed", self.seed)] + [("train.seeds entry", s) for s in self.seeds]:
             if not 0 <= seed <= MAX_SEED:
