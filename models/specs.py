@@ -16,6 +16,11 @@ TRAIN_MODES = ("window", "sequence")
 LR_SCALINGS = ("none", "linear")
 #: the batch size at which ``lr_scaling = "linear"`` leaves ``lr`` as it is (the default ``batch_size``)
 REFERENCE_BATCH = 64
+#: how a model sees the ``price`` target (``models.targets``): ``relative`` to the decision day's close, or its ``level``
+PRICE_SCALES = ("relative", "level")
+#: how the ``lags`` feature group shows past closes (``models.features``): ``relative`` to the decision
+#: day's close, or their ``level``
+LAG_SCALES = ("relative", "level")
 #: where an estimator trains: ``auto`` (cuda when available), ``cpu`` or ``cuda``
 DEVICES = ("auto", "cpu", "cuda")
 #: default ``device`` of the LSTM estimators and of ``train.device``
