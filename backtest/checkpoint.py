@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from lstmbt.backtest.config import RunConfig, narrow
+from lstmbt.backtest.config import RunConfig, fill_saved, narrow
 from lstmbt.backtest.errors import ConfigError, DataError
 from lstmbt.backtest.rundir import write_atomic
 from lstmbt.models.specs import NETWORK_FAMILIES, NetSpec, lstm_param_count
@@ -237,7 +237,8 @@ def open_checkpoint(directory: str | Path, config: RunConfig, data: dict[str, An
         raise DataError(f"the data differ from those of the checkpointed run in {directory} "
                         f"({_describe(stored.get('data', {}))}, now {_describe(data)}); resuming needs the "
                         f"same data: restore them, or remove {_start_over(directory)} to start over")
-    old, new = _dotted(stored.get("config", {})), _dotted(plan["config"])
+    # keys added since the checkpoint was written stand for the value that version ran with
+    old, new = fill_saved(_dotted(stored.get("config", {}))), fill_saved(_dotted(plan["config"]))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in _SAME_RUN_KEYS)
     if changed:
         raise ConfigError(f"the checkpoint in {directory} was written for another config ({', '.join(changed[:3])}); "

@@ -26,8 +26,9 @@ from lstmbt.backtest.splits import (DEFAULT_EMBARGO, DEFAULT_SCHEME, DEFAULT_VAL
                                     WalkForwardSplit, first_fold_sizes, min_train_needed)
 from lstmbt.models.key import BASE_NAMES
 from lstmbt.models.plugins import Plugin, PluginError, resolve_plugin
-from lstmbt.models.specs import (DEFAULT_DEVICE, DEFAULT_LINEAR_ALPHA, DEFAULT_SEED, DEVICES, NETWORK_FAMILIES,
-                                 RECURRENT_FAMILIES, TRAIN_MODES, NetSpec, TrainSettings)
+from lstmbt.models.specs import (DEFAULT_DEVICE, DEFAULT_LINEAR_ALPHA, DEFAULT_SEED, DEVICES, LAG_SCALES, LR_SCALINGS,
+                                 NETWORK_FAMILIES, PRICE_SCALES, RECURRENT_FAMILIES, TRAIN_MODES, NetSpec,
+                                 TrainSettings)
 
 FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr", "lags")
 DEFAULT_FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr")
@@ -136,11 +137,16 @@ def _check_exog(sources: tuple[str, ...]) -> None:
 class FeatureConfig:
     """Which causal feature groups the network sees (see ``models.features``).
 
-    ``n_lags``: how many raw lagged closes the ``lags`` group adds (the seed's setup).
+    ``n_lags``: how many lagged closes the ``lags`` group adds (the seed's setup). ``lag_scale``:
+    ``relative`` (default) gives each as log(close[t-k] / close[t]), k = 1..n_lags, relative to the
+    decision day's close and so scale-free; ``level`` keeps the raw closes close[t-k], k = 0..n_lags-1,
+    which a scaler fitted on training prices cannot carry to prices outside their range (the run
+    then warns).
     """
 
     groups: tuple[str, ...] = DEFAULT_FEATURE_GROUPS
     n_lags: int = 10
+    lag_scale: str = "relative"
 
     def __post_init__(self) -> None:
         if not self.groups:
@@ -150,6 +156,7 @@ class FeatureConfig:
         if len(set(self.groups)) != len(self.groups):
             raise ConfigError(f"features.groups = {list(self.groups)} lists a group twice; list each once")
         _check_range("features.n_lags", self.n_lags, 1, 500)
+        _check_choice("features.lag_scale", self.lag_scale, LAG_SCALES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +175,13 @@ class TargetConfig:
     horizon predicts the same test days. ``dead_zone``: a fraction of price (0.001 = 0.1%); training
     samples whose h-day log return is below it in absolute value get weight 0 in every classifier's
     training loss (validation and test days are still scored).
+    ``price_scale``: how models see the ``price`` target. ``relative`` (default): each sample is
+    expressed relative to its decision day's close, the model fits log(close[t+h] / close[t]) and
+    its prediction p is mapped back to the price close[t] * exp(p) (reversible instance
+    normalisation, as in RevIN), so a model fitted on one price range predicts any other.
+    ``level``: the model fits close[t+h] itself, standardised on training prices, and cannot reach
+    prices outside their range (the run then warns). Scores are in price units either way; pooled
+    universe models always fit relative prices.
     """
 
     task: str = "both"
@@ -175,11 +189,13 @@ class TargetConfig:
     horizon: int = 1
     dead_zone: float = 0.0
     horizons: tuple[int, ...] = ()
+    price_scale: str = "relative"
 
     def __post_init__(self) -> None:
         _check_choice("target.task", self.task, ("regression", "classification", "both"))
         _check_choice("target.regression", self.regression, ("return", "price", "week_mean", "max_drawdown"))
         _check_range("target.horizon", self.horizon, 1, 250)
+        _check_choice("target.price_scale", self.price_scale, PRICE_SCALES)
         if not 0.0 <= self.dead_zone < 0.5:  # NaN fails here too
             raise ConfigError(f"target.dead_zone = {self.dead_zone!r} is out of range; give a fraction of price "
                               ">= 0 and < 0.5, e.g. 0.001 for 0.1%")
@@ -366,6 +382,8 @@ class TrainConfig(TrainSettings):
         _check_range("train.chunk_len", self.chunk_len, 1, 100_000)
         _check_range("train.chunks_per_batch", self.chunks_per_batch, 1)
         _check_range("train.warm_epochs", self.warm_epochs, 1)
+        _check_range("train.warmup_steps", self.warmup_steps, 0, 10_000_000)
+        _check_choice("train.lr_scaling", self.lr_scaling, LR_SCALINGS)
         _check_choice("train.device", self.device, DEVICES)
         for key, seed in [("train.seed", self.seed)] + [("train.seeds entry", s) for s in self.seeds]:
             if not 0 <= seed <= MAX_SEED:
@@ -505,6 +523,12 @@ class RunConfig:
         return cls().with_values(_flatten(raw))
 
     @classmethod
+    def from_saved(cls, raw: dict[str, Any]) -> RunConfig:
+        """A config as a run directory or checkpoint saved it, perhaps by an earlier version: keys it
+        lacks take what that version ran with (``fill_saved``)."""
+        return cls().with_values(fill_saved(_flatten(raw)))
+
+    @classmethod
     def from_toml(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:
         """Defaults, then the TOML file at ``path``, then ``section.key=value`` overrides."""
         return cls.resolve(path=path, overrides=parse_overrides(overrides or []))
@@ -541,6 +565,32 @@ class RunConfig:
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
+
+
+#: keys added after runs were saved whose default differs from what a run saved without them did:
+#: a saved config that lacks one, and in which it acts (``_acts``), stands for this value
+#: (``fill_saved``). Every other key added since defaults to the old behaviour (``train.warmup_steps = 0``...).
+LEGACY_VALUES: dict[str, Any] = {"target.price_scale": "level", "features.lag_scale": "level"}
+
+
+def fill_saved(values: dict[str, Any]) -> dict[str, Any]:
+    """A saved config's ``{"section.key": value}`` with the keys it lacks filled in: ``LEGACY_VALUES``
+    where the key acts in that config (a price target, the lags group), else the default (keys whose
+    default is None are left out, as ``RunConfig.to_dict`` leaves them). Two configs that fill to
+    the same values run the same way."""
+    defaults = {f"{section}.{key}": value for section, entries in RunConfig().to_dict().items()
+                for key, value in entries.items()}
+    legacy = {key: value for key, value in LEGACY_VALUES.items() if _acts(key, {**defaults, **values})}
+    return {**defaults, **legacy, **values}
+
+
+def _acts(key: str, values: dict[str, Any]) -> bool:
+    """Whether ``key`` changes what a run of ``values`` (every key present) computes."""
+    if key == "target.price_scale":
+        return values["target.regression"] == "price" and values["target.task"] != "classification"
+    if key == "features.lag_scale":
+        return "lags" in values["features.groups"]
+    return True
 
 
 def narrow(section: Any, base: type) -> Any:

@@ -19,11 +19,13 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import DataError
-from lstmbt.backtest.pipeline import Progress, estimator_for, load_checked, make_design, training_weights
+from lstmbt.backtest.pipeline import (Progress, estimator_for, load_checked, make_design, target_anchor,
+                                      training_weights)
 from lstmbt.backtest.scoring import model_plan
 from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import SampleGrid, scaled_windows
 from lstmbt.models.key import ModelKey
+from lstmbt.models.targets import price_to_relative, relative_to_price
 from lstmbt.models.threads import one_thread_per_fit, run_side_by_side
 from lstmbt.strategies import predicted_log_return
 
@@ -120,7 +122,7 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     def forecast(task: str) -> tuple[float, int]:
         report(keys[task].name, 0, 1)
         record = _fit_and_forecast(estimator_for(keys[task], config), windows, design.targets[task], grid, fold,
-                                   training_weights(design, task, h, config))
+                                   training_weights(design, task, h, config), target_anchor(design, task, config))
         report(keys[task].name, 1, 1)
         return record
 
@@ -164,16 +166,20 @@ def final_fold(config: RunConfig, last_position: int, n_labelled: int) -> Fold:
     return fold
 
 
-def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: SampleGrid,
-                      fold: Fold, weight: pd.Series | None = None) -> tuple[float, int]:
+def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: SampleGrid, fold: Fold,
+                      weight: pd.Series | None = None, anchor: pd.Series | None = None) -> tuple[float, int]:
     """Fit the unfitted ``model`` on ``fold`` and forecast from the window ending on the last bar.
 
     ``windows``: every scaled window of the feature frame, (T - L + 1, L, F), the last ending on
-    the last bar. ``weight``: training weights per row (the dead zone), or None. Returns the
-    regression output (a log return or a price, in the target's units) or the classifier's p_up,
-    and the number of epochs trained.
+    the last bar. ``weight``: training weights per row (the dead zone), or None. ``anchor``: the
+    close per row when a price is fitted relative to it (``pipeline.target_anchor``), as
+    ``walk_forward_predict`` fits it. Returns the regression output (a log return or a price, in
+    the target's units) or the classifier's p_up, and the number of epochs trained.
     """
     y = target.to_numpy(dtype=np.float64)
+    if anchor is not None:
+        anchor_values = anchor.reindex(target.index).to_numpy(dtype=np.float64)
+        y = price_to_relative(y, anchor_values)
 
     def take(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # Fold positions are contiguous ranges, so a slice keeps the windows a view.
@@ -191,6 +197,8 @@ def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: Sampl
         value = model.predict_proba(x_last)[0, list(model.classes_).index(1)]
     else:
         value = model.predict(x_last)[0]
+        if anchor is not None:  # back from log(price / last close) to a price
+            value = relative_to_price(value, anchor_values[-1])
     return float(value), int(getattr(model, "n_epochs_", 0))
 
 

@@ -36,10 +36,11 @@ from sklearn.base import clone
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.metrics import hit_rate
-from lstmbt.backtest.pipeline import Design, Progress, estimator_for, load_checked, make_design
+from lstmbt.backtest.pipeline import Design, Progress, estimator_for, load_checked, make_design, target_anchor
 from lstmbt.backtest.scoring import model_plan
 from lstmbt.backtest.walkforward import scaled_matrix, walk_forward_predict
 from lstmbt.models.features import GROUPS, make_features
+from lstmbt.models.targets import price_to_relative, relative_to_price
 from lstmbt.models.threads import torch_threads
 from lstmbt.models.windows import sliding_windows
 from lstmbt.strategies import predicted_log_return
@@ -124,7 +125,8 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
         name, task, stage = key.name, key.task, f"permutation {key.name}"
         report(stage, 0, len(design.folds))
         estimator = estimator_for(key, config)
-        for done, (fold, model, matrix) in enumerate(fitted_folds(estimator, design, task), 1):
+        anchor = target_anchor(design, task, config)
+        for done, (fold, model, matrix) in enumerate(fitted_folds(estimator, design, task, anchor), 1):
             truth = block_truth(design, task, fold.test)
             base = _scores(model, matrix, design, fold.test, truth, config)
             for group, cols in columns.items():
@@ -203,8 +205,8 @@ def group_columns(design: Design, config: RunConfig) -> dict[str, np.ndarray]:
     Derived by building each group alone with ``make_features``, which lays groups side by side
     in the order given; the columns after them, if ``data.exog`` is set, form the ``exog`` group.
     """
-    n_lags = config.features.n_lags
-    names = {g: make_features(design.prices, (g,), n_lags).columns for g in config.features.groups}
+    n_lags, lag_scale = config.features.n_lags, config.features.lag_scale
+    names = {g: make_features(design.prices, (g,), n_lags, lag_scale).columns for g in config.features.groups}
     positions = {g: design.features.columns.get_indexer(cols) for g, cols in names.items()}
     used = sum(len(p) for p in positions.values())
     if EXOG_GROUP in feature_groups(config):
@@ -229,14 +231,18 @@ def permute_block(matrix: np.ndarray, rows: np.ndarray, columns: np.ndarray,
     return out
 
 
-def fitted_folds(estimator: Any, design: Design, task: str) -> Iterator[tuple[Any, Any, np.ndarray]]:
+def fitted_folds(estimator: Any, design: Design, task: str,
+                 anchor: pd.Series | None = None) -> Iterator[tuple[Any, Any, np.ndarray]]:
     """Yield ``(fold, fitted model, scaled (T, F) matrix)`` per fold, fitted as ``walk_forward_predict`` fits.
 
     A clone per fold, or with ``warm_start`` one clone refitted fold after fold; the matrix is
     standardised with the fold's training and validation rows. Use each model before the next
-    step: a warm-starting one is refitted in place.
+    step: a warm-starting one is refitted in place. ``anchor``: as ``walk_forward_predict``'s
+    ``target_anchor`` (``pipeline.target_anchor``); the models then fit log(target / anchor).
     """
     grid, y = design.grid, design.targets[task].to_numpy(dtype=np.float64)
+    if anchor is not None:
+        y = price_to_relative(y, anchor.reindex(design.targets[task].index).to_numpy(dtype=np.float64))
     model = None
     for fold in design.folds:
         matrix = scaled_matrix(design.features, grid.rows(np.concatenate([fold.train, fold.val])))
@@ -280,13 +286,17 @@ def _scores(model: Any, matrix: np.ndarray, design: Design, positions: np.ndarra
     if hasattr(model, "predict_proba"):
         p_up = model.predict_proba(x_test)[:, list(model.classes_).index(1)]
         return prediction_scores(p_up > 0.5, p_up, truth)
-    return prediction_scores(model.predict(x_test), None, truth, config.target.regression)
+    y_pred = model.predict(x_test)
+    if target_anchor(design, "regression", config) is not None:  # fitted relative to the decision day's close
+        y_pred = relative_to_price(y_pred, truth.close)
+    return prediction_scores(y_pred, None, truth, config.target.regression)
 
 
 def _walk_scores(estimator: Any, features: pd.DataFrame, design: Design, task: str,
                  config: RunConfig) -> dict[int, tuple[float, float]]:
     """``{fold: (hit rate, loss)}`` of ``walk_forward_predict`` on ``features`` with the design's folds."""
-    preds, _ = walk_forward_predict(estimator, features, design.targets[task], design.grid, design.folds)
+    preds, _ = walk_forward_predict(estimator, features, design.targets[task], design.grid, design.folds,
+                                    target_anchor=target_anchor(design, task, config))
     out = {}
     for fold in design.folds:
         block = preds[preds["fold"] == fold.index]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from lstmbt.backtest.checkpoint import saved_folds
-from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.config import RunConfig, read_toml
 from lstmbt.backtest.errors import ConfigError, DataError, LstmbtError, os_error_line
 from lstmbt.backtest.rundir import remove_stale_tmp, write_atomic
 
@@ -103,7 +103,8 @@ def load_partial_config(partial: str | Path) -> RunConfig:
         raise DataError(f"{partial} holds no config.toml (the run stopped before it began); "
                         f"remove {partial} and start the run again")
     try:
-        return RunConfig.from_toml(path).with_values({"data.refresh": False})
+        # keys an earlier version did not write take what it ran with, so its folds resume as they were made
+        return RunConfig.from_saved(read_toml(path)).with_values({"data.refresh": False})
     except ConfigError as exc:
         raise ConfigError(f"the interrupted run's config is damaged: {exc}; or remove {partial} and start "
                           "the run again") from None

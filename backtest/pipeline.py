@@ -31,7 +31,7 @@ from lstmbt.backtest.regimes import regime_labels, regime_table
 from lstmbt.backtest.rundir import RunResult
 from lstmbt.backtest.scoring import (
     by_model, collect_metrics, fold_stats, horizon_plan, majority_p_up, make_positions, predicted_up, run_warnings,
-    undecided
+    scale_warnings, undecided
 )
 from lstmbt.backtest.walkforward import combine_seeds, make_sample_grid, walk_forward_predict
 from lstmbt.models.adapters import plugin_estimator
@@ -139,7 +139,7 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
     positions = scored["positions"]
     checks = data_warnings(design.prices, config.data, oos_dates=scored["returns"].index,
                            execution=config.backtest.execution)
-    notes = run_warnings(scored["metrics"], positions, keys_from_frame(predictions))
+    notes = run_warnings(scored["metrics"], positions, keys_from_frame(predictions)) + scale_warnings(config)
     manifest = _manifest(config, describe_prices(design.prices, config.data.source, config.data.symbol), positions,
                          len(design.folds), timings, notes, checks)
     return RunResult(config=config, predictions=predictions, manifest=manifest, **scored)
@@ -196,7 +196,8 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
     predict, importance, sweeps and universes all show them before any training."""
     import warnings
 
-    warmup = max(warmup_rows(config.features.groups, config.features.n_lags), exog_warmup_rows(len(config.data.exog)))
+    f = config.features
+    warmup = max(warmup_rows(f.groups, f.n_lags, f.lag_scale), exog_warmup_rows(len(config.data.exog)))
     need, breakdown = _rows_needed(config, warmup)
     check_enough_rows(prices, need, breakdown, config.data.source)
     check_pairs(config.backtest.pairs, planned_strategies(config))  # before training, not after it
@@ -208,7 +209,7 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
 
 def make_design(prices: pd.DataFrame, config: RunConfig) -> Design:
     """Features, targets, the sample grid and the walk-forward folds that every model of a run shares."""
-    features = make_features(prices, config.features.groups, config.features.n_lags)
+    features = make_features(prices, config.features.groups, config.features.n_lags, config.features.lag_scale)
     if config.data.exog:  # as-of joined: day t sees only values stamped <= t - exog_lag_days (models.exog)
 
         features = features.join(exog_features(prices.index, load_exogs(config.data, prices.index),
@@ -249,7 +250,7 @@ def _predict_all(design: Design, config: RunConfig, report: Progress, timings: d
                                               design.horizon_targets[key.horizon][key.task], design.grid,
                                               design.horizon_folds[key.horizon], on_fold=progress[key.name].fold_done,
                                               train_weight=training_weights(design, key.task, key.horizon, config),
-                                              checkpoint_dir=folder)
+                                              checkpoint_dir=folder, target_anchor=target_anchor(design, key.task, config))
         except PluginError as exc:  # a user's model broke the protocol mid-run: one line, exit 2
             raise ConfigError(str(exc)) from None
         return preds, log, time.perf_counter() - started
@@ -305,6 +306,15 @@ def estimator_for(key: ModelKey, config: RunConfig, seed: int | None = None):
         return build_estimator(key.task, config, seed=seed, family=key.family)
     plugin = next(p for p in config.model.plugins if key.name in (p.name, f"{p.name}_h{key.horizon}"))
     return plugin_estimator(plugin)
+
+
+def target_anchor(design: Design, task: str, config: RunConfig) -> pd.Series | None:
+    """The close of each decision day when ``task``'s models fit a price relative to it
+    (``target.price_scale = "relative"``, see ``walk_forward_predict``), else None."""
+    t = config.target
+    if task != "regression" or t.regression != "price" or t.price_scale != "relative":
+        return None
+    return design.prices["Close"]
 
 
 def build_estimator(task: str, config: RunConfig, linear: bool = False, seed: int | None = None,

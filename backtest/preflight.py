@@ -134,7 +134,8 @@ def _count(n: int) -> str:
 def _n_features(prices: pd.DataFrame, config: RunConfig) -> int:
     """Feature columns the network sees: ``make_features`` on the first rows, plus the exogenous returns."""
     head = prices.iloc[:64]
-    return make_features(head, config.features.groups, config.features.n_lags).shape[1] + \
+    f = config.features
+    return make_features(head, f.groups, f.n_lags, f.lag_scale).shape[1] + \
         len(EXOG_WINDOWS) * len(config.data.exog)
 
 

@@ -77,10 +77,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def read_config(path: str | Path) -> RunConfig:
-    """The run config saved as ``config.toml``."""
+    """The run config saved as ``config.toml``; keys an earlier version did not write take the value
+    that version ran with (``RunConfig.from_saved``)."""
     table = read_toml(path)
     try:
-        return RunConfig.from_dict(table)
+        return RunConfig.from_saved(table)
     except (LstmbtError, TypeError, AttributeError, ValueError) as exc:
         raise DamagedFileError(path, f"is not a valid run config ({exc})") from None
 

@@ -336,6 +336,23 @@ def run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame, mo
     return notes
 
 
+def scale_warnings(config: RunConfig) -> list[str]:
+    """Cautions for the raw-level options: a ``price`` target fitted as a level
+    (``target.price_scale = "level"``) or raw lagged closes (``features.lag_scale = "level"``)
+    tie a model to the training window's price range, so it cannot follow prices beyond it."""
+    notes = []
+    if "regression" in config.target.tasks and config.target.regression == "price" \
+            and config.target.price_scale == "level":
+        notes.append("target.price_scale = 'level': the regression models fit raw prices standardised on each "
+                     "training window, so they cannot predict prices outside the range they were trained on (a "
+                     "trending market leaves it); use target.price_scale = 'relative', the default.")
+    if "lags" in config.features.groups and config.features.lag_scale == "level":
+        notes.append("features.lag_scale = 'level': the lags group feeds raw closes, standardised on each training "
+                     "window, so later prices outside that range reach the models as values they never saw; use "
+                     "features.lag_scale = 'relative', the default.")
+    return notes
+
+
 def _no_decision_note(name: str, days: int, total: int) -> str:
     return (f"{name}: no decision on {days} of {total} out-of-sample days (no forecast, or under confidence sizing a "
             "trailing volatility over strategy.vol_window days that is undefined or zero, as after a stretch of "

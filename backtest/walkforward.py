@@ -14,6 +14,7 @@ from sklearn.base import clone
 from lstmbt.backtest.checkpoint import FoldStore
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.splits import Fold
+from lstmbt.models.targets import price_to_relative, relative_to_price
 from lstmbt.models.windows import sliding_windows
 
 
@@ -62,6 +63,7 @@ def walk_forward_predict(
     on_fold: Callable[[dict], None] | None = None,
     train_weight: pd.Series | None = None,
     checkpoint_dir: str | Path | None = None,
+    target_anchor: pd.Series | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit a clone of ``estimator`` per fold and predict that fold's test block.
 
@@ -88,6 +90,12 @@ def walk_forward_predict(
     the result is bit-identical to an uninterrupted run. ``on_fold`` is called for every fold,
     read back or fitted, in fold order.
 
+    ``target_anchor``: optional per-row positive scale on ``target``'s index, known at the
+    decision day (the close of day t for a price target, ``target.price_scale = "relative"``).
+    The estimator then fits, validates and refits on log(target / anchor)
+    (``models.targets.price_to_relative``) and each prediction p is returned as anchor * exp(p);
+    ``y_true`` stays in the target's units. ``None`` fits the target as it is.
+
     Returns
     -------
     predictions : one row per test day: ``date``, ``fold``, ``y_true``, ``y_pred`` and ``p_up``
@@ -97,7 +105,9 @@ def walk_forward_predict(
         sizes, epochs, best validation loss, ``refit`` and ``refit_epochs`` and fit time.
     """
     values = features.to_numpy(dtype=np.float64)
-    y = target.to_numpy(dtype=np.float64)
+    y_true = target.to_numpy(dtype=np.float64)
+    anchor = _anchor_values(target_anchor, target)
+    y = y_true if anchor is None else price_to_relative(y_true, anchor)  # what the estimator fits
     weights = _weight_values(train_weight, target)
     warm = bool(getattr(estimator, "warm_start", False))
     store, parts, log, model = _open_store(checkpoint_dir, estimator, warm), [], [], None
@@ -118,7 +128,8 @@ def walk_forward_predict(
                   *(_take(windows, y, grid, fold, fold.val) if len(fold.val) else ()),
                   **_fold_weight(weights, grid, fold))
         refit = _refit(model, windows, y, grid, fold, weights)
-        part = _fold_predictions(model, *_take(windows, y, grid, fold, fold.test), grid.dates[fold.test], fold.index)
+        part = _fold_predictions(model, *_take(windows, y_true, grid, fold, fold.test), grid.dates[fold.test],
+                                 fold.index, None if anchor is None else anchor[grid.rows(fold.test)])
         entry = _fold_entry(fold, grid, model, time.perf_counter() - started, refit)
         if store is not None:
             store.save(fold.index, part, entry, model.get_checkpoint() if warm else None)
@@ -161,6 +172,17 @@ def _refit(model, windows: np.ndarray, y: np.ndarray, grid: SampleGrid, fold: Fo
     extra = {} if weights is None else {"sample_weight": weights[grid.rows(usable)]}
     model.refit_full(*_take(windows, y, grid, fold, usable), **extra)
     return True
+
+
+def _anchor_values(target_anchor: pd.Series | None, target: pd.Series) -> np.ndarray | None:
+    if target_anchor is None:
+        return None
+    if not target_anchor.index.equals(target.index):
+        raise ValueError("target_anchor must be indexed like the target; reindex it with .reindex(target.index)")
+    anchor = target_anchor.to_numpy(dtype=np.float64)
+    if not (anchor > 0).all():  # NaN fails too
+        raise ValueError("target_anchor must be positive and finite on every row (a close price)")
+    return anchor
 
 
 def _weight_values(train_weight: pd.Series | None, target: pd.Series) -> np.ndarray | None:
@@ -206,12 +228,14 @@ def _standardize(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return ((values - mean) / std).astype(np.float32)
 
 
-def _fold_predictions(model, x_test, y_test, dates, fold_index) -> pd.DataFrame:
+def _fold_predictions(model, x_test, y_test, dates, fold_index, anchor: np.ndarray | None = None) -> pd.DataFrame:
+    """One fold's prediction rows; a regressor fitted relative to ``anchor`` is mapped back to the target's units."""
     if hasattr(model, "predict_proba"):
         p_up = model.predict_proba(x_test)[:, list(model.classes_).index(1)]
         y_pred = (p_up > 0.5).astype(np.float64)
     else:
         y_pred = np.asarray(model.predict(x_test), dtype=np.float64)
+        y_pred = y_pred if anchor is None else relative_to_price(y_pred, anchor)
         p_up = np.full(len(y_pred), np.nan)
     return pd.DataFrame({"date": dates, "fold": fold_index, "y_true": y_test, "y_pred": y_pred, "p_up": p_up})
 

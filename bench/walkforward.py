@@ -93,7 +93,8 @@ def run_w(args: argparse.Namespace) -> dict:
     overrides, warm = MODES[args.worker]
     settings = TrainSettings(lr=1e-3, weight_decay=0.0, batch_size=64, max_epochs=args.epochs, lr_patience=10**6,
                              clip_norm=0.0, chunk_len=args.chunk_len, chunks_per_batch=args.chunks_per_batch,
-                             warm_epochs=args.warm_epochs, refit=args.refit, **overrides)
+                             warm_epochs=args.warm_epochs, refit=args.refit, warmup_steps=args.warmup_steps,
+                             lr_scaling=args.lr_scaling, **overrides)
     if settings.mode == "sequence" and args.seq_lr:
         settings = TrainSettings(**{**settings.__dict__, "lr": args.seq_lr})
     estimator = LSTMRegressor(net=NetSpec(hidden_size=HIDDEN, num_layers=LAYERS, dropout=0.0, head=()),
@@ -113,7 +114,7 @@ def run_w(args: argparse.Namespace) -> dict:
     if args.family != "lstm":  # the mode it really trained in: the transformer has no sequence mode
         mode = f"{args.family} {mode.replace('sequence', estimator._settings().mode)}"
     out = {
-        "mode": mode, "data": args.data, "val_fraction": args.val_fraction, "seed": args.seed, "device": args.device,
+        "mode": mode + _knob_label(args), "data": args.data, "val_fraction": args.val_fraction, "seed": args.seed, "device": args.device,
         "threads": torch.get_num_threads(), "folds": len(folds), "n_pred": int(len(preds)),
         "wall_s": round(wall, 2), "s_per_fold": round(wall / len(folds), 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -127,6 +128,12 @@ def run_w(args: argparse.Namespace) -> dict:
     if profiler:
         out["profile"] = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
     return out
+
+
+def _knob_label(args: argparse.Namespace) -> str:
+    """``+warmup<N>`` and ``+linear-lr`` for the learning-rate knobs that differ from their defaults."""
+    return (f"+warmup{args.warmup_steps}" if args.warmup_steps else "") + (
+        "+linear-lr" if args.lr_scaling == "linear" else "")
 
 
 def _flop_estimate(log) -> float:
@@ -149,7 +156,8 @@ def run_worker(args: argparse.Namespace, mode: str, seed: int, profile: bool = F
            "--folds", str(args.folds), "--epochs", str(args.epochs), "--device", args.device,
            "--chunk-len", str(args.chunk_len), "--chunks-per-batch", str(args.chunks_per_batch),
            "--warm-epochs", str(args.warm_epochs), "--threads", str(args.threads),
-           "--val-fraction", str(args.val_fraction)]
+           "--val-fraction", str(args.val_fraction), "--warmup-steps", str(args.warmup_steps),
+           "--lr-scaling", args.lr_scaling]
     if args.refit:
         cmd.append("--refit")
     if args.seq_lr:
@@ -302,6 +310,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="train.refit: after early stopping, retrain on fit + validation (needs --val-fraction)")
     parser.add_argument("--family", default="lstm",
                         help="comma-separated network families (lstm, gru, transformer, tcn), each run in every mode")
+    parser.add_argument("--warmup-steps", type=int, default=0, help="train.warmup_steps (0 = no warm-up)")
+    parser.add_argument("--lr-scaling", default="none", choices=("none", "linear"), help="train.lr_scaling")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = the cores available)")
     parser.add_argument("--profile", action="store_true", help="profile 2 folds of window and the fastest mode")

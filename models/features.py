@@ -1,8 +1,10 @@
 """Causal feature groups built with ``ta``: row t uses only data known at the close of day t.
 
-All groups are scale-free (ratios, log returns, z-scores) except ``lags``, which holds raw
-closes for the seed's price-target setup; the walk-forward scaler standardises every column
-per fold.
+All groups are scale-free (ratios, log returns, z-scores). ``lags`` is too by default
+(``lag_scale = "relative"``: log(close[t-k] / close[t]), each lagged close relative to the
+decision day's close); ``lag_scale = "level"`` keeps the seed's raw closes, which a scaler
+fitted on training rows cannot carry to prices outside their range. The walk-forward scaler
+standardises every column per fold.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import numpy as np
 import pandas as pd
 import ta
 
+from lstmbt.models.specs import LAG_SCALES
+
 RETURN_WINDOWS = (1, 5, 10, 20)
 MA_WINDOWS = (5, 10, 20, 60)
 VOLUME_WINDOW = 20
 
 
-def make_features(prices: pd.DataFrame, groups: tuple[str, ...], n_lags: int = 10) -> pd.DataFrame:
+def make_features(prices: pd.DataFrame, groups: tuple[str, ...], n_lags: int = 10,
+                  lag_scale: str = "relative") -> pd.DataFrame:
     """Feature frame on ``prices.index``, one block of columns per group, in ``groups`` order.
 
     Leading rows are NaN until every indicator has warmed up; later gaps (a zero-width range,
@@ -28,17 +33,23 @@ def make_features(prices: pd.DataFrame, groups: tuple[str, ...], n_lags: int = 1
     ----------
     prices : OHLCV frame from ``backtest.data.load_prices``.
     groups : names from ``GROUPS``.
-    n_lags : number of raw lagged closes in the ``lags`` group (lag 0 is today's close).
+    n_lags : number of lagged closes in the ``lags`` group.
+    lag_scale : ``relative``: column ``lag{k}_to_close`` = log(close[t-k] / close[t]) for
+        k = 1..n_lags, scale-free and known at the close of t; ``level``: column ``close_lag{k}``
+        = close[t-k] in the data's currency for k = 0..n_lags-1 (lag 0 is today's close).
     """
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         raise ValueError(f"unknown feature group(s) {unknown}; choose from {sorted(GROUPS)}")
-    parts = [GROUPS[g](prices, n_lags) for g in groups]
+    if lag_scale not in LAG_SCALES:
+        raise ValueError(f"lag_scale must be one of {LAG_SCALES}, got {lag_scale!r}")
+    build = {**GROUPS, "lags": _lags if lag_scale == "level" else _relative_lags}
+    parts = [build[g](prices, n_lags) for g in groups]
     frame = pd.concat(parts, axis=1).replace([np.inf, -np.inf], np.nan)
     return frame.ffill()
 
 
-def warmup_rows(groups: tuple[str, ...], n_lags: int = 10) -> int:
+def warmup_rows(groups: tuple[str, ...], n_lags: int = 10, lag_scale: str = "relative") -> int:
     """Leading rows that ``make_features`` leaves NaN for these groups (measured, not tabulated)."""
     n = 400 + n_lags
     close = 100.0 * np.exp(np.cumsum(np.random.default_rng(0).normal(0.0, 0.01, n)))
@@ -47,7 +58,7 @@ def warmup_rows(groups: tuple[str, ...], n_lags: int = 10) -> int:
          "Volume": np.linspace(1e6, 2e6, n)},
         index=pd.bdate_range("2000-01-03", periods=n),
     )
-    valid = make_features(probe, groups, n_lags).notna().all(axis=1).to_numpy()
+    valid = make_features(probe, groups, n_lags, lag_scale).notna().all(axis=1).to_numpy()
     return int(np.argmax(valid))
 
 
@@ -101,6 +112,11 @@ def _atr(prices: pd.DataFrame, _n_lags: int) -> pd.DataFrame:
 def _lags(prices: pd.DataFrame, n_lags: int) -> pd.DataFrame:
     close = prices["Close"]
     return pd.DataFrame({f"close_lag{k}": close.shift(k) for k in range(n_lags)})
+
+
+def _relative_lags(prices: pd.DataFrame, n_lags: int) -> pd.DataFrame:
+    log_close = np.log(prices["Close"])
+    return pd.DataFrame({f"lag{k}_to_close": log_close.shift(k) - log_close for k in range(1, n_lags + 1)})
 
 
 GROUPS: dict[str, Callable[[pd.DataFrame, int], pd.DataFrame]] = {

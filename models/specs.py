@@ -20,6 +20,15 @@ NETWORK_FAMILIES = ("lstm", "gru", "transformer", "tcn")
 SEQUENCE_FAMILIES = ("lstm", "gru", "tcn")
 #: families with a recurrent layer (``bidirectional`` applies to these only)
 RECURRENT_FAMILIES = ("lstm", "gru")
+#: ``lr_scaling``: ``none`` trains at ``lr``; ``linear`` at ``lr * samples_per_step / REFERENCE_BATCH``
+LR_SCALINGS = ("none", "linear")
+#: the batch size at which ``lr_scaling = "linear"`` leaves ``lr`` as it is (the default ``batch_size``)
+REFERENCE_BATCH = 64
+#: how a model sees the ``price`` target (``models.targets``): ``relative`` to the decision day's close, or its ``level``
+PRICE_SCALES = ("relative", "level")
+#: how the ``lags`` feature group shows past closes (``models.features``): ``relative`` to the decision
+#: day's close, or their ``level``
+LAG_SCALES = ("relative", "level")
 #: where an estimator trains: ``auto`` (cuda when available), ``cpu`` or ``cuda``
 DEVICES = ("auto", "cpu", "cuda")
 #: default ``device`` of the LSTM estimators and of ``train.device``
@@ -90,6 +99,22 @@ class TrainSettings:
     started from, and predict with the result (``refit_full``; the walk-forward calls it). A
     warm-started estimator keeps the selection weights, which never saw a validation tail, as
     the chain the next fold continues. No effect without validation data.
+
+    ``warmup_steps``: linear learning-rate warm-up over the first N optimizer steps of every fit
+    (0 = off). Step k (0-based, counted across epochs) runs at ``lr_plateau * (k + 1) / N`` for
+    k < N, then at ``lr_plateau``, where ``lr_plateau`` is the rate ReduceLROnPlateau holds for
+    that epoch (the base rate until a plateau cuts it): the warm-up scales the plateau's rate, and
+    the plateau only ever sees and cuts the un-warmed rate. It applies again in every fit, a
+    warm-started one (``warm_epochs``) included, because each fit builds a fresh AdamW whose
+    moment estimates start at zero; and in ``refit``, whose replay of the selection run's
+    per-epoch rates warms up over its own first N steps, as the selection run did.
+
+    ``lr_scaling``: ``none`` trains at ``lr``; ``linear`` starts at ``lr * samples_per_step / 64``
+    (``REFERENCE_BATCH``), the linear scaling rule. ``samples_per_step`` is the number of scored
+    targets one gradient step averages over: ``batch_size`` windows in ``window`` mode,
+    ``chunks_per_batch * chunk_len`` scored steps in ``sequence`` mode (the nominal settings, not
+    cut short by a short series), because the rule is about the noise of that mean. The default
+    sequence settings (2 x 64) thus double ``lr``. ``TrainLog.lr`` records the scaled rates.
     """
 
     lr: float = 1e-3
@@ -105,6 +130,22 @@ class TrainSettings:
     chunks_per_batch: int = 2
     warm_epochs: int = 2
     refit: bool = False
+    warmup_steps: int = 0
+    lr_scaling: str = "none"
+
+    @property
+    def samples_per_step(self) -> int:
+        """Scored targets per gradient step: ``batch_size`` (window mode) or ``chunks_per_batch *
+        chunk_len`` (sequence mode); what ``lr_scaling = "linear"`` scales by."""
+        return self.batch_size if self.mode == "window" else self.chunks_per_batch * self.chunk_len
+
+    @property
+    def base_lr(self) -> float:
+        """The rate training starts at (before warm-up and plateau cuts): ``lr``, times
+        ``samples_per_step / REFERENCE_BATCH`` with ``lr_scaling = "linear"``."""
+        if self.lr_scaling == "linear":
+            return self.lr * self.samples_per_step / REFERENCE_BATCH
+        return self.lr
 
 
 def available_cores() -> int:

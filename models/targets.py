@@ -16,7 +16,9 @@ def make_target(prices: pd.DataFrame, kind: str, horizon: int = 1) -> pd.Series:
     """Label for each day t, known only after the close of day t + horizon.
 
     ``return``: log(close[t+h] / close[t]). ``direction``: 1.0 if that log return is > 0, else
-    0.0. ``price``: close[t+h], in the data's currency. ``week_mean``: log(mean(close[t+1..t+h])
+    0.0. ``price``: close[t+h], in the data's currency (what is scored; with ``price_scale =
+    "relative"`` the models fit ``price_to_relative`` of it and predict through
+    ``relative_to_price``). ``week_mean``: log(mean(close[t+1..t+h])
     / close[t]), the seed notes' "mean close of the next week" for h = 5, as a log ratio to today.
     ``max_drawdown``: the worst close-to-close drop from today's close over the next h closes,
     min(0, min over k = 1..h of log(close[t+k] / close[t])): 0 when no close falls below today's.
@@ -39,6 +41,24 @@ def make_target(prices: pd.DataFrame, kind: str, horizon: int = 1) -> pd.Series:
     if kind == "return":
         return log_ret.rename(f"ret_fwd_{horizon}d")
     return (log_ret > 0).astype("float64").where(log_ret.notna()).rename(f"up_fwd_{horizon}d")
+
+
+def price_to_relative(price: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """A price target as a model fits it with ``price_scale = "relative"``: log(price / close).
+
+    ``close``: the decision day's close (close[t], known at the close of t), row for row with
+    ``price`` (close[t+h]). The result is scale-free (the h-day log return), so a model fitted
+    on one price range applies to any other; NaN where ``price`` is NaN (unlabelled rows).
+    This is reversible instance normalisation (RevIN) with each sample's own last close as its
+    scale; ``relative_to_price`` is the inverse.
+    """
+    return np.log(np.asarray(price, dtype=np.float64) / np.asarray(close, dtype=np.float64))
+
+
+def relative_to_price(relative: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """A relative prediction back in the data's currency: close * exp(relative), ``close`` being the
+    decision day's close of each row (the inverse of ``price_to_relative``)."""
+    return np.asarray(close, dtype=np.float64) * np.exp(np.asarray(relative, dtype=np.float64))
 
 
 def dead_zone_weights(prices: pd.DataFrame, horizon: int, dead_zone: float) -> pd.Series:

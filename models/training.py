@@ -1,4 +1,5 @@
-"""The epoch loop: AdamW, ReduceLROnPlateau, gradient clipping, early stopping on validation loss.
+"""The epoch loop: AdamW, an optional linear warm-up, ReduceLROnPlateau, gradient clipping, early stopping
+on validation loss.
 
 Data goes to the device once per fit as one contiguous series; batches are index gathers from
 views of it (windows in ``window`` mode, burn-in + scored chunks in ``sequence`` mode), so the
@@ -33,7 +34,9 @@ class TrainLog:
 
     ``train_steps``/``eval_steps``: LSTM time steps computed (rows x sequence length), with and
     without a backward pass; the benchmark turns them into a FLOP estimate. ``lr``: the learning
-    rate each epoch ran at (a refit on fit + validation replays them).
+    rate each epoch ran at, as ReduceLROnPlateau set it (``TrainSettings.base_lr`` and its cuts;
+    a warm-up's lower rates in the first ``warmup_steps`` steps are not listed); a refit on
+    fit + validation replays them, warm-up included.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -171,7 +174,8 @@ def train_network(
     """
     train_feed = Feed(*train, settings.mode, settings.chunk_len, device, weight=train_weight)
     val_feed = Feed(*val, settings.mode, settings.chunk_len, device) if val is not None else None
-    optimizer = make_optimizer(net, settings.lr, settings.weight_decay)
+    optimizer = make_optimizer(net, settings.base_lr, settings.weight_decay)
+    warmup = Warmup(optimizer, settings.warmup_steps)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=settings.lr_factor, patience=settings.lr_patience
     )
@@ -184,7 +188,8 @@ def train_network(
         log.best_loss, log.best_epoch = float(baseline.mean()), -1
     for epoch in range(settings.max_epochs if epochs is None else epochs):
         log.lr.append(float(optimizer.param_groups[0]["lr"]))
-        train_loss = _run_epoch(net, loss_fn, optimizer, train_feed, per_step, settings.clip_norm, generator, log)
+        train_loss = _run_epoch(net, loss_fn, optimizer, train_feed, per_step, settings.clip_norm, generator, log,
+                                warmup)
         losses = _losses(net, loss_fn, val_feed, log) if val_feed is not None else None
         val_loss = float(losses.mean()) if losses is not None else train_loss
         log.train_loss.append(train_loss)
@@ -217,20 +222,24 @@ def train_epochs(
     and leave it holding the last epoch's weights (no validation, no early stopping).
 
     The refit on fit + validation: ``lrs`` is the selection run's ``TrainLog.lr`` up to its best
-    epoch, so the refit follows the schedule that run's plateaus set. ``train`` and
-    ``train_weight`` as in ``train_network``. An empty ``lrs`` leaves ``net`` untouched.
+    epoch, so the refit follows the schedule that run's plateaus set. ``settings.warmup_steps``
+    warms up the first steps of this run as ``train_network`` warmed up the selection run's (the
+    rates in ``lrs`` are already scaled by ``lr_scaling`` and are used as they are). ``train``
+    and ``train_weight`` as in ``train_network``. An empty ``lrs`` leaves ``net`` untouched.
     """
     log = TrainLog()
     if not lrs:
         return log
     feed = Feed(*train, settings.mode, settings.chunk_len, device, weight=train_weight)
     optimizer = make_optimizer(net, lrs[0], settings.weight_decay)
+    warmup = Warmup(optimizer, settings.warmup_steps)
     per_step = settings.batch_size if settings.mode == "window" else settings.chunks_per_batch
     for lr in lrs:
         for group in optimizer.param_groups:
             group["lr"] = lr
         log.lr.append(float(lr))
-        log.train_loss.append(_run_epoch(net, loss_fn, optimizer, feed, per_step, settings.clip_norm, generator, log))
+        log.train_loss.append(_run_epoch(net, loss_fn, optimizer, feed, per_step, settings.clip_norm, generator, log,
+                                         warmup))
     log.best_epoch, log.best_loss = len(lrs) - 1, log.train_loss[-1]
     return log
 
@@ -241,9 +250,41 @@ def make_optimizer(net: nn.Module, lr: float, weight_decay: float) -> torch.opti
     return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
 
 
+class Warmup:
+    """Linear learning-rate warm-up over the first ``steps`` optimizer steps of one fit (0 = off).
+
+    Step k (0-based, counted across epochs) runs at ``rate * (k + 1) / steps`` for k < steps and
+    at ``rate`` from then on, where ``rate`` is the optimizer's rate when the epoch began (the one
+    ReduceLROnPlateau holds). ``end_epoch`` puts that rate back, so the plateau scheduler only
+    ever reads and cuts the un-warmed rate. With ``steps = 0`` it never touches the optimizer.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, steps: int) -> None:
+        self.optimizer, self.steps, self.done, self.rate = optimizer, int(steps), 0, 0.0
+
+    def begin_epoch(self) -> None:
+        self.rate = float(self.optimizer.param_groups[0]["lr"])
+
+    def before_step(self) -> None:
+        if self.done < self.steps:
+            self._set(self.rate * (self.done + 1) / self.steps)
+        elif self.done == self.steps and self.steps:
+            self._set(self.rate)
+        self.done += 1
+
+    def end_epoch(self) -> None:
+        if self.steps:
+            self._set(self.rate)
+
+    def _set(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+
 def _run_epoch(net, loss_fn, optimizer, feed: Feed, per_step: int, clip_norm: float,
-               generator: torch.Generator, log: TrainLog) -> float:
+               generator: torch.Generator, log: TrainLog, warmup: Warmup) -> float:
     net.train()
+    warmup.begin_epoch()
     order = torch.randperm(feed.n_units, generator=generator).to(feed.inputs.device)
     if feed.active is not None:  # units that weigh nothing would only add empty steps
         order = order[feed.active[order]]
@@ -255,10 +296,12 @@ def _run_epoch(net, loss_fn, optimizer, feed: Feed, per_step: int, clip_norm: fl
         (loss_sum / count).backward()
         if clip_norm > 0:
             nn.utils.clip_grad_norm_(net.parameters(), clip_norm, foreach=True)
+        warmup.before_step()
         optimizer.step()
         total += float(loss_sum.detach())
         weight += float(count)
         log.train_steps += xb.shape[0] * xb.shape[1]
+    warmup.end_epoch()
     return total / weight
 
 

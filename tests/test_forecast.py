@@ -158,10 +158,15 @@ def dataclass_values(forecast: Forecast) -> dict:
 def hand_forecast(cfg: RunConfig, task: str) -> tuple[float, pd.Timestamp, pd.Timestamp, int]:
     """The forecast written out with numpy: rows, purge, validation tail, scaler, windows, fit."""
     prices = load_prices(cfg.data)
-    values = make_features(prices, cfg.features.groups, cfg.features.n_lags).to_numpy(dtype=np.float64)
+    f = cfg.features
+    values = make_features(prices, f.groups, f.n_lags, f.lag_scale).to_numpy(dtype=np.float64)
     kind = cfg.target.regression if task == "regression" else "direction"
     h, lookback, split = cfg.target.horizon, cfg.model.lookback, cfg.split
     y = make_target(prices, kind, h).to_numpy(dtype=np.float64)
+    close = prices["Close"].to_numpy(dtype=np.float64)
+    relative = kind == "price" and cfg.target.price_scale == "relative"
+    if relative:  # the model fits log(close[t+h] / close[t]); its forecast is last close * exp(output)
+        y = np.log(y / close)
     first_row = int(np.flatnonzero(~np.isnan(values).any(axis=1))[0]) + lookback - 1
     last_row = len(prices) - 1
     next_pos = last_row - first_row + 1  # the next trading day, in sample positions
@@ -181,6 +186,7 @@ def hand_forecast(cfg: RunConfig, task: str) -> tuple[float, pd.Timestamp, pd.Ti
     model = build_estimator(task, cfg).fit(windows(fit), y[fit], windows(val), y[val])
     x_last = windows([last_row])
     value = model.predict_proba(x_last)[0, 1] if task == "classification" else model.predict(x_last)[0]
+    value = close[last_row] * np.exp(value) if relative else value
     return float(value), prices.index[fit[0]], prices.index[val[-1]], len(fit)
 
 
@@ -188,6 +194,8 @@ def hand_forecast(cfg: RunConfig, task: str) -> tuple[float, pd.Timestamp, pd.Ti
     {},
     {"split.scheme": "rolling", "split.embargo": 2, "target.horizon": 2, "target.regression": "price",
      "features.groups": ["returns", "lags"]},
+    {"target.regression": "price", "target.price_scale": "level", "features.groups": ["returns", "lags"],
+     "features.lag_scale": "level"},
 ])
 def test_forecast_equals_a_hand_written_fit(tmp_path, spx, extra):
     cfg = config(write_csv(tmp_path / "a.csv", spx), **extra)

@@ -406,7 +406,7 @@ EXPECTED_COLUMNS = {
     "macd": ["macd", "macd_signal", "macd_diff"],
     "bollinger": ["bb_pct_b", "bb_width"],
     "atr": ["atr14_to_close"],
-    "lags": ["close_lag0", "close_lag1", "close_lag2"],
+    "lags": ["lag1_to_close", "lag2_to_close", "lag3_to_close"],  # features.lag_scale = "relative", the default
 }
 ALL_GROUPS = tuple(EXPECTED_COLUMNS)
 
@@ -441,7 +441,11 @@ def test_feature_values_by_hand(prices):
     assert row["open_to_close"] == pytest.approx(math.log(prices["Open"].iloc[t] / close[t]), rel=1e-12)
     assert row["close_to_ma5"] == pytest.approx(close[t] / close[t - 4 : t + 1].mean() - 1.0, rel=1e-9)
     assert row["close_to_ma60"] == pytest.approx(close[t] / close[t - 59 : t + 1].mean() - 1.0, rel=1e-9)
-    assert row["close_lag0"] == close[t] and row["close_lag2"] == close[t - 2]
+    assert row["lag1_to_close"] == pytest.approx(math.log(close[t - 1] / close[t]), rel=1e-12)
+    assert row["lag3_to_close"] == pytest.approx(math.log(close[t - 3] / close[t]), rel=1e-12)
+    level = make_features(prices, ("lags",), n_lags=3, lag_scale="level")
+    assert list(level.columns) == ["close_lag0", "close_lag1", "close_lag2"]
+    assert level.iloc[t]["close_lag0"] == close[t] and level.iloc[t]["close_lag2"] == close[t - 2]
     log_vol = np.log1p(prices["Volume"].to_numpy()[t - 19 : t + 1])
     assert row["volume_z20"] == pytest.approx((log_vol[-1] - log_vol.mean()) / log_vol.std(ddof=1), rel=1e-9)
     assert 0.0 <= frame["rsi14"].min() and frame["rsi14"].max() <= 1.0
@@ -467,7 +471,23 @@ def test_warmup_rows_counts_the_leading_nan_rows(prices, group):
     leading = int(np.argmin(incomplete))
     assert incomplete[:leading].all() and not incomplete[leading:].any()
     assert warmup_rows(groups, n_lags=3) == leading
-    assert warmup_rows(("lags",), n_lags=7) == 6
+    assert warmup_rows(("lags",), n_lags=7) == 7  # relative: close[t - 7] is needed
+    assert warmup_rows(("lags",), n_lags=7, lag_scale="level") == 6  # level: lag 0 is today's close
+
+
+def test_relative_lags_are_scale_free_and_causal_and_level_lags_are_not(prices):
+    """The same prices x 3 give the same relative lags, and other raw closes; both stay causal."""
+    tripled = prices.assign(**{c: prices[c] * 3.0 for c in ("Open", "High", "Low", "Close")})
+    rel, rel3 = (make_features(p, ("lags",), n_lags=4) for p in (prices, tripled))
+    np.testing.assert_allclose(rel3.to_numpy(), rel.to_numpy(), rtol=0, atol=1e-12)
+    level, level3 = (make_features(p, ("lags",), n_lags=4, lag_scale="level") for p in (prices, tripled))
+    np.testing.assert_allclose(level3.to_numpy(), 3.0 * level.to_numpy())
+    for scale in ("relative", "level"):
+        full = make_features(prices, ("lags",), n_lags=4, lag_scale=scale).to_numpy()
+        cut = make_features(prices.iloc[:301], ("lags",), n_lags=4, lag_scale=scale).to_numpy()
+        np.testing.assert_array_equal(cut, full[:301])
+    with pytest.raises(ValueError, match="lag_scale"):
+        make_features(prices, ("lags",), lag_scale="raw")
 
 
 def test_flat_stretches_are_forward_filled_not_left_as_gaps():

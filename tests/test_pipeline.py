@@ -55,8 +55,10 @@ MODES = {
 def test_perturbing_the_future_changes_nothing_up_to_that_day(tmp_path, sp500_slice, regression, mode):
     """The timing rule, carried from features through predictions to positions and returns."""
     extra = {"target.regression": regression, **MODES[mode]}
-    if regression == "price":
+    if regression == "price":  # the defaults fit log(close[t+1] / close[t]) on lags relative to close[t]
         extra["features.groups"] = ["lags", "returns"]
+        defaults = tiny_config("sample:sp500", **extra)
+        assert (defaults.target.price_scale, defaults.features.lag_scale) == ("relative", "relative")
     base = run(tiny_config(write_csv(tmp_path / "a.csv", sp500_slice), **extra))
     oos = base.positions.index
     cut = oos[len(oos) // 2 + 7]  # inside a test block, so one fold straddles the cut
@@ -64,8 +66,8 @@ def test_perturbing_the_future_changes_nothing_up_to_that_day(tmp_path, sp500_sl
     other = run(tiny_config(write_csv(tmp_path / "b.csv", changed), **extra))
 
     groups = tiny_config("sample:sp500", **extra).features
-    f_base = make_features(sp500_slice, groups.groups, groups.n_lags)
-    f_other = make_features(changed, groups.groups, groups.n_lags)
+    f_base = make_features(sp500_slice, groups.groups, groups.n_lags, groups.lag_scale)
+    f_other = make_features(changed, groups.groups, groups.n_lags, groups.lag_scale)
     pd.testing.assert_frame_equal(f_base.loc[:cut], f_other.loc[:cut], check_exact=True)
 
     upto = lambda frame: frame[frame["date"] <= cut].reset_index(drop=True)  # noqa: E731

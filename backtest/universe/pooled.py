@@ -19,7 +19,9 @@ are concatenated to fit, and each ticker's test windows are predicted separately
 - Targets: ``return``, ``week_mean`` and ``max_drawdown`` are log ratios, scale-free, and pooled
   as they are. ``price`` is not (a 10-dollar and a 5000-dollar stock in one regression), so the
   pooled regressor fits the scale-free ``log(price[t+h] / close[t])`` and reports
-  ``close[t] * exp(prediction)``: predictions stay in each ticker's own price units.
+  ``close[t] * exp(prediction)``: predictions stay in each ticker's own price units. This is
+  what ``target.price_scale = "relative"`` (the default) does for one ticker; a pooled model
+  fits relative prices whatever ``price_scale`` says.
 - No ticker embedding: the model sees only the features, so what it learns is shared by all.
 - Predictions are kept on the days each ticker's own design scores (from its own
   ``min_train``-th sample on), so ``pipeline.score_run`` scores them unchanged and a pooled run
@@ -42,6 +44,7 @@ from lstmbt.backtest.scoring import horizon_plan
 from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import scaled_windows
 from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns
+from lstmbt.models.targets import price_to_relative, relative_to_price
 
 #: the training mode of every pooled fit (see the module docstring)
 POOLED_TRAIN_MODE = "window"
@@ -220,7 +223,7 @@ def _fit_labels(design: Design, task: str, h: int, config: RunConfig, rows: np.n
     the ``price`` target, which is not comparable across tickers (see the module docstring)."""
     y = design.horizon_targets[h][task].to_numpy(dtype=np.float64)[rows]
     if task == "regression" and config.target.regression == "price":
-        return np.log(y / design.prices["Close"].to_numpy(dtype=np.float64)[rows])
+        return price_to_relative(y, design.prices["Close"].to_numpy(dtype=np.float64)[rows])
     return y
 
 
@@ -304,7 +307,7 @@ def _predict_part(model: Any, design: Design, part: _Part, task: str, h: int, co
     else:
         y_pred = np.asarray(model.predict(X), dtype=np.float64)
         if config.target.regression == "price":
-            y_pred = close * np.exp(y_pred)
+            y_pred = relative_to_price(y_pred, close)
         p_up = np.full(len(y_pred), np.nan)
     return pd.DataFrame({"date": design.grid.dates[part.predict], "fold": part.fold.index,
                          "y_true": design.horizon_targets[h][task].to_numpy(dtype=np.float64)[rows],
