@@ -247,3 +247,22 @@ def test_a_plugin_that_fails_mid_run_ends_it_with_one_line_and_keeps_the_finishe
     assert code == 2 and "Traceback" not in err and line.startswith("error: ") and words in line, err
     assert "--resume" in line and not out.exists()  # no half-written run; the linear twins' folds wait for --resume
     assert any((tmp_path / "runs" / ".new.partial" / "folds").rglob("fold-*.predictions.parquet"))
+
+
+def test_a_fixed_plugin_resumes_the_run_it_broke_to_the_uninterrupted_result(tmp_path, run_cli, monkeypatch):
+    """Finished folds of the baselines and the plug-in's own are kept; --resume redoes only the rest."""
+    import pandas as pd
+
+    sets = ["--set", "data.start=2014-01-01", "--set", "split.min_train=300", "--set", "split.step=150",
+            "--set", "model.lstm=false", "--set", 'model.custom=["plugin_models:ShortPredict"]']
+    broken = tmp_path / "broken"
+    code, _, err = run_cli(["run", "--source", "sample:sp500", "--out", str(broken), *sets])
+    assert code == 2 and "--resume" in err
+    monkeypatch.setattr(plugin_models.ShortPredict, "predict", plugin_models.WindowRidge.predict)  # the fix
+    code, _, err = run_cli(["run", "--resume", str(broken)])
+    assert code == 0, err
+    code, _, err = run_cli(["run", "--source", "sample:sp500", "--out", str(tmp_path / "fresh"), *sets])
+    assert code == 0, err
+    read = lambda run: pd.read_parquet(run / "predictions.parquet")  # noqa: E731
+    pd.testing.assert_frame_equal(read(broken), read(tmp_path / "fresh"))
+    assert "shortpredict_regression" in set(read(broken)["model"])
