@@ -9,6 +9,8 @@ The public API, for scripts and notebooks:
   costs beside buy-and-hold and scored with the same metrics and significance figures.
   (``lstmbt.backtest`` is also the core package: ``lstmbt.backtest.config`` and friends.)
 - ``lstmbt.tear_sheet(returns, benchmark=None, path=None)``: the same for daily returns.
+- ``lstmbt.register_strategy(name, rule)``: a strategy rule of your own, used by a run with
+  ``strategy.custom = name`` (a dotted path ``"pkg.mod:rule"`` needs no registering).
 
 Each returns a ``lstmbt.RunResult``: ``.metrics`` (strategy x metric DataFrame), ``.returns``,
 ``.positions``, ``.predictions``, ``.folds``, ``.trades``, ``.config``, ``.report(path=None)``,
@@ -55,9 +57,9 @@ backtest.__class__ = _CallablePackage
 
 
 def __getattr__(name: str) -> Any:
-    """``run``, ``load``, ``tear_sheet`` and ``RunResult``, imported on first use: they load pandas,
-    which ``lstmbt --help`` (which imports this package first) does not need."""
-    if name in ("run", "load", "tear_sheet", "RunResult"):
+    """``run``, ``load``, ``tear_sheet``, ``register_strategy`` and ``RunResult``, imported on first use:
+    they load pandas, which ``lstmbt --help`` (which imports this package first) does not need."""
+    if name in ("run", "load", "tear_sheet", "register_strategy", "RunResult"):
         from lstmbt import api
 
         value = globals()[name] = getattr(api, name)  # kept: later lookups (and pdoc) find it directly
@@ -65,5 +67,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'lstmbt' has no attribute {name!r}")
 
 
-__all__ = ["run", "load", "backtest", "tear_sheet", "RunResult", "ConfigError", "DataError", "LstmbtError",
-           "__version__"]
+__all__ = ["run", "load", "backtest", "tear_sheet", "register_strategy", "RunResult", "ConfigError", "DataError",
+           "LstmbtError", "__version__"]
