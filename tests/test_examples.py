@@ -1,11 +1,14 @@
-"""examples/ are executed as a user runs them, so they cannot rot: the script in a fresh Python, the
-notebook cell by cell in a Jupyter kernel (nbclient)."""
+"""examples/ are executed as a user runs them, so they cannot rot: the scripts in a fresh Python (the
+custom strategy also through the ``lstmbt`` command), the notebook cell by cell in a Jupyter kernel
+(nbclient)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -37,3 +40,26 @@ def test_quickstart_notebook(tmp_path):
     assert "ma_20_100" in summaries[1] and "ma_20_100" in summaries[2]
     for name in ("quickstart-report.html", "ma-tear-sheet.html"):
         assert (tmp_path / name).read_text(encoding="utf-8").startswith("<!DOCTYPE html>"), name
+
+
+def test_custom_strategy_script(tmp_path):
+    report = tmp_path / "custom.html"
+    done = subprocess.run([sys.executable, str(EXAMPLES / "custom_strategy.py"), str(report)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[-2:] == ["rule: custom_strategy:p_up_band", f"report: {report.resolve()}"]
+    assert any(line.startswith("lstm_classification") for line in lines)
+    assert "positions by the custom rule custom_strategy:p_up_band" in report.read_text(encoding="utf-8").lower()
+
+
+@pytest.mark.slow  # a second process start and vectorbt cold start; test_custom_strategy covers the lookup in-process
+def test_custom_strategy_from_the_command_line_in_its_folder(tmp_path):
+    """As its docstring says: the ``lstmbt`` script, run in examples/, finds the module there."""
+    lstmbt_script = Path(sys.executable).with_name("lstmbt")
+    argv = [str(lstmbt_script), "run", "--quick", "--set", "strategy.custom=custom_strategy:p_up_band",
+            "--set", "model.lstm=false", "--set", "data.start=2014-01-01", "--out", str(tmp_path / "run")]
+    done = subprocess.run(argv, cwd=EXAMPLES, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'custom = "custom_strategy:p_up_band"' in (tmp_path / "run" / "config.toml").read_text()
+    assert not (EXAMPLES / "runs").exists()  # the run went to --out, nothing into the repository
