@@ -201,3 +201,15 @@ def test_the_run_records_the_rule_and_the_report_names_it(base):
     assert "positions by the custom rule custom_rules:band (strategy.custom)" in html.lower()
     assert "scaled to 10% annual volatility" in html
     assert "strategy" not in base[0].manifest and 'id="strategy-rule"' not in render_report(base[0])  # the default
+
+
+def test_a_sweep_over_rules_imports_each_when_it_is_read(tmp_path):
+    """``strategy.custom`` is a signal-only sweep key (no retraining); each listed rule is checked up front."""
+    from lstmbt.backtest.campaign.sweep_file import is_signal_key, read_sweep
+
+    path = tmp_path / "s.toml"
+    path.write_text('[params]\n"strategy.custom" = ["custom_rules:band", "custom_rules:THRESHOLD"]\n')
+    with pytest.raises(ConfigError, match="custom_rules:THRESHOLD' is a float, not a function"):
+        read_sweep(path)
+    path.write_text('[params]\n"strategy.custom" = ["custom_rules:band", "custom_rules:half"]\n')
+    assert is_signal_key("strategy.custom") and len(read_sweep(path).params) == 1
