@@ -416,6 +416,14 @@ class StrategyConfig:
     daily log returns in that trailing volatility. ``drawdown_limit``: with the ``max_drawdown``
     target, stay long unless the predicted worst drop over the next h days is deeper than this
     fraction (0.02 = 2%), then go flat; sizing and long_short do not apply to it.
+    ``custom``: a rule of your own, ``"pkg.mod:function"`` or a name given to
+    ``lstmbt.register_strategy``, that replaces the built-in sizing for every model and for the
+    persistence and majority baselines (``backtest.plugins`` has the protocol); the built-in
+    sizing keys must then stay at their defaults. Its syntax is checked here, its import when the
+    config is read (``RunConfig.resolve``) and again before training. ``vol_target``: scale every
+    strategy's position but buy-and-hold's by vol_target / (trailing ``vol_window``-day volatility,
+    annualised with 252 days), at most 1 (``strategies.vol_target_positions``); an annual
+    fraction, 0.10 = 10% a year; 0 = off.
     """
 
     sizing: str = "threshold"
@@ -426,6 +434,8 @@ class StrategyConfig:
     return_gain: float = 1.0
     vol_window: int = 21
     drawdown_limit: float = 0.02
+    custom: str | None = None
+    vol_target: float = 0.0
 
     def __post_init__(self) -> None:
         _check_choice("strategy.sizing", self.sizing, ("threshold", "confidence"))
@@ -435,6 +445,23 @@ class StrategyConfig:
         _check_range("strategy.return_gain", self.return_gain, 0.0, low_open=True)
         _check_range("strategy.vol_window", self.vol_window, 2, 2520)
         _check_range("strategy.drawdown_limit", self.drawdown_limit, 0.0, 1.0, low_open=True, high_open=True)
+        try:
+            _check_range("strategy.vol_target", self.vol_target, 0.0, 1.0)
+        except ConfigError as exc:  # the likely slip is a percent: say the unit
+            raise ConfigError(f"{exc} (an annual fraction: 0.10 is 10% a year; 0 = off)") from None
+        if self.custom is not None:
+            self._check_custom()
+
+    def _check_custom(self) -> None:
+        """``custom`` is well formed, and no built-in sizing key it would silently replace is set."""
+        from lstmbt.backtest.plugins import check_custom_syntax  # pandas only when a custom rule is named
+
+        check_custom_syntax(self.custom)
+        default = StrategyConfig()
+        for key in ("sizing", "threshold", "cutoff", "long_short", "confidence_gain", "return_gain", "drawdown_limit"):
+            if getattr(self, key) != getattr(default, key):
+                raise ConfigError(f"strategy.custom replaces the built-in sizing, so strategy.{key} = "
+                                  f"{getattr(self, key)!r} would be ignored; remove it or remove strategy.custom")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -542,7 +569,12 @@ class RunConfig:
         config is built, so checks across sections (``RunConfig.__post_init__``) see the final values only.
         """
         from_file = _flatten(read_toml(path)) if path is not None else {}
-        return cls().with_values({**(preset or {}), **from_file, **(flags or {}), **(overrides or {})})
+        config = cls().with_values({**(preset or {}), **from_file, **(flags or {}), **(overrides or {})})
+        if config.strategy.custom is not None:  # a user's plug-in: imported and checked now, not after training
+            from lstmbt.backtest.plugins import resolve_strategy  # pandas only when a custom rule is named
+
+            resolve_strategy(config.strategy.custom)
+        return config
 
     def with_values(self, values: dict[str, Any]) -> RunConfig:
         """A copy with ``{"section.key": value}`` applied; values are type-checked and validated."""

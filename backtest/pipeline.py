@@ -25,6 +25,7 @@ from lstmbt.backtest.data import check_enough_rows, describe_prices, load_exogs,
 from lstmbt.backtest.datacheck import data_warnings
 from lstmbt.backtest.errors import ConfigError, DataWarning
 from lstmbt.backtest.headtohead import check_pairs, planned_strategies, run_comparisons
+from lstmbt.backtest.plugins import resolve_strategy, rule_provenance
 from lstmbt.backtest.portfolio import cost_sweep, run_backtest
 from lstmbt.backtest.preflight import check_before_training
 from lstmbt.backtest.regimes import regime_labels, regime_table
@@ -152,7 +153,7 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
     dates = design.grid.dates[design.folds[0].test[0]:]
     direction = design.targets["classification"]
     majority = majority_p_up(direction, design.grid, design.folds)
-    positions = make_positions(predictions, dates, config, majority, close=prices["Close"])
+    positions = make_positions(predictions, dates, config, majority, prices=prices)
     backtest = run_backtest(prices, positions, config.backtest)
     realised = {h: (t["classification"].reindex(dates) > 0).to_numpy() for h, t in design.horizon_targets.items()}
     realised_up = realised[config.target.horizon]
@@ -369,7 +370,21 @@ def _manifest(config: RunConfig, data: dict[str, Any], positions: pd.DataFrame, 
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "data_checks": data_checks,
         "warnings": alarms + data_checks + [w for w in warnings if w not in alarms],
+        **_strategy_provenance(config),
     }
+
+
+def _strategy_provenance(config: RunConfig) -> dict[str, Any]:
+    """``{"strategy": {...}}`` when a custom rule or a volatility target made the positions: the
+    rule's value, function, file and source hash (``backtest.plugins.rule_provenance``) and the
+    target; nothing for the built-in sizing alone (the config says all of it)."""
+    s = config.strategy
+    if s.custom is None and not s.vol_target:
+        return {}
+    out: dict[str, Any] = rule_provenance(s.custom, resolve_strategy(s.custom)) if s.custom is not None else {}
+    if s.vol_target:
+        out.update(vol_target=s.vol_target, vol_window=s.vol_window, max_leverage=1.0)
+    return {"strategy": out}
 
 
 def _version(name: str) -> str | None:

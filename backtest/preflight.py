@@ -14,6 +14,7 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig, narrow
 from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.plugins import resolve_strategy
 from lstmbt.models.exog import EXOG_WINDOWS
 from lstmbt.models.features import make_features
 from lstmbt.models.specs import NetSpec, TrainSettings, estimate_training_memory
@@ -36,6 +37,8 @@ def check_before_training(prices: pd.DataFrame, config: RunConfig, warmup: int, 
     if folds:
         check_label_classes(prices, config, warmup)
     if positions:
+        if config.strategy.custom is not None:  # a config built in code was not resolved when read
+            resolve_strategy(config.strategy.custom)
         check_vol_history(prices, config, warmup)
     if config.model.lstm:
         check_memory(prices, config, warmup)
@@ -59,23 +62,26 @@ def first_test_row(config: RunConfig, warmup: int) -> int:
 
 
 def check_vol_history(prices: pd.DataFrame, config: RunConfig, warmup: int) -> None:
-    """Under confidence sizing, a regression model's first out-of-sample day must have a trailing
-    volatility: ``strategy.vol_window`` daily returns before it (``strategies.trailing_volatility``).
+    """Under confidence sizing (a regression model) or a ``strategy.vol_target`` (every strategy), the
+    first out-of-sample day must have a trailing volatility: ``strategy.vol_window`` daily returns
+    before it (``strategies.trailing_volatility``).
 
     Without one the model would sit flat, not by choice, on its first out-of-sample days; the
     run is refused instead of scoring those days (positions never look ahead to fill it).
     """
     s, target = config.strategy, config.target
-    if s.sizing != "confidence" or "regression" not in target.tasks or target.regression == "max_drawdown":
+    sized = s.sizing == "confidence" and "regression" in target.tasks and target.regression != "max_drawdown"
+    if not (sized or s.vol_target):
         return
     row = first_test_row(config, warmup)
     if row >= s.vol_window:
         return
     day = prices.index[min(row, len(prices) - 1)].date()
     blind = min(s.vol_window, len(prices) - max(target.all_horizons)) - row  # out-of-sample days without one
+    who = "its regression models" if not s.vol_target else "strategy.vol_target"
     raise ConfigError(
         f"strategy.vol_window = {s.vol_window} needs {s.vol_window} daily returns before a decision, but the first "
-        f"out-of-sample day ({day}, row {row} of {config.data.source}) has only {row}, so its regression models "
+        f"out-of-sample day ({day}, row {row} of {config.data.source}) has only {row}, so {who} "
         f"could not size a position on {blind} out-of-sample days; lower "
         f"strategy.vol_window to at most {row}, or give more history before the first test day (an earlier "
         "data.start or a larger split.min_train)")

@@ -17,11 +17,12 @@ import pandas as pd
 from lstmbt.backtest import metrics as m, significance as sig
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.metrics import hit_rate, total_return
+from lstmbt.backtest.plugins import custom_positions, resolve_strategy
 from lstmbt.backtest.relative import benchmark_relative, family_verdict
 from lstmbt.models.key import BASE_NAMES, TASKS, ModelKey, keys_from_frame, own_key, plugin_key
 from lstmbt.strategies import (
     buy_and_hold, classification_confidence_positions, classification_positions, drawdown_positions,
-    predicted_log_return, regression_confidence_positions, regression_positions
+    predicted_log_return, regression_confidence_positions, regression_positions, vol_target_positions
 )
 from lstmbt.strategies.rules import confidence_undecided
 
@@ -80,29 +81,65 @@ def majority_p_up(direction: pd.Series, grid: Any, folds: list) -> pd.Series:
 
 
 def make_positions(predictions: pd.DataFrame, dates: pd.DatetimeIndex, config: RunConfig,
-                   majority: pd.Series | None = None, close: pd.Series | None = None) -> pd.DataFrame:
+                   majority: pd.Series | None = None, close: pd.Series | None = None,
+                   prices: pd.DataFrame | None = None) -> pd.DataFrame:
     """Target positions per decision day: the models, then their baselines, then ``buy_and_hold``.
 
     ``persistence`` comes with a regression model, ``majority`` (p_up per day from
     ``majority_p_up``; None leaves it out) with a classifier. ``close``: the whole close
-    history, for the trailing volatility of confidence sizing (the predictions' own closes
-    start on the first test day, which would leave the first ``vol_window`` days flat).
+    history, for the trailing volatility of confidence sizing and ``strategy.vol_target`` (the
+    predictions' own closes start on the first test day, which would leave the first
+    ``vol_window`` days flat); taken from ``prices`` when not given. ``prices``: the whole OHLCV
+    history, needed by ``strategy.custom``, whose rule sizes every model and both baselines
+    (``backtest.plugins.custom_positions``). ``strategy.vol_target`` then scales all but buy-and-hold.
     """
-    columns, keys = {}, keys_from_frame(predictions)
-    for name, group in predictions.groupby("model", sort=False):
-        group = group.set_index("date").reindex(dates)
-        raw = _model_positions(keys[name].task, group["y_pred"], group["p_up"], group["close"], config, close)
-        columns[name] = overlapping(raw, keys[name].horizon)
-    if "regression" in set(predictions["target"]):
-        zero = pd.Series(0.0, index=dates)
-        columns["persistence"] = _model_positions("regression", zero, None, None, config, close, predicted=zero)
-    if majority is not None and "classification" in set(predictions["target"]):
-        raw = _model_positions("classification", None, majority.reindex(dates), None, config, close)
-        columns["majority"] = overlapping(raw, config.target.horizon)
+    close = prices["Close"] if close is None and prices is not None else close
+    rule = resolve_strategy(config.strategy.custom) if config.strategy.custom is not None else None
+    if rule is not None and prices is None:
+        raise ValueError("strategy.custom needs the price history: pass prices to make_positions")
+    frames, keys = by_model(predictions, dates), keys_from_frame(predictions)
+    frames.update(_baseline_frames(frames, keys, majority, dates, config))
+    columns = {}
+    for name, frame in frames.items():
+        if rule is not None:
+            columns[name] = custom_positions(rule, config.strategy.custom, frame, prices)
+            continue
+        key = keys.get(name)
+        task = key.task if key is not None else ("regression" if name == "persistence" else "classification")
+        predicted = pd.Series(0.0, index=dates) if name == "persistence" else None
+        raw = _model_positions(task, frame["y_pred"], frame["p_up"], frame["close"], config, close, predicted)
+        columns[name] = raw if name == "persistence" else overlapping(raw, strategy_horizon(name, keys, config))
+    if config.strategy.vol_target > 0:
+        s = config.strategy
+        columns = {name: vol_target_positions(pos, close, s.vol_target, s.vol_window) for name, pos in columns.items()}
     columns[BENCHMARK] = buy_and_hold(dates)
     frame = pd.DataFrame(columns, index=dates)
     frame.index.name = "date"
     return frame
+
+
+def _baseline_frames(models: dict[str, pd.DataFrame], keys: Mapping[str, ModelKey], majority: pd.Series | None,
+                     dates: pd.DatetimeIndex, config: RunConfig) -> dict[str, pd.DataFrame]:
+    """The predictions of ``persistence`` (with a regression model) and ``majority`` (with a
+    classifier, when ``majority`` is given) in a model's frame layout: key columns (family
+    ``naive``, baseline true), fold and close from the first model of that task, and ``y_pred``
+    / ``p_up`` of the naive forecast (persistence: the no-change return 0, or the last close for a
+    price target; p_up NaN. majority: p_up the share of up days, y_pred its 0/1 call)."""
+    out, h = {}, config.target.horizon
+    first = {}
+    for name, frame in models.items():
+        first.setdefault(keys[name].task, frame)
+    if "regression" in first:
+        g = first["regression"]
+        naive = g["close"] if config.target.regression == "price" else pd.Series(0.0, index=dates)
+        out["persistence"] = g.assign(target="regression", model="persistence", horizon=h, family="naive",
+                                      baseline=True, y_pred=naive, p_up=np.nan)
+    if majority is not None and "classification" in first:
+        p_up = majority.reindex(dates)
+        out["majority"] = first["classification"].assign(
+            target="classification", model="majority", horizon=h, family="naive", baseline=True,
+            y_pred=(p_up > 0.5).astype("float64").where(p_up.notna()), p_up=p_up)
+    return out
 
 
 def _model_positions(task: str, y_pred: pd.Series | None, p_up: pd.Series | None, own_close: pd.Series | None,

@@ -11,6 +11,8 @@ The public API, for scripts and notebooks:
 - ``lstmbt.tear_sheet(returns, benchmark=None, path=None)``: the same for daily returns.
 - ``lstmbt.register_model(name, cls)``: your own scikit-learn estimator, run on the same folds
   as lstmbt's models when a config lists ``name`` in ``model.custom`` (``lstmbt.models.plugins``).
+- ``lstmbt.register_strategy(name, rule)``: a strategy rule of your own, used by a run with
+  ``strategy.custom = name`` (a dotted path ``"pkg.mod:rule"`` needs no registering).
 
 Each returns a ``lstmbt.RunResult``: ``.metrics`` (strategy x metric DataFrame), ``.returns``,
 ``.positions``, ``.predictions``, ``.folds``, ``.trades``, ``.config``, ``.report(path=None)``,
@@ -72,9 +74,9 @@ def register_model(name: str, cls: type) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    """``run``, ``load``, ``tear_sheet`` and ``RunResult``, imported on first use: they load pandas,
-    which ``lstmbt --help`` (which imports this package first) does not need."""
-    if name in ("run", "load", "tear_sheet", "RunResult"):
+    """``run``, ``load``, ``tear_sheet``, ``register_strategy`` and ``RunResult``, imported on first use:
+    they load pandas, which ``lstmbt --help`` (which imports this package first) does not need."""
+    if name in ("run", "load", "tear_sheet", "register_strategy", "RunResult"):
         from lstmbt import api
 
         value = globals()[name] = getattr(api, name)  # kept: later lookups (and pdoc) find it directly
@@ -82,5 +84,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'lstmbt' has no attribute {name!r}")
 
 
-__all__ = ["run", "load", "backtest", "tear_sheet", "register_model", "RunResult", "ConfigError", "DataError", "LstmbtError",
-           "__version__"]
+__all__ = ["run", "load", "backtest", "tear_sheet", "register_model", "register_strategy", "RunResult", "ConfigError",
+           "DataError", "LstmbtError", "__version__"]

@@ -1,5 +1,5 @@
-"""The functions of the public API: ``run``, ``load`` and ``tear_sheet`` (``lstmbt.backtest`` is the
-callable core package; see ``lstmbt``).
+"""The functions of the public API: ``run``, ``load``, ``tear_sheet`` and ``register_strategy``
+(``lstmbt.backtest`` is the callable core package; see ``lstmbt``).
 
 Config layering is the command line's: defaults < the quick preset < a TOML file or a ``RunConfig``
 < ``source`` < ``set`` overrides. Models train side by side on the cores, one torch thread each;
@@ -19,6 +19,7 @@ from lstmbt.backtest.adhoc import returns_result
 from lstmbt.backtest.config import QUICK_PRESET, RunConfig, parse_overrides
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.pipeline import run as run_pipeline
+from lstmbt.backtest.plugins import register_strategy
 from lstmbt.backtest.rundir import load_run
 from lstmbt.models.threads import caller_threads
 from lstmbt.result import RunResult
@@ -162,4 +163,4 @@ def _overrides(items: Overrides) -> dict[str, Any]:
     return parse_overrides(list(items))
 
 
-__all__ = ["run", "load", "tear_sheet", "resolve_config", "RunResult"]
+__all__ = ["run", "load", "tear_sheet", "register_strategy", "resolve_config", "RunResult"]

@@ -20,9 +20,12 @@ from Python. Its strategy name is the class name in lower case plus the task
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
+import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +83,7 @@ def resolve_plugin(spec: str) -> Plugin:
     if path in _REGISTRY:
         cls, stem = _REGISTRY[path], stem or path
     else:
-        cls = import_object(path, "model.custom entry")
+        cls = import_object(path, f"model.custom entry {spec!r}")
         if not inspect.isclass(cls):
             raise PluginError(f"model.custom entry {spec!r} is a {type(cls).__name__}, not a class; "
                               "name an estimator class, e.g. 'mypkg.models:MyNet'")
@@ -109,21 +112,58 @@ def _is_classifier(instance: Any) -> bool:
 
 
 def import_object(spec: str, what: str) -> Any:
-    """The object a dotted path ``package.module:Name`` names; one-line ``PluginError`` otherwise."""
+    """The object a dotted path ``package.module:Name`` (``Name`` may be dotted) names, for the
+    plug-in ``what`` (``"model.custom entry 'x:Y'"``, as messages start).
+
+    The module is imported from the environment; when it is not found there, once more with the
+    working directory on ``sys.path`` (the ``lstmbt`` console script does not put it there), which
+    is restored afterwards. Anything that fails is one ``PluginError`` line naming ``what`` and the fix.
+    """
     module_name, sep, attr = str(spec).partition(":")
     if not sep or not module_name or not attr:
-        raise PluginError(f"{what} {spec!r} is not a dotted path; write it as 'package.module:Name' "
-                          f"(or register it from Python first)")
+        raise PluginError(f"{what} is not a dotted path; write it as 'package.module:Name' "
+                          "(or register it from Python first)")
+    obj: Any = _import(module_name, what)
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            hint = difflib.get_close_matches(part, names, n=1)
+            also = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise PluginError(f"{what}: {module_name} has no attribute {part!r}{also}; check the name after the colon")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _import(module_name: str, what: str) -> Any:
+    importlib.invalidate_caches()  # a module file written since the last import is seen
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if not _is_the_module(exc, module_name) or os.getcwd() in sys.path:
+            raise PluginError(_import_line(what, module_name, exc)) from None
     except Exception as exc:  # any import-time failure of the user's module is theirs to fix
-        raise PluginError(f"{what} {spec!r} cannot be imported ({type(exc).__name__}: {exc}); "
-                          "check the module is on PYTHONPATH and imports cleanly") from None
+        raise PluginError(_import_line(what, module_name, exc)) from None
+    sys.path.insert(0, os.getcwd())
     try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise PluginError(f"{what} {spec!r}: module {module_name} has no {attr!r}; check the name after the colon") \
-            from None
+        return importlib.import_module(module_name)
+    except Exception as exc:
+        raise PluginError(_import_line(what, module_name, exc)) from None
+    finally:
+        sys.path.remove(os.getcwd())
+
+
+def _import_line(what: str, module_name: str, exc: BaseException) -> str:
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    if isinstance(exc, ModuleNotFoundError) and _is_the_module(exc, module_name):
+        fix = "check the spelling, and put the module in the working directory or on PYTHONPATH"
+    else:
+        fix = f"fix {module_name} so that it imports"
+    return f"{what}: module {module_name} cannot be imported ({detail}); {fix}"
+
+
+def _is_the_module(exc: ModuleNotFoundError, module_name: str) -> bool:
+    """Whether the module not found is ``module_name`` or a package above it (not one it imports)."""
+    return bool(exc.name) and (module_name == exc.name or module_name.startswith(f"{exc.name}."))
 
 
 def resolve_plugin_class(cls: Any, spec: str) -> None:

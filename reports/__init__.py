@@ -120,6 +120,7 @@ def render_report(result: Any) -> str:
         trade_summary=_trade_summary(metrics, strategies), trade_columns=trade_columns, trades=trade_rows,
         n_trades_total=len(result.trades),
         backtest=result.config.backtest, config_toml=_config_text(result), kind=manifest.get("kind", "run"),
+        strategy_text=strategy_text(result),
         manifest=manifest, data=manifest.get("data", {}), warnings=manifest.get("warnings", []),
     )
 
@@ -167,6 +168,25 @@ def _config_text(result: Any) -> str:
     if kind == "backtest":
         return tomli_w.dumps({"backtest": result.config.to_dict()["backtest"]})
     return ""
+
+
+def strategy_text(result: Any) -> str:
+    """Which rule made a run's positions, when it is not the built-in sizing: the custom rule
+    (``strategy.custom``, with the function the manifest recorded) and the volatility target."""
+    manifest = result.manifest or {}
+    if manifest.get("kind", "run") != "run":
+        return ""
+    s, parts = result.config.strategy, []
+    if s.custom is not None:
+        function = manifest.get("strategy", {}).get("function")
+        named = f" ({function})" if function and function != s.custom else ""
+        parts.append(f"positions by the custom rule {s.custom}{named} (strategy.custom), for every model and for the "
+                     "persistence and majority baselines")
+    if s.vol_target:
+        parts.append(f"scaled to {100 * s.vol_target:.4g}% annual volatility over the trailing {s.vol_window} days, "
+                     "never above a full position (strategy.vol_target); buy-and-hold is not scaled")
+    text = "; ".join(parts)
+    return f"{text[:1].upper()}{text[1:]}." if text else ""
 
 
 def carry_text(backtest: Any) -> str:

@@ -13,7 +13,9 @@ from lstmbt.strategies.rules import (
     regression_confidence_positions,
     regression_positions,
     trailing_volatility,
+    vol_target_positions,
 )
 
 __all__ = ["buy_and_hold", "classification_confidence_positions", "classification_positions", "drawdown_positions",
-           "predicted_log_return", "regression_confidence_positions", "regression_positions", "trailing_volatility"]
+           "predicted_log_return", "regression_confidence_positions", "regression_positions", "trailing_volatility",
+           "vol_target_positions"]

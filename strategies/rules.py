@@ -136,6 +136,52 @@ def regression_confidence_positions(pred_return: pd.Series, close: pd.Series, vo
     return (gain * z).clip(lower, 1.0).fillna(0.0).rename("position")
 
 
+#: trading days per year, the annualisation of every volatility here (as in ``backtest.metrics``)
+TRADING_DAYS = 252
+
+
+def vol_target_positions(position: pd.Series, close: pd.Series, vol_target: float, vol_window: int = 21,
+                         max_leverage: float = 1.0) -> pd.Series:
+    """Scale positions to a target annual volatility: ``position * min(max_leverage, vol_target / sigma)``.
+
+    ``sigma = trailing_volatility(close, vol_window) * sqrt(252)``: the annualised standard
+    deviation of the last ``vol_window`` daily log returns known at each decision day's close.
+
+    Parameters
+    ----------
+    position : pd.Series
+        Target positions in [-1, 1] (fraction of equity, + long) per decision day, from any sizing.
+    close : pd.Series
+        Daily closes whose index contains every date of ``position`` (pass the full history, as
+        for ``regression_confidence_positions``); closes after a decision day never enter it.
+    vol_target : float
+        Target annual volatility as a fraction (0.10 = 10% a year), > 0.
+    vol_window : int
+        Daily log returns in the trailing volatility (>= 2).
+    max_leverage : float
+        Largest scale factor (> 0). The default 1 only ever scales down, so positions stay in [-1, 1].
+
+    Returns
+    -------
+    pd.Series
+        Scaled positions on ``position``'s index, named ``position``; within
+        ``[-max_leverage, max_leverage]``. A trailing volatility of 0 scales by ``max_leverage``;
+        an undefined one (warm-up, a gap in ``close``) gives 0 (flat).
+    """
+    if not vol_target > 0:
+        raise ValueError(f"vol_target must be > 0, got {vol_target!r}")
+    if not max_leverage > 0:
+        raise ValueError(f"max_leverage must be > 0, got {max_leverage!r}")
+    missing = position.index.difference(close.index)
+    if len(missing):
+        raise ValueError(f"close lacks {len(missing)} decision days of position (first: {missing[0]}); "
+                         "pass the full close series")
+    sigma = trailing_volatility(close, vol_window).reindex(position.index) * np.sqrt(TRADING_DAYS)
+    with np.errstate(divide="ignore"):  # sigma 0 -> inf -> capped at max_leverage
+        scale = (vol_target / sigma).clip(upper=max_leverage)
+    return (position.astype("float64") * scale).fillna(0.0).rename("position")
+
+
 def confidence_undecided(pred_return: pd.Series, close: pd.Series, vol_window: int = 21) -> pd.Series:
     """True on the days ``regression_confidence_positions`` holds flat for want of an input, not by
     choice: the forecast is NaN, or the trailing volatility at the decision day is undefined

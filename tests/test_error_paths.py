@@ -33,7 +33,7 @@ from lstmbt.backtest.errors import DataError, DataWarning
 from lstmbt.backtest.pipeline import run
 
 from lstmbt.backtest.campaign.registry import INDEX_NAME, list_runs
-from helpers import LINEAR_FLAGS, save_with_report
+from helpers import LINEAR_FLAGS, save_with_report, set_args
 
 ROOT = Path(__file__).resolve().parents[1]
 Setup = Callable[[Path, pytest.MonkeyPatch], None]
@@ -183,6 +183,7 @@ class Case:
     absent: tuple[str, ...] = ()     # not in that line
     listed: tuple[str, ...] = ()     # `runs list`: exactly these runs are listed
     changes: tuple[str, ...] = ()    # files (relative to the root) that may change or appear
+    kept: tuple[str, ...] = ()       # folders (relative to the root) whose files may appear: folds kept for --resume
 
 
 BUG = ("this is a bug in lstmbt", "LSTMBT_DEBUG=1", "--debug", "report it")
@@ -194,9 +195,37 @@ INDEX = (INDEX_NAME,)
 INTERRUPTED = ("nothing was written",)
 NOTHING: Setup = lambda root, mp: None  # noqa: E731
 RENDERED = returns("lstmbt.reports.render_report", "<html></html>")  # the write is what fails; skip the rendering
+
+
+def custom_run(rule: str) -> tuple[str, ...]:
+    """``lstmbt run`` of the saved run's linear-only config with ``strategy.custom = rule``, into a new --out."""
+    return ("run", *set_args({**LINEAR_FLAGS, "strategy.custom": rule}), "--out", "{root}/custom")
+
+
+PLUGIN = "error: strategy.custom"
+#: a rule that fails after training: no run directory, the trained folds kept to resume once it is fixed
+RESUME = ("folds saved in", "continue with `lstmbt run --resume", "/custom` once that is fixed")
+
+
 #: a run that a config check refuses before it loads anything; the last --set names the plug-in
 PLUGIN_RUN = ("run", "--source", "sample:sp500", "--out", "{root}/new", "--set", "model.lstm=false", "--set")
 CASES: dict[str, Case] = {
+    # a strategy plug-in that cannot be used: refused when the config is read, or on the first bad position
+    "strategy-plugin-not-importable": Case(NOTHING, custom_run("no_such_rules_module:rule"), 2,
+                                           f"{PLUGIN} = 'no_such_rules_module:rule': module no_such_rules_module cannot "
+                                           "be imported", ("ModuleNotFoundError", "working directory or on PYTHONPATH")),
+    "strategy-plugin-not-callable": Case(NOTHING, custom_run("custom_rules:THRESHOLD"), 2,
+                                         f"{PLUGIN} = 'custom_rules:THRESHOLD' is a float, not a function",
+                                         ("rule(predictions, prices)",)),
+    "strategy-plugin-raises": Case(NOTHING, custom_run("custom_rules:raises"), 2,
+                                   f"{PLUGIN} rule custom_rules:raises raised KeyError",
+                                   ("for ridge_regression on", "fix the rule", *RESUME), kept=(".custom.partial",)),
+    "strategy-plugin-out-of-range": Case(NOTHING, custom_run("custom_rules:too_big"), 2,
+                                         f"{PLUGIN} rule custom_rules:too_big returned 1.5 for ridge_regression",
+                                         ("outside [-1, 1]", "clip them", *RESUME), kept=(".custom.partial",)),
+    "strategy-plugin-nan": Case(NOTHING, custom_run("custom_rules:nan"), 2,
+                                f"{PLUGIN} rule custom_rules:nan returned NaN for ridge_regression",
+                                ("return a number in [-1, 1]", *RESUME), kept=(".custom.partial",)),
     # a bug: one line, exit 1, the traceback behind LSTMBT_DEBUG
     "bug-in-report": Case(fails("lstmbt.backtest.rundir.load_run", RuntimeError("boom\nsecond line")), REPORT, 1,
                           "error: internal error (RuntimeError: boom second line)", BUG),
@@ -334,7 +363,7 @@ CASES: dict[str, Case] = {
                                        ("--help",)),
     # a plug-in model (tests/plugin_models.py) refused when the config is read: nothing trained or written
     "plugin-model-import": Case(NOTHING, (*PLUGIN_RUN, 'model.custom=["nosuch_pkg.models:Net"]'), 2,
-                                "error: model.custom entry 'nosuch_pkg.models:Net' cannot be imported",
+                                "error: model.custom entry 'nosuch_pkg.models:Net': module nosuch_pkg.models cannot be imported",
                                 ("ModuleNotFoundError", "PYTHONPATH")),
     "plugin-model-not-a-class": Case(NOTHING, (*PLUGIN_RUN, 'model.custom=["plugin_models:not_a_class"]'), 2,
                                      "error: model.custom entry 'plugin_models:not_a_class' is a builtin_function",
@@ -372,8 +401,9 @@ def test_error_path(name, root, monkeypatch, run_cli):
         assert out.startswith(f"{len(case.listed)} runs under "), out
         assert all(f"\n{run_id} " in out for run_id in case.listed), out
         assert "\n.good" not in out and "\nbad " not in out
-    assert_nothing_lost(before, snapshot(root.parent), {root.parent / rel for rel in
-                                                        [f"runs/{c}" for c in case.changes]})
+    after = snapshot(root.parent)
+    kept = {path for path in after for folder in case.kept if (root / folder) in path.parents}
+    assert_nothing_lost(before, after, {root.parent / rel for rel in [f"runs/{c}" for c in case.changes]} | kept)
 
 
 def snapshot(folder: Path) -> dict[Path, bytes]:

@@ -1,5 +1,6 @@
-"""examples/ are executed as a user runs them, so they cannot rot: the script in a fresh Python, the
-notebook cell by cell in a Jupyter kernel (nbclient)."""
+"""examples/ are executed as a user runs them, so they cannot rot: the scripts in a fresh Python (the
+custom strategy also through the ``lstmbt`` command), the notebook cell by cell in a Jupyter kernel
+(nbclient)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -62,3 +65,26 @@ def test_custom_model_by_dotted_path_on_the_command_line(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert {"flatboost_classification", "logistic_classification", "buy_and_hold"} <= set(metrics)
+
+
+def test_custom_strategy_script(tmp_path):
+    report = tmp_path / "custom.html"
+    done = subprocess.run([sys.executable, str(EXAMPLES / "custom_strategy.py"), str(report)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[-2:] == ["rule: custom_strategy:p_up_band", f"report: {report.resolve()}"]
+    assert any(line.startswith("lstm_classification") for line in lines)
+    assert "positions by the custom rule custom_strategy:p_up_band" in report.read_text(encoding="utf-8").lower()
+
+
+@pytest.mark.slow  # a second process start and vectorbt cold start; test_custom_strategy covers the lookup in-process
+def test_custom_strategy_from_the_command_line_in_its_folder(tmp_path):
+    """As its docstring says: the ``lstmbt`` script, run in examples/, finds the module there."""
+    lstmbt_script = Path(sys.executable).with_name("lstmbt")
+    argv = [str(lstmbt_script), "run", "--quick", "--set", "strategy.custom=custom_strategy:p_up_band",
+            "--set", "model.lstm=false", "--set", "data.start=2014-01-01", "--out", str(tmp_path / "run")]
+    done = subprocess.run(argv, cwd=EXAMPLES, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'custom = "custom_strategy:p_up_band"' in (tmp_path / "run" / "config.toml").read_text()
+    assert not (EXAMPLES / "runs").exists()  # the run went to --out, nothing into the repository

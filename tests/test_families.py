@@ -203,8 +203,8 @@ def test_perturbing_the_future_changes_no_family_lightgbm_or_plugin_prediction(t
 
 
 @pytest.mark.parametrize("entry, words", [
-    ("nosuch_module:X", "cannot be imported (ModuleNotFoundError"),
-    ("plugin_models:Missing", "has no 'Missing'"),
+    ("nosuch_module:X", "module nosuch_module cannot be imported (ModuleNotFoundError"),
+    ("plugin_models:Missing", "plugin_models has no attribute 'Missing'"),
     ("plugin_models:not_a_class", "not a class"),
     ("plugin_models", "not a dotted path"),
     ("plugin_models:NoProba", "lacks predict_proba"),

@@ -2,7 +2,8 @@
 
 The guard has two lines: the timing test (perturbing prices after day D must not change any
 feature dated up to D) and the run's "too good to be true" warning (a daily hit rate above
-``TOO_GOOD_HIT_RATE``). Linear baselines stand in for the LSTM to keep this fast.
+``TOO_GOOD_HIT_RATE``). Linear baselines stand in for the LSTM to keep this fast. The timing
+test also covers a custom strategy (``strategy.custom``) with a volatility target.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ def prices() -> pd.DataFrame:
     return load_prices(RunConfig().data).loc["2012-01-01":"2015-12-31"]
 
 
-def _config(source: str) -> RunConfig:
+def _config(source: str, **extra) -> RunConfig:
     return RunConfig.resolve(flags={"data.source": source, "model.lstm": False, "split.min_train": 300,
-                                    "split.step": 126, "model.lookback": 5})
+                                    "split.step": 126, "model.lookback": 5, **extra})
 
 
 @pytest.mark.parametrize("lag, leaks", [(-1, True), (0, False)])
@@ -75,3 +76,19 @@ def test_perturbing_the_future_changes_nothing_with_refit_on(tmp_path, sp500_sli
     """The timing rule holds when each fold also trains on its validation tail (``train.refit``)."""
     monkeypatch.setitem(test_pipeline.MODES, "refit", {**test_pipeline.MODES[mode], "train.refit": True})
     test_pipeline.test_perturbing_the_future_changes_nothing_up_to_that_day(tmp_path, sp500_slice, "return", "refit")
+
+
+def test_perturbing_the_future_changes_nothing_under_a_custom_strategy(tmp_path, prices):
+    """The timing rule holds for a rule of your own that reads the prices (``custom_rules.momentum_vol``:
+    a 20-day trend filter on the model's call), scaled to a volatility target: every position and
+    return dated up to the cut is unchanged, bit for bit, while later ones move."""
+    extra = {"strategy.custom": "custom_rules:momentum_vol", "strategy.vol_target": 0.1}
+    base = run(_config(write_csv(tmp_path / "a.csv", prices), **extra))
+    oos = base.positions.index
+    cut = oos[len(oos) // 2 + 7]
+    other = run(_config(write_csv(tmp_path / "b.csv", perturb_after(prices, cut)), **extra))
+    pd.testing.assert_frame_equal(base.positions.loc[:cut], other.positions.loc[:cut], check_exact=True)
+    pd.testing.assert_frame_equal(base.returns.loc[:cut], other.returns.loc[:cut], check_exact=True)
+    sized = base.positions.drop(columns="buy_and_hold")
+    assert ((sized.abs() > 0) & (sized.abs() < 1)).any().any()  # the rule and the target both acted
+    assert not base.positions.loc[cut:].iloc[1:].equals(other.positions.loc[cut:].iloc[1:])

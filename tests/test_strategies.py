@@ -1,4 +1,4 @@
-"""Predictions -> target positions: the threshold rules, confidence sizing and buy-and-hold."""
+"""Predictions -> target positions: the threshold rules, confidence sizing, volatility targeting and buy-and-hold."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from lstmbt.strategies import (
     regression_confidence_positions,
     regression_positions,
     trailing_volatility,
+    vol_target_positions,
 )
 
 DAYS = pd.bdate_range("2021-01-04", periods=5)
@@ -182,3 +183,55 @@ def test_regression_confidence_is_causal(cut):
     pd.testing.assert_series_equal(before.iloc[:cut + 1], after.iloc[:cut + 1], check_exact=True)
     if cut + 1 < len(close):
         assert not before.iloc[cut + 1:].equals(after.iloc[cut + 1:])  # the shock is visible afterwards
+
+
+def test_vol_target_by_hand():
+    """Log returns 0.01, -0.01, 0.02, 0 and a 2-day window: sigma (ddof 1) is 0.01 * sqrt(2) on day 2,
+    0.015 * sqrt(2) on day 3 and 0.01 * sqrt(2) on day 4; times sqrt(252) a year."""
+    close = closes_from([0.01, -0.01, 0.02, 0.0])
+    position = pd.Series([1.0, 1.0, 1.0, -1.0, 0.5], index=close.index)
+    out = vol_target_positions(position, close, 0.10, vol_window=2)
+    day2, day3 = 0.10 / (0.01 * np.sqrt(2 * 252)), 0.10 / (0.015 * np.sqrt(2 * 252))  # 0.4454, 0.2970
+    assert out.tolist() == pytest.approx([0.0, 0.0, day2, -day3, 0.5 * day2], rel=1e-9)
+    assert out.name == "position" and out.index.equals(position.index)
+    # a target above the realised volatility would lever up: capped at 1 by default, else at max_leverage
+    assert vol_target_positions(position, close, 0.50, vol_window=2).tolist() == [0.0, 0.0, 1.0, -1.0, 0.5]
+    lever = vol_target_positions(position, close, 0.50, vol_window=2, max_leverage=2.0)
+    assert lever.tolist() == pytest.approx([0.0, 0.0, 2.0, -0.5 / (0.015 * np.sqrt(2 * 252)), 1.0], rel=1e-9)
+
+
+def test_vol_target_at_zero_volatility_and_bad_arguments():
+    close = closes_from([0.0, 0.0, 0.0, 0.01])
+    out = vol_target_positions(pd.Series(0.8, index=close.index), close, 0.10, vol_window=2)
+    assert out.tolist() == pytest.approx([0.0, 0.0, 0.8, 0.8, 0.10 / (0.01 / np.sqrt(2) * np.sqrt(252)) * 0.8])
+    with pytest.raises(ValueError, match="vol_target must be > 0"):
+        vol_target_positions(out, close, 0.0)
+    with pytest.raises(ValueError, match="close lacks 1 decision days"):
+        vol_target_positions(out, close.iloc[1:], 0.1, vol_window=2)
+
+
+def test_vol_target_hits_the_target_on_a_random_walk_whose_volatility_jumps():
+    """Daily sigma 1% for 3000 days, then 3% (16% and 48% a year): unscaled, the halves differ 3x;
+    scaled to 10% a year over a 63-day window, each half's realised volatility is near 10%."""
+    rng = np.random.default_rng(7)
+    log_ret = np.concatenate([rng.normal(0, 0.01, 3000), rng.normal(0, 0.03, 3000)])
+    close = closes_from(list(log_ret))
+    position = pd.Series(np.where(rng.random(len(close)) < 0.5, 1.0, -1.0), index=close.index)
+    scaled = vol_target_positions(position, close, 0.10, vol_window=63)
+    earned = scaled.to_numpy()[:-1] * np.expm1(log_ret)  # the position decided at t earns the move t -> t+1
+    for part in (earned[100:3000], earned[3100:]):  # skip the warm-up and the window straddling the jump
+        assert np.std(part, ddof=1) * np.sqrt(252) == pytest.approx(0.10, rel=0.08)
+    assert scaled.abs().max() < 1.0  # the target is below the volatility throughout: never capped
+
+
+@pytest.mark.parametrize("cut", [25, 40])
+def test_vol_target_is_causal(cut):
+    rng = np.random.default_rng(cut)
+    close = closes_from(list(rng.normal(0, 0.01, 59)))
+    position = pd.Series(rng.uniform(-1, 1, len(close)), index=close.index)
+    shocked = close.copy()
+    shocked.iloc[cut + 1:] *= np.exp(rng.normal(0, 0.05, len(close) - cut - 1))
+    before = vol_target_positions(position, close, 0.05, vol_window=10)
+    after = vol_target_positions(position, shocked, 0.05, vol_window=10)
+    pd.testing.assert_series_equal(before.iloc[:cut + 1], after.iloc[:cut + 1], check_exact=True)
+    assert not before.iloc[cut + 1:].equals(after.iloc[cut + 1:])

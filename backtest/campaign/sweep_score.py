@@ -79,7 +79,7 @@ def score_training_trial(training: TrainingTrial, result: Any, prices: pd.DataFr
         config = training.config.with_values(trial.signal_values)
         if config.strategy not in cache:  # backtest-only variants share positions
             cache[config.strategy] = make_positions(result.predictions, result.positions.index, config, None,
-                                                    close=prices["Close"]).loc[days]
+                                                    prices=prices).loc[days]
         for name in [*names, BENCHMARK]:
             columns[candidate_id(trial, name)] = cache[config.strategy][name]
             configs[candidate_id(trial, name)] = config
