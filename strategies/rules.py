@@ -126,10 +126,7 @@ def regression_confidence_positions(pred_return: pd.Series, close: pd.Series, vo
         raise ValueError(f"gain must be > 0, got {gain!r}")
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1 day, got {horizon!r}")
-    missing = pred_return.index.difference(close.index)
-    if len(missing):
-        raise ValueError(f"close lacks {len(missing)} decision days of pred_return (first: {missing[0]}); "
-                         "pass the full close series")
+    _check_covers(close, pred_return.index, "pred_return")
     vol = trailing_volatility(close, vol_window).reindex(pred_return.index) * np.sqrt(horizon)
     z = pred_return.astype("float64") / vol.where(vol > 0)  # zero or unknown vol -> NaN -> flat
     lower = -1.0 if long_short else 0.0
@@ -172,14 +169,19 @@ def vol_target_positions(position: pd.Series, close: pd.Series, vol_target: floa
         raise ValueError(f"vol_target must be > 0, got {vol_target!r}")
     if not max_leverage > 0:
         raise ValueError(f"max_leverage must be > 0, got {max_leverage!r}")
-    missing = position.index.difference(close.index)
-    if len(missing):
-        raise ValueError(f"close lacks {len(missing)} decision days of position (first: {missing[0]}); "
-                         "pass the full close series")
+    _check_covers(close, position.index, "position")
     sigma = trailing_volatility(close, vol_window).reindex(position.index) * np.sqrt(TRADING_DAYS)
     with np.errstate(divide="ignore"):  # sigma 0 -> inf -> capped at max_leverage
         scale = (vol_target / sigma).clip(upper=max_leverage)
     return (position.astype("float64") * scale).fillna(0.0).rename("position")
+
+
+def _check_covers(close: pd.Series, days: pd.Index, name: str) -> None:
+    """Refuse ``close`` when it lacks a decision day of ``name`` (whose index is ``days``)."""
+    missing = days.difference(close.index)
+    if len(missing):
+        raise ValueError(f"close lacks {len(missing)} decision days of {name} (first: {missing[0]}); "
+                         "pass the full close series")
 
 
 def confidence_undecided(pred_return: pd.Series, close: pd.Series, vol_window: int = 21) -> pd.Series:
@@ -189,10 +191,7 @@ def confidence_undecided(pred_return: pd.Series, close: pd.Series, vol_window: i
 
     ``close`` as for ``regression_confidence_positions``; only closes up to each day are used.
     """
-    missing = pred_return.index.difference(close.index)
-    if len(missing):
-        raise ValueError(f"close lacks {len(missing)} decision days of pred_return (first: {missing[0]}); "
-                         "pass the full close series")
+    _check_covers(close, pred_return.index, "pred_return")
     vol = trailing_volatility(close, vol_window).reindex(pred_return.index)
     return (pred_return.isna() | ~(vol > 0)).rename("undecided")
 

@@ -15,13 +15,20 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def test_quickstart_script(tmp_path):
-    report = tmp_path / "report.html"
-    done = subprocess.run([sys.executable, str(EXAMPLES / "quickstart.py"), str(report)], cwd=tmp_path,
+def run_example(script: str, report: Path) -> list[str]:
+    """``python examples/<script> REPORT`` in a fresh process; its stdout lines (it must exit 0 and
+    end by printing the report path)."""
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), str(report)], cwd=report.parent,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert lines[-1] == f"report: {report.resolve()}"
+    return lines
+
+
+def test_quickstart_script(tmp_path):
+    report = tmp_path / "report.html"
+    lines = run_example("quickstart.py", report)
     assert any(line.startswith("buy_and_hold") for line in lines)  # the metrics frame was printed
     assert "sharpe" in lines[0] and "verdict" in lines[0]
     assert report.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
@@ -46,11 +53,7 @@ def test_quickstart_notebook(tmp_path):
 
 def test_custom_model_example(tmp_path):
     report = tmp_path / "custom.html"
-    done = subprocess.run([sys.executable, str(EXAMPLES / "custom_model.py"), str(report)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert lines[-1] == f"report: {report.resolve()}"
+    lines = run_example("custom_model.py", report)
     assert any(line.startswith("flatboost_classification") for line in lines)
     assert "flatboost_classification" in report.read_text(encoding="utf-8")
 
@@ -69,11 +72,8 @@ def test_custom_model_by_dotted_path_on_the_command_line(tmp_path):
 
 def test_custom_strategy_script(tmp_path):
     report = tmp_path / "custom.html"
-    done = subprocess.run([sys.executable, str(EXAMPLES / "custom_strategy.py"), str(report)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert lines[-2:] == ["rule: custom_strategy:p_up_band", f"report: {report.resolve()}"]
+    lines = run_example("custom_strategy.py", report)
+    assert lines[-2] == "rule: custom_strategy:p_up_band"
     assert any(line.startswith("lstm_classification") for line in lines)
     assert "positions by the custom rule custom_strategy:p_up_band" in report.read_text(encoding="utf-8").lower()
 
