@@ -18,6 +18,9 @@ units for regression models, log loss in nats for classifiers).
   group with a long warm-up delays the first sample, so the reduced set could otherwise start
   earlier and shift every fold); the other groups' columns are unchanged by dropping one group.
 
+A third method, **shap** (``backtest.attribution``), explains the fitted models' test
+predictions instead of scoring altered ones; it has its own frame (``attribution.SHAP_COLUMNS``).
+
 Groups are ``features.groups``, plus ``exog`` (all exogenous columns together) when
 ``data.exog`` is set.
 
@@ -44,7 +47,11 @@ from lstmbt.models.threads import torch_threads
 from lstmbt.models.windows import sliding_windows
 from lstmbt.strategies import predicted_log_return
 
-METHODS = ("permutation", "ablation")
+#: every ``--method``; ``both`` means the two that score altered models, ``all`` all three
+METHODS = ("permutation", "ablation", "shap")
+#: the methods whose rows are ``FRAME_COLUMNS`` (``shap``'s frame is ``backtest.attribution.SHAP_COLUMNS``)
+SCORE_METHODS = ("permutation", "ablation")
+METHOD_SETS = {"both": SCORE_METHODS, "all": METHODS}
 #: the group of the exogenous columns (``data.exog``), which ``make_design`` joins after the feature groups
 EXOG_GROUP = "exog"
 #: one row per model, feature group, method and fold; ``hit_rate``/``loss`` are the unaltered model's
@@ -60,18 +67,23 @@ class BlockTruth(NamedTuple):
 
 
 def importance_frame(config: RunConfig, method: str = "both", n_repeats: int = 3, seed: int | None = None,
-                     progress: Progress | None = None, *, threads: int | None = None) -> pd.DataFrame:
-    """Per-fold importance of every feature group by ``method`` (``permutation``, ``ablation`` or ``both``).
+                     progress: Progress | None = None, *, threads: int | None = None,
+                     design: Design | None = None) -> pd.DataFrame:
+    """Per-fold importance of every feature group by the score methods of ``method`` (``parse_method``).
 
-    Loads the data once and concatenates the methods' frames (``FRAME_COLUMNS``). The fits run
-    one after another on one torch thread each, as in a run (``threads`` is accepted for the
-    callers' symmetry with ``run`` and changes nothing); torch's count is restored afterwards.
+    Loads the data once (unless ``design`` is given) and concatenates the methods' frames
+    (``FRAME_COLUMNS``); ``shap`` is left to ``backtest.attribution.shap_frame``, so for
+    ``method="shap"`` the frame is empty. The fits run one after another on one torch thread
+    each, as in a run (``threads`` is accepted for the callers' symmetry with ``run`` and
+    changes nothing); torch's count is restored afterwards.
     """
     methods = parse_method(method)
     _check_repeats(n_repeats)
     if "ablation" in methods:
         _ablation_groups(feature_groups(config), None)  # refused before any model is trained
-    design = load_design(config)
+    if not set(methods) & set(SCORE_METHODS):
+        return pd.DataFrame(columns=list(FRAME_COLUMNS))
+    design = design if design is not None else load_design(config)
     parts = []
     with torch_threads(1):  # one torch thread per fit, as in a run; the caller's count is back afterwards
         if "permutation" in methods:
@@ -82,11 +94,13 @@ def importance_frame(config: RunConfig, method: str = "both", n_repeats: int = 3
 
 
 def parse_method(method: str) -> tuple[str, ...]:
-    """``("permutation",)``, ``("ablation",)`` or both for ``"both"``; anything else is refused."""
-    if method == "both":
-        return METHODS
+    """One of ``METHODS`` as a 1-tuple, ``SCORE_METHODS`` for ``"both"``, ``METHODS`` for ``"all"``;
+    anything else is refused."""
+    if method in METHOD_SETS:
+        return METHOD_SETS[method]
     if method not in METHODS:
-        raise ConfigError(f"--method {method!r} is not known; use permutation, ablation or both")
+        raise ConfigError(f"--method {method!r} is not known; use permutation, ablation, shap, "
+                          "both (permutation and ablation) or all")
     return (method,)
 
 
@@ -343,4 +357,5 @@ def _quiet(stage: str, done: int, total: int) -> None:
 
 __all__ = ["importance_frame", "permutation_importance", "ablation_importance", "summarize_importance",
            "parse_method", "load_design", "feature_groups", "group_columns", "permute_block", "fitted_folds", "block_truth",
-           "prediction_scores", "BlockTruth", "METHODS", "EXOG_GROUP", "FRAME_COLUMNS"]
+           "prediction_scores", "BlockTruth", "METHODS", "SCORE_METHODS", "METHOD_SETS", "EXOG_GROUP",
+           "FRAME_COLUMNS"]

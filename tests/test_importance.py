@@ -157,8 +157,11 @@ def test_summary_means_and_standard_errors_by_hand():
 
 
 def test_bad_arguments_are_refused(config, design):
-    with pytest.raises(ConfigError, match="permutation, ablation or both"):
-        imp.parse_method("shap")
+    with pytest.raises(ConfigError, match="permutation, ablation, shap, both .* or all"):
+        imp.parse_method("lime")
+    assert imp.parse_method("both") == ("permutation", "ablation") and imp.parse_method("shap") == ("shap",)
+    assert imp.parse_method("all") == ("permutation", "ablation", "shap")
+    assert len(imp.importance_frame(config, "shap", design=design)) == 0  # shap has its own frame
     with pytest.raises(ConfigError, match="--repeats"):
         imp.permutation_importance(config, n_repeats=0, design=design)
     with pytest.raises(ConfigError, match="choose among"):
@@ -197,7 +200,7 @@ def test_cli_writes_an_escaped_page_whose_figures_decode(tmp_path, run_cli):
     assert not list(tmp_path.glob(".page.html.tmp*"))
 
 
-@pytest.mark.parametrize("argv, words", [(["--method", "shap"], ["--method", "permutation, ablation or both"]),
+@pytest.mark.parametrize("argv, words", [(["--method", "lime"], ["--method", "permutation, ablation, shap"]),
                                          (["--repeats", "0"], ["--repeats", ">= 1"])])
 def test_cli_bad_input_is_one_line_and_exit_2(argv, words, source, tmp_path, run_cli):
     out = tmp_path / "never.html"
