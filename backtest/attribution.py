@@ -1,11 +1,12 @@
 """SHAP attribution of every model's out-of-sample predictions, per feature and feature group.
 
-Each model of ``model_plan(config)`` is walked forward on the folds, scaling and seed of
-``lstmbt run`` (``backtest.importance.fitted_folds``). In every fold, after fitting, a seeded
-sample of at most ``max_explained`` test-block samples is explained against a background of
-at most ``max_background`` samples drawn from the fold's **fit samples only** (``fold.train``:
-no validation, purge or test day), both drawn by ``np.random.default_rng([seed, fold])`` and
-shared by every model of the fold. The explained quantity and its unit:
+Each model of ``model_plan(config)`` is walked forward on the folds, scaling, seed, training
+weights and refits of ``lstmbt run`` (``backtest.importance.fitted_folds``). In every fold,
+after fitting, a seeded sample of at most ``max_explained`` test-block samples is explained
+against a background of at most ``max_background`` samples drawn from the fold's **fit samples
+only** (``fold.train``: no validation, purge or test day), both drawn by
+``np.random.default_rng([seed, fold])`` and shared by every model of the fold. The explained
+quantity and its unit:
 
 - regression models: the prediction, in target units (a network's standardised output is
   multiplied by its ``y_scale_``, so SHAP values add up to ``predict``'s units);
@@ -51,7 +52,7 @@ import pandas as pd
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.importance import fitted_folds, group_columns, load_design
-from lstmbt.backtest.pipeline import Design, Progress, estimator_for
+from lstmbt.backtest.pipeline import Design, Progress, estimator_for, training_weights
 from lstmbt.backtest.scoring import model_plan
 from lstmbt.models.key import CUSTOM_FAMILY
 from lstmbt.models.linear import LogisticClassifier, RidgeRegressor, last_rows
@@ -104,7 +105,8 @@ def shap_frame(config: RunConfig, seed: int | None = None, *, design: Design | N
         for key in (k for k in model_plan(config) if k.family != CUSTOM_FAMILY):
             stage = f"shap {key.name}"
             report(stage, 0, len(design.folds))
-            folds = fitted_folds(estimator_for(key, config), design, key.task)
+            weights = training_weights(design, key.task, key.horizon, config)
+            folds = fitted_folds(estimator_for(key, config), design, key.task, weights)
             for done, (fold, model, matrix) in enumerate(folds, 1):
                 background, explained = sample_positions(fold, seed, max_background, max_explained)
                 values, kind = explain(model, windows_at(matrix, design.grid, background),

@@ -39,7 +39,7 @@ from sklearn.base import clone
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.metrics import hit_rate
-from lstmbt.backtest.pipeline import Design, Progress, estimator_for, load_checked, make_design
+from lstmbt.backtest.pipeline import Design, Progress, estimator_for, load_checked, make_design, training_weights
 from lstmbt.backtest.scoring import model_plan
 from lstmbt.backtest.walkforward import scaled_matrix, walk_forward_predict
 from lstmbt.models.features import GROUPS, make_features
@@ -138,7 +138,8 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
         name, task, stage = key.name, key.task, f"permutation {key.name}"
         report(stage, 0, len(design.folds))
         estimator = estimator_for(key, config)
-        for done, (fold, model, matrix) in enumerate(fitted_folds(estimator, design, task), 1):
+        weights = training_weights(design, task, key.horizon, config)
+        for done, (fold, model, matrix) in enumerate(fitted_folds(estimator, design, task, weights), 1):
             truth = block_truth(design, task, fold.test)
             base = _scores(model, matrix, design, fold.test, truth, config)
             for group, cols in columns.items():
@@ -243,14 +244,19 @@ def permute_block(matrix: np.ndarray, rows: np.ndarray, columns: np.ndarray,
     return out
 
 
-def fitted_folds(estimator: Any, design: Design, task: str) -> Iterator[tuple[Any, Any, np.ndarray]]:
+def fitted_folds(estimator: Any, design: Design, task: str,
+                 weights: pd.Series | None = None) -> Iterator[tuple[Any, Any, np.ndarray]]:
     """Yield ``(fold, fitted model, scaled (T, F) matrix)`` per fold, fitted as ``walk_forward_predict`` fits.
 
     A clone per fold, or with ``warm_start`` one clone refitted fold after fold; the matrix is
-    standardised with the fold's training and validation rows. Use each model before the next
-    step: a warm-starting one is refitted in place.
+    standardised with the fold's training and validation rows; ``weights`` (the run's
+    ``pipeline.training_weights``, indexed like the target, or None) weight the training
+    samples; a model whose ``refits`` is true is refitted on the fold's whole usable window
+    (``train.refit``). Use each model before the next step: a warm-starting one is refitted in place.
     """
-    grid, y = design.grid, design.targets[task].to_numpy(dtype=np.float64)
+    grid, target = design.grid, design.targets[task]
+    y = target.to_numpy(dtype=np.float64)
+    w = None if weights is None else weights.reindex(target.index).to_numpy(dtype=np.float64)
     model = None
     for fold in design.folds:
         matrix = scaled_matrix(design.features, grid.rows(np.concatenate([fold.train, fold.val])))
@@ -258,7 +264,10 @@ def fitted_folds(estimator: Any, design: Design, task: str) -> Iterator[tuple[An
         if model is None or not getattr(estimator, "warm_start", False):
             model = clone(estimator)
         val = _samples(windows, y, grid, fold.val) if len(fold.val) else ()
-        model.fit(*_samples(windows, y, grid, fold.train), *val)
+        model.fit(*_samples(windows, y, grid, fold.train), *val, **_weight(w, grid, fold.train))
+        if len(fold.val) and getattr(model, "refits", False):  # as walk_forward_predict refits
+            usable = np.arange(fold.train[0], fold.val[-1] + 1)  # fit, purge gap, validation tail
+            model.refit_full(*_samples(windows, y, grid, usable), **_weight(w, grid, usable))
         yield fold, model, matrix
 
 
@@ -300,7 +309,9 @@ def _scores(model: Any, matrix: np.ndarray, design: Design, positions: np.ndarra
 def _walk_scores(estimator: Any, features: pd.DataFrame, design: Design, task: str,
                  config: RunConfig) -> dict[int, tuple[float, float]]:
     """``{fold: (hit rate, loss)}`` of ``walk_forward_predict`` on ``features`` with the design's folds."""
-    preds, _ = walk_forward_predict(estimator, features, design.targets[task], design.grid, design.folds)
+    weights = training_weights(design, task, config.target.horizon, config)
+    preds, _ = walk_forward_predict(estimator, features, design.targets[task], design.grid, design.folds,
+                                    train_weight=None if weights is None else weights.reindex(design.targets[task].index))
     out = {}
     for fold in design.folds:
         block = preds[preds["fold"] == fold.index]
@@ -314,6 +325,11 @@ def _samples(windows: np.ndarray, y: np.ndarray, grid: Any, positions: np.ndarra
     """Windows (a view) and targets (``y`` aligned with the feature rows) of the sample ``positions``."""
     first = grid.first_row + int(positions[0])
     return windows[_window_slice(grid, positions)], y[first:first + len(positions)]
+
+
+def _weight(weights: np.ndarray | None, grid: Any, positions: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"sample_weight": ...}`` of the sample ``positions``, or ``{}`` when unweighted."""
+    return {} if weights is None else {"sample_weight": weights[grid.rows(positions)]}
 
 
 def _window_slice(grid: Any, positions: np.ndarray) -> slice:
