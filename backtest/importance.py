@@ -18,6 +18,9 @@ units for regression models, log loss in nats for classifiers).
   group with a long warm-up delays the first sample, so the reduced set could otherwise start
   earlier and shift every fold); the other groups' columns are unchanged by dropping one group.
 
+A third method, **shap** (``backtest.attribution``), explains the fitted models' test
+predictions instead of scoring altered ones; it has its own frame (``attribution.SHAP_COLUMNS``).
+
 Groups are ``features.groups``, plus ``exog`` (all exogenous columns together) when
 ``data.exog`` is set.
 
@@ -36,7 +39,8 @@ from sklearn.base import clone
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.metrics import hit_rate
-from lstmbt.backtest.pipeline import Design, Progress, estimator_for, load_checked, make_design, target_anchor
+from lstmbt.backtest.pipeline import (Design, Progress, estimator_for, load_checked, make_design, target_anchor,
+                                      training_weights)
 from lstmbt.backtest.scoring import model_plan
 from lstmbt.backtest.walkforward import scaled_matrix, walk_forward_predict
 from lstmbt.models.features import GROUPS, make_features
@@ -45,7 +49,11 @@ from lstmbt.models.threads import torch_threads
 from lstmbt.models.windows import sliding_windows
 from lstmbt.strategies import predicted_log_return
 
-METHODS = ("permutation", "ablation")
+#: every ``--method``; ``both`` means the two that score altered models, ``all`` all three
+METHODS = ("permutation", "ablation", "shap")
+#: the methods whose rows are ``FRAME_COLUMNS`` (``shap``'s frame is ``backtest.attribution.SHAP_COLUMNS``)
+SCORE_METHODS = ("permutation", "ablation")
+METHOD_SETS = {"both": SCORE_METHODS, "all": METHODS}
 #: the group of the exogenous columns (``data.exog``), which ``make_design`` joins after the feature groups
 EXOG_GROUP = "exog"
 #: one row per model, feature group, method and fold; ``hit_rate``/``loss`` are the unaltered model's
@@ -61,18 +69,23 @@ class BlockTruth(NamedTuple):
 
 
 def importance_frame(config: RunConfig, method: str = "both", n_repeats: int = 3, seed: int | None = None,
-                     progress: Progress | None = None, *, threads: int | None = None) -> pd.DataFrame:
-    """Per-fold importance of every feature group by ``method`` (``permutation``, ``ablation`` or ``both``).
+                     progress: Progress | None = None, *, threads: int | None = None,
+                     design: Design | None = None) -> pd.DataFrame:
+    """Per-fold importance of every feature group by the score methods of ``method`` (``parse_method``).
 
-    Loads the data once and concatenates the methods' frames (``FRAME_COLUMNS``). The fits run
-    one after another on one torch thread each, as in a run (``threads`` is accepted for the
-    callers' symmetry with ``run`` and changes nothing); torch's count is restored afterwards.
+    Loads the data once (unless ``design`` is given) and concatenates the methods' frames
+    (``FRAME_COLUMNS``); ``shap`` is left to ``backtest.attribution.shap_frame``, so for
+    ``method="shap"`` the frame is empty. The fits run one after another on one torch thread
+    each, as in a run (``threads`` is accepted for the callers' symmetry with ``run`` and
+    changes nothing); torch's count is restored afterwards.
     """
     methods = parse_method(method)
     _check_repeats(n_repeats)
     if "ablation" in methods:
         _ablation_groups(feature_groups(config), None)  # refused before any model is trained
-    design = load_design(config)
+    if not set(methods) & set(SCORE_METHODS):
+        return pd.DataFrame(columns=list(FRAME_COLUMNS))
+    design = design if design is not None else load_design(config)
     parts = []
     with torch_threads(1):  # one torch thread per fit, as in a run; the caller's count is back afterwards
         if "permutation" in methods:
@@ -83,11 +96,13 @@ def importance_frame(config: RunConfig, method: str = "both", n_repeats: int = 3
 
 
 def parse_method(method: str) -> tuple[str, ...]:
-    """``("permutation",)``, ``("ablation",)`` or both for ``"both"``; anything else is refused."""
-    if method == "both":
-        return METHODS
+    """One of ``METHODS`` as a 1-tuple, ``SCORE_METHODS`` for ``"both"``, ``METHODS`` for ``"all"``;
+    anything else is refused."""
+    if method in METHOD_SETS:
+        return METHOD_SETS[method]
     if method not in METHODS:
-        raise ConfigError(f"--method {method!r} is not known; use permutation, ablation or both")
+        raise ConfigError(f"--method {method!r} is not known; use permutation, ablation, shap, "
+                          "both (permutation and ablation) or all")
     return (method,)
 
 
@@ -125,8 +140,8 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
         name, task, stage = key.name, key.task, f"permutation {key.name}"
         report(stage, 0, len(design.folds))
         estimator = estimator_for(key, config)
-        anchor = target_anchor(design, task, config)
-        for done, (fold, model, matrix) in enumerate(fitted_folds(estimator, design, task, anchor), 1):
+        weights, anchor = training_weights(design, task, key.horizon, config), target_anchor(design, task, config)
+        for done, (fold, model, matrix) in enumerate(fitted_folds(estimator, design, task, weights, anchor), 1):
             truth = block_truth(design, task, fold.test)
             base = _scores(model, matrix, design, fold.test, truth, config)
             for group, cols in columns.items():
@@ -232,17 +247,23 @@ def permute_block(matrix: np.ndarray, rows: np.ndarray, columns: np.ndarray,
 
 
 def fitted_folds(estimator: Any, design: Design, task: str,
-                 anchor: pd.Series | None = None) -> Iterator[tuple[Any, Any, np.ndarray]]:
+                 weights: pd.Series | None = None, anchor: pd.Series | None = None
+                 ) -> Iterator[tuple[Any, Any, np.ndarray]]:
     """Yield ``(fold, fitted model, scaled (T, F) matrix)`` per fold, fitted as ``walk_forward_predict`` fits.
 
     A clone per fold, or with ``warm_start`` one clone refitted fold after fold; the matrix is
-    standardised with the fold's training and validation rows. Use each model before the next
-    step: a warm-starting one is refitted in place. ``anchor``: as ``walk_forward_predict``'s
-    ``target_anchor`` (``pipeline.target_anchor``); the models then fit log(target / anchor).
+    standardised with the fold's training and validation rows; ``weights`` (the run's
+    ``pipeline.training_weights``, indexed like the target, or None) weight the training
+    samples; a model whose ``refits`` is true is refitted on the fold's whole usable window
+    (``train.refit``). ``anchor``: as ``walk_forward_predict``'s ``target_anchor``
+    (``pipeline.target_anchor``); the models then fit log(target / anchor). Use each model before
+    the next step: a warm-starting one is refitted in place.
     """
-    grid, y = design.grid, design.targets[task].to_numpy(dtype=np.float64)
+    grid, target = design.grid, design.targets[task]
+    y = target.to_numpy(dtype=np.float64)
     if anchor is not None:
-        y = price_to_relative(y, anchor.reindex(design.targets[task].index).to_numpy(dtype=np.float64))
+        y = price_to_relative(y, anchor.reindex(target.index).to_numpy(dtype=np.float64))
+    w = None if weights is None else weights.reindex(target.index).to_numpy(dtype=np.float64)
     model = None
     for fold in design.folds:
         matrix = scaled_matrix(design.features, grid.rows(np.concatenate([fold.train, fold.val])))
@@ -250,7 +271,10 @@ def fitted_folds(estimator: Any, design: Design, task: str,
         if model is None or not getattr(estimator, "warm_start", False):
             model = clone(estimator)
         val = _samples(windows, y, grid, fold.val) if len(fold.val) else ()
-        model.fit(*_samples(windows, y, grid, fold.train), *val)
+        model.fit(*_samples(windows, y, grid, fold.train), *val, **_weight(w, grid, fold.train))
+        if len(fold.val) and getattr(model, "refits", False):  # as walk_forward_predict refits
+            usable = np.arange(fold.train[0], fold.val[-1] + 1)  # fit, purge gap, validation tail
+            model.refit_full(*_samples(windows, y, grid, usable), **_weight(w, grid, usable))
         yield fold, model, matrix
 
 
@@ -295,7 +319,9 @@ def _scores(model: Any, matrix: np.ndarray, design: Design, positions: np.ndarra
 def _walk_scores(estimator: Any, features: pd.DataFrame, design: Design, task: str,
                  config: RunConfig) -> dict[int, tuple[float, float]]:
     """``{fold: (hit rate, loss)}`` of ``walk_forward_predict`` on ``features`` with the design's folds."""
+    weights = training_weights(design, task, config.target.horizon, config)
     preds, _ = walk_forward_predict(estimator, features, design.targets[task], design.grid, design.folds,
+                                    train_weight=None if weights is None else weights.reindex(design.targets[task].index),
                                     target_anchor=target_anchor(design, task, config))
     out = {}
     for fold in design.folds:
@@ -310,6 +336,11 @@ def _samples(windows: np.ndarray, y: np.ndarray, grid: Any, positions: np.ndarra
     """Windows (a view) and targets (``y`` aligned with the feature rows) of the sample ``positions``."""
     first = grid.first_row + int(positions[0])
     return windows[_window_slice(grid, positions)], y[first:first + len(positions)]
+
+
+def _weight(weights: np.ndarray | None, grid: Any, positions: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"sample_weight": ...}`` of the sample ``positions``, or ``{}`` when unweighted."""
+    return {} if weights is None else {"sample_weight": weights[grid.rows(positions)]}
 
 
 def _window_slice(grid: Any, positions: np.ndarray) -> slice:
@@ -353,4 +384,5 @@ def _quiet(stage: str, done: int, total: int) -> None:
 
 __all__ = ["importance_frame", "permutation_importance", "ablation_importance", "summarize_importance",
            "parse_method", "load_design", "feature_groups", "group_columns", "permute_block", "fitted_folds", "block_truth",
-           "prediction_scores", "BlockTruth", "METHODS", "EXOG_GROUP", "FRAME_COLUMNS"]
+           "prediction_scores", "BlockTruth", "METHODS", "SCORE_METHODS", "METHOD_SETS", "EXOG_GROUP",
+           "FRAME_COLUMNS"]

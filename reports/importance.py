@@ -1,7 +1,8 @@
-"""``lstmbt importance``: the feature-group importance page (self-contained HTML) and its console table.
+"""``lstmbt importance``: the feature-group importance page (self-contained HTML) and its console tables.
 
-Renders the per-fold frame of ``backtest.importance`` and the summary computed from it by
-``backtest.importance.summarize_importance``; nothing here fits or scores a model. Intervals
+Renders the per-fold frames of ``backtest.importance`` (permutation, ablation) and
+``backtest.attribution`` (SHAP) and the summaries computed from them by
+``summarize_importance`` / ``summarize_shap``; nothing here fits or scores a model. Intervals
 shown are mean +/- 1.96 standard errors across folds (a rough 95% interval: folds are few and
 not independent, so read them as a scale of the noise, not as a test).
 """
@@ -16,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from lstmbt.backtest import __version__
+from lstmbt.backtest.attribution import FEATURE, GROUP, summarize_shap
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.importance import METHODS, feature_groups, summarize_importance
@@ -29,34 +31,45 @@ Z95 = 1.96
 DASH = "\u2013"
 LOSS_NAMES = {"regression": "MSE (target units)", "classification": "log loss (nats)"}
 METHOD_TITLES = {"permutation": "Permutation within each test block",
-                 "ablation": "Group ablation (retrained without the group)"}
+                 "ablation": "Group ablation (retrained without the group)",
+                 "shap": "SHAP values of the test predictions"}
+#: what a model's SHAP values are measured in, by task
+SHAP_UNITS = {"regression": "target units", "classification": "log-odds of up"}
+#: features per model in the SHAP feature table (the largest mean |SHAP| first)
+TOP_FEATURES = 20
 
 
 def render_importance(frame: pd.DataFrame, config: RunConfig, n_repeats: int | None = None,
-                      seed: int | None = None) -> str:
-    """The HTML text of the importance page for ``frame`` (``backtest.importance.FRAME_COLUMNS``).
+                      seed: int | None = None, shap: pd.DataFrame | None = None) -> str:
+    """The HTML text of the importance page for ``frame`` (``backtest.importance.FRAME_COLUMNS``,
+    may be empty) and ``shap`` (``backtest.attribution.SHAP_COLUMNS``, or None without SHAP).
 
     ``n_repeats`` and ``seed`` describe the permutation method (shown when it is present).
     """
-    summary = summarize_importance(frame)
-    methods = [m for m in METHODS if (summary["method"] == m).any()]
+    summary = summarize_importance(frame) if len(frame) else frame
+    methods = [m for m in METHODS if len(frame) and (summary["method"] == m).any()]
     figures = {f"fig-{m}": importance_figure(summary[summary["method"] == m], config) for m in methods}
     sections = [{"name": m, "title": METHOD_TITLES[m], "figure_id": f"fig-{m}",
                  "rows": summary_rows(summary[summary["method"] == m], config),
                  "folds": fold_rows(frame[frame["method"] == m])} for m in methods]
+    shap_part = None
+    if shap is not None:
+        shap_part, figures["fig-shap"] = shap_section(shap, config), shap_figure(summarize_shap(shap), config)
     return environment().get_template("importance.html.j2").render(
         title=f"lstmbt importance - {config.data.source}", version=__version__, sections=sections,
-        settings=_settings(frame, config, methods, n_repeats, seed), groups=list(feature_groups(config)),
-        plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
+        shap=shap_part, groups=list(feature_groups(config)), plotly_gz=plotly_bundle(),
+        settings=_settings(frame, config, methods + ["shap"] * (shap is not None), n_repeats, seed)
+        + _shap_settings(shap, config),
+        figures_gz=pack_figures(figures),
     )
 
 
 def write_importance(frame: pd.DataFrame, config: RunConfig, out: str | Path, n_repeats: int | None = None,
-                     seed: int | None = None) -> Path:
+                     seed: int | None = None, shap: pd.DataFrame | None = None) -> Path:
     """Render the page and write it to ``out`` atomically (temporary file, then rename); returns ``out``."""
     out = Path(out)
     check_out_path(out)
-    text = render_importance(frame, config, n_repeats, seed)
+    text = render_importance(frame, config, n_repeats, seed, shap)
 
     return write_atomic(out, text)
 
@@ -120,16 +133,112 @@ def summary_tables(summary: pd.DataFrame, config: RunConfig) -> list[Any]:
     return tables
 
 
+# --------------------------------------------------------------------------- SHAP
+
+
+def shap_units(config: RunConfig) -> dict[str, str]:
+    """What each model of ``config`` has its SHAP values in: ``SHAP_UNITS`` of its task."""
+    return {key.name: SHAP_UNITS[key.task] for key in model_plan(config)}
+
+
+def shap_section(shap: pd.DataFrame, config: RunConfig, top: int = TOP_FEATURES) -> dict[str, Any]:
+    """The template's SHAP section: summary rows per group and for each model's ``top`` features
+    (largest mean |SHAP| first), and per-fold rows of the groups and of those features."""
+    summary = summarize_shap(shap)
+    features = top_features(summary, top)
+    chosen = pd.MultiIndex.from_frame(features[["model", "feature"]])
+    folds = shap[(shap["level"] == GROUP) | pd.MultiIndex.from_frame(shap[["model", "feature"]]).isin(chosen)]
+    return {"name": "shap", "title": METHOD_TITLES["shap"], "figure_id": "fig-shap", "top": top,
+            "groups": shap_rows(summary[summary["level"] == GROUP], config), "features": shap_rows(features, config),
+            "folds": shap_fold_rows(folds, config)}
+
+
+def top_features(summary: pd.DataFrame, top: int = TOP_FEATURES) -> pd.DataFrame:
+    """The ``top`` feature rows of each model of a ``summarize_shap`` frame, largest mean |SHAP| first."""
+    features = summary[summary["level"] == FEATURE]
+    parts = [part.nlargest(top, "mean_abs_shap") for _, part in features.groupby("model", sort=False)]
+    return pd.concat(parts) if parts else features
+
+
+def shap_rows(summary: pd.DataFrame, config: RunConfig) -> list[dict[str, str]]:
+    """Display rows of SHAP summary rows: mean |SHAP| with +/- 1.96 SE, share of the model's total."""
+    units = shap_units(config)
+    return [{"model": r["model"], "group": r["group"], "feature": r["feature"],
+             "mean": _number(r["mean_abs_shap"]), "ci": _plus_minus(r["se_abs_shap"], False),
+             "share": _percent(r["share"]), "unit": units.get(r["model"], ""), "n_folds": str(int(r["n_folds"]))}
+            for r in summary.to_dict("records")]
+
+
+def shap_fold_rows(shap: pd.DataFrame, config: RunConfig) -> list[dict[str, str]]:
+    """Display rows of the per-fold SHAP frame."""
+    units = shap_units(config)
+    return [{"model": r["model"], "level": r["level"], "group": r["group"], "feature": r["feature"],
+             "fold": str(int(r["fold"])), "mean": _number(r["mean_abs_shap"]), "unit": units.get(r["model"], ""),
+             "n_explained": str(int(r["n_explained"])), "n_background": str(int(r["n_background"]))}
+            for r in shap.to_dict("records")]
+
+
+def shap_table(shap: pd.DataFrame, config: RunConfig) -> Any:
+    """A ``rich.table.Table`` of the SHAP groups for the terminal: mean |SHAP| +/- 1.96 SE across folds."""
+    from rich import box
+    from rich.table import Table
+
+    summary = summarize_shap(shap)
+    table = Table(title=f"shap: mean |SHAP| of each group on test days (mean across folds ± {Z95} SE; "
+                        "regression in target units, classifiers in log-odds of up)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("model", "group", "mean |SHAP|", "share", "folds"):
+        table.add_column(name, justify="left" if name in ("model", "group") else "right", no_wrap=True)
+    for r in shap_rows(summary[summary["level"] == GROUP], config):
+        table.add_row(r["model"], r["group"], f"{r['mean']} {r['ci']}", r["share"], r["n_folds"])
+    return table
+
+
+def shap_figure(summary: pd.DataFrame, config: RunConfig) -> Any:
+    """Bars of mean |SHAP| per group, one panel per model (units differ by task), with error bars
+    of +/- 1.96 standard errors across folds."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    groups = summary[summary["level"] == GROUP]
+    models, units = list(dict.fromkeys(groups["model"])), shap_units(config)
+    fig = make_subplots(rows=len(models), cols=1, subplot_titles=[f"{m}: mean |SHAP| ({units.get(m, '')})"
+                                                                  for m in models],
+                        vertical_spacing=min(0.3 / max(len(models) - 1, 1), 0.12))
+    for i, model in enumerate(models, 1):
+        part = groups[groups["model"] == model]
+        errors = [Z95 * v if math.isfinite(v) else None for v in part["se_abs_shap"]]
+        fig.add_trace(go.Bar(x=list(part["group"]), y=list(part["mean_abs_shap"]), marker_color="#2ca02c",
+                             error_y=dict(type="data", array=errors, visible=True), showlegend=False, name=model,
+                             hovertemplate="%{x}: %{y:.4g}<extra>" + model + "</extra>"), row=i, col=1)
+    fig.update_layout(height=120 + 240 * len(models), margin=dict(l=60, r=20, t=60, b=40), bargap=0.35)
+    return fig
+
+
+def _shap_settings(shap: pd.DataFrame | None, config: RunConfig) -> list[tuple[str, str]]:
+    if shap is None:
+        return []
+    first = shap.drop_duplicates("model")
+    skipped = [k.name for k in model_plan(config) if k.name not in set(shap["model"])]
+    rows = [("SHAP explainers", "; ".join(f"{r['model']}: {r['explainer']}" for r in first.to_dict("records"))),
+            ("SHAP samples per fold", f"up to {shap['n_explained'].max()} test samples explained against up to "
+                                      f"{shap['n_background'].max()} background samples of the fold's fit window"),
+            ("SHAP seed", str(config.train.seed))]
+    if skipped:
+        rows.append(("not explained by SHAP", ", ".join(skipped) + " (plug-ins: SHAP needs a model's internals)"))
+    return rows
+
+
 def _settings(frame: pd.DataFrame, config: RunConfig, methods: list[str], n_repeats: int | None,
               seed: int | None) -> list[tuple[str, str]]:
     d, s = config.data, config.split
     rows = [("source", d.source + (f" ({d.symbol})" if d.symbol else "")),
             ("period", f"{d.start or 'first bar'} to {d.end or 'last bar'}"),
-            ("feature groups", ", ".join(feature_groups(config))), ("models", ", ".join(frame["model"].unique())),
-            ("folds", str(frame["fold"].nunique())),
-            ("split", f"{s.scheme}, min_train {s.min_train}, step {s.step}, horizon {config.target.horizon}"),
-            ("lookback (days)", str(config.model.lookback)), ("methods", ", ".join(methods)),
-            ("training seed", str(config.train.seed))]
+            ("feature groups", ", ".join(feature_groups(config)))]
+    if len(frame):
+        rows += [("models", ", ".join(frame["model"].unique())), ("folds", str(frame["fold"].nunique()))]
+    rows += [("split", f"{s.scheme}, min_train {s.min_train}, step {s.step}, horizon {config.target.horizon}"),
+             ("lookback (days)", str(config.model.lookback)), ("methods", ", ".join(methods)),
+             ("training seed", str(config.train.seed))]
     if "permutation" in methods:
         rows.append(("shuffles per fold and group", DASH if n_repeats is None else str(n_repeats)))
         rows.append(("shuffle seed", str(config.train.seed if seed is None else seed)))
@@ -184,4 +293,6 @@ def importance_figure(summary: pd.DataFrame, config: RunConfig) -> Any:
 
 
 __all__ = ["render_importance", "write_importance", "check_out_path", "default_importance_path", "loss_names",
-           "summary_rows", "fold_rows", "summary_tables", "importance_figure", "Z95", "LOSS_NAMES"]
+           "summary_rows", "fold_rows", "summary_tables", "importance_figure", "shap_units", "shap_section",
+           "top_features", "shap_rows", "shap_fold_rows", "shap_table", "shap_figure", "Z95", "LOSS_NAMES",
+           "SHAP_UNITS", "TOP_FEATURES"]

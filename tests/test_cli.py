@@ -153,13 +153,14 @@ try:
     main()
 except SystemExit as exc:
     assert exc.code in (0, None), exc.code
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "vectorbt"))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "vectorbt", "shap", "lightgbm"))
 print("HEAVY:", heavy)
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["report", "--help"], ["data", "--help"]])
-def test_help_imports_neither_torch_nor_vectorbt(argv):
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["report", "--help"], ["data", "--help"],
+                                  ["importance", "--help"]])
+def test_help_imports_neither_torch_nor_vectorbt_nor_shap(argv):
     proc = subprocess.run([sys.executable, "-c", _HELP_PROBE, *argv], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr

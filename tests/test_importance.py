@@ -157,8 +157,11 @@ def test_summary_means_and_standard_errors_by_hand():
 
 
 def test_bad_arguments_are_refused(config, design):
-    with pytest.raises(ConfigError, match="permutation, ablation or both"):
-        imp.parse_method("shap")
+    with pytest.raises(ConfigError, match="permutation, ablation, shap, both .* or all"):
+        imp.parse_method("lime")
+    assert imp.parse_method("both") == ("permutation", "ablation") and imp.parse_method("shap") == ("shap",)
+    assert imp.parse_method("all") == ("permutation", "ablation", "shap")
+    assert len(imp.importance_frame(config, "shap", design=design)) == 0  # shap has its own frame
     with pytest.raises(ConfigError, match="--repeats"):
         imp.permutation_importance(config, n_repeats=0, design=design)
     with pytest.raises(ConfigError, match="choose among"):
@@ -197,7 +200,7 @@ def test_cli_writes_an_escaped_page_whose_figures_decode(tmp_path, run_cli):
     assert not list(tmp_path.glob(".page.html.tmp*"))
 
 
-@pytest.mark.parametrize("argv, words", [(["--method", "shap"], ["--method", "permutation, ablation or both"]),
+@pytest.mark.parametrize("argv, words", [(["--method", "lime"], ["--method", "permutation, ablation, shap"]),
                                          (["--repeats", "0"], ["--repeats", ">= 1"])])
 def test_cli_bad_input_is_one_line_and_exit_2(argv, words, source, tmp_path, run_cli):
     out = tmp_path / "never.html"
@@ -208,3 +211,28 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, words, source, tmp_path, run
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert all(w in lines[0] for w in words)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("values", [{"train.refit": True, "split.val_fraction": 0.2},
+                                    {"target.dead_zone": 0.005, "target.task": "classification"}])
+def test_fitted_folds_refit_and_weight_as_the_run_does(source, values):
+    # fitted_folds (permutation, SHAP) must fit what the run's walk-forward fits, also when
+    # train.refit refits on the whole window or the dead zone weights the training samples
+    from lstmbt.backtest.pipeline import estimator_for, training_weights
+    from lstmbt.backtest.scoring import model_plan
+    from lstmbt.backtest.walkforward import walk_forward_predict
+    from lstmbt.models.windows import sliding_windows
+
+    config = RunConfig.resolve(flags={"data.source": source, **PLANTED_FLAGS, **values})
+    design = imp.load_design(config)
+    for key in model_plan(config):
+        target, weights = design.targets[key.task], training_weights(design, key.task, key.horizon, config)
+        assert (weights is not None) == ("target.dead_zone" in values)
+        run_preds, _ = walk_forward_predict(estimator_for(key, config), design.features, target, design.grid,
+                                            design.folds, train_weight=weights)
+        for fold, model, matrix in imp.fitted_folds(estimator_for(key, config), design, key.task, weights):
+            start = design.grid.first_row + int(fold.test[0]) - design.grid.lookback + 1
+            windows = sliding_windows(matrix, design.grid.lookback)[start:start + len(fold.test)]
+            mine = model.predict_proba(windows)[:, 1] if key.task == "classification" else model.predict(windows)
+            column = "p_up" if key.task == "classification" else "y_pred"
+            np.testing.assert_allclose(mine, run_preds.loc[run_preds["fold"] == fold.index, column], rtol=1e-12)

@@ -178,22 +178,26 @@ def importance(
     quick: QuickOpt = False,
     refresh: RefreshOpt = False,
     exog: ExogOpt = None,
-    method: Annotated[str, typer.Option(help="permutation, ablation or both.")] = "both",
+    method: Annotated[str, typer.Option(
+        help="permutation, ablation, shap, both (permutation and ablation) or all.")] = "both",
     repeats: Annotated[int, typer.Option(help="Shuffles per fold and feature group (permutation).")] = 3,
     out: Annotated[Optional[Path], typer.Option(
         help="Where to write the HTML (default runs/importance-<UTC timestamp>.html).")] = None,
 ) -> None:
-    """Which feature groups the models rely on: shuffled within each test block, or dropped and retrained."""
+    """Which feature groups the models rely on: shuffled within each test block, dropped and retrained,
+    or SHAP values of the test predictions."""
     # loads numpy: on use, not at --help
-    from lstmbt.backtest.importance import importance_frame, parse_method, summarize_importance
+    from lstmbt.backtest.attribution import shap_frame
+    from lstmbt.backtest.importance import importance_frame, load_design, parse_method, summarize_importance
 
-    parse_method(method)  # refuse a bad --method before loading anything
+    methods = parse_method(method)  # refuse a bad --method before loading anything
     cfg = resolve_config(config, option_flags(source, symbol, start, end, target, refresh, exog), set_, quick)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     # loads pandas: on use, not at --help
-    from lstmbt.reports.importance import check_out_path, default_importance_path, summary_tables, write_importance
+    from lstmbt.reports.importance import (check_out_path, default_importance_path, shap_table, summary_tables,
+                                           write_importance)
 
     target_path = out or default_importance_path()
     check_out_path(target_path)
@@ -207,8 +211,12 @@ def importance(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        frame = importance_frame(cfg, method, repeats, progress=progress)
-    for table in summary_tables(summarize_importance(frame), cfg):
+        design = load_design(cfg)  # once, for every method
+        frame = importance_frame(cfg, method, repeats, progress=progress, design=design)
+        shap = shap_frame(cfg, design=design, progress=progress) if "shap" in methods else None
+    for table in summary_tables(summarize_importance(frame), cfg) if len(frame) else ():
         Console().print(table)
-    written = write_importance(frame, cfg, target_path, n_repeats=repeats)
+    if shap is not None:
+        Console().print(shap_table(shap, cfg))
+    written = write_importance(frame, cfg, target_path, n_repeats=repeats, shap=shap)
     typer.echo(f"importance: {written.resolve()}")
