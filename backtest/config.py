@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import difflib
-import math
 import tomllib
 import types
 import typing
@@ -21,46 +19,17 @@ from typing import Any
 
 import tomli_w
 
+from lstmbt.backtest.checks import check_choice, check_date, check_range, did_you_mean
+# the model, training and trading sections live in their own modules; importers find them here too
+from lstmbt.backtest.config_models import MAX_SEED, MAX_SEEDS, ModelConfig, TrainConfig
+from lstmbt.backtest.config_trading import BacktestConfig, PortfolioConfig, StrategyConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.splits import (DEFAULT_EMBARGO, DEFAULT_SCHEME, DEFAULT_VAL_FRACTION, MIN_FIT_SAMPLES, SCHEMES,
                                     WalkForwardSplit, first_fold_sizes, min_train_needed)
-from lstmbt.models.key import BASE_NAMES
-from lstmbt.models.plugins import Plugin, PluginError, resolve_plugin
-from lstmbt.models.specs import (DEFAULT_DEVICE, DEFAULT_LINEAR_ALPHA, DEFAULT_SEED, DEVICES, LAG_SCALES, LR_SCALINGS,
-                                 NETWORK_FAMILIES, PRICE_SCALES, RECURRENT_FAMILIES, TRAIN_MODES, NetSpec,
-                                 TrainSettings)
+from lstmbt.models.specs import LAG_SCALES, PRICE_SCALES
 
 FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr", "lags")
 DEFAULT_FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr")
-
-
-def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        hint = difflib.get_close_matches(str(value), allowed, n=1)
-        also = f" (did you mean '{hint[0]}'?)" if hint else ""
-        raise ConfigError(f"{key} = {value!r} is not allowed{also}; use one of: {', '.join(allowed)}")
-
-
-def _check_range(key: str, value: float, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = False) -> None:
-    if not math.isfinite(value):
-        raise ConfigError(f"{key} = {value!r} is not a finite number; give a plain number such as 0.5")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        lo = "" if low is None else ("> " if low_open else ">= ") + str(low)
-        hi = "" if high is None else ("< " if high_open else "<= ") + str(high)
-        rule = " and ".join(part for part in (lo, hi) if part)
-        raise ConfigError(f"{key} = {value!r} is out of range; it must be {rule}")
-
-
-def _check_date(key: str, value: str | None) -> None:
-    if value is None:
-        return
-    try:
-        dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{key} = {value!r} is not a date; write it as YYYY-MM-DD, e.g. 2010-01-01") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,14 +70,14 @@ class DataConfig:
             raise ConfigError(
                 f"data.source = {self.source!r} has no scheme; use sample:sp500, sample:nasdaq, csv:PATH or fdr:TICKER"
             )
-        _check_choice("data.source scheme", self.source.split(":", 1)[0], ("sample", "csv", "fdr", "list"))
-        _check_date("data.start", self.start)
-        _check_date("data.end", self.end)
+        check_choice("data.source scheme", self.source.split(":", 1)[0], ("sample", "csv", "fdr", "list"))
+        check_date("data.start", self.start)
+        check_date("data.end", self.end)
         if self.start and self.end and dt.date.fromisoformat(self.start) > dt.date.fromisoformat(self.end):
             raise ConfigError(f"data.start {self.start} is after data.end {self.end}; swap them or fix the range")
         _check_exog(self.exog)
-        _check_range("data.exog_lag_days", self.exog_lag_days, 0, 31)
-        _check_range("data.max_move", self.max_move, 0, low_open=True)
+        check_range("data.exog_lag_days", self.exog_lag_days, 0, 31)
+        check_range("data.max_move", self.max_move, 0, low_open=True)
         if self.max_stale_bars != 0 and not 2 <= self.max_stale_bars <= 100_000:
             raise ConfigError(f"data.max_stale_bars = {self.max_stale_bars!r} is out of range; use a bar count "
                               ">= 2 (e.g. 5), or 0 to turn the stale-close warning off")
@@ -152,11 +121,11 @@ class FeatureConfig:
         if not self.groups:
             raise ConfigError(f"features.groups is empty; pick at least one of: {', '.join(FEATURE_GROUPS)}")
         for group in self.groups:
-            _check_choice("features.groups entry", group, FEATURE_GROUPS)
+            check_choice("features.groups entry", group, FEATURE_GROUPS)
         if len(set(self.groups)) != len(self.groups):
             raise ConfigError(f"features.groups = {list(self.groups)} lists a group twice; list each once")
-        _check_range("features.n_lags", self.n_lags, 1, 500)
-        _check_choice("features.lag_scale", self.lag_scale, LAG_SCALES)
+        check_range("features.n_lags", self.n_lags, 1, 500)
+        check_choice("features.lag_scale", self.lag_scale, LAG_SCALES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,10 +161,10 @@ class TargetConfig:
     price_scale: str = "relative"
 
     def __post_init__(self) -> None:
-        _check_choice("target.task", self.task, ("regression", "classification", "both"))
-        _check_choice("target.regression", self.regression, ("return", "price", "week_mean", "max_drawdown"))
-        _check_range("target.horizon", self.horizon, 1, 250)
-        _check_choice("target.price_scale", self.price_scale, PRICE_SCALES)
+        check_choice("target.task", self.task, ("regression", "classification", "both"))
+        check_choice("target.regression", self.regression, ("return", "price", "week_mean", "max_drawdown"))
+        check_range("target.horizon", self.horizon, 1, 250)
+        check_choice("target.price_scale", self.price_scale, PRICE_SCALES)
         if not 0.0 <= self.dead_zone < 0.5:  # NaN fails here too
             raise ConfigError(f"target.dead_zone = {self.dead_zone!r} is out of range; give a fraction of price "
                               ">= 0 and < 0.5, e.g. 0.001 for 0.1%")
@@ -208,7 +177,7 @@ class TargetConfig:
         if not self.horizons:
             return
         for h in self.horizons:
-            _check_range("target.horizons entry", h, 1, 250)
+            check_range("target.horizons entry", h, 1, 250)
         if len(set(self.horizons)) != len(self.horizons):
             raise ConfigError(f"target.horizons = {list(self.horizons)} repeats a horizon; list each once")
         if self.horizons[0] != self.horizon:
@@ -246,11 +215,11 @@ class SplitConfig:
     embargo: int = DEFAULT_EMBARGO
 
     def __post_init__(self) -> None:
-        _check_choice("split.scheme", self.scheme, SCHEMES)
-        _check_range("split.min_train", self.min_train, 20)
-        _check_range("split.step", self.step, 1)
-        _check_range("split.val_fraction", self.val_fraction, 0.0, 0.5, high_open=True)
-        _check_range("split.embargo", self.embargo, 0)
+        check_choice("split.scheme", self.scheme, SCHEMES)
+        check_range("split.min_train", self.min_train, 20)
+        check_range("split.step", self.step, 1)
+        check_range("split.val_fraction", self.val_fraction, 0.0, 0.5, high_open=True)
+        check_range("split.embargo", self.embargo, 0)
 
     def splitter(self, horizon: int, *, step: int | None = None) -> WalkForwardSplit:
         """The walk-forward splitter of these settings for labels ``horizon`` bars ahead (the purge);
@@ -258,270 +227,6 @@ class SplitConfig:
         the last bar (``backtest.forecast.final_fold``)."""
         return WalkForwardSplit(min_train=self.min_train, step=self.step if step is None else step, horizon=horizon,
                                 scheme=self.scheme, val_fraction=self.val_fraction, embargo=self.embargo)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelConfig(NetSpec):
-    """The models of a run: the network settings (``models.specs.NetSpec``), ``lookback`` (the
-    window length L in days), and which estimators run on the same folds.
-
-    ``families``: the network families, each trained in both targets on the same windows, folds,
-    purge, scaling and training settings (``lstm``, ``gru``, ``transformer``, ``tcn``; see
-    ``models.networks``). ``lstm``: false turns every network family off (the key predates
-    ``families``). ``lightgbm``: run LightGBM regression and classification on the decision day's
-    features (``models.trees``). ``custom``: a user's own estimators, each a dotted path
-    ``package.module:Class`` or a name given to ``lstmbt.register_model`` (``models.plugins``),
-    resolved and checked when the config is read. ``linear``: run the linear baselines beside them (ridge for
-    regression, logistic for classification, on the decision day's features). ``linear_alpha``:
-    their L2 penalty (ridge ``alpha``; logistic ``C = 1 / linear_alpha``). ``pooled``: in a
-    universe of several tickers, train one model per model name and fold on the training samples
-    of all tickers together (``backtest.pooled``) instead of one model per ticker; pooled fits
-    always run in ``window`` training mode (pooled windows are not one series).
-    """
-
-    lookback: int = 60
-    families: tuple[str, ...] = ("lstm",)
-    lstm: bool = True
-    linear: bool = True
-    linear_alpha: float = DEFAULT_LINEAR_ALPHA
-    lightgbm: bool = False
-    custom: tuple[str, ...] = ()
-    pooled: bool = False
-
-    def __post_init__(self) -> None:
-        self._check_families()
-        if not (self.networks or self.linear or self.lightgbm or self.custom):
-            raise ConfigError("model.lstm, model.linear and model.lightgbm are false and model.custom is empty, so "
-                              "nothing would be trained; set one of them")
-        if not isinstance(self.pooled, bool):
-            raise ConfigError(f"model.pooled must be true or false, got {self.pooled!r}")
-        _check_range("model.linear_alpha", self.linear_alpha, 1e-12, 1e12)
-        _check_range("model.lookback", self.lookback, 2, 1000)
-        _check_range("model.hidden_size", self.hidden_size, 1, 4096)
-        _check_range("model.num_layers", self.num_layers, 1, 16)
-        _check_range("model.dropout", self.dropout, 0.0, 1.0, high_open=True)
-        _check_choice("model.pooling", self.pooling, ("last", "mean"))
-        for size in self.head:
-            _check_range("model.head entry", size, 1, 4096)
-        _check_range("model.heads", self.heads, 1, 64)
-        if "transformer" in self.networks and self.hidden_size % self.heads:
-            raise ConfigError(f"model.heads = {self.heads} does not divide model.hidden_size = {self.hidden_size}; "
-                              "the transformer splits its width into equal heads (try heads = 4 or 1)")
-        self.plugins  # resolves and checks every custom entry now, not mid-run
-
-    def _check_families(self) -> None:
-        for family in self.families:
-            _check_choice("model.families entry", family, NETWORK_FAMILIES)
-        if len(set(self.families)) != len(self.families):
-            raise ConfigError(f"model.families = {list(self.families)} lists a family twice; list each once")
-        if self.bidirectional and any(f not in RECURRENT_FAMILIES for f in self.networks):
-            raise ConfigError("model.bidirectional applies to the lstm and gru families only; set it to false or "
-                              "drop transformer/tcn from model.families")
-
-    @property
-    def networks(self) -> tuple[str, ...]:
-        """The network families the run trains: ``families``, or none when ``lstm`` is false."""
-        return self.families if self.lstm else ()
-
-    @property
-    def plugins(self) -> tuple[Plugin, ...]:
-        """The resolved ``custom`` entries; a ConfigError names one that fails to import or breaks the protocol."""
-        try:
-            plugins = tuple(resolve_plugin(spec) for spec in self.custom)
-        except PluginError as exc:
-            raise ConfigError(str(exc)) from None
-        names = [p.name for p in plugins]
-        twice = next((n for n in names if names.count(n) > 1 or n in BASE_NAMES.values()), None)
-        if twice:
-            raise ConfigError(f"model.custom entry {plugins[names.index(twice)].spec!r} would be named {twice!r}, "
-                              "which another model of the run has; name it yourself, e.g. "
-                              f"'my{twice.split('_')[0]}={plugins[names.index(twice)].spec.rpartition('=')[2]}'")
-        return plugins
-
-
-#: the largest ``train.seed``: numpy's legacy seed range is 0 .. 2**32 - 1
-MAX_SEED = 2**32 - 1
-#: most seeds ``train.seeds`` may list (each trains every LSTM once more)
-MAX_SEEDS = 64
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig(TrainSettings):
-    """The epoch loop: ``models.specs.TrainSettings`` (its defaults, ``mode = "sequence"`` among
-    them, are defined there once) plus run-level keys.
-
-    ``warm_start``: each fold starts from the previous fold's weights and trains ``warm_epochs``
-    (the first fold trains up to ``max_epochs``); on for a run, while a bare estimator starts
-    every ``fit`` cold (scikit-learn's convention). ``device``: ``auto`` (cuda when available),
-    ``cpu`` or ``cuda``. ``seed``: seeds every RNG; 0 .. 2**32 - 1 (``MAX_SEED``), the range numpy's
-    legacy ``RandomState`` accepts (``default_rng`` and torch take more), so no library refuses it.
-    ``device`` and ``seed`` default to the estimators' ``device`` and ``random_state`` (``models.specs``).
-    ``device = "cuda"`` on a machine where torch sees no GPU is refused before training
-    (``backtest.preflight``), not here, so a run made on a GPU machine still loads elsewhere.
-    ``seeds``: train every LSTM once per seed listed (e.g. ``[0, 1, 2, 3, 4]``), side by side on the
-    free cores; the model's prediction is their mean (``p_up`` for classifiers, the predicted value
-    for regressors) and each seed's is kept in ``y_pred_seed<S>``/``p_up_seed<S>`` columns.
-    Empty (the default): one network, seeded with ``seed``. Linear baselines train once either way.
-    """
-
-    warm_start: bool = True
-    device: str = DEFAULT_DEVICE
-    seed: int = DEFAULT_SEED
-    seeds: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        _check_range("train.lr", self.lr, 0.0, 10.0, low_open=True)
-        _check_range("train.weight_decay", self.weight_decay, 0.0)
-        _check_range("train.batch_size", self.batch_size, 1)
-        _check_range("train.max_epochs", self.max_epochs, 1)
-        _check_range("train.patience", self.patience, 1)
-        _check_range("train.lr_patience", self.lr_patience, 0)
-        _check_range("train.lr_factor", self.lr_factor, 0.0, 1.0, low_open=True, high_open=True)
-        _check_range("train.clip_norm", self.clip_norm, 0.0)
-        _check_choice("train.mode", self.mode, TRAIN_MODES)
-        _check_range("train.chunk_len", self.chunk_len, 1, 100_000)
-        _check_range("train.chunks_per_batch", self.chunks_per_batch, 1)
-        _check_range("train.warm_epochs", self.warm_epochs, 1)
-        _check_range("train.warmup_steps", self.warmup_steps, 0, 10_000_000)
-        _check_choice("train.lr_scaling", self.lr_scaling, LR_SCALINGS)
-        _check_choice("train.device", self.device, DEVICES)
-        for key, seed in [("train.seed", self.seed)] + [("train.seeds entry", s) for s in self.seeds]:
-            if not 0 <= seed <= MAX_SEED:
-                raise ConfigError(f"{key} = {seed!r} is outside numpy's seed range 0..{MAX_SEED} (2**32 - 1), "
-                                  "which every random generator of a run must accept; pick a seed in that range")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"train.seeds = {list(self.seeds)} repeats a seed, which would train the same "
-                              "network twice; list each seed once")
-        if len(self.seeds) > MAX_SEEDS:
-            raise ConfigError(f"train.seeds lists {len(self.seeds)} seeds; at most {MAX_SEEDS} are trained per model")
-
-    @property
-    def members(self) -> tuple[int, ...]:
-        """The seeds each LSTM is trained with: ``seeds`` when given, else ``(seed,)``."""
-        return self.seeds or (self.seed,)
-
-
-@dataclass(frozen=True, kw_only=True)
-class StrategyConfig:
-    """Predictions to target positions (see ``strategies``).
-
-    ``sizing``: ``threshold`` (all-or-nothing positions) or ``confidence`` (positions that scale
-    with the model's edge, capped at 1; ``threshold`` and ``cutoff`` are then unused).
-    ``threshold``: go long when the predicted log return is above it. ``cutoff``: go long when
-    p_up is above it. ``long_short``: take the opposite side short (below -threshold, or
-    p_up below 1 - cutoff; under confidence sizing, down to -1) instead of staying flat.
-    ``confidence_gain``: classification position per unit of p_up - 0.5 (10: full at p_up 0.6).
-    ``return_gain``: regression position per forecast sigma, the predicted h-day log return over
-    trailing daily volatility times sqrt(h) (1: full at a one-sigma forecast). ``vol_window``:
-    daily log returns in that trailing volatility. ``drawdown_limit``: with the ``max_drawdown``
-    target, stay long unless the predicted worst drop over the next h days is deeper than this
-    fraction (0.02 = 2%), then go flat; sizing and long_short do not apply to it.
-    ``custom``: a rule of your own, ``"pkg.mod:function"`` or a name given to
-    ``lstmbt.register_strategy``, that replaces the built-in sizing for every model and for the
-    persistence and majority baselines (``backtest.plugins`` has the protocol); the built-in
-    sizing keys must then stay at their defaults. Its syntax is checked here, its import when the
-    config is read (``RunConfig.resolve``) and again before training. ``vol_target``: scale every
-    strategy's position but buy-and-hold's by vol_target / (trailing ``vol_window``-day volatility,
-    annualised with 252 days), at most 1 (``strategies.vol_target_positions``); an annual
-    fraction, 0.10 = 10% a year; 0 = off.
-    """
-
-    sizing: str = "threshold"
-    threshold: float = 0.0
-    cutoff: float = 0.5
-    long_short: bool = False
-    confidence_gain: float = 10.0
-    return_gain: float = 1.0
-    vol_window: int = 21
-    drawdown_limit: float = 0.02
-    custom: str | None = None
-    vol_target: float = 0.0
-
-    def __post_init__(self) -> None:
-        _check_choice("strategy.sizing", self.sizing, ("threshold", "confidence"))
-        _check_range("strategy.threshold", self.threshold, 0.0)
-        _check_range("strategy.cutoff", self.cutoff, 0.5, 1.0, high_open=True)
-        _check_range("strategy.confidence_gain", self.confidence_gain, 0.0, low_open=True)
-        _check_range("strategy.return_gain", self.return_gain, 0.0, low_open=True)
-        _check_range("strategy.vol_window", self.vol_window, 2, 2520)
-        _check_range("strategy.drawdown_limit", self.drawdown_limit, 0.0, 1.0, low_open=True, high_open=True)
-        try:
-            _check_range("strategy.vol_target", self.vol_target, 0.0, 1.0)
-        except ConfigError as exc:  # the likely slip is a percent: say the unit
-            raise ConfigError(f"{exc} (an annual fraction: 0.10 is 10% a year; 0 = off)") from None
-        if self.custom is not None:
-            self._check_custom()
-
-    def _check_custom(self) -> None:
-        """``custom`` is well formed, and no built-in sizing key it would silently replace is set."""
-        from lstmbt.backtest.plugins import check_custom_syntax  # pandas only when a custom rule is named
-
-        check_custom_syntax(self.custom)
-        default = StrategyConfig()
-        for key in ("sizing", "threshold", "cutoff", "long_short", "confidence_gain", "return_gain", "drawdown_limit"):
-            if getattr(self, key) != getattr(default, key):
-                raise ConfigError(f"strategy.custom replaces the built-in sizing, so strategy.{key} = "
-                                  f"{getattr(self, key)!r} would be ignored; remove it or remove strategy.custom")
-
-
-@dataclass(frozen=True, kw_only=True)
-class BacktestConfig:
-    """Execution and costs (see ``backtest.portfolio``).
-
-    ``fee_rate``: fraction of traded value paid per side. ``slippage``: fraction of price lost
-    per fill. ``execution``: ``next_open`` or ``next_close``, the fill for a position decided at
-    the close of day t. ``cash_rate``: annual interest (fraction, 0.02 = 2%/yr) earned on capital
-    not held long; ``borrow_rate``: annual fee (fraction) paid on the market value of shorts; both
-    accrue per bar at rate / 252 (``backtest.portfolio.add_carry``), 0 = no interest, no fee.
-    ``pairs``: extra head-to-head pairs for ``comparisons.json``, each ``"a:b"`` naming two
-    strategies of the run (``backtest.headtohead``; the names are checked when the run's
-    strategies are known).
-    """
-
-    fee_rate: float = 0.001
-    slippage: float = 0.0005
-    execution: str = "next_open"
-    cash_rate: float = 0.0
-    borrow_rate: float = 0.0
-    pairs: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        _check_pairs(self.pairs)
-        _check_range("backtest.fee_rate", self.fee_rate, 0.0, 0.5)
-        _check_range("backtest.slippage", self.slippage, 0.0, 0.5)
-        _check_choice("backtest.execution", self.execution, ("next_open", "next_close"))
-        for key in ("cash_rate", "borrow_rate"):
-            try:
-                _check_range(f"backtest.{key}", getattr(self, key), 0.0, 1.0, high_open=True)
-            except ConfigError as exc:  # the likely slip is a percent: say the unit
-                raise ConfigError(f"{exc} (an annual fraction: 0.02 is 2%/yr)") from None
-
-
-def _check_pairs(pairs: tuple[str, ...]) -> None:
-    """Each ``backtest.pairs`` entry is ``"a:b"``: two different, non-empty strategy names."""
-    for item in pairs:
-        parts = [part.strip() for part in str(item).split(":")]
-        if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
-            raise ConfigError(f"backtest.pairs entry {item!r} is not two different strategy names as 'a:b'; "
-                              "write it like \"lstm_regression:ridge_regression\"")
-
-
-@dataclass(frozen=True, kw_only=True)
-class PortfolioConfig:
-    """Universe runs (a source naming several tickers; see ``backtest.universe``).
-
-    ``top_k``: tickers the cross-sectional strategy holds long each day, those with the highest
-    p_up (classification) or predicted return (regression). ``bottom_k``: tickers it shorts, the
-    lowest (0 = long only). Each held ticker gets ``1 / (top_k + bottom_k)`` of the portfolio;
-    ``top_k + bottom_k`` may not exceed the number of tickers in the universe.
-    """
-
-    top_k: int = 2
-    bottom_k: int = 0
-
-    def __post_init__(self) -> None:
-        _check_range("portfolio.top_k", self.top_k, 1, 10_000)
-        _check_range("portfolio.bottom_k", self.bottom_k, 0, 10_000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -699,7 +404,7 @@ def _flatten(raw: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section, values in raw.items():
         if section not in _SECTIONS:
-            raise ConfigError(f"unknown config section [{section}]{_did_you_mean(section, _SECTIONS)}; "
+            raise ConfigError(f"unknown config section [{section}]{did_you_mean(section, _SECTIONS)}; "
                               f"sections are: {', '.join(_SECTIONS)}")
         if not isinstance(values, dict):
             raise ConfigError(f"config entry {section!r} must be a [{section}] table of keys, not a single value")
@@ -708,15 +413,10 @@ def _flatten(raw: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _did_you_mean(name: str, options: Any) -> str:
-    hint = difflib.get_close_matches(name, list(options), n=1)
-    return f" (did you mean '{hint[0]}'?)" if hint else ""
-
-
 def _split_key(dotted: str) -> tuple[str, str]:
     section, _, key = dotted.partition(".")
     if section not in _SECTIONS:
-        raise ConfigError(f"unknown config key '{dotted}'{_did_you_mean(section, _SECTIONS)}; "
+        raise ConfigError(f"unknown config key '{dotted}'{did_you_mean(section, _SECTIONS)}; "
                           f"keys look like section.key with section one of: {', '.join(_SECTIONS)}")
     names = [f.name for f in dataclasses.fields(_SECTIONS[section])]
     if not key:
@@ -724,7 +424,7 @@ def _split_key(dotted: str) -> tuple[str, str]:
                           f"write {section}.KEY=VALUE with KEY one of: {', '.join(names)}")
     if key not in names:
         full = [f"{section}.{n}" for n in names]
-        raise ConfigError(f"unknown config key '{dotted}'{_did_you_mean(dotted, full)}; "
+        raise ConfigError(f"unknown config key '{dotted}'{did_you_mean(dotted, full)}; "
                           f"[{section}] has: {', '.join(names)}")
     return section, key
 
@@ -758,3 +458,8 @@ def _coerce(dotted: str, value: Any, annotation: Any) -> Any:
     if annotation is int and isinstance(value, bool) or not isinstance(value, annotation):
         raise ConfigError(f"{dotted} must be {_TYPE_WORDS[annotation]}, got {value!r}")
     return value
+
+
+__all__ = ["RunConfig", "DataConfig", "FeatureConfig", "TargetConfig", "SplitConfig", "ModelConfig", "TrainConfig",
+           "StrategyConfig", "BacktestConfig", "PortfolioConfig", "QUICK_PRESET", "FEATURE_GROUPS",
+           "DEFAULT_FEATURE_GROUPS", "MAX_SEED", "MAX_SEEDS", "read_toml", "parse_overrides", "narrow", "fill_saved"]
