@@ -58,6 +58,7 @@ def test_custom_model_example(tmp_path):
     assert "flatboost_classification" in report.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # a second process start; test_families covers dotted-path plug-ins in-process
 def test_custom_model_by_dotted_path_on_the_command_line(tmp_path):
     """The README's command: the example module on PYTHONPATH, named in model.custom."""
     env = {**os.environ, "PYTHONPATH": str(EXAMPLES)}
