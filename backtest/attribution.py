@@ -9,7 +9,9 @@ only** (``fold.train``: no validation, purge or test day), both drawn by
 quantity and its unit:
 
 - regression models: the prediction, in target units (a network's standardised output is
-  multiplied by its ``y_scale_``, so SHAP values add up to ``predict``'s units);
+  multiplied by its ``y_scale_``, so SHAP values add up to ``predict``'s units); for a price
+  target fitted relative to the decision day's close (``target.price_scale = "relative"``) that
+  is the forecast log(close[t+h] / close[t]), before it is mapped back to a price;
 - classifiers: the log-odds of up, ``log(p_up / (1 - p_up))`` (nats).
 
 Explainers:
