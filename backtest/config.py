@@ -24,12 +24,17 @@ from lstmbt.backtest.checks import check_choice, check_date, check_range, did_yo
 from lstmbt.backtest.config_models import MAX_SEED, MAX_SEEDS, ModelConfig, TrainConfig
 from lstmbt.backtest.config_trading import BacktestConfig, PortfolioConfig, StrategyConfig
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.backtest.splits import (DEFAULT_EMBARGO, DEFAULT_SCHEME, DEFAULT_VAL_FRACTION, MIN_FIT_SAMPLES, SCHEMES,
-                                    WalkForwardSplit, first_fold_sizes, min_train_needed)
+from lstmbt.backtest.splits import (DEFAULT_EMBARGO, DEFAULT_GROUPS, DEFAULT_SCHEME, DEFAULT_TEST_GROUPS,
+                                    DEFAULT_VAL_FRACTION, MIN_FIT_SAMPLES, SCHEMES, WalkForwardSplit,
+                                    first_fold_sizes, min_train_needed)
 from lstmbt.models.specs import LAG_SCALES, PRICE_SCALES
 
 FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr", "lags")
 DEFAULT_FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr")
+#: ``split.scheme`` values: the walk-forward's, and ``cpcv`` (an expanding walk-forward plus CPCV)
+SPLIT_SCHEMES = SCHEMES + ("cpcv",)
+#: most ``split.groups``: C(groups, groups // 2) splits each train every model once
+MAX_GROUPS = 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,7 +206,9 @@ class TargetConfig:
 class SplitConfig:
     """Walk-forward folds, counted in samples (trading days with a full window and a label).
 
-    ``scheme``: ``expanding`` keeps all history; ``rolling`` keeps the last ``min_train`` samples.
+    ``scheme``: ``expanding`` keeps all history; ``rolling`` keeps the last ``min_train`` samples;
+    ``cpcv`` runs the expanding walk-forward and, beside it, combinatorial purged cross-validation
+    (``backtest.combinatorial``) over ``groups`` blocks with ``test_groups`` tested per split.
     ``min_train``: samples before the first test day. ``step``: test block length = bars between
     retrains. ``val_fraction``: share of the training window whose chronological tail is held out
     for early stopping (0 = no validation: every fold trains ``max_epochs``). ``embargo``: extra bars dropped between training and test beyond the purge.
@@ -213,20 +220,40 @@ class SplitConfig:
     step: int = 21
     val_fraction: float = DEFAULT_VAL_FRACTION
     embargo: int = DEFAULT_EMBARGO
+    groups: int = DEFAULT_GROUPS
+    test_groups: int = DEFAULT_TEST_GROUPS
 
     def __post_init__(self) -> None:
-        check_choice("split.scheme", self.scheme, SCHEMES)
+        check_choice("split.scheme", self.scheme, SPLIT_SCHEMES)
         check_range("split.min_train", self.min_train, 20)
         check_range("split.step", self.step, 1)
         check_range("split.val_fraction", self.val_fraction, 0.0, 0.5, high_open=True)
         check_range("split.embargo", self.embargo, 0)
+        check_range("split.groups", self.groups, 3, MAX_GROUPS)
+        if not 1 <= self.test_groups < self.groups:
+            raise ConfigError(f"split.test_groups = {self.test_groups} must be at least 1 and below split.groups "
+                              f"({self.groups}); 2 of 6 gives 15 splits and 5 paths")
+
+    @property
+    def cpcv(self) -> bool:
+        return self.scheme == "cpcv"
 
     def splitter(self, horizon: int, *, step: int | None = None) -> WalkForwardSplit:
         """The walk-forward splitter of these settings for labels ``horizon`` bars ahead (the purge);
         ``step`` replaces ``self.step`` (the test block length), e.g. for a final fold that ends at
-        the last bar (``backtest.forecast.final_fold``)."""
+        the last bar (``backtest.forecast.final_fold``). Under ``cpcv`` the walk-forward is expanding."""
         return WalkForwardSplit(min_train=self.min_train, step=self.step if step is None else step, horizon=horizon,
-                                scheme=self.scheme, val_fraction=self.val_fraction, embargo=self.embargo)
+                                scheme="expanding" if self.cpcv else self.scheme, val_fraction=self.val_fraction,
+                                embargo=self.embargo)
+
+    def cpcv_splitter(self, horizon: int, reach: int):
+        """The CPCV splitter (``backtest.combinatorial.CombinatorialPurgedSplit``) for labels ``horizon``
+        bars ahead and inputs reading ``reach`` bars back (lookback - 1 + the feature warm-up)."""
+        from lstmbt.backtest.combinatorial import CombinatorialPurgedSplit  # numpy: only when splits are built
+
+        return CombinatorialPurgedSplit(groups=self.groups, test_groups=self.test_groups, horizon=horizon,
+                                        reach=reach, embargo=self.embargo, val_fraction=self.val_fraction,
+                                        val_gap=horizon + self.embargo)
 
 
 @dataclass(frozen=True, kw_only=True)

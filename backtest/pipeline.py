@@ -10,7 +10,6 @@ import datetime as dt
 import platform
 import threading
 import time
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -20,9 +19,14 @@ import pandas as pd
 
 from lstmbt.backtest import __version__
 from lstmbt.backtest.checkpoint import open_checkpoint
-from lstmbt.backtest.config import RunConfig, narrow
-from lstmbt.backtest.data import check_enough_rows, describe_prices, load_exogs, load_prices
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.cpcv import predict_cpcv
+from lstmbt.backtest.cpcv_paths import cpcv_metrics, score_cpcv
+from lstmbt.backtest.data import check_enough_rows, describe_prices, load_prices
 from lstmbt.backtest.datacheck import data_warnings
+# the shared design and the estimators moved to backtest.design; importers still find them here
+from lstmbt.backtest.design import (Design, build_estimator, estimator_for, feature_warmup, make_design,  # noqa: F401
+                                    target_anchor, training_weights)
 from lstmbt.backtest.errors import ConfigError, DataWarning
 from lstmbt.backtest.headtohead import check_pairs, planned_strategies, run_comparisons
 from lstmbt.backtest.plugins import resolve_strategy, rule_provenance
@@ -31,19 +35,13 @@ from lstmbt.backtest.preflight import check_before_training
 from lstmbt.backtest.regimes import regime_labels, regime_table
 from lstmbt.backtest.rundir import RunResult
 from lstmbt.backtest.scoring import (
-    by_model, collect_metrics, fold_stats, horizon_plan, majority_p_up, make_positions, predicted_up, run_warnings,
+    by_model, collect_metrics, fold_stats, horizon_plan, majority_p_up, make_positions, model_plan, predicted_up, run_warnings,
     scale_warnings, undecided
 )
-from lstmbt.backtest.walkforward import combine_seeds, make_sample_grid, walk_forward_predict
-from lstmbt.models.adapters import plugin_estimator
-from lstmbt.models.exog import exog_features, exog_warmup_rows
-from lstmbt.models.features import make_features, warmup_rows
-from lstmbt.models.key import CUSTOM_FAMILY, FOLD_KEY_COLUMNS, ModelKey, insert_key_columns, keys_from_frame
-from lstmbt.models.linear import LogisticClassifier, RidgeRegressor
+from lstmbt.backtest.walkforward import combine_seeds, walk_forward_predict
+from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns, keys_from_frame
 from lstmbt.models.plugins import PluginError
-from lstmbt.models.specs import NETWORK_FAMILIES, NetSpec, TrainSettings
-from lstmbt.models.trees import LightGBMClassifier, LightGBMRegressor
-from lstmbt.models.targets import dead_zone_weights, make_target
+from lstmbt.models.specs import NETWORK_FAMILIES
 from lstmbt.models.threads import ThreadGovernor, one_thread_per_fit, run_side_by_side
 
 _VERSIONED = ("torch", "numpy", "pandas", "vectorbt", "vectorbt-rust", "scikit-learn", "ta", "arch", "plotly")
@@ -52,25 +50,8 @@ _VERSIONED = ("torch", "numpy", "pandas", "vectorbt", "vectorbt-rust", "scikit-l
 Progress = Callable[[str, int, int], None]
 
 
-@dataclass(frozen=True)
-class Design:
-    """What every model of a run shares: prices, features, targets, the sample grid and the folds.
-
-    ``targets``/``folds`` are the primary horizon's; ``horizon_targets``/``horizon_folds`` hold
-    every horizon of ``target.horizons`` (each purged by its own h, all with the same test days).
-    """
-
-    prices: pd.DataFrame
-    features: pd.DataFrame
-    targets: dict[str, pd.Series]
-    grid: Any
-    folds: list
-    horizon_targets: dict[int, dict[str, pd.Series]] = field(default_factory=dict)
-    horizon_folds: dict[int, list] = field(default_factory=dict)
-
-
 def run(config: RunConfig, progress: Progress | None = None, threads: int | None = None,
-        prices: pd.DataFrame | None = None, checkpoint: Path | None = None) -> RunResult:
+        prices: pd.DataFrame | None = None, checkpoint: Path | None = None, executor: Any = None) -> RunResult:
     """Load data, walk forward every model on identical folds, backtest, and score.
 
     ``threads``: how many fits may run side by side (both targets' models, the seeds of
@@ -88,6 +69,10 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
     another config in that folder is refused with one line.
     Suspect but usable prices (``backtest.datacheck.data_warnings``) raise a ``DataWarning`` each
     (``check_length``), and are kept in the manifest (``data_checks``, first of ``warnings``).
+    With ``split.scheme = "cpcv"`` the run also trains every primary-horizon model on each CPCV
+    split and scores the paths (``backtest.cpcv``; ``RunResult.cpcv``). ``executor``: None fits the
+    splits side by side in this process; an executor of ``backtest.campaign.executors`` (Ray) runs
+    them as its jobs. The walk-forward's checkpoint does not cover the CPCV splits.
     """
     report = progress or (lambda stage, done, total: None)
     clock = time.perf_counter()
@@ -102,9 +87,26 @@ def run(config: RunConfig, progress: Progress | None = None, threads: int | None
         predictions, folds_frame = _predict_all(design, config, report, timings, checkpoint, governor)
         report("backtest", 0, 1)
         result = score_run(design, predictions, folds_frame, config, timings, clock)
+        if config.split.cpcv:
+            _add_cpcv(result, design, config, report, governor, executor)
     if restored:  # timings then cover only this session's share of the work
         result.manifest["resumed"] = {"folds_restored": restored}
     return result
+
+
+def _add_cpcv(result: RunResult, design: Design, config: RunConfig, report: Progress,
+              governor: ThreadGovernor, executor: Any) -> None:
+    """Train on the CPCV splits, score the paths, and add them to ``result`` (its ``cpcv`` fields,
+    the ``cpcv_*`` keys of ``metrics`` and the ``cpcv`` timings of the manifest)."""
+    predictions, _, seconds = predict_cpcv(design, config, model_plan(config), report, governor, executor)
+    report("cpcv paths", 0, 1)
+    started = time.perf_counter()
+    summary, returns = score_cpcv(design, predictions, config)
+    summary["timings_s"] = {"training": round(seconds, 3), "paths": round(time.perf_counter() - started, 3)}
+    result.cpcv, result.cpcv_returns, result.cpcv_predictions = summary, returns, predictions
+    for name, extra in cpcv_metrics(summary).items():
+        result.metrics.setdefault(name, {}).update(extra)
+    result.manifest["timings_s"]["cpcv"] = round(seconds + summary["timings_s"]["paths"], 3)
 
 
 def _open_checkpoint(checkpoint: Path, design: Design, config: RunConfig) -> int:
@@ -197,8 +199,7 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
     predict, importance, sweeps and universes all show them before any training."""
     import warnings
 
-    f = config.features
-    warmup = max(warmup_rows(f.groups, f.n_lags, f.lag_scale), exog_warmup_rows(len(config.data.exog)))
+    warmup = feature_warmup(config)
     need, breakdown = _rows_needed(config, warmup)
     check_enough_rows(prices, need, breakdown, config.data.source)
     check_pairs(config.backtest.pairs, planned_strategies(config))  # before training, not after it
@@ -206,24 +207,6 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
     for message in data_warnings(prices, config.data):
         warnings.warn(message, DataWarning, stacklevel=3)  # at the caller of run / load_checked
     return prices
-
-
-def make_design(prices: pd.DataFrame, config: RunConfig) -> Design:
-    """Features, targets, the sample grid and the walk-forward folds that every model of a run shares."""
-    features = make_features(prices, config.features.groups, config.features.n_lags, config.features.lag_scale)
-    if config.data.exog:  # as-of joined: day t sees only values stamped <= t - exog_lag_days (models.exog)
-
-        features = features.join(exog_features(prices.index, load_exogs(config.data, prices.index),
-                                               lag_days=config.data.exog_lag_days))
-    split, horizons = config.target, config.target.all_horizons
-    targets = {h: {"regression": make_target(prices, split.regression, h),
-                   "classification": make_target(prices, "direction", h)} for h in horizons}
-    # the longest horizon's labels end first: its grid gives every horizon the same sample days
-    grid = make_sample_grid(features, targets[max(horizons)]["classification"], config.model.lookback)
-    folds = {h: config.split.splitter(h).split(grid.n) for h in horizons}
-    primary = split.horizon
-    return Design(prices=prices, features=features, targets=targets[primary], grid=grid, folds=folds[primary],
-                  horizon_targets=targets, horizon_folds=folds)
 
 
 def _predict_all(design: Design, config: RunConfig, report: Progress, timings: dict[str, float],
@@ -290,52 +273,6 @@ class _Counter:
             self.report(self.name, self.done, self.total)
         if self.governor is not None:
             self.governor.checkpoint()
-
-
-def training_weights(design: Design, task: str, horizon: int, config: RunConfig) -> pd.Series | None:
-    """Training weights of a classifier with a dead zone (``target.dead_zone``), else None."""
-    if task != "classification" or config.target.dead_zone <= 0:
-        return None
-
-    return dead_zone_weights(design.prices, horizon, config.target.dead_zone)
-
-
-def estimator_for(key: ModelKey, config: RunConfig, seed: int | None = None):
-    """The unfitted estimator of the model ``key`` names: a network of its family (seeded with
-    ``seed``, default ``train.seed``), a baseline, or a plug-in of ``model.custom`` behind its adapter."""
-    if key.family != CUSTOM_FAMILY:
-        return build_estimator(key.task, config, seed=seed, family=key.family)
-    plugin = next(p for p in config.model.plugins if key.name in (p.name, f"{p.name}_h{key.horizon}"))
-    return plugin_estimator(plugin)
-
-
-def target_anchor(design: Design, task: str, config: RunConfig) -> pd.Series | None:
-    """The close of each decision day when ``task``'s models fit a price relative to it
-    (``target.price_scale = "relative"``, see ``walk_forward_predict``), else None."""
-    t = config.target
-    if task != "regression" or t.regression != "price" or t.price_scale != "relative":
-        return None
-    return design.prices["Close"]
-
-
-def build_estimator(task: str, config: RunConfig, linear: bool = False, seed: int | None = None,
-                    family: str = "lstm"):
-    """The unfitted estimator for ``task`` (``regression`` or ``classification``) of ``family``: a
-    network (seeded with ``seed``, default ``train.seed``), ``lightgbm``, or ``linear`` (also
-    ``linear=True``) for the ridge/logistic baseline."""
-    seed = config.train.seed if seed is None else seed
-    refit = config.train.refit  # with early-stopped networks refitted on fit + validation, the baselines are too
-    if linear or family == "linear":
-        alpha = config.model.linear_alpha
-        return (RidgeRegressor(alpha=alpha, refit=refit) if task == "regression"
-                else LogisticClassifier(C=1.0 / alpha, refit=refit))
-    if family == "lightgbm":
-        return (LightGBMRegressor if task == "regression" else LightGBMClassifier)(random_state=seed, refit=refit)
-    from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor  # loads torch: only when called
-
-    cls = LSTMRegressor if task == "regression" else LSTMClassifier
-    return cls(net=narrow(config.model, NetSpec), train=narrow(config.train, TrainSettings),
-               device=config.train.device, random_state=seed, warm_start=config.train.warm_start, family=family)
 
 
 def _rows_needed(config: RunConfig, warmup: int) -> tuple[int, str]:

@@ -36,6 +36,8 @@ RUN_FILES = ("config.toml", "manifest.json", "predictions.parquet", "positions.p
 #: run's report has no regime section
 OPTIONAL_FILES = ("comparisons.json", "regimes.parquet")
 _FRAMES = ("predictions", "positions", "returns", "folds", "costs", "trades")
+#: written only by a run with ``split.scheme = "cpcv"``: ``cpcv.json`` and these frames
+CPCV_FRAMES = ("cpcv_returns", "cpcv_predictions")
 
 #: what ``write_atomic`` writes: text (UTF-8), bytes, or a function that writes the file at the path it is given
 Content = str | bytes | Callable[[Path], None]
@@ -53,6 +55,9 @@ class RunResult:
     level (``backtest.portfolio.cost_sweep``). ``trades``: one row per trade and strategy.
     ``comparisons``: head-to-head pairs, SPA and MCS (``backtest.headtohead.run_comparisons``).
     ``regimes``: each strategy's figures per market regime (``backtest.regimes.regime_table``).
+    ``cpcv``: with ``split.scheme = "cpcv"``, the CPCV summary (``backtest.cpcv_paths.score_cpcv``),
+    ``cpcv_returns`` every strategy's daily returns per path and ``cpcv_predictions`` every split's
+    predictions (``fold`` = the split); empty otherwise.
     """
 
     config: RunConfig
@@ -66,6 +71,9 @@ class RunResult:
     manifest: dict[str, Any] = field(default_factory=dict)
     comparisons: dict[str, Any] = field(default_factory=dict)
     regimes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cpcv: dict[str, Any] = field(default_factory=dict)
+    cpcv_returns: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cpcv_predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # --------------------------------------------------------------------------- the one atomic writer
@@ -203,6 +211,10 @@ def save_run(result: RunResult, out_dir: str | Path, pages: Mapping[str, str] | 
         write_parquet(tmp / "returns.parquet", result.returns.rename_axis("date"), index=None)
         for name in ("folds", "costs", "trades"):
             write_parquet(tmp / f"{name}.parquet", getattr(result, name))
+        if result.cpcv:
+            write_json(tmp / "cpcv.json", result.cpcv)
+            for name in CPCV_FRAMES:
+                write_parquet(tmp / f"{name}.parquet", getattr(result, name))
         for name, text in (pages or {}).items():
             write_atomic(tmp / name, text)
     return Path(out_dir)
@@ -234,7 +246,15 @@ def load_run(run_dir: str | Path) -> RunResult:
                      manifest=read_json(run_dir / "manifest.json"),
                      comparisons=_load_comparisons(run_dir / "comparisons.json", frames, config),
                      regimes=read_parquet(run_dir / "regimes.parquet") if (run_dir / "regimes.parquet").exists()
-                     else pd.DataFrame())
+                     else pd.DataFrame(), **_load_cpcv(run_dir))
+
+
+def _load_cpcv(run_dir: Path) -> dict[str, Any]:
+    """``cpcv``, ``cpcv_returns`` and ``cpcv_predictions`` of a CPCV run; nothing for another run."""
+    if not (run_dir / "cpcv.json").exists():
+        return {}
+    return {"cpcv": read_json(run_dir / "cpcv.json"),
+            **{name: read_parquet(run_dir / f"{name}.parquet") for name in CPCV_FRAMES}}
 
 
 def _load_comparisons(path: Path, frames: dict[str, pd.DataFrame], config: RunConfig) -> dict[str, Any]:

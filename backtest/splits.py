@@ -27,16 +27,25 @@ SCHEMES = ("expanding", "rolling")
 DEFAULT_SCHEME = "expanding"
 DEFAULT_VAL_FRACTION = 0.2
 DEFAULT_EMBARGO = 0
+#: defaults of ``split.groups`` and ``split.test_groups`` under ``split.scheme = "cpcv"``
+#: (``backtest.combinatorial``): 15 splits that assemble into 5 paths
+DEFAULT_GROUPS = 6
+DEFAULT_TEST_GROUPS = 2
 
 
 @dataclass(frozen=True)
 class Fold:
-    """One retrain: positions to fit on, to validate on, and to predict out of sample."""
+    """One retrain: positions to fit on, to validate on, and to predict out of sample.
+
+    ``usable``: the positions a refit (``train.refit``) trains on; None means every position
+    from the first fitted to the last validation sample (the walk-forward's window).
+    """
 
     index: int
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    usable: np.ndarray | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,6 +20,7 @@ from lstmbt.backtest.regimes import MIN_DAYS as REGIME_MIN_DAYS, REGIME_KINDS
 from lstmbt.backtest.scoring import BENCHMARK
 from lstmbt.models.key import keys_from_frame
 from lstmbt.reports import scorecard, sections, tables
+from lstmbt.reports.cpcv import cpcv_block
 from lstmbt.reports.embed import pack_figures, plotly_bundle
 from lstmbt.reports.tables import format_metric
 
@@ -82,8 +83,12 @@ METRIC_HELP = {
     "roc_auc": "probability a random up day gets a higher p_up than a random down day (0.5 = no skill)",
     "log_loss": "cross-entropy of p_up in nats (0.693 = coin flip)",
     "brier": "mean squared error of p_up (0.25 = coin flip)",
+    "cpcv_sharpe_median": "median over the CPCV paths of the Sharpe ratio (see the CPCV section)",
+    "cpcv_sharpe_p05": "5th percentile of the Sharpe ratio over the CPCV paths",
+    "cpcv_sharpe_p95": "95th percentile of the Sharpe ratio over the CPCV paths",
+    "cpcv_beats_bh_share": "share of the CPCV paths on which the Sharpe ratio is above buy-and-hold's on the same days",
 }
-SECTIONS = ("summary", "head-to-head", "regimes", "performance", "predictions", "folds", "costs", "trades",
+SECTIONS = ("summary", "head-to-head", "regimes", "performance", "predictions", "folds", "cpcv", "costs", "trades",
             "details", "run")
 
 
@@ -115,7 +120,7 @@ def render_report(result: Any) -> str:
         regimes=regimes, regime_min_days=REGIME_MIN_DAYS, carry_text=carry_text(result.config.backtest),
         refit=result.config.train.refit,
         figure_ids=list(figures), plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
-        fold_columns=fold_columns, folds=fold_rows,
+        fold_columns=fold_columns, folds=fold_rows, cpcv=cpcv_block(getattr(result, "cpcv", {}), models),
         cost_strategies=cost_strategies, cost_returns=cost_returns, cost_sharpe=cost_sharpe,
         trade_summary=_trade_summary(metrics, strategies), trade_columns=trade_columns, trades=trade_rows,
         n_trades_total=len(result.trades),
@@ -155,7 +160,8 @@ def shown_sections(result: Any, has_regimes: bool) -> list[str]:
     predictions, folds, costs, trades, head-to-head pairs or regimes leaves those out."""
     present = {"head-to-head": bool(result.comparisons.get("pairs")), "regimes": has_regimes,
                "predictions": len(result.predictions) > 0, "folds": len(result.folds) > 0,
-               "costs": len(result.costs) > 0, "trades": len(result.trades) > 0}
+               "costs": len(result.costs) > 0, "trades": len(result.trades) > 0,
+               "cpcv": bool(getattr(result, "cpcv", {}))}
     return [s for s in SECTIONS if present.get(s, True)]
 
 

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 
 from lstmbt.backtest import metrics as m
 from lstmbt.models.key import keys_from_frame
+from lstmbt.reports.cpcv import cpcv_figure
 from lstmbt.strategies import predicted_log_return
 
 BENCHMARK = "buy_and_hold"
@@ -317,6 +318,8 @@ def report_figures(result: Any) -> dict[str, go.Figure]:
         figures["pred-rolling-hit"] = rolling_hit_figure(next(iter(frames.values()))["date"], calls, real_up)
     if "hit_rate" in result.folds.columns:
         figures["folds-hit-rate"] = fold_hit_figure(result.folds)
+    if getattr(result, "cpcv", {}):
+        figures["cpcv-sharpe"] = cpcv_figure(result.cpcv)
     if len(result.costs):
         figures["costs-by-fee"] = cost_figure(result.costs)
     return figures

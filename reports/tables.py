@@ -21,10 +21,10 @@ import pandas as pd
 PERCENT = {"total_return", "cagr", "ann_volatility", "max_drawdown", "exposure", "hit_rate", "fees_paid",
            "slippage_paid", "accuracy", "precision", "recall", "f1", "win_rate", "strategy_return",
            "buy_and_hold_return", "base_rate", "alpha", "exposure_matched_bh_cagr", "bh_cagr", "bh_total_return",
-           "agreement", "return", "prob_oos_loss"}
+           "agreement", "return", "prob_oos_loss", "cpcv_beats_bh_share"}
 RATIO = {"sharpe", "sortino", "calmar", "psr", "information_ratio", "beta", "sharpe_diff", "bh_sharpe",
          "sharpe_minus_bh", "verdict_ci_low", "verdict_ci_high", "turnover", "avg_holding_days", "avg_holdings",
-         "fit_seconds"}
+         "fit_seconds", "cpcv_sharpe_median", "cpcv_sharpe_p05", "cpcv_sharpe_p95"}
 ERRORS = {"rmse", "mae", "log_loss", "brier", "best_val_loss", "roc_auc", "persistence_rmse", "persistence_mae"}
 ERROR_PERCENT = {"mape", "persistence_mape"}
 TEXT = {"verdict"}

@@ -32,7 +32,8 @@ def run(
         help="Continue an interrupted run from its last saved fold: pass its run directory (its --out); "
              "it keeps its own config.")] = None,
     executor: Annotated[str, typer.Option(
-        help="Where the tickers of a universe run: local (a process pool on this machine) or ray.")] = "local",
+        help="Where the tickers of a universe run (local: a process pool on this machine), or the CPCV splits of "
+             "split.scheme = cpcv (local: side by side in this process); or ray.")] = "local",
     address: Annotated[Optional[str], typer.Option(
         help="Ray cluster for --executor ray: auto or ray://HEAD:10001 (default: start Ray on this machine).")] = None,
 ) -> None:
@@ -61,7 +62,8 @@ def run(
     # finished folds are kept in <out.parent>/.<out.name>.partial/ (locked while this runs) until the run is saved
     try:
         with saved_work_noted(), claim_run(out_dir, cfg, resumed) as partial, progress_bars() as progress:
-            result = run_pipeline(cfg, progress=progress, checkpoint=partial / "folds", threads=torch_threads())
+            result = run_pipeline(cfg, progress=progress, checkpoint=partial / "folds", threads=torch_threads(),
+                                  executor=cpcv_executor(cfg, executor, address))
             progress("report", 0, 1)
             saved = save_run(result, out_dir, pages=run_pages(result))
             discard_partial(partial)
@@ -72,6 +74,15 @@ def run(
         raise typer.Exit(130) from None
     print_outcome(result.metrics, result.manifest, saved / "report.html", result.comparisons,
                    models=keys_from_frame(result.predictions))
+
+
+def cpcv_executor(cfg: Any, executor: str, address: Optional[str]) -> Any:
+    """The Ray executor that fits the CPCV splits with ``--executor ray``; None fits them in this process."""
+    if executor != "ray" or not cfg.split.cpcv:
+        return None
+    from lstmbt.backtest.campaign.executors import make_executor  # loads Ray on use only
+
+    return make_executor(executor, address=address)
 
 
 def report(

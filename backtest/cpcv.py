@@ -1,0 +1,153 @@
+"""Combinatorial purged cross-validation in a run (``split.scheme = "cpcv"``): every model of the
+primary horizon trained on each CPCV split (``backtest.combinatorial``), the splits assembled into
+backtest paths, and each path backtested through the run's own positions and portfolio code.
+
+Training: a split starts from fresh weights (warm starts do not carry across splits, which are not
+in time order), seeded with ``train.seed`` (each seed of ``train.seeds`` for an ensemble, whose
+mean is taken per split as in the walk-forward). The fits are independent jobs: side by side on
+the run's thread slots (one torch thread each), or as Ray tasks when the caller hands an executor
+(``backtest.campaign.executors``), with identical results.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.design import Design, estimator_for, feature_warmup, target_anchor, training_weights
+from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.splits import Fold
+from lstmbt.backtest.walkforward import SampleGrid, combine_seeds, walk_forward_predict
+from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns
+from lstmbt.models.plugins import PluginError
+from lstmbt.models.specs import NETWORK_FAMILIES
+from lstmbt.models.threads import ThreadGovernor, run_side_by_side
+
+#: progress(stage, done, total), as ``backtest.pipeline.Progress``
+Progress = Callable[[str, int, int], None]
+
+
+def cpcv_splitter(design: Design, config: RunConfig):
+    """The run's ``CombinatorialPurgedSplit``: purged by the primary horizon, embargoed by at least
+    the lookback plus the feature warm-up (the bars a sample's inputs read)."""
+    reach = config.model.lookback - 1 + feature_warmup(config)
+    return config.split.cpcv_splitter(config.target.horizon, reach)
+
+
+def cpcv_folds(design: Design, config: RunConfig) -> list[Fold]:
+    """Every CPCV split of the run's samples; a split too small to fit on is a one-line ConfigError."""
+    try:
+        return cpcv_splitter(design, config).split(design.grid.n)
+    except ValueError as exc:
+        raise ConfigError(f"split.scheme = 'cpcv': {exc}") from None
+
+
+@dataclass(frozen=True)
+class SplitJob:
+    """One model, seed and split: everything its fit needs, so it pickles to a Ray worker."""
+
+    key: ModelKey
+    seed: int | None
+    fold: Fold
+    config: RunConfig
+    features: pd.DataFrame
+    target: pd.Series
+    grid: SampleGrid
+    weight: pd.Series | None
+    anchor: pd.Series | None
+
+
+def fit_split(job: SplitJob) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The predictions and fold-log row of one job (``walk_forward_predict`` on its one split)."""
+    try:
+        return walk_forward_predict(estimator_for(job.key, job.config, job.seed), job.features, job.target,
+                                    job.grid, [job.fold], train_weight=job.weight, target_anchor=job.anchor)
+    except PluginError as exc:  # a user's model broke the protocol: one line, exit 2
+        raise ConfigError(str(exc)) from None
+
+
+def split_jobs(design: Design, config: RunConfig, plan: list[ModelKey]) -> list[SplitJob]:
+    """One job per model of ``plan``, seed (networks: every seed of ``train.seeds``) and CPCV split."""
+    cold = config.with_values({"train.warm_start": False})
+    folds = cpcv_folds(design, config)
+    jobs = []
+    for key in plan:
+        target = design.targets[key.task]
+        weight, anchor = training_weights(design, key.task, key.horizon, config), target_anchor(design, key.task, config)
+        for seed in config.train.members if key.family in NETWORK_FAMILIES else (None,):
+            jobs += [SplitJob(key=key, seed=seed, fold=fold, config=cold, features=design.features, target=target,
+                              grid=design.grid, weight=weight, anchor=anchor) for fold in folds]
+    return jobs
+
+
+def predict_cpcv(design: Design, config: RunConfig, plan: list[ModelKey], report: Progress | None = None,
+                 governor: ThreadGovernor | None = None, executor: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """Every model's out-of-sample predictions on every split, the split log, and the wall seconds.
+
+    ``plan``: the models (the run's primary-horizon keys). ``executor``: None runs the jobs side by
+    side on ``governor``'s slots; else its ``map(fn, items, on_done)`` runs them (a Ray executor).
+    Predictions have the run's layout with ``fold`` = the split; a day appears once per split that
+    tests it. Seeds of an ensemble are averaged per split (``combine_seeds``).
+    """
+    jobs = split_jobs(design, config, plan)
+    report = report or (lambda stage, done, total: None)
+    counter = _Count(report, len(jobs))
+    started = time.perf_counter()
+    if executor is None:
+        results = run_side_by_side([lambda job=job: counter.after(fit_split(job)) for job in jobs], governor)
+    else:
+        results = executor.map(fit_split, jobs, on_done=lambda index, result: counter.after(result))
+    seconds = time.perf_counter() - started
+    frames, logs = [], []
+    for key in plan:
+        mine = [(job, result) for job, result in zip(jobs, results) if job.key == key]
+        for split in sorted({job.fold.index for job, _ in mine}):
+            preds, log = combine_seeds({job.seed: result for job, result in mine if job.fold.index == split})
+            frames.append(insert_key_columns(preds, key, 1))
+            logs.append(insert_key_columns(log, key, 0, FOLD_KEY_COLUMNS))
+    predictions = pd.concat(frames, ignore_index=True)
+    predictions["close"] = design.prices["Close"].reindex(predictions["date"]).to_numpy()
+    return predictions, pd.concat(logs, ignore_index=True), seconds
+
+
+class _Count:
+    """Progress over the jobs, fed from the threads (or the executor's callback) that finish them."""
+
+    def __init__(self, report: Progress, total: int) -> None:
+        import threading
+
+        self.report, self.total, self.done, self._lock = report, total, 0, threading.Lock()
+        report("cpcv", 0, total)
+
+    def after(self, result: Any) -> Any:
+        with self._lock:
+            self.done += 1
+            self.report("cpcv", self.done, self.total)
+        return result
+
+
+def path_predictions(predictions: pd.DataFrame, path: list[int], blocks: list[np.ndarray],
+                     dates: pd.DatetimeIndex) -> pd.DataFrame:
+    """One path's predictions: for each block g, the rows of split ``path[g]`` dated in block g."""
+    parts = []
+    for g, split in enumerate(path):
+        days = dates[blocks[g]]
+        rows = predictions[(predictions["fold"] == split) & predictions["date"].isin(days)]
+        parts.append(rows)
+    return pd.concat(parts).sort_values(["date"], kind="stable").reset_index(drop=True)
+
+
+def path_majority(direction: pd.Series, grid: SampleGrid, folds: list[Fold], path: list[int],
+                  blocks: list[np.ndarray]) -> pd.Series:
+    """The majority baseline's p_up on one path: per block, the share of up labels its split trained on."""
+    parts = []
+    for g, split in enumerate(path):
+        seen = np.concatenate([folds[split].train, folds[split].val])  # as the walk-forward's majority
+        share = float(np.mean(direction.reindex(grid.dates[seen]).to_numpy() > 0))
+        parts.append(pd.Series(share, index=grid.dates[blocks[g]]))
+    return pd.concat(parts)

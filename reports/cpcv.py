@@ -1,0 +1,93 @@
+"""The report's CPCV section: the distribution of each strategy's figures over the paths, the
+share of paths that beat buy-and-hold, the verdict on the path-averaged returns, and the PBO.
+Everything is read from the run's ``cpcv.json``; nothing is computed here but formatting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lstmbt.backtest.relative import VERDICT_WORDS
+from lstmbt.backtest.scoring import BENCHMARK
+from lstmbt.reports.tables import DASH, format_metric
+
+#: the table's columns: header and what it means
+COLUMNS = (("strategy", "the strategy, on every path"),
+           ("Sharpe median", "median over the paths of the annualised Sharpe ratio"),
+           ("Sharpe 5-95%", "5th and 95th percentiles of the path Sharpe ratios"),
+           ("return median", "median over the paths of the total net return"),
+           ("return 5-95%", "5th and 95th percentiles of the path total returns"),
+           ("hit rate median", "median over the paths of the hit rate (range below)"),
+           ("beats B&H", "paths on which the Sharpe ratio is above buy-and-hold's on the same days"),
+           ("path-mean verdict", "the family-wise verdict on the returns averaged over the paths"))
+
+
+def cpcv_block(cpcv: dict[str, Any], models: list[str]) -> dict[str, Any] | None:
+    """What the template shows of ``cpcv`` (``RunResult.cpcv``), or None for a run without CPCV."""
+    if not cpcv:
+        return None
+    settings, summary = cpcv["settings"], cpcv["summary"]
+    return {"settings": settings, "columns": COLUMNS, "rows": [_row(name, summary[name], cpcv, name in models)
+                                                                for name in summary],
+            "lines": [skill_sentence(name, summary[name], cpcv.get("verdicts", {}).get(name, {}), settings)
+                      for name in models if name in summary],
+            "pbo": pbo_sentence(cpcv.get("pbo", {})), "timings": cpcv.get("timings_s", {})}
+
+
+def _row(name: str, s: dict[str, Any], cpcv: dict[str, Any], is_model: bool) -> dict[str, Any]:
+    paths = int(s.get("cpcv_paths", 0))
+    verdict = cpcv.get("verdicts", {}).get(name, {})
+    words = VERDICT_WORDS.get(verdict.get("verdict") or "", DASH) if is_model else DASH
+    beats = DASH if name == BENCHMARK else f"{round(s['cpcv_beats_bh_share'] * paths)} of {paths}"
+    return {"name": name, "cells": [
+        name,
+        format_metric("sharpe", s.get("cpcv_sharpe_median")),
+        _span("sharpe", s.get("cpcv_sharpe_p05"), s.get("cpcv_sharpe_p95")),
+        format_metric("total_return", s.get("cpcv_total_return_median")),
+        _span("total_return", s.get("cpcv_total_return_p05"), s.get("cpcv_total_return_p95")),
+        format_metric("hit_rate", s.get("cpcv_hit_rate_median"))
+        + f" ({_span('hit_rate', s.get('cpcv_hit_rate_min'), s.get('cpcv_hit_rate_max'))})",
+        beats, words]}
+
+
+def _span(kind: str, low: Any, high: Any) -> str:
+    return f"{format_metric(kind, low)} to {format_metric(kind, high)}"
+
+
+def skill_sentence(name: str, s: dict[str, Any], verdict: dict[str, Any], settings: dict[str, Any]) -> str:
+    """One line per model: how many paths beat buy-and-hold, and whether the path-averaged returns
+    show evidence of skill (their family-wise Sharpe-difference interval lies above 0)."""
+    paths = int(s.get("cpcv_paths", 0))
+    beats = round(s.get("cpcv_beats_bh_share", 0.0) * paths)
+    spread = (f"path Sharpe median {format_metric('sharpe', s.get('cpcv_sharpe_median'))}, "
+              f"5-95% {_span('sharpe', s.get('cpcv_sharpe_p05'), s.get('cpcv_sharpe_p95'))}")
+    interval = _span("sharpe", verdict.get("verdict_ci_low"), verdict.get("verdict_ci_high"))
+    if verdict.get("verdict") == "beats":
+        return (f"{name}: beats buy-and-hold on {beats} of {paths} paths ({spread}); the path-averaged returns beat "
+                f"it at the family-wise level (Sharpe difference {interval}).")
+    worse = " and are significantly worse" if verdict.get("verdict") == "worse" else ""
+    return (f"{name}: no evidence of skill across the paths. It beats buy-and-hold on {beats} of {paths} paths "
+            f"({spread}); the path-averaged returns do not beat it{worse} (Sharpe difference {interval}).")
+
+
+def pbo_sentence(pbo: dict[str, Any]) -> str:
+    """The PBO over the strategies, per path, in one line."""
+    if not pbo.get("per_path"):
+        return "PBO not computed: too few strategies or days."
+    return (f"PBO over the {len(pbo.get('strategies', []))} strategies (CSCV with {pbo['n_blocks']} blocks on each "
+            f"path): median {pbo['median']:.2f}, range {pbo['min']:.2f} to {pbo['max']:.2f}. Above 0.5, the best "
+            "strategy in one half of the days is more often than not at or below the median in the other half.")
+
+
+def cpcv_figure(cpcv: dict[str, Any]) -> Any:
+    """Each strategy's path Sharpe ratios, one point per path, with buy-and-hold's as a line."""
+    import plotly.graph_objects as go  # loads plotly: only when a report is drawn
+
+    fig = go.Figure()
+    for name, values in cpcv["paths"].items():
+        fig.add_trace(go.Box(y=values["sharpe"], name=name, boxpoints="all", jitter=0.3, pointpos=0))
+    bench = cpcv["summary"].get(BENCHMARK, {}).get("cpcv_sharpe_median")
+    if bench is not None:
+        fig.add_hline(y=bench, line_dash="dot", annotation_text="buy-and-hold")
+    fig.update_layout(title="Sharpe ratio on each CPCV path", yaxis_title="annualised Sharpe", showlegend=False,
+                      height=360, margin={"l": 50, "r": 20, "t": 40, "b": 40})
+    return fig
