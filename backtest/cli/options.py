@@ -133,9 +133,11 @@ def torch_threads() -> int | None:
 
 
 def print_outcome(metrics: dict[str, dict[str, Any]], manifest: dict[str, Any], report: Path,
-                   comparisons: dict[str, Any] | None = None, models: Collection[str] = ()) -> None:
+                   comparisons: dict[str, Any] | None = None, models: Collection[str] = (),
+                   cpcv: dict[str, Any] | None = None) -> None:
     """What a finished run prints: the scorecard, what survives testing every model at once and the
-    head-to-head pairs (as the report's summary says them), the warnings as notes, the report path last.
+    head-to-head pairs (as the report's summary says them), the CPCV lines of a CPCV run, the
+    warnings as notes, the report path last.
     ``models``: the model strategies (the names of the run's model keys); the others are baselines."""
     from lstmbt.reports.scorecard import family_sentences, pair_sentence  # loads numpy: on use, not at --help
 
@@ -144,6 +146,12 @@ def print_outcome(metrics: dict[str, dict[str, Any]], manifest: dict[str, Any], 
     if comparisons:
         for line in family_sentences(metrics, models, comparisons) + [pair_sentence(p) for p in comparisons["pairs"]]:
             typer.echo(line)
+    if cpcv:
+        from lstmbt.reports.cpcv import cpcv_block  # loads numpy: on use, not at --help
+
+        block = cpcv_block(cpcv, models)
+        for line in block["lines"] + [block["pbo"]]:
+            typer.echo(f"CPCV ({cpcv['settings']['paths']} paths): {line}")
     for note in manifest.get("warnings", []):
         typer.echo(f"note: {note}")
     typer.echo(f"report: {report.resolve()}")
