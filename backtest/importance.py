@@ -42,7 +42,7 @@ from lstmbt.backtest.metrics import hit_rate
 from lstmbt.backtest.pipeline import (Design, Progress, estimator_for, load_checked, make_design, target_anchor,
                                       training_weights)
 from lstmbt.backtest.scoring import model_plan
-from lstmbt.backtest.walkforward import scaled_matrix, walk_forward_predict
+from lstmbt.backtest.walkforward import refit_positions, scaled_matrix, walk_forward_predict
 from lstmbt.models.features import GROUPS, make_features
 from lstmbt.models.targets import price_to_relative, relative_to_price
 from lstmbt.models.threads import torch_threads
@@ -273,7 +273,7 @@ def fitted_folds(estimator: Any, design: Design, task: str,
         val = _samples(windows, y, grid, fold.val) if len(fold.val) else ()
         model.fit(*_samples(windows, y, grid, fold.train), *val, **_weight(w, grid, fold.train))
         if len(fold.val) and getattr(model, "refits", False):  # as walk_forward_predict refits
-            usable = np.arange(fold.train[0], fold.val[-1] + 1)  # fit, purge gap, validation tail
+            usable = refit_positions(fold)  # fit, purge gap, validation tail (or the split's own)
             model.refit_full(*_samples(windows, y, grid, usable), **_weight(w, grid, usable))
         yield fold, model, matrix
 

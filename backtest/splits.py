@@ -37,8 +37,15 @@ DEFAULT_TEST_GROUPS = 2
 class Fold:
     """One retrain: positions to fit on, to validate on, and to predict out of sample.
 
-    ``usable``: the positions a refit (``train.refit``) trains on; None means every position
-    from the first fitted to the last validation sample (the walk-forward's window).
+    Each is a sorted array of unique sample positions: one contiguous range in a walk-forward
+    fold, possibly several (with gaps between them) in other schemes such as combinatorial
+    purged CV, whose training positions may also lie after its test positions.
+
+    ``usable``: the positions a refit (``train.refit``, ``refit_full``) trains on once ``fit``
+    has chosen its epochs on ``val``. None (every walk-forward fold) means the whole window from
+    the first fit position to the last validation position, ``arange(train[0], val[-1] + 1)``:
+    the fit samples, the purge gap after them and the validation tail. A scheme whose window has
+    gaps passes its own (sorted, unique, every label realised before it is used).
     """
 
     index: int

@@ -67,17 +67,27 @@ def walk_forward_predict(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit a clone of ``estimator`` per fold and predict that fold's test block.
 
+    A fold's ``train``, ``val`` and ``test`` positions are sorted, unique sample positions: one
+    contiguous range each in a walk-forward fold (their windows are then views), or several
+    runs with gaps between them, as in combinatorial purged CV (their windows are gathered).
+    The test block is predicted one contiguous run at a time, as a walk-forward block is, so a
+    sequence-mode prediction never reads across a gap; the rows come back in position order.
+
     An estimator with ``warm_start=True`` is cloned once and refitted fold after fold, so each
     fold starts from the weights of the previous one (trained on data before its own test block).
+    Its folds must therefore run forward in time (each fold's training positions before its test
+    positions, test blocks in increasing order); other folds are a ValueError, so fit e.g.
+    combinatorial purged CV folds with ``warm_start=False``.
 
     Features are standardised per fold with the mean and standard deviation of the training
     window's rows (fit and validation samples), so nothing after the retrain date shapes them.
 
     An estimator whose ``refits`` is true (``train.refit``) is, after ``fit`` has picked its
     epochs on the validation tail, trained again by ``refit_full`` on every usable sample of the
-    window: the fit samples, the purge gap after them and the validation tail, whose last label
-    is realised before the test block as the split's purge requires. The feature scaling stays
-    the one above (fit and validation rows). A fold without a validation tail is not refitted.
+    window (``refit_positions``): ``fold.usable`` when the split sets it, else the fit samples,
+    the purge gap after them and the validation tail, whose last label is realised before the
+    test block as the split's purge requires. The feature scaling stays the one above (fit and
+    validation rows). A fold without a validation tail is not refitted.
 
     ``train_weight``: optional per-row training weights on ``target``'s index (e.g.
     ``models.targets.dead_zone_weights``). Each fold's training samples pass theirs to
@@ -110,6 +120,7 @@ def walk_forward_predict(
     y = y_true if anchor is None else price_to_relative(y_true, anchor)  # what the estimator fits
     weights = _weight_values(train_weight, target)
     warm = bool(getattr(estimator, "warm_start", False))
+    _check_folds(folds, grid, warm, type(estimator).__name__)
     store, parts, log, model = _open_store(checkpoint_dir, estimator, warm), [], [], None
     if store is not None:
         parts, log = store.read_done([_fold_span(fold, grid) for fold in folds])
@@ -124,12 +135,11 @@ def walk_forward_predict(
         started = time.perf_counter()
         windows = sliding_windows(_standardize(values, grid.rows(np.concatenate([fold.train, fold.val]))),
                                   grid.lookback)
-        model.fit(*_take(windows, y, grid, fold, fold.train),
-                  *(_take(windows, y, grid, fold, fold.val) if len(fold.val) else ()),
+        model.fit(*_take(windows, y, grid, fold.train),
+                  *(_take(windows, y, grid, fold.val) if len(fold.val) else ()),
                   **_fold_weight(weights, grid, fold))
         refit = _refit(model, windows, y, grid, fold, weights)
-        part = _fold_predictions(model, *_take(windows, y_true, grid, fold, fold.test), grid.dates[fold.test],
-                                 fold.index, None if anchor is None else anchor[grid.rows(fold.test)])
+        part = _fold_predictions(model, windows, y_true, grid, fold, anchor)
         entry = _fold_entry(fold, grid, model, time.perf_counter() - started, refit)
         if store is not None:
             store.save(fold.index, part, entry, model.get_checkpoint() if warm else None)
@@ -150,16 +160,66 @@ def _open_store(checkpoint_dir: str | Path | None, estimator, warm: bool):
     return FoldStore(checkpoint_dir, warm)
 
 
-def _take(windows: np.ndarray, y: np.ndarray, grid: SampleGrid, fold: Fold,
-          positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The windows and labels of one contiguous range of sample positions."""
-    # Fold positions are contiguous ranges, so slices keep the windows a view.
+def _check_folds(folds: list[Fold], grid: SampleGrid, warm: bool, name: str) -> None:
+    """Refuse positions that are unsorted, repeated or off the grid, and a warm start (``name``
+    the estimator's class) over folds that do not run forward in time."""
+    for fold in folds:
+        if not (len(fold.train) and len(fold.test)):
+            raise ValueError(f"fold {fold.index} has no training or no test positions")
+        for part in ("train", "val", "test", "usable"):
+            positions = getattr(fold, part)
+            if positions is not None and len(positions) and not (
+                    (np.diff(positions) > 0).all() and positions[0] >= 0 and positions[-1] < grid.n):
+                raise ValueError(f"fold {fold.index}: {part} positions must be sorted, unique and within "
+                                 f"0..{grid.n - 1} (the sample grid)")
+    if warm:
+        _check_forward(folds, name)
+
+
+def _check_forward(folds: list[Fold], name: str) -> None:
+    """Refuse folds a warm start cannot chain: training after the test block, or test blocks out of order."""
+    for before, fold in zip([None, *folds], folds):
+        trained = max(int(p[-1]) for p in (fold.train, fold.val, fold.usable) if p is not None and len(p))
+        if trained >= fold.test[0] or (before is not None and fold.test[0] <= before.test[-1]):
+            raise ValueError(f"{name} warm-starts (warm_start=True), so every fold continues the weights of the "
+                             "one before and the folds must run forward in time: each fold's training positions "
+                             f"before its test positions, test blocks in increasing order. Fold {fold.index} does "
+                             "not; fit these folds with warm_start=False (as combinatorial purged CV does)")
+
+
+def position_runs(positions: np.ndarray) -> list[np.ndarray]:
+    """Sorted, unique ``positions`` split into their runs of consecutive positions, in order
+    (one run for a walk-forward block; none for no positions)."""
+    positions = np.asarray(positions)
+    if not len(positions):
+        return []
+    return np.split(positions, np.flatnonzero(np.diff(positions) != 1) + 1)
+
+
+def _take(windows: np.ndarray, y: np.ndarray, grid: SampleGrid, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The windows (N, L, F) and labels (N,) of sorted, unique sample ``positions``: views of
+    ``windows`` and ``y`` for one contiguous range, gathered copies for several runs."""
+    positions = np.asarray(positions)
     if len(positions) > 1 and not (np.diff(positions) == 1).all():
-        raise ValueError(f"fold {fold.index} positions are not one contiguous range")
+        rows = grid.rows(positions)  # window i ends on row i + L - 1
+        return windows[rows - grid.lookback + 1], y[rows]
     first = grid.first_row + int(positions[0])
     rows = slice(first, first + len(positions))
     starts = slice(first - grid.lookback + 1, first - grid.lookback + 1 + len(positions))
     return windows[starts], y[rows]
+
+
+def refit_positions(fold: Fold) -> np.ndarray:
+    """The sample positions a refit (``refit_full``) trains on: ``fold.usable`` when set, else the
+    whole window ``arange(train[0], val[-1] + 1)``: the fit samples, the purge gap after them and
+    the validation tail (a fold without validation is not refitted). Positions that would
+    include a test position are a ValueError, not a silent leak."""
+    usable = np.arange(fold.train[0], fold.val[-1] + 1) if fold.usable is None else np.asarray(fold.usable)
+    if np.isin(fold.test, usable).any():
+        how = "its usable positions" if fold.usable is not None else (
+            "its default refit window (first fit to last validation position); set Fold.usable, as a split with gaps must")
+        raise ValueError(f"fold {fold.index}: {how} include test positions, so a refit would train on them")
+    return usable
 
 
 def _refit(model, windows: np.ndarray, y: np.ndarray, grid: SampleGrid, fold: Fold,
@@ -168,9 +228,9 @@ def _refit(model, windows: np.ndarray, y: np.ndarray, grid: SampleGrid, fold: Fo
     validation tail; returns whether it did."""
     if not (len(fold.val) and getattr(model, "refits", False)):
         return False
-    usable = np.arange(fold.train[0], fold.val[-1] + 1)  # fit, the purge gap after it, the validation tail
+    usable = refit_positions(fold)
     extra = {} if weights is None else {"sample_weight": weights[grid.rows(usable)]}
-    model.refit_full(*_take(windows, y, grid, fold, usable), **extra)
+    model.refit_full(*_take(windows, y, grid, usable), **extra)
     return True
 
 
@@ -228,16 +288,21 @@ def _standardize(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return ((values - mean) / std).astype(np.float32)
 
 
-def _fold_predictions(model, x_test, y_test, dates, fold_index, anchor: np.ndarray | None = None) -> pd.DataFrame:
-    """One fold's prediction rows; a regressor fitted relative to ``anchor`` is mapped back to the target's units."""
+def _fold_predictions(model, windows: np.ndarray, y_true: np.ndarray, grid: SampleGrid, fold: Fold,
+                      anchor: np.ndarray | None = None) -> pd.DataFrame:
+    """One fold's prediction rows, in position order. Each contiguous run of test positions is
+    predicted on its own (a sequence-mode chunk never crosses a gap); a regressor fitted relative
+    to ``anchor`` (per feature row) is mapped back to the target's units."""
+    runs = [_take(windows, y_true, grid, run) for run in position_runs(fold.test)]
     if hasattr(model, "predict_proba"):
-        p_up = model.predict_proba(x_test)[:, list(model.classes_).index(1)]
+        p_up = np.concatenate([model.predict_proba(x)[:, list(model.classes_).index(1)] for x, _ in runs])
         y_pred = (p_up > 0.5).astype(np.float64)
     else:
-        y_pred = np.asarray(model.predict(x_test), dtype=np.float64)
-        y_pred = y_pred if anchor is None else relative_to_price(y_pred, anchor)
+        y_pred = np.concatenate([np.asarray(model.predict(x), dtype=np.float64) for x, _ in runs])
+        y_pred = y_pred if anchor is None else relative_to_price(y_pred, anchor[grid.rows(fold.test)])
         p_up = np.full(len(y_pred), np.nan)
-    return pd.DataFrame({"date": dates, "fold": fold_index, "y_true": y_test, "y_pred": y_pred, "p_up": p_up})
+    return pd.DataFrame({"date": grid.dates[fold.test], "fold": fold.index,
+                         "y_true": np.concatenate([y for _, y in runs]), "y_pred": y_pred, "p_up": p_up})
 
 
 def _fold_span(fold: Fold, grid: SampleGrid) -> dict:

@@ -73,7 +73,8 @@ class _LSTMEstimator(BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None, *, sample_weight: np.ndarray | None = None) -> _LSTMEstimator:
-        """Train on windows ``X`` (N, L, F) and labels ``y`` (N,).
+        """Train on windows ``X`` (N, L, F) and labels ``y`` (N,); several runs of consecutive
+        windows (blocks with gaps) are chunked run by run in sequence mode (``models.feed.Feed``).
 
         ``X_val``/``y_val`` drive early stopping and the LR schedule; the weights with the best
         validation loss are kept. Without them the model trains for ``max_epochs``.
@@ -163,7 +164,8 @@ class _LSTMEstimator(BaseEstimator):
         kept the carried weights (``best_epoch_`` -1) trains nothing. The label encoding (the
         regressor's target mean and scale, the classes) stays that of ``fit``. ``X`` should be
         the fit samples, the purge gap after them and the validation tail: one consecutive run
-        of windows, every label realised before the test block. ``sample_weight`` as in ``fit``.
+        of windows (several runs when the split's window has gaps), purged against the test
+        block as the split requires. ``sample_weight`` as in ``fit``.
         Fitted attributes: ``refit_log_``, ``refit_epochs_``, ``refit_n_samples_``.
         """
         check_is_fitted(self, "net_")

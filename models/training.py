@@ -1,9 +1,10 @@
 """The epoch loop: AdamW, an optional linear warm-up, ReduceLROnPlateau, gradient clipping, early stopping
 on validation loss.
 
-Data goes to the device once per fit as one contiguous series; batches are index gathers from
-views of it (windows in ``window`` mode, burn-in + scored chunks in ``sequence`` mode), so the
-hot loop has no per-sample Python and no DataLoader.
+Data goes to the device once per fit (``models.feed.Feed``): consecutive windows as their series,
+windows in several runs (e.g. a combinatorial purged CV training set) as each run's series.
+Batches are index gathers from views of it (windows in ``window`` mode, burn-in + scored chunks
+of one run each in ``sequence`` mode), so the hot loop has no per-sample Python and no DataLoader.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lstmbt.models.specs import EVAL_BATCH, TRAIN_MODES, TrainSettings
+from lstmbt.models.feed import Feed  # also importable from here, where it used to live
+from lstmbt.models.specs import EVAL_BATCH, TrainSettings
 from lstmbt.models.windows import contiguous_series
 
 #: a warm refit must beat the incoming weights by this many standard errors of the paired
@@ -62,88 +64,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class Feed:
-    """One (X, y) set on the device, served in the layout ``mode`` trains on.
-
-    ``window``: units are samples; a batch is (B, L, F) windows and (B,) targets.
-    ``sequence``: units are chunks of ``chunk_len`` consecutive targets; a batch is
-    (B, L - 1 + C, F) inputs, (B, C) targets and a (B, C) mask that drops targets already
-    scored by an earlier chunk (the last chunk is moved back to end at the last target).
-
-    ``weight`` (N,), optional: per-target loss weights, uploaded once and folded into the mask
-    ((B,) in window mode); units whose weights are all zero are listed out of ``active``.
-    """
-
-    def __init__(self, X: np.ndarray, y: np.ndarray, mode: str, chunk_len: int, device: torch.device,
-                 weight: np.ndarray | None = None) -> None:
-        if mode not in TRAIN_MODES:
-            raise ValueError(f"mode must be one of {TRAIN_MODES}, got {mode!r}")
-        n, lookback = len(X), X.shape[1]
-        self.mode, self.lookback, self.n = mode, lookback, n
-        series = contiguous_series(X)
-        targets = _to_device(np.asarray(y), device)
-        weights = None if weight is None else _to_device(weight, device, np.float32)
-        self.active = None
-        if mode == "window":
-            if series is None:
-                self.inputs = _to_device(X, device, np.float32)  # arbitrary windows: one copy
-            else:
-                self.inputs = _to_device(series, device, np.float32).unfold(0, lookback, 1).transpose(1, 2)
-            self.targets, self.mask, self.starts = targets, weights, None
-            if weights is not None:
-                self._find_active()
-            return
-        if series is None:
-            raise ValueError("sequence mode needs consecutive windows (window i = rows i..i+L-1 of one series); "
-                             "use TrainSettings(mode='window') for windows that are not")
-        c = min(chunk_len, n)
-        starts = np.arange(0, n - c + 1, c)
-        if starts[-1] + c < n:
-            starts = np.append(starts, n - c)
-        mask = np.ones((len(starts), c), dtype=np.float32)
-        if len(starts) > 1:
-            overlap = starts[-2] + c - starts[-1]
-            mask[-1, :overlap] = 0.0
-        index = torch.as_tensor(starts, device=device)
-        span = lookback - 1 + c
-        self.inputs = _to_device(series, device, np.float32).unfold(0, span, 1).transpose(1, 2)[index]
-        self.targets = targets.unfold(0, c, 1)[index]
-        self.mask = _to_device(mask, device)
-        self.starts = starts
-        if weights is not None:
-            self.mask = self.mask * weights.unfold(0, c, 1)[index]
-            self._find_active()
-
-    def _find_active(self) -> None:
-        """``active``: a bool (U,) tensor of the units with some positive weight, or None when all have."""
-        positive = self.mask.reshape(self.n_units, -1).sum(dim=1) > 0
-        self.active = None if bool(positive.all()) else positive
-
-    @property
-    def n_units(self) -> int:
-        return len(self.inputs)
-
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        mask = None if self.mask is None else self.mask[idx]
-        return self.inputs[idx], self.targets[idx], mask
-
-    def forward(self, net: nn.Module, xb: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(B, n_out) in window mode; (B, C, n_out) for the scored steps in sequence mode.
-        ``generator`` draws the dropout masks in training."""
-        if self.mode == "window":
-            return net(xb, generator=generator)
-        return net.forward_sequence(xb, skip=self.lookback - 1, generator=generator)
-
-    def scatter(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Chunk outputs (U, C, n_out) back to one row per target (N, n_out)."""
-        if self.mode == "window":
-            return outputs
-        full = outputs.new_empty((self.n, outputs.shape[-1]))
-        for k, start in reversed(list(enumerate(self.starts))):  # earlier chunks (longer context) win
-            full[start : start + outputs.shape[1]] = outputs[k]
-        return full
-
-
 def train_network(
     net: nn.Module,
     loss_fn: ElementLoss,
@@ -161,7 +81,9 @@ def train_network(
     """Train ``net`` in place and leave it holding the best weights seen.
 
     ``train``/``val`` are ``(X, y)`` with X of shape (N, L, F) and y of shape (N,); consecutive
-    windows (as the walk-forward passes them) are uploaded once as their underlying series.
+    windows (as the walk-forward passes them) are uploaded once as their underlying series, and
+    windows in several runs of consecutive windows (a training set with gaps) as each run's
+    series; sequence-mode chunks never span two runs (``models.feed.Feed``).
     ``train_weight`` (N,), optional, non-negative: each training target's loss is multiplied by
     its weight and a batch's loss is divided by its weight sum; weight-0 targets add nothing and
     windows (or chunks) weighing nothing are left out of the batches. Validation stays unweighted.
@@ -347,8 +269,11 @@ def predict_outputs(net: nn.Module, x_all: np.ndarray, device: torch.device,
                     settings: TrainSettings | None = None) -> np.ndarray:
     """Raw network outputs, shape (N, n_outputs), in eval mode.
 
-    In sequence mode consecutive windows are run as chunks, like in training; windows that are
-    not consecutive fall back to one window per sample.
+    In sequence mode consecutive windows are run as chunks, like in training. Windows that are
+    not one run of consecutive windows (several runs, or arbitrary windows) fall back to one
+    window per sample, each read with exactly its L rows of context: a sequence-mode prediction
+    depends on where its chunk starts, so a caller predicting several blocks in sequence mode
+    passes each run on its own, as ``walk_forward_predict`` does with a test set in several runs.
     """
     settings = settings or TrainSettings()
     mode = settings.mode if contiguous_series(x_all) is not None else "window"
@@ -357,10 +282,3 @@ def predict_outputs(net: nn.Module, x_all: np.ndarray, device: torch.device,
     parts = [feed.forward(net, feed.batch(idx)[0]) for idx in
              torch.arange(feed.n_units, device=feed.inputs.device).split(EVAL_BATCH)]
     return feed.scatter(torch.cat(parts, dim=0)).float().cpu().numpy()
-
-
-def _to_device(array: np.ndarray, device: torch.device, dtype: type | None = None) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=dtype))
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor

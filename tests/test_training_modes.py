@@ -93,12 +93,12 @@ def test_sequence_mode_refuses_bidirectional_or_mean_pooling():
         RunConfig.resolve(overrides={"train.mode": "sequence", "model.bidirectional": True})
 
 
-def test_sequence_mode_needs_consecutive_windows_but_predicts_any():
+def test_sequence_mode_trains_on_runs_of_windows_and_predicts_any():
     windows = sliding_windows(series(60), 5)
     y = np.random.default_rng(0).normal(size=len(windows)).astype(np.float32)
     est = LSTMRegressor(net=SPEC, train=TrainSettings(mode="sequence", max_epochs=1, chunk_len=8), device="cpu")
-    with pytest.raises(ValueError, match="consecutive windows"):
-        est.fit(windows[::2], y[::2])
+    # every other window: no two consecutive, so each is a run of its own, a chunk of exactly L rows
+    assert est.fit(windows[::2], y[::2]).log_.train_steps == len(windows[::2]) * 5
     est.fit(windows, y)
     assert est.predict(windows[[3, 1, 7]]).shape == (3,)  # arbitrary windows fall back to window mode
     assert est.log_.train_steps == sum(x.shape[0] * x.shape[1] for x in [Feed(windows, y, "sequence", 8, CPU).inputs])
