@@ -216,9 +216,12 @@ def refit_positions(fold: Fold) -> np.ndarray:
     include a test position are a ValueError, not a silent leak."""
     usable = np.arange(fold.train[0], fold.val[-1] + 1) if fold.usable is None else np.asarray(fold.usable)
     if np.isin(fold.test, usable).any():
-        how = "its usable positions" if fold.usable is not None else (
-            "its default refit window (first fit to last validation position); set Fold.usable, as a split with gaps must")
-        raise ValueError(f"fold {fold.index}: {how} include test positions, so a refit would train on them")
+        if fold.usable is not None:
+            raise ValueError(f"fold {fold.index}: its usable positions include test positions, so a refit would "
+                             "train on them")
+        raise ValueError(f"fold {fold.index}: its default refit window (first fit to last validation position) "
+                         "includes test positions, so a refit would train on them; set Fold.usable, as a split "
+                         "with gaps must")
     return usable
 
 
