@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import tomllib
 import types
 import typing
@@ -33,8 +34,9 @@ FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger",
 DEFAULT_FEATURE_GROUPS = ("returns", "ohlc", "volume", "ma", "rsi", "macd", "bollinger", "atr")
 #: ``split.scheme`` values: the walk-forward's, and ``cpcv`` (an expanding walk-forward plus CPCV)
 SPLIT_SCHEMES = SCHEMES + ("cpcv",)
-#: most ``split.groups``: C(groups, groups // 2) splits each train every model once
+#: most ``split.groups``, and most CPCV splits (C(groups, test_groups)), each training every model once
 MAX_GROUPS = 16
+MAX_SPLITS = 210
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,6 +235,11 @@ class SplitConfig:
         if not 1 <= self.test_groups < self.groups:
             raise ConfigError(f"split.test_groups = {self.test_groups} must be at least 1 and below split.groups "
                               f"({self.groups}); 2 of 6 gives 15 splits and 5 paths")
+        splits = math.comb(self.groups, self.test_groups)
+        if self.cpcv and splits > MAX_SPLITS:
+            raise ConfigError(f"split.groups = {self.groups} with split.test_groups = {self.test_groups} makes {splits:,} "
+                              f"CPCV splits, each training every model; at most {MAX_SPLITS} are allowed: lower either "
+                              "(2 of 6 gives 15 splits and 5 paths)")
 
     @property
     def cpcv(self) -> bool:

@@ -137,8 +137,8 @@ def test_cpcv_saves_loads_and_renders(planted_run, tmp_path):
 def test_too_little_data_for_cpcv_is_one_line(tmp_path):
     source = write_csv(tmp_path / "p.csv", planted_prices(700, signal=True))
     config = RunConfig.resolve(flags={**LINEAR_VALUES, "data.source": source, "features.groups": ["volume", "returns"],
-                                      "split.min_train": 300, "split.scheme": "cpcv", "split.groups": 16,
-                                      "split.test_groups": 8, "split.embargo": 30})
+                                      "split.min_train": 300, "split.scheme": "cpcv", "split.groups": 8,
+                                      "split.test_groups": 4, "split.embargo": 90})
     with pytest.raises(ConfigError, match="split.scheme = 'cpcv': .* use fewer groups"):
         run(config)
 

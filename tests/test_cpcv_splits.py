@@ -116,6 +116,8 @@ def test_config_accepts_cpcv_and_refuses_bad_group_counts():
         RunConfig.from_dict({"split": {"scheme": "cpcv", "test_groups": 6}})
     with pytest.raises(ConfigError, match="split.groups"):
         RunConfig.from_dict({"split": {"groups": 2}})
+    with pytest.raises(ConfigError, match="makes 12,870 CPCV splits, each training every model; at most 210"):
+        RunConfig.from_dict({"split": {"scheme": "cpcv", "groups": 16, "test_groups": 8}})
     with pytest.raises(ConfigError, match="did you mean 'cpcv'"):
         RunConfig.from_dict({"split": {"scheme": "cpvc"}})
 
