@@ -60,13 +60,14 @@ def skill_sentence(name: str, s: dict[str, Any], verdict: dict[str, Any], settin
     beats = round(s.get("cpcv_beats_bh_share", 0.0) * paths)
     spread = (f"path Sharpe median {format_metric('sharpe', s.get('cpcv_sharpe_median'))}, "
               f"5-95% {_span('sharpe', s.get('cpcv_sharpe_p05'), s.get('cpcv_sharpe_p95'))}")
-    interval = _span("sharpe", verdict.get("verdict_ci_low"), verdict.get("verdict_ci_high"))
+    interval = (f"[{format_metric('sharpe', verdict.get('verdict_ci_low'))}, "
+                f"{format_metric('sharpe', verdict.get('verdict_ci_high'))}]")
     if verdict.get("verdict") == "beats":
         return (f"{name}: beats buy-and-hold on {beats} of {paths} paths ({spread}); the path-averaged returns beat "
-                f"it at the family-wise level (Sharpe difference {interval}).")
+                f"it at the family-wise level (family-wise Sharpe difference {interval}).")
     worse = " and are significantly worse" if verdict.get("verdict") == "worse" else ""
     return (f"{name}: no evidence of skill across the paths. It beats buy-and-hold on {beats} of {paths} paths "
-            f"({spread}); the path-averaged returns do not beat it{worse} (Sharpe difference {interval}).")
+            f"({spread}); the path-averaged returns do not beat it{worse} (family-wise Sharpe difference {interval}).")
 
 
 def pbo_sentence(pbo: dict[str, Any]) -> str:
