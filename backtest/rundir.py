@@ -35,6 +35,9 @@ RUN_FILES = ("config.toml", "manifest.json", "predictions.parquet", "positions.p
 #: comparisons then; regimes need the close history before the out-of-sample period, so an older
 #: run's report has no regime section
 OPTIONAL_FILES = ("comparisons.json", "regimes.parquet")
+#: written only by a run with a seed ensemble (``train.seeds`` with two or more seeds; ``backtest.seeds``):
+#: each seed's metrics and their spread, and each seed's own predictions in long format
+SEED_FILES = ("seeds.json", "seed_predictions.parquet")
 _FRAMES = ("predictions", "positions", "returns", "folds", "costs", "trades")
 
 #: what ``write_atomic`` writes: text (UTF-8), bytes, or a function that writes the file at the path it is given
@@ -53,6 +56,9 @@ class RunResult:
     level (``backtest.portfolio.cost_sweep``). ``trades``: one row per trade and strategy.
     ``comparisons``: head-to-head pairs, SPA and MCS (``backtest.headtohead.run_comparisons``).
     ``regimes``: each strategy's figures per market regime (``backtest.regimes.regime_table``).
+    ``seeds``: with a seed ensemble, each seed scored as its own run and what the seeds agree on
+    (``backtest.seeds.seed_summary``), else empty. ``seed_predictions``: the ensemble models' own
+    predictions per seed (date, model key, fold, seed, y_true, y_pred, p_up), else empty.
     """
 
     config: RunConfig
@@ -66,6 +72,8 @@ class RunResult:
     manifest: dict[str, Any] = field(default_factory=dict)
     comparisons: dict[str, Any] = field(default_factory=dict)
     regimes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    seeds: dict[str, Any] = field(default_factory=dict)
+    seed_predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # --------------------------------------------------------------------------- the one atomic writer
@@ -187,7 +195,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def save_run(result: RunResult, out_dir: str | Path, pages: Mapping[str, str] | None = None) -> Path:
-    """Write the run directory (RUN_FILES) atomically: into a temporary sibling, then rename.
+    """Write the run directory (RUN_FILES, and SEED_FILES with a seed ensemble) atomically: into a
+    temporary sibling, then rename.
 
     ``pages``: ``{file name: text}`` rendered by the caller, e.g. ``{"report.html": render_report(result)}``
     (``lstmbt.reports.run_pages``); a run saved without its report still loads.
@@ -203,6 +212,9 @@ def save_run(result: RunResult, out_dir: str | Path, pages: Mapping[str, str] | 
         write_parquet(tmp / "returns.parquet", result.returns.rename_axis("date"), index=None)
         for name in ("folds", "costs", "trades"):
             write_parquet(tmp / f"{name}.parquet", getattr(result, name))
+        if result.seeds:  # SEED_FILES: only a run with a seed ensemble has them
+            write_json(tmp / "seeds.json", result.seeds)
+            write_parquet(tmp / "seed_predictions.parquet", result.seed_predictions)
         for name, text in (pages or {}).items():
             write_atomic(tmp / name, text)
     return Path(out_dir)
@@ -212,7 +224,8 @@ def load_run(run_dir: str | Path) -> RunResult:
     """Read a run directory written by ``save_run``.
 
     A missing, truncated or misshapen file is refused with one ``DataError`` line naming it. A run
-    of an earlier version without ``comparisons.json`` gets its comparisons recomputed from its frames.
+    of an earlier version without ``comparisons.json`` gets its comparisons recomputed from its frames;
+    a run without ``SEED_FILES`` (one seed, or an earlier version) loads with empty seed fields.
     """
     run_dir = Path(run_dir)
     missing = [name for name in RUN_FILES[:-1] if name not in OPTIONAL_FILES and not (run_dir / name).is_file()]
@@ -234,7 +247,18 @@ def load_run(run_dir: str | Path) -> RunResult:
                      manifest=read_json(run_dir / "manifest.json"),
                      comparisons=_load_comparisons(run_dir / "comparisons.json", frames, config),
                      regimes=read_parquet(run_dir / "regimes.parquet") if (run_dir / "regimes.parquet").exists()
-                     else pd.DataFrame())
+                     else pd.DataFrame(), **_load_seeds(run_dir))
+
+
+def _load_seeds(run_dir: Path) -> dict[str, Any]:
+    """``seeds`` and ``seed_predictions`` from SEED_FILES; empty when the run has none."""
+    if not (run_dir / "seeds.json").exists():
+        return {}
+    seeds = read_json(run_dir / "seeds.json")
+    if not isinstance(seeds.get("models"), dict) or not isinstance(seeds.get("seeds"), list):
+        raise DamagedFileError(run_dir / "seeds.json", "has an unexpected shape (no \"seeds\" list and \"models\" "
+                                                       "object)")
+    return {"seeds": seeds, "seed_predictions": read_parquet(run_dir / "seed_predictions.parquet")}
 
 
 def _load_comparisons(path: Path, frames: dict[str, pd.DataFrame], config: RunConfig) -> dict[str, Any]:
@@ -249,5 +273,5 @@ def _load_comparisons(path: Path, frames: dict[str, pd.DataFrame], config: RunCo
     return payload
 
 
-__all__ = ["RunResult", "RUN_FILES", "OPTIONAL_FILES", "write_atomic", "write_json", "write_parquet", "json_text",
+__all__ = ["RunResult", "RUN_FILES", "OPTIONAL_FILES", "SEED_FILES", "write_atomic", "write_json", "write_parquet", "json_text",
            "default_run_dir", "staged_dir", "remove_stale_tmp", "pid_alive", "save_run", "load_run"]
