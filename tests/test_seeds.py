@@ -16,7 +16,7 @@ from lstmbt.backtest.deflated import deflated_sharpe_ratio, sharpe_per_period
 from lstmbt.backtest.pipeline import run
 from lstmbt.backtest.readback import DamagedFileError
 from lstmbt.backtest.rundir import RUN_FILES, SEED_FILES, RunResult, json_text, load_run, save_run
-from lstmbt.backtest.seeds import FOLD_FIGURES, SeedScore, seed_summary
+from lstmbt.backtest.seeds import FOLD_FIGURES, SPREAD_METRICS, SeedScore, seed_summary
 from lstmbt.backtest.significance import probabilistic_sharpe_ratio
 from lstmbt.backtest.walkforward import combine_seeds
 from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor
@@ -243,3 +243,41 @@ def test_the_seed_summary_by_hand():
     no_call = seed_summary(scores, {"m": {"verdict": "beats", "hit_rate_pvalue": None}})
     assert no_call["models"]["m"]["hit_rate_skill"] is None
     assert seed_summary({}, {}) == {}
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def test_the_report_shows_every_seed_figure_it_was_given(ensemble_and_singles):
+    from lstmbt.reports import render_report, render_summary
+    from lstmbt.reports.seeds import SPREAD_COLUMNS, spread_cell
+    from lstmbt.reports.tables import format_metric
+    from test_reports import tables
+
+    ensemble, singles = ensemble_and_singles
+    text = render_report(ensemble)
+    found, models = tables(text), ensemble.seeds["models"]
+    assert {key for key, _ in SPREAD_COLUMNS} == set(SPREAD_METRICS)  # every summarised figure has a column
+    card = [row[0] for row in found["scorecard"][1:]]  # name and second line
+    spread_rows = {row[0]: row for row in found["seeds-table"][1:]}
+    for name, entry in models.items():
+        assert f"{name}model, mean of 2 seeds" in card
+        spread_rows[name] = spread_rows.pop(f"{name}mean of 2 seeds")
+        for (key, _), shown in zip(SPREAD_COLUMNS, spread_rows[name][1:]):
+            cell = spread_cell(key, entry["summary"][key])
+            assert shown == cell["text"] + cell["sub"], (name, key)
+        assert spread_rows[name][-3].startswith(f"{entry['verdict']['holds']} of 2")
+        header, *rows = found[f"seed-metrics-{name}"]
+        assert header == ["metric", *(f"seed {s}" for s in SEEDS)]
+        shown = {row[0]: row[1:] for row in rows}
+        for column, seed in enumerate(SEEDS):  # every key of every seed's metrics, formatted as metrics.json's
+            for key, value in entry["metrics"][str(seed)].items():
+                assert shown[key][column] == format_metric(key, value), (name, seed, key)
+        sentence = f"{name} (mean of 2 seeds): the verdict"
+        assert sentence in text and f"holds for {entry['verdict']['holds']} of 2 seeds" in text
+        assert "counting all 2 seeds as trials" in text
+    fold_rows = found["folds-seeds-table"][1:]
+    assert len(fold_rows) == sum(len(entry["folds"]) for entry in models.values())
+    assert "mean of 2 seeds" in render_summary(ensemble)
+    single = render_report(singles[3])  # one seed: no seed tables, no labels
+    assert "seeds-table" not in single and "mean of 2 seeds" not in single
