@@ -131,16 +131,17 @@ def pbo_verdict(pbo: float) -> str:
             "splits; its rank is not an artefact of the search (which says nothing about beating buy-and-hold).")
 
 
-def dsr_verdict(dsr: float, n_trials: int, sharpe_ann: float, sr0_ann: float) -> str:
+def dsr_verdict(dsr: float, n_trials: int, sharpe_ann: float, sr0_ann: float, of: str = "") -> str:
     """One plain sentence on what the deflated Sharpe ratio says about the selected trial.
 
     ``sharpe_ann``/``sr0_ann``: its Sharpe and :func:`expected_max_sharpe`, both annualised.
+    ``of``: what the selected trial is, when not simply the best row (e.g. "the best row's median seed").
     """
     if math.isnan(dsr):
         return "DSR not computed."
     side = "above" if sharpe_ann > sr0_ann else "not above"
-    lead = (f"DSR {dsr:.2f}: the best Sharpe {sharpe_ann:.2f} (annualised) is {side} {sr0_ann:.2f}, what the best of "
-            f"{n_trials} skill-less trials would show by luck alone; ")
+    lead = (f"DSR {dsr:.2f}{f' of {of}' if of else ''}: the best Sharpe {sharpe_ann:.2f} (annualised) is {side} "
+            f"{sr0_ann:.2f}, what the best of {n_trials} skill-less trials would show by luck alone; ")
     if dsr >= 0.95:
         return lead + "that is evidence (95%) of skill that survives the search."
     return lead + f"the probability that its true Sharpe beats that is {dsr:.0%}, not evidence of skill (needs 95%)."
