@@ -112,9 +112,7 @@ def render_report(result: Any) -> str:
         rows=tables.metric_rows(metrics, strategies, METRIC_HELP, models),
         score_columns=scorecard.COLUMNS, score_rows=scorecard.scorecard_rows(metrics, models, labels),
         family_lines=scorecard.family_sentences(metrics, models, comparisons),
-        seed_columns=[header for _, header in seed_text.SPREAD_COLUMNS], seed_rows=seed_text.seed_rows(seeds),
-        seed_lines=seed_text.stability_sentences(seeds, metrics), seed_fold_rows=seed_text.fold_rows(seeds),
-        seed_tables=seed_text.seed_metric_tables(seeds, METRIC_HELP),
+        **_seed_context(seeds, metrics),
         pair_lines=[scorecard.pair_sentence(p) for p in comparisons.get("pairs", [])],
         pairs=sections.pair_rows(comparisons.get("pairs", [])), pair_loss=comparisons.get("loss", ""),
         regimes=regimes, regime_min_days=REGIME_MIN_DAYS, carry_text=carry_text(result.config.backtest),
@@ -128,6 +126,13 @@ def render_report(result: Any) -> str:
         strategy_text=strategy_text(result),
         manifest=manifest, data=manifest.get("data", {}), warnings=manifest.get("warnings", []),
     )
+
+
+def _seed_context(seeds: dict[str, Any], metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The report's seed tables and sentences (``reports.seeds``); all empty without a seed ensemble."""
+    return {"seed_columns": [header for _, header in seed_text.SPREAD_COLUMNS], "seed_rows": seed_text.seed_rows(seeds),
+            "seed_lines": seed_text.stability_sentences(seeds, metrics), "seed_fold_rows": seed_text.fold_rows(seeds),
+            "seed_tables": seed_text.seed_metric_tables(seeds, METRIC_HELP)}
 
 
 def render_summary(result: Any) -> str:
