@@ -30,11 +30,11 @@ from lstmbt.backtest.portfolio import cost_sweep, run_backtest
 from lstmbt.backtest.preflight import check_before_training
 from lstmbt.backtest.regimes import regime_labels, regime_table
 from lstmbt.backtest.rundir import RunResult
-from lstmbt.backtest.seeds import long_seed_predictions, score_seeds, seed_summary
 from lstmbt.backtest.scoring import (
     by_model, collect_metrics, fold_stats, horizon_plan, majority_p_up, make_positions, predicted_up, run_warnings,
     scale_warnings, undecided
 )
+from lstmbt.backtest.seeds import long_seed_predictions, score_seeds, seed_summary
 from lstmbt.backtest.walkforward import combine_seeds, make_sample_grid, walk_forward_predict
 from lstmbt.models.adapters import plugin_estimator
 from lstmbt.models.exog import exog_features, exog_warmup_rows

@@ -273,5 +273,5 @@ def _load_comparisons(path: Path, frames: dict[str, pd.DataFrame], config: RunCo
     return payload
 
 
-__all__ = ["RunResult", "RUN_FILES", "OPTIONAL_FILES", "SEED_FILES", "write_atomic", "write_json", "write_parquet", "json_text",
-           "default_run_dir", "staged_dir", "remove_stale_tmp", "pid_alive", "save_run", "load_run"]
+__all__ = ["RunResult", "RUN_FILES", "OPTIONAL_FILES", "SEED_FILES", "write_atomic", "write_json", "write_parquet",
+           "json_text", "default_run_dir", "staged_dir", "remove_stale_tmp", "pid_alive", "save_run", "load_run"]

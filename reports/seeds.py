@@ -83,7 +83,7 @@ def fold_rows(seeds: dict[str, Any]) -> list[list[dict[str, str]]]:
                      {"text": f"{fold['test_start']} to {fold['test_end']}", "sub": ""}]
             for key in ("hit_rate", "strategy_return"):
                 cell = spread_cell(key, fold[key])
-                by_seed = ", ".join(f"{seed}: {format_metric(key, value)}" for seed, value in fold[key]["by_seed"].items())
+                by_seed = ", ".join(f"{seed}: {format_metric(key, v)}" for seed, v in fold[key]["by_seed"].items())
                 cells.append({"text": f"{cell['text']} ({cell['sub']})" if cell["sub"] else cell["text"],
                               "sub": f"seed {by_seed}"})
             rows.append(cells)
@@ -127,9 +127,10 @@ def _best_sentence(best: dict[str, Any] | None) -> str:
     if not best:
         return ""
     n, dsr = best["n_trials"], best.get("dsr")
+    luck = format_metric("sharpe", best["sr0_ann"])
     text = (f" Its best seed, {best['seed']}, has a Sharpe of {format_metric('sharpe', best['sharpe'])}; counting "
-            f"all {n} seeds as trials (the best of {n} skill-less seeds shows {format_metric('sharpe', best['sr0_ann'])} "
-            f"by luck), its deflated Sharpe ratio is {format_metric('psr', dsr)}")
+            f"all {n} seeds as trials (the best of {n} skill-less seeds shows {luck} by luck), its deflated Sharpe "
+            f"ratio is {format_metric('psr', dsr)}")
     if not _finite(dsr):
         return text + "."
     return text + (", evidence of skill that survives picking the seed." if dsr >= 0.95

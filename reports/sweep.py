@@ -39,7 +39,8 @@ def render_sweep(outcome: Any) -> str:
     return environment().get_template("sweep.html.j2").render(
         title=f"lstmbt sweep - {outcome.out_dir.name}", version=__version__,
         overfit=overfit, facts=_facts(outcome), common=outcome.common, best=_best(summary, outcome.spec.metric),
-        params=params, figure_headers=[h for _, h in FIGURE_COLUMNS], seed_header=f"{metric} over seeds" if seeded else "",
+        params=params, figure_headers=[h for _, h in FIGURE_COLUMNS],
+        seed_header=f"{metric} over seeds" if seeded else "",
         rows=[_table_row(r, params, metric) for r in summary.head(MAX_ROWS).to_dict("records")],
         n_rows=len(summary), max_rows=MAX_ROWS, trials=_training_rows(outcome.trials),
         sweep_toml=outcome.spec.to_toml(), base_toml=outcome.spec.base.to_toml(),

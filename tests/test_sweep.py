@@ -159,7 +159,7 @@ def test_dsr_and_pbo_are_on_the_page_and_match_the_best_row(swept, csv_file):
     assert overfit["pbo_splits"] == math.comb(16, 8)
     summary = _summary(out)
     assert overfit["n_distinct"] == int(summary["duplicate_of"].isna().sum()) < len(summary)  # cutoff-blind rows
-    assert overfit["n_trials"] == overfit["n_distinct"] and overfit["rank_by"] == "ensemble"  # one seed: one trial each
+    assert overfit["n_trials"] == overfit["n_distinct"] and overfit["rank_by"] == "ensemble"  # one trial per row
     assert (summary["n_seeds"] == 1).all() and summary["seed_median"].equals(summary["sharpe"])
     best = summary.iloc[0].to_dict()
     prices = load_prices(RunConfig.resolve(overrides={"data.source": f"csv:{csv_file}"}).data)
