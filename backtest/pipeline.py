@@ -38,6 +38,7 @@ from lstmbt.backtest.scoring import (
     by_model, collect_metrics, fold_stats, horizon_plan, majority_p_up, make_positions, model_plan, predicted_up, run_warnings,
     scale_warnings, undecided
 )
+from lstmbt.backtest.seeds import long_seed_predictions, score_seeds, seed_summary
 from lstmbt.backtest.walkforward import combine_seeds, walk_forward_predict
 from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns, keys_from_frame
 from lstmbt.models.plugins import PluginError
@@ -151,7 +152,7 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
 def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, folds: pd.DataFrame,
            config: RunConfig) -> dict[str, Any]:
     """Positions, the backtest at the configured costs and across fee levels, metrics, fold figures,
-    and the comparisons between strategies."""
+    the comparisons between strategies, and each seed of a seed ensemble scored as its own run."""
     dates = design.grid.dates[design.folds[0].test[0]:]
     direction = design.targets["classification"]
     majority = majority_p_up(direction, design.grid, design.folds)
@@ -164,7 +165,9 @@ def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, fold
     models, keys = by_model(predictions, dates), keys_from_frame(predictions)
     calls = {name: predicted_up(name, models, majority, config, dates, keys=keys) for name in [*models, "majority"]}
     per_model = {name: realised[keys[name].horizon] for name in models}
+    seeds = score_seeds(predictions, folds, prices, dates, majority, realised, config)  # each seed as its own run
     return {"positions": positions, "returns": backtest.returns, "metrics": metrics, "trades": backtest.trades,
+            "seeds": seed_summary(seeds, metrics), "seed_predictions": long_seed_predictions(predictions),
             "folds": fold_stats(folds, positions, backtest.returns, per_model, calls),
             "costs": cost_sweep(prices, positions, config.backtest),
             "comparisons": run_comparisons(predictions, backtest.returns, positions, config, close=prices["Close"]),

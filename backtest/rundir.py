@@ -35,6 +35,9 @@ RUN_FILES = ("config.toml", "manifest.json", "predictions.parquet", "positions.p
 #: comparisons then; regimes need the close history before the out-of-sample period, so an older
 #: run's report has no regime section
 OPTIONAL_FILES = ("comparisons.json", "regimes.parquet")
+#: written only by a run with a seed ensemble (``train.seeds`` with two or more seeds; ``backtest.seeds``):
+#: each seed's metrics and their spread, and each seed's own predictions in long format
+SEED_FILES = ("seeds.json", "seed_predictions.parquet")
 _FRAMES = ("predictions", "positions", "returns", "folds", "costs", "trades")
 #: written only by a run with ``split.scheme = "cpcv"``: ``cpcv.json`` and these frames
 CPCV_FRAMES = ("cpcv_returns", "cpcv_predictions")
@@ -58,6 +61,9 @@ class RunResult:
     ``cpcv``: with ``split.scheme = "cpcv"``, the CPCV summary (``backtest.cpcv_paths.score_cpcv``),
     ``cpcv_returns`` every strategy's daily returns per path and ``cpcv_predictions`` every split's
     predictions (``fold`` = the split); empty otherwise.
+    ``seeds``: with a seed ensemble, each seed scored as its own run and what the seeds agree on
+    (``backtest.seeds.seed_summary``), else empty. ``seed_predictions``: the ensemble models' own
+    predictions per seed (date, model key, fold, seed, y_true, y_pred, p_up), else empty.
     """
 
     config: RunConfig
@@ -74,6 +80,8 @@ class RunResult:
     cpcv: dict[str, Any] = field(default_factory=dict)
     cpcv_returns: pd.DataFrame = field(default_factory=pd.DataFrame)
     cpcv_predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    seeds: dict[str, Any] = field(default_factory=dict)
+    seed_predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # --------------------------------------------------------------------------- the one atomic writer
@@ -195,7 +203,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def save_run(result: RunResult, out_dir: str | Path, pages: Mapping[str, str] | None = None) -> Path:
-    """Write the run directory (RUN_FILES) atomically: into a temporary sibling, then rename.
+    """Write the run directory (RUN_FILES, and SEED_FILES with a seed ensemble) atomically: into a
+    temporary sibling, then rename.
 
     ``pages``: ``{file name: text}`` rendered by the caller, e.g. ``{"report.html": render_report(result)}``
     (``lstmbt.reports.run_pages``); a run saved without its report still loads.
@@ -215,6 +224,9 @@ def save_run(result: RunResult, out_dir: str | Path, pages: Mapping[str, str] | 
             write_json(tmp / "cpcv.json", result.cpcv)
             for name in CPCV_FRAMES:
                 write_parquet(tmp / f"{name}.parquet", getattr(result, name))
+        if result.seeds:  # SEED_FILES: only a run with a seed ensemble has them
+            write_json(tmp / "seeds.json", result.seeds)
+            write_parquet(tmp / "seed_predictions.parquet", result.seed_predictions)
         for name, text in (pages or {}).items():
             write_atomic(tmp / name, text)
     return Path(out_dir)
@@ -224,7 +236,8 @@ def load_run(run_dir: str | Path) -> RunResult:
     """Read a run directory written by ``save_run``.
 
     A missing, truncated or misshapen file is refused with one ``DataError`` line naming it. A run
-    of an earlier version without ``comparisons.json`` gets its comparisons recomputed from its frames.
+    of an earlier version without ``comparisons.json`` gets its comparisons recomputed from its frames;
+    a run without ``SEED_FILES`` (one seed, or an earlier version) loads with empty seed fields.
     """
     run_dir = Path(run_dir)
     missing = [name for name in RUN_FILES[:-1] if name not in OPTIONAL_FILES and not (run_dir / name).is_file()]
@@ -246,7 +259,7 @@ def load_run(run_dir: str | Path) -> RunResult:
                      manifest=read_json(run_dir / "manifest.json"),
                      comparisons=_load_comparisons(run_dir / "comparisons.json", frames, config),
                      regimes=read_parquet(run_dir / "regimes.parquet") if (run_dir / "regimes.parquet").exists()
-                     else pd.DataFrame(), **_load_cpcv(run_dir))
+                     else pd.DataFrame(), **_load_cpcv(run_dir), **_load_seeds(run_dir))
 
 
 def _load_cpcv(run_dir: Path) -> dict[str, Any]:
@@ -255,6 +268,17 @@ def _load_cpcv(run_dir: Path) -> dict[str, Any]:
         return {}
     return {"cpcv": read_json(run_dir / "cpcv.json"),
             **{name: read_parquet(run_dir / f"{name}.parquet") for name in CPCV_FRAMES}}
+
+
+def _load_seeds(run_dir: Path) -> dict[str, Any]:
+    """``seeds`` and ``seed_predictions`` from SEED_FILES; empty when the run has none."""
+    if not (run_dir / "seeds.json").exists():
+        return {}
+    seeds = read_json(run_dir / "seeds.json")
+    if not isinstance(seeds.get("models"), dict) or not isinstance(seeds.get("seeds"), list):
+        raise DamagedFileError(run_dir / "seeds.json", "has an unexpected shape (no \"seeds\" list and \"models\" "
+                                                       "object)")
+    return {"seeds": seeds, "seed_predictions": read_parquet(run_dir / "seed_predictions.parquet")}
 
 
 def _load_comparisons(path: Path, frames: dict[str, pd.DataFrame], config: RunConfig) -> dict[str, Any]:
@@ -269,5 +293,5 @@ def _load_comparisons(path: Path, frames: dict[str, pd.DataFrame], config: RunCo
     return payload
 
 
-__all__ = ["RunResult", "RUN_FILES", "OPTIONAL_FILES", "write_atomic", "write_json", "write_parquet", "json_text",
-           "default_run_dir", "staged_dir", "remove_stale_tmp", "pid_alive", "save_run", "load_run"]
+__all__ = ["RunResult", "RUN_FILES", "OPTIONAL_FILES", "SEED_FILES", "write_atomic", "write_json", "write_parquet",
+           "json_text", "default_run_dir", "staged_dir", "remove_stale_tmp", "pid_alive", "save_run", "load_run"]

@@ -19,7 +19,7 @@ from lstmbt.backtest import __version__
 from lstmbt.backtest.regimes import MIN_DAYS as REGIME_MIN_DAYS, REGIME_KINDS
 from lstmbt.backtest.scoring import BENCHMARK
 from lstmbt.models.key import keys_from_frame
-from lstmbt.reports import scorecard, sections, tables
+from lstmbt.reports import scorecard, sections, seeds as seed_text, tables
 from lstmbt.reports.cpcv import cpcv_block
 from lstmbt.reports.embed import pack_figures, plotly_bundle
 from lstmbt.reports.tables import format_metric
@@ -109,12 +109,15 @@ def render_report(result: Any) -> str:
     comparisons = result.comparisons
     regimes = sections.regime_blocks(result.regimes, strategies, REGIME_KINDS)
     shown = shown_sections(result, bool(regimes))
+    seeds = getattr(result, "seeds", None) or {}  # a seed ensemble's seeds.json (backtest.seeds)
+    labels = seed_text.ensemble_labels(seeds)
     return _template().render(
         title=f"lstmbt report - {manifest.get('data', {}).get('source', result.config.data.source)}",
         version=__version__, sections=shown, strategies=strategies,
         rows=tables.metric_rows(metrics, strategies, METRIC_HELP, models),
-        score_columns=scorecard.COLUMNS, score_rows=scorecard.scorecard_rows(metrics, models),
+        score_columns=scorecard.COLUMNS, score_rows=scorecard.scorecard_rows(metrics, models, labels),
         family_lines=scorecard.family_sentences(metrics, models, comparisons),
+        **_seed_context(seeds, metrics),
         pair_lines=[scorecard.pair_sentence(p) for p in comparisons.get("pairs", [])],
         pairs=sections.pair_rows(comparisons.get("pairs", [])), pair_loss=comparisons.get("loss", ""),
         regimes=regimes, regime_min_days=REGIME_MIN_DAYS, carry_text=carry_text(result.config.backtest),
@@ -130,18 +133,29 @@ def render_report(result: Any) -> str:
     )
 
 
+def _seed_context(seeds: dict[str, Any], metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The report's seed tables and sentences (``reports.seeds``); all empty without a seed ensemble."""
+    return {"seed_columns": [header for _, header in seed_text.SPREAD_COLUMNS], "seed_rows": seed_text.seed_rows(seeds),
+            "seed_lines": seed_text.stability_sentences(seeds, metrics), "seed_fold_rows": seed_text.fold_rows(seeds),
+            "seed_tables": seed_text.seed_metric_tables(seeds, METRIC_HELP)}
+
+
 def render_summary(result: Any) -> str:
     """The report's scorecard as a small self-contained HTML fragment (what Jupyter shows for a result):
-    a caption with the source and out-of-sample period, the scorecard rows and the family-wise sentences."""
+    a caption with the source and out-of-sample period, the scorecard rows, the family-wise sentences
+    and, for seed ensembles, how stable each verdict is over the seeds."""
     manifest, models = result.manifest or {}, tested_strategies(result)
     period = manifest.get("out_of_sample", {})
     costs = "returns as given" if manifest.get("kind") == "returns" else "net of costs"
     caption = (f"lstmbt - {manifest.get('data', {}).get('source', result.config.data.source)}: "
                f"{period.get('first_date', '')} to {period.get('last_date', '')} ({period.get('days', '')} days, "
                f"{costs})")
+    seeds = getattr(result, "seeds", None) or {}
     return environment().get_template("summary.html.j2").render(
-        caption=caption, score_columns=scorecard.COLUMNS, score_rows=scorecard.scorecard_rows(result.metrics, models),
-        lines=scorecard.family_sentences(result.metrics, models, result.comparisons))
+        caption=caption, score_columns=scorecard.COLUMNS,
+        score_rows=scorecard.scorecard_rows(result.metrics, models, seed_text.ensemble_labels(seeds)),
+        lines=scorecard.family_sentences(result.metrics, models, result.comparisons)
+        + seed_text.stability_sentences(seeds, result.metrics))
 
 
 def tested_strategies(result: Any) -> list[str]:

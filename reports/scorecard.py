@@ -45,18 +45,25 @@ CONSOLE_HEADERS = {"alpha": "alpha", "exposure": "exp.", "exposure_matched_bh_ca
                    "information_ratio": "IR"}
 
 
-def scorecard_rows(metrics: dict[str, dict[str, Any]], models: list[str]) -> list[dict[str, Any]]:
+def scorecard_rows(metrics: dict[str, dict[str, Any]], models: list[str],
+                   labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """One row per strategy, models first, then the baselines, buy-and-hold last.
 
     Each row: ``name``, ``kind`` ("model", "baseline" or "benchmark") and ``cells``, a dict per
     column key of ``{"text", "sub", "cls"}``: the figure, a smaller second line (its interval,
-    p-value or baseline) and a CSS class (only the verdict has one).
+    p-value or baseline) and a CSS class (only the verdict has one). ``labels``: more words for a
+    strategy's second line, e.g. ``{"lstm_classification": "mean of 5 seeds"}``
+    (``reports.seeds.ensemble_labels``).
     """
     order = [s for s in metrics if s in models] + [s for s in metrics if s not in models and s != BENCHMARK]
     order += [BENCHMARK] if BENCHMARK in metrics else []
     up_share = metrics.get(BENCHMARK, {}).get("hit_rate")  # buy-and-hold's hit rate is the share of up days
-    return [{"name": name, "kind": _kind(name, models), "cells": _cells(name, metrics[name], name in models, up_share)}
+    rows = [{"name": name, "kind": _kind(name, models), "cells": _cells(name, metrics[name], name in models, up_share)}
             for name in order]
+    for row in rows:
+        if (labels or {}).get(row["name"]):
+            row["cells"]["strategy"]["sub"] += f", {labels[row['name']]}"
+    return rows
 
 
 def _kind(name: str, models: list[str]) -> str:

@@ -34,11 +34,14 @@ def render_sweep(outcome: Any) -> str:
     params = [key for key, _ in outcome.spec.params]
     figures = {"fig-sharpe": sharpe_figure(summary), "fig-equity": equity_figure(outcome.curves),
                "fig-logits": logit_figure(overfit.get("logits", []))}
+    seeded = "n_seeds" in summary and bool((summary["n_seeds"] > 1).any())  # a seed ensemble among the rows
+    metric = outcome.spec.metric if seeded else None
     return environment().get_template("sweep.html.j2").render(
         title=f"lstmbt sweep - {outcome.out_dir.name}", version=__version__,
-        overfit=overfit, facts=_facts(outcome), common=outcome.common, best=_best(summary),
+        overfit=overfit, facts=_facts(outcome), common=outcome.common, best=_best(summary, outcome.spec.metric),
         params=params, figure_headers=[h for _, h in FIGURE_COLUMNS],
-        rows=[_table_row(r, params) for r in summary.head(MAX_ROWS).to_dict("records")],
+        seed_header=f"{metric} over seeds" if seeded else "",
+        rows=[_table_row(r, params, metric) for r in summary.head(MAX_ROWS).to_dict("records")],
         n_rows=len(summary), max_rows=MAX_ROWS, trials=_training_rows(outcome.trials),
         sweep_toml=outcome.spec.to_toml(), base_toml=outcome.spec.base.to_toml(),
         plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
@@ -49,13 +52,18 @@ def _facts(outcome: Any) -> list[tuple[str, str]]:
     """The numbers behind the two sentences, as (label, text) rows."""
     o, t = outcome.overfit, outcome.timings_s
     n_signal = int(outcome.summary["trial"].nunique())
+    seeds = o.get("rank_by") == "seed_median"
     return [
-        ("ranked by", o["metric"]),
+        ("ranked by", o["metric"] + (" (median over each row's seeds)" if seeds else "")),
         ("rows (trial x strategy)", f"{o['n_rows']:,} ({o['n_distinct']:,} distinct return series)"),
+        ("trials the DSR counts (N)", f"{o.get('n_trials', o['n_distinct']):,}" + (
+            f": every seed of each distinct row, since the DSR is that of one seed ({o['dsr_candidate']})"
+            if seeds else "")),
         ("trials / training trials", f"{n_signal:,} / {len(outcome.trials):,}"),
         ("common out-of-sample days", f"{outcome.common['days']:,} ({outcome.common['first_date']} to "
                                       f"{outcome.common['last_date']})"),
-        ("best row's Sharpe (annualised)", _num(o["best_sharpe_ann"])),
+        ("best row's median seed's Sharpe (annualised)" if seeds else "best row's Sharpe (annualised)",
+         _num(o["best_sharpe_ann"])),
         ("expected best Sharpe of N skill-less trials (SR0, annualised)", _num(o["sr0_ann"])),
         ("variance of the trials' daily Sharpe ratios", _num(o["sharpe_var"], ".3g")),
         ("best row's skew / kurtosis (3 = normal)", f"{_num(o['best_skew'])} / {_num(o['best_kurtosis'])}"),
@@ -67,19 +75,33 @@ def _facts(outcome: Any) -> list[tuple[str, str]]:
     ]
 
 
-def _best(summary: pd.DataFrame) -> dict[str, str]:
+def _best(summary: pd.DataFrame, metric: str) -> dict[str, str]:
+    """The best row in words; ``seeds``: its ``metric`` over its seeds, when it has several."""
     row = summary.iloc[0]
     verdict = ("beats" if row["sharpe_minus_bh"] > 0 else "does not beat") + " buy-and-hold's Sharpe on the same days"
+    seeds = (f"Its {metric} over its {row['n_seeds']} seeds: median {_cell(metric, row['seed_median'])} "
+             f"({_cell(metric, row['seed_min'])} to {_cell(metric, row['seed_max'])})."
+             if row.get("n_seeds", 1) > 1 else "")
     return {"candidate": row["candidate"], "strategy": row["strategy"], "sharpe": _num(row["sharpe"]),
-            "bh_sharpe": _num(row["bh_sharpe"]), "verdict": verdict, "reproduce": row["reproduce"]}
+            "bh_sharpe": _num(row["bh_sharpe"]), "verdict": verdict, "reproduce": row["reproduce"], "seeds": seeds}
 
 
-def _table_row(record: dict[str, Any], params: list[str]) -> dict[str, Any]:
+def _table_row(record: dict[str, Any], params: list[str], metric: str | None = None) -> dict[str, Any]:
+    """One ranking-table row; ``seed``: with ``metric`` (a sweep with seed ensembles) the metric over
+    the row's seeds, "median (min to max), N seeds"."""
     cells = [_cell(column, record.get(column)) for column, _ in FIGURE_COLUMNS]
     return {"rank": record["rank"], "trial": record["trial"], "strategy": record["strategy"],
             "params": [_plain(record.get(p)) for p in params], "cells": cells,
+            "seed": _seed_cell(metric, record) if metric is not None else "",
             "beats": bool(record["sharpe_minus_bh"] > 0), "duplicate_of": record.get("duplicate_of") or "",
             "run_dir": record["run_dir"], "reproduce": record["reproduce"]}
+
+
+def _seed_cell(metric: str, record: dict[str, Any]) -> str:
+    if record.get("n_seeds", 1) <= 1:
+        return "one fit"
+    low, high = _cell(metric, record.get("seed_min")), _cell(metric, record.get("seed_max"))
+    return f"{_cell(metric, record.get('seed_median'))} ({low} to {high}), {record['n_seeds']} seeds"
 
 
 def _training_rows(trials: pd.DataFrame) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
-"""Seeds of an ensemble (``train.seeds``) train side by side and equal separate single-seed fits."""
+"""Seeds of an ensemble (``train.seeds``) train side by side and equal separate single-seed fits; each
+seed is scored as its own single-seed run (``backtest.seeds``), saved and loaded back."""
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -10,9 +12,15 @@ import pytest
 import torch
 
 from lstmbt.backtest.config import ConfigError, RunConfig
+from lstmbt.backtest.deflated import deflated_sharpe_ratio, sharpe_per_period
 from lstmbt.backtest.pipeline import run
+from lstmbt.backtest.readback import DamagedFileError
+from lstmbt.backtest.rundir import RUN_FILES, SEED_FILES, RunResult, json_text, load_run, save_run
+from lstmbt.backtest.seeds import FOLD_FIGURES, SPREAD_METRICS, SeedScore, seed_summary
+from lstmbt.backtest.significance import probabilistic_sharpe_ratio
 from lstmbt.backtest.walkforward import combine_seeds
 from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor
+from lstmbt.models.key import KEY_COLUMNS
 from lstmbt.models.specs import NetSpec, TrainSettings
 from helpers import TINY_SPX
 
@@ -20,6 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::lstmbt.models.threads.Contentio
 
 #: dropout between two LSTM layers and before the head: the masks must come from each fit's own generator
 DROPOUT = {**TINY_SPX, "model.num_layers": 2, "model.dropout": 0.3, "model.head": [4], "train.max_epochs": 2}
+SEEDS = (3, 8)
 
 
 def _windows(n: int = 260, lookback: int = 6, features: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -28,10 +37,17 @@ def _windows(n: int = 260, lookback: int = 6, features: int = 3, seed: int = 0) 
     return np.ascontiguousarray(x), series[lookback - 1:, 0].astype(np.float64)
 
 
-def test_an_ensemble_run_equals_separate_single_seed_runs():
-    seeds = (3, 8)
-    ensemble = run(RunConfig().with_values({**DROPOUT, "train.seeds": list(seeds)}), threads=2)
-    singles = {seed: run(RunConfig().with_values({**DROPOUT, "train.seed": seed}), threads=1) for seed in seeds}
+@pytest.fixture(scope="module")
+def ensemble_and_singles() -> tuple[RunResult, dict[int, RunResult]]:
+    """A run with seeds 3 and 8, and the two single-seed runs of those seeds (``train.seed = S``)."""
+    ensemble = run(RunConfig().with_values({**DROPOUT, "train.seeds": list(SEEDS)}), threads=2)
+    singles = {seed: run(RunConfig().with_values({**DROPOUT, "train.seed": seed}), threads=1) for seed in SEEDS}
+    return ensemble, singles
+
+
+def test_an_ensemble_run_equals_separate_single_seed_runs(ensemble_and_singles):
+    seeds = SEEDS
+    ensemble, singles = ensemble_and_singles
     for name in ("lstm_regression", "lstm_classification"):
         mine = ensemble.predictions[ensemble.predictions["model"] == name].reset_index(drop=True)
         alone = {seed: r.predictions[r.predictions["model"] == name].reset_index(drop=True)
@@ -129,3 +145,139 @@ def test_an_ensemble_run_checkpoints_every_seed_and_resumes_to_the_same_result(t
     assert sorted(p.name for p in (tmp_path / "folds" / "lstm_regression").iterdir()) == ["seed4", "seed9"]
     again = run(config, threads=1, checkpoint=tmp_path / "folds")  # every fold read back
     pd.testing.assert_frame_equal(first.predictions, again.predictions, check_exact=True)
+
+
+# --------------------------------------------------------------------------- each seed scored as its own run
+
+
+def test_each_seed_is_scored_exactly_as_its_own_single_seed_run(ensemble_and_singles):
+    ensemble, singles = ensemble_and_singles
+    models = ensemble.seeds["models"]
+    assert list(models) == ["lstm_regression", "lstm_classification"]  # networks only: the baselines train once
+    assert ensemble.seeds["seeds"] == list(SEEDS)
+    for name, entry in models.items():
+        for seed, single in singles.items():  # every figure, significance and verdict included, bit for bit
+            assert json_text(entry["metrics"][str(seed)]) == json_text(single.metrics[name]), (name, seed)
+            folds = single.folds[single.folds["model"] == name]
+            for figure in FOLD_FIGURES:
+                assert [f[figure]["by_seed"][str(seed)] for f in entry["folds"]] == folds[figure].tolist()
+        verdicts = [single.metrics[name]["verdict"] for single in singles.values()]
+        assert entry["verdict"]["ensemble"] == ensemble.metrics[name]["verdict"]
+        assert entry["verdict"]["holds"] == verdicts.count(ensemble.metrics[name]["verdict"])
+        sharpes = {seed: single.metrics[name]["sharpe"] for seed, single in singles.items()
+                   if math.isfinite(single.metrics[name]["sharpe"])}  # a seed that never holds has none
+        assert sharpes, name
+        assert entry["summary"]["sharpe"] == {"median": float(np.median(list(sharpes.values()))),
+                                              "min": min(sharpes.values()), "max": max(sharpes.values())}
+        best = max(sharpes, key=sharpes.get)
+        trials = np.column_stack([singles[s].returns[name].to_numpy() for s in SEEDS])
+        assert entry["best_seed"]["seed"] == best and entry["best_seed"]["n_trials"] == len(SEEDS)
+        assert entry["best_seed"]["dsr"] == pytest.approx(
+            deflated_sharpe_ratio(singles[best].returns[name].to_numpy(), len(SEEDS),
+                                  float(np.var(sharpe_per_period(trials), ddof=1))), rel=1e-12, nan_ok=True)
+
+
+def test_the_ensemble_predicts_the_mean_of_its_saved_per_seed_predictions(ensemble_and_singles):
+    ensemble, singles = ensemble_and_singles
+    long = ensemble.seed_predictions
+    assert list(long.columns) == ["date", *KEY_COLUMNS, "fold", "seed", "y_true", "y_pred", "p_up"]
+    assert set(long["model"]) == {"lstm_regression", "lstm_classification"} and set(long["seed"]) == set(SEEDS)
+    for name, value in (("lstm_regression", "y_pred"), ("lstm_classification", "p_up")):
+        mine = ensemble.predictions[ensemble.predictions["model"] == name].reset_index(drop=True)
+        per_seed = {seed: long[(long["model"] == name) & (long["seed"] == seed)].reset_index(drop=True)
+                    for seed in SEEDS}
+        for seed, frame in per_seed.items():  # the saved rows are each single-seed run's own
+            alone = singles[seed].predictions
+            np.testing.assert_array_equal(frame[value], alone.loc[alone["model"] == name, value])
+            assert frame["date"].equals(mine["date"]) and frame["fold"].equals(mine["fold"])
+        mean = np.mean([frame[value].to_numpy() for frame in per_seed.values()], axis=0)
+        np.testing.assert_allclose(mine[value], mean, rtol=0, atol=1e-15)
+
+
+def test_the_seed_files_are_saved_and_load_back(ensemble_and_singles, tmp_path):
+    ensemble, singles = ensemble_and_singles
+    saved = save_run(ensemble, tmp_path / "ensemble")
+    assert sorted(p.name for p in saved.iterdir()) == sorted(set(RUN_FILES + SEED_FILES) - {"report.html"})
+    back = load_run(saved)
+    assert json_text(back.seeds) == json_text(ensemble.seeds)
+    pd.testing.assert_frame_equal(back.seed_predictions, ensemble.seed_predictions, check_exact=True)
+    single = load_run(save_run(singles[3], tmp_path / "single"))  # one seed: no seed files, empty fields
+    assert not (tmp_path / "single" / "seeds.json").exists() and single.seeds == {} and single.seed_predictions.empty
+    (saved / "seeds.json").write_text('{"seeds": [3, 8]}')
+    with pytest.raises(DamagedFileError, match="seeds.json has an unexpected shape"):
+        load_run(saved)
+
+
+def _score(sharpe_like: float, verdict: str, p_hit: float, fold_hits: list[float], seed: int) -> SeedScore:
+    """A hand-made seed score of one model "m": daily returns of mean ``sharpe_like`` / 1000 and std ~1%."""
+    noise = np.random.default_rng(seed).standard_normal(300) / 100
+    returns = pd.DataFrame({"m": noise - noise.mean() + sharpe_like / 1000})
+    folds = pd.DataFrame({"model": "m", "fold": range(len(fold_hits)), "hit_rate": fold_hits,
+                          "strategy_return": [0.01 * seed] * len(fold_hits),
+                          "test_start": pd.Timestamp("2020-01-01"), "test_end": pd.Timestamp("2020-02-01")})
+    metrics = {"m": {"sharpe": float(returns["m"].mean() / returns["m"].std() * np.sqrt(252)),
+                     "verdict": verdict, "hit_rate_pvalue": p_hit}}
+    return SeedScore(metrics=metrics, returns=returns, folds=folds)
+
+
+def test_the_seed_summary_by_hand():
+    scores = {0: _score(0.1, "beats", 0.01, [0.5, 0.6], 0), 1: _score(0.3, "inconclusive", 0.2, [0.7, 0.4], 1),
+              5: _score(0.2, "beats", 0.04, [0.6, 0.5], 5)}
+    summary = seed_summary(scores, {"m": {"verdict": "beats", "hit_rate_pvalue": 0.03}})
+    entry = summary["models"]["m"]
+    assert summary["seeds"] == [0, 1, 5] and entry["n_seeds"] == 3
+    assert entry["verdict"] == {"ensemble": "beats", "by_seed": {"0": "beats", "1": "inconclusive", "5": "beats"},
+                                "holds": 2, "n": 3}
+    assert entry["hit_rate_skill"]["ensemble"] is True and entry["hit_rate_skill"]["holds"] == 2
+    sharpes = [scores[s].metrics["m"]["sharpe"] for s in (0, 1, 5)]
+    assert entry["summary"]["sharpe"] == {"median": sharpes[2], "min": sharpes[0], "max": sharpes[1]}
+    assert math.isnan(entry["summary"]["hit_rate"]["median"])  # no seed has one
+    assert entry["best_seed"]["seed"] == 1 and entry["best_seed"]["n_trials"] == 3
+    daily = np.column_stack([scores[s].returns["m"] for s in (0, 1, 5)])
+    assert entry["best_seed"]["dsr"] == deflated_sharpe_ratio(daily[:, 1], 3, float(np.var(
+        sharpe_per_period(daily), ddof=1)))
+    assert entry["best_seed"]["dsr"] < probabilistic_sharpe_ratio(daily[:, 1]) - 0.01  # the best of 3 is deflated
+    first = entry["folds"][0]
+    assert first["hit_rate"] == {"median": 0.6, "min": 0.5, "max": 0.7, "by_seed": {"0": 0.5, "1": 0.7, "5": 0.6}}
+    assert first["test_start"] == "2020-01-01"
+    no_call = seed_summary(scores, {"m": {"verdict": "beats", "hit_rate_pvalue": None}})
+    assert no_call["models"]["m"]["hit_rate_skill"] is None
+    assert seed_summary({}, {}) == {}
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def test_the_report_shows_every_seed_figure_it_was_given(ensemble_and_singles):
+    from lstmbt.reports import render_report, render_summary
+    from lstmbt.reports.seeds import SPREAD_COLUMNS, spread_cell
+    from lstmbt.reports.tables import format_metric
+    from test_reports import tables
+
+    ensemble, singles = ensemble_and_singles
+    text = render_report(ensemble)
+    found, models = tables(text), ensemble.seeds["models"]
+    assert {key for key, _ in SPREAD_COLUMNS} == set(SPREAD_METRICS)  # every summarised figure has a column
+    card = [row[0] for row in found["scorecard"][1:]]  # name and second line
+    spread_rows = {row[0]: row for row in found["seeds-table"][1:]}
+    for name, entry in models.items():
+        assert f"{name}model, mean of 2 seeds" in card
+        spread_rows[name] = spread_rows.pop(f"{name}mean of 2 seeds")
+        for (key, _), shown in zip(SPREAD_COLUMNS, spread_rows[name][1:]):
+            cell = spread_cell(key, entry["summary"][key])
+            assert shown == cell["text"] + cell["sub"], (name, key)
+        assert spread_rows[name][-3].startswith(f"{entry['verdict']['holds']} of 2")
+        header, *rows = found[f"seed-metrics-{name}"]
+        assert header == ["metric", *(f"seed {s}" for s in SEEDS)]
+        shown = {row[0]: row[1:] for row in rows}
+        for column, seed in enumerate(SEEDS):  # every key of every seed's metrics, formatted as metrics.json's
+            for key, value in entry["metrics"][str(seed)].items():
+                assert shown[key][column] == format_metric(key, value), (name, seed, key)
+        sentence = f"{name} (mean of 2 seeds): the verdict"
+        assert sentence in text and f"holds for {entry['verdict']['holds']} of 2 seeds" in text
+        assert "counting all 2 seeds as trials" in text
+    fold_rows = found["folds-seeds-table"][1:]
+    assert len(fold_rows) == sum(len(entry["folds"]) for entry in models.values())
+    assert "mean of 2 seeds" in render_summary(ensemble)
+    single = render_report(singles[3])  # one seed: no seed tables, no labels
+    assert "seeds-table" not in single and "mean of 2 seeds" not in single

@@ -159,11 +159,70 @@ def test_dsr_and_pbo_are_on_the_page_and_match_the_best_row(swept, csv_file):
     assert overfit["pbo_splits"] == math.comb(16, 8)
     summary = _summary(out)
     assert overfit["n_distinct"] == int(summary["duplicate_of"].isna().sum()) < len(summary)  # cutoff-blind rows
+    assert overfit["n_trials"] == overfit["n_distinct"] and overfit["rank_by"] == "ensemble"  # one trial per row
+    assert (summary["n_seeds"] == 1).all() and summary["seed_median"].equals(summary["sharpe"])
     best = summary.iloc[0].to_dict()
     prices = load_prices(RunConfig.resolve(overrides={"data.source": f"csv:{csv_file}"}).data)
     r = _row_backtest(out, best, prices).returns[best["strategy"]].to_numpy()
     assert overfit["dsr"] == pytest.approx(deflated_sharpe_ratio(r, overfit["n_distinct"], overfit["sharpe_var"]))
     assert f"{best['sharpe']:.2f}" in html and f"{best['bh_sharpe']:.2f}" in html  # beside buy-and-hold's
+
+
+@pytest.fixture(scope="module")
+def seed_swept(csv_file, tmp_path_factory) -> tuple[Path, str]:
+    """A sweep of one training trial with seeds 0 and 1 (4 signal-only trials), ranked by the median
+    over the seeds: (sweep directory, stdout)."""
+    path = _write_sweep(csv_file.parent / "seeds.toml", {"metric": "sharpe", "rank_by": "seed_median", "set": {
+        "data.source": f"csv:{csv_file}", **TINY_SET, "model.lookback": 5, "train.seeds": [0, 1]}},
+        {"strategy.cutoff": [0.5, 0.52], "backtest.fee_rate": [0.0, 0.002]})
+    out = tmp_path_factory.mktemp("sweeps") / "seeds"
+    code, stdout, stderr = call_main(["sweep", "--config", str(path), "--out", str(out), "--workers", "1"])
+    assert code == 0, stderr
+    return out, stdout
+
+
+def _seed_returns(out: Path, row: dict, prices: pd.DataFrame, seed: int) -> np.ndarray:
+    """One seed's own daily returns of a row, rebuilt from that seed's saved predictions and backtested alone."""
+    from lstmbt.backtest.portfolio import run_backtest
+    from lstmbt.backtest.scoring import make_positions
+    from lstmbt.backtest.seeds import seed_view
+
+    run = load_run(out / row["run_dir"])
+    config = run.config.with_values({k: row[k] for k in ("strategy.cutoff", "backtest.fee_rate")})
+    common = json.loads((out / "overfit.json").read_text())["common"]
+    positions = make_positions(seed_view(run.predictions, seed), run.positions.index, config, None,
+                               close=prices["Close"])
+    positions = positions.loc[common["first_date"]:common["last_date"], [row["strategy"]]]
+    return run_backtest(prices, positions, config.backtest).returns[row["strategy"]].to_numpy()
+
+
+def test_rows_rank_by_the_median_over_seeds_and_the_dsr_counts_every_seed(seed_swept, csv_file):
+    from lstmbt.backtest import metrics as m
+    from lstmbt.backtest.data import load_prices
+    from lstmbt.backtest.deflated import deflated_sharpe_ratio
+
+    out, stdout = seed_swept
+    prices = load_prices(RunConfig.resolve(overrides={"data.source": f"csv:{csv_file}"}).data)
+    summary, overfit = _summary(out), json.loads((out / "overfit.json").read_text())
+    assert len(summary) == 8 and (summary["n_seeds"] == 2).all()
+    ranked = summary["seed_median"].to_numpy()
+    assert np.all(np.diff(ranked[np.isfinite(ranked)]) <= 0)  # best median first
+    for row in summary.to_dict("records"):  # each seed's figure is its own backtest's, the median theirs
+        sharpes = {seed: m.sharpe(_seed_returns(out, row, prices, seed)) for seed in (0, 1)}
+        assert row["seed_min"] == pytest.approx(min(sharpes.values()), rel=1e-9)
+        assert row["seed_max"] == pytest.approx(max(sharpes.values()), rel=1e-9)
+        assert row["seed_median"] == pytest.approx(sum(sharpes.values()) / 2, rel=1e-9)
+        lower = min(sharpes, key=sharpes.get)  # two seeds: equally near the median, the lower one is picked
+        assert row["median_candidate"] == f"{row['candidate']}@seed{lower}"
+    assert overfit["rank_by"] == "seed_median" and overfit["n_trials"] == 2 * overfit["n_distinct"]
+    best = summary.iloc[0].to_dict()
+    assert overfit["dsr_candidate"] == best["median_candidate"]
+    r = _seed_returns(out, best, prices, int(best["median_candidate"].rpartition("@seed")[2]))
+    assert overfit["dsr"] == pytest.approx(deflated_sharpe_ratio(r, overfit["n_trials"], overfit["sharpe_var"]))
+    assert f"best of {overfit['n_trials']} skill-less trials" in overfit["dsr_sentence"]
+    html = (out / "sweep.html").read_text()
+    assert "sharpe over seeds" in html and "median over each row&#39;s seeds" in html
+    assert "sharpe (seed median)" in stdout
 
 
 def test_ninety_six_trials_come_from_two_trainings(swept):
@@ -313,6 +372,8 @@ def test_a_written_sweep_reads_back_as_the_same_sweep(tmp_path):
     ({"strategy.threshold": [0.0, 0.1]}, {"n_trials": 4}, "random search only"),
     ({"strategy.threshold": [0.0, 0.1]}, {"pbo_blocks": 15}, "must be even"),
     ({"strategy.threshold": [0.0, 0.1]}, {"metric": "sharp"}, "did you mean 'sharpe'"),
+    ({"strategy.threshold": [0.0, 0.1]}, {"rank_by": "seed_medain"}, "did you mean 'seed_median'"),
+    ({"strategy.threshold": [0.0, 0.1]}, {"rank_by": "seed_median"}, 'needs a network model trained with two or more'),
     ({"target.regression": ["week_mean", "return"]}, {}, "set target.horizon = 5"),
     ({"portfolio.top_k": [1, 2]}, {}, "only apply to universe runs"),
 ])
@@ -320,6 +381,14 @@ def test_bad_sweep_files_are_refused_with_one_line(tmp_path, params, sweep, word
     with pytest.raises(ConfigError, match=re.escape(words)) as info:
         plan_sweep(_spec(tmp_path, params, **sweep))
     assert "\n" not in str(info.value)
+
+
+def test_a_written_sweep_keeps_its_rank_by(tmp_path):
+    spec = _spec(tmp_path, {"strategy.threshold": [0.0, 0.1]}, rank_by="seed_median", set={"train.seeds": [0, 1]})
+    assert spec.rank_by == "seed_median" and _spec(tmp_path, {"strategy.threshold": [0.0, 0.1]}).rank_by == "ensemble"
+    (tmp_path / "base.toml").write_text(spec.base.to_toml())
+    (tmp_path / "again.toml").write_text(spec.to_toml("base.toml"))
+    assert read_sweep(tmp_path / "again.toml") == spec
 
 
 def test_a_universe_source_is_refused_before_anything_is_written(tmp_path, run_cli):

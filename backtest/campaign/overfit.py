@@ -2,7 +2,9 @@
 
 - Deflated Sharpe ratio (Bailey & Lopez de Prado 2014): the probabilistic Sharpe ratio of the
   selected trial against ``SR0``, the Sharpe the best of ``N`` skill-less trials is expected to
-  show by luck alone, given how much the trials' Sharpe ratios vary.
+  show by luck alone, given how much the trials' Sharpe ratios vary. Its functions live in the
+  core (``backtest.deflated``, which a run uses for the best seed of an ensemble) and are
+  re-exported here.
 - Probability of backtest overfitting by combinatorially symmetric cross-validation (Bailey,
   Borwein, Lopez de Prado & Zhu 2015): split the common days into ``S`` blocks; for every way of
   taking half the blocks as "in sample", pick the in-sample best trial and see where it ranks
@@ -18,93 +20,25 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-from scipy import stats
-
-from lstmbt.backtest.metrics import PERIODS_PER_YEAR
+from lstmbt.backtest.deflated import (  # the core's; re-exported here for the campaign's callers
+    EULER_GAMMA, deflated_sharpe_ratio, expected_max_sharpe, sharpe_per_period
+)
 # PBO is pure statistics that CPCV in a run uses too: it lives in the core, and is found here as well
 from lstmbt.backtest.pbo import (DEFAULT_BLOCKS, MIN_BLOCK_DAYS, PboResult,  # noqa: F401
                                  probability_of_backtest_overfitting, pbo_verdict)
-from lstmbt.backtest.significance import probabilistic_sharpe_ratio
-
-EULER_GAMMA = 0.5772156649015329
-"""The Euler-Mascheroni constant of the expected-maximum formula."""
 
 
-def expected_max_sharpe(n_trials: int, sharpe_var: float) -> float:
-    """``SR0``: the expected maximum of ``n_trials`` Sharpe estimates of skill-less strategies.
-
-    ``SR0 = sqrt(V) * ((1 - g) * Phi^-1(1 - 1/N) + g * Phi^-1(1 - 1/(N e)))`` with the Euler-
-    Mascheroni constant ``g`` (Bailey & Lopez de Prado 2014, eq. 2; the true Sharpe is 0 for all).
-
-    Parameters
-    ----------
-    n_trials : int
-        Number of independent trials N the best was selected from, >= 2.
-    sharpe_var : float
-        Variance V of the trials' Sharpe ratio estimates, in the units of those ratios squared
-        (per period here), >= 0.
-
-    Returns
-    -------
-    float
-        SR0 in the units of ``sqrt(sharpe_var)``.
-    """
-    if n_trials < 2:
-        raise ValueError(f"the expected maximum Sharpe needs at least 2 trials, got {n_trials}")
-    if not sharpe_var >= 0:
-        raise ValueError(f"sharpe_var must be a variance >= 0, got {sharpe_var!r}")
-    z = stats.norm.ppf
-    return math.sqrt(sharpe_var) * ((1 - EULER_GAMMA) * z(1 - 1 / n_trials)
-                                    + EULER_GAMMA * z(1 - 1 / (n_trials * math.e)))
-
-
-def deflated_sharpe_ratio(returns: np.ndarray, n_trials: int, sharpe_var: float) -> float:
-    """Deflated Sharpe ratio of the selected trial's daily ``returns`` (Bailey & Lopez de Prado 2014).
-
-    The probabilistic Sharpe ratio (``backtest.significance.probabilistic_sharpe_ratio``, which
-    accounts for the trial's length, skew and kurtosis) against the benchmark
-    :func:`expected_max_sharpe` of ``n_trials`` and ``sharpe_var``.
-
-    Parameters
-    ----------
-    returns : np.ndarray
-        Daily net returns (fractions) of the trial that was selected.
-    n_trials : int
-        How many trials it was selected from (>= 2).
-    sharpe_var : float
-        Variance across the trials of their per-period (daily) Sharpe ratios.
-
-    Returns
-    -------
-    float
-        Probability in [0, 1] that the selected trial's true Sharpe is above what the best of
-        ``n_trials`` skill-less trials would show; >= 0.95 is evidence of skill after the search.
-        NaN when the PSR is undefined (fewer than three days, or no variance).
-    """
-    sr0 = expected_max_sharpe(n_trials, sharpe_var)
-    return probabilistic_sharpe_ratio(returns, benchmark_sharpe_ann=sr0 * math.sqrt(PERIODS_PER_YEAR))
-
-
-def sharpe_per_period(returns: np.ndarray) -> np.ndarray:
-    """Daily Sharpe ratio of each column of a (T, N) matrix; 0 where a column does not vary."""
-    r = np.asarray(returns, dtype=np.float64)
-    sd = r.std(axis=0, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = r.mean(axis=0) / sd
-    return np.where(sd > 0, out, 0.0)
-
-
-def dsr_verdict(dsr: float, n_trials: int, sharpe_ann: float, sr0_ann: float) -> str:
+def dsr_verdict(dsr: float, n_trials: int, sharpe_ann: float, sr0_ann: float, of: str = "") -> str:
     """One plain sentence on what the deflated Sharpe ratio says about the selected trial.
 
     ``sharpe_ann``/``sr0_ann``: its Sharpe and :func:`expected_max_sharpe`, both annualised.
+    ``of``: what the selected trial is, when not simply the best row (e.g. "the best row's median seed").
     """
     if math.isnan(dsr):
         return "DSR not computed."
     side = "above" if sharpe_ann > sr0_ann else "not above"
-    lead = (f"DSR {dsr:.2f}: the best Sharpe {sharpe_ann:.2f} (annualised) is {side} {sr0_ann:.2f}, what the best of "
-            f"{n_trials} skill-less trials would show by luck alone; ")
+    lead = (f"DSR {dsr:.2f}{f' of {of}' if of else ''}: the best Sharpe {sharpe_ann:.2f} (annualised) is {side} "
+            f"{sr0_ann:.2f}, what the best of {n_trials} skill-less trials would show by luck alone; ")
     if dsr >= 0.95:
         return lead + "that is evidence (95%) of skill that survives the search."
     return lead + f"the probability that its true Sharpe beats that is {dsr:.0%}, not evidence of skill (needs 95%)."

@@ -7,6 +7,7 @@ A sweep directory holds::
     trials/t000-<hash>/         # one full run directory per training trial (``lstmbt run`` layout)
     trials.parquet              # one row per training trial
     summary.parquet             # one row per trial and model strategy, ranked by the sweep's metric
+                                # (or its median over train.seeds: [sweep] rank_by = "seed_median")
     overfit.json                # deflated Sharpe ratio and PBO of the best row
     sweep.html                  # the summary page (``reports.sweep``)
 
@@ -31,7 +32,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from lstmbt.backtest.campaign.sweep_file import SweepSpec, TrainingTrial, plan_sweep, read_sweep
-from lstmbt.backtest.campaign.sweep_score import assess_overfit, mark_duplicates, rank_rows, score_trials
+from lstmbt.backtest.campaign.sweep_score import assess_overfit, mark_duplicates, rank_column, rank_rows, score_trials
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.data import describe_prices
 from lstmbt.backtest.errors import ConfigError, DataWarning
@@ -115,7 +116,7 @@ def run_sweep(spec: SweepSpec, out_dir: Path, executor: Any, progress: Progress 
     started = time.perf_counter()
     summary, returns, common = score_trials(plan, out_dir, prices, spec, report)
     timings["signal_only"] = time.perf_counter() - started
-    summary = rank_rows(mark_duplicates(summary, returns), spec.metric)
+    summary = rank_rows(mark_duplicates(summary, returns), rank_column(spec))
     overfit = assess_overfit(summary, returns, spec)
     top = summary.loc[summary["duplicate_of"].isna(), "candidate"].head(TOP_CURVES)  # distinct curves only
     curves = returns[list(top)].join(returns[summary["bh_candidate"].iloc[0]].rename("buy_and_hold"))
@@ -157,7 +158,7 @@ def _prepare_dir(out_dir: Path, spec: SweepSpec, plan: list[TrainingTrial], pric
                           "it with the sweep file it was started with, or choose another --out")
     for training in plan:
         _check_finished(out_dir / "trials" / training.name, training, prices)
-    _write_spec(out_dir, spec)  # the ranking options (metric, strategies, pbo_blocks) may have changed
+    _write_spec(out_dir, spec)  # the ranking options (metric, rank_by, strategies, pbo_blocks) may have changed
 
 
 def _write_spec(folder: Path, spec: SweepSpec) -> None:
@@ -221,15 +222,15 @@ def _train(plan: list[TrainingTrial], out_dir: Path, prices: pd.DataFrame, execu
 
 def sweep_lines(outcome: SweepOutcome, top: int = 5) -> list[str]:
     """What ``lstmbt sweep`` prints: counts and timings, the top rows beside buy-and-hold, DSR and PBO."""
-    summary, t = outcome.summary, outcome.timings_s
+    summary, t, ranked = outcome.summary, outcome.timings_s, rank_column(outcome.spec)
     n_trials = summary["trial"].nunique()
+    header = outcome.spec.metric if ranked == outcome.spec.metric else f"{outcome.spec.metric} (seed median)"
     lines = [f"{n_trials} trials on {len(outcome.trials)} training trial(s), {len(summary)} rows (trial x strategy) "
              f"on {outcome.common['days']} common out-of-sample days; signal-only scoring {t['signal_only']:.1f} s, "
              f"total {t['total']:.1f} s",
-             f"{'rank':>4}  {'trial':>5}  {'strategy':<24} {outcome.spec.metric:>12}  {'Sharpe':>7}  "
-             f"{'B&H Sharpe':>10}"]
+             f"{'rank':>4}  {'trial':>5}  {'strategy':<24} {header:>12}  {'Sharpe':>7}  {'B&H Sharpe':>10}"]
     for r in summary[summary["duplicate_of"].isna()].head(top).to_dict("records"):  # repeats add nothing
-        lines.append(f"{r['rank']:>4}  {r['trial']:>5}  {r['strategy']:<24} {r[outcome.spec.metric]:>12.4g}  "
+        lines.append(f"{r['rank']:>4}  {r['trial']:>5}  {r['strategy']:<24} {r[ranked]:>12.4g}  "
                      f"{r['sharpe']:>7.2f}  {r['bh_sharpe']:>10.2f}")
     return lines + [outcome.overfit["dsr_sentence"], outcome.overfit["pbo_sentence"]]
 

@@ -9,6 +9,7 @@ A sweep file is TOML with three tables (see the README's "Sweeps")::
     base = "config.toml"        # optional run config the trials start from (relative to this file)
     quick = false               # start from the --quick preset (below the base file)
     metric = "sharpe"           # ranking metric
+    rank_by = "ensemble"        # or "seed_median": the metric's median over train.seeds
     strategies = []             # model strategies to rank (default: every model of the runs)
     pbo_blocks = 16             # CSCV blocks S for the probability of backtest overfitting
     [sweep.set]                 # fixed overrides of every trial, e.g. "data.source" = "sample:nasdaq"
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from lstmbt.backtest.campaign.sweep_seeds import check_rank_by
 from lstmbt.backtest.config import QUICK_PRESET, RunConfig, _split_key, read_toml
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.plugins import resolve_strategy
@@ -43,6 +45,8 @@ from lstmbt.backtest.scoring import horizon_plan
 SEARCHES = ("grid", "random")
 #: ranking metrics, all "higher is better" (max_drawdown is negative: closer to 0 is better)
 METRICS = ("sharpe", "sortino", "total_return", "cagr", "calmar", "max_drawdown", "hit_rate")
+#: what a row is ranked by: its model's figure (a seed ensemble's mean prediction), or the median over its seeds
+RANK_BY = ("ensemble", "seed_median")
 SIGNAL_SECTIONS = ("strategy", "backtest")
 #: [sweep] key -> (type, what to write)
 SWEEP_KEYS: dict[str, tuple[type, str]] = {
@@ -50,6 +54,7 @@ SWEEP_KEYS: dict[str, tuple[type, str]] = {
     "seed": (int, "an integer such as 0"), "base": (str, 'a path such as "config.toml"'),
     "quick": (bool, "true or false"), "metric": (str, 'a metric name such as "sharpe"'),
     "strategies": (list, 'a list such as ["lstm_classification"]'), "pbo_blocks": (int, "an even integer such as 16"),
+    "rank_by": (str, '"ensemble" or "seed_median"'),
     "set": (dict, 'a [sweep.set] table of "section.key" = value'),
 }
 RANGE_KEYS = ("low", "high", "log", "int")
@@ -84,7 +89,8 @@ Values = tuple[Any, ...] | Range
 class SweepSpec:
     """A checked sweep file. ``base``: the run config every trial starts from (defaults, the quick
     preset, the base file and ``[sweep.set]`` already applied). ``params``: (dotted key, values or
-    Range) in file order. ``strategies``: model strategies to rank; empty = every model."""
+    Range) in file order. ``strategies``: model strategies to rank; empty = every model. ``rank_by``:
+    ``"ensemble"`` ranks a row by its figure, ``"seed_median"`` by the median of it over the seeds."""
 
     base: RunConfig
     params: tuple[tuple[str, Values], ...]
@@ -94,11 +100,13 @@ class SweepSpec:
     metric: str = "sharpe"
     strategies: tuple[str, ...] = ()
     pbo_blocks: int = 16
+    rank_by: str = "ensemble"
 
     def to_toml(self, base_name: str = "base.toml") -> str:
         """The sweep file that reproduces this spec next to ``base_name`` (the base written as TOML)."""
         sweep: dict[str, Any] = {"search": self.search, "seed": self.seed, "base": base_name, "metric": self.metric,
-                                 "strategies": list(self.strategies), "pbo_blocks": self.pbo_blocks}
+                                 "strategies": list(self.strategies), "pbo_blocks": self.pbo_blocks,
+                                 "rank_by": self.rank_by}
         if self.n_trials is not None:
             sweep["n_trials"] = self.n_trials
         params = {k: v.to_dict() if isinstance(v, Range) else [_plain(x) for x in v] for k, v in self.params}
@@ -169,8 +177,8 @@ def _sweep_options(sweep: dict[str, Any], path: Path) -> dict[str, Any]:
         kind, example = SWEEP_KEYS[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ConfigError(f"sweep file {path}: [sweep] {key} must be {example}, got {value!r}")
-    search, metric = sweep.get("search", "grid"), sweep.get("metric", "sharpe")
-    for key, value, allowed in (("search", search, SEARCHES), ("metric", metric, METRICS)):
+    for key, allowed in (("search", SEARCHES), ("metric", METRICS), ("rank_by", RANK_BY)):
+        value = sweep.get(key, allowed[0])
         if value not in allowed:
             raise ConfigError(f"sweep file {path}: [sweep] {key} = {value!r} is not known{_hint(value, allowed)}; "
                               f"use one of: {', '.join(allowed)}")
@@ -188,7 +196,7 @@ def _sweep_options(sweep: dict[str, Any], path: Path) -> dict[str, Any]:
 def _spec_fields(sweep: dict[str, Any]) -> dict[str, Any]:
     return {"search": sweep.get("search", "grid"), "n_trials": sweep.get("n_trials"), "seed": sweep.get("seed", 0),
             "metric": sweep.get("metric", "sharpe"), "strategies": tuple(sweep.get("strategies", ())),
-            "pbo_blocks": sweep.get("pbo_blocks", 16)}
+            "pbo_blocks": sweep.get("pbo_blocks", 16), "rank_by": sweep.get("rank_by", "ensemble")}
 
 
 def _base_config(sweep: dict[str, Any], path: Path) -> RunConfig:
@@ -364,6 +372,7 @@ def plan_sweep(spec: SweepSpec) -> list[TrainingTrial]:
         plan.append(TrainingTrial(name=f"t{number:03d}-{digest}", config=config, overrides=overrides,
                                   trials=tuple(members)))
     _check_strategies(spec, plan)
+    check_rank_by(spec.rank_by, [t.config for t in plan])
     return plan
 
 
@@ -390,4 +399,4 @@ def override_args(values: dict[str, Any]) -> list[str]:
 
 
 __all__ = ["SweepSpec", "Range", "Trial", "TrainingTrial", "read_sweep", "expand_trials", "plan_sweep",
-           "is_signal_key", "override_args", "METRICS", "SEARCHES", "SIGNAL_SECTIONS", "SWEEP_KEYS"]
+           "is_signal_key", "override_args", "METRICS", "RANK_BY", "SEARCHES", "SIGNAL_SECTIONS", "SWEEP_KEYS"]

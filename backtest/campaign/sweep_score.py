@@ -17,17 +17,17 @@ import numpy as np
 import pandas as pd
 
 from lstmbt.backtest import metrics as m
-from lstmbt.backtest.campaign.overfit import (
-    deflated_sharpe_ratio, dsr_verdict, expected_max_sharpe, pbo_verdict, probability_of_backtest_overfitting,
-    sharpe_per_period
-)
+from lstmbt.backtest.campaign.overfit import dsr_verdict, pbo_verdict, probability_of_backtest_overfitting
 from lstmbt.backtest.campaign.sweep_file import SweepSpec, TrainingTrial, Trial, override_args
+from lstmbt.backtest.campaign.sweep_seeds import dsr_trials, seed_candidate, seed_spread
 from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.deflated import deflated_sharpe_ratio, expected_max_sharpe, sharpe_per_period
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.metrics import PERIODS_PER_YEAR, hit_rate, sharpe
 from lstmbt.backtest.portfolio import run_backtest_variants
 from lstmbt.backtest.rundir import load_run
 from lstmbt.backtest.scoring import BENCHMARK, by_model, horizon_plan, make_positions, predicted_up
+from lstmbt.backtest.seeds import ensemble_models, ensemble_seeds, seed_view
 from lstmbt.backtest.significance import probabilistic_sharpe_ratio
 from lstmbt.models.key import keys_from_frame
 from lstmbt.models.targets import make_target
@@ -70,20 +70,11 @@ def _common_days(indexes: list[pd.DatetimeIndex]) -> pd.DatetimeIndex:
 
 def score_training_trial(training: TrainingTrial, result: Any, prices: pd.DataFrame, spec: SweepSpec,
                          days: pd.DatetimeIndex) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """The rows and returns of every trial of one training trial, from its saved predictions."""
+    """The rows and returns of every trial of one training trial, from its saved predictions; with
+    a seed ensemble also each seed's own series (``backtest.campaign.sweep_seeds``)."""
     names = [k.name for k in horizon_plan(training.config) if not spec.strategies or k.name in spec.strategies]
-    cache: dict[Any, pd.DataFrame] = {}
-    columns: dict[str, pd.Series] = {}
-    configs: dict[str, RunConfig] = {}
-    for trial in training.trials:
-        config = training.config.with_values(trial.signal_values)
-        if config.strategy not in cache:  # backtest-only variants share positions
-            cache[config.strategy] = make_positions(result.predictions, result.positions.index, config, None,
-                                                    prices=prices).loc[days]
-        for name in [*names, BENCHMARK]:
-            columns[candidate_id(trial, name)] = cache[config.strategy][name]
-            configs[candidate_id(trial, name)] = config
-    positions = pd.DataFrame(columns)
+    views = _seed_views(result.predictions, names)
+    positions, configs = _trial_positions(training, result, prices, days, names, views)
     returns = []
     for start in range(0, positions.shape[1], MAX_COLUMNS):
         part = positions.iloc[:, start:start + MAX_COLUMNS]
@@ -93,10 +84,39 @@ def score_training_trial(training: TrainingTrial, result: Any, prices: pd.DataFr
                                          cash_rates=np.array([s.cash_rate for s in settings]),
                                          borrow_rates=np.array([s.borrow_rate for s in settings]))
         returns.append(backtest)
-    hits = _hit_rates(training.config, result.predictions, prices, names, days)
+    hits = {seed: _hit_rates(training.config, preds, prices, names, days) for seed, preds in
+            [(None, result.predictions), *views.items()]}
     rows = [_row(trial, name, training, configs[candidate_id(trial, name)], positions, returns, hits, spec)
             for trial in training.trials for name in names]
     return rows, pd.concat([b.returns for b in returns], axis=1)
+
+
+def _seed_views(predictions: pd.DataFrame, names: list[str]) -> dict[int, pd.DataFrame]:
+    """``{seed: that seed's own predictions}`` (``backtest.seeds.seed_view``) when one of the ranked
+    models ``names`` is a seed ensemble; empty otherwise."""
+    if not set(names) & set(ensemble_models(predictions)):
+        return {}
+    return {seed: seed_view(predictions, seed) for seed in ensemble_seeds(predictions)}
+
+
+def _trial_positions(training: TrainingTrial, result: Any, prices: pd.DataFrame, days: pd.DatetimeIndex,
+                     names: list[str], views: dict[int, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, RunConfig]]:
+    """Every series' positions on ``days`` and its config: each trial's models and buy-and-hold, and
+    each seed of its seed ensembles (``views``)."""
+    cache: dict[Any, pd.DataFrame] = {}
+    columns: dict[str, pd.Series] = {}
+    configs: dict[str, RunConfig] = {}
+    ensembles = [name for name in names if name in ensemble_models(result.predictions)] if views else []
+    for trial in training.trials:
+        config = training.config.with_values(trial.signal_values)
+        for seed, preds in [(None, result.predictions), *views.items()]:
+            if (config.strategy, seed) not in cache:  # backtest-only variants share positions
+                cache[config.strategy, seed] = make_positions(preds, result.positions.index, config, None,
+                                                              prices=prices).loc[days]
+            for name in [*names, BENCHMARK] if seed is None else ensembles:
+                column = candidate_id(trial, name) if seed is None else seed_candidate(candidate_id(trial, name), seed)
+                columns[column], configs[column] = cache[config.strategy, seed][name], config
+    return pd.DataFrame(columns), configs
 
 
 def candidate_id(trial: Trial, name: str) -> str:
@@ -117,25 +137,36 @@ def _hit_rates(config: RunConfig, predictions: pd.DataFrame, prices: pd.DataFram
 
 
 def _row(trial: Trial, name: str, training: TrainingTrial, config: RunConfig, positions: pd.DataFrame,
-         backtests: list[Any], hits: dict[str, float], spec: SweepSpec) -> dict[str, Any]:
-    """One summary row: the trial's settings, its figures and buy-and-hold's on the same days and costs."""
+         backtests: list[Any], hits: dict[int | None, dict[str, float]], spec: SweepSpec) -> dict[str, Any]:
+    """One summary row: the trial's settings, its figures and buy-and-hold's on the same days and
+    costs, and its metric over its seeds (``hits``: per seed, None for the row's own predictions)."""
     key, bench = candidate_id(trial, name), candidate_id(trial, BENCHMARK)
     bt = next(b for b in backtests if key in b.returns.columns)
     bh = next(b for b in backtests if bench in b.returns.columns).returns[bench].to_numpy()
     r = bt.returns[key].to_numpy()
-    figures = m.performance_metrics(r, positions[key].to_numpy())
+    figures = {**m.performance_metrics(r, positions[key].to_numpy()), "hit_rate": hits[None][name]}
     row = {"trial": trial.index, "strategy": name, "training_trial": training.name, "candidate": key,
            "bh_candidate": bench}
     row.update({k: _param_value(config, k) for k, _ in spec.params})
     row.update(sharpe=figures["sharpe"], bh_sharpe=m.sharpe(bh), sharpe_minus_bh=figures["sharpe"] - m.sharpe(bh),
                total_return=figures["total_return"], bh_total_return=m.total_return(bh), cagr=figures["cagr"],
                ann_volatility=figures["ann_volatility"], sortino=figures["sortino"],
-               max_drawdown=figures["max_drawdown"], calmar=figures["calmar"], hit_rate=hits[name],
+               max_drawdown=figures["max_drawdown"], calmar=figures["calmar"], hit_rate=hits[None][name],
                psr=probabilistic_sharpe_ratio(r), n_trades=bt.n_trades[key], fees_paid=bt.fees_paid[key],
                exposure=figures["exposure"], turnover=figures["turnover"], run_dir=f"trials/{training.name}",
                reproduce=" ".join(["lstmbt", "run", "--config", f"trials/{training.name}/config.toml",
                                    *_quoted(override_args(trial.signal_values))]))
-    return row
+    by_seed = {seed: _seed_figure(spec.metric, seed_candidate(key, seed), positions, backtests, hits[seed][name])
+               for seed in hits if seed is not None and seed_candidate(key, seed) in positions}
+    return {**row, **seed_spread(key, figures[spec.metric], by_seed)}
+
+
+def _seed_figure(metric: str, column: str, positions: pd.DataFrame, backtests: list[Any], hit: float) -> float:
+    """The sweep's ``metric`` of one seed's own series ``column`` (``hit``: that seed's hit rate)."""
+    if metric == "hit_rate":
+        return hit
+    r = next(b for b in backtests if column in b.returns.columns).returns[column].to_numpy()
+    return m.performance_metrics(r, positions[column].to_numpy())[metric]
 
 
 def _param_value(config: RunConfig, key: str) -> Any:
@@ -172,35 +203,48 @@ def mark_duplicates(summary: pd.DataFrame, returns: pd.DataFrame) -> pd.DataFram
     return summary.assign(duplicate_of=duplicate)
 
 
+def rank_column(spec: SweepSpec) -> str:
+    """The summary column rows are ranked by: the metric, or its median over the seeds (``rank_by``)."""
+    return "seed_median" if spec.rank_by == "seed_median" else spec.metric
+
+
 def assess_overfit(summary: pd.DataFrame, returns: pd.DataFrame, spec: SweepSpec) -> dict[str, Any]:
     """DSR of the best row (rank 1 of the ranked ``summary``) and PBO across the distinct rows.
 
-    Rows marked ``duplicate_of`` are left out: N counts distinct return series only.
+    Rows marked ``duplicate_of`` are left out: N counts distinct return series only. With
+    ``rank_by = "seed_median"`` the DSR is that of the best row's median seed (``dsr_candidate``),
+    one seed's series, and N (``n_trials``) counts every seed of every distinct row
+    (``sweep_seeds.dsr_trials``); otherwise ``n_trials`` is ``n_distinct``. PBO is over the rows' own series.
     """
-    distinct = returns[list(summary.loc[summary["duplicate_of"].isna(), "candidate"])]
-    best = summary.iloc[0]
-    out: dict[str, Any] = {"metric": spec.metric, "best": best["candidate"], "n_rows": len(summary),
-                           "n_distinct": distinct.shape[1], "n_days": len(returns)}
-    out.update(_dsr(distinct, returns[best["candidate"]].to_numpy()))
+    rows = summary.loc[summary["duplicate_of"].isna(), "candidate"]
+    distinct, best = returns[list(rows)], summary.iloc[0]
+    by_seed = spec.rank_by == "seed_median"
+    trials = returns[dsr_trials(rows, returns.columns)] if by_seed else distinct
+    chosen = best["median_candidate"] if by_seed else best["candidate"]
+    out: dict[str, Any] = {"metric": spec.metric, "rank_by": spec.rank_by, "best": best["candidate"],
+                           "dsr_candidate": chosen, "n_rows": len(summary), "n_distinct": distinct.shape[1],
+                           "n_trials": trials.shape[1], "n_days": len(returns)}
+    out.update(_dsr(trials, returns[chosen].to_numpy()))
     out.update(_pbo(distinct, spec.pbo_blocks))
-    out["dsr_sentence"] = (dsr_verdict(out["dsr"], out["n_distinct"], out["best_sharpe_ann"], out["sr0_ann"])
+    of = f"the best row's median seed ({chosen}), every seed a trial" if by_seed else ""
+    out["dsr_sentence"] = (dsr_verdict(out["dsr"], out["n_trials"], out["best_sharpe_ann"], out["sr0_ann"], of)
                            if not out["dsr_note"] else f"DSR not computed: {out['dsr_note']}.")
     out["pbo_sentence"] = pbo_verdict(out["pbo"]) if not out["pbo_note"] else f"PBO not computed: {out['pbo_note']}."
     return out
 
 
-def _dsr(distinct: pd.DataFrame, best: np.ndarray) -> dict[str, Any]:
-    """DSR of ``best`` given N = the distinct columns and the sample variance (ddof=1) of their daily Sharpe."""
+def _dsr(trials: pd.DataFrame, best: np.ndarray) -> dict[str, Any]:
+    """DSR of ``best`` given N = the columns of ``trials`` and the sample variance (ddof=1) of their daily Sharpe."""
     from scipy import stats
 
     ann = math.sqrt(PERIODS_PER_YEAR)
     out = {"best_sharpe_ann": sharpe(best), "best_skew": float(stats.skew(best)),
            "best_kurtosis": float(stats.kurtosis(best, fisher=False)), "dsr": math.nan, "sr0_ann": math.nan,
            "sharpe_var": math.nan, "dsr_note": ""}
-    if distinct.shape[1] < 2:
+    if trials.shape[1] < 2:
         return {**out, "dsr_note": "fewer than 2 distinct trials"}
-    var = float(np.var(sharpe_per_period(distinct.to_numpy()), ddof=1))
-    n = distinct.shape[1]
+    var = float(np.var(sharpe_per_period(trials.to_numpy()), ddof=1))
+    n = trials.shape[1]
     return {**out, "sharpe_var": var, "sr0_ann": expected_max_sharpe(n, var) * ann,
             "dsr": deflated_sharpe_ratio(best, n, var)}
 
@@ -216,5 +260,5 @@ def _pbo(distinct: pd.DataFrame, blocks: int) -> dict[str, Any]:
             "logits": result.logits.tolist(), "prob_oos_loss": result.prob_oos_loss, "pbo_days": result.n_days}
 
 
-__all__ = ["score_trials", "score_training_trial", "candidate_id", "rank_rows", "mark_duplicates", "assess_overfit",
-           "MAX_COLUMNS"]
+__all__ = ["score_trials", "score_training_trial", "candidate_id", "rank_rows", "rank_column", "mark_duplicates",
+           "assess_overfit", "MAX_COLUMNS"]

@@ -73,7 +73,7 @@ def run(
         typer.echo(interrupted_line(partial_dir(out_dir), out_dir, resumed=resumed), err=True)
         raise typer.Exit(130) from None
     print_outcome(result.metrics, result.manifest, saved / "report.html", result.comparisons,
-                   models=keys_from_frame(result.predictions), cpcv=result.cpcv)
+                   models=keys_from_frame(result.predictions), seeds=result.seeds, cpcv=result.cpcv)
 
 
 def cpcv_executor(cfg: Any, executor: str, address: Optional[str]) -> Any:

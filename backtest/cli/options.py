@@ -134,18 +134,22 @@ def torch_threads() -> int | None:
 
 def print_outcome(metrics: dict[str, dict[str, Any]], manifest: dict[str, Any], report: Path,
                    comparisons: dict[str, Any] | None = None, models: Collection[str] = (),
-                   cpcv: dict[str, Any] | None = None) -> None:
+                   seeds: dict[str, Any] | None = None, cpcv: dict[str, Any] | None = None) -> None:
     """What a finished run prints: the scorecard, what survives testing every model at once and the
-    head-to-head pairs (as the report's summary says them), the CPCV lines of a CPCV run, the
-    warnings as notes, the report path last.
+    head-to-head pairs (as the report's summary says them), how stable each seed ensemble's verdict
+    is (``seeds``: the run's ``seeds.json``), the CPCV lines of a CPCV run (``cpcv``), the warnings
+    as notes, the report path last.
     ``models``: the model strategies (the names of the run's model keys); the others are baselines."""
     from lstmbt.reports.scorecard import family_sentences, pair_sentence  # loads numpy: on use, not at --help
+    from lstmbt.reports.seeds import stability_sentences  # loads numpy: on use, not at --help
 
     models = [s for s in metrics if s in models]
     print_summary(metrics, models)
     if comparisons:
         for line in family_sentences(metrics, models, comparisons) + [pair_sentence(p) for p in comparisons["pairs"]]:
             typer.echo(line)
+    for line in stability_sentences(seeds or {}, metrics):
+        typer.echo(line)
     if cpcv:
         from lstmbt.reports.cpcv import cpcv_block  # loads numpy: on use, not at --help
 
