@@ -50,7 +50,8 @@ def _row(name: str, s: dict[str, Any], cpcv: dict[str, Any], is_model: bool) -> 
 
 
 def _span(kind: str, low: Any, high: Any) -> str:
-    return f"{format_metric(kind, low)} to {format_metric(kind, high)}"
+    low, high = format_metric(kind, low), format_metric(kind, high)
+    return DASH if low == high == DASH else f"{low} to {high}"
 
 
 def skill_sentence(name: str, s: dict[str, Any], verdict: dict[str, Any], settings: dict[str, Any]) -> str:
