@@ -115,6 +115,17 @@ def predict_cpcv(design: Design, config: RunConfig, plan: list[ModelKey], report
     return predictions, pd.concat(logs, ignore_index=True), seconds
 
 
+#: the fold-log columns ``cpcv.json`` keeps per model and split
+SPLIT_LOG_COLUMNS = ("model", "fold", "n_train", "n_val", "n_test", "epochs", "best_epoch", "best_val_loss",
+                     "refit", "fit_seconds")
+
+
+def split_log(log: pd.DataFrame) -> list[dict[str, Any]]:
+    """One record per model and split (``fold`` = the split): sizes, epochs, validation loss, fit seconds."""
+    records = log[[c for c in SPLIT_LOG_COLUMNS if c in log]].to_dict("records")
+    return [{k: v.item() if hasattr(v, "item") else v for k, v in r.items()} for r in records]  # numpy -> Python
+
+
 class _Count:
     """Progress over the jobs, fed from the threads (or the executor's callback) that finish them."""
 

@@ -26,8 +26,9 @@ from lstmbt.backtest.relative import family_verdict
 from lstmbt.backtest.scoring import BENCHMARK, by_model, make_positions, predicted_up, undecided
 from lstmbt.models.key import keys_from_frame
 
-#: the figures kept per strategy and path
-PATH_FIGURES = ("sharpe", "total_return", "hit_rate")
+#: the figures kept per strategy and path; ``sharpe_wf_days``: the Sharpe ratio over the walk-forward's
+#: out-of-sample days only, to set beside the walk-forward's own on the same days
+PATH_FIGURES = ("sharpe", "total_return", "hit_rate", "sharpe_wf_days")
 #: the ``metrics.json`` keys CPCV adds to every strategy
 CPCV_METRICS = ("cpcv_sharpe_median", "cpcv_sharpe_p05", "cpcv_sharpe_p95", "cpcv_beats_bh_share")
 
@@ -44,6 +45,7 @@ def score_cpcv(design: Design, predictions: pd.DataFrame, config: RunConfig) -> 
     folds, dates = cpcv_folds(design, config), design.grid.dates
     blocks = splitter.group_positions(design.grid.n)
     realised = (design.targets["classification"].reindex(dates) > 0).to_numpy()
+    walk_days = dates >= design.grid.dates[design.folds[0].test[0]]
     figures: dict[str, dict[str, list[float]]] = {}
     path_returns = []
     for j, path in enumerate(splitter.paths()):
@@ -51,14 +53,16 @@ def score_cpcv(design: Design, predictions: pd.DataFrame, config: RunConfig) -> 
         majority = path_majority(design.targets["classification"], design.grid, folds, path, blocks)
         positions = make_positions(preds, dates, config, majority, prices=design.prices)
         returns = run_backtest(design.prices, positions, config.backtest).returns
-        for name, values in _path_figures(preds, positions, returns, majority, realised, config, design).items():
+        for name, values in _path_figures(preds, positions, returns, majority, realised, config, design,
+                                          walk_days).items():
             for figure, value in values.items():
                 figures.setdefault(name, {}).setdefault(figure, []).append(value)
         path_returns.append(returns.set_axis(dates).rename_axis("date").reset_index().assign(path=j))
     returns = pd.concat(path_returns, ignore_index=True)
     models = list(keys_from_frame(predictions))
     return {
-        "settings": _settings(splitter, config, len(folds)),
+        "settings": {**_settings(splitter, config, len(folds)),
+                     "walk_forward_first_date": str(dates[walk_days][0].date())},
         "paths": figures,
         "summary": {name: _summary(values, figures[BENCHMARK]) for name, values in figures.items()},
         "verdicts": _verdicts(returns, models, config),
@@ -67,9 +71,11 @@ def score_cpcv(design: Design, predictions: pd.DataFrame, config: RunConfig) -> 
 
 
 def _path_figures(preds: pd.DataFrame, positions: pd.DataFrame, returns: pd.DataFrame, majority: pd.Series,
-                  realised: np.ndarray, config: RunConfig, design: Design) -> dict[str, dict[str, float]]:
-    """Sharpe, total return and hit rate of every strategy on one path; a model's hit rate leaves
-    out the days it could not decide on, as the run's does."""
+                  realised: np.ndarray, config: RunConfig, design: Design,
+                  walk_days: np.ndarray) -> dict[str, dict[str, float]]:
+    """Sharpe, total return and hit rate of every strategy on one path, and its Sharpe on the
+    ``walk_days`` (the walk-forward's out-of-sample days); a model's hit rate leaves out the days it
+    could not decide on, as the run's does."""
     dates, keys = positions.index, keys_from_frame(preds)
     models = by_model(preds, dates)
     out = {}
@@ -81,7 +87,8 @@ def _path_figures(preds: pd.DataFrame, positions: pd.DataFrame, returns: pd.Data
             decided = ~undecided(keys[name], models, config, design.prices["Close"])
             up, real = up[decided], realised[decided]
         out[name] = {"sharpe": m.sharpe(r), "total_return": m.total_return(r),
-                     "hit_rate": m.hit_rate(up, real) if up is not None else math.nan}
+                     "hit_rate": m.hit_rate(up, real) if up is not None else math.nan,
+                     "sharpe_wf_days": m.sharpe(r[walk_days])}
     return out
 
 

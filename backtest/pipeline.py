@@ -20,7 +20,7 @@ import pandas as pd
 from lstmbt.backtest import __version__
 from lstmbt.backtest.checkpoint import open_checkpoint
 from lstmbt.backtest.config import RunConfig
-from lstmbt.backtest.cpcv import predict_cpcv
+from lstmbt.backtest.cpcv import predict_cpcv, split_log
 from lstmbt.backtest.cpcv_paths import cpcv_metrics, score_cpcv
 from lstmbt.backtest.data import check_enough_rows, describe_prices, load_prices
 from lstmbt.backtest.datacheck import data_warnings
@@ -99,10 +99,11 @@ def _add_cpcv(result: RunResult, design: Design, config: RunConfig, report: Prog
               governor: ThreadGovernor, executor: Any) -> None:
     """Train on the CPCV splits, score the paths, and add them to ``result`` (its ``cpcv`` fields,
     the ``cpcv_*`` keys of ``metrics`` and the ``cpcv`` timings of the manifest)."""
-    predictions, _, seconds = predict_cpcv(design, config, model_plan(config), report, governor, executor)
+    predictions, log, seconds = predict_cpcv(design, config, model_plan(config), report, governor, executor)
     report("cpcv paths", 0, 1)
     started = time.perf_counter()
     summary, returns = score_cpcv(design, predictions, config)
+    summary["splits"] = split_log(log)
     summary["timings_s"] = {"training": round(seconds, 3), "paths": round(time.perf_counter() - started, 3)}
     result.cpcv, result.cpcv_returns, result.cpcv_predictions = summary, returns, predictions
     for name, extra in cpcv_metrics(summary).items():

@@ -123,7 +123,7 @@ def render_report(result: Any) -> str:
         regimes=regimes, regime_min_days=REGIME_MIN_DAYS, carry_text=carry_text(result.config.backtest),
         refit=result.config.train.refit,
         figure_ids=list(figures), plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
-        fold_columns=fold_columns, folds=fold_rows, cpcv=cpcv_block(getattr(result, "cpcv", {}), models),
+        fold_columns=fold_columns, folds=fold_rows, cpcv=cpcv_block(getattr(result, "cpcv", {}), models, metrics),
         cost_strategies=cost_strategies, cost_returns=cost_returns, cost_sharpe=cost_sharpe,
         trade_summary=_trade_summary(metrics, strategies), trade_columns=trade_columns, trades=trade_rows,
         n_trades_total=len(result.trades),

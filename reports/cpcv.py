@@ -4,6 +4,7 @@ Everything is read from the run's ``cpcv.json``; nothing is computed here but fo
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from lstmbt.backtest.relative import VERDICT_WORDS
@@ -12,7 +13,9 @@ from lstmbt.reports.tables import DASH, format_metric
 
 #: the table's columns: header and what it means
 COLUMNS = (("strategy", "the strategy, on every path"),
-           ("Sharpe median", "median over the paths of the annualised Sharpe ratio"),
+           ("walk-forward Sharpe", "the run's own Sharpe ratio, on the walk-forward's out-of-sample days"),
+           ("paths on those days", "the paths' Sharpe ratios over the walk-forward's days only: lowest to highest"),
+           ("Sharpe median, all days", "median over the paths of the annualised Sharpe ratio over every sample"),
            ("Sharpe 5-95%", "5th and 95th percentiles of the path Sharpe ratios"),
            ("return median", "median over the paths of the total net return"),
            ("return 5-95%", "5th and 95th percentiles of the path total returns"),
@@ -21,31 +24,38 @@ COLUMNS = (("strategy", "the strategy, on every path"),
            ("path-mean verdict", "the family-wise verdict on the returns averaged over the paths"))
 
 
-def cpcv_block(cpcv: dict[str, Any], models: list[str]) -> dict[str, Any] | None:
-    """What the template shows of ``cpcv`` (``RunResult.cpcv``), or None for a run without CPCV."""
+def cpcv_block(cpcv: dict[str, Any], models: list[str],
+               metrics: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """What the template shows of ``cpcv`` (``RunResult.cpcv``), or None for a run without CPCV;
+    ``metrics``: the run's, for the walk-forward's Sharpe beside the paths'."""
     if not cpcv:
         return None
-    settings, summary = cpcv["settings"], cpcv["summary"]
-    return {"settings": settings, "columns": COLUMNS, "rows": [_row(name, summary[name], cpcv, name in models)
-                                                                for name in summary],
+    settings, summary, metrics = cpcv["settings"], cpcv["summary"], metrics or {}
+    return {"settings": settings, "columns": COLUMNS,
+            "rows": [_row(name, summary[name], cpcv, name in models, metrics.get(name, {}).get("sharpe"))
+                     for name in summary],
             "lines": [skill_sentence(name, summary[name], cpcv.get("verdicts", {}).get(name, {}), settings)
+                      + walk_forward_clause(metrics.get(name, {}).get("sharpe"), summary[name], settings)
                       for name in models if name in summary],
             "pbo": pbo_sentence(cpcv.get("pbo", {})), "timings": cpcv.get("timings_s", {})}
 
 
-def _row(name: str, s: dict[str, Any], cpcv: dict[str, Any], is_model: bool) -> dict[str, Any]:
+def _row(name: str, s: dict[str, Any], cpcv: dict[str, Any], is_model: bool, walk_sharpe: Any) -> dict[str, Any]:
     paths = int(s.get("cpcv_paths", 0))
     verdict = cpcv.get("verdicts", {}).get(name, {})
     words = VERDICT_WORDS.get(verdict.get("verdict") or "", DASH) if is_model else DASH
     beats = DASH if name == BENCHMARK else f"{round(s['cpcv_beats_bh_share'] * paths)} of {paths}"
+    hit = format_metric("hit_rate", s.get("cpcv_hit_rate_median"))
+    hit_range = _span("hit_rate", s.get("cpcv_hit_rate_min"), s.get("cpcv_hit_rate_max"))
     return {"name": name, "cells": [
         name,
+        format_metric("sharpe", walk_sharpe),
+        _span("sharpe", s.get("cpcv_sharpe_wf_days_min"), s.get("cpcv_sharpe_wf_days_max")),
         format_metric("sharpe", s.get("cpcv_sharpe_median")),
         _span("sharpe", s.get("cpcv_sharpe_p05"), s.get("cpcv_sharpe_p95")),
         format_metric("total_return", s.get("cpcv_total_return_median")),
         _span("total_return", s.get("cpcv_total_return_p05"), s.get("cpcv_total_return_p95")),
-        format_metric("hit_rate", s.get("cpcv_hit_rate_median"))
-        + f" ({_span('hit_rate', s.get('cpcv_hit_rate_min'), s.get('cpcv_hit_rate_max'))})",
+        hit if hit_range == DASH else f"{hit} ({hit_range})",
         beats, words]}
 
 
@@ -71,6 +81,17 @@ def skill_sentence(name: str, s: dict[str, Any], verdict: dict[str, Any], settin
             f"({spread}); the path-averaged returns do not beat it{worse} (family-wise Sharpe difference {interval}).")
 
 
+def walk_forward_clause(sharpe: Any, s: dict[str, Any], settings: dict[str, Any]) -> str:
+    """Where the walk-forward's Sharpe lies against the paths' on the same days, as a trailing sentence."""
+    low, high = s.get("cpcv_sharpe_wf_days_min"), s.get("cpcv_sharpe_wf_days_max")
+    if sharpe is None or low is None or high is None or not all(map(math.isfinite, (sharpe, low, high))):
+        return ""
+    where = "above every path" if sharpe > high else "below every path" if sharpe < low else "within their range"
+    return (f" On the walk-forward's own days (from {settings.get('walk_forward_first_date', '?')}) the paths' "
+            f"Sharpe runs from {format_metric('sharpe', low)} to {format_metric('sharpe', high)}; the walk-forward's, "
+            f"{format_metric('sharpe', sharpe)}, lies {where}.")
+
+
 def pbo_sentence(pbo: dict[str, Any]) -> str:
     """The PBO over the strategies, per path, in one line."""
     if not pbo.get("per_path"):
@@ -81,7 +102,8 @@ def pbo_sentence(pbo: dict[str, Any]) -> str:
 
 
 def cpcv_figure(cpcv: dict[str, Any]) -> Any:
-    """Each strategy's path Sharpe ratios, one point per path, with buy-and-hold's as a line."""
+    """Each strategy's path Sharpe ratios over all the samples, one point per path, with
+    buy-and-hold's as a line."""
     import plotly.graph_objects as go  # loads plotly: only when a report is drawn
 
     fig = go.Figure()
@@ -90,6 +112,6 @@ def cpcv_figure(cpcv: dict[str, Any]) -> Any:
     bench = cpcv["summary"].get(BENCHMARK, {}).get("cpcv_sharpe_median")
     if bench is not None:
         fig.add_hline(y=bench, line_dash="dot", annotation_text="buy-and-hold")
-    fig.update_layout(title="Sharpe ratio on each CPCV path", yaxis_title="annualised Sharpe", showlegend=False,
+    fig.update_layout(title="Sharpe ratio on each CPCV path, over every sample", yaxis_title="annualised Sharpe", showlegend=False,
                       height=360, margin={"l": 50, "r": 20, "t": 40, "b": 40})
     return fig

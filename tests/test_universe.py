@@ -382,7 +382,7 @@ def _fake_fdr(monkeypatch, known: set[str], cache: Path) -> None:
 
 
 CASES = ("unknown_sample", "unknown_fdr_in_list", "empty_list", "duplicate", "top_k", "symbol_with_universe",
-         "unknown_executor")
+         "unknown_executor", "cpcv")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -407,6 +407,9 @@ def test_bad_universe_input_is_one_line(case, tmp_path, monkeypatch, universe_cs
     elif case == "symbol_with_universe":
         _refused(["--source", "sample:sp500,nasdaq", "--symbol", "AAA"], ["--symbol AAA", "universe source"],
                  tmp_path, run_cli)
+    elif case == "cpcv":
+        _refused(["--source", "sample:sp500,nasdaq", "--set", 'split.scheme="cpcv"'],
+                 ["split.scheme = 'cpcv' runs one ticker at a time"], tmp_path, run_cli)
     else:
         _refused(["--source", "sample:sp500,nasdaq", "--executor", "dask"], ["--executor 'dask'"], tmp_path,
                  run_cli)

@@ -153,7 +153,7 @@ def print_outcome(metrics: dict[str, dict[str, Any]], manifest: dict[str, Any], 
     if cpcv:
         from lstmbt.reports.cpcv import cpcv_block  # loads numpy: on use, not at --help
 
-        block = cpcv_block(cpcv, models)
+        block = cpcv_block(cpcv, models, metrics)
         for line in block["lines"] + [block["pbo"]]:
             typer.echo(f"CPCV ({cpcv['settings']['paths']} paths): {line}")
     for note in manifest.get("warnings", []):

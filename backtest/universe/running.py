@@ -87,6 +87,9 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
     """
     report = progress or (lambda stage, done, total: None)
     clock = time.perf_counter()
+    if config.split.cpcv:  # a universe saves and reports no CPCV paths: refuse rather than drop them
+        raise ConfigError("split.scheme = 'cpcv' runs one ticker at a time; run each ticker with its own "
+                          "`lstmbt run --source ...`, or use split.scheme = 'expanding' for the universe")
     check_universe_size(config.portfolio, len(tickers))
     configs = {t.name: dataclasses.replace(config, data=t.data) for t in tickers}
     report("data", 0, len(tickers))
