@@ -130,8 +130,24 @@ def test_cpcv_saves_loads_and_renders(planted_run, tmp_path):
     html = (out / "report.html").read_text()
     assert 'id="cpcv"' in html and 'id="cpcv-table"' in html and "cpcv-sharpe" in html
     assert "lstm_classification: beats buy-and-hold on 3 of 3 paths" in html
+    assert "On the walk-forward&#39;s own days" in html or "On the walk-forward's own days" in html
     for key in CPCV_METRICS:
         assert key in html
+
+
+def test_path_figures_come_from_the_saved_path_returns(planted_run):
+    from lstmbt.backtest import metrics as m
+
+    returns, cpcv = planted_run.cpcv_returns, planted_run.cpcv
+    first = pd.Timestamp(cpcv["settings"]["walk_forward_first_date"])
+    assert first == planted_run.positions.index[0]  # the walk-forward's first decision day
+    for j, path in returns.groupby("path"):
+        for name in ("lstm_classification", BENCHMARK):
+            r = path[name].to_numpy()
+            assert cpcv["paths"][name]["sharpe"][j] == pytest.approx(m.sharpe(r), rel=1e-12)
+            assert cpcv["paths"][name]["total_return"][j] == pytest.approx(m.total_return(r), rel=1e-12)
+            late = path.loc[path["date"] >= first, name].to_numpy()
+            assert cpcv["paths"][name]["sharpe_wf_days"][j] == pytest.approx(m.sharpe(late), rel=1e-12)
 
 
 def test_too_little_data_for_cpcv_is_one_line(tmp_path):
