@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import lstmbt.backtest.pipeline as pipeline_module
+import lstmbt.backtest.design as design_module
 import lstmbt.models.features as features_module
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.data import load_prices
@@ -59,7 +59,7 @@ def test_timing_test_catches_the_leak_and_passes_the_lagged_feature(prices, lag,
 
 @pytest.mark.parametrize("lag, leaks", [(-1, True), (0, False)])
 def test_too_good_to_be_true_flags_the_leak_only(tmp_path, monkeypatch, prices, lag, leaks):
-    monkeypatch.setattr(pipeline_module, "make_features", _with_planted(lag))  # where the run looks it up
+    monkeypatch.setattr(design_module, "make_features", _with_planted(lag))  # where the run looks it up
     result = run(_config(write_csv(tmp_path / "p.csv", prices)))
     hit = result.metrics["logistic_classification"]["hit_rate"]
     flagged = [w for w in result.manifest["warnings"] if w.startswith("LOOK-AHEAD SUSPECTED")]
