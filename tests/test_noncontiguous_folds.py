@@ -16,6 +16,7 @@ from lstmbt.backtest.walkforward import make_sample_grid, walk_forward_predict
 from lstmbt.models.estimators import LSTMClassifier, LSTMRegressor
 from lstmbt.models.linear import LogisticClassifier, RidgeRegressor
 from lstmbt.models.specs import NetSpec, TrainSettings
+from test_walkforward import make_case as walkforward_case
 
 LOOKBACK = 5
 SPEC = NetSpec(hidden_size=4, num_layers=1, dropout=0.0, head=())
@@ -24,15 +25,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_case(n_rows: int = 200, seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
-    """Features with a 3-row warm-up in one column, a return-like target and its direction."""
-    rng = np.random.default_rng(seed)
-    index = pd.bdate_range("2020-01-01", periods=n_rows, name="Date")
-    values = rng.normal(size=(n_rows, 3)) * [1.0, 5.0, 0.1] + [0.0, 3.0, -1.0]
-    features = pd.DataFrame(values, index=index, columns=["a", "b", "c"])
-    features.iloc[:3, 1] = np.nan
-    ret = pd.Series(0.01 * values[:, 0] + 0.01 * rng.normal(size=n_rows), index=index)
-    ret.iloc[-1] = np.nan
-    return features, ret, (ret > 0).astype(float).where(ret.notna())
+    """``test_walkforward``'s case (features with a 3-row warm-up in one column, a return-like
+    target and its direction), 200 rows long so two folds fit."""
+    return walkforward_case(n_rows, seed)
 
 
 def cpcv_folds() -> list[Fold]:
