@@ -29,7 +29,8 @@ Overrides = Mapping[str, Any] | Sequence[str] | str | None
 
 
 def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = False, set: Overrides = None,
-        prices: pd.DataFrame | None = None, out: str | Path | None = None) -> RunResult:
+        prices: pd.DataFrame | None = None, out: str | Path | None = None, executor: str = "local",
+        address: str | None = None) -> RunResult:
     """Walk forward every model, backtest with costs and score, as ``lstmbt run`` does.
 
     Parameters
@@ -53,6 +54,10 @@ def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = F
     out : str or path-like, optional
         Also save the run directory there (with ``report.html``), as ``lstmbt run --out``; it
         must not exist yet.
+    executor, address : str, optional
+        With ``split.scheme = "cpcv"``, where the CPCV splits are fitted: ``"local"`` (side by side
+        in this process) or ``"ray"`` (Ray tasks on the cluster at ``address``, e.g.
+        ``ray://head:10001`` or ``auto``; a local Ray instance without it), as ``--executor``.
 
     Returns
     -------
@@ -67,7 +72,13 @@ def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = F
     """
     cfg = resolve_config(config, source=source, quick=quick, overrides=set)
     # every core available, fewer while other processes use some; a count the caller chose is kept
-    result = RunResult(run_pipeline(cfg, threads=caller_threads(), prices=prices))
+    pool = None
+    if executor != "local" or address is not None:
+        from lstmbt.backtest.campaign.executors import make_executor  # Ray loads on use only
+
+        pool = make_executor(executor, address=address)  # an unknown name is one ConfigError line
+    result = RunResult(run_pipeline(cfg, threads=caller_threads(), prices=prices,
+                                    executor=pool if cfg.split.cpcv else None))
     if out is not None:
         result.save(out)
     return result

@@ -174,3 +174,10 @@ def test_ray_fits_the_splits_as_the_local_run_does(tmp_path):
         ray.shutdown()
     pd.testing.assert_frame_equal(local.cpcv_predictions, remote.cpcv_predictions, check_exact=True)
     assert local.cpcv["summary"] == remote.cpcv["summary"]
+
+
+def test_the_python_api_refuses_an_unknown_executor_in_one_line():
+    import lstmbt
+
+    with pytest.raises(ConfigError, match="--executor 'dask' is not known; use one of: local, ray"):
+        lstmbt.run(quick=True, set={"split.scheme": "cpcv"}, executor="dask")
