@@ -76,3 +76,18 @@ def test_cli_list_show_and_bad_input(root, run_cli):
                         (["runs", "list", "--root", str(root), "--since", "yesterday-ish"], "is not a date")):
         code, stdout, stderr = run_cli(argv)
         assert code == 2 and words in stderr and len(stderr.strip().splitlines()) == 1, (argv, stderr)
+
+
+@pytest.mark.parametrize("columns", ["60", "100", "400"])
+def test_show_never_cuts_a_strategy_name_on_a_narrow_terminal(root, run_cli, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", columns)
+    code, stdout, stderr = run_cli(["runs", "show", "spx-both", "--root", str(root)])
+    assert code == 0, stderr
+    saved = json.loads((root / "spx-both" / "metrics.json").read_text())
+    for strategy in saved:  # every name whole, however narrow the terminal
+        assert strategy in stdout, (columns, strategy)
+    assert "\u2026" not in stdout  # rich's ellipsis: nothing was truncated
+    assert max(map(len, stdout.splitlines())) <= int(columns)
+    tables = stdout.count("metrics (")
+    assert (tables > 1) if columns == "60" else True
+    assert stdout.count("│ hit_rate_pvalue ") == max(tables, 1)  # each table lists every metric

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -86,21 +86,46 @@ def runs_list(
 
 def runs_show(run_id: Annotated[str, typer.Argument(metavar="ID", help="A run directory's name.")],
               root: RootOpt = Path("runs")) -> None:
-    """One run: where it is, its settings, and every metric of every strategy."""
+    """One run: where it is, its settings, and every metric of every strategy (names never cut:
+    on a narrow terminal the strategies are split over several tables)."""
     from rich.console import Console
-    from rich.table import Table
 
     from lstmbt.backtest.campaign.registry import show_run  # loads pandas: on use, not at --help
-    from lstmbt.reports import format_metric  # loads numpy: on use, not at --help
 
     info, metrics = show_run(root, run_id)
     for key in ("path", "created", "source", "symbol", "task", "regression", "horizon", "first_date", "last_date",
                 "days"):
         typer.echo(f"{key:>11}: {info.get(key)}")
-    table = Table(title="metrics")
-    table.add_column("metric")
+    console = Console()
+    for table in metric_tables(metrics, console.width):
+        console.print(table)
+
+
+def metric_tables(metrics: Any, width: int) -> list[Any]:
+    """``metrics`` (metric x strategy) as rich tables of whole columns, as many strategies to a table
+    as fit ``width`` characters (at least one), so no name or figure is ever truncated."""
+    from rich.table import Table
+
+    from lstmbt.reports import format_metric  # loads numpy: on use, not at --help
+
+    cells = {s: [format_metric(m, v) for m, v in metrics[s].items()] for s in metrics.columns}
+    first = max([len("metric"), *map(len, map(str, metrics.index))]) + 4
+    groups, current, used = [], [], first
     for strategy in metrics.columns:
-        table.add_column(strategy, justify="right")
-    for metric, values in metrics.iterrows():
-        table.add_row(metric, *[format_metric(metric, v) for v in values])
-    Console().print(table)
+        need = max([len(strategy), *map(len, cells[strategy])]) + 3  # the column and its padding and rule
+        if current and used + need > width:
+            groups.append(current)
+            current, used = [], first
+        current.append(strategy)
+        used += need
+    groups.append(current)
+    tables = []
+    for n, group in enumerate(groups, start=1):
+        table = Table(title="metrics" if len(groups) == 1 else f"metrics ({n} of {len(groups)})")
+        table.add_column("metric", no_wrap=True)
+        for strategy in group:
+            table.add_column(strategy, justify="right", no_wrap=True)
+        for i, metric in enumerate(metrics.index):
+            table.add_row(str(metric), *[cells[s][i] for s in group])
+        tables.append(table)
+    return tables
