@@ -31,6 +31,8 @@ def test_lists_every_model_of_every_run_with_its_saved_metrics(root):
     saved = json.loads((root / "ndx-clf" / "metrics.json").read_text())["logistic_classification"]
     row = frame[frame["id"] == "ndx-clf"].iloc[0]
     assert row["sharpe"] == saved["sharpe"] and row["hit_rate"] == saved["hit_rate"]
+    bench = json.loads((root / "ndx-clf" / "metrics.json").read_text())["buy_and_hold"]["sharpe"]
+    assert row["bh_sharpe"] == bench  # buy-and-hold's Sharpe on the same run's days, beside the model's
     assert (root / INDEX_NAME).is_file()
 
 
@@ -67,7 +69,7 @@ def test_show_gives_the_full_metrics_table(root):
 def test_cli_list_show_and_bad_input(root, run_cli):
     code, stdout, stderr = run_cli(["runs", "list", "--root", str(root), "--sort", "sharpe"])
     assert code == 0, stdout + stderr
-    assert "spx-both" in stdout and "ndx-clf" in stdout
+    assert "spx-both" in stdout and "ndx-clf" in stdout and "B&H Sharpe" in stdout
     code, stdout, stderr = run_cli(["runs", "show", "ndx-clf", "--root", str(root)])
     assert code == 0 and "sample:nasdaq" in stdout
     for argv, words in ((["runs", "show", "nope", "--root", str(root)], "no run 'nope'"),
@@ -91,3 +93,14 @@ def test_show_never_cuts_a_strategy_name_on_a_narrow_terminal(root, run_cli, mon
     tables = stdout.count("metrics (")
     assert (tables > 1) if columns == "60" else True
     assert stdout.count("│ hit_rate_pvalue ") == max(tables, 1)  # each table lists every metric
+
+
+def test_every_network_family_and_lightgbm_is_listed(root, tmp_path):
+    copy = tmp_path / "runs"
+    shutil.copytree(root / "ndx-clf", copy / "ndx-clf")
+    path = copy / "ndx-clf" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    entry = metrics.pop("logistic_classification")
+    renamed = ("gru_classification", "tcn_classification", "transformer_classification", "lightgbm_classification")
+    path.write_text(json.dumps({**metrics, **{name: entry for name in renamed}}))
+    assert set(list_runs(copy)["strategy"]) == set(renamed)

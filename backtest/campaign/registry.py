@@ -28,8 +28,10 @@ from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
 from lstmbt.backtest.readback import DamagedFileError, read_json, read_metrics, read_toml
 
 INDEX_NAME = ".lstmbt-runs.sqlite"
-#: metrics shown per model by ``lstmbt runs list``
+#: metrics shown per model by ``lstmbt runs list`` (beside ``bh_sharpe``, buy-and-hold's Sharpe in the same run)
 LIST_METRICS = ("total_return", "sharpe", "hit_rate", "hit_rate_pvalue")
+#: the model families whose strategies ``runs list`` shows (with ``ew_``/``xs_`` for a universe's portfolios)
+LISTED_FAMILIES = ("lstm", "gru", "transformer", "tcn", "lightgbm", "ridge", "logistic")
 #: ``PRAGMA application_id`` of an lstmbt index ("lsbt"), so another program's database is never changed
 APPLICATION_ID = 0x6C736274
 _COLUMNS = {"runs": ("id", "path", "stamp", "created", "source", "symbol", "task", "regression", "horizon",
@@ -226,7 +228,8 @@ def _warn_skipped(root: str | Path, skipped: dict[str, str]) -> None:
 
 def list_runs(root: str | Path, source: str | None = None, target: str | None = None, since: str | None = None,
               sort: str | None = None) -> pd.DataFrame:
-    """One row per run and model: the run's key config and the model's ``LIST_METRICS``.
+    """One row per run and model: the run's key config, the model's ``LIST_METRICS`` and
+    ``bh_sharpe``, buy-and-hold's Sharpe on the run's days (NaN for a universe, which has none).
 
     ``source``: substring of the data source; ``target``: ``regression``, ``classification`` or a
     model name; ``since``: ISO date, runs created on or after it; ``sort``: any metric key,
@@ -236,12 +239,15 @@ def list_runs(root: str | Path, source: str | None = None, target: str | None = 
     db = sync_index(root)
     runs = pd.read_sql_query("SELECT * FROM runs", db)
     models = " OR ".join(f"strategy LIKE '{prefix}{model}_%'" for prefix in ("", "ew_", "xs_")
-                         for model in ("lstm", "ridge", "logistic"))
+                         for model in LISTED_FAMILIES)
     rows = pd.read_sql_query(f"SELECT * FROM metrics WHERE {models}", db)
+    bench = pd.read_sql_query("SELECT run_id, value AS bh_sharpe FROM metrics WHERE strategy = 'buy_and_hold' "
+                              "AND metric = 'sharpe'", db)
     db.close()
     wide = rows.pivot_table(index=["run_id", "strategy"], columns="metric", values="value").reset_index()
     if wide.empty:  # no runs (or none with a model): the right columns, no rows
         wide = pd.DataFrame(columns=["run_id", "strategy", *LIST_METRICS])
+    wide = wide.merge(bench.drop_duplicates("run_id"), on="run_id", how="left")  # a universe has no buy_and_hold row
     frame = runs.merge(wide, left_on="id", right_on="run_id").drop(columns=["run_id", "stamp"])
     frame = _filter(frame, source, target, since)
     if sort is not None:

@@ -67,8 +67,10 @@ def runs_list(
     from lstmbt.reports import format_metric  # loads numpy: on use, not at --help
 
     frame = list_runs(root, source=source, target=target, since=since, sort=sort)
-    headers = {"total_return": "return", "sharpe": "Sharpe", "hit_rate": "hit", "hit_rate_pvalue": "hit p"}
-    columns = [*LIST_METRICS] + ([sort] if sort and sort not in LIST_METRICS else [])
+    headers = {"total_return": "return", "sharpe": "Sharpe", "bh_sharpe": "B&H Sharpe", "hit_rate": "hit",
+               "hit_rate_pvalue": "hit p"}
+    columns = ["total_return", "sharpe", "bh_sharpe", *LIST_METRICS[2:]] + (
+        [sort] if sort and sort not in LIST_METRICS and sort != "bh_sharpe" else [])
     console = Console()
     console.print(f"{frame['id'].nunique()} runs under {root}" + (f", by {sort}" if sort else ", newest first"))
     for run_id, group in frame.groupby("id", sort=False):  # runs in the order of their best row
@@ -80,7 +82,8 @@ def runs_list(
         for column in columns:
             table.add_column(headers.get(column, column), justify="right", no_wrap=True)
         for record in group.to_dict("records"):
-            table.add_row(record["strategy"], *[format_metric(c, record.get(c)) for c in columns])
+            table.add_row(record["strategy"], *[format_metric("sharpe" if c == "bh_sharpe" else c, record.get(c))
+                                                for c in columns])
         console.print(table)
 
 
