@@ -12,7 +12,7 @@ the run's thread slots (one torch thread each), or as Ray tasks when the caller 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -21,8 +21,9 @@ import pandas as pd
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.design import Design, estimator_for, feature_warmup, target_anchor, training_weights
 from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.scoring import majority_p_up
 from lstmbt.backtest.splits import Fold
-from lstmbt.backtest.walkforward import SampleGrid, combine_seeds, walk_forward_predict
+from lstmbt.backtest.walkforward import FoldProgress, SampleGrid, combine_seeds, walk_forward_predict
 from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns
 from lstmbt.models.plugins import PluginError
 from lstmbt.models.specs import NETWORK_FAMILIES
@@ -96,12 +97,14 @@ def predict_cpcv(design: Design, config: RunConfig, plan: list[ModelKey], report
     """
     jobs = split_jobs(design, config, plan)
     report = report or (lambda stage, done, total: None)
-    counter = _Count(report, len(jobs))
+    # the executor's callbacks run in this process, where no fit holds a thread slot to recheck
+    counter = FoldProgress(report, "cpcv", len(jobs), governor if executor is None else None)
+    counter.start()
     started = time.perf_counter()
     if executor is None:
-        results = run_side_by_side([lambda job=job: counter.after(fit_split(job)) for job in jobs], governor)
+        results = run_side_by_side([lambda job=job: _counted(fit_split(job), counter) for job in jobs], governor)
     else:
-        results = executor.map(fit_split, jobs, on_done=lambda index, result: counter.after(result))
+        results = executor.map(fit_split, jobs, on_done=lambda index, result: counter.fold_done())
     seconds = time.perf_counter() - started
     frames, logs = [], []
     for key in plan:
@@ -126,20 +129,9 @@ def split_log(log: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: v.item() if hasattr(v, "item") else v for k, v in r.items()} for r in records]  # numpy -> Python
 
 
-class _Count:
-    """Progress over the jobs, fed from the threads (or the executor's callback) that finish them."""
-
-    def __init__(self, report: Progress, total: int) -> None:
-        import threading
-
-        self.report, self.total, self.done, self._lock = report, total, 0, threading.Lock()
-        report("cpcv", 0, total)
-
-    def after(self, result: Any) -> Any:
-        with self._lock:
-            self.done += 1
-            self.report("cpcv", self.done, self.total)
-        return result
+def _counted(result: Any, counter: FoldProgress) -> Any:
+    counter.fold_done()
+    return result
 
 
 def path_predictions(predictions: pd.DataFrame, path: list[int], blocks: list[np.ndarray],
@@ -155,10 +147,6 @@ def path_predictions(predictions: pd.DataFrame, path: list[int], blocks: list[np
 
 def path_majority(direction: pd.Series, grid: SampleGrid, folds: list[Fold], path: list[int],
                   blocks: list[np.ndarray]) -> pd.Series:
-    """The majority baseline's p_up on one path: per block, the share of up labels its split trained on."""
-    parts = []
-    for g, split in enumerate(path):
-        seen = np.concatenate([folds[split].train, folds[split].val])  # as the walk-forward's majority
-        share = float(np.mean(direction.reindex(grid.dates[seen]).to_numpy() > 0))
-        parts.append(pd.Series(share, index=grid.dates[blocks[g]]))
-    return pd.concat(parts)
+    """The majority baseline's p_up on one path: per block, the share of up labels its split
+    trained on (``scoring.majority_p_up`` of the splits with their test narrowed to that block)."""
+    return majority_p_up(direction, grid, [replace(folds[split], test=blocks[g]) for g, split in enumerate(path)])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -35,11 +34,11 @@ from lstmbt.backtest.preflight import check_before_training
 from lstmbt.backtest.regimes import regime_labels, regime_table
 from lstmbt.backtest.rundir import RunResult
 from lstmbt.backtest.scoring import (
-    by_model, collect_metrics, fold_stats, horizon_plan, majority_p_up, make_positions, model_plan, predicted_up, run_warnings,
-    scale_warnings, undecided
+    by_model, collect_metrics, fold_stats, horizon_plan, majority_p_up, make_positions, model_plan, predicted_up,
+    run_warnings, scale_warnings, undecided
 )
 from lstmbt.backtest.seeds import long_seed_predictions, score_seeds, seed_summary
-from lstmbt.backtest.walkforward import combine_seeds, walk_forward_predict
+from lstmbt.backtest.walkforward import FoldProgress, combine_seeds, walk_forward_predict
 from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns, keys_from_frame
 from lstmbt.models.plugins import PluginError
 from lstmbt.models.specs import NETWORK_FAMILIES
@@ -226,7 +225,7 @@ def _predict_all(design: Design, config: RunConfig, report: Progress, timings: d
     plan, folders = horizon_plan(config), dict(_chains(config))
     chains = sorted(folders, key=lambda chain: chain[0].family not in NETWORK_FAMILIES)  # the long chains start first
     seeds = {key.name: [seed for k, seed in folders if k == key] for key in plan}
-    progress = {key.name: _Counter(report, key.name, len(design.horizon_folds[key.horizon]) * len(seeds[key.name]),
+    progress = {key.name: FoldProgress(report, key.name, len(design.horizon_folds[key.horizon]) * len(seeds[key.name]),
                                    governor) for key in plan}
 
     def walk(key: ModelKey, seed: int | None) -> tuple[pd.DataFrame, pd.DataFrame, float]:
@@ -258,25 +257,6 @@ def _predict_all(design: Design, config: RunConfig, report: Progress, timings: d
         logs.append(insert_key_columns(log, key, 0, FOLD_KEY_COLUMNS))
         timings[f"walkforward_{key.name}"] = sum(done[key, seed][2] for seed in seeds[key.name])
     return pd.concat(frames, ignore_index=True), pd.concat(logs, ignore_index=True)
-
-
-class _Counter:
-    """One model's progress over its chains' folds, fed from the threads that run them."""
-
-    def __init__(self, report: Progress, name: str, total: int, governor: ThreadGovernor | None) -> None:
-        self.report, self.name, self.total, self.governor = report, name, total, governor
-        self.done = 0
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        self.report(self.name, 0, self.total)
-
-    def fold_done(self, entry: dict) -> None:
-        with self._lock:
-            self.done += 1
-            self.report(self.name, self.done, self.total)
-        if self.governor is not None:
-            self.governor.checkpoint()
 
 
 def _rows_needed(config: RunConfig, warmup: int) -> tuple[int, str]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -376,3 +377,25 @@ def combine_seeds(runs: dict[int, tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[p
             log[column] = sum(other[column].to_numpy() for _, other in runs.values())
     log["seeds"] = len(runs)
     return out, log
+
+
+class FoldProgress:
+    """One stage's progress over the folds of its chains (a model's walk-forwards, the CPCV fits),
+    fed from the threads that run them: ``report(name, done, total)`` after each fold, then
+    ``governor.checkpoint()`` (``models.threads.ThreadGovernor``) so a busy machine is rechecked
+    between folds and a failed chain stops the others."""
+
+    def __init__(self, report: Callable[[str, int, int], None], name: str, total: int, governor: Any = None) -> None:
+        self.report, self.name, self.total, self.governor = report, name, total, governor
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.report(self.name, 0, self.total)
+
+    def fold_done(self, entry: Any = None) -> None:
+        with self._lock:
+            self.done += 1
+            self.report(self.name, self.done, self.total)
+        if self.governor is not None:
+            self.governor.checkpoint()
