@@ -180,3 +180,15 @@ def test_cli_recursive_list_and_duplicate_marks(tree, run_cli):
     assert "sweep-a/trials/t000-abcd1234" in stdout and "[in sweep sweep-a]" in stdout and "more runs" not in stdout
     code, stdout, stderr = run_cli(["runs", "show", "spx-both", "--root", str(tree)])
     assert code == 0 and "duplicated by spx-again" in stdout
+
+
+def test_plug_in_models_are_listed_and_the_naive_baselines_are_not(root, tmp_path):
+    copy = tmp_path / "runs"
+    shutil.copytree(root / "spx-both", copy / "spx-both")
+    path = copy / "spx-both" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["myplugin_classification"] = {**metrics["logistic_classification"], "sharpe": 1.25}
+    path.write_text(json.dumps(metrics))
+    frame = list_runs(copy).set_index("strategy")
+    assert frame.loc["myplugin_classification", "sharpe"] == 1.25
+    assert not {"buy_and_hold", "persistence", "majority"} & set(frame.index)

@@ -35,12 +35,13 @@ import pandas as pd
 from lstmbt.backtest.config import RunConfig, fill_saved
 from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
 from lstmbt.backtest.readback import DamagedFileError, read_json, read_metrics, read_toml
+from lstmbt.backtest.scoring import BASELINES, BENCHMARK
 
 INDEX_NAME = ".lstmbt-runs.sqlite"
 #: metrics shown per model by ``lstmbt runs list`` (beside ``bh_sharpe``, buy-and-hold's Sharpe in the same run)
 LIST_METRICS = ("total_return", "sharpe", "hit_rate", "hit_rate_pvalue")
-#: the model families whose strategies ``runs list`` shows (with ``ew_``/``xs_`` for a universe's portfolios)
-LISTED_FAMILIES = ("lstm", "gru", "transformer", "tcn", "lightgbm", "ridge", "logistic")
+#: a universe's portfolios of its tickers' strategies: equal weight and cross-sectional top-k
+_PORTFOLIO_PREFIXES = ("", "ew_", "xs_")
 #: ``PRAGMA application_id`` of an lstmbt index ("lsbt"), so another program's database is never changed
 APPLICATION_ID = 0x6C736274
 #: ``PRAGMA user_version`` of the index layout; an index of an older layout is only a cache, so it is rebuilt
@@ -303,8 +304,10 @@ def _warn_skipped(root: str | Path, skipped: dict[str, str]) -> None:
 
 def list_runs(root: str | Path, source: str | None = None, target: str | None = None, since: str | None = None,
               sort: str | None = None, recursive: bool = False) -> pd.DataFrame:
-    """One row per run and model: the run's key config, the model's ``LIST_METRICS`` and
-    ``bh_sharpe``, buy-and-hold's Sharpe on the run's days (NaN for a universe, which has none),
+    """One row per run and model (every strategy but buy-and-hold and the naive baselines: each
+    network family, LightGBM, the linear twins, plug-in models, a universe's ``ew_``/``xs_``
+    portfolios): the run's key config, the model's ``LIST_METRICS`` and ``bh_sharpe``, buy-and-hold's
+    Sharpe on the run's days (a universe's: equal-weight buy-and-hold of its tickers),
     ``part_of`` (the sweep or universe holding the run) and ``duplicate_of`` (the oldest run with
     the same config and data, None for that one and for runs with no twin).
 
@@ -318,11 +321,11 @@ def list_runs(root: str | Path, source: str | None = None, target: str | None = 
     db, skipped = _sync(root)
     _warn_skipped(root, {k: v for k, v in skipped.items() if recursive or "/" not in k})
     runs = pd.read_sql_query("SELECT * FROM runs", db)
-    models = " OR ".join(f"strategy LIKE '{prefix}{model}_%'" for prefix in ("", "ew_", "xs_")
-                         for model in LISTED_FAMILIES)
-    rows = pd.read_sql_query(f"SELECT * FROM metrics WHERE {models}", db)
-    bench = pd.read_sql_query("SELECT run_id, value AS bh_sharpe FROM metrics WHERE strategy = 'buy_and_hold' "
-                              "AND metric = 'sharpe'", db)
+    others = [f"{prefix}{name}" for prefix in _PORTFOLIO_PREFIXES for name in (BENCHMARK, *BASELINES)]
+    rows = pd.read_sql_query(f"SELECT * FROM metrics WHERE strategy NOT IN ({', '.join('?' * len(others))})", db,
+                             params=others)
+    bench = pd.read_sql_query("SELECT run_id, value AS bh_sharpe FROM metrics WHERE strategy IN (?, ?) "
+                              "AND metric = 'sharpe'", db, params=(BENCHMARK, f"ew_{BENCHMARK}"))
     db.close()
     runs["duplicate_of"] = _duplicates(runs)
     nested = runs["id"].str.contains("/", regex=False)
