@@ -192,3 +192,16 @@ def test_plug_in_models_are_listed_and_the_naive_baselines_are_not(root, tmp_pat
     frame = list_runs(copy).set_index("strategy")
     assert frame.loc["myplugin_classification", "sharpe"] == 1.25
     assert not {"buy_and_hold", "persistence", "majority"} & set(frame.index)
+
+
+def test_latest_matching_run_is_the_newest_run_of_that_config_on_those_prices(tree, tmp_path):
+    from lstmbt.backtest.campaign.registry import latest_matching_run
+    from lstmbt.backtest.readback import read_config
+
+    cfg = read_config(tree / "spx-both" / "config.toml")
+    sha = json.loads((tree / "spx-both" / "manifest.json").read_text())["data"]["sha256"]
+    info, table = latest_matching_run(tree, cfg, sha)
+    assert info["id"] == "spx-again" and "ridge_regression" in table.columns  # the copy made later
+    assert latest_matching_run(tree, cfg.with_values({"strategy.threshold": 0.5}), sha) is None
+    assert latest_matching_run(tree, cfg, "0" * 64) is None
+    assert latest_matching_run(tmp_path / "no-such-root", cfg, sha) is None
