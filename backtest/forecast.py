@@ -136,7 +136,9 @@ class Forecast:
     the naive baselines. ``actions``: the strategy's step per model, baseline and buy-and-hold.
     ``current_date``: the decision day of the positions held now. ``execution``: the config's
     ``backtest.execution``. ``data``: ``backtest.data.describe_prices`` of the prices used (its
-    ``sha256`` finds the matching saved run).
+    ``sha256`` finds the matching saved run). ``decisions``: per decision day behind the positions
+    (the last ``horizon + 1`` bars, oldest first), each model's output then (regression value in
+    the target's units, or p_up), from the model retrained after that day's close.
     """
 
     source: str
@@ -154,6 +156,7 @@ class Forecast:
     current_date: pd.Timestamp | None = None
     execution: str = "next_open"
     data: dict[str, Any] = field(default_factory=dict)
+    decisions: tuple[tuple[pd.Timestamp, dict[str, float]], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict: dates as YYYY-MM-DD, non-finite numbers as None, absent tasks left out."""
@@ -166,6 +169,8 @@ class Forecast:
                 out[task] = {k: _finite(v) for k, v in asdict(record).items()}
         for key in ("models", "actions"):
             out[key] = [{k: _finite(v) for k, v in asdict(record).items()} for record in out[key]]
+        out["decisions"] = [{"date": day.date().isoformat(), "values": {k: _finite(v) for k, v in values.items()}}
+                            for day, values in self.decisions]
         out["agreement"] = agreement(self.models)
         return out
 
@@ -220,7 +225,8 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
                     n_val=len(folds[0].val), **_first_per_task(models, keys, base[0], last_close, config),
                     models=tuple(models), actions=strategy_actions(positions), current_date=dates[-2],
                     execution=config.backtest.execution,
-                    data=describe_prices(design.prices, config.data.source, config.data.symbol))
+                    data=describe_prices(design.prices, config.data.source, config.data.symbol),
+                    decisions=tuple((day, {key.name: values[key.name, k] for key in keys}) for day, k in zip(dates, back)))
 
 
 def decision_positions(prices: pd.DataFrame, keys: list[ModelKey], values: dict[tuple[str, int], float],

@@ -419,5 +419,6 @@ def _quiet(stage: str, done: int, total: int) -> None:
 
 __all__ = ["importance_frame", "permutation_importance", "ablation_importance", "summarize_importance",
            "parse_method", "load_design", "feature_groups", "group_columns", "permute_block", "fitted_folds", "block_truth",
-           "prediction_scores", "block_predictions", "BlockTruth", "METHODS", "SCORE_METHODS", "METHOD_SETS", "EXOG_GROUP",
+           "prediction_scores", "block_predictions", "BlockTruth",
+           "METHODS", "SCORE_METHODS", "METHOD_SETS", "EXOG_GROUP",
            "FRAME_COLUMNS"]

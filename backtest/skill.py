@@ -74,7 +74,7 @@ def skill_line(s: Skill) -> str:
     """``lstm_classification: no evidence of skill - hit rate 49.2% vs base rate 54.0% (p 0.71),
     Sharpe 0.21 vs buy-and-hold 0.45 (inconclusive)``."""
     if math.isfinite(s.hit_rate):
-        p = f"p {s.hit_rate_pvalue:.3g}" if math.isfinite(s.hit_rate_pvalue) else "no p-value"
+        p = f"p {format_pvalue(s.hit_rate_pvalue)}" if math.isfinite(s.hit_rate_pvalue) else "no p-value"
         hit = f"hit rate {s.hit_rate:.1%} vs base rate {s.base_rate:.1%} ({p})"
     else:
         hit = "no direction call"
@@ -142,6 +142,11 @@ def no_skill_statement(skills: list[Skill]) -> str:
                 "skill (what they fit, which may be noise), not what drives returns.")
     return (f"The importances of {', '.join(without)} describe models without demonstrated skill (what they fit, "
             "which may be noise), not what drives returns.")
+
+
+def format_pvalue(p: float) -> str:
+    """A p-value as the report writes it: three decimals, ``<0.001`` below 0.001."""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _number(value: Any) -> float:

@@ -26,6 +26,7 @@ from lstmbt.backtest.rundir import write_atomic
 from lstmbt.backtest.scoring import model_plan
 from lstmbt.reports import environment
 from lstmbt.reports.embed import pack_figures, plotly_bundle
+from lstmbt.reports.tables import format_metric
 
 #: half-width of the intervals, in standard errors
 Z95 = 1.96
@@ -97,8 +98,9 @@ def skill_part(skill: dict[str, Any] | None) -> dict[str, Any] | None:
     rate, p-value, Sharpe, buy-and-hold's, verdict, evidence of skill) and the no-skill statement."""
     if skill is None:
         return None
-    rows = [{"model": m["model"], "hit_rate": _percent(_nan(m["hit_rate"])), "base_rate": _percent(_nan(m["base_rate"])),
-             "pvalue": _fixed(_nan(m["hit_rate_pvalue"]), 3), "sharpe": _fixed(_nan(m["sharpe"]), 2),
+    rows = [{"model": m["model"], "hit_rate": _percent(_nan(m["hit_rate"])),
+             "base_rate": _percent(_nan(m["base_rate"])),
+             "pvalue": _pvalue(_nan(m["hit_rate_pvalue"])), "sharpe": _fixed(_nan(m["sharpe"]), 2),
              "bh_sharpe": _fixed(_nan(m["bh_sharpe"]), 2),
              "verdict": VERDICT_WORDS.get(m["verdict"] or "", DASH), "skilled": "yes" if m["skilled"] else "no"}
             for m in skill["models"]]
@@ -270,6 +272,10 @@ def _points(value: float, signed: bool = False) -> str:
 
 def _nan(value: float | None) -> float:
     return math.nan if value is None else float(value)  # JSON-ready dicts carry NaN as None
+
+
+def _pvalue(value: float) -> str:
+    return DASH if not math.isfinite(value) else format_metric("hit_rate_pvalue", value)
 
 
 def _fixed(value: float, digits: int) -> str:

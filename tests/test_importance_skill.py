@@ -18,6 +18,7 @@ from lstmbt.backtest.attribution import shap_frame
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.pipeline import run
 from lstmbt.backtest.skill import oos_metrics
+from lstmbt.reports import format_metric
 from helpers import PLANTED_FLAGS, set_args
 from test_pipeline import planted_prices, write_csv
 
@@ -82,8 +83,9 @@ def test_cli_prints_the_skill_above_the_tables_and_says_when_there_is_none(plant
         m = metrics[name]
         base = max(m["base_rate"], 1 - m["base_rate"])
         words = "evidence of skill" if shows else "no evidence of skill"
-        expected = (f"  {name}: {words} - hit rate {m['hit_rate']:.1%} vs base rate {base:.1%} "
-                    f"(p {m['hit_rate_pvalue']:.3g}), Sharpe {m['sharpe']:.2f} vs buy-and-hold {bench:.2f} (")
+        p = format_metric("hit_rate_pvalue", m["hit_rate_pvalue"])  # as the report writes it
+        expected = (f"  {name}: {words} - hit rate {m['hit_rate']:.1%} vs base rate {base:.1%} (p {p}), "
+                    f"Sharpe {m['sharpe']:.2f} vs buy-and-hold {bench:.2f} (")
         assert any(line.startswith(expected) for line in lines), (expected, stdout)
     page = out.read_text(encoding="utf-8")
     assert page.index('id="skill"') < page.index('id="reading"') < page.index('id="permutation"')

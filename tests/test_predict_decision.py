@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from lstmbt.strategies import classification_positions, regression_positions
-from helpers import LINEAR_VALUES, TINY_VALUES, set_args
+from lstmbt.reports import format_metric
+from helpers import LINEAR_VALUES, PLANTED_FLAGS, TINY_VALUES, set_args
 from test_pipeline import planted_prices, write_csv
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -74,7 +75,8 @@ def test_json_carries_every_model_the_actions_the_agreement_and_the_skill(run_cl
     payload = predict_json(run_cli, SPX, "--root", str(tmp_path / "none"))
     models = {m["model"]: m for m in payload["models"]}
     assert list(models) == ["ridge_regression", "logistic_classification", "persistence", "majority"]
-    assert models["ridge_regression"]["direction"] == ("up" if models["ridge_regression"]["log_return"] > 0 else "down")
+    ridge = models["ridge_regression"]
+    assert ridge["direction"] == ("up" if ridge["log_return"] > 0 else "down")
     assert models["logistic_classification"]["direction"] == ("up" if models["logistic_classification"]["p_up"] > 0.5
                                                                else "down")
     assert models["majority"]["p_up"] == payload["classification"]["base_rate"]
@@ -101,17 +103,32 @@ def rule(model: dict, values: dict) -> float:
     return float(regression_positions(pd.Series([model["log_return"]]), 0.0, long_short).iloc[0])
 
 
+@pytest.fixture(scope="module")
+def planted_source(tmp_path_factory) -> tuple[str, str]:
+    """(a source of bars whose volume reveals tomorrow's direction, the last day whose volume calls
+    the other direction than the day before's): there the planted models' positions flip."""
+    prices = planted_prices(700, signal=True)
+    calls = (prices["Volume"] > 1e6).to_numpy()
+    last = max(i for i in range(1, len(calls)) if calls[i] != calls[i - 1])
+    source = write_csv(tmp_path_factory.mktemp("planted") / "planted.csv", prices)
+    return source, prices.index[last].date().isoformat()
+
+
 @pytest.mark.parametrize("horizon", [1, 2])
-def test_action_is_the_strategy_on_todays_forecast_from_yesterdays_position(run_cli, horizon):
-    values = {**SPX, "strategy.long_short": True, "target.horizon": horizon}
+def test_action_is_the_strategy_on_todays_forecast_from_yesterdays_position(run_cli, planted_source, horizon):
+    source, end = planted_source
+    values = {**PLANTED_FLAGS, "data.source": source, "data.end": end, "strategy.long_short": True,
+              "target.horizon": horizon}
     today = predict_json(run_cli, values)
     yesterday = predict_json(run_cli, {**values, "data.end": previous_day(values)})
     before = {a["strategy"]: a for a in yesterday["actions"]}
     then = {m["model"]: m for m in yesterday["models"]}
+    # the forecasts behind the position held now are yesterday's, from models retrained after yesterday's close
+    assert today["decisions"][-2] == yesterday["decisions"][-1]
+    assert any(a["order"] != "HOLD" for a in today["actions"])  # the case exercises an order
     for action in today["actions"]:
         name = action["strategy"]
-        # the position held now is what predict said after yesterday's close, retrained on data up to it
-        assert action["current"] == before[name]["target"], name
+        assert action["current"] == before[name]["target"], name  # the position held now: yesterday's decision
         if name == "buy_and_hold":
             assert action["target"] == 1.0
             continue
@@ -191,8 +208,9 @@ def test_a_matching_run_without_skill_is_named_with_its_figures(run_cli, tmp_pat
     for name in ("ridge_regression", "logistic_classification"):
         m = metrics[name]
         share = m["base_rate"]
+        p = format_metric("hit_rate_pvalue", m["hit_rate_pvalue"])  # as the report writes it
         assert (f"  {name}: no evidence of skill - hit rate {m['hit_rate']:.1%} vs base rate "
-                f"{max(share, 1 - share):.1%} (p {m['hit_rate_pvalue']:.3g}), Sharpe {m['sharpe']:.2f} vs "
+                f"{max(share, 1 - share):.1%} (p {p}), Sharpe {m['sharpe']:.2f} vs "
                 f"buy-and-hold {metrics['buy_and_hold']['sharpe']:.2f}") in out
         assert m["hit_rate_pvalue"] >= 0.05 and m["verdict"] != "beats"  # what the words claim
     payload = predict_json(run_cli, SPX, "--root", str(root))
