@@ -53,7 +53,9 @@ def agreement_line(models: tuple[ModelForecast, ...]) -> str:
         return "models make no direction call"
     direction = UP if calls[UP] else DOWN
     rest = f"; {parts[-1]}" if calls[NO_CALL] else ""
-    return f"models agree: {'all ' if n > 1 else ''}{n} {direction}{rest}"
+    if n == 1:  # nothing to agree with
+        return f"one model calls a direction: {direction} ({calls[direction][0]}){rest}"
+    return f"models agree: all {n} {direction}{rest}"
 
 
 def action_line(a: Action, fill: str) -> str:

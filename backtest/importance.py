@@ -24,6 +24,10 @@ predictions instead of scoring altered ones; it has its own frame (``attribution
 Groups are ``features.groups``, plus ``exog`` (all exogenous columns together) when
 ``data.exog`` is set.
 
+The unaltered models' out-of-sample predictions, which every method makes, can be collected
+(``oos=``) and scored as ``lstmbt run`` scores them (``backtest.skill.importance_skill``), so the
+importance of a model is read beside its skill.
+
 Signs: ``d_hit_rate`` = altered - original (negative: the model relies on the group);
 ``d_loss`` = altered - original (positive: the model relies on the group).
 """

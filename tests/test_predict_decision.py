@@ -66,7 +66,7 @@ def test_every_family_baseline_and_naive_baseline_forecasts(run_cli):
         assert line, (name, out)
         assert (line.group(2).startswith("p_up")) == name.endswith(("classification", "majority")), line.group(0)
     assert re.search(r"^  persistence +- +close [\d.]+ \(\+0\.00%\)", out, re.M)
-    assert re.search(r"^models (agree|disagree): ", out, re.M)
+    assert re.search(r"^models (agree: all 8 (up|down)|disagree: \d up \(.+\), \d down \(.+\))$", out, re.M), out
     for name in names + ["buy_and_hold"]:
         assert re.search(rf"^  {name}: target [+-]\d\.\d\d \((long|short|flat)\) from [+-]\d\.\d\d -> ", out, re.M), name
 
@@ -180,6 +180,9 @@ def test_models_that_agree_say_so_without_a_disagreement(run_cli):
     out, _ = predict(run_cli, {**PLUGINS, "model.custom": ["a=forecast_models:Up", "b=forecast_models:Up"]})
     assert "models agree: all 2 up\n" in out
     assert "disagree" not in out
+    out, _ = predict(run_cli, {**PLUGINS, "model.custom": ["forecast_models:Down"]})
+    assert "one model calls a direction: down (down_classification)\n" in out
+    assert "disagree" not in out and "agree:" not in out
 
 
 # --------------------------------------------------------------------------- skill from the run index
