@@ -76,7 +76,8 @@ def runs_list(
     columns = ["total_return", "sharpe", "bh_sharpe", *LIST_METRICS[2:]] + (
         [sort] if sort and sort not in LIST_METRICS and sort != "bh_sharpe" else [])
     console = Console()
-    console.print(f"{frame['id'].nunique()} runs under {root}" + (f", by {sort}" if sort else ", newest first"))
+    count = frame["id"].nunique()
+    console.print(f"{count} run{'' if count == 1 else 's'} under {root}" + (f", by {sort}" if sort else ", newest first"))
     for run_id, group in frame.groupby("id", sort=False):  # runs in the order of their best row
         first = group.iloc[0]
         marks = [f"in {first['part_of']}"] if isinstance(first["part_of"], str) else []
@@ -94,7 +95,8 @@ def runs_list(
                                                 for c in columns])
         console.print(table)
     if frame.attrs.get("nested"):
-        console.print(f"\n{frame.attrs['nested']} more runs inside sweeps, universes or sub-folders: "
+        nested = frame.attrs["nested"]
+        console.print(f"\n{nested} more run{'' if nested == 1 else 's'} inside sweeps, universes or sub-folders: "
                       "--recursive lists them", highlight=False, soft_wrap=True)
 
 
