@@ -341,7 +341,8 @@ class RunConfig:
 #: keys added after runs were saved whose default differs from what a run saved without them did:
 #: a saved config that lacks one, and in which it acts (``_acts``), stands for this value
 #: (``fill_saved``). Every other key added since defaults to the old behaviour (``train.warmup_steps = 0``...).
-LEGACY_VALUES: dict[str, Any] = {"target.price_scale": "level", "features.lag_scale": "level"}
+LEGACY_VALUES: dict[str, Any] = {"target.price_scale": "level", "features.lag_scale": "level",
+                                 "portfolio.top_k": 2}  # 2 before 0 (a third of the universe) became the default
 
 
 def fill_saved(values: dict[str, Any]) -> dict[str, Any]:

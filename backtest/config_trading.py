@@ -118,14 +118,18 @@ class PortfolioConfig:
     """Universe runs (a source naming several tickers; see ``backtest.universe``).
 
     ``top_k``: tickers the cross-sectional strategy holds long each day, those with the highest
-    p_up (classification) or predicted return (regression). ``bottom_k``: tickers it shorts, the
-    lowest (0 = long only). Each held ticker gets ``1 / (top_k + bottom_k)`` of the portfolio;
+    p_up (classification) or predicted return (regression). 0 (the default) = a third of the
+    universe, rounded, at least 1 and fewer than all its tickers (at most N - bottom_k with shorts;
+    ``strategies.cross_section.default_top_k``); the run records the k it used. An explicit k
+    that holds every ticker long (``top_k >= N`` with ``bottom_k = 0``) ranks nothing and is refused.
+    ``bottom_k``: tickers it shorts, the lowest (0 = long only; no fraction default, since shorting
+    is a choice). Each held ticker gets ``1 / (top_k + bottom_k)`` of the portfolio;
     ``top_k + bottom_k`` may not exceed the number of tickers in the universe.
     """
 
-    top_k: int = 2
+    top_k: int = 0
     bottom_k: int = 0
 
     def __post_init__(self) -> None:
-        check_range("portfolio.top_k", self.top_k, 1, 10_000)
+        check_range("portfolio.top_k", self.top_k, 0, 10_000)
         check_range("portfolio.bottom_k", self.bottom_k, 0, 10_000)

@@ -145,7 +145,10 @@ class GroupBacktestResult:
     column per strategy: the net return of that strategy's whole book (its tickers share one pool
     of cash), carry included (``add_carry`` on the whole book). ``n_orders``: fills per strategy.
     ``n_trades``: round trips over all its tickers (a position still open at the end counts).
-    ``fees_paid``/``slippage_paid``: fractions of the initial capital.
+    ``fees_paid``/``slippage_paid``: fractions of the initial capital. ``trades``: one row per
+    trade of one ticker (TRADE_COLUMNS with ``ticker`` after ``strategy``), as ``BacktestResult``'s;
+    ``pnl`` is a fraction of the strategy's initial capital, ``holding_days`` counts bars of the
+    tickers' joint calendar, and a rebalancing sale closes part of a position as a trade of its own.
     """
 
     returns: pd.DataFrame
@@ -153,6 +156,7 @@ class GroupBacktestResult:
     n_trades: dict[str, int]
     fees_paid: dict[str, float]
     slippage_paid: dict[str, float]
+    trades: pd.DataFrame
 
 
 def run_group_backtest(prices: dict[str, pd.DataFrame], weights: pd.DataFrame,
@@ -209,6 +213,7 @@ def run_group_backtest(prices: dict[str, pd.DataFrame], weights: pd.DataFrame,
         n_trades={n: int(v) for n, v in total(trades["col"]).items()},
         fees_paid={n: v / INIT_CASH for n, v in total(orders["col"], orders["fees"]).items()},
         slippage_paid={n: v / INIT_CASH for n, v in total(orders["col"], lost).items()},
+        trades=_trade_frame(trades, bars, strategies, tickers=tickers),
     )
 
 
@@ -368,10 +373,13 @@ def lagged_orders(targets: pd.DataFrame, bars: pd.DatetimeIndex, tradeable: pd.D
     return executed.where(executed.ne(executed.ffill().shift(1)))  # trade only when the target changes
 
 
-def _trade_frame(records: np.ndarray, dates: pd.DatetimeIndex, columns: pd.Index) -> pd.DataFrame:
-    """vectorbt trade records as TRADE_COLUMNS, in entry order."""
+def _trade_frame(records: np.ndarray, dates: pd.DatetimeIndex, columns: pd.Index,
+                 tickers: pd.Index | None = None) -> pd.DataFrame:
+    """vectorbt trade records as TRADE_COLUMNS, in entry order; with ``tickers`` (each column's
+    ticker, for a grouped portfolio), a ``ticker`` column after ``strategy``."""
     frame = pd.DataFrame({
         "strategy": np.asarray(columns, dtype=object)[records["col"]],
+        **({} if tickers is None else {"ticker": np.asarray(tickers, dtype=object)[records["col"]]}),
         "direction": np.where(records["direction"] == 0, "long", "short"),
         "entry_date": dates[records["entry_idx"]],
         "exit_date": dates[records["exit_idx"]],
@@ -381,7 +389,7 @@ def _trade_frame(records: np.ndarray, dates: pd.DatetimeIndex, columns: pd.Index
         "pnl": records["pnl"] / INIT_CASH,
         "holding_days": (records["exit_idx"] - records["entry_idx"]).astype(np.int64),
         "status": np.where(records["status"] == 0, "open", "closed"),
-    }, columns=list(TRADE_COLUMNS))
+    })
     return frame.sort_values(["entry_date", "strategy"], kind="stable").reset_index(drop=True)
 
 

@@ -125,7 +125,7 @@ def render_report(result: Any) -> str:
         figure_ids=list(figures), plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
         fold_columns=fold_columns, folds=fold_rows, cpcv=cpcv_block(getattr(result, "cpcv", {}), models, metrics),
         cost_strategies=cost_strategies, cost_returns=cost_returns, cost_sharpe=cost_sharpe,
-        trade_summary=_trade_summary(metrics, strategies), trade_columns=trade_columns, trades=trade_rows,
+        trade_summary=tables.trade_summary(metrics, strategies), trade_columns=trade_columns, trades=trade_rows,
         n_trades_total=len(result.trades),
         backtest=result.config.backtest, config_toml=_config_text(result), kind=manifest.get("kind", "run"),
         strategy_text=strategy_text(result),
@@ -217,11 +217,6 @@ def carry_text(backtest: Any) -> str:
     borrow_part = (f"short positions pay {100 * borrow:.4g}% a year to borrow" if borrow else
                    "short positions pay no borrow fee (backtest.borrow_rate = 0)")
     return f"{cash_part}, and {borrow_part}."
-
-
-def _trade_summary(metrics: dict[str, dict[str, Any]], strategies: list[str]) -> list[list[str]]:
-    keys = ("n_trades", "win_rate", "avg_holding_days", "exposure", "turnover", "fees_paid")
-    return [[s] + [format_metric(k, metrics[s].get(k)) for k in keys] for s in strategies]
 
 
 def run_pages(result: Any) -> dict[str, str]:

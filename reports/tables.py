@@ -186,7 +186,7 @@ def cost_rows(costs: pd.DataFrame, value: str, models: Collection[str]) -> tuple
     return strategies, rows
 
 
-TRADE_COLUMNS = ("strategy", "direction", "entry_date", "exit_date", "holding_days", "entry_price", "exit_price",
+TRADE_COLUMNS = ("strategy", "ticker", "direction", "entry_date", "exit_date", "holding_days", "entry_price", "exit_price",
                  "return", "status")
 
 
@@ -198,3 +198,10 @@ def last_trades(trades: pd.DataFrame, n: int = 50) -> tuple[list[str], list[list
     for record in recent[shown].itertuples(index=False):
         rows.append([format_metric("total_return" if c == "return" else c, v) for c, v in zip(shown, record)])
     return shown, rows
+
+
+def trade_summary(metrics: dict[str, dict[str, Any]], strategies: list[str]) -> list[list[str]]:
+    """The Trades section's summary: per strategy its trades, win rate, holding days, exposure,
+    turnover and fees (a universe's portfolios have them too)."""
+    keys = ("n_trades", "win_rate", "avg_holding_days", "exposure", "turnover", "fees_paid")
+    return [[s] + [format_metric(k, metrics[s].get(k)) for k in keys] for s in strategies]

@@ -2,8 +2,9 @@
 
 Renders a ``backtest.universe.io.UniverseResult`` (live or read back with
 ``backtest.universe.io.load_universe_run``) as one self-contained page; numbers come from its
-metrics, the tickers' own ``metrics.json`` and its returns and weights, never recomputed here
-beyond the curves ``backtest.metrics`` draws.
+metrics, the tickers' own ``metrics.json``, its returns and weights, its cost sweep and trades,
+never recomputed here beyond the curves ``backtest.metrics`` draws. The Costs and Trades sections
+are the single-ticker report's (``_costs.html.j2``, ``_trades.html.j2``, ``reports.tables``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import jinja2
 import pandas as pd
 
 from lstmbt.backtest import __version__
-from lstmbt.reports import METRIC_HELP, environment, format_metric
+from lstmbt.reports import METRIC_HELP, carry_text, environment, format_metric
 from lstmbt.reports.embed import pack_figures, plotly_bundle
 from lstmbt.reports.scorecard import VERDICTS, interval
-from lstmbt.reports.tables import DASH, metric_rows
+from lstmbt.reports.tables import DASH, cost_rows, last_trades, metric_rows, trade_summary
 
 BENCHMARK = "ew_buy_and_hold"
 #: what the metrics mean for a portfolio where that differs from a single ticker's run
@@ -31,6 +32,8 @@ PORTFOLIO_HELP = {
     "avg_holdings": "mean number of tickers held per day",
     "n_trades": "round trips over all tickers (an open position at the end counts)",
     "n_orders": "fills over all tickers, rebalancing included (each pays fees and slippage)",
+    "win_rate": "share of trades (one ticker's, a partial sale included) with a positive net return",
+    "avg_holding_days": "mean trade length in days of the tickers' joint calendar",
     "sharpe_diff_ci_low": "lower end of the 95% block bootstrap interval of Sharpe minus ew_buy_and_hold's "
                           "(above 0 = evidence of beating it)",
 }
@@ -39,24 +42,63 @@ NEUTRAL = ("avg_holdings", "n_orders")
 HEADLINE = ("total_return", "cagr", "sharpe", "max_drawdown", "exposure", "turnover", "fees_paid")
 #: per-ticker figures shown for each of its strategies
 TICKER_KEYS = ("total_return", "sharpe", "hit_rate", "hit_rate_pvalue")
-SECTIONS = ("summary", "metrics", "performance", "tickers", "run")
+SECTIONS = ("summary", "metrics", "performance", "costs", "trades", "tickers", "run")
+#: what a trade is in a portfolio, beside the single-ticker report's note
+TRADES_NOTE = ("A trade is one ticker's position in one strategy; a rebalancing sale closes part of it as a trade "
+               "of its own, and holding days count days of the tickers' joint calendar.")
 
 
 def render_universe(result: Any) -> str:
     """The HTML text of the universe report for ``result``."""
     metrics, manifest = result.metrics, result.manifest
     strategies = list(metrics)
-    figures = universe_figures(result.returns, result.weights)
+    costs, trades = getattr(result, "costs", pd.DataFrame()), getattr(result, "trades", pd.DataFrame())
+    figures = universe_figures(result.returns, result.weights, costs)
     columns, rows = ticker_rows(result.ticker_metrics, manifest)
     return _template().render(
         title=f"lstmbt universe - {manifest.get('data', {}).get('source', result.config.data.source)}",
-        version=__version__, sections=SECTIONS, manifest=manifest, portfolio=result.config.portfolio,
+        version=__version__, sections=[s for s in SECTIONS if {"costs": len(costs), "trades": len(trades)}.get(s, 1)],
+        manifest=manifest, portfolio=held(result), top_k_text=top_k_sentence(result),
         backtest=result.config.backtest, headline=headline_rows(metrics), headline_keys=HEADLINE,
         verdicts=verdicts(metrics), rows=_metric_rows(metrics, strategies), strategies=strategies,
         ticker_columns=columns, tickers=rows, warnings=manifest.get("warnings", []),
         config_toml=result.config.to_toml(), figure_ids=list(figures),
         plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
+        **_cost_and_trade_context(result, costs, trades),
     )
+
+
+def _cost_and_trade_context(result: Any, costs: pd.DataFrame, trades: pd.DataFrame) -> dict[str, Any]:
+    """What ``_costs.html.j2`` and ``_trades.html.j2`` need, as the single-ticker report fills them;
+    every portfolio but the benchmark is a model's, and the best of them per fee level is marked."""
+    strategies = list(result.metrics)
+    models = [s for s in strategies if s != BENCHMARK]
+    cost_strategies, cost_returns = cost_rows(costs, "total_return", models) if len(costs) else ([], [])
+    _, cost_sharpe = cost_rows(costs, "sharpe", models) if len(costs) else ([], [])
+    trade_columns, trade_list = last_trades(trades) if len(trades) else ([], [])
+    return {"carry_text": carry_text(result.config.backtest), "cost_strategies": cost_strategies,
+            "cost_returns": cost_returns, "cost_sharpe": cost_sharpe,
+            "trade_summary": trade_summary(result.metrics, strategies), "trade_columns": trade_columns,
+            "trades": trade_list, "n_trades_total": len(trades), "trades_note": TRADES_NOTE}
+
+
+def held(result: Any) -> dict[str, int]:
+    """The top_k and bottom_k the run used: the manifest's (``top_k = 0`` resolved to a third of the
+    universe), or for a run saved before it recorded them, its config's (then always explicit)."""
+    recorded = result.manifest.get("portfolio") or {}
+    config = result.config.portfolio
+    return {"top_k": recorded.get("top_k", config.top_k), "bottom_k": recorded.get("bottom_k", config.bottom_k)}
+
+
+def top_k_sentence(result: Any) -> str:
+    """Where the xs_ strategies' top_k came from, in words (the report's summary and the console)."""
+    n, k, short = len(result.manifest.get("universe", [])), held(result)["top_k"], held(result)["bottom_k"]
+    configured = (result.manifest.get("portfolio") or {}).get("configured_top_k", result.config.portfolio.top_k)
+    what = f"xs_ holds the top {k} of {n} tickers" + (f" and shorts the bottom {short}" if short else "")
+    if configured == 0:
+        return (f"{what}: portfolio.top_k = 0, the default, is a third of the universe, rounded, at least 1 and "
+                f"{'at most the tickers not shorted' if short else 'fewer than all its tickers'}.")
+    return f"{what} (portfolio.top_k = {k})."
 
 
 def _metric_rows(metrics: dict[str, dict[str, Any]], strategies: list[str]) -> list[dict]:
@@ -121,11 +163,12 @@ def ticker_rows(ticker_metrics: dict[str, dict[str, dict[str, Any]]],
     return columns, rows
 
 
-def universe_figures(returns: pd.DataFrame, weights: pd.DataFrame) -> dict[str, Any]:
-    """Equity and drawdown of the portfolio strategies, and how many tickers were active each day."""
+def universe_figures(returns: pd.DataFrame, weights: pd.DataFrame, costs: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Equity and drawdown of the portfolio strategies, how many tickers were active each day, and
+    (with a cost sweep) the single-ticker report's total return by fee level."""
     import plotly.graph_objects as go
 
-    from lstmbt.reports.figures import drawdown_figure, equity_figure  # loads plotly: only when called
+    from lstmbt.reports.figures import cost_figure, drawdown_figure, equity_figure  # loads plotly: only when called
 
     active = weights[weights["strategy"] == BENCHMARK]
     counts = active.assign(held=active["weight"] != 0).groupby("date")["held"].sum()
@@ -134,8 +177,11 @@ def universe_figures(returns: pd.DataFrame, weights: pd.DataFrame) -> dict[str, 
                                      name="tickers"))
     count_fig.update_layout(title="Tickers in the universe per decision day (data and a prediction that day)",
                             height=300, margin=dict(l=60, r=20, t=50, b=40), yaxis_title="tickers")
-    return {"perf-equity": equity_figure(returns), "perf-drawdown": drawdown_figure(returns),
-            "perf-active": count_fig}
+    figures = {"perf-equity": equity_figure(returns), "perf-drawdown": drawdown_figure(returns),
+               "perf-active": count_fig}
+    if costs is not None and len(costs):
+        figures["costs-by-fee"] = cost_figure(costs)
+    return figures
 
 
 @lru_cache(maxsize=1)

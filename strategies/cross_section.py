@@ -53,6 +53,18 @@ def equal_weights(positions: pd.DataFrame) -> pd.DataFrame:
     return positions.div(n_active, axis=0).fillna(0.0)
 
 
+def default_top_k(n_tickers: int, bottom_k: int = 0) -> int:
+    """The default number of tickers the cross-sectional strategy holds long (``portfolio.top_k = 0``).
+
+    A third of the universe, rounded to the nearest integer (N / 3 is never halfway), at least 1
+    and at most ``n_tickers - bottom_k``; long only (``bottom_k = 0``) also fewer than all N, since
+    holding every ticker ranks nothing. Returns 0 when ``bottom_k`` leaves no ticker to hold long.
+    Two tickers give 1, three to four 1, five to seven 2, eight to ten 3, thirty 10.
+    """
+    room = n_tickers - bottom_k - (0 if bottom_k else 1)
+    return max(0, min(max(1, round(n_tickers / 3)), room))
+
+
 def top_k_weights(scores: pd.DataFrame, top_k: int, bottom_k: int = 0) -> pd.DataFrame:
     """Long the ``top_k`` highest-scoring active tickers each day, short the ``bottom_k`` lowest.
 

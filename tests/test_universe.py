@@ -273,9 +273,10 @@ def _cli_universe(csv: Path, executor: str) -> Path:
     out = csv.parent / "runs" / executor
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("lstmbt.backtest.campaign.executors._cores", lambda: 1)
-        code, _, err = call_main(["run", "--source", f"csv:{csv}", "--target", "classification", *TINY,
-                                  "--set", "model.linear=false", "--executor", executor, "--out", str(out)])
+        code, printed, err = call_main(["run", "--source", f"csv:{csv}", "--target", "classification", *TINY,
+                                        "--set", "model.linear=false", "--executor", executor, "--out", str(out)])
     assert code == 0, err
+    assert "xs_ holds the top 1 of 3 tickers: portfolio.top_k = 0, the default" in printed  # a third of 3
     return out
 
 
@@ -381,8 +382,8 @@ def _fake_fdr(monkeypatch, known: set[str], cache: Path) -> None:
     monkeypatch.setenv("LSTMBT_CACHE_DIR", str(cache))
 
 
-CASES = ("unknown_sample", "unknown_fdr_in_list", "empty_list", "duplicate", "top_k", "symbol_with_universe",
-         "unknown_executor", "cpcv")
+CASES = ("unknown_sample", "unknown_fdr_in_list", "empty_list", "duplicate", "top_k", "top_k_covers",
+         "symbol_with_universe", "unknown_executor", "cpcv")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -403,7 +404,11 @@ def test_bad_universe_input_is_one_line(case, tmp_path, monkeypatch, universe_cs
         _refused(["--source", "fdr:005930,000660,005930"], ["ticker 005930 twice"], tmp_path, run_cli)
     elif case == "top_k":
         _refused(["--source", f"csv:{universe_csv}", "--set", "portfolio.top_k=5"],
-                 ["portfolio.top_k = 5", "larger than the universe (4 tickers)", "at most 4"], tmp_path, run_cli)
+                 ["portfolio.top_k = 5", "larger than the universe (4 tickers)", "at most 3"], tmp_path, run_cli)
+    elif case == "top_k_covers":  # xs_ would hold every ticker: ew_buy_and_hold again, refused before training
+        _refused(["--source", "sample:sp500,nasdaq", "--set", "portfolio.top_k=2"],
+                 ["portfolio.top_k = 2 holds every one of the universe's 2 tickers", "at most 1", "or to 0"],
+                 tmp_path, run_cli)
     elif case == "symbol_with_universe":
         _refused(["--source", "sample:sp500,nasdaq", "--symbol", "AAA"], ["--symbol AAA", "universe source"],
                  tmp_path, run_cli)
@@ -453,20 +458,6 @@ def test_ten_tickers_under_both_executors(tmp_path):
     for name in names:
         pd.testing.assert_frame_equal(pd.read_parquet(local / "tickers" / name / "predictions.parquet"),
                                       pd.read_parquet(ray / "tickers" / name / "predictions.parquet"))
-
-
-def test_top_k_holding_the_whole_universe_is_called_out():
-    from types import SimpleNamespace
-
-    from lstmbt.backtest.config import PortfolioConfig
-    from lstmbt.backtest.universe.running import EW_BENCHMARK, universe_warnings
-
-    legs = {name: SimpleNamespace(manifest={"warnings": []}) for name in ("A", "B")}
-    metrics = {EW_BENCHMARK: {"sharpe": 0.5}, "xs_m": {"sharpe": 0.5, "exposure": 1.0}}
-    whole = universe_warnings(metrics, legs, PortfolioConfig(top_k=2, bottom_k=0), 500)
-    assert any("holds every one of the 2 tickers" in note for note in whole)
-    for ranked in (PortfolioConfig(top_k=1, bottom_k=0), PortfolioConfig(top_k=1, bottom_k=1)):
-        assert not any("holds every one" in note for note in universe_warnings(metrics, legs, ranked, 500))
 
 
 def test_interrupted_universe_resumes_to_the_uninterrupted_result(cli_csv, local_run, monkeypatch, run_cli):

@@ -40,7 +40,7 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
     from lstmbt.backtest.universe.running import run_universe  # loads pandas: on use, not at --help
     from lstmbt.backtest.universe.io import write_universe  # loads pandas: on use, not at --help
     from lstmbt.reports import run_pages  # loads numpy: on use, not at --help
-    from lstmbt.reports.universe import render_universe  # loads pandas: on use, not at --help
+    from lstmbt.reports.universe import render_universe, top_k_sentence  # loads pandas: on use, not at --help
 
     out_dir = out or default_run_dir(cfg.data.source)
     try:
@@ -61,6 +61,7 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
     except KeyboardInterrupt:
         typer.echo(interrupted_line(partial_dir(out_dir), out_dir, resumed, tickers=len(tickers)), err=True)
         raise typer.Exit(130) from None
+    typer.echo(top_k_sentence(result))  # the k the xs_ rows hold (top_k = 0 resolves per universe), above them
     print_outcome(result.metrics, result.manifest, out_dir / "report.html")
 
 

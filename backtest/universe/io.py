@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,11 @@ from lstmbt.backtest.readback import DamagedFileError, read_config, read_json, r
 from lstmbt.backtest.rundir import write_atomic, write_json, write_parquet
 from lstmbt.backtest.sources import Ticker
 
-UNIVERSE_FILES = ("config.toml", "manifest.json", "metrics.json", "returns.parquet", "weights.parquet", "report.html")
+UNIVERSE_FILES = ("config.toml", "manifest.json", "metrics.json", "returns.parquet", "weights.parquet", "costs.parquet",
+                  "trades.parquet", "report.html")
+#: what every version wrote; the cost sweep and the trades came later, so a run without them still loads
+_REQUIRED = ("config.toml", "manifest.json", "metrics.json", "returns.parquet", "weights.parquet")
+_OPTIONAL_FRAMES = ("costs", "trades")
 
 
 @dataclass
@@ -31,7 +35,11 @@ class UniverseResult:
     ``returns``: daily net returns per portfolio strategy (bars after each decision day).
     ``weights``: long frame (date, strategy, ticker, weight): target weights per decision day.
     ``metrics``: ``{strategy: {metric: value}}``. ``ticker_metrics``: each ticker's metrics.json.
-    ``manifest``: provenance, ``universe`` (ticker names), ``tickers`` (one entry each) and more.
+    ``manifest``: provenance, ``universe`` (ticker names), ``tickers`` (one entry each), ``portfolio``
+    (the top_k the run used) and more. ``costs``: every portfolio strategy re-simulated per fee level
+    (``backtest.universe.running.universe_cost_sweep``; a single run's ``costs``). ``trades``: one
+    row per trade of one ticker and strategy (``backtest.portfolio.GroupBacktestResult.trades``).
+    Both are empty for a run saved before they existed.
     """
 
     config: RunConfig
@@ -40,7 +48,8 @@ class UniverseResult:
     metrics: dict[str, dict[str, Any]]
     ticker_metrics: dict[str, dict[str, dict[str, Any]]]
     manifest: dict[str, Any]
-
+    costs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    trades: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # --------------------------------------------------------------------------- prices
@@ -98,6 +107,8 @@ def write_universe(result: UniverseResult, folder: Path, pages: Mapping[str, str
     write_json(folder / "metrics.json", result.metrics)
     write_parquet(folder / "returns.parquet", result.returns.rename_axis("date"), index=None)
     write_parquet(folder / "weights.parquet", result.weights)
+    for name in _OPTIONAL_FRAMES:
+        write_parquet(folder / f"{name}.parquet", getattr(result, name))
     for name, text in (pages or {}).items():
         write_atomic(folder / name, text)
 
@@ -118,7 +129,7 @@ def load_universe_run(run_dir: str | Path) -> UniverseResult:
     A missing, truncated or misshapen file is refused with one ``DataError`` line naming it.
     """
     run_dir = Path(run_dir)
-    missing = [name for name in UNIVERSE_FILES[:-1] if not (run_dir / name).is_file()]
+    missing = [name for name in _REQUIRED if not (run_dir / name).is_file()]
     if missing:
         raise DataError(f"{run_dir} lacks {', '.join(missing)}; pass a directory written by `lstmbt run`")
     manifest = read_json(run_dir / "manifest.json")
@@ -136,4 +147,10 @@ def load_universe_run(run_dir: str | Path) -> UniverseResult:
         weights=read_parquet(run_dir / "weights.parquet"),
         metrics=read_metrics(run_dir / "metrics.json"),
         ticker_metrics=ticker_metrics, manifest=manifest,
+        **{name: _optional_frame(run_dir / f"{name}.parquet") for name in _OPTIONAL_FRAMES},
     )
+
+
+def _optional_frame(path: Path) -> pd.DataFrame:
+    """The frame saved at ``path``; empty when a run saved before it existed lacks the file."""
+    return read_parquet(path) if path.is_file() else pd.DataFrame()

@@ -8,7 +8,8 @@ The driver (this process) does every read and write; jobs only compute::
               or, with model.pooled, backtest.pooled + pipeline.score_run per ticker
     weights = ew_<strategy>: every per-ticker strategy at 1 / (active tickers) each
               xs_<model>: long the top_k, short the bottom_k tickers by prediction (strategies.cross_section)
-    returns = run_group_backtest(prices, weights)           # one cash pool per strategy, costs on
+    returns = run_group_backtest(prices, weights)           # one cash pool per strategy, costs on, trades
+    costs   = the same at every fee level (universe_cost_sweep)
     metrics = per strategy, with Sharpe intervals against ew_buy_and_hold
 
 A ticker counts on a day only inside its own out-of-sample span (first to last decision day),
@@ -28,11 +29,11 @@ import pandas as pd
 
 from lstmbt.backtest import metrics as m, significance as sig
 from lstmbt.backtest.checkpoint import check_universe_space
-from lstmbt.backtest.config import PortfolioConfig, RunConfig
+from lstmbt.backtest.config import BacktestConfig, PortfolioConfig, RunConfig
 from lstmbt.backtest.data import describe_prices
 from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
 from lstmbt.backtest.pipeline import check_length, make_design, run, score_run
-from lstmbt.backtest.portfolio import run_group_backtest
+from lstmbt.backtest.portfolio import FEE_LEVELS_BPS, run_group_backtest
 from lstmbt.backtest.relative import family_verdict
 from lstmbt.backtest.scoring import BENCHMARK, horizon_plan
 from lstmbt.backtest.sources import Ticker
@@ -40,7 +41,7 @@ from lstmbt.backtest.universe.io import UniverseResult, checked, load_universe
 from lstmbt.backtest.universe.pooled import pooled_predict
 from lstmbt.models.key import keys_from_frame
 from lstmbt.strategies import predicted_log_return
-from lstmbt.strategies.cross_section import equal_weights, life_panel, top_k_weights
+from lstmbt.strategies.cross_section import default_top_k, equal_weights, life_panel, top_k_weights
 
 EW_BENCHMARK = f"ew_{BENCHMARK}"
 _PROVENANCE = ("lstmbt_version", "python", "platform", "packages", "seed", "device")
@@ -62,15 +63,30 @@ class _Leg:
     models: tuple[str, ...]  # the model strategies (the names of the run's model keys)
 
 
-def check_universe_size(portfolio: PortfolioConfig, n_tickers: int) -> None:
-    """Refuse a cross-sectional strategy that needs more tickers than the universe has."""
-    need = portfolio.top_k + portfolio.bottom_k
-    if need > n_tickers:
-        what = (f"portfolio.top_k = {portfolio.top_k}" if not portfolio.bottom_k else
-                f"portfolio.top_k + portfolio.bottom_k = {portfolio.top_k} + {portfolio.bottom_k}")
-        raise ConfigError(f"{what} is larger than the universe ({n_tickers} tickers); set portfolio.top_k to at "
-                          f"most {max(1, n_tickers - portfolio.bottom_k)}" + (" or lower portfolio.bottom_k"
-                                                                            if portfolio.bottom_k else ""))
+def resolve_portfolio(portfolio: PortfolioConfig, n_tickers: int) -> PortfolioConfig:
+    """``portfolio`` with the ``top_k`` a universe of ``n_tickers`` uses: ``top_k = 0`` becomes
+    ``default_top_k`` (a third of the universe), an explicit one is kept after its checks.
+
+    Refused with one line: shorts that leave no ticker to hold long, more tickers held than the
+    universe has, and a long-only top_k that holds every ticker (its xs_ would rank nothing and
+    only repeat ew_buy_and_hold, adding a duplicate to the family the verdicts correct for).
+    """
+    k, short = portfolio.top_k, portfolio.bottom_k
+    auto = default_top_k(n_tickers, short)
+    if short and not k and auto < 1:
+        raise ConfigError(f"portfolio.bottom_k = {short} leaves no ticker of the universe ({n_tickers} tickers) to "
+                          f"hold long; lower portfolio.bottom_k to at most {n_tickers - 1}")
+    if short and k + short > n_tickers:
+        raise ConfigError(f"portfolio.top_k + portfolio.bottom_k = {k} + {short} is larger than the universe "
+                          f"({n_tickers} tickers); set portfolio.top_k to at most {max(1, n_tickers - short)} or "
+                          "lower portfolio.bottom_k")
+    if not short and k >= n_tickers:
+        size = (f"is larger than the universe ({n_tickers} tickers)" if k > n_tickers
+                else f"holds every one of the universe's {n_tickers} tickers")
+        raise ConfigError(f"portfolio.top_k = {k} {size}, so the xs_ strategies would rank nothing and repeat "
+                          f"{EW_BENCHMARK}; set portfolio.top_k to at most {n_tickers - 1}, or to 0 (a third of "
+                          f"the universe: {auto} here)")
+    return dataclasses.replace(portfolio, top_k=k or auto)
 
 
 def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progress: Progress | None = None,
@@ -90,7 +106,7 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
     if config.split.cpcv:  # a universe saves and reports no CPCV paths: refuse rather than drop them
         raise ConfigError("split.scheme = 'cpcv' runs one ticker at a time; run each ticker with its own "
                           "`lstmbt run --source ...`, or use split.scheme = 'expanding' for the universe")
-    check_universe_size(config.portfolio, len(tickers))
+    portfolio = resolve_portfolio(config.portfolio, len(tickers))
     configs = {t.name: dataclasses.replace(config, data=t.data) for t in tickers}
     report("data", 0, len(tickers))
     prices = load_universe(tickers)
@@ -124,9 +140,9 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
     timings["tickers"] = time.perf_counter() - clock - timings["data"]
     report("portfolio", 0, 1)
     legs = {t.name: legs[t.name] for t in tickers}
-    result = _portfolios(config, prices, legs)
+    result = _portfolios(config, portfolio, prices, legs)
     timings["total"] = time.perf_counter() - clock
-    result.manifest = {**_manifest(config, tickers, legs, result, executor, timings), **result.manifest}
+    result.manifest = {**_manifest(config, tickers, legs, result, executor, timings, portfolio), **result.manifest}
     return result
 
 
@@ -209,11 +225,14 @@ def portfolio_weights(legs: dict[str, _Leg], calendar: pd.DatetimeIndex,
     return out
 
 
-def _portfolios(config: RunConfig, prices: dict[str, pd.DataFrame], legs: dict[str, _Leg]) -> UniverseResult:
-
+def _portfolios(config: RunConfig, portfolio: PortfolioConfig, prices: dict[str, pd.DataFrame],
+                legs: dict[str, _Leg]) -> UniverseResult:
+    """The portfolios of ``portfolio`` (resolved: ``top_k`` >= 1), backtested at the run's costs and
+    at every fee level."""
     calendar = decision_calendar(prices, legs)
-    weights = portfolio_weights(legs, calendar, config.portfolio)
-    backtest = run_group_backtest(prices, pd.concat(weights, axis=1), config.backtest)
+    weights = portfolio_weights(legs, calendar, portfolio)
+    wide = pd.concat(weights, axis=1)
+    backtest = run_group_backtest(prices, wide, config.backtest)
     metrics = portfolio_metrics(backtest, weights, seed=config.train.seed)
     frame = pd.concat([w.rename_axis(index="date", columns="ticker").reset_index()
                        .melt(id_vars="date", var_name="ticker", value_name="weight").assign(strategy=name)
@@ -223,7 +242,25 @@ def _portfolios(config: RunConfig, prices: dict[str, pd.DataFrame], legs: dict[s
     return UniverseResult(config=config, returns=backtest.returns, weights=frame, metrics=metrics,
                           ticker_metrics={t: leg.metrics for t, leg in legs.items()},
                           manifest={"active_tickers": {"min": int(counts.min()), "mean": float(counts.mean()),
-                                                       "max": int(counts.max())}})
+                                                       "max": int(counts.max())},
+                                    "portfolio": {"top_k": portfolio.top_k, "bottom_k": portfolio.bottom_k,
+                                                  "configured_top_k": config.portfolio.top_k}},
+                          costs=universe_cost_sweep(prices, wide, config.backtest), trades=backtest.trades)
+
+
+def universe_cost_sweep(prices: dict[str, pd.DataFrame], weights: pd.DataFrame, cfg: BacktestConfig,
+                        fee_levels_bps: tuple[int, ...] = FEE_LEVELS_BPS) -> pd.DataFrame:
+    """Every portfolio strategy re-run at each fee level (bps per side), slippage, fill and carry as
+    configured: ``backtest.portfolio.cost_sweep`` for ``run_group_backtest``'s weights (the same
+    long frame: fee_bps, strategy, total_return, cagr, sharpe, max_drawdown, fees_paid)."""
+    rows = []
+    for bps in fee_levels_bps:
+        run = run_group_backtest(prices, weights, dataclasses.replace(cfg, fee_rate=bps / 1e4))
+        for name in run.returns.columns:
+            r = run.returns[name].to_numpy()
+            rows.append({"fee_bps": int(bps), "strategy": name, "total_return": m.total_return(r), "cagr": m.cagr(r),
+                         "sharpe": m.sharpe(r), "max_drawdown": m.max_drawdown(r), "fees_paid": run.fees_paid[name]})
+    return pd.DataFrame(rows)
 
 
 def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int = 0) -> dict[str, dict[str, Any]]:
@@ -243,7 +280,9 @@ def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int
         r = backtest.returns[name].to_numpy()
         entry = m.performance_metrics(r, w.abs().sum(axis=1).to_numpy())
         entry["turnover"] = float(sum(m.turnover(w[c].to_numpy()) for c in w.columns))
+        trades = backtest.trades[backtest.trades["strategy"] == name]
         entry.update(avg_holdings=float((w != 0).sum(axis=1).mean()), n_trades=backtest.n_trades[name],
+                     **m.trade_stats(trades["return"].to_numpy(), trades["holding_days"].to_numpy()),
                      n_orders=backtest.n_orders[name], fees_paid=backtest.fees_paid[name],
                      slippage_paid=backtest.slippage_paid[name], n_days=len(r))
         entry.update(sig.sharpe_figures(r, seed=seed))  # psr before the difference, as metrics.json always had it
@@ -255,7 +294,7 @@ def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int
 
 
 def _manifest(config: RunConfig, tickers: list[Ticker], legs: dict[str, _Leg], result: UniverseResult,
-              executor: Any, timings: dict[str, float]) -> dict[str, Any]:
+              executor: Any, timings: dict[str, float], portfolio: PortfolioConfig) -> dict[str, Any]:
     first = next(iter(legs.values())).manifest
     data = [legs[t.name].manifest["data"] for t in tickers]
     days = pd.DatetimeIndex(result.weights["date"].unique())  # the decision days
@@ -273,7 +312,7 @@ def _manifest(config: RunConfig, tickers: list[Ticker], legs: dict[str, _Leg], r
         "executor": "pooled" if config.model.pooled else getattr(executor, "kind", None),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "data_checks": universe_data_checks(legs),
-        "warnings": universe_warnings(result.metrics, legs, config.portfolio, int(len(days))),
+        "warnings": universe_warnings(result.metrics, legs, portfolio, int(len(days))),
     }
 
 
@@ -290,9 +329,6 @@ def universe_warnings(metrics: dict[str, dict[str, Any]], legs: dict[str, _Leg],
     notes += universe_data_checks(legs)
     if n_days < 252:
         notes.append(f"The out-of-sample period is {n_days} days, shorter than one year.")
-    if not portfolio.bottom_k and portfolio.top_k >= len(legs):
-        notes.append(f"portfolio.top_k = {portfolio.top_k} holds every one of the {len(legs)} tickers, so the xs_ "
-                     f"strategies are {EW_BENCHMARK} and rank nothing; lower portfolio.top_k or add tickers.")
     for name, entry in metrics.items():  # the verdict column says whether each beats the benchmark
         if name.startswith("xs_") and entry["exposure"] < 1.0:
             flat = int(round((1.0 - entry["exposure"]) * n_days))
