@@ -52,13 +52,14 @@ def render_universe(result: Any) -> str:
     """The HTML text of the universe report for ``result``."""
     metrics, manifest = result.metrics, result.manifest
     strategies = list(metrics)
-    costs, trades = getattr(result, "costs", pd.DataFrame()), getattr(result, "trades", pd.DataFrame())
+    costs, trades = result.costs, result.trades  # empty for a universe saved before they were kept
     figures = universe_figures(result.returns, result.weights, costs)
     columns, rows = ticker_rows(result.ticker_metrics, manifest)
+    shown = [s for s in SECTIONS if {"costs": len(costs) > 0, "trades": len(trades) > 0}.get(s, True)]
     return _template().render(
         title=f"lstmbt universe - {manifest.get('data', {}).get('source', result.config.data.source)}",
-        version=__version__, sections=[s for s in SECTIONS if {"costs": len(costs), "trades": len(trades)}.get(s, 1)],
-        manifest=manifest, portfolio=held(result), top_k_text=top_k_sentence(result),
+        version=__version__, sections=shown, manifest=manifest, portfolio=held(result),
+        top_k_text=top_k_sentence(result),
         backtest=result.config.backtest, headline=headline_rows(metrics), headline_keys=HEADLINE,
         verdicts=verdicts(metrics), rows=_metric_rows(metrics, strategies), strategies=strategies,
         ticker_columns=columns, tickers=rows, warnings=manifest.get("warnings", []),
@@ -92,7 +93,7 @@ def held(result: Any) -> dict[str, int]:
 
 def top_k_sentence(result: Any) -> str:
     """Where the xs_ strategies' top_k came from, in words (the report's summary and the console)."""
-    n, k, short = len(result.manifest.get("universe", [])), held(result)["top_k"], held(result)["bottom_k"]
+    n, (k, short) = len(result.manifest.get("universe", [])), held(result).values()
     configured = (result.manifest.get("portfolio") or {}).get("configured_top_k", result.config.portfolio.top_k)
     what = f"xs_ holds the top {k} of {n} tickers" + (f" and shorts the bottom {short}" if short else "")
     if configured == 0:
