@@ -61,7 +61,7 @@ def render_universe(result: Any) -> str:
         version=__version__, sections=shown, manifest=manifest, portfolio=held(result),
         top_k_text=top_k_sentence(result),
         backtest=result.config.backtest, headline=headline_rows(metrics), headline_keys=HEADLINE,
-        verdicts=verdicts(metrics), rows=_metric_rows(metrics, strategies), strategies=strategies,
+        verdicts=verdicts(metrics, ("xs_",) if repeats_benchmark(result) else ()), rows=_metric_rows(metrics, strategies), strategies=strategies,
         ticker_columns=columns, tickers=rows, warnings=manifest.get("warnings", []),
         config_toml=result.config.to_toml(), figure_ids=list(figures),
         plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
@@ -89,6 +89,13 @@ def held(result: Any) -> dict[str, int]:
     recorded = result.manifest.get("portfolio") or {}
     config = result.config.portfolio
     return {"top_k": recorded.get("top_k", config.top_k), "bottom_k": recorded.get("bottom_k", config.bottom_k)}
+
+
+def repeats_benchmark(result: Any) -> bool:
+    """Whether the xs_ strategies held every ticker long (a universe saved before such a top_k was
+    refused): they are the benchmark again, which its saved note says once; no verdict each."""
+    k, short = held(result).values()
+    return not short and k >= len(result.manifest.get("universe", []))
 
 
 def top_k_sentence(result: Any) -> str:
@@ -125,15 +132,16 @@ def _interval(entry: dict[str, Any]) -> str:
     return f"[{low:+.2f}, {high:+.2f}]"
 
 
-def verdicts(metrics: dict[str, dict[str, Any]]) -> list[str]:
+def verdicts(metrics: dict[str, dict[str, Any]], skip: tuple[str, ...] = ()) -> list[str]:
     """One sentence per strategy: its verdict against the benchmark in the words of the single-ticker
-    scorecard (``reports.scorecard.VERDICTS``), with the family-wise interval it rests on."""
+    scorecard (``reports.scorecard.VERDICTS``), with the family-wise interval it rests on; none for
+    the strategies whose names start with one of ``skip``."""
     bench = metrics.get(BENCHMARK)
     if bench is None:
         return []
     out = []
     for name, entry in metrics.items():
-        if name == BENCHMARK:
+        if name == BENCHMARK or name.startswith(skip):
             continue
         words = VERDICTS.get(entry.get("verdict") or "", ("no verdict (no Sharpe to compare)", ""))[0]
         words = words.replace("buy-and-hold", BENCHMARK)

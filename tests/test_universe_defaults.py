@@ -235,3 +235,20 @@ def test_a_universe_saved_before_costs_and_trades_still_loads_and_renders(saved_
     assert 'id="costs"' not in html and 'id="trades"' not in html and 'href="#costs"' not in html
     assert "long the 2 tickers with the highest prediction" in html
     assert "xs_ holds the top 2 of 3 tickers (portfolio.top_k = 2)." in html
+
+
+def test_an_old_universe_whose_top_k_held_every_ticker_gets_no_verdict_per_xs_row(saved_run, tmp_path):
+    old = tmp_path / "covering"
+    old.mkdir()
+    for name in ("metrics.json", "returns.parquet", "weights.parquet"):
+        (old / name).write_bytes((saved_run / name).read_bytes())
+    manifest = json.loads((saved_run / "manifest.json").read_text())
+    del manifest["portfolio"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    config = (saved_run / "config.toml").read_text()
+    (old / "config.toml").write_text(config.replace("top_k = 0\n", f"top_k = {N_TICKERS}\n"))  # what it ran with
+    html = render_universe(load_universe_run(old))
+    metrics = json.loads((saved_run / "metrics.json").read_text())
+    for name in metrics:
+        said = f'<p class="verdict">{name}: ' in html
+        assert said == (name.startswith("ew_") and name != EW_BENCHMARK), name  # the ew_ rows keep theirs
