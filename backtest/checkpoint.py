@@ -35,8 +35,9 @@ from lstmbt.backtest.rundir import write_atomic
 from lstmbt.models.specs import NETWORK_FAMILIES, NetSpec, lstm_param_count
 
 FORMAT = 2  # 2: a fold is committed by its sha256.json (format 1: by its log file, unchecked)
-#: config keys that say how to load, not what: a run started with --refresh resumes from the cache it filled
-_SAME_RUN_KEYS = {"data.refresh"}
+#: config keys that change no fold: how to load (a run started with --refresh resumes from the cache it
+#: filled) and a universe's portfolio, built from the finished tickers
+_SAME_RUN_KEYS = {"data.refresh", "portfolio.top_k", "portfolio.bottom_k"}
 PLAN_FILE = "checkpoint.json"
 SUMS = "sha256.json"
 #: fold-log fields fixed by the data and the split; a saved fold must match the fold it stands for

@@ -154,6 +154,9 @@ def test_config_digest_ignores_what_changes_no_figure_and_fills_older_configs():
     saved = base.to_dict()
     del saved["train"]["warmup_steps"]  # a config saved before the key existed ran with its default
     assert config_digest(saved) == config_digest(base)
+    # one ticker's run has no portfolio: runs saved under the old top_k default still match new ones
+    two = base.with_values({"portfolio.top_k": 2})
+    assert config_digest(two) == config_digest(base) and config_digest(two, True) != config_digest(base, True)
 
 
 def test_an_index_of_the_old_layout_is_rebuilt(tree, tmp_path):

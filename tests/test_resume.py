@@ -206,6 +206,8 @@ def test_open_checkpoint_refuses_other_data_or_config(tmp_path):
     with pytest.raises(ConfigError, match=r"another config \(train.seed\)"):
         open_checkpoint(tmp_path, config.with_values({"train.seed": 1}), data, [LSTM], 9)
     assert open_checkpoint(tmp_path, config.with_values({"data.refresh": True}), data, [LSTM], 9) == 0  # how, not what
+    # a universe's portfolio is built after its tickers' folds: a checkpoint saved under the old top_k default resumes
+    assert open_checkpoint(tmp_path, config.with_values({"portfolio.top_k": 2}), data, [LSTM], 9) == 0
     assert saved_folds(tmp_path) == (0, 9)
 
 

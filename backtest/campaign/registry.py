@@ -212,7 +212,7 @@ def _read_run(run_id: str, run_dir: Path, stamp: float | None) -> tuple[tuple[An
         source = f"{source} (universe of {len(universe) if isinstance(universe, (list, dict)) else '?'} tickers)"
     row = (run_id, str(run_dir), stamp, manifest.get("created"), source, data.get("symbol"), target.get("task"),
            target.get("regression"), target.get("horizon"), oos.get("first_date"), oos.get("last_date"),
-           oos.get("days"), _part_of(run_id, run_dir), _digest_of(config, run_dir / "config.toml"),
+           oos.get("days"), _part_of(run_id, run_dir), _digest_of(config, run_dir / "config.toml", "universe" in manifest),
            data.get("sha256"))
     for name, value in zip(_COLUMNS["runs"][3:], row[3:]):
         if value is not None and not isinstance(value, (str, int, float)):
@@ -224,20 +224,22 @@ def _read_run(run_id: str, run_dir: Path, stamp: float | None) -> tuple[tuple[An
     return row, rows
 
 
-def config_digest(cfg: RunConfig | dict[str, Any]) -> str:
+def config_digest(cfg: RunConfig | dict[str, Any], universe: bool = False) -> str:
     """A hash of what a run computes from its config (a ``RunConfig`` or a saved ``config.toml``'s
-    table): the values ``fill_saved`` gives, less ``UNCOMPARED_KEYS``, so a config saved by an older
-    version digests like the same config written today."""
+    table): the values ``fill_saved`` gives, less ``UNCOMPARED_KEYS`` (and the ``portfolio`` keys,
+    unless ``universe``: one ticker's run has no portfolio), so a config saved by an older version
+    digests like the same config written today."""
     raw = cfg.to_dict() if isinstance(cfg, RunConfig) else cfg
     flat = {f"{section}.{key}": value for section, entries in raw.items() if isinstance(entries, dict)
             for key, value in entries.items()}
-    values = {k: v for k, v in fill_saved(flat).items() if k not in UNCOMPARED_KEYS}
+    values = {k: v for k, v in fill_saved(flat).items()
+              if k not in UNCOMPARED_KEYS and (universe or not k.startswith("portfolio."))}
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=repr).encode("utf-8")).hexdigest()
 
 
-def _digest_of(config: dict[str, Any], path: Path) -> str:
+def _digest_of(config: dict[str, Any], path: Path, universe: bool) -> str:
     try:
-        return config_digest(config)
+        return config_digest(config, universe)
     except (TypeError, ValueError) as exc:  # a value of a type TOML cannot hold, or nesting gone wrong
         raise DamagedFileError(path, f"has an unexpected shape ({exc})", _FIX) from None
 
