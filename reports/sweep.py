@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from lstmbt.backtest import __version__
 from lstmbt.backtest import metrics as m
@@ -94,7 +95,9 @@ def render_sweep(outcome: Any) -> str:
     summary, overfit = outcome.summary, outcome.overfit
     params = [key for key, _ in outcome.spec.params]
     distinct = _distinct(summary)
-    figures = {"fig-sharpe": sharpe_figure(distinct), "fig-equity": equity_figure(outcome.curves),
+    ranks = dict(zip(distinct["candidate"], distinct["rank"]))
+    curves = outcome.curves.rename(columns=lambda c: f"rank {ranks[c]}: {c}" if c in ranks else c)
+    figures = {"fig-sharpe": sharpe_figure(distinct), "fig-equity": equity_figure(curves),
                "fig-logits": logit_figure(overfit.get("logits", []))}
     seeded = "n_seeds" in summary and bool((summary["n_seeds"] > 1).any())  # a seed ensemble among the rows
     metric = outcome.spec.metric if seeded else None
@@ -105,6 +108,7 @@ def render_sweep(outcome: Any) -> str:
         overfit=overfit, facts=_facts(outcome), common=outcome.common, best=_best(summary, outcome.spec.metric),
         cores=outcome.cores.get("sentence", ""), ranked_label=ranked_label(outcome.spec),
         params=params, figure_headers=[h for _, h, _ in columns],
+        param_headers=[Markup(".<wbr>").join(key.split(".")) for key in params],  # may wrap after a dot
         seed_header=f"{LABELS[outcome.spec.metric]} over seeds" if seeded else "",
         rows=[_table_row(r, params, columns, repeats.get(r["candidate"], ""), metric)
               for r in distinct.head(MAX_ROWS).to_dict("records")],
@@ -135,7 +139,7 @@ def _facts(outcome: Any) -> list[tuple[str, str]]:
     o, t = outcome.overfit, outcome.timings_s
     seeds = o.get("rank_by") == "seed_median"
     return [
-        ("ranked by", o["metric"] + (" (median over each row's seeds)" if seeds else "")),
+        ("ranked by", LABELS[o["metric"]] + (" (median over each row's seeds)" if seeds else "")),
         ("trials / training trials", f"{o['n_trials']:,} / {o['n_training_trials']:,}"),
         ("rows (trial × strategy) / distinct rows", f"{o['n_rows']:,} / {o['n_distinct']:,}"),
         ("N, what the DSR counts", f"{o['dsr_n']:,}" + (
