@@ -74,7 +74,8 @@ def sweep_lines(outcome: Any, top: int = 5) -> list[str]:
     columns = [(c, h, k) for c, h, k in figure_columns(outcome.spec.metric)
                if c.removeprefix("bh_") in ("sharpe", "total_return", outcome.spec.metric)]
     seeded = outcome.spec.rank_by == "seed_median"
-    headers = ["rank", "trial", "strategy", *([ranked_label(outcome.spec)] if seeded else []), *[h for _, h, _ in columns]]
+    headers = ["rank", "trial", "strategy", *([ranked_label(outcome.spec)] if seeded else []),
+               *[h for _, h, _ in columns]]
     table = [headers]
     for r in _distinct(outcome.summary).head(top).to_dict("records"):
         table.append([str(r["rank"]), str(r["trial"]), r["strategy"],
@@ -168,9 +169,9 @@ def _best(summary: pd.DataFrame, metric: str) -> dict[str, str]:
     seeds = (f"Its {metric} over its {row['n_seeds']} seeds: median {format_metric(metric, row['seed_median'])} "
              f"({format_metric(metric, row['seed_min'])} to {format_metric(metric, row['seed_max'])})."
              if row.get("n_seeds", 1) > 1 else "")
-    return {"candidate": row["candidate"], "strategy": row["strategy"], "sharpe": format_metric("sharpe", row["sharpe"]),
-            "bh_sharpe": format_metric("sharpe", row["bh_sharpe"]), "verdict": verdict, "reproduce": row["reproduce"],
-            "seeds": seeds}
+    return {"candidate": row["candidate"], "strategy": row["strategy"],
+            "sharpe": format_metric("sharpe", row["sharpe"]), "bh_sharpe": format_metric("sharpe", row["bh_sharpe"]),
+            "verdict": verdict, "reproduce": row["reproduce"], "seeds": seeds}
 
 
 def _table_row(record: dict[str, Any], params: list[str], columns: list[tuple[str, str, str]], repeats: str,

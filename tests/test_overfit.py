@@ -178,3 +178,21 @@ def test_the_counts_and_their_sentence_use_one_vocabulary():
     assert uneven["n_strategies"] is None
     assert "give 4 rows (trial × strategy; the strategies differ between training trials), all distinct" in \
         counts_sentence(uneven)
+
+
+def test_a_best_row_that_never_trades_gets_a_dsr_note_not_a_bare_refusal():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from lstmbt.backtest.campaign.sweep_score import assess_overfit
+
+    summary = _rows({0: ["a", "b"], 1: ["a", "b"]}, {}).assign(median_candidate=lambda f: f["candidate"])
+    rng = np.random.default_rng(0)
+    returns = pd.DataFrame({c: rng.normal(0, 0.01, 640) for c in summary["candidate"]})
+    returns["0:a"] = 0.0  # ranked first (by hand), flat: nothing to deflate
+    spec = SimpleNamespace(metric="sharpe", rank_by="ensemble", pbo_blocks=4)
+    out = assess_overfit(summary, returns, spec)
+    assert out["dsr_sentence"] == ("DSR not computed: the daily returns of 0:a do not vary (it never holds a "
+                                   "position).")
+    assert out["dsr_n"] == out["n_distinct"] == 4 and out["counts_sentence"].endswith("N = 4.")

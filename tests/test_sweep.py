@@ -572,7 +572,8 @@ def test_a_sweep_ranked_by_hit_rate_shows_it_beside_buy_and_hold_in_percent(swep
     assert headers[3:] == ["Sharpe", "B&H Sharpe", "return", "B&H return", "hit rate", "B&H hit rate"]
     best = _summary(copy).query("duplicate_of.isna()").head(len(rows))
     for row, record in zip(rows, best.to_dict("records")):
-        assert row[-2:] == [format_metric("hit_rate", record["hit_rate"]), format_metric("hit_rate", record["bh_hit_rate"])]
+        assert row[-2:] == [format_metric("hit_rate", record["hit_rate"]),
+                            format_metric("hit_rate", record["bh_hit_rate"])]
         assert row[-1].endswith("%") and row[-2].endswith("%")
     assert list(best["hit_rate"]) == sorted(best["hit_rate"], reverse=True)
 

@@ -79,7 +79,8 @@ def test_the_counts_and_the_words_are_on_the_page(page, sweep_dir):
                      ".map(r => r.cells[0].textContent.trim());")
     assert ranks == [str(n) for n in range(1, overfit["n_distinct"] + 1)]  # consecutive, one line per distinct row
     headers = js(page, "return Array.from(document.querySelectorAll('#ranking-table th')).map(e => e.textContent);")
-    assert [h.lower() for h in headers].count("sharpe") == 1 and headers.index("B&H Sharpe") == headers.index("Sharpe") + 1
+    assert [h.lower() for h in headers].count("sharpe") == 1
+    assert headers.index("B&H Sharpe") == headers.index("Sharpe") + 1  # buy-and-hold's right beside
 
 
 def test_the_ranking_table_fits_its_box_and_the_legend_reads(page):
@@ -87,7 +88,8 @@ def test_the_ranking_table_fits_its_box_and_the_legend_reads(page):
                    "return {wrap: w.clientWidth, page: document.documentElement.scrollWidth,"
                    "        view: document.documentElement.clientWidth};")
     assert box["page"] <= box["view"], box  # a wide table scrolls inside its box, never the page
-    widths = js(page, "return Array.from(document.querySelectorAll('#legend dt')).map(e => e.getBoundingClientRect().width);")
+    widths = js(page, "return Array.from(document.querySelectorAll('#legend dt'))"
+                      ".map(e => e.getBoundingClientRect().width);")
     assert all(w > 0 for w in widths)
 
 

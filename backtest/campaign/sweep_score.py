@@ -237,7 +237,7 @@ def assess_overfit(summary: pd.DataFrame, returns: pd.DataFrame, spec: SweepSpec
     chosen = best["median_candidate"] if by_seed else best["candidate"]
     out: dict[str, Any] = {"metric": spec.metric, "rank_by": spec.rank_by, "best": best["candidate"],
                            "dsr_candidate": chosen, **sweep_counts(summary, trials.shape[1]), "n_days": len(returns)}
-    out.update(_dsr(trials, returns[chosen].to_numpy()))
+    out.update(_dsr(trials, returns[chosen].to_numpy(), chosen))
     out.update(_pbo(distinct, spec.pbo_blocks))
     out["counts_sentence"] = counts_sentence(out, by_seed)
     of = f"the best row's median seed ({chosen})" if by_seed else ""
@@ -280,8 +280,9 @@ def _plural(count: int, word: str, words: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else words or word + 's'}"
 
 
-def _dsr(trials: pd.DataFrame, best: np.ndarray) -> dict[str, Any]:
-    """DSR of ``best`` given N = the columns of ``trials`` and the sample variance (ddof=1) of their daily Sharpe."""
+def _dsr(trials: pd.DataFrame, best: np.ndarray, name: str) -> dict[str, Any]:
+    """DSR of ``best`` (the series ``name``) given N = the columns of ``trials`` and the sample variance
+    (ddof=1) of their daily Sharpe."""
     from scipy import stats
 
     ann = math.sqrt(PERIODS_PER_YEAR)
@@ -289,7 +290,9 @@ def _dsr(trials: pd.DataFrame, best: np.ndarray) -> dict[str, Any]:
            "best_kurtosis": float(stats.kurtosis(best, fisher=False)), "dsr": math.nan, "sr0_ann": math.nan,
            "sharpe_var": math.nan, "dsr_note": ""}
     if trials.shape[1] < 2:
-        return {**out, "dsr_note": "fewer than 2 distinct trials"}
+        return {**out, "dsr_note": "fewer than 2 distinct rows"}
+    if not np.std(best) > 0:  # no Sharpe to deflate, e.g. a row that never holds a position
+        return {**out, "dsr_note": f"the daily returns of {name} do not vary (it never holds a position)"}
     var = float(np.var(sharpe_per_period(trials.to_numpy()), ddof=1))
     n = trials.shape[1]
     return {**out, "sharpe_var": var, "sr0_ann": expected_max_sharpe(n, var) * ann,
