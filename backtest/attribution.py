@@ -53,7 +53,7 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.backtest.importance import fitted_folds, group_columns, load_design
+from lstmbt.backtest.importance import block_predictions, block_truth, fitted_folds, group_columns, load_design
 from lstmbt.backtest.pipeline import Design, Progress, estimator_for, target_anchor, training_weights
 from lstmbt.backtest.scoring import model_plan
 from lstmbt.models.key import CUSTOM_FAMILY
@@ -79,7 +79,8 @@ EXPLAINERS = {"tree": "TreeExplainer, interventional", "linear": "LinearExplaine
 
 def shap_frame(config: RunConfig, seed: int | None = None, *, design: Design | None = None,
                progress: Progress | None = None, max_explained: int = MAX_EXPLAINED,
-               max_background: int = MAX_BACKGROUND, n_gradient_samples: int = GRADIENT_SAMPLES) -> pd.DataFrame:
+               max_background: int = MAX_BACKGROUND, n_gradient_samples: int = GRADIENT_SAMPLES,
+               oos: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Mean |SHAP| per model, fold, feature and feature group on each fold's test samples.
 
     Parameters
@@ -90,6 +91,8 @@ def shap_frame(config: RunConfig, seed: int | None = None, *, design: Design | N
     progress : ``progress(stage, done, total)`` after each fold.
     max_explained, max_background : caps on explained test samples and background fit samples per fold.
     n_gradient_samples : expected-gradient draws per explained window (networks only).
+    oos : filled per model not in it yet with the fitted models' test-block predictions, as
+        ``backtest.importance.permutation_importance`` fills it.
 
     Returns
     -------
@@ -110,7 +113,10 @@ def shap_frame(config: RunConfig, seed: int | None = None, *, design: Design | N
             weights = training_weights(design, key.task, key.horizon, config)
             folds = fitted_folds(estimator_for(key, config), design, key.task, weights,
                                  target_anchor(design, key.task, config))
+            blocks = []
             for done, (fold, model, matrix) in enumerate(folds, 1):
+                blocks.append(block_predictions(model, matrix, design, fold, block_truth(design, key.task, fold.test),
+                                                config))
                 background, explained = sample_positions(fold, seed, max_background, max_explained)
                 values, kind = explain(model, windows_at(matrix, design.grid, background),
                                        windows_at(matrix, design.grid, explained), seed=int(seed) + fold.index,
@@ -118,6 +124,8 @@ def shap_frame(config: RunConfig, seed: int | None = None, *, design: Design | N
                 extra = {"n_explained": len(explained), "n_background": len(background), "explainer": EXPLAINERS[kind]}
                 rows += shap_rows(key.name, fold.index, values, names, columns, extra)
                 report(stage, done, len(design.folds))
+            if oos is not None:
+                oos.setdefault(key.name, pd.concat(blocks, ignore_index=True))
     return pd.DataFrame(rows, columns=list(SHAP_COLUMNS))
 
 

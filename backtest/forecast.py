@@ -1,4 +1,5 @@
-"""``forecast_next(config)``: each model trained once on all the data, forecasting past the last bar.
+"""``forecast_next(config)``: every model of a run trained on all the data, forecasting past the last bar,
+and what the configured strategy does with the forecasts.
 
 The retrain is a walk-forward retrain whose test day is the next trading day, so the timing rule
 holds unchanged: the samples fitted on are those whose label is realised by the last bar
@@ -6,28 +7,42 @@ holds unchanged: the samples fitted on are those whose label is realised by the 
 tail of that window, purged the same way (it is ``WalkForwardSplit``'s own fold); the scaler is
 fit on those training rows only; and the forecast reads the window that ends on the last bar,
 whose own label is not known yet. Torch is imported only when a model is trained.
+
+Every model of the run's plan forecasts (each network family, the linear and LightGBM baselines,
+plug-ins; a seed ensemble as the mean of its seeds), beside the naive baselines ``persistence``
+and ``majority``. The strategy's next position comes from the same strategy code as a run
+(``scoring.make_positions``) applied to the forecasts of the last ``horizon + 1`` decision days,
+each made by a model retrained after that day's close exactly as above (so the position held
+now, decided at the close before the last bar, used nothing after that close). A position decided
+at the close of the last bar is filled at the next open (``backtest.execution``), as in a run.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.data import describe_prices
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.pipeline import (Progress, estimator_for, load_checked, make_design, target_anchor,
                                       training_weights)
-from lstmbt.backtest.scoring import model_plan
+from lstmbt.backtest.scoring import BENCHMARK, make_positions, model_plan
 from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import SampleGrid, scaled_windows
-from lstmbt.models.key import ModelKey
+from lstmbt.models.key import ModelKey, insert_key_columns
+from lstmbt.models.specs import NETWORK_FAMILIES
 from lstmbt.models.targets import price_to_relative, relative_to_price
 from lstmbt.models.threads import one_thread_per_fit, run_side_by_side
 from lstmbt.strategies import predicted_log_return
+
+#: the direction words of a forecast: above/below no change, or no call (persistence, a p_up of exactly
+#: 0.5, a ``max_drawdown`` model, which forecasts a drop and not a direction)
+UP, DOWN, NO_CALL = "up", "down", "none"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,13 +84,61 @@ class ClassificationForecast:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ModelForecast:
+    """One model's (or naive baseline's) forecast made after the close of the last bar.
+
+    ``task``: ``regression`` or ``classification``; ``family``: the model family (``naive`` for
+    ``persistence`` and ``majority``); ``baseline``: a baseline rather than a contender.
+    ``direction``: ``UP``, ``DOWN`` or ``NO_CALL``. Regression: ``close`` (data's currency),
+    ``simple_return`` (fraction) and ``log_return``; classification: ``p_up`` in [0, 1] (the
+    majority baseline's is the training share of up labels). Fields of the other task are None.
+    ``epochs``: epochs trained by the first seed (0 without epochs).
+    """
+
+    model: str
+    task: str
+    family: str
+    baseline: bool
+    direction: str
+    close: float | None = None
+    simple_return: float | None = None
+    log_return: float | None = None
+    p_up: float | None = None
+    epochs: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Action:
+    """What the configured strategy does for one model at the next session.
+
+    ``current``: the position held now, decided at the close of the bar before the last one
+    (fraction of equity, + long, - short); ``target``: the position decided at the close of the
+    last bar; ``order``: ``BUY``, ``SELL`` or ``HOLD``; ``size``: |target - current|, filled at
+    the next open (``backtest.execution = "next_open"``) or close (``"next_close"``).
+    """
+
+    strategy: str
+    current: float
+    target: float
+    order: str
+    size: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Forecast:
     """A forecast made after the close of ``last_date`` for the close ``horizon`` bars later.
 
     ``last_close``: the close of the last bar, in the data's currency. ``train_start`` and
     ``train_end``: dates of the first and last training sample (``train_end`` + ``horizon`` bars
     <= ``last_date``). ``n_train``: samples fitted on; ``n_val``: samples in the validation
-    tail. A task the config does not ask for is ``None``.
+    tail. ``regression``/``classification``: the first model of each task in the run's plan
+    (None when the config does not ask for the task). ``models``: every model's forecast, then
+    the naive baselines. ``actions``: the strategy's step per model, baseline and buy-and-hold.
+    ``current_date``: the decision day of the positions held now. ``execution``: the config's
+    ``backtest.execution``. ``data``: ``backtest.data.describe_prices`` of the prices used (its
+    ``sha256`` finds the matching saved run). ``decisions``: per decision day behind the positions
+    (the last ``horizon + 1`` bars, oldest first), each model's output then (regression value in
+    the target's units, or p_up), from the model retrained after that day's close.
     """
 
     source: str
@@ -88,22 +151,36 @@ class Forecast:
     n_val: int
     regression: RegressionForecast | None = None
     classification: ClassificationForecast | None = None
+    models: tuple[ModelForecast, ...] = ()
+    actions: tuple[Action, ...] = ()
+    current_date: pd.Timestamp | None = None
+    execution: str = "next_open"
+    data: dict[str, Any] = field(default_factory=dict)
+    decisions: tuple[tuple[pd.Timestamp, dict[str, float]], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict: dates as YYYY-MM-DD, non-finite numbers as None, absent tasks left out."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        for key in ("last_date", "train_start", "train_end"):
-            out[key] = out[key].date().isoformat()
+        for key in ("last_date", "train_start", "train_end", "current_date"):
+            out[key] = out[key].date().isoformat() if out[key] is not None else None
         for task in ("regression", "classification"):
             record = out.pop(task)
             if record is not None:
                 out[task] = {k: _finite(v) for k, v in asdict(record).items()}
+        for key in ("models", "actions"):
+            out[key] = [{k: _finite(v) for k, v in asdict(record).items()} for record in out[key]]
+        out["decisions"] = [{"date": day.date().isoformat(), "values": {k: _finite(v) for k, v in values.items()}}
+                            for day, values in self.decisions]
+        out["agreement"] = agreement(self.models)
         return out
 
 
 def forecast_next(config: RunConfig, threads: int | None = None, progress: Progress | None = None) -> Forecast:
-    """Train one model per task of ``config`` on all its data and forecast past the last bar.
+    """Train every model of ``config`` on all its data, forecast past the last bar, and size the positions.
 
+    Each model (each seed of a network's ``train.seeds``) is retrained after the close of each of
+    the last ``horizon + 1`` bars (``final_fold``) and predicts that bar's window; the last one
+    is the forecast, all of them feed the strategy (``strategy_actions``).
     ``threads``: how many models may train side by side, each on one torch thread (None: torch's
     current count; ``backtest.pipeline.run``); torch's count is restored afterwards. ``progress``:
     called as progress(stage, done, total) with stage ``data`` and then each model's name.
@@ -114,34 +191,87 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     design = make_design(load_checked(config, folds=False, positions=False), config)  # no folds trained, no positions
     grid, h = design.grid, config.target.horizon
     last_row = len(design.features) - 1
-    fold = final_fold(config, last_row - grid.first_row, grid.n)
-    train = np.concatenate([fold.train, fold.val])
-    windows = scaled_windows(design.features, grid.rows(train), grid.lookback)  # scaler: training rows only
-    keys = forecasters(config)
+    back = tuple(range(h, -1, -1))  # bars before the last whose decisions the positions held now and next average
+    folds = {k: final_fold(config, last_row - k - grid.first_row, grid.n) for k in back}
+    windows = {k: scaled_windows(design.features, grid.rows(_usable(folds[k])), grid.lookback)  # training rows only
+               for k in back}
+    keys = model_plan(config)
+    jobs = [(key, seed, k) for key in keys for seed in _seeds(key, config) for k in back]
+    done = {key.name: 0 for key in keys}
 
-    def forecast(task: str) -> tuple[float, int]:
-        report(keys[task].name, 0, 1)
-        record = _fit_and_forecast(estimator_for(keys[task], config), windows, design.targets[task], grid, fold,
-                                   training_weights(design, task, h, config), target_anchor(design, task, config))
-        report(keys[task].name, 1, 1)
+    def fit(key: ModelKey, seed: int | None, k: int) -> tuple[float, int]:
+        record = _fit_and_forecast(estimator_for(key, config, seed), windows[k], design.targets[key.task], grid,
+                                   folds[k], training_weights(design, key.task, h, config),
+                                   target_anchor(design, key.task, config), row=last_row - k)
+        done[key.name] += 1
+        report(key.name, done[key.name], len(jobs) // len(keys))
         return record
 
     with one_thread_per_fit(threads) as governor:  # the caller's thread count is back when the forecast returns
-        records = dict(zip(keys, run_side_by_side([lambda task=task: forecast(task) for task in keys], governor)))
+        fitted = dict(zip(jobs, run_side_by_side([lambda job=job: fit(*job) for job in jobs], governor)))
+    values = {(key.name, k): float(np.mean([fitted[key, s, k][0] for s in _seeds(key, config)]))
+              for key in keys for k in back}  # a seed ensemble forecasts the mean of its seeds, as in a run
+    epochs = {key.name: fitted[key, _seeds(key, config)[0], 0][1] for key in keys}
+    train = _usable(folds[0])
+    base = {k: float(np.mean(design.targets["classification"].to_numpy()[grid.rows(_usable(folds[k]))] > 0))
+            for k in back}
+    dates = design.prices.index[last_row - np.array(back)]
+    positions = decision_positions(design.prices, keys, values, base, dates, config)
     last_close = float(design.prices["Close"].iloc[-1])
-    if "regression" in records:
-        y_pred, epochs = records["regression"]
-        records["regression"] = _regression_record(keys["regression"].name, config.target.regression, y_pred,
-                                                   last_close, epochs)
-    if "classification" in records:
-        p_up, epochs = records["classification"]
-        base = float(np.mean(design.targets["classification"].to_numpy()[grid.rows(train)]))
-        records["classification"] = ClassificationForecast(model=keys["classification"].name, p_up=p_up,
-                                                           base_rate=base, epochs=epochs)
+    models = _model_records(keys, values, epochs, base[0], last_close, config)
     label = config.data.source + (f" ({config.data.symbol})" if config.data.symbol else "")
     return Forecast(source=label, last_date=design.prices.index[-1], last_close=last_close, horizon=h,
-                    train_start=grid.dates[train[0]], train_end=grid.dates[train[-1]], n_train=len(fold.train),
-                    n_val=len(fold.val), **records)
+                    train_start=grid.dates[train[0]], train_end=grid.dates[train[-1]], n_train=len(folds[0].train),
+                    n_val=len(folds[0].val), **_first_per_task(models, keys, base[0], last_close, config),
+                    models=tuple(models), actions=strategy_actions(positions), current_date=dates[-2],
+                    execution=config.backtest.execution,
+                    data=describe_prices(design.prices, config.data.source, config.data.symbol),
+                    decisions=tuple((day, {key.name: values[key.name, k] for key in keys}) for day, k in zip(dates, back)))
+
+
+def decision_positions(prices: pd.DataFrame, keys: list[ModelKey], values: dict[tuple[str, int], float],
+                       base: dict[int, float], dates: pd.DatetimeIndex, config: RunConfig) -> pd.DataFrame:
+    """The configured strategy's target positions on ``dates`` (the last ``horizon + 1`` bars, oldest
+    first), from ``scoring.make_positions``, the code that makes a run's positions.
+
+    ``values[(model, k)]``: the model's output (regression value in the target's units, or p_up)
+    for the decision day k bars before the last; ``base[k]``: the training share of up labels
+    then (the majority baseline's p_up). Columns: the models, their naive baselines, buy-and-hold.
+    """
+    back = range(len(dates) - 1, -1, -1)
+    frames = []
+    for key in keys:
+        out = np.array([values[key.name, k] for k in back])
+        p_up = out if key.task == "classification" else np.full(len(out), np.nan)
+        y_pred = (out > 0.5).astype(np.float64) if key.task == "classification" else out
+        frame = pd.DataFrame({"date": dates, "fold": -1, "y_true": np.nan, "y_pred": y_pred, "p_up": p_up})
+        frame = insert_key_columns(frame, key, 1)
+        frame["close"] = prices["Close"].reindex(dates).to_numpy()
+        frames.append(frame)
+    majority = pd.Series([base[k] for k in back], index=dates)
+    return make_positions(pd.concat(frames, ignore_index=True), dates, config, majority, prices=prices)
+
+
+def strategy_actions(positions: pd.DataFrame) -> tuple[Action, ...]:
+    """Per strategy (column of ``positions``), the step from the second-to-last row's position (held
+    now) to the last row's (decided at the last close)."""
+    out = []
+    for name in positions.columns:
+        current, target = float(positions[name].iloc[-2]), float(positions[name].iloc[-1])
+        change = round(target - current, 10)  # float noise is no order
+        order = "BUY" if change > 0 else "SELL" if change < 0 else "HOLD"
+        out.append(Action(strategy=name, current=current, target=target, order=order, size=abs(change)))
+    return tuple(out)
+
+
+def agreement(models: tuple[ModelForecast, ...] | list[ModelForecast]) -> dict[str, Any]:
+    """``{"up": [...], "down": [...], "none": [...], "disagree": bool}``: the models (not the naive
+    baselines) by forecast direction; they disagree when some call up and some down."""
+    calls = {UP: [], DOWN: [], NO_CALL: []}
+    for record in models:
+        if record.family != "naive":
+            calls[record.direction].append(record.model)
+    return {**calls, "disagree": bool(calls[UP] and calls[DOWN])}
 
 
 def final_fold(config: RunConfig, last_position: int, n_labelled: int) -> Fold:
@@ -166,15 +296,26 @@ def final_fold(config: RunConfig, last_position: int, n_labelled: int) -> Fold:
     return fold
 
 
+def _usable(fold: Fold) -> np.ndarray:
+    return np.concatenate([fold.train, fold.val])
+
+
+def _seeds(key: ModelKey, config: RunConfig) -> tuple[int | None, ...]:
+    """The seeds a model trains with: every ``train.seeds`` member for a network, one (None) otherwise."""
+    return tuple(config.train.members) if key.family in NETWORK_FAMILIES else (None,)
+
+
 def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: SampleGrid, fold: Fold,
-                      weight: pd.Series | None = None, anchor: pd.Series | None = None) -> tuple[float, int]:
-    """Fit the unfitted ``model`` on ``fold`` and forecast from the window ending on the last bar.
+                      weight: pd.Series | None = None, anchor: pd.Series | None = None,
+                      row: int | None = None) -> tuple[float, int]:
+    """Fit the unfitted ``model`` on ``fold`` and forecast from the window ending on feature ``row``.
 
     ``windows``: every scaled window of the feature frame, (T - L + 1, L, F), the last ending on
-    the last bar. ``weight``: training weights per row (the dead zone), or None. ``anchor``: the
-    close per row when a price is fitted relative to it (``pipeline.target_anchor``), as
-    ``walk_forward_predict`` fits it. Returns the regression output (a log return or a price, in
-    the target's units) or the classifier's p_up, and the number of epochs trained.
+    the last bar. ``row``: the decision day's feature row (default the last bar's). ``weight``:
+    training weights per row (the dead zone), or None. ``anchor``: the close per row when a
+    price is fitted relative to it (``pipeline.target_anchor``), as ``walk_forward_predict``
+    fits it. Returns the regression output (a log return or a price, in the target's units) or
+    the classifier's p_up, and the number of epochs trained.
     """
     y = target.to_numpy(dtype=np.float64)
     if anchor is not None:
@@ -192,14 +333,59 @@ def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: Sampl
         first = grid.first_row + int(fold.train[0])
         extra["sample_weight"] = weight.to_numpy(dtype=np.float64)[first : first + len(fold.train)]
     model.fit(*take(fold.train), *(take(fold.val) if len(fold.val) else ()), **extra)
-    x_last = windows[-1:]  # shape (1, L, F): rows T - L .. T - 1, ending on the last bar
+    row = len(y) - 1 if row is None else row
+    start = row - grid.lookback + 1
+    x_last = windows[start : start + 1]  # shape (1, L, F): rows row - L + 1 .. row
     if hasattr(model, "predict_proba"):
         value = model.predict_proba(x_last)[0, list(model.classes_).index(1)]
     else:
         value = model.predict(x_last)[0]
-        if anchor is not None:  # back from log(price / last close) to a price
-            value = relative_to_price(value, anchor_values[-1])
+        if anchor is not None:  # back from log(price / close) to a price
+            value = relative_to_price(value, anchor_values[row])
     return float(value), int(getattr(model, "n_epochs_", 0))
+
+
+def _model_records(keys: list[ModelKey], values: dict[tuple[str, int], float], epochs: dict[str, int],
+                   base_rate: float, last_close: float, config: RunConfig) -> list[ModelForecast]:
+    """Every model's forecast for the last bar (k = 0), then persistence and majority where a
+    model of their task runs."""
+    kind, out = config.target.regression, []
+    for key in keys:
+        value, common = values[key.name, 0], dict(model=key.name, task=key.task, family=key.family,
+                                                  baseline=key.baseline, epochs=epochs[key.name])
+        if key.task == "classification":
+            out.append(ModelForecast(**common, direction=_direction(value - 0.5), p_up=value))
+            continue
+        r = _regression_record(key.name, kind, value, last_close, epochs[key.name])
+        call = NO_CALL if kind == "max_drawdown" else _direction(r.log_return)
+        out.append(ModelForecast(**common, direction=call, close=r.close, simple_return=r.simple_return,
+                                 log_return=r.log_return))
+    tasks = {key.task for key in keys}
+    if "regression" in tasks:
+        out.append(ModelForecast(model="persistence", task="regression", family="naive", baseline=True,
+                                 direction=NO_CALL, close=last_close, simple_return=0.0, log_return=0.0))
+    if "classification" in tasks:
+        out.append(ModelForecast(model="majority", task="classification", family="naive", baseline=True,
+                                 direction=_direction(base_rate - 0.5), p_up=base_rate))
+    return out
+
+
+def _first_per_task(models: list[ModelForecast], keys: list[ModelKey], base_rate: float, last_close: float,
+                    config: RunConfig) -> dict[str, Any]:
+    """``regression``/``classification`` of ``Forecast``: the first model of each task in the plan."""
+    out: dict[str, Any] = {}
+    for record in models:
+        if record.family == "naive" or record.task in out:
+            continue
+        if record.task == "classification":
+            out["classification"] = ClassificationForecast(model=record.model, p_up=record.p_up, base_rate=base_rate,
+                                                           epochs=record.epochs)
+        else:
+            out["regression"] = RegressionForecast(model=record.model, target=config.target.regression,
+                                                   close=record.close, simple_return=record.simple_return,
+                                                   log_return=record.log_return, persistence_close=last_close,
+                                                   persistence_return=0.0, epochs=record.epochs)
+    return out
 
 
 def _regression_record(model: str, kind: str, y_pred: float, last_close: float, epochs: int) -> RegressionForecast:
@@ -211,49 +397,24 @@ def _regression_record(model: str, kind: str, y_pred: float, last_close: float, 
                               epochs=epochs)
 
 
+def _direction(value: float) -> str:
+    return UP if value > 0 else DOWN if value < 0 else NO_CALL
+
+
 def forecasters(config: RunConfig) -> dict[str, ModelKey]:
-    """``{task: key}``: the model that forecasts each task, the first of the run's plan for it
-    (the first network family, else the linear baseline, LightGBM, then a plug-in)."""
+    """``{task: key}``: the first model of each task in the run's plan (the first network family,
+    else the linear baseline, LightGBM, then a plug-in): ``Forecast.regression``/``classification``."""
     keys: dict[str, ModelKey] = {}
     for key in model_plan(config):
         keys.setdefault(key.task, key)
     return keys
 
 
-def format_forecast(forecast: Forecast) -> str:
-    """The forecast as the few lines ``lstmbt predict`` prints."""
-    f, h = forecast, forecast.horizon
-    day = f.last_date.date().isoformat()
-    when = "next trading day" if h == 1 else f"close {h} trading days"
-    lines = [f"last bar used: {day} (close {_price(f.last_close)}), {f.source}",
-             f"{when} after {day} (horizon {h} day{'s' if h > 1 else ''}):"]
-    epochs = []
-    if f.regression is not None:
-        r = f.regression
-        what = f"worst close of the next {h} days" if r.target == "max_drawdown" else "close"
-        lines.append(f"  regression: {what} {_price(r.close)} ({r.simple_return:+.2%})   "
-                     f"persistence: {_price(r.persistence_close)} ({r.persistence_return:+.2%})")
-        epochs.append(f"{_count(r.epochs, 'epoch')} {r.model}")
-    if f.classification is not None:
-        c, moves = f.classification, "days" if h == 1 else f"{h}-day moves"
-        lines.append(f"  classification: p_up {c.p_up:.3f}           "
-                     f"base rate (training share of up {moves}): {c.base_rate:.3f}")
-        epochs.append(f"{_count(c.epochs, 'epoch')} {c.model}")
-    lines.append(f"trained on {f.train_start.date()}..{f.train_end.date()} ({f.n_train + f.n_val} samples, "
-                 f"{f.n_val} of them validation; {', '.join(epochs)}); models are not evidence of skill - "
-                 "see the walk-forward report.")
-    return "\n".join(lines)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def _price(value: float) -> str:
-    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4g}"
-
-
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+__all__ = ["Forecast", "ModelForecast", "Action", "RegressionForecast", "ClassificationForecast", "forecast_next",
+           "decision_positions", "strategy_actions", "agreement", "final_fold", "forecasters", "BENCHMARK"]

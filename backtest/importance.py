@@ -24,6 +24,10 @@ predictions instead of scoring altered ones; it has its own frame (``attribution
 Groups are ``features.groups``, plus ``exog`` (all exogenous columns together) when
 ``data.exog`` is set.
 
+The unaltered models' out-of-sample predictions, which every method makes, can be collected
+(``oos=``) and scored as ``lstmbt run`` scores them (``backtest.skill.importance_skill``), so the
+importance of a model is read beside its skill.
+
 Signs: ``d_hit_rate`` = altered - original (negative: the model relies on the group);
 ``d_loss`` = altered - original (positive: the model relies on the group).
 """
@@ -70,14 +74,15 @@ class BlockTruth(NamedTuple):
 
 def importance_frame(config: RunConfig, method: str = "both", n_repeats: int = 3, seed: int | None = None,
                      progress: Progress | None = None, *, threads: int | None = None,
-                     design: Design | None = None) -> pd.DataFrame:
+                     design: Design | None = None, oos: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per-fold importance of every feature group by the score methods of ``method`` (``parse_method``).
 
     Loads the data once (unless ``design`` is given) and concatenates the methods' frames
     (``FRAME_COLUMNS``); ``shap`` is left to ``backtest.attribution.shap_frame``, so for
     ``method="shap"`` the frame is empty. The fits run one after another on one torch thread
     each, as in a run (``threads`` is accepted for the callers' symmetry with ``run`` and
-    changes nothing); torch's count is restored afterwards.
+    changes nothing); torch's count is restored afterwards. ``oos``: filled as
+    ``permutation_importance`` fills it (by the first method that walks each model forward).
     """
     methods = parse_method(method)
     _check_repeats(n_repeats)
@@ -89,9 +94,9 @@ def importance_frame(config: RunConfig, method: str = "both", n_repeats: int = 3
     parts = []
     with torch_threads(1):  # one torch thread per fit, as in a run; the caller's count is back afterwards
         if "permutation" in methods:
-            parts.append(permutation_importance(config, n_repeats, seed, design=design, progress=progress))
+            parts.append(permutation_importance(config, n_repeats, seed, design=design, progress=progress, oos=oos))
         if "ablation" in methods:
-            parts.append(ablation_importance(config, design=design, progress=progress))
+            parts.append(ablation_importance(config, design=design, progress=progress, oos=oos))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -112,7 +117,8 @@ def load_design(config: RunConfig) -> Design:
 
 
 def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | None = None, *,
-                           design: Design | None = None, progress: Progress | None = None) -> pd.DataFrame:
+                           design: Design | None = None, progress: Progress | None = None,
+                           oos: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Change in hit rate and loss when one group's test-block rows are shuffled, per model and fold.
 
     Parameters
@@ -123,6 +129,9 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
         ``np.random.default_rng([seed, f, position of g in models.features.GROUPS, then exog])``.
     design : a ``load_design(config)`` to reuse (loaded when None).
     progress : ``progress(stage, done, total)`` after each fold.
+    oos : a dict that receives, per model not in it yet, the unaltered models' out-of-sample
+        predictions in ``walk_forward_predict``'s layout (date, fold, y_true, y_pred, p_up), the
+        predictions ``lstmbt run`` makes for the same config (``backtest.skill.oos_metrics``).
 
     Returns
     -------
@@ -141,8 +150,10 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
         report(stage, 0, len(design.folds))
         estimator = estimator_for(key, config)
         weights, anchor = training_weights(design, task, key.horizon, config), target_anchor(design, task, config)
+        blocks_seen = []
         for done, (fold, model, matrix) in enumerate(fitted_folds(estimator, design, task, weights, anchor), 1):
             truth = block_truth(design, task, fold.test)
+            blocks_seen.append(block_predictions(model, matrix, design, fold, truth, config))
             base = _scores(model, matrix, design, fold.test, truth, config)
             for group, cols in columns.items():
                 rng = np.random.default_rng([seed, fold.index, [*GROUPS, EXOG_GROUP].index(group)])
@@ -150,11 +161,14 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
                 altered = np.mean([_scores(model, m, design, fold.test, truth, config) for m in blocks], axis=0)
                 rows.append(_row(name, group, "permutation", fold.index, altered, base))
             report(stage, done, len(design.folds))
+        if oos is not None:
+            oos.setdefault(name, pd.concat(blocks_seen, ignore_index=True))
     return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
 
 
 def ablation_importance(config: RunConfig, groups: list[str] | tuple[str, ...] | None = None, *,
-                        design: Design | None = None, progress: Progress | None = None) -> pd.DataFrame:
+                        design: Design | None = None, progress: Progress | None = None,
+                        oos: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Change in hit rate and loss when every model is retrained without one group, per fold.
 
     Parameters
@@ -164,6 +178,7 @@ def ablation_importance(config: RunConfig, groups: list[str] | tuple[str, ...] |
     design : a ``load_design(config)`` to reuse; its grid and folds (from the full feature set)
         serve every reduced model, so all of them predict the same days.
     progress : ``progress(stage, done, total)`` after each walk-forward.
+    oos : filled with the full feature set's predictions, as ``permutation_importance`` fills it.
 
     Returns
     -------
@@ -178,7 +193,7 @@ def ablation_importance(config: RunConfig, groups: list[str] | tuple[str, ...] |
         name, task, stage = key.name, key.task, f"ablation {key.name}"
         report(stage, 0, len(dropped) + 1)
         estimator = estimator_for(key, config)
-        full = _walk_scores(estimator, design.features, design, task, config)
+        full = _walk_scores(estimator, design.features, design, task, config, keep=oos, name=name)
         report(stage, 1, len(dropped) + 1)
         for done, group in enumerate(dropped, 2):
             reduced = design.features.drop(columns=design.features.columns[columns[group]])
@@ -306,23 +321,47 @@ def prediction_scores(y_pred: np.ndarray, p_up: np.ndarray | None, truth: BlockT
 def _scores(model: Any, matrix: np.ndarray, design: Design, positions: np.ndarray, truth: BlockTruth,
             config: RunConfig) -> tuple[float, float]:
     """(hit rate, loss) of ``model`` on the test windows of ``positions`` built from ``matrix``."""
-    x_test = sliding_windows(matrix, design.grid.lookback)[_window_slice(design.grid, positions)]
-    if hasattr(model, "predict_proba"):
-        p_up = model.predict_proba(x_test)[:, list(model.classes_).index(1)]
+    y_pred, p_up = _predict(model, matrix, design, positions, truth, config)
+    if p_up is not None:
         return prediction_scores(p_up > 0.5, p_up, truth)
-    y_pred = model.predict(x_test)
-    if target_anchor(design, "regression", config) is not None:  # fitted relative to the decision day's close
-        y_pred = relative_to_price(y_pred, truth.close)
     return prediction_scores(y_pred, None, truth, config.target.regression)
 
 
-def _walk_scores(estimator: Any, features: pd.DataFrame, design: Design, task: str,
-                 config: RunConfig) -> dict[int, tuple[float, float]]:
-    """``{fold: (hit rate, loss)}`` of ``walk_forward_predict`` on ``features`` with the design's folds."""
+def block_predictions(model: Any, matrix: np.ndarray, design: Design, fold: Any, truth: BlockTruth,
+                      config: RunConfig) -> pd.DataFrame:
+    """The fold's test-block predictions of the fitted ``model`` on the unaltered ``matrix``, as
+    ``walk_forward_predict`` returns them: date, fold, y_true, y_pred (a classifier's: p_up > 0.5)
+    and p_up (NaN for regressors)."""
+    y_pred, p_up = _predict(model, matrix, design, fold.test, truth, config)
+    if p_up is not None:
+        y_pred = (p_up > 0.5).astype(np.float64)
+    return pd.DataFrame({"date": design.grid.dates[fold.test], "fold": fold.index, "y_true": truth.y_true,
+                         "y_pred": np.asarray(y_pred, dtype=np.float64),
+                         "p_up": np.full(len(fold.test), np.nan) if p_up is None else p_up})
+
+
+def _predict(model: Any, matrix: np.ndarray, design: Design, positions: np.ndarray, truth: BlockTruth,
+             config: RunConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """(y_pred in the target's units, p_up or None for a regressor) on the test windows of ``positions``."""
+    x_test = sliding_windows(matrix, design.grid.lookback)[_window_slice(design.grid, positions)]
+    if hasattr(model, "predict_proba"):
+        return None, model.predict_proba(x_test)[:, list(model.classes_).index(1)]
+    y_pred = model.predict(x_test)
+    if target_anchor(design, "regression", config) is not None:  # fitted relative to the decision day's close
+        y_pred = relative_to_price(y_pred, truth.close)
+    return y_pred, None
+
+
+def _walk_scores(estimator: Any, features: pd.DataFrame, design: Design, task: str, config: RunConfig,
+                 keep: dict[str, pd.DataFrame] | None = None, name: str = "") -> dict[int, tuple[float, float]]:
+    """``{fold: (hit rate, loss)}`` of ``walk_forward_predict`` on ``features`` with the design's folds;
+    its predictions go to ``keep[name]`` unless ``keep`` is None or has them already."""
     weights = training_weights(design, task, config.target.horizon, config)
     preds, _ = walk_forward_predict(estimator, features, design.targets[task], design.grid, design.folds,
                                     train_weight=None if weights is None else weights.reindex(design.targets[task].index),
                                     target_anchor=target_anchor(design, task, config))
+    if keep is not None:
+        keep.setdefault(name, preds)
     out = {}
     for fold in design.folds:
         block = preds[preds["fold"] == fold.index]
@@ -384,5 +423,6 @@ def _quiet(stage: str, done: int, total: int) -> None:
 
 __all__ = ["importance_frame", "permutation_importance", "ablation_importance", "summarize_importance",
            "parse_method", "load_design", "feature_groups", "group_columns", "permute_block", "fitted_folds", "block_truth",
-           "prediction_scores", "BlockTruth", "METHODS", "SCORE_METHODS", "METHOD_SETS", "EXOG_GROUP",
+           "prediction_scores", "block_predictions", "BlockTruth",
+           "METHODS", "SCORE_METHODS", "METHOD_SETS", "EXOG_GROUP",
            "FRAME_COLUMNS"]

@@ -20,11 +20,13 @@ from lstmbt.backtest import __version__
 from lstmbt.backtest.attribution import FEATURE, GROUP, summarize_shap
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.relative import VERDICT_WORDS
 from lstmbt.backtest.importance import METHODS, feature_groups, summarize_importance
 from lstmbt.backtest.rundir import write_atomic
 from lstmbt.backtest.scoring import model_plan
 from lstmbt.reports import environment
 from lstmbt.reports.embed import pack_figures, plotly_bundle
+from lstmbt.reports.tables import format_metric
 
 #: half-width of the intervals, in standard errors
 Z95 = 1.96
@@ -40,11 +42,13 @@ TOP_FEATURES = 20
 
 
 def render_importance(frame: pd.DataFrame, config: RunConfig, n_repeats: int | None = None,
-                      seed: int | None = None, shap: pd.DataFrame | None = None) -> str:
+                      seed: int | None = None, shap: pd.DataFrame | None = None,
+                      skill: dict[str, Any] | None = None) -> str:
     """The HTML text of the importance page for ``frame`` (``backtest.importance.FRAME_COLUMNS``,
     may be empty) and ``shap`` (``backtest.attribution.SHAP_COLUMNS``, or None without SHAP).
 
     ``n_repeats`` and ``seed`` describe the permutation method (shown when it is present).
+    ``skill``: ``backtest.skill.importance_skill``'s header, shown above everything else.
     """
     summary = summarize_importance(frame) if len(frame) else frame
     methods = [m for m in METHODS if len(frame) and (summary["method"] == m).any()]
@@ -57,7 +61,7 @@ def render_importance(frame: pd.DataFrame, config: RunConfig, n_repeats: int | N
         shap_part, figures["fig-shap"] = shap_section(shap, config), shap_figure(summarize_shap(shap), config)
     return environment().get_template("importance.html.j2").render(
         title=f"lstmbt importance - {config.data.source}", version=__version__, sections=sections,
-        shap=shap_part, groups=list(feature_groups(config)), plotly_gz=plotly_bundle(),
+        shap=shap_part, groups=list(feature_groups(config)), plotly_gz=plotly_bundle(), skill=skill_part(skill),
         settings=_settings(frame, config, methods + ["shap"] * (shap is not None), n_repeats, seed)
         + _shap_settings(shap, config),
         figures_gz=pack_figures(figures),
@@ -65,11 +69,12 @@ def render_importance(frame: pd.DataFrame, config: RunConfig, n_repeats: int | N
 
 
 def write_importance(frame: pd.DataFrame, config: RunConfig, out: str | Path, n_repeats: int | None = None,
-                     seed: int | None = None, shap: pd.DataFrame | None = None) -> Path:
+                     seed: int | None = None, shap: pd.DataFrame | None = None,
+                     skill: dict[str, Any] | None = None) -> Path:
     """Render the page and write it to ``out`` atomically (temporary file, then rename); returns ``out``."""
     out = Path(out)
     check_out_path(out)
-    text = render_importance(frame, config, n_repeats, seed, shap)
+    text = render_importance(frame, config, n_repeats, seed, shap, skill)
 
     return write_atomic(out, text)
 
@@ -86,6 +91,21 @@ def default_importance_path(root: str | Path = "runs") -> Path:
 
 
 # --------------------------------------------------------------------------- tables
+
+
+def skill_part(skill: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The skill section's display values: its source sentence, one row per model (hit rate, base
+    rate, p-value, Sharpe, buy-and-hold's, verdict, evidence of skill) and the no-skill statement."""
+    if skill is None:
+        return None
+    rows = [{"model": m["model"], "hit_rate": _percent(_nan(m["hit_rate"])),
+             "base_rate": _percent(_nan(m["base_rate"])),
+             "pvalue": _pvalue(_nan(m["hit_rate_pvalue"])), "sharpe": _fixed(_nan(m["sharpe"]), 2),
+             "bh_sharpe": _fixed(_nan(m["bh_sharpe"]), 2),
+             "verdict": VERDICT_WORDS.get(m["verdict"] or "", DASH), "skilled": "yes" if m["skilled"] else "no"}
+            for m in skill["models"]]
+    statement = next((line for line in skill["lines"] if line.startswith(("No model", "The importances of"))), "")
+    return {"source": skill["source"], "rows": rows, "statement": statement}
 
 
 def loss_names(config: RunConfig) -> dict[str, str]:
@@ -248,6 +268,18 @@ def _settings(frame: pd.DataFrame, config: RunConfig, methods: list[str], n_repe
 def _points(value: float, signed: bool = False) -> str:
     # rounded first and + 0.0, so a rounding-size change shows as +0.0, never -0.0
     return DASH if not math.isfinite(value) else f"{round(100 * value, 1) + 0.0:{'+' if signed else ''}.1f} pp"
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)  # JSON-ready dicts carry NaN as None
+
+
+def _pvalue(value: float) -> str:
+    return DASH if not math.isfinite(value) else format_metric("hit_rate_pvalue", value)
+
+
+def _fixed(value: float, digits: int) -> str:
+    return DASH if not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 def _percent(value: float) -> str:

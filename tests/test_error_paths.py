@@ -398,7 +398,7 @@ def test_error_path(name, root, monkeypatch, run_cli):
         assert not any(word in line for word in case.absent), (case.absent, line)
         assert sum(other.startswith(("error:", "warning:", "interrupted:")) for other in lines) == 1, err
     if case.listed:
-        assert out.startswith(f"{len(case.listed)} runs under "), out
+        assert out.startswith(f"{len(case.listed)} run{'' if len(case.listed) == 1 else 's'} under "), out
         assert all(f"\n{run_id} " in out for run_id in case.listed), out
         assert "\n.good" not in out and "\nbad " not in out
     after = snapshot(root.parent)

@@ -58,10 +58,12 @@ def test_predict_prints_the_last_bar_and_both_forecasts(tmp_path, spx, run_cli):
     last = spx.index[-1].date().isoformat()
     assert last == "2018-12-31"
     assert lines[0].startswith(f"last bar used: {last} (close {spx['Close'].iloc[-1]:.2f})")
-    assert lines[1] == f"next trading day after {last} (horizon 1 day):"
-    assert lines[2].strip().startswith("regression: close ") and "%)" in lines[2] and "persistence: " in lines[2]
-    assert lines[3].strip().startswith("classification: p_up 0.") and "base rate" in lines[3]
-    assert lines[4].startswith("trained on 2016-") and "..2018-12-28 (" in lines[4]
+    assert lines[1] == f"next trading day after {last} (horizon 1 day), per model:"
+    assert lines[2].startswith("  lstm_regression ") and " close " in lines[2] and "%)" in lines[2]
+    assert lines[3].startswith("  lstm_classification ") and " p_up 0." in lines[3]
+    assert any(line.startswith("  persistence ") and "naive baseline" in line for line in lines)
+    assert any(line.startswith("  majority ") and "training share of up days" in line for line in lines)
+    assert lines[-1].startswith("trained on 2016-") and "..2018-12-28 (" in lines[-1]
     assert "Traceback" not in out + err
 
 
@@ -85,8 +87,8 @@ def test_predict_target_regression_prints_only_regression(tmp_path, spx, run_cli
                                *TINY])
     assert code == 0, err
     assert text.startswith("last bar used: 2018-06-29 ")
-    assert "regression: close" in text
-    assert "classification" not in text and "p_up" not in text and "base rate" not in text
+    assert "  lstm_regression " in text and " close " in text
+    assert "classification" not in text and "p_up" not in text and "majority" not in text
 
 
 def test_predict_help_lists_its_options(run_cli):
@@ -149,7 +151,9 @@ def test_data_after_end_is_ignored_and_the_last_bar_matters(tmp_path, spx):
 
 
 def dataclass_values(forecast: Forecast) -> dict:
-    return {k: v for k, v in forecast.to_dict().items() if k != "source"}
+    values = {k: v for k, v in forecast.to_dict().items() if k != "source"}
+    values["data"] = {k: v for k, v in values["data"].items() if k != "source"}  # the file's path, not its prices
+    return values
 
 
 # --------------------------------------------------------------------------- equal to a hand-written fit

@@ -10,7 +10,7 @@ import pytest
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.pipeline import run
 
-from lstmbt.backtest.campaign.registry import INDEX_NAME, list_runs, show_run
+from lstmbt.backtest.campaign.registry import INDEX_NAME, config_digest, list_runs, show_run
 from helpers import LINEAR_FLAGS, save_with_report
 
 
@@ -104,3 +104,104 @@ def test_every_network_family_and_lightgbm_is_listed(root, tmp_path):
     renamed = ("gru_classification", "tcn_classification", "transformer_classification", "lightgbm_classification")
     path.write_text(json.dumps({**metrics, **{name: entry for name in renamed}}))
     assert set(list_runs(copy)["strategy"]) == set(renamed)
+
+
+@pytest.fixture(scope="module")
+def tree(root, tmp_path_factory):
+    """The module's two runs plus: a sweep holding one of them as a trial, a run two folders down,
+    and a copy of a run made later (same config, same data: a duplicate)."""
+    tree = tmp_path_factory.mktemp("tree")
+    shutil.copytree(root / "spx-both", tree / "spx-both")
+    (tree / "sweep-a" / "trials").mkdir(parents=True)
+    (tree / "sweep-a" / "sweep.toml").write_text("[sweep]\n")
+    shutil.copytree(root / "ndx-clf", tree / "sweep-a" / "trials" / "t000-abcd1234")
+    shutil.copytree(root / "ndx-clf", tree / "old" / "2025" / "ndx-copy")
+    later = tree / "spx-again"
+    shutil.copytree(root / "spx-both", later)
+    manifest = json.loads((later / "manifest.json").read_text())
+    manifest["created"] = "2999-01-01T00:00:00+00:00"
+    (later / "manifest.json").write_text(json.dumps(manifest))
+    return tree
+
+
+def test_recursive_listing_finds_sweep_trials_and_nested_runs_and_names_what_holds_them(tree):
+    top = list_runs(tree)
+    assert set(top["id"]) == {"spx-both", "spx-again"} and top.attrs["nested"] == 2
+    every = list_runs(tree, recursive=True)
+    assert set(every["id"]) == {"spx-both", "spx-again", "sweep-a/trials/t000-abcd1234", "old/2025/ndx-copy"}
+    held = every.drop_duplicates("id").set_index("id")["part_of"]
+    assert held["sweep-a/trials/t000-abcd1234"] == "sweep sweep-a"
+    assert held[["spx-both", "old/2025/ndx-copy"]].isna().all()  # a plain folder is not a sweep
+    info, table = show_run(tree, "sweep-a/trials/t000-abcd1234")
+    assert info["part_of"] == "sweep sweep-a" and "logistic_classification" in table.columns
+
+
+def test_runs_with_the_same_config_and_data_are_marked_duplicates_of_the_oldest(tree, root):
+    every = list_runs(tree, recursive=True).drop_duplicates("id").set_index("id")["duplicate_of"]
+    assert every["spx-again"] == "spx-both" and every["spx-both"] is None
+    # the two copies of the nasdaq run share created times: the id breaks the tie, the same on every call
+    assert {every["old/2025/ndx-copy"], every["sweep-a/trials/t000-abcd1234"]} == {None, "old/2025/ndx-copy"}
+    info, _ = show_run(tree, "spx-both")
+    assert info["duplicate_of"] is None and info["duplicates"] == ["spx-again"]
+    # a different config is no duplicate, even on the same data
+    assert list_runs(root).drop_duplicates("id")["duplicate_of"].isna().all()
+
+
+def test_config_digest_ignores_what_changes_no_figure_and_fills_older_configs():
+    base = RunConfig()
+    assert config_digest(base) == config_digest(base.with_values({"data.refresh": True}))
+    assert config_digest(base) != config_digest(base.with_values({"strategy.threshold": 0.01}))
+    saved = base.to_dict()
+    del saved["train"]["warmup_steps"]  # a config saved before the key existed ran with its default
+    assert config_digest(saved) == config_digest(base)
+
+
+def test_an_index_of_the_old_layout_is_rebuilt(tree, tmp_path):
+    import contextlib
+    import sqlite3
+
+    copy = tmp_path / "runs"
+    shutil.copytree(tree / "spx-both", copy / "spx-both")
+    with contextlib.closing(sqlite3.connect(copy / INDEX_NAME)) as db:  # what the first lstmbt versions wrote
+        db.executescript("CREATE TABLE runs (id TEXT PRIMARY KEY, path TEXT, stamp REAL, created TEXT, source TEXT,"
+                         " symbol TEXT, task TEXT, regression TEXT, horizon INTEGER, first_date TEXT, last_date TEXT,"
+                         " days INTEGER); CREATE TABLE metrics (run_id TEXT, strategy TEXT, metric TEXT, value REAL);")
+    assert set(list_runs(copy)["id"]) == {"spx-both"}
+
+
+def test_cli_recursive_list_and_duplicate_marks(tree, run_cli):
+    code, stdout, stderr = run_cli(["runs", "list", "--root", str(tree)])
+    assert code == 0, stderr
+    assert "duplicate of spx-both (same config and data)" in stdout
+    assert "2 more runs inside sweeps, universes or sub-folders: --recursive lists them" in stdout
+    assert "t000-abcd1234" not in stdout
+    code, stdout, stderr = run_cli(["runs", "list", "--root", str(tree), "--recursive"])
+    assert code == 0, stderr
+    assert "sweep-a/trials/t000-abcd1234" in stdout and "[in sweep sweep-a]" in stdout and "more runs" not in stdout
+    code, stdout, stderr = run_cli(["runs", "show", "spx-both", "--root", str(tree)])
+    assert code == 0 and "duplicated by spx-again" in stdout
+
+
+def test_plug_in_models_are_listed_and_the_naive_baselines_are_not(root, tmp_path):
+    copy = tmp_path / "runs"
+    shutil.copytree(root / "spx-both", copy / "spx-both")
+    path = copy / "spx-both" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["myplugin_classification"] = {**metrics["logistic_classification"], "sharpe": 1.25}
+    path.write_text(json.dumps(metrics))
+    frame = list_runs(copy).set_index("strategy")
+    assert frame.loc["myplugin_classification", "sharpe"] == 1.25
+    assert not {"buy_and_hold", "persistence", "majority"} & set(frame.index)
+
+
+def test_latest_matching_run_is_the_newest_run_of_that_config_on_those_prices(tree, tmp_path):
+    from lstmbt.backtest.campaign.registry import latest_matching_run
+    from lstmbt.backtest.readback import read_config
+
+    cfg = read_config(tree / "spx-both" / "config.toml")
+    sha = json.loads((tree / "spx-both" / "manifest.json").read_text())["data"]["sha256"]
+    info, table = latest_matching_run(tree, cfg, sha)
+    assert info["id"] == "spx-again" and "ridge_regression" in table.columns  # the copy made later
+    assert latest_matching_run(tree, cfg.with_values({"strategy.threshold": 0.5}), sha) is None
+    assert latest_matching_run(tree, cfg, "0" * 64) is None
+    assert latest_matching_run(tmp_path / "no-such-root", cfg, sha) is None

@@ -12,11 +12,19 @@ dropped. The index is only a cache, so it never stops a listing:
 - a run directory with a missing, malformed or misshapen ``metrics.json``, ``manifest.json`` or
   ``config.toml`` is skipped with one warning naming the file (``runs show`` says why).
 
-Dot-directories (``.NAME.partial``, ``.NAME.tmp-*``: unfinished runs) are never listed.
+Runs are found at any depth below the root (a sweep's trials, a universe's tickers, runs kept in
+sub-folders); a run's id is its path relative to the root, and ``part_of`` names the sweep or
+universe that holds it. Runs with the same config (``config_digest``: the saved config filled as
+``fill_saved`` fills it) on the same prices (the manifest's data hash) are duplicates: every one
+but the oldest gets ``duplicate_of``. Dot-directories (``.NAME.partial``, ``.NAME.tmp-*``:
+unfinished runs) are never listed, nor is anything below them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import sqlite3
 import warnings
 from pathlib import Path
@@ -24,22 +32,33 @@ from typing import Any
 
 import pandas as pd
 
+from lstmbt.backtest.config import RunConfig, fill_saved
 from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
 from lstmbt.backtest.readback import DamagedFileError, read_json, read_metrics, read_toml
+from lstmbt.backtest.scoring import BASELINES, BENCHMARK
 
 INDEX_NAME = ".lstmbt-runs.sqlite"
 #: metrics shown per model by ``lstmbt runs list`` (beside ``bh_sharpe``, buy-and-hold's Sharpe in the same run)
 LIST_METRICS = ("total_return", "sharpe", "hit_rate", "hit_rate_pvalue")
-#: the model families whose strategies ``runs list`` shows (with ``ew_``/``xs_`` for a universe's portfolios)
-LISTED_FAMILIES = ("lstm", "gru", "transformer", "tcn", "lightgbm", "ridge", "logistic")
+#: a universe's portfolios of its tickers' strategies: equal weight and cross-sectional top-k
+_PORTFOLIO_PREFIXES = ("", "ew_", "xs_")
 #: ``PRAGMA application_id`` of an lstmbt index ("lsbt"), so another program's database is never changed
 APPLICATION_ID = 0x6C736274
+#: ``PRAGMA user_version`` of the index layout; an index of an older layout is only a cache, so it is rebuilt
+SCHEMA_VERSION = 2
+#: how deep below the root runs are looked for (root/sweep/trials/run is 3)
+MAX_DEPTH = 6
+#: config keys that change no figure of a run, left out of ``config_digest``
+UNCOMPARED_KEYS = ("data.refresh",)
 _COLUMNS = {"runs": ("id", "path", "stamp", "created", "source", "symbol", "task", "regression", "horizon",
-                     "first_date", "last_date", "days"),
+                     "first_date", "last_date", "days", "part_of", "config_digest", "data_sha256"),
             "metrics": ("run_id", "strategy", "metric", "value")}
+#: the layout of the first indexes (before ``SCHEMA_VERSION``), still claimed as lstmbt's and rebuilt
+_OLD_COLUMNS = {"runs": _COLUMNS["runs"][:12], "metrics": _COLUMNS["metrics"]}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, path TEXT, stamp REAL, created TEXT, source TEXT,
-    symbol TEXT, task TEXT, regression TEXT, horizon INTEGER, first_date TEXT, last_date TEXT, days INTEGER);
+    symbol TEXT, task TEXT, regression TEXT, horizon INTEGER, first_date TEXT, last_date TEXT, days INTEGER,
+    part_of TEXT, config_digest TEXT, data_sha256 TEXT);
 CREATE TABLE IF NOT EXISTS metrics (run_id TEXT, strategy TEXT, metric TEXT, value REAL);
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id);
 """
@@ -63,7 +82,7 @@ def _sync(root: str | Path) -> tuple[sqlite3.Connection, dict[str, str]]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"run root {root} does not exist; pass --root DIR where `lstmbt run` wrote its runs")
-    on_disk = {d.name: d for d in sorted(root.iterdir()) if _is_run_dir(d)}
+    on_disk = find_run_dirs(root)
     path = root / INDEX_NAME
     for attempt in (1, 2):
         db = None
@@ -81,6 +100,28 @@ def _sync(root: str | Path) -> tuple[sqlite3.Connection, dict[str, str]]:
                   stacklevel=3)
     db = _open(":memory:")
     return db, _update(db, on_disk)
+
+
+def find_run_dirs(root: Path) -> dict[str, Path]:
+    """{id: directory} of every run at most ``MAX_DEPTH`` levels below ``root``; the id is the path
+    relative to the root. Dot-directories and links are not entered (an unfinished run, a loop)."""
+    found: dict[str, Path] = {}
+    level = [root]
+    for _ in range(MAX_DEPTH):
+        below = []
+        for folder in level:
+            try:
+                with os.scandir(folder) as entries:
+                    subdirs = sorted(Path(e.path) for e in entries if not e.name.startswith(".")
+                                     and e.is_dir(follow_symlinks=False))
+            except OSError:
+                continue  # an unreadable folder holds no run lstmbt can list
+            for sub in subdirs:
+                if _is_run_dir(sub):
+                    found[sub.relative_to(root).as_posix()] = sub
+            below.extend(subdirs)
+        level = below
+    return dict(sorted(found.items()))
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -101,6 +142,9 @@ def _open(path: str | Path) -> sqlite3.Connection:
             raise _Unusable("database disk image is malformed (quick_check)")
         if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
             _claim(db)
+        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            db.executescript("DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS metrics;")  # an older layout
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.executescript(_SCHEMA)
     except BaseException:
         db.close()
@@ -112,7 +156,7 @@ def _claim(db: sqlite3.Connection) -> None:
     """Mark a new index, or one written before indexes were marked, as lstmbt's; refuse any other."""
     tables = {name: tuple(row[1] for row in db.execute(f"PRAGMA table_info({name!r})"))
               for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if tables and tables != _COLUMNS:
+    if tables and tables not in (_COLUMNS, _OLD_COLUMNS):
         raise _Unusable(f"is not an lstmbt run index (it holds the table(s) {', '.join(sorted(tables))} "
                         "with other columns); move it away so lstmbt can keep its index there")
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -168,7 +212,8 @@ def _read_run(run_id: str, run_dir: Path, stamp: float | None) -> tuple[tuple[An
         source = f"{source} (universe of {len(universe) if isinstance(universe, (list, dict)) else '?'} tickers)"
     row = (run_id, str(run_dir), stamp, manifest.get("created"), source, data.get("symbol"), target.get("task"),
            target.get("regression"), target.get("horizon"), oos.get("first_date"), oos.get("last_date"),
-           oos.get("days"))
+           oos.get("days"), _part_of(run_id, run_dir), _digest_of(config, run_dir / "config.toml"),
+           data.get("sha256"))
     for name, value in zip(_COLUMNS["runs"][3:], row[3:]):
         if value is not None and not isinstance(value, (str, int, float)):
             raise DamagedFileError(run_dir / ("config.toml" if name in ("task", "regression", "horizon")
@@ -177,6 +222,37 @@ def _read_run(run_id: str, run_dir: Path, stamp: float | None) -> tuple[tuple[An
     rows = [(run_id, strategy, key, value) for strategy, entry in metrics.items() for key, value in entry.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool)]
     return row, rows
+
+
+def config_digest(cfg: RunConfig | dict[str, Any]) -> str:
+    """A hash of what a run computes from its config (a ``RunConfig`` or a saved ``config.toml``'s
+    table): the values ``fill_saved`` gives, less ``UNCOMPARED_KEYS``, so a config saved by an older
+    version digests like the same config written today."""
+    raw = cfg.to_dict() if isinstance(cfg, RunConfig) else cfg
+    flat = {f"{section}.{key}": value for section, entries in raw.items() if isinstance(entries, dict)
+            for key, value in entries.items()}
+    values = {k: v for k, v in fill_saved(flat).items() if k not in UNCOMPARED_KEYS}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=repr).encode("utf-8")).hexdigest()
+
+
+def _digest_of(config: dict[str, Any], path: Path) -> str:
+    try:
+        return config_digest(config)
+    except (TypeError, ValueError) as exc:  # a value of a type TOML cannot hold, or nesting gone wrong
+        raise DamagedFileError(path, f"has an unexpected shape ({exc})", _FIX) from None
+
+
+def _part_of(run_id: str, run_dir: Path) -> str | None:
+    """The sweep or universe holding a nested run (``"sweep sweeps/spx"``), or None for a run on its own."""
+    parts = run_id.split("/")
+    for depth in range(len(parts) - 1, 0, -1):
+        holder = run_dir.parents[len(parts) - 1 - depth]
+        name = "/".join(parts[:depth])
+        if (holder / "sweep.toml").is_file():
+            return f"sweep {name}"
+        if (holder / "tickers").is_dir() and _is_run_dir(holder):
+            return f"universe {name}"
+    return None
 
 
 def _table(parent: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
@@ -227,23 +303,34 @@ def _warn_skipped(root: str | Path, skipped: dict[str, str]) -> None:
 
 
 def list_runs(root: str | Path, source: str | None = None, target: str | None = None, since: str | None = None,
-              sort: str | None = None) -> pd.DataFrame:
-    """One row per run and model: the run's key config, the model's ``LIST_METRICS`` and
-    ``bh_sharpe``, buy-and-hold's Sharpe on the run's days (NaN for a universe, which has none).
+              sort: str | None = None, recursive: bool = False) -> pd.DataFrame:
+    """One row per run and model (every strategy but buy-and-hold and the naive baselines: each
+    network family, LightGBM, the linear twins, plug-in models, a universe's ``ew_``/``xs_``
+    portfolios): the run's key config, the model's ``LIST_METRICS`` and ``bh_sharpe``, buy-and-hold's
+    Sharpe on the run's days (a universe's: equal-weight buy-and-hold of its tickers),
+    ``part_of`` (the sweep or universe holding the run) and ``duplicate_of`` (the oldest run with
+    the same config and data, None for that one and for runs with no twin).
 
     ``source``: substring of the data source; ``target``: ``regression``, ``classification`` or a
     model name; ``since``: ISO date, runs created on or after it; ``sort``: any metric key,
-    best first (lowest first for p-values and errors), else newest runs first. A run directory
-    that cannot be read is left out, with a ``DataWarning`` naming the file.
+    best first (lowest first for p-values and errors), else newest runs first; ``recursive``:
+    also the runs inside sweeps, universes and sub-folders (else only the root's own runs; the
+    frame's ``attrs["nested"]`` counts the others). A run directory that cannot be read is left
+    out, with a ``DataWarning`` naming the file.
     """
-    db = sync_index(root)
+    db, skipped = _sync(root)
+    _warn_skipped(root, {k: v for k, v in skipped.items() if recursive or "/" not in k})
     runs = pd.read_sql_query("SELECT * FROM runs", db)
-    models = " OR ".join(f"strategy LIKE '{prefix}{model}_%'" for prefix in ("", "ew_", "xs_")
-                         for model in LISTED_FAMILIES)
-    rows = pd.read_sql_query(f"SELECT * FROM metrics WHERE {models}", db)
-    bench = pd.read_sql_query("SELECT run_id, value AS bh_sharpe FROM metrics WHERE strategy = 'buy_and_hold' "
-                              "AND metric = 'sharpe'", db)
+    others = [f"{prefix}{name}" for prefix in _PORTFOLIO_PREFIXES for name in (BENCHMARK, *BASELINES)]
+    rows = pd.read_sql_query(f"SELECT * FROM metrics WHERE strategy NOT IN ({', '.join('?' * len(others))})", db,
+                             params=others)
+    bench = pd.read_sql_query("SELECT run_id, value AS bh_sharpe FROM metrics WHERE strategy IN (?, ?) "
+                              "AND metric = 'sharpe'", db, params=(BENCHMARK, f"ew_{BENCHMARK}"))
     db.close()
+    runs["duplicate_of"] = _duplicates(runs)
+    nested = runs["id"].str.contains("/", regex=False)
+    if not recursive:
+        runs = runs[~nested]
     wide = rows.pivot_table(index=["run_id", "strategy"], columns="metric", values="value").reset_index()
     if wide.empty:  # no runs (or none with a model): the right columns, no rows
         wide = pd.DataFrame(columns=["run_id", "strategy", *LIST_METRICS])
@@ -255,8 +342,36 @@ def list_runs(root: str | Path, source: str | None = None, target: str | None = 
             choices = ", ".join(sorted(set(rows["metric"]))) or "none (no runs)"
             raise ConfigError(f"cannot sort by {sort!r}: not a metric of these runs; choose from {choices}")
         ascending = sort.endswith(("pvalue", "pvalue_abs")) or sort in ("rmse", "mae", "mape", "log_loss", "brier")
-        return frame.sort_values(sort, ascending=ascending, na_position="last").reset_index(drop=True)
-    return frame.sort_values(["created", "id", "strategy"], ascending=[False, True, True]).reset_index(drop=True)
+        frame = frame.sort_values(sort, ascending=ascending, na_position="last").reset_index(drop=True)
+    else:
+        frame = frame.sort_values(["created", "id", "strategy"], ascending=[False, True, True]).reset_index(drop=True)
+    frame.attrs["nested"] = 0 if recursive else int(nested.sum())
+    return frame
+
+
+def _duplicates(runs: pd.DataFrame) -> pd.Series:
+    """Per run, the id of the oldest run with the same config digest and data hash (None for that
+    oldest one, and for a run lacking either hash)."""
+    ordered = runs.sort_values(["created", "id"], na_position="last")
+    keyed = ordered.dropna(subset=["config_digest", "data_sha256"])
+    first = keyed.groupby(["config_digest", "data_sha256"], sort=False)["id"].transform("first")
+    twins = first[first != keyed["id"]]
+    return pd.Series(twins, index=runs.index, dtype=object).where(lambda s: s.notna(), None)
+
+
+def latest_matching_run(root: str | Path, cfg: RunConfig, data_sha256: str) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    """The newest run under ``root`` (at any depth) with ``cfg``'s config digest on the prices of
+    ``data_sha256``, as ``show_run`` gives it (its index record, its metrics table); None when
+    there is none, or no root."""
+    if not Path(root).is_dir():
+        return None
+    db, _ = _sync(root)
+    found = db.execute("SELECT id FROM runs WHERE config_digest = ? AND data_sha256 = ? "
+                       "ORDER BY created DESC, id DESC LIMIT 1", (config_digest(cfg), data_sha256)).fetchone()
+    try:
+        return None if found is None else _record(db, found[0])
+    finally:
+        db.close()
 
 
 def _filter(frame: pd.DataFrame, source: str | None, target: str | None, since: str | None) -> pd.DataFrame:
@@ -275,20 +390,27 @@ def _filter(frame: pd.DataFrame, source: str | None, target: str | None, since: 
 
 
 def show_run(root: str | Path, run_id: str) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One run's index record and its full metrics table (metrics as rows, strategies as columns)."""
+    """One run's index record and its full metrics table (metrics as rows, strategies as columns);
+    a nested run's id is its path under the root (``sweep-x/trials/t000-ab12cd34``)."""
     db, skipped = _sync(root)
-    if run_id in skipped:
+    try:
+        if run_id in skipped:
+            raise DataError(f"run {run_id!r} under {root} cannot be shown: {skipped[run_id]}; {_FIX}")
+        if db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            ids = [r[0] for r in db.execute("SELECT id FROM runs ORDER BY created DESC LIMIT 5")]
+            raise DataError(f"no run {run_id!r} under {root}; `lstmbt runs list --recursive` shows them"
+                            + (f" (newest: {', '.join(ids)})" if ids else ""))
+        return _record(db, run_id)
+    finally:
         db.close()
-        raise DataError(f"run {run_id!r} under {root} cannot be shown: {skipped[run_id]}; {_FIX}")
+
+
+def _record(db: sqlite3.Connection, run_id: str) -> tuple[dict[str, Any], pd.DataFrame]:
     cursor = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
-    record = cursor.fetchone()
-    if record is None:
-        ids = [r[0] for r in db.execute("SELECT id FROM runs ORDER BY created DESC LIMIT 5")]
-        db.close()
-        raise DataError(f"no run {run_id!r} under {root}; `lstmbt runs list` shows them"
-                        + (f" (newest: {', '.join(ids)})" if ids else ""))
-    info = dict(zip([c[0] for c in cursor.description], record))
+    info = dict(zip([c[0] for c in cursor.description], cursor.fetchone()))
+    runs = pd.read_sql_query("SELECT id, created, config_digest, data_sha256 FROM runs", db)
+    twins = _duplicates(runs)
+    info["duplicate_of"] = twins[runs["id"] == run_id].iloc[0]
+    info["duplicates"] = sorted(i for i, of in zip(runs["id"], twins) if of == run_id)
     rows = pd.read_sql_query("SELECT strategy, metric, value FROM metrics WHERE run_id = ?", db, params=(run_id,))
-    db.close()
-    table = rows.pivot_table(index="metric", columns="strategy", values="value", sort=False)
-    return info, table
+    return info, rows.pivot_table(index="metric", columns="strategy", values="value", sort=False)

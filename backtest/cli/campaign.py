@@ -59,26 +59,35 @@ def runs_list(
         help="Only models whose name contains this: regression, classification, lstm, ridge, ...")] = None,
     since: Annotated[Optional[str], typer.Option(help="Only runs created on or after this date, YYYY-MM-DD.")] = None,
     sort: Annotated[Optional[str], typer.Option(help="Sort by this metric, best first (e.g. sharpe).")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help=(
+        "Also list the runs inside sweeps, universes and sub-folders, each marked with what holds it."))] = False,
 ) -> None:
-    """One row per saved run and model, with its key settings and metrics."""
+    """One row per saved run and model, with its key settings and metrics; runs with the same config
+    on the same data are marked as duplicates of the oldest."""
     from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from lstmbt.backtest.campaign.registry import LIST_METRICS, list_runs  # loads pandas: on use, not at --help
     from lstmbt.reports import format_metric  # loads numpy: on use, not at --help
 
-    frame = list_runs(root, source=source, target=target, since=since, sort=sort)
+    frame = list_runs(root, source=source, target=target, since=since, sort=sort, recursive=recursive)
     headers = {"total_return": "return", "sharpe": "Sharpe", "bh_sharpe": "B&H Sharpe", "hit_rate": "hit",
                "hit_rate_pvalue": "hit p"}
     columns = ["total_return", "sharpe", "bh_sharpe", *LIST_METRICS[2:]] + (
         [sort] if sort and sort not in LIST_METRICS and sort != "bh_sharpe" else [])
     console = Console()
-    console.print(f"{frame['id'].nunique()} runs under {root}" + (f", by {sort}" if sort else ", newest first"))
+    count = frame["id"].nunique()
+    console.print(f"{count} run{'' if count == 1 else 's'} under {root}" + (f", by {sort}" if sort else ", newest first"))
     for run_id, group in frame.groupby("id", sort=False):  # runs in the order of their best row
         first = group.iloc[0]
-        console.print(f"\n[bold]{run_id}[/bold]  {first['source']}  {first['first_date']}..{first['last_date']}",
-                      highlight=False)
+        marks = [f"in {first['part_of']}"] if isinstance(first["part_of"], str) else []
+        if isinstance(first["duplicate_of"], str):  # None or NaN (pandas' missing value) when not one
+            marks.append(f"duplicate of {first['duplicate_of']} (same config and data)")
+        console.print(f"\n[bold]{escape(run_id)}[/bold]  {escape(str(first['source']))}  "
+                      f"{first['first_date']}..{first['last_date']}" + "".join("  " + escape(f"[{m}]") for m in marks),
+                      highlight=False, soft_wrap=True)  # a run's line is never broken: it is searched for
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         table.add_column("model", no_wrap=True)
         for column in columns:
@@ -87,6 +96,10 @@ def runs_list(
             table.add_row(record["strategy"], *[format_metric("sharpe" if c == "bh_sharpe" else c, record.get(c))
                                                 for c in columns])
         console.print(table)
+    if frame.attrs.get("nested"):
+        nested = frame.attrs["nested"]
+        console.print(f"\n{nested} more run{'' if nested == 1 else 's'} inside sweeps, universes or sub-folders: "
+                      "--recursive lists them", highlight=False, soft_wrap=True)
 
 
 def runs_show(run_id: Annotated[str, typer.Argument(metavar="ID", help="A run directory's name.")],
@@ -99,8 +112,12 @@ def runs_show(run_id: Annotated[str, typer.Argument(metavar="ID", help="A run di
 
     info, metrics = show_run(root, run_id)
     for key in ("path", "created", "source", "symbol", "task", "regression", "horizon", "first_date", "last_date",
-                "days"):
-        typer.echo(f"{key:>11}: {info.get(key)}")
+                "days", "part_of"):
+        typer.echo(f"{key:>12}: {info.get(key) or '-'}")
+    same = ("duplicate of " + info["duplicate_of"]) if info["duplicate_of"] else (
+        "duplicated by " + ", ".join(info["duplicates"]) if info["duplicates"] else "none")
+    typer.echo(f"{'same config':>12}: {same} (config {str(info['config_digest'])[:12]}, "
+               f"data {str(info['data_sha256'])[:12]})")
     console = Console()
     for table in metric_tables(metrics, console.width):
         console.print(table)

@@ -158,15 +158,22 @@ def predict(
     refresh: RefreshOpt = False,
     exog: ExogOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+    root: Annotated[Path, typer.Option(
+        help="Directory of run directories searched for the walk-forward run of the same config and data.")
+    ] = Path("runs"),
 ) -> None:
-    """Train on all data up to the last bar and print the next trading day's forecast."""
+    """Train every model on all data up to the last bar; print each forecast, whether they agree, the
+    strategy's next position and order, and the skill the walk-forward run of the same config found."""
     cfg = resolve_config(config, option_flags(source, symbol, start, end, target, refresh, exog), set_, quick)
     import json
 
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from lstmbt.backtest.forecast import forecast_next, format_forecast  # loads numpy: on use, not at --help
+    # loads numpy: on use, not at --help
+    from lstmbt.backtest.campaign.forecast_skill import matching_run_metrics
+    from lstmbt.backtest.forecast import forecast_next
+    from lstmbt.backtest.forecast_text import format_forecast, skill_summary
 
     # a spinner on a terminal's stderr that vanishes when done: stdout holds only the forecast
     console = Console(stderr=True)
@@ -174,8 +181,14 @@ def predict(
                   transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("loading data", total=None)
         forecast = forecast_next(cfg, threads=torch_threads(), progress=lambda stage, done, total: bar.update(
-            task, description="loading data" if stage == "data" else f"training {stage}"))
-    typer.echo(json.dumps(forecast.to_dict(), allow_nan=False) if as_json else format_forecast(forecast))
+            task, description="loading data" if stage == "data" else f"training {stage} ({done}/{total})"))
+    found = matching_run_metrics(root, cfg, forecast.data["sha256"])
+    record, metrics = found if found is not None else (None, None)
+    skill = skill_summary(metrics, record, [m.model for m in forecast.models if m.family != "naive"], str(root))
+    if as_json:
+        typer.echo(json.dumps({**forecast.to_dict(), "skill": skill}, allow_nan=False))
+    else:
+        typer.echo(format_forecast(forecast, skill))
 
 
 def importance(
@@ -200,6 +213,7 @@ def importance(
     # loads numpy: on use, not at --help
     from lstmbt.backtest.attribution import shap_frame
     from lstmbt.backtest.importance import importance_frame, load_design, parse_method, summarize_importance
+    from lstmbt.backtest.skill import importance_skill
 
     methods = parse_method(method)  # refuse a bad --method before loading anything
     cfg = resolve_config(config, option_flags(source, symbol, start, end, target, refresh, exog), set_, quick)
@@ -223,11 +237,16 @@ def importance(
             bar.update(tasks[stage], completed=done, total=total)
 
         design = load_design(cfg)  # once, for every method
-        frame = importance_frame(cfg, method, repeats, progress=progress, design=design)
-        shap = shap_frame(cfg, design=design, progress=progress) if "shap" in methods else None
+        oos: dict[str, Any] = {}  # each model's unaltered out-of-sample predictions, from whichever method walks first
+        frame = importance_frame(cfg, method, repeats, progress=progress, design=design, oos=oos)
+        shap = shap_frame(cfg, design=design, progress=progress, oos=oos) if "shap" in methods else None
+        progress("walk-forward skill", 0, 1)
+        skill = importance_skill(design, oos, cfg) if oos else None
+    for line in skill["lines"] if skill else ():  # the skill first: a ranking of a model without it describes noise
+        typer.echo(line)
     for table in summary_tables(summarize_importance(frame), cfg) if len(frame) else ():
         Console().print(table)
     if shap is not None:
         Console().print(shap_table(shap, cfg))
-    written = write_importance(frame, cfg, target_path, n_repeats=repeats, shap=shap)
+    written = write_importance(frame, cfg, target_path, n_repeats=repeats, shap=shap, skill=skill)
     typer.echo(f"importance: {written.resolve()}")
