@@ -169,7 +169,7 @@ def _best(summary: pd.DataFrame, metric: str) -> dict[str, str]:
     seeds = (f"Its {metric} over its {row['n_seeds']} seeds: median {format_metric(metric, row['seed_median'])} "
              f"({format_metric(metric, row['seed_min'])} to {format_metric(metric, row['seed_max'])})."
              if row.get("n_seeds", 1) > 1 else "")
-    return {"candidate": row["candidate"], "strategy": row["strategy"],
+    return {"candidate": row["candidate"], "strategy": row["strategy"], "trial": row["trial"],
             "sharpe": format_metric("sharpe", row["sharpe"]), "bh_sharpe": format_metric("sharpe", row["bh_sharpe"]),
             "verdict": verdict, "reproduce": row["reproduce"], "seeds": seeds}
 
