@@ -132,3 +132,67 @@ def test_verdicts_say_what_the_numbers_mean():
     assert "not evidence of skill" in dsr_verdict(0.41, 24, 0.85, 1.3)
     assert "is not above 1.30" in dsr_verdict(0.41, 24, 0.85, 1.3)
     assert "evidence (95%)" in dsr_verdict(0.97, 24, 2.5, 1.3)
+    assert "the best of N = 24 skill-less distinct rows" in dsr_verdict(0.41, 24, 0.85, 1.3, what="distinct rows")
+
+
+def _rows(strategies_by_trial: dict[int, list[str]], repeats: dict[str, str]):
+    """A sweep summary by hand: trial -> its strategies (trials 0-1 on training trial t0, the rest
+    on t1), a Sharpe falling with the plan order, and ``repeats`` {row: the row whose returns it repeats}."""
+    import pandas as pd
+
+    rows = [{"trial": t, "strategy": s, "training_trial": "t0" if t < 2 else "t1", "candidate": f"{t}:{s}"}
+            for t, names in strategies_by_trial.items() for s in names]
+    frame = pd.DataFrame(rows)
+    frame["duplicate_of"] = frame["candidate"].map(repeats)
+    frame["sharpe"] = np.linspace(1.0, 0.0, len(frame))
+    frame.loc[frame["candidate"].isin(repeats), "sharpe"] = frame.set_index("candidate").loc[
+        list(repeats.values()), "sharpe"].to_numpy()  # a repeat has its row's figures
+    return frame
+
+
+def test_ranks_count_distinct_rows_and_a_repeat_shares_its_rows_rank():
+    from lstmbt.backtest.campaign.sweep_score import rank_rows
+
+    summary = _rows({0: ["a", "b"], 1: ["a", "b"], 2: ["a", "b"]}, {"1:b": "0:b", "2:b": "0:b"})
+    ranked = rank_rows(summary, "sharpe")
+    assert list(ranked["candidate"]) == ["0:a", "0:b", "1:b", "2:b", "1:a", "2:a"]
+    assert list(ranked["rank"]) == [1, 2, 2, 2, 3, 4] and list(ranked.columns[:2]) == ["rank", "trial"]
+    backwards = rank_rows(summary.iloc[::-1].reset_index(drop=True), "sharpe")  # a row still leads its repeats
+    assert list(backwards["candidate"])[:2] == ["0:a", "0:b"] and list(backwards["rank"]) == [1, 2, 2, 2, 3, 4]
+
+
+def test_the_counts_and_their_sentence_use_one_vocabulary():
+    from lstmbt.backtest.campaign.sweep_score import counts_sentence, sweep_counts
+
+    summary = _rows({0: ["a", "b"], 1: ["a", "b"], 2: ["a", "b"]}, {"1:b": "0:b"})
+    counts = sweep_counts(summary, dsr_n=5)
+    assert counts == {"n_trials": 3, "n_training_trials": 2, "n_strategies": 2, "n_rows": 6, "n_distinct": 5,
+                      "dsr_n": 5}
+    assert counts_sentence(counts) == (
+        "3 trials (2 training trials: trials that share every training value train once) × 2 strategies = 6 rows, "
+        "5 of them distinct (1 repeat an earlier row's daily returns); the DSR and PBO count the 5 distinct rows: "
+        "N = 5.")
+    seeded = counts_sentence(sweep_counts(summary, dsr_n=15), by_seed=True)
+    assert seeded.endswith("PBO counts the 5 distinct rows, the DSR every seed of them: N = 15.")
+    uneven = sweep_counts(_rows({0: ["a"], 1: ["a"], 2: ["a", "b"]}, {}), dsr_n=4)
+    assert uneven["n_strategies"] is None
+    assert "give 4 rows (trial × strategy; the strategies differ between training trials), all distinct" in \
+        counts_sentence(uneven)
+
+
+def test_a_best_row_that_never_trades_gets_a_dsr_note_not_a_bare_refusal():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from lstmbt.backtest.campaign.sweep_score import assess_overfit
+
+    summary = _rows({0: ["a", "b"], 1: ["a", "b"]}, {}).assign(median_candidate=lambda f: f["candidate"])
+    rng = np.random.default_rng(0)
+    returns = pd.DataFrame({c: rng.normal(0, 0.01, 640) for c in summary["candidate"]})
+    returns["0:a"] = 0.0  # ranked first (by hand), flat: nothing to deflate
+    spec = SimpleNamespace(metric="sharpe", rank_by="ensemble", pbo_blocks=4)
+    out = assess_overfit(summary, returns, spec)
+    assert out["dsr_sentence"] == ("DSR not computed: the daily returns of 0:a do not vary (it never holds a "
+                                   "position).")
+    assert out["dsr_n"] == out["n_distinct"] == 4 and out["counts_sentence"].endswith("N = 4.")

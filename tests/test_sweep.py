@@ -7,6 +7,7 @@ from the embedded sample; everything else reuses their saved predictions.
 
 from __future__ import annotations
 
+import html
 import itertools
 import json
 import math
@@ -81,7 +82,7 @@ def test_every_training_trial_is_a_run_directory_and_the_summary_is_ranked(swept
         assert sorted(p.name for p in (out / "trials" / name).iterdir()) == sorted(RUN_FILES)
     summary = _summary(out)
     assert len(summary) == 96 * 2 and set(summary["strategy"]) == {"lstm_regression", "lstm_classification"}
-    assert list(summary["rank"]) == list(range(1, len(summary) + 1))
+    assert list(summary["rank"]) == sorted(summary["rank"])  # best first
     grid = sorted(itertools.product(*PARAMS.values()))
     for _, group in summary.groupby("strategy"):  # every combination of the grid once per strategy, as simulated
         assert sorted(map(tuple, group[list(PARAMS)].to_numpy().tolist())) == grid
@@ -159,7 +160,7 @@ def test_dsr_and_pbo_are_on_the_page_and_match_the_best_row(swept, csv_file):
     assert overfit["pbo_splits"] == math.comb(16, 8)
     summary = _summary(out)
     assert overfit["n_distinct"] == int(summary["duplicate_of"].isna().sum()) < len(summary)  # cutoff-blind rows
-    assert overfit["n_trials"] == overfit["n_distinct"] and overfit["rank_by"] == "ensemble"  # one trial per row
+    assert overfit["dsr_n"] == overfit["n_distinct"] and overfit["rank_by"] == "ensemble"  # N: the distinct rows
     assert (summary["n_seeds"] == 1).all() and summary["seed_median"].equals(summary["sharpe"])
     best = summary.iloc[0].to_dict()
     prices = load_prices(RunConfig.resolve(overrides={"data.source": f"csv:{csv_file}"}).data)
@@ -214,15 +215,16 @@ def test_rows_rank_by_the_median_over_seeds_and_the_dsr_counts_every_seed(seed_s
         assert row["seed_median"] == pytest.approx(sum(sharpes.values()) / 2, rel=1e-9)
         lower = min(sharpes, key=sharpes.get)  # two seeds: equally near the median, the lower one is picked
         assert row["median_candidate"] == f"{row['candidate']}@seed{lower}"
-    assert overfit["rank_by"] == "seed_median" and overfit["n_trials"] == 2 * overfit["n_distinct"]
+    assert overfit["rank_by"] == "seed_median" and overfit["dsr_n"] == 2 * overfit["n_distinct"]
     best = summary.iloc[0].to_dict()
     assert overfit["dsr_candidate"] == best["median_candidate"]
     r = _seed_returns(out, best, prices, int(best["median_candidate"].rpartition("@seed")[2]))
-    assert overfit["dsr"] == pytest.approx(deflated_sharpe_ratio(r, overfit["n_trials"], overfit["sharpe_var"]))
-    assert f"best of {overfit['n_trials']} skill-less trials" in overfit["dsr_sentence"]
+    assert overfit["dsr"] == pytest.approx(deflated_sharpe_ratio(r, overfit["dsr_n"], overfit["sharpe_var"]))
+    assert f"best of N = {overfit['dsr_n']} skill-less seed series" in overfit["dsr_sentence"]
+    assert f"the DSR every seed of them: N = {overfit['dsr_n']}." in overfit["counts_sentence"]
     html = (out / "sweep.html").read_text()
-    assert "sharpe over seeds" in html and "median over each row&#39;s seeds" in html
-    assert "sharpe (seed median)" in stdout
+    assert "Sharpe over seeds" in html and "median over each row&#39;s seeds" in html
+    assert "Sharpe (seed median)" in stdout and overfit["counts_sentence"] in stdout
 
 
 def test_ninety_six_trials_come_from_two_trainings(swept):
@@ -450,3 +452,167 @@ def test_ray_executor_gives_the_local_sweep(swept, sweep_file, tmp_path):
         assert (out / "trials" / trial.name / "metrics.json").read_text() == (trial / "metrics.json").read_text()
         pd.testing.assert_frame_equal(pd.read_parquet(out / "trials" / trial.name / "predictions.parquet"),
                                       pd.read_parquet(trial / "predictions.parquet"))
+
+
+# --------------------------------------------------------------------------- the output: one vocabulary
+
+
+def _page_text(html_text: str) -> str:
+    """The page's visible words (tags and the embedded scripts dropped, entities decoded)."""
+    body = re.sub(r"<script.*?</script>", " ", html_text, flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)))
+
+
+def _page_table(html_text: str, table_id: str) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows of cell texts) of the page's table ``table_id``."""
+    table = re.search(rf'<table[^>]*id="{table_id}"[^>]*>(.*?)</table>', html_text, flags=re.S).group(1)
+    clean = lambda cell: html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()  # noqa: E731
+    head, body = table.split("</thead>") if "</thead>" in table else ("", table)
+    headers = [clean(c) for c in re.findall(r"<th[^>]*>(.*?)</th>", head, flags=re.S)]
+    rows = [[clean(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, flags=re.S)]
+    return headers, rows
+
+
+def _console_table(stdout: str) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows) of the ranking lines ``lstmbt sweep`` printed (columns split on 2+ spaces)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("rank"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("DSR"))
+    split = [re.split(r" {2,}", line.strip()) for line in lines[start:end]]
+    return split[0], split[1:]
+
+
+def _counts_said(text: str) -> dict[str, set[int]]:
+    """Every count ``text`` states, by word: "8 trials", "2 training trials", "32 rows", "N = 23" (the
+    core split's "1 training trial at a time" is a rate, not a count)."""
+    number = r"(\d[\d,]*)"
+    text = re.sub(r"\d+ training trials? at a time", "", text)
+    found = {"trials": re.findall(number + r" trials?\b", re.sub(number + r" training trials?", "", text)),
+             "training trials": re.findall(number + r" training trials?", text),
+             "rows": re.findall(number + r" rows\b", re.sub(number + r" distinct rows", "", text)),
+             "N": re.findall(r"N = " + number, text)}
+    return {word: {int(n.replace(",", "")) for n in values} for word, values in found.items()}
+
+
+def test_the_counts_are_the_same_in_the_console_the_page_and_overfit_json(swept):
+    out, stdout = swept
+    overfit = json.loads((out / "overfit.json").read_text())
+    summary, trials = _summary(out), pd.read_parquet(out / "trials.parquet")
+    truth = {"n_trials": summary["trial"].nunique(), "n_training_trials": len(trials), "n_rows": len(summary),
+             "n_distinct": int(summary["duplicate_of"].isna().sum()), "n_strategies": summary["strategy"].nunique()}
+    assert {k: overfit[k] for k in truth} == truth and overfit["dsr_n"] == truth["n_distinct"]
+    page = _page_text((out / "sweep.html").read_text())
+    sentence = overfit["counts_sentence"]
+    assert sentence in stdout.splitlines() and sentence in page
+    assert sentence.startswith(f"{truth['n_trials']} trials ({truth['n_training_trials']} training trials: ")
+    said = {"trials": {truth["n_trials"]}, "training trials": {truth["n_training_trials"]},
+            "rows": {truth["n_rows"]}, "N": {overfit["dsr_n"]}}
+    assert _counts_said(stdout) == said  # no other count of trials, rows or N anywhere ("best of 18")
+    prose = _page_text(re.sub(r"<table.*?</table>", " ", (out / "sweep.html").read_text(), flags=re.S))
+    assert {word: found for word, found in _counts_said(prose).items() if found} == said
+    facts = dict(_page_table((out / "sweep.html").read_text(), "overfit-table")[1])
+    assert facts["trials / training trials"] == f"{truth['n_trials']} / {truth['n_training_trials']}"
+    assert facts["rows (trial × strategy) / distinct rows"] == f"{truth['n_rows']} / {truth['n_distinct']}"
+    assert facts["N, what the DSR counts"].startswith(f"{overfit['dsr_n']}:")
+    assert f"best of N = {overfit['dsr_n']} skill-less distinct rows" in overfit["dsr_sentence"]
+    legend = re.search(r'<dl class="legend" id="legend">(.*?)</dl>', (out / "sweep.html").read_text(), re.S).group(1)
+    assert re.findall(r"<dt>(.*?)</dt>", legend) == ["trial", "training trial", "row", "distinct row", "N"]
+
+
+def test_ranks_are_consecutive_and_repeats_share_their_rows_rank(swept):
+    out, stdout = swept
+    summary = _summary(out)
+    distinct = summary[summary["duplicate_of"].isna()]
+    assert list(distinct["rank"]) == list(range(1, len(distinct) + 1))
+    rank_of = dict(zip(distinct["candidate"], distinct["rank"]))
+    repeats = summary[summary["duplicate_of"].notna()]
+    assert len(repeats) > 0 and (repeats["rank"] == repeats["duplicate_of"].map(rank_of)).all()
+    _, console = _console_table(stdout)
+    assert [int(r[0]) for r in console] == list(range(1, len(console) + 1)) and len(console) == 5
+    headers, rows = _page_table((out / "sweep.html").read_text(), "ranking-table")
+    assert [int(r[0]) for r in rows] == list(range(1, len(distinct) + 1))
+    listed = [r[headers.index("same returns")] for r in rows]
+    assert sum(len(cell.split(", ")) for cell in listed if cell) == len(repeats)  # every repeat named once
+
+
+def test_one_sharpe_column_and_buy_and_hold_beside_each_figure_in_its_units(swept):
+    from lstmbt.reports.tables import format_metric
+
+    out, stdout = swept
+    summary = _summary(out)
+    best = summary[summary["duplicate_of"].isna()].head(5)
+    for where, (headers, rows) in (("console", _console_table(stdout)),
+                                   ("page", _page_table((out / "sweep.html").read_text(), "ranking-table"))):
+        assert [h.lower() for h in headers].count("sharpe") == 1 and "Sharpe" in headers, (where, headers)
+        for key, label in (("sharpe", "Sharpe"), ("total_return", "return")):
+            mine, theirs = headers.index(label), headers.index(f"B&H {label}")
+            assert theirs == mine + 1, (where, headers)  # buy-and-hold's right beside the row's
+            for row, record in zip(rows, best.to_dict("records")):  # the report's formats, both the same key
+                assert row[mine] == format_metric(key, record[key]), (where, row)
+                assert row[theirs] == format_metric(key, record[f"bh_{key}"]), (where, row)
+                assert row[mine].endswith("%") == row[theirs].endswith("%") == (key == "total_return")
+    headers, rows = _page_table((out / "sweep.html").read_text(), "ranking-table")
+    for label in [h for h in headers if f"B&H {h}" in headers]:  # every pair on the page: same units
+        mine, theirs = headers.index(label), headers.index(f"B&H {label}")
+        assert all(r[mine].endswith("%") == r[theirs].endswith("%") for r in rows if "\u2013" not in r[mine]), label
+
+
+def test_a_sweep_ranked_by_hit_rate_shows_it_beside_buy_and_hold_in_percent(swept, sweep_file, tmp_path, run_cli):
+    from lstmbt.reports.tables import format_metric
+
+    out, _ = swept
+    copy = tmp_path / "grid"
+    shutil.copytree(out, copy)
+    spec = tomllib.loads(sweep_file.read_text())
+    by_hit = _write_sweep(tmp_path / "by_hit.toml", {**spec["sweep"], "metric": "hit_rate"}, spec["params"])
+    code, stdout, err = run_cli(["sweep", "--config", str(by_hit), "--out", str(copy)])  # re-ranks, no training
+    assert code == 0, err
+    headers, rows = _console_table(stdout)
+    assert headers[3:] == ["Sharpe", "B&H Sharpe", "return", "B&H return", "hit rate", "B&H hit rate"]
+    best = _summary(copy).query("duplicate_of.isna()").head(len(rows))
+    for row, record in zip(rows, best.to_dict("records")):
+        assert row[-2:] == [format_metric("hit_rate", record["hit_rate"]),
+                            format_metric("hit_rate", record["bh_hit_rate"])]
+        assert row[-1].endswith("%") and row[-2].endswith("%")
+    assert list(best["hit_rate"]) == sorted(best["hit_rate"], reverse=True)
+
+
+def test_the_core_split_follows_omp_num_threads(monkeypatch):
+    from lstmbt.backtest.campaign.executors import LocalExecutor
+
+    monkeypatch.setattr("lstmbt.backtest.campaign.executors._cores", lambda: 2)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert LocalExecutor().split(4) == {"executor": "local", "cores": 2, "pinned_by": None, "at_once": 2, "threads": 1}
+    assert LocalExecutor().split(1)["threads"] == 2  # one job gets every core
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert LocalExecutor().split(4) == {"executor": "local", "cores": 1, "pinned_by": "OMP_NUM_THREADS=1",
+                                        "at_once": 1, "threads": 1}
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert LocalExecutor(workers=2).split(4) == {"executor": "local", "cores": 4, "pinned_by": "OMP_NUM_THREADS=4",
+                                                 "at_once": 2, "threads": 2}
+
+
+@pytest.mark.parametrize(("omp", "lookbacks", "expected", "threads"), [
+    ("1", [5, 6], "1 core (OMP_NUM_THREADS=1): 1 training trial at a time × 1 thread", [1, 1]),
+    (None, [5], "2 cores: 1 training trial at a time × 2 threads", [2]),  # one job gets every core, in this process
+], ids=["OMP_NUM_THREADS=1", "unset"])
+def test_sweep_honours_omp_num_threads_and_says_how_it_split_the_cores(omp, lookbacks, expected, threads, csv_file,
+                                                                         tmp_path, monkeypatch, run_cli):
+    monkeypatch.setattr("lstmbt.backtest.campaign.executors._cores", lambda: 2)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    if omp:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    else:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    path = _write_sweep(tmp_path / "s.toml", {"set": {"data.source": f"csv:{csv_file}", **TINY_SET,
+                                                      "target.task": "classification"}},
+                        {"model.lookback": lookbacks, "backtest.fee_rate": [0.0, 0.002]})
+    code, stdout, err = run_cli(["sweep", "--config", str(path), "--out", str(tmp_path / "out")])
+    assert code == 0, err
+    overfit = json.loads((tmp_path / "out" / "overfit.json").read_text())
+    assert overfit["cores"]["sentence"] == expected and f"; {expected};" in stdout
+    assert expected in _page_text((tmp_path / "out" / "sweep.html").read_text())
+    trials = pd.read_parquet(tmp_path / "out" / "trials.parquet")
+    assert list(trials["threads"]) == threads  # what each training trial's run really got

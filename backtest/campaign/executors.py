@@ -1,9 +1,11 @@
 """Where independent jobs run: sweep trials and the tickers of a universe.
 
 ``make_executor("local")`` (the default) is a process pool sized to the cores this process may use
-(affinity and cgroup quota), each worker training ``cores // workers`` models side by side (one
-torch thread each; ``pipeline.run`` reads the job's torch count), so the cores are never oversubscribed (``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, when set, give the count instead); with one worker (or one
-job) it runs in this process. ``make_executor("ray", address=...)`` submits the same jobs as Ray
+(affinity and cgroup quota; ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, when set, give the count
+instead, as they do for ``lstmbt run``), each worker training ``cores // workers`` models side by
+side (one torch thread each; ``pipeline.run`` reads the job's torch count), so the cores are never
+oversubscribed; with one worker (or one job) it runs in this process. ``split(n_jobs)`` says how
+it will share the cores, before it runs. ``make_executor("ray", address=...)`` submits the same jobs as Ray
 tasks of one CPU each, to a running cluster or to a local instance started on demand.
 
 Both call ``fn(item)`` for every item and hand each result back to the caller's process in
@@ -20,7 +22,7 @@ from multiprocessing import get_context
 from typing import Any, Callable, Sequence
 
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.models.threads import cpu_budget, torch_threads, user_threads
+from lstmbt.models.threads import USER_THREAD_VARS, cpu_budget, torch_threads, user_threads
 
 EXECUTORS = ("local", "ray")
 
@@ -42,6 +44,12 @@ def make_executor(kind: str = "local", *, address: str | None = None, workers: i
 
 def _cores() -> int:
     return cpu_budget()
+
+
+def _pinned_by() -> str | None:
+    """``"OMP_NUM_THREADS=2"``: the variable that pinned the thread count, or None."""
+    return next((f"{name}={os.environ[name].strip()}" for name in USER_THREAD_VARS
+                 if os.environ.get(name, "").strip().isdigit() and int(os.environ[name]) > 0), None)
 
 
 #: the job's torch thread count, readable by the job while it runs (set and restored around it)
@@ -71,11 +79,19 @@ class LocalExecutor:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers
 
+    def split(self, n_jobs: int) -> dict[str, Any]:
+        """How ``map`` over ``n_jobs`` items shares the cores: ``cores`` (those this process may use,
+        or the count ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` pinned, named in ``pinned_by``),
+        ``at_once`` jobs side by side, each on ``threads`` torch threads (the fits it runs side by side)."""
+        cores = user_threads() or _cores()  # a pinned count is the whole budget, as in `lstmbt run`
+        workers = max(1, min(self.workers or cores, n_jobs))
+        return {"executor": self.kind, "cores": cores, "pinned_by": _pinned_by(), "at_once": workers,
+                "threads": max(1, cores // workers)}
+
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone | None = None) -> list[Any]:
-        """``[fn(item) for item in items]``, run ``min(workers, len(items))`` at a time."""
-        cores = _cores()
-        workers = max(1, min(self.workers or cores, len(items)))
-        threads = user_threads() or max(1, cores // workers)  # OMP_NUM_THREADS / MKL_NUM_THREADS win
+        """``[fn(item) for item in items]``, run ``split(len(items))["at_once"]`` at a time."""
+        plan = self.split(len(items))
+        workers, threads = plan["at_once"], plan["threads"]
         results: list[Any] = [None] * len(items)
         if workers == 1 or len(items) <= 1:
             for index, item in enumerate(items):
@@ -109,6 +125,10 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None) -> None:
         self.address = address
+
+    def split(self, n_jobs: int) -> dict[str, Any]:
+        """Ray schedules the tasks, one CPU and one torch thread each; how many run at once is the cluster's."""
+        return {"executor": self.kind, "cores": None, "pinned_by": None, "at_once": None, "threads": 1}
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], on_done: OnDone | None = None) -> list[Any]:
         """``[fn(item) for item in items]`` as Ray tasks; results come back to this process."""

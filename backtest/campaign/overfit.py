@@ -28,17 +28,20 @@ from lstmbt.backtest.pbo import (DEFAULT_BLOCKS, MIN_BLOCK_DAYS, PboResult,  # n
                                  probability_of_backtest_overfitting, pbo_verdict)
 
 
-def dsr_verdict(dsr: float, n_trials: int, sharpe_ann: float, sr0_ann: float, of: str = "") -> str:
+def dsr_verdict(dsr: float, n_trials: int, sharpe_ann: float, sr0_ann: float, of: str = "",
+                what: str = "trials") -> str:
     """One plain sentence on what the deflated Sharpe ratio says about the selected trial.
 
     ``sharpe_ann``/``sr0_ann``: its Sharpe and :func:`expected_max_sharpe`, both annualised.
     ``of``: what the selected trial is, when not simply the best row (e.g. "the best row's median seed").
+    ``what``: what the ``n_trials`` counted are called, in the caller's words (a sweep counts
+    "distinct rows"), so the sentence's N reads as the same N everywhere else.
     """
     if math.isnan(dsr):
         return "DSR not computed."
     side = "above" if sharpe_ann > sr0_ann else "not above"
     lead = (f"DSR {dsr:.2f}{f' of {of}' if of else ''}: the best Sharpe {sharpe_ann:.2f} (annualised) is {side} "
-            f"{sr0_ann:.2f}, what the best of {n_trials} skill-less trials would show by luck alone; ")
+            f"{sr0_ann:.2f}, what the best of N = {n_trials} skill-less {what} would show by luck alone; ")
     if dsr >= 0.95:
         return lead + "that is evidence (95%) of skill that survives the search."
     return lead + f"the probability that its true Sharpe beats that is {dsr:.0%}, not evidence of skill (needs 95%)."

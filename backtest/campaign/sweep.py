@@ -8,7 +8,7 @@ A sweep directory holds::
     trials.parquet              # one row per training trial
     summary.parquet             # one row per trial and model strategy, ranked by the sweep's metric
                                 # (or its median over train.seeds: [sweep] rank_by = "seed_median")
-    overfit.json                # deflated Sharpe ratio and PBO of the best row
+    overfit.json                # the counts, how the cores were split, deflated Sharpe ratio and PBO
     sweep.html                  # the summary page (``reports.sweep``)
 
 Training trials run through ``backtest.executors`` and are saved by the driver as they finish, so
@@ -32,7 +32,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from lstmbt.backtest.campaign.sweep_file import SweepSpec, TrainingTrial, plan_sweep, read_sweep
-from lstmbt.backtest.campaign.sweep_score import assess_overfit, mark_duplicates, rank_column, rank_rows, score_trials
+from lstmbt.backtest.campaign.sweep_score import assess_overfit, mark_duplicates, rank_rows, rank_column, score_trials
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.data import describe_prices
 from lstmbt.backtest.errors import ConfigError, DataWarning
@@ -60,12 +60,21 @@ class TrainJob:
 
 
 def train_trial(job: TrainJob) -> Any:
-    """The ``RunResult`` of one training trial (module level: executors pickle it to workers)."""
+    """The ``RunResult`` of one training trial (module level: executors pickle it to workers).
+
+    Its manifest's ``threads`` is the torch thread count the executor gave the job, which the run
+    takes as the fits it trains side by side: the proof that the sweep's core split reached it.
+    """
     import warnings
 
+    import torch  # heavy: the job is about to train
+
+    threads = torch.get_num_threads()
     with warnings.catch_warnings():  # the driver showed them when it loaded the prices; the manifest keeps them
         warnings.simplefilter("ignore", DataWarning)
-        return run(job.config, prices=job.prices, checkpoint=job.checkpoint)
+        result = run(job.config, prices=job.prices, checkpoint=job.checkpoint)
+    result.manifest["threads"] = threads
+    return result
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +94,7 @@ class SweepOutcome:
     overfit: dict[str, Any]
     curves: pd.DataFrame
     common: dict[str, Any]
+    cores: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -111,6 +121,7 @@ def run_sweep(spec: SweepSpec, out_dir: Path, executor: Any, progress: Progress 
     plan = plan_sweep(spec)
     prices = load_sweep_prices(spec, plan)
     _prepare_dir(out_dir, spec, plan, prices)
+    cores = core_split(executor, plan, out_dir)
     trials = _train(plan, out_dir, prices, executor, report)
     timings = {"training": time.perf_counter() - clock}
     started = time.perf_counter()
@@ -121,7 +132,7 @@ def run_sweep(spec: SweepSpec, out_dir: Path, executor: Any, progress: Progress 
     top = summary.loc[summary["duplicate_of"].isna(), "candidate"].head(TOP_CURVES)  # distinct curves only
     curves = returns[list(top)].join(returns[summary["bh_candidate"].iloc[0]].rename("buy_and_hold"))
     outcome = SweepOutcome(spec=spec, out_dir=out_dir, summary=summary, trials=trials, overfit=overfit, curves=curves,
-                           common=common, timings_s={**timings, "total": time.perf_counter() - clock})
+                           common=common, cores=cores, timings_s={**timings, "total": time.perf_counter() - clock})
     write_outputs(outcome)
     return outcome
 
@@ -137,6 +148,23 @@ def load_sweep_prices(spec: SweepSpec, plan: list[TrainingTrial]) -> pd.DataFram
     for training in plan:
         check_length(prices, training.config)
     return prices
+
+
+def core_split(executor: Any, plan: list[TrainingTrial], out_dir: Path) -> dict[str, Any]:
+    """How the training trials still to train share the cores (``executor.split``), with a
+    ``sentence`` such as "2 cores: 1 training trial at a time × 2 threads"."""
+    todo = sum(not (out_dir / "trials" / t.name).exists() for t in plan)
+    split = {**executor.split(max(todo, 1)), "to_train": todo}
+    if not todo:
+        sentence = f"nothing to train: all {len(plan)} training trials were found finished"
+    elif split["executor"] == "ray":
+        sentence = "Ray: each training trial a task of 1 CPU × 1 thread"
+    else:
+        cores, at_once, threads = split["cores"], split["at_once"], split["threads"]
+        pinned = f" ({split['pinned_by']})" if split["pinned_by"] else ""
+        sentence = (f"{cores} core{'s' * (cores != 1)}{pinned}: {at_once} training trial{'s' * (at_once != 1)} at a "
+                    f"time × {threads} thread{'s' * (threads != 1)}")
+    return {**split, "sentence": sentence}
 
 
 # --------------------------------------------------------------------------- directory and training
@@ -194,6 +222,7 @@ def _train(plan: list[TrainingTrial], out_dir: Path, prices: pd.DataFrame, execu
     todo = [t for t in plan if not (out_dir / "trials" / t.name).exists()]
     done = len(plan) - len(todo)
     seconds: dict[str, float] = {}
+    threads: dict[str, int | None] = {}
     report("training trials", done, len(plan))
 
     local = getattr(executor, "kind", None) == "local"  # Ray workers may not see this disk
@@ -208,6 +237,7 @@ def _train(plan: list[TrainingTrial], out_dir: Path, prices: pd.DataFrame, execu
         if local:
             shutil.rmtree(partial(name), ignore_errors=True)  # its folds live on in the run directory
         seconds[name] = float(result.manifest.get("timings_s", {}).get("total", math.nan))
+        threads[name] = result.manifest.get("threads")
         done += 1
         report("training trials", done, len(plan))
 
@@ -217,22 +247,8 @@ def _train(plan: list[TrainingTrial], out_dir: Path, prices: pd.DataFrame, execu
         "training_trial": t.name, "run_dir": f"trials/{t.name}",
         "overrides": json.dumps(dict(t.overrides), default=list),
         "n_trials": len(t.trials), "status": "trained" if t.name in seconds else "resumed",
-        "train_seconds": seconds.get(t.name, math.nan)} for t in plan])
-
-
-def sweep_lines(outcome: SweepOutcome, top: int = 5) -> list[str]:
-    """What ``lstmbt sweep`` prints: counts and timings, the top rows beside buy-and-hold, DSR and PBO."""
-    summary, t, ranked = outcome.summary, outcome.timings_s, rank_column(outcome.spec)
-    n_trials = summary["trial"].nunique()
-    header = outcome.spec.metric if ranked == outcome.spec.metric else f"{outcome.spec.metric} (seed median)"
-    lines = [f"{n_trials} trials on {len(outcome.trials)} training trial(s), {len(summary)} rows (trial x strategy) "
-             f"on {outcome.common['days']} common out-of-sample days; signal-only scoring {t['signal_only']:.1f} s, "
-             f"total {t['total']:.1f} s",
-             f"{'rank':>4}  {'trial':>5}  {'strategy':<24} {header:>12}  {'Sharpe':>7}  {'B&H Sharpe':>10}"]
-    for r in summary[summary["duplicate_of"].isna()].head(top).to_dict("records"):  # repeats add nothing
-        lines.append(f"{r['rank']:>4}  {r['trial']:>5}  {r['strategy']:<24} {r[ranked]:>12.4g}  "
-                     f"{r['sharpe']:>7.2f}  {r['bh_sharpe']:>10.2f}")
-    return lines + [outcome.overfit["dsr_sentence"], outcome.overfit["pbo_sentence"]]
+        "train_seconds": seconds.get(t.name, math.nan),
+        "threads": threads.get(t.name)} for t in plan])  # the torch threads it trained on; None: resumed
 
 
 # --------------------------------------------------------------------------- writing
@@ -244,10 +260,10 @@ def write_outputs(outcome: SweepOutcome) -> Path:
     write_parquet(out / "trials.parquet", outcome.trials)
     write_parquet(out / "summary.parquet", outcome.summary)
     figures = {k: v for k, v in outcome.overfit.items() if k != "logits"}  # 12,870 numbers; summary figures only
-    payload = {**figures, "common": outcome.common, "timings_s": outcome.timings_s}
+    payload = {**figures, "common": outcome.common, "cores": outcome.cores, "timings_s": outcome.timings_s}
     write_atomic(out / "overfit.json", json_text(payload))
     return write_atomic(out / "sweep.html", render_sweep(outcome))
 
 
-__all__ = ["run_sweep", "resolve_spec", "load_sweep_prices", "sweep_lines", "write_outputs", "train_trial", "TrainJob",
+__all__ = ["run_sweep", "resolve_spec", "load_sweep_prices", "core_split", "write_outputs", "train_trial", "TrainJob",
            "SweepOutcome"]

@@ -125,14 +125,16 @@ def candidate_id(trial: Trial, name: str) -> str:
 
 
 def _hit_rates(config: RunConfig, predictions: pd.DataFrame, prices: pd.DataFrame, names: list[str],
-               days: pd.DatetimeIndex) -> dict[str, float]:
-    """Each model's hit rate on ``days`` (independent of signal-only keys: calls are p_up > 0.5 or r > 0)."""
+               days: pd.DatetimeIndex) -> dict[str, tuple[float, float]]:
+    """Each model's hit rate on ``days`` (independent of signal-only keys: calls are p_up > 0.5 or r > 0)
+    and buy-and-hold's beside it: the share of up moves over the model's horizon (always calling "up")."""
     models, keys = by_model(predictions, days), keys_from_frame(predictions)
     out = {}
     for name in names:
         calls = predicted_up(name, models, None, config, days, keys=keys)
         real = make_target(prices, "direction", keys[name].horizon).reindex(days).to_numpy() > 0
-        out[name] = hit_rate(calls, real) if calls is not None else math.nan
+        out[name] = (hit_rate(calls, real) if calls is not None else math.nan,
+                     hit_rate(np.ones(len(real), dtype=bool), real))
     return out
 
 
@@ -144,19 +146,21 @@ def _row(trial: Trial, name: str, training: TrainingTrial, config: RunConfig, po
     bt = next(b for b in backtests if key in b.returns.columns)
     bh = next(b for b in backtests if bench in b.returns.columns).returns[bench].to_numpy()
     r = bt.returns[key].to_numpy()
-    figures = {**m.performance_metrics(r, positions[key].to_numpy()), "hit_rate": hits[None][name]}
+    hit, base_rate = hits[None][name]
+    figures = {**m.performance_metrics(r, positions[key].to_numpy()), "hit_rate": hit}
+    held = {**m.performance_metrics(bh, positions[bench].to_numpy()), "hit_rate": base_rate}
     row = {"trial": trial.index, "strategy": name, "training_trial": training.name, "candidate": key,
            "bh_candidate": bench}
     row.update({k: _param_value(config, k) for k, _ in spec.params})
-    row.update(sharpe=figures["sharpe"], bh_sharpe=m.sharpe(bh), sharpe_minus_bh=figures["sharpe"] - m.sharpe(bh),
-               total_return=figures["total_return"], bh_total_return=m.total_return(bh), cagr=figures["cagr"],
-               ann_volatility=figures["ann_volatility"], sortino=figures["sortino"],
-               max_drawdown=figures["max_drawdown"], calmar=figures["calmar"], hit_rate=hits[None][name],
+    row.update(sharpe=figures["sharpe"], bh_sharpe=held["sharpe"], sharpe_minus_bh=figures["sharpe"] - held["sharpe"])
+    for metric in ("total_return", "cagr", "sortino", "max_drawdown", "calmar", "hit_rate"):  # each beside B&H's
+        row.update({metric: figures[metric], f"bh_{metric}": held[metric]})
+    row.update(ann_volatility=figures["ann_volatility"],
                psr=probabilistic_sharpe_ratio(r), n_trades=bt.n_trades[key], fees_paid=bt.fees_paid[key],
                exposure=figures["exposure"], turnover=figures["turnover"], run_dir=f"trials/{training.name}",
                reproduce=" ".join(["lstmbt", "run", "--config", f"trials/{training.name}/config.toml",
                                    *_quoted(override_args(trial.signal_values))]))
-    by_seed = {seed: _seed_figure(spec.metric, seed_candidate(key, seed), positions, backtests, hits[seed][name])
+    by_seed = {seed: _seed_figure(spec.metric, seed_candidate(key, seed), positions, backtests, hits[seed][name][0])
                for seed in hits if seed is not None and seed_candidate(key, seed) in positions}
     return {**row, **seed_spread(key, figures[spec.metric], by_seed)}
 
@@ -185,10 +189,19 @@ def _quoted(args: list[str]) -> list[str]:
 
 
 def rank_rows(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Rows best first by ``metric`` (NaN last, ties in plan order), with ``rank`` 1..n in front."""
-    ranked = summary.sort_values(metric, ascending=False, kind="stable", na_position="last").reset_index(drop=True)
-    ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
-    return ranked
+    """Rows best first by ``metric`` (NaN last, ties in plan order), with ``rank`` in front.
+
+    Ranks count distinct return series: 1, 2, 3, ... over the rows whose ``duplicate_of`` is empty
+    (``mark_duplicates``); a row that repeats another's daily returns shares that row's rank and
+    follows it, so the ranks have no gaps and a repeat never pushes a real alternative down.
+    """
+    distinct = summary[summary["duplicate_of"].isna()]
+    order = distinct.sort_values(metric, ascending=False, kind="stable", na_position="last")["candidate"]
+    ranks = dict(zip(order, range(1, len(order) + 1)))
+    rank = summary["candidate"].map(ranks).fillna(summary["duplicate_of"].map(ranks)).astype(int)
+    order = pd.DataFrame({"rank": rank, "repeat": summary["duplicate_of"].notna()})
+    ranked = summary.assign(rank=rank).loc[order.sort_values(["rank", "repeat"], kind="stable").index]
+    return ranked[["rank", *summary.columns]].reset_index(drop=True)  # each row first, then its repeats
 
 
 def mark_duplicates(summary: pd.DataFrame, returns: pd.DataFrame) -> pd.DataFrame:
@@ -209,12 +222,13 @@ def rank_column(spec: SweepSpec) -> str:
 
 
 def assess_overfit(summary: pd.DataFrame, returns: pd.DataFrame, spec: SweepSpec) -> dict[str, Any]:
-    """DSR of the best row (rank 1 of the ranked ``summary``) and PBO across the distinct rows.
+    """DSR of the best row (rank 1 of the ranked ``summary``) and PBO across the distinct rows, with
+    the sweep's counts (``sweep_counts``) in the same words.
 
-    Rows marked ``duplicate_of`` are left out: N counts distinct return series only. With
-    ``rank_by = "seed_median"`` the DSR is that of the best row's median seed (``dsr_candidate``),
-    one seed's series, and N (``n_trials``) counts every seed of every distinct row
-    (``sweep_seeds.dsr_trials``); otherwise ``n_trials`` is ``n_distinct``. PBO is over the rows' own series.
+    Rows marked ``duplicate_of`` are left out: N counts distinct rows only. With ``rank_by =
+    "seed_median"`` the DSR is that of the best row's median seed (``dsr_candidate``), one seed's
+    series, and its N (``dsr_n``) counts every seed of every distinct row (``sweep_seeds.dsr_trials``);
+    otherwise ``dsr_n`` is ``n_distinct``. PBO is over the distinct rows' own series.
     """
     rows = summary.loc[summary["duplicate_of"].isna(), "candidate"]
     distinct, best = returns[list(rows)], summary.iloc[0]
@@ -222,19 +236,53 @@ def assess_overfit(summary: pd.DataFrame, returns: pd.DataFrame, spec: SweepSpec
     trials = returns[dsr_trials(rows, returns.columns)] if by_seed else distinct
     chosen = best["median_candidate"] if by_seed else best["candidate"]
     out: dict[str, Any] = {"metric": spec.metric, "rank_by": spec.rank_by, "best": best["candidate"],
-                           "dsr_candidate": chosen, "n_rows": len(summary), "n_distinct": distinct.shape[1],
-                           "n_trials": trials.shape[1], "n_days": len(returns)}
-    out.update(_dsr(trials, returns[chosen].to_numpy()))
+                           "dsr_candidate": chosen, **sweep_counts(summary, trials.shape[1]), "n_days": len(returns)}
+    out.update(_dsr(trials, returns[chosen].to_numpy(), chosen))
     out.update(_pbo(distinct, spec.pbo_blocks))
-    of = f"the best row's median seed ({chosen}), every seed a trial" if by_seed else ""
-    out["dsr_sentence"] = (dsr_verdict(out["dsr"], out["n_trials"], out["best_sharpe_ann"], out["sr0_ann"], of)
+    out["counts_sentence"] = counts_sentence(out, by_seed)
+    of = f"the best row's median seed ({chosen})" if by_seed else ""
+    what = "seed series (every seed of each distinct row)" if by_seed else "distinct rows"
+    out["dsr_sentence"] = (dsr_verdict(out["dsr"], out["dsr_n"], out["best_sharpe_ann"], out["sr0_ann"], of, what)
                            if not out["dsr_note"] else f"DSR not computed: {out['dsr_note']}.")
     out["pbo_sentence"] = pbo_verdict(out["pbo"]) if not out["pbo_note"] else f"PBO not computed: {out['pbo_note']}."
     return out
 
 
-def _dsr(trials: pd.DataFrame, best: np.ndarray) -> dict[str, Any]:
-    """DSR of ``best`` given N = the columns of ``trials`` and the sample variance (ddof=1) of their daily Sharpe."""
+def sweep_counts(summary: pd.DataFrame, dsr_n: int) -> dict[str, int | None]:
+    """The sweep's counts, one word each (README, "Sweeps"): ``n_trials`` (combinations of the
+    ``[params]`` values), ``n_training_trials`` (trials that share every training value train once),
+    ``n_strategies`` (model strategies per trial; None when they differ between training trials),
+    ``n_rows`` (trial x strategy), ``n_distinct`` (rows whose daily returns no earlier row has) and
+    ``dsr_n`` (the N the deflated Sharpe counts)."""
+    per_trial = summary.groupby("trial")["strategy"].nunique()
+    return {"n_trials": int(summary["trial"].nunique()), "n_training_trials": int(summary["training_trial"].nunique()),
+            "n_strategies": int(per_trial.iloc[0]) if per_trial.nunique() == 1 else None, "n_rows": len(summary),
+            "n_distinct": int(summary["duplicate_of"].isna().sum()), "dsr_n": int(dsr_n)}
+
+
+def counts_sentence(counts: dict[str, Any], by_seed: bool = False) -> str:
+    """The counts in one sentence, printed, shown on the page and kept in ``overfit.json`` alike."""
+    n = counts
+    lead = (f"{_plural(n['n_trials'], 'trial')} ({_plural(n['n_training_trials'], 'training trial')}: trials that "
+            f"share every training value train once)")
+    rows = (f" × {_plural(n['n_strategies'], 'strategy', 'strategies')} = {_plural(n['n_rows'], 'row')}"
+            if n["n_strategies"] else f" give {_plural(n['n_rows'], 'row')} (trial × strategy; the strategies "
+                                      "differ between training trials)")
+    repeats = n["n_rows"] - n["n_distinct"]
+    distinct = (f", {n['n_distinct']:,} of them distinct ({repeats:,} repeat an earlier row's daily returns)"
+                if repeats else ", all distinct")
+    counted = (f"; PBO counts the {n['n_distinct']:,} distinct rows, the DSR every seed of them: N = {n['dsr_n']:,}"
+               if by_seed else f"; the DSR and PBO count the {n['n_distinct']:,} distinct rows: N = {n['dsr_n']:,}")
+    return lead + rows + distinct + counted + "."
+
+
+def _plural(count: int, word: str, words: str | None = None) -> str:
+    return f"{count:,} {word if count == 1 else words or word + 's'}"
+
+
+def _dsr(trials: pd.DataFrame, best: np.ndarray, name: str) -> dict[str, Any]:
+    """DSR of ``best`` (the series ``name``) given N = the columns of ``trials`` and the sample variance
+    (ddof=1) of their daily Sharpe."""
     from scipy import stats
 
     ann = math.sqrt(PERIODS_PER_YEAR)
@@ -242,7 +290,9 @@ def _dsr(trials: pd.DataFrame, best: np.ndarray) -> dict[str, Any]:
            "best_kurtosis": float(stats.kurtosis(best, fisher=False)), "dsr": math.nan, "sr0_ann": math.nan,
            "sharpe_var": math.nan, "dsr_note": ""}
     if trials.shape[1] < 2:
-        return {**out, "dsr_note": "fewer than 2 distinct trials"}
+        return {**out, "dsr_note": "fewer than 2 distinct rows"}
+    if not np.std(best) > 0:  # no Sharpe to deflate, e.g. a row that never holds a position
+        return {**out, "dsr_note": f"the daily returns of {name} do not vary (it never holds a position)"}
     var = float(np.var(sharpe_per_period(trials.to_numpy()), ddof=1))
     n = trials.shape[1]
     return {**out, "sharpe_var": var, "sr0_ann": expected_max_sharpe(n, var) * ann,
@@ -261,4 +311,4 @@ def _pbo(distinct: pd.DataFrame, blocks: int) -> dict[str, Any]:
 
 
 __all__ = ["score_trials", "score_training_trial", "candidate_id", "rank_rows", "rank_column", "mark_duplicates",
-           "assess_overfit", "MAX_COLUMNS"]
+           "assess_overfit", "sweep_counts", "counts_sentence", "MAX_COLUMNS"]

@@ -22,14 +22,16 @@ def sweep(
     address: Annotated[Optional[str], typer.Option(
         help="Ray cluster for --executor ray: auto or ray://HEAD:10001 (default: start Ray here).")] = None,
     workers: Annotated[Optional[int], typer.Option(
-        help="Most training trials at once with --executor local (default: one per core).")] = None,
+        help="Most training trials at once with --executor local (default: one per core, or per thread "
+             "OMP_NUM_THREADS allows); the cores left are split between them as torch threads.")] = None,
 ) -> None:
     """Grid or random search over run-config keys, ranked, with the deflated Sharpe ratio and PBO.
 
     Signal-only keys (strategy.*, backtest.*) are scored from saved predictions without retraining.
     """
     from lstmbt.backtest.rundir import default_run_dir  # loads numpy: on use, not at --help
-    from lstmbt.backtest.campaign.sweep import resolve_spec, run_sweep, sweep_lines  # loads pandas: on use, not at --help
+    from lstmbt.backtest.campaign.sweep import resolve_spec, run_sweep  # loads pandas: on use, not at --help
+    from lstmbt.reports.sweep import sweep_lines  # loads pandas: on use, not at --help
 
     if resume is not None and out is not None and resume.resolve() != out.resolve():
         raise ConfigError("--resume names the sweep directory to finish; drop --out")
