@@ -19,17 +19,16 @@ from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.metrics import hit_rate, total_return
 from lstmbt.backtest.plugins import custom_positions, resolve_strategy
 from lstmbt.backtest.relative import benchmark_relative, family_verdict
-from lstmbt.models.key import BASE_NAMES, TASKS, ModelKey, keys_from_frame, own_key, plugin_key
+from lstmbt.models.key import (BASE_NAMES, BASELINES, BENCHMARK, TASKS, ModelKey, keys_from_frame, own_key,
+                               plugin_key)
 from lstmbt.strategies import (
     buy_and_hold, classification_confidence_positions, classification_positions, drawdown_positions,
     predicted_log_return, regression_confidence_positions, regression_positions, vol_target_positions
 )
 from lstmbt.strategies.rules import confidence_undecided
 
-BENCHMARK = "buy_and_hold"
 MODEL_NAMES = {task: BASE_NAMES[("lstm", task)] for task in TASKS}
 LINEAR_NAMES = {task: BASE_NAMES[("linear", task)] for task in TASKS}
-BASELINES = ("persistence", "majority")
 
 
 def model_plan(config: RunConfig) -> list[ModelKey]:

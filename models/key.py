@@ -21,6 +21,10 @@ import pandas as pd
 from lstmbt.models.specs import NETWORK_FAMILIES
 
 TASKS = ("regression", "classification")
+#: the naive baselines scored beside every model (family ``naive``), and the benchmark every
+#: strategy is measured against; named here, light to import, for readers of saved runs
+BASELINES = ("persistence", "majority")
+BENCHMARK = "buy_and_hold"
 #: the strategy name of each of lstmbt's own models at the primary horizon, by (family, task);
 #: a further horizon h appends ``_h<h>`` (``own_key``)
 BASE_NAMES = {**{(family, task): f"{family}_{task}" for family in NETWORK_FAMILIES + ("lightgbm",) for task in TASKS},

@@ -35,7 +35,7 @@ import pandas as pd
 from lstmbt.backtest.config import RunConfig, fill_saved
 from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
 from lstmbt.backtest.readback import DamagedFileError, read_json, read_metrics, read_toml
-from lstmbt.backtest.scoring import BASELINES, BENCHMARK
+from lstmbt.models.key import BASELINES, BENCHMARK  # not from scoring, which takes 2 s to import
 
 INDEX_NAME = ".lstmbt-runs.sqlite"
 #: metrics shown per model by ``lstmbt runs list`` (beside ``bh_sharpe``, buy-and-hold's Sharpe in the same run)
