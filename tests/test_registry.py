@@ -208,3 +208,11 @@ def test_latest_matching_run_is_the_newest_run_of_that_config_on_those_prices(tr
     assert latest_matching_run(tree, cfg.with_values({"strategy.threshold": 0.5}), sha) is None
     assert latest_matching_run(tree, cfg, "0" * 64) is None
     assert latest_matching_run(tmp_path / "no-such-root", cfg, sha) is None
+
+
+def test_a_universes_tickers_are_listed_as_part_of_it(root, tmp_path):
+    uni = tmp_path / "runs" / "uni"
+    shutil.copytree(root / "spx-both", uni)  # a run directory holding tickers/: a universe's layout
+    shutil.copytree(root / "ndx-clf", uni / "tickers" / "nasdaq")
+    held = list_runs(tmp_path / "runs", recursive=True).drop_duplicates("id").set_index("id")["part_of"]
+    assert held["uni/tickers/nasdaq"] == "universe uni" and not isinstance(held["uni"], str)
