@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -135,6 +135,36 @@ def screenshot_full_page(driver: Any, out: Path) -> Path:
     return out
 
 
+def opened(path: Path) -> Iterator[Page]:
+    """A module fixture's body: ``path`` loaded in a fresh headless Chromium, quit afterwards."""
+    binary, driver_path = find_browser()
+    driver = start_chromium(binary, driver_path)
+    try:
+        yield open_page(driver, path)
+    finally:
+        driver.quit()
+
+
+def js(page: Page, script: str) -> Any:
+    return page.driver.execute_script(script)
+
+
+def assert_no_console_errors(page: Page) -> None:
+    severe = [entry for entry in page.console if entry.get("level") == "SEVERE"]
+    assert severe == [], "\n".join(entry.get("message", "") for entry in severe)
+
+
+def assert_screenshot(page: Page, out: Path) -> None:
+    """A full-page PNG that is not blank, copied to ``LSTMBT_SCREENSHOT_DIR`` when set (to look at)."""
+    data = screenshot_full_page(page.driver, out).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 50_000, f"screenshot only {len(data)} bytes: blank page?"
+    target = os.environ.get("LSTMBT_SCREENSHOT_DIR")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, Path(target) / out.name)
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -183,10 +213,6 @@ def page(browser, report) -> Page:
 # --------------------------------------------------------------------------- tests
 
 
-def js(page: Page, script: str) -> Any:
-    return page.driver.execute_script(script)
-
-
 def test_every_plotly_figure_is_drawn(page):
     assert page.error is None, f"the page reported plotsError: {page.error}"
     assert page.ready is not None, f"neither plotsReady nor plotsError set within {PLOTS_TIMEOUT_S:.0f} s"
@@ -200,8 +226,7 @@ def test_every_plotly_figure_is_drawn(page):
 
 
 def test_no_console_errors(page):
-    severe = [entry for entry in page.console if entry.get("level") == "SEVERE"]
-    assert severe == [], "\n".join(entry.get("message", "") for entry in severe)
+    assert_no_console_errors(page)
 
 
 def test_every_section_is_present_and_linked(page):
@@ -229,34 +254,4 @@ def test_hostile_strings_show_as_text_and_never_run(page):
 
 
 def test_full_page_screenshot(page, tmp_path):
-    shot = screenshot_full_page(page.driver, tmp_path / "report.png")
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data) > 50_000, f"screenshot only {len(data)} bytes: blank page?"
-    target = os.environ.get("LSTMBT_SCREENSHOT_DIR")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, Path(target) / "report.png")
-
-
-def test_scorecard_fits_1280_px_without_sideways_scrolling(page, report):
-    """Opened in a 1280 px wide window, the scorecard is on the first screen, whole: no column is
-    cut off or needs a horizontal scroll, in its own box or the page."""
-    driver = page.driver
-    size = driver.get_window_size()
-    try:
-        driver.set_window_size(1280, 900)
-        assert open_page(driver, report).ready is not None  # charts drawn at this width, as a user opens it
-        inner = driver.execute_script("return window.innerWidth;")
-        assert 1200 <= inner <= 1280, inner  # the window really is ~1280 px wide
-        box = driver.execute_script(
-            "const t = document.getElementById('scorecard'), w = t.parentElement, r = t.getBoundingClientRect();"
-            "return {right: r.right, top: r.top, table: t.scrollWidth, wrap: w.clientWidth,"
-            "        page: document.documentElement.scrollWidth, view: document.documentElement.clientWidth};")
-        assert box["table"] <= box["wrap"], box
-        assert box["page"] <= box["view"], box
-        assert box["right"] <= inner and box["top"] < 900, box
-        cells = driver.execute_script("return document.querySelectorAll('#scorecard tbody tr').length;")
-        assert cells == 7  # four models, three baselines
-    finally:
-        driver.set_window_size(size["width"], size["height"])
+    assert_screenshot(page, tmp_path / "report.png")

@@ -9,8 +9,6 @@ Chromium the tests skip (or fail under ``LSTMBT_REQUIRE_BROWSER=1``) as those do
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import pytest
 import tomli_w
 
 from helpers import TINY_VALUES, call_main
-from test_report_browser import Page, find_browser, open_page, screenshot_full_page, start_chromium
+from test_report_browser import assert_no_console_errors, assert_screenshot, js, opened
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("one_torch_thread")]
 
@@ -41,16 +39,7 @@ def sweep_dir(tmp_path_factory, one_torch_thread) -> Path:
 
 @pytest.fixture(scope="module")
 def page(sweep_dir) -> Any:
-    binary, driver_path = find_browser()
-    driver = start_chromium(binary, driver_path)
-    try:
-        yield open_page(driver, sweep_dir / "sweep.html")
-    finally:
-        driver.quit()
-
-
-def js(page: Page, script: str) -> Any:
-    return page.driver.execute_script(script)
+    yield from opened(sweep_dir / "sweep.html")
 
 
 def test_every_plotly_figure_is_drawn(page):
@@ -62,8 +51,7 @@ def test_every_plotly_figure_is_drawn(page):
 
 
 def test_no_console_errors(page):
-    severe = [entry for entry in page.console if entry.get("level") == "SEVERE"]
-    assert severe == [], "\n".join(entry.get("message", "") for entry in severe)
+    assert_no_console_errors(page)
     assert page.alerts == []
 
 
@@ -94,11 +82,4 @@ def test_the_ranking_table_fits_its_box_and_the_legend_reads(page):
 
 
 def test_full_page_screenshot(page, tmp_path):
-    shot = screenshot_full_page(page.driver, tmp_path / "sweep.png")
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data) > 50_000, f"screenshot only {len(data)} bytes: blank page?"
-    target = os.environ.get("LSTMBT_SCREENSHOT_DIR")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, Path(target) / "sweep.png")
+    assert_screenshot(page, tmp_path / "sweep.png")

@@ -7,14 +7,11 @@ walks with linear models (``test_universe_defaults``'s run), saved with its repo
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from test_report_browser import Page, find_browser, open_page, screenshot_full_page, start_chromium
+from test_report_browser import assert_no_console_errors, assert_screenshot, js, opened
 from test_universe_defaults import saved_run  # noqa: F401 - the module fixture behind the page
 
 pytestmark = pytest.mark.timeout(300)  # a hung browser fails the test instead of stalling `make test`
@@ -25,16 +22,7 @@ TABLES = ("costs-table", "costs-sharpe-table", "trade-summary-table", "trades-ta
 
 @pytest.fixture(scope="module")
 def page(saved_run) -> Any:  # noqa: F811 - the imported fixture
-    binary, driver_path = find_browser()
-    driver = start_chromium(binary, driver_path)
-    try:
-        yield open_page(driver, saved_run / "report.html")
-    finally:
-        driver.quit()
-
-
-def js(page: Page, script: str) -> Any:
-    return page.driver.execute_script(script)
+    yield from opened(saved_run / "report.html")
 
 
 def test_every_plotly_figure_is_drawn(page):
@@ -48,8 +36,7 @@ def test_every_plotly_figure_is_drawn(page):
 
 
 def test_no_console_errors_and_no_dialogs(page):
-    severe = [entry for entry in page.console if entry.get("level") == "SEVERE"]
-    assert severe == [], "\n".join(entry.get("message", "") for entry in severe)
+    assert_no_console_errors(page)
     assert page.alerts == []
 
 
@@ -69,11 +56,4 @@ def test_the_cost_and_trade_tables_show_rows(page):
 
 
 def test_full_page_screenshot(page, tmp_path):
-    shot = screenshot_full_page(page.driver, tmp_path / "universe.png")
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data) > 50_000, f"screenshot only {len(data)} bytes: blank page?"
-    target = os.environ.get("LSTMBT_SCREENSHOT_DIR")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, Path(target) / "universe.png")
+    assert_screenshot(page, tmp_path / "universe.png")
