@@ -216,3 +216,12 @@ def test_a_universes_tickers_are_listed_as_part_of_it(root, tmp_path):
     shutil.copytree(root / "ndx-clf", uni / "tickers" / "nasdaq")
     held = list_runs(tmp_path / "runs", recursive=True).drop_duplicates("id").set_index("id")["part_of"]
     assert held["uni/tickers/nasdaq"] == "universe uni" and not isinstance(held["uni"], str)
+
+
+def test_a_linked_run_is_listed_and_a_link_back_up_the_tree_is_no_loop(root, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "linked").symlink_to(root / "spx-both", target_is_directory=True)
+    (runs / "sub").mkdir()
+    (runs / "sub" / "up").symlink_to(runs, target_is_directory=True)  # a loop, were links followed blindly
+    assert set(list_runs(runs, recursive=True)["id"]) == {"linked"}

@@ -104,24 +104,33 @@ def _sync(root: str | Path) -> tuple[sqlite3.Connection, dict[str, str]]:
 
 def find_run_dirs(root: Path) -> dict[str, Path]:
     """{id: directory} of every run at most ``MAX_DEPTH`` levels below ``root``; the id is the path
-    relative to the root. Dot-directories and links are not entered (an unfinished run, a loop)."""
+    relative to the root. Dot-directories (unfinished runs) are not entered; a linked folder is,
+    once (a link back up the tree is no loop)."""
     found: dict[str, Path] = {}
-    level = [root]
+    level, seen = [root], {_real(root)}
     for _ in range(MAX_DEPTH):
         below = []
         for folder in level:
             try:
                 with os.scandir(folder) as entries:
-                    subdirs = sorted(Path(e.path) for e in entries if not e.name.startswith(".")
-                                     and e.is_dir(follow_symlinks=False))
+                    subdirs = sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
             except OSError:
                 continue  # an unreadable folder holds no run lstmbt can list
+            subdirs = [sub for sub in subdirs if _real(sub) not in seen]
+            seen.update(map(_real, subdirs))
             for sub in subdirs:
                 if _is_run_dir(sub):
                     found[sub.relative_to(root).as_posix()] = sub
             below.extend(subdirs)
         level = below
     return dict(sorted(found.items()))
+
+
+def _real(path: Path) -> str:
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return str(path)
 
 
 def _is_run_dir(path: Path) -> bool:
