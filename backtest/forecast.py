@@ -222,7 +222,7 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     label = config.data.source + (f" ({config.data.symbol})" if config.data.symbol else "")
     return Forecast(source=label, last_date=design.prices.index[-1], last_close=last_close, horizon=h,
                     train_start=grid.dates[train[0]], train_end=grid.dates[train[-1]], n_train=len(folds[0].train),
-                    n_val=len(folds[0].val), **_first_per_task(models, keys, base[0], last_close, config),
+                    n_val=len(folds[0].val), **_first_per_task(models, base[0], last_close, config),
                     models=tuple(models), actions=strategy_actions(positions), current_date=dates[-2],
                     execution=config.backtest.execution,
                     data=describe_prices(design.prices, config.data.source, config.data.symbol),
@@ -370,7 +370,7 @@ def _model_records(keys: list[ModelKey], values: dict[tuple[str, int], float], e
     return out
 
 
-def _first_per_task(models: list[ModelForecast], keys: list[ModelKey], base_rate: float, last_close: float,
+def _first_per_task(models: list[ModelForecast], base_rate: float, last_close: float,
                     config: RunConfig) -> dict[str, Any]:
     """``regression``/``classification`` of ``Forecast``: the first model of each task in the plan."""
     out: dict[str, Any] = {}
@@ -401,15 +401,6 @@ def _direction(value: float) -> str:
     return UP if value > 0 else DOWN if value < 0 else NO_CALL
 
 
-def forecasters(config: RunConfig) -> dict[str, ModelKey]:
-    """``{task: key}``: the first model of each task in the run's plan (the first network family,
-    else the linear baseline, LightGBM, then a plug-in): ``Forecast.regression``/``classification``."""
-    keys: dict[str, ModelKey] = {}
-    for key in model_plan(config):
-        keys.setdefault(key.task, key)
-    return keys
-
-
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -417,4 +408,4 @@ def _finite(value: Any) -> Any:
 
 
 __all__ = ["Forecast", "ModelForecast", "Action", "RegressionForecast", "ClassificationForecast", "forecast_next",
-           "decision_positions", "strategy_actions", "agreement", "final_fold", "forecasters", "BENCHMARK"]
+           "decision_positions", "strategy_actions", "agreement", "final_fold", "BENCHMARK"]

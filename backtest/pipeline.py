@@ -137,7 +137,7 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
     """
     timings = dict(timings or {})
     started = time.perf_counter()
-    scored = _score(design.prices, design, predictions, folds, config)
+    scored = _score(design, predictions, folds, config)
     timings["backtest_and_metrics"] = time.perf_counter() - started
     timings["total"] = _lap(started if clock is None else clock)
     positions = scored["positions"]
@@ -149,19 +149,30 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
     return RunResult(config=config, predictions=predictions, manifest=manifest, **scored)
 
 
-def _score(prices: pd.DataFrame, design: Design, predictions: pd.DataFrame, folds: pd.DataFrame,
-           config: RunConfig) -> dict[str, Any]:
+def simulate(design: Design, predictions: pd.DataFrame, config: RunConfig) -> dict[str, Any]:
+    """A run's out-of-sample scoring of ``predictions`` on ``design``'s folds: ``dates``, the majority
+    baseline's p_up, ``positions``, the ``backtest`` at the configured costs, ``realised`` up-moves
+    per horizon and ``metrics`` (``metrics.json``). ``lstmbt importance`` scores its own
+    walk-forward through this too, so its skill figures are a run's."""
+    dates = design.grid.dates[design.folds[0].test[0]:]
+    majority = majority_p_up(design.targets["classification"], design.grid, design.folds)
+    positions = make_positions(predictions, dates, config, majority, prices=design.prices)
+    backtest = run_backtest(design.prices, positions, config.backtest)
+    realised = {h: (t["classification"].reindex(dates) > 0).to_numpy() for h, t in design.horizon_targets.items()}
+    metrics = collect_metrics(predictions, positions, backtest, realised[config.target.horizon], config, majority,
+                              realised, close=design.prices["Close"])
+    return {"dates": dates, "majority": majority, "positions": positions, "backtest": backtest, "realised": realised,
+            "metrics": metrics}
+
+
+def _score(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, config: RunConfig) -> dict[str, Any]:
     """Positions, the backtest at the configured costs and across fee levels, metrics, fold figures,
     the comparisons between strategies, and each seed of a seed ensemble scored as its own run."""
-    dates = design.grid.dates[design.folds[0].test[0]:]
-    direction = design.targets["classification"]
-    majority = majority_p_up(direction, design.grid, design.folds)
-    positions = make_positions(predictions, dates, config, majority, prices=prices)
-    backtest = run_backtest(prices, positions, config.backtest)
-    realised = {h: (t["classification"].reindex(dates) > 0).to_numpy() for h, t in design.horizon_targets.items()}
+    prices = design.prices
+    sim = simulate(design, predictions, config)
+    dates, majority, positions, backtest, realised, metrics = (
+        sim[k] for k in ("dates", "majority", "positions", "backtest", "realised", "metrics"))
     realised_up = realised[config.target.horizon]
-    metrics = collect_metrics(predictions, positions, backtest, realised_up, config, majority, realised,
-                              close=prices["Close"])
     models, keys = by_model(predictions, dates), keys_from_frame(predictions)
     calls = {name: predicted_up(name, models, majority, config, dates, keys=keys) for name in [*models, "majority"]}
     per_model = {name: realised[keys[name].horizon] for name in models}

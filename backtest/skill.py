@@ -20,9 +20,9 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.design import Design
-from lstmbt.backtest.portfolio import run_backtest
+from lstmbt.backtest.pipeline import simulate
 from lstmbt.backtest.relative import VERDICT_WORDS, verdict
-from lstmbt.backtest.scoring import BENCHMARK, collect_metrics, majority_p_up, make_positions, model_plan
+from lstmbt.backtest.scoring import BENCHMARK, model_plan
 from lstmbt.backtest.seeds import SKILL_PVALUE, claims_skill
 from lstmbt.models.key import insert_key_columns
 
@@ -87,14 +87,8 @@ def score_predictions(design: Design, predictions: pd.DataFrame, config: RunConf
     """``metrics.json`` of out-of-sample ``predictions`` (the run's long layout: date, key columns,
     fold, y_true, y_pred, p_up, close) on ``design``'s primary-horizon folds, computed as
     ``backtest.pipeline`` computes a run's: the same majority baseline, positions, backtest with
-    costs and ``collect_metrics``. Equal to a run's figures when the predictions are a run's."""
-    dates = design.grid.dates[design.folds[0].test[0]:]
-    majority = majority_p_up(design.targets["classification"], design.grid, design.folds)
-    positions = make_positions(predictions, dates, config, majority, prices=design.prices)
-    backtest = run_backtest(design.prices, positions, config.backtest)
-    realised = {h: (t["classification"].reindex(dates) > 0).to_numpy() for h, t in design.horizon_targets.items()}
-    return collect_metrics(predictions, positions, backtest, realised[config.target.horizon], config, majority,
-                           realised, close=design.prices["Close"])
+    costs and ``collect_metrics`` (``pipeline.simulate``). Equal to a run's figures when the predictions are a run's."""
+    return simulate(design, predictions, config)["metrics"]
 
 
 def oos_metrics(design: Design, oos: Mapping[str, pd.DataFrame], config: RunConfig) -> dict[str, dict[str, Any]]:
