@@ -9,6 +9,7 @@ Interest on idle cash and the fee to borrow shorts are added to vectorbt's retur
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,13 +87,15 @@ def cost_sweep(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestConfi
     returns = _carried(pf, pf.returns().iloc[1:], cfg.cash_rate, cfg.borrow_rate).to_numpy()
     orders = pf.orders.values
     paid = np.bincount(orders["col"], weights=orders["fees"], minlength=wide.shape[1]) / INIT_CASH
-    rows = []
-    for i, (bps, strategy) in enumerate(wide.columns):
-        r = returns[:, i]
-        rows.append({"fee_bps": int(bps), "strategy": strategy, "total_return": m.total_return(r),
-                     "cagr": m.cagr(r), "sharpe": m.sharpe(r), "max_drawdown": m.max_drawdown(r),
-                     "fees_paid": float(paid[i])})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([cost_row(bps, strategy, returns[:, i], paid[i])
+                         for i, (bps, strategy) in enumerate(wide.columns)])
+
+
+def cost_row(bps: int, strategy: str, returns: np.ndarray, fees_paid: float) -> dict[str, Any]:
+    """One row of a cost sweep: a strategy's daily ``returns`` at ``bps`` per side, summarised."""
+    return {"fee_bps": int(bps), "strategy": strategy, "total_return": m.total_return(returns),
+            "cagr": m.cagr(returns), "sharpe": m.sharpe(returns), "max_drawdown": m.max_drawdown(returns),
+            "fees_paid": float(fees_paid)}
 
 
 def run_backtest_variants(prices: pd.DataFrame, positions: pd.DataFrame, fee_rates: np.ndarray,

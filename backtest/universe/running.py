@@ -33,7 +33,7 @@ from lstmbt.backtest.config import BacktestConfig, PortfolioConfig, RunConfig
 from lstmbt.backtest.data import describe_prices
 from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
 from lstmbt.backtest.pipeline import check_length, make_design, run, score_run
-from lstmbt.backtest.portfolio import FEE_LEVELS_BPS, run_group_backtest
+from lstmbt.backtest.portfolio import FEE_LEVELS_BPS, cost_row, run_group_backtest
 from lstmbt.backtest.relative import family_verdict
 from lstmbt.backtest.scoring import BENCHMARK, horizon_plan
 from lstmbt.backtest.sources import Ticker
@@ -256,10 +256,8 @@ def universe_cost_sweep(prices: dict[str, pd.DataFrame], weights: pd.DataFrame, 
     rows = []
     for bps in fee_levels_bps:
         run = run_group_backtest(prices, weights, dataclasses.replace(cfg, fee_rate=bps / 1e4))
-        for name in run.returns.columns:
-            r = run.returns[name].to_numpy()
-            rows.append({"fee_bps": int(bps), "strategy": name, "total_return": m.total_return(r), "cagr": m.cagr(r),
-                         "sharpe": m.sharpe(r), "max_drawdown": m.max_drawdown(r), "fees_paid": run.fees_paid[name]})
+        rows.extend(cost_row(bps, name, run.returns[name].to_numpy(), run.fees_paid[name])
+                    for name in run.returns.columns)
     return pd.DataFrame(rows)
 
 
