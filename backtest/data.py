@@ -45,6 +45,9 @@ def load_prices(cfg: DataConfig) -> pd.DataFrame:
     if not rest:
         raise DataError(f"source {cfg.source!r} names nothing after '{scheme}:'; e.g. sample:sp500, "
                         "csv:prices.csv, fdr:005930")
+    if scheme == "frame":
+        raise DataError(f"source {cfg.source!r} names a DataFrame given to lstmbt.run(prices=...), which a run does "
+                        "not keep; pass the frame again as prices=, or save it as CSV and use csv:PATH")
     if scheme == "list" or ("," in rest and not (scheme == "csv" and Path(rest).is_file())):
         one = "one of its tickers" if scheme == "list" else f"one, e.g. {scheme}:{rest.split(',')[0].strip()}"
         raise DataError(f"source {cfg.source!r} names several tickers, which only `lstmbt run` takes (as a "
@@ -52,9 +55,6 @@ def load_prices(cfg: DataConfig) -> pd.DataFrame:
     if cfg.symbol is not None and scheme in ("sample", "fdr"):
         raise DataError(f"--symbol {cfg.symbol} does not apply to {cfg.source}, which holds one series; drop "
                         "--symbol (data.symbol), which picks a series from a CSV with a symbol column")
-    if scheme == "frame":
-        raise DataError(f"source {cfg.source!r} names a DataFrame given to lstmbt.run(prices=...), which a run does "
-                        "not keep; pass the frame again as prices=, or save it as CSV and use csv:PATH")
     if scheme == "sample":
         raw = _read_sample(rest)
     elif scheme == "csv":

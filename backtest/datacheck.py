@@ -169,9 +169,10 @@ def data_warnings(prices: pd.DataFrame, data_cfg: DataConfig, oos_dates: pd.Date
     """Findings that leave ``prices`` usable but suspect, one line each (empty when none).
 
     Always: bars a year far from a daily exchange's 252 (weekend trading, many missing days),
-    stale closes (``data_cfg.max_stale_bars``) and a Volume written with '.' thousands separators. With ``oos_dates`` (the out-of-sample bars on
-    which positions are filled) and ``execution == "next_open"``: the share of those bars whose
-    Open equals the previous Close, when above ``OPEN_AT_CLOSE_SHARE``.
+    stale closes (``data_cfg.max_stale_bars``) and a Volume written with '.' as a thousands
+    separator. With ``oos_dates`` (the out-of-sample bars on which positions are filled) and
+    ``execution == "next_open"``: the share of those bars whose Open equals the previous Close,
+    when above ``OPEN_AT_CLOSE_SHARE``.
     """
     label = f"{data_cfg.label} symbol {data_cfg.symbol}" if data_cfg.symbol else data_cfg.label  # as refusals do
     found = [spacing_warning(prices.index, label), stale_warning(prices["Close"], label, data_cfg.max_stale_bars),

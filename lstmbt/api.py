@@ -173,8 +173,8 @@ def _with_frame(cfg: RunConfig, prices: Any, name: str | None, source: str | Non
         scheme, _, before = cfg.data.source.partition(":")
         name = before if scheme == "frame" and before else "DataFrame"
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS or not name.isprintable():
-        raise ConfigError(f"name={_brief(name)} is not a usable name for prices=; give up to {MAX_NAME_CHARS} printable "
-                          "characters, e.g. name='SPY daily'")
+        raise ConfigError(f"name={_brief(name)} is not a usable name for prices=; give up to {MAX_NAME_CHARS} "
+                          "printable characters, e.g. name='SPY daily'")
     data = dataclasses.replace(cfg.data, source=f"frame:{name.strip()}")
     return dataclasses.replace(cfg, data=data), frame_prices(prices, data)
 

@@ -256,7 +256,8 @@ def test_dates_in_a_named_text_index_are_read_as_a_date_column(base):
     (lambda b: b["Close"], "prices= is a pandas Series ('Close'), not a frame of daily bars; pass a DataFrame"),
     (lambda b: b.to_numpy(), "prices= is a ndarray, not a pandas DataFrame; pass a DataFrame"),
     (lambda b: pd.concat({"SPY": b, "QQQ": b}, axis=1, names=["Ticker", "Price"]),
-     "<src> holds the columns of 2 tickers (SPY, QQQ); pass one ticker's, e.g. prices.xs('SPY', axis=1, level='Ticker')"),
+     "<src> holds the columns of 2 tickers (SPY, QQQ); pass one ticker's, e.g. "
+     "prices.xs('SPY', axis=1, level='Ticker')"),
     (lambda b: pd.concat({"a": pd.concat({"SPY": b}, axis=1)}, axis=1), "<src> has 3 levels of column names"),
 ], ids=["series", "array", "two-tickers", "three-levels"])
 def test_shapes_a_csv_cannot_hold_are_refused_in_one_line(prices, words, base):
@@ -282,11 +283,12 @@ def test_a_wrong_argument_is_a_config_error(kwargs, words, base):
     assert str(caught.value).startswith(words), caught.value
 
 
-def test_a_frame_source_cannot_be_loaded_again(tmp_path):
-    code, _, err = call_main(["run", "--quick", "--source", "frame:my prices", "--out", str(tmp_path / "run")])
-    assert code == 2 and "Traceback" not in err and not (tmp_path / "run").exists()
+@pytest.mark.parametrize("source", ["frame:my prices", "frame:SPY, daily"])
+def test_a_frame_source_cannot_be_loaded_again(source, tmp_path):
+    code, _, err = call_main(["run", "--quick", "--source", source, "--out", str(tmp_path / "run")])
+    assert code == 2 and "Traceback" not in err and list(tmp_path.iterdir()) == []
     assert err.strip().splitlines()[-1] == (
-        "error: source 'frame:my prices' names a DataFrame given to lstmbt.run(prices=...), which a run does not "
+        f"error: source {source!r} names a DataFrame given to lstmbt.run(prices=...), which a run does not "
         "keep; pass the frame again as prices=, or save it as CSV and use csv:PATH")
 
 
@@ -364,7 +366,8 @@ def test_the_frame_is_recorded_under_its_name_never_a_samples(two_runs):
 
 def test_a_refusal_names_the_frame_or_dataframe_never_the_configs_sample(base):
     short = base.iloc[:100]
-    for name, label in (("my prices", "my prices"), (None, "DataFrame")):
+    for name, source, label in (("my prices", None, "my prices"), (None, None, "DataFrame"),
+                                (None, "frame:a saved frame run", "a saved frame run")):
         with pytest.raises(DataError) as caught:
-            lstmbt.run(quick=True, set=SETS, prices=short, name=name)
+            lstmbt.run(quick=True, set={**SETS, **({"data.source": source} if source else {})}, prices=short, name=name)
         assert str(caught.value).startswith(f"{label} has 100 rows"), caught.value
