@@ -30,13 +30,27 @@ def check_range(key: str, value: float, low: float | None = None, high: float | 
         raise ConfigError(f"{key} = {value!r} is out of range; it must be {rule}")
 
 
+#: the dates a price index can hold (pandas' nanosecond timestamps span 1677-09-21 to 2262-04-11)
+FIRST_DATE, LAST_DATE = dt.date(1677, 9, 22), dt.date(2262, 4, 11)
+
+
 def check_date(key: str, value: str | None) -> None:
+    """An ISO date within ``FIRST_DATE``..``LAST_DATE``: no price has a date outside them, and
+    pandas cannot slice by one (``--end 9999-12-31`` would fail deep inside the run)."""
     if value is None:
         return
     try:
-        dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise ConfigError(f"{key} = {value!r} is not a date; write it as YYYY-MM-DD, e.g. 2010-01-01") from None
+    if day < FIRST_DATE:
+        edge, use = f"before {FIRST_DATE}, the first", "from its first"
+    elif day > LAST_DATE:
+        edge, use = f"after {LAST_DATE}, the last", "to its last"
+    else:
+        return
+    raise ConfigError(f"{key} = {value!r} is {edge} date pandas can hold; leave it out (--{key.split('.')[-1]}) "
+                      f"to use the data {use} date")
 
 
 def did_you_mean(name: str, options: Any) -> str:

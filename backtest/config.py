@@ -77,7 +77,8 @@ class DataConfig:
             raise ConfigError(
                 f"data.source = {self.source!r} has no scheme; use sample:sp500, sample:nasdaq, csv:PATH or fdr:TICKER"
             )
-        check_choice("data.source scheme", self.source.split(":", 1)[0], ("sample", "csv", "fdr", "list"))
+        if not self.source.startswith("frame:"):  # frame:NAME records a DataFrame given to lstmbt.run(prices=...)
+            check_choice("data.source scheme", self.source.split(":", 1)[0], ("sample", "csv", "fdr", "list"))
         check_date("data.start", self.start)
         check_date("data.end", self.end)
         if self.start and self.end and dt.date.fromisoformat(self.start) > dt.date.fromisoformat(self.end):
@@ -88,6 +89,13 @@ class DataConfig:
         if self.max_stale_bars != 0 and not 2 <= self.max_stale_bars <= 100_000:
             raise ConfigError(f"data.max_stale_bars = {self.max_stale_bars!r} is out of range; use a bar count "
                               ">= 2 (e.g. 5), or 0 to turn the stale-close warning off")
+
+    @property
+    def label(self) -> str:
+        """What messages and the manifest call the prices: the DataFrame's name for ``frame:NAME``
+        (``lstmbt.run(prices=..., name=...)``), else ``source``."""
+        scheme, _, name = self.source.partition(":")
+        return name if scheme == "frame" else self.source
 
 
 def _check_exog(sources: tuple[str, ...]) -> None:

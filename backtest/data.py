@@ -1,10 +1,11 @@
 """Price loading: ``sample:``, ``csv:`` and ``fdr:`` sources -> one validated OHLCV frame.
 
-The frame every later stage receives has a sorted, unique, tz-naive ``DatetimeIndex`` named
-``Date`` of daily bars and float columns ``Open High Low Close Volume``; prices are > 0 and
-finite, volume >= 0, no NaN, High/Low bound Open/Close, and no one-day move exceeds
-``data.max_move`` (``backtest.datacheck`` holds these checks and the non-refusing warnings).
-This module and the run saver are the only places that touch disk or network.
+Each source's raw rows go through ``backtest.frames.normalize_ohlcv``, as a DataFrame given to
+``lstmbt.run(prices=...)`` does: the frame every later stage receives has a sorted, unique,
+tz-naive ``DatetimeIndex`` named ``Date`` of daily bars and float columns ``Open High Low Close
+Volume``; prices are > 0 and finite, volume >= 0, no NaN, High/Low bound Open/Close, and no
+one-day move exceeds ``data.max_move`` (``backtest.datacheck`` holds these checks and the
+non-refusing warnings). This module and the run saver are the only places that touch disk or network.
 """
 
 from __future__ import annotations
@@ -19,19 +20,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 
 from lstmbt.backtest.config import DataConfig
-from lstmbt.backtest.datacheck import check_daily_bars, check_finite, check_moves, check_values
 from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.frames import (ADJ_NAMES, SYMBOL_NAMES, check_dates, iso_day, normalize_ohlcv, numeric_column,
+                                    select_symbol, symbol_column, with_date_index)
 from lstmbt.backtest.rundir import write_parquet
 
-OHLCV = ("Open", "High", "Low", "Close", "Volume")
 SAMPLES = ("sp500", "nasdaq")
-_DATE_NAMES = ("date", "datetime", "timestamp", "time", "day")
-_SYMBOL_NAMES = ("symbol", "ticker", "code")
-_ADJ_NAMES = ("adj close", "adj_close", "adjclose", "adjusted close", "adjusted_close")
 FDR_ATTEMPTS = 4
 FDR_BACKOFF_S = 1.0
 FDR_FRESH_S = 12 * 3600
@@ -48,6 +45,9 @@ def load_prices(cfg: DataConfig) -> pd.DataFrame:
     if not rest:
         raise DataError(f"source {cfg.source!r} names nothing after '{scheme}:'; e.g. sample:sp500, "
                         "csv:prices.csv, fdr:005930")
+    if scheme == "frame":
+        raise DataError(f"source {cfg.source!r} names a DataFrame given to lstmbt.run(prices=...), which a run does "
+                        "not keep; pass the frame again as prices=, or save it as CSV and use csv:PATH")
     if scheme == "list" or ("," in rest and not (scheme == "csv" and Path(rest).is_file())):
         one = "one of its tickers" if scheme == "list" else f"one, e.g. {scheme}:{rest.split(',')[0].strip()}"
         raise DataError(f"source {cfg.source!r} names several tickers, which only `lstmbt run` takes (as a "
@@ -91,20 +91,11 @@ def check_enough_rows(prices: pd.DataFrame, need: int, breakdown: str, label: st
                         "or model.lookback")
 
 
-def trim_dates(prices: pd.DataFrame, start: str | None, end: str | None, label: str) -> pd.DataFrame:
-    """Keep rows with ``start <= date <= end`` (inclusive, either may be None)."""
-    out = prices.loc[start:end] if (start or end) else prices
-    if out.empty:
-        raise DataError(f"{label} has no rows between {start or 'the start'} and {end or 'the end'}; "
-                        f"it covers {prices.index[0].date()} to {prices.index[-1].date()}")
-    return out
-
-
 # --------------------------------------------------------------------------- exogenous series
 
 EXOG_BUFFER_DAYS = 31  # calendar days fetched before the first price date, so day one has an as-of value
 EXOG_STALE_DAYS = 14  # a series whose last value is older than this at the last price date is refused
-_VALUE_NAMES = (*_ADJ_NAMES, "close", "value", "price")
+_VALUE_NAMES = (*ADJ_NAMES, "close", "value", "price")
 
 
 def load_exog(source: str, start: str | None = None, end: str | None = None, refresh: bool = False) -> pd.Series:
@@ -124,15 +115,15 @@ def load_exog(source: str, start: str | None = None, end: str | None = None, ref
     else:
         raise DataError(f"exogenous source {source!r} is not fdr:TICKER or csv:PATH; "
                         "e.g. fdr:USD/KRW, fdr:VIX or csv:vix.csv")
-    frame = _with_date_index(raw, source)
-    _check_dates(frame.index, source)
+    frame = with_date_index(raw, source)
+    check_dates(frame.index, source)
     column = _value_column(frame, source)
-    values = _numeric(frame[column], str(column), source).dropna()
+    values = numeric_column(frame[column], str(column), source).dropna()
     if values.empty:
         raise DataError(f"{source}: column {column} holds no values; give it one number per date")
     if (values <= 0).any():
         when = values.index[(values <= 0).to_numpy()][0]
-        raise DataError(f"{source}: column {column} has a non-positive value ({values[when]!r} on {_day(when)}); "
+        raise DataError(f"{source}: column {column} has a non-positive value ({values[when]!r} on {iso_day(when)}); "
                         "returns need values > 0, fix or drop that row")
     return values.rename(source).rename_axis("Date")
 
@@ -169,161 +160,14 @@ def check_exog_coverage(values: pd.Series, dates: pd.DatetimeIndex, lag_days: in
     or ends more than ``EXOG_STALE_DAYS`` before the last one (its last value would pass for current)."""
     usable = values.index[0] + pd.Timedelta(days=lag_days)
     if usable > dates[0]:
-        lagged = f" (usable from {_day(usable)} with data.exog_lag_days = {lag_days})" if lag_days else ""
-        raise DataError(f"{values.name} starts on {_day(values.index[0])}{lagged}, after the prices start on "
-                        f"{_day(dates[0])}; pass --start {_day(usable)} or later, or give the series a longer history")
+        lagged = f" (usable from {iso_day(usable)} with data.exog_lag_days = {lag_days})" if lag_days else ""
+        raise DataError(f"{values.name} starts on {iso_day(values.index[0])}{lagged}, after the prices start on "
+                        f"{iso_day(dates[0])}; pass --start {iso_day(usable)} or later, or give the series a longer "
+                        "history")
     stale = (dates[-1] - values.index[-1]).days
     if stale > EXOG_STALE_DAYS:
-        raise DataError(f"{values.name} ends on {_day(values.index[-1])}, {stale} days before the prices end on "
-                        f"{_day(dates[-1])}; pass --end {_day(values.index[-1])} or extend the series")
-
-
-# --------------------------------------------------------------------------- normalisation
-
-
-def normalize_ohlcv(raw: pd.DataFrame, label: str, max_move: float | None = None,
-                    start: str | None = None, end: str | None = None) -> pd.DataFrame:
-    """Map columns case-insensitively onto OHLCV, trim to ``start``..``end``, validate, apply
-    ``Adj Close``, and refuse one-day moves beyond ``max_move`` (default ``DataConfig.max_move``).
-
-    Only the kept dates are validated, so --start/--end can leave a bad stretch out; moves are
-    checked on adjusted closes, so a split that ``Adj Close`` accounts for passes.
-    """
-    frame = _with_date_index(raw, label)
-    if start or end:
-        _check_dates(frame.index, label)  # sorted and unique before slicing by date
-        frame = trim_dates(frame, start, end, label)
-    lookup = {str(c).strip().lower(): c for c in frame.columns}
-    missing = [name for name in OHLCV if name.lower() not in lookup]
-    if missing:
-        found = ", ".join(str(c) for c in frame.columns) or "none"
-        raise DataError(f"{label} is missing column(s) {', '.join(missing)} (found: {found}); "
-                        "provide Open, High, Low, Close and Volume (names are case-insensitive)")
-    out = pd.DataFrame({name: _numeric(frame[lookup[name.lower()]], name, label) for name in OHLCV})
-    out.index.name = "Date"
-    _validate(out, label)  # before adjusting, so a message names the column that is really wrong
-    adj_key = next((k for k in _ADJ_NAMES if k in lookup), None)
-    if adj_key is not None:
-        adj = _numeric(frame[lookup[adj_key]], "Adj Close", label)
-        if adj.isna().any() or (adj <= 0).any():
-            raise DataError(f"{label}: Adj Close has {int((adj.isna() | (adj <= 0)).sum())} missing or non-positive "
-                            "value(s); fix them, or drop the Adj Close column to use unadjusted prices")
-        factor = adj / out["Close"]
-        for name in ("Open", "High", "Low"):
-            out[name] = out[name] * factor
-        out["Close"] = adj
-    check_moves(out["Close"], label, DataConfig.max_move if max_move is None else max_move)
-    return out
-
-
-def _with_date_index(raw: pd.DataFrame, label: str) -> pd.DataFrame:
-    if not isinstance(raw, pd.DataFrame) or raw.shape[1] == 0 or raw.empty:
-        raise DataError(f"{label} holds no rows; check that the file or ticker has price data")
-    frame = raw
-    if not isinstance(frame.index, pd.DatetimeIndex):
-        date_col = next((c for c in frame.columns if str(c).strip().lower() in _DATE_NAMES), None)
-        if date_col is None:
-            raise DataError(f"{label} has no date column; name one column 'Date' holding dates like 2020-01-31")
-        stamps = _strip_utc_offsets(frame[date_col])
-        parsed = _prefer_day_first(stamps, _parse_dates(stamps))
-        _check_one_date_format(stamps, parsed, label)
-        bad = parsed.isna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{label}: column {date_col!r} has a value that is not a date "
-                            f"({frame[date_col].iloc[row]!r} in data row {row + 1}); fix or remove that row")
-        frame = frame.drop(columns=[date_col]).set_index(pd.DatetimeIndex(parsed))
-    if frame.index.tz is not None:
-        frame = frame.tz_localize(None)
-    return frame
-
-
-def _prefer_day_first(stamps: pd.Series, parsed: pd.Series) -> pd.Series:
-    """Day-first text dates (13.01.2015, European exports) when only that reading gives one
-    ascending row per date; read month-first they would look unsorted or not be dates at all."""
-    if pd.api.types.is_numeric_dtype(stamps) or (parsed.notna().all() and parsed.is_monotonic_increasing):
-        return parsed
-    if pd.to_datetime(stamps, errors="coerce", format="ISO8601").notna().all():
-        return parsed  # ISO dates are never day-first: a real ordering problem, reported later
-    day_first = pd.to_datetime(stamps, errors="coerce", format="mixed", dayfirst=True)
-    ordered = day_first.notna().all() and day_first.is_monotonic_increasing and not day_first.duplicated().any()
-    return day_first if ordered else parsed
-
-
-# a time of day followed by a UTC offset ("00:00:00-05:00", "00:00+0900", "00:00:00Z")
-_UTC_OFFSET = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d*)?)?)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)\s*$")
-
-
-def _strip_utc_offsets(column: pd.Series) -> pd.Series:
-    """Text stamps with UTC offsets as their local wall-clock time: an exchange stamps a bar with
-    its own date, and converting to UTC would move a +09:00 midnight bar to the previous day
-    (mixed offsets across DST, -05:00 and -04:00, would not parse at all)."""
-    if pd.api.types.is_numeric_dtype(column):
-        return column
-    return column.map(lambda v: _UTC_OFFSET.sub(r"\1", v) if isinstance(v, str) else v)
-
-
-def _check_one_date_format(column: pd.Series, parsed: pd.Series, label: str) -> None:
-    """Refuse a text date column mixing ISO dates with other formats: 08/01/2015 next to
-    2015-01-07 could be January or August, and either guess would silently reorder the data."""
-    if pd.api.types.is_numeric_dtype(column):
-        return
-    iso = pd.to_datetime(column, errors="coerce", format="ISO8601")
-    odd = iso.isna() & parsed.notna()
-    if iso.notna().any() and odd.any():
-        row = int(np.flatnonzero(odd.to_numpy())[0])
-        raise DataError(f"{label}: dates mix formats ({column.iloc[row]!r} in data row {row + 1} next to ISO dates "
-                        f"like {column[iso.notna()].iloc[0]!r}); write every date as YYYY-MM-DD")
-
-
-def _parse_dates(column: pd.Series) -> pd.Series:
-    """Parse a date column; NaT marks a value that is not a date.
-
-    Integer dates are read as ``YYYYMMDD`` (common in KRX exports): pandas would otherwise take
-    ``20200131`` for nanoseconds since 1970 and every row would silently land on 1970-01-01.
-    """
-    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        text = column.astype(str).str.replace(r"\.0$", "", regex=True)
-        return pd.to_datetime(text, errors="coerce", format="%Y%m%d")
-    return pd.to_datetime(column, errors="coerce", format="mixed")
-
-
-def _numeric(column: pd.Series, name: str, label: str) -> pd.Series:
-    values = pd.to_numeric(column, errors="coerce")
-    bad = values.isna() & column.notna()
-    if bad.any():
-        pos = int(np.flatnonzero(bad.to_numpy())[0])
-        # positional: with duplicate dates (checked later) ``.loc`` would return a multi-line Series
-        where = column.index[pos]
-        raise DataError(f"{label}: column {name} is not numeric ({column.iloc[pos]!r} on {_day(where)}); "
-                        "remove text, thousands separators or currency signs from that column")
-    check_finite(column, values, name, label)
-    return values.astype("float64")
-
-
-def _validate(prices: pd.DataFrame, label: str) -> None:
-    _check_dates(prices.index, label)
-    check_daily_bars(prices.index, label)
-    check_values(prices, label)  # on the prices as given: an adjustment would blur which value is wrong
-
-
-def _check_dates(index: pd.DatetimeIndex, label: str) -> None:
-    """Dates oldest first, one row per date."""
-    if not index.is_monotonic_increasing:
-        pos = int(np.flatnonzero(np.diff(index.asi8) < 0)[0])
-        raise DataError(f"{label}: dates are not in ascending order ({_day(index[pos + 1])} comes after "
-                        f"{_day(index[pos])}); sort the rows by date, oldest first")
-    dupes = index[index.duplicated()]
-    if len(dupes):
-        raise DataError(f"{label}: {len(dupes)} duplicate date(s), first {_day(dupes[0])}; "
-                        "keep exactly one row per date")
-
-
-def _day(stamp: Any) -> str:
-    return pd.Timestamp(stamp).date().isoformat() if isinstance(stamp, (pd.Timestamp, dt.date)) else str(stamp)
-
-
-# --------------------------------------------------------------------------- sources
+        raise DataError(f"{values.name} ends on {iso_day(values.index[-1])}, {stale} days before the prices end on "
+                        f"{iso_day(dates[-1])}; pass --end {iso_day(values.index[-1])} or extend the series")
 
 
 def _read_sample(name: str) -> pd.DataFrame:
@@ -339,12 +183,7 @@ def _read_sample(name: str) -> pd.DataFrame:
 def _read_csv(path: Path, symbol: str | None) -> pd.DataFrame:
     label = f"csv:{path}"
     frame, symbol_col = read_csv_frame(path)
-    if symbol_col is None:
-        if symbol is not None:
-            raise DataError(f"{label} has no symbol column but --symbol {symbol} was given; "
-                            "drop --symbol for a single-series file, or add a 'symbol' column")
-        return frame
-    return _pick_symbol(frame, symbol_col, symbol, label)
+    return select_symbol(frame, symbol_col, symbol, label)
 
 
 def read_csv_frame(path: Path) -> tuple[pd.DataFrame, Any]:
@@ -359,7 +198,7 @@ def read_csv_frame(path: Path) -> tuple[pd.DataFrame, Any]:
     try:
         header = pd.read_csv(path, nrows=0, sep=sep).columns
         # symbols as text: KRX codes such as 005930 would otherwise become the integer 5930
-        frame = pd.read_csv(path, sep=sep, dtype={c: str for c in header if str(c).strip().lower() in _SYMBOL_NAMES})
+        frame = pd.read_csv(path, sep=sep, dtype={c: str for c in header if str(c).strip().lower() in SYMBOL_NAMES})
     except pd.errors.EmptyDataError:
         raise DataError(f"{label} is empty; it needs a header row and one row per date") from None
     except UnicodeDecodeError as exc:
@@ -369,7 +208,7 @@ def read_csv_frame(path: Path) -> tuple[pd.DataFrame, Any]:
         first = str(exc).strip().splitlines()[0]
         raise DataError(f"{label} cannot be parsed as CSV ({first}); check the delimiter and quoting") from None
     frame = frame.dropna(how="all")  # rows of empty cells (",,,,," that spreadsheets append)
-    return frame, next((c for c in frame.columns if str(c).strip().lower() in _SYMBOL_NAMES), None)
+    return frame, symbol_column(frame)
 
 
 #: leading bytes of files that are not text: (magic, what the file is)
@@ -389,23 +228,6 @@ def _delimiter(path: Path, label: str) -> str:
     if b"," in first:
         return ","
     return next((sep for sep in (";", "\t", "|") if sep.encode() in first), ",")
-
-
-def _pick_symbol(frame: pd.DataFrame, column: str, symbol: str | None, label: str) -> pd.DataFrame:
-    names = frame[column].astype(str).str.strip()
-    available = sorted(names.unique())
-    shown = ", ".join(available[:8]) + (", ..." if len(available) > 8 else "")
-    if symbol is None:
-        if len(available) != 1:
-            raise DataError(f"{label} holds {len(available)} symbols ({shown}); pick one with --symbol SYM "
-                            "(`lstmbt run` without --symbol runs them all as a universe)")
-        symbol = available[0]
-    picked = frame[names == str(symbol)]
-    if picked.empty:
-        matches = [a for a in available if a.lower() == str(symbol).lower()]
-        hint = f" (did you mean {matches[0]}?)" if matches else ""
-        raise DataError(f"{label} has no rows for symbol {symbol!r}{hint}; available: {shown}")
-    return picked.drop(columns=[column])
 
 
 def fdr_cache_dir() -> Path:

@@ -1,5 +1,5 @@
 """Price sanity before any training: bar spacing, non-finite values, OHLC consistency, one-day
-moves, stale closes and opens copied from the previous close.
+moves, stale closes, opens copied from the previous close and locale-formatted volume.
 
 Two kinds of finding. What would make every number of a run wrong (weekly bars annualised as
 daily, an unadjusted split, a bad tick, High below Low) raises ``DataError``, one line naming the
@@ -44,6 +44,9 @@ OPEN_AT_CLOSE_SHARE = 0.05
 SPLITS = ((3, 2), (2, 1), (3, 1), (4, 1), (5, 1), (8, 1), (10, 1), (20, 1), (25, 1), (50, 1), (100, 1))
 #: how close (relative) a close ratio must be to a split's to be named as one
 SPLIT_MATCH = 0.05
+#: how many times the median whole Volume must exceed the median fractional one before the two
+#: read as one column in two formats (907 shares beside 1.058 read from "1.058" = 1058 shares)
+LOCALE_VOLUME_RATIO = 10
 #: relative tolerance for "equal" prices: float noise of an Adj Close adjustment, not a tick
 _SAME = 1e-9
 
@@ -165,13 +168,15 @@ def data_warnings(prices: pd.DataFrame, data_cfg: DataConfig, oos_dates: pd.Date
                   execution: str = "next_open") -> list[str]:
     """Findings that leave ``prices`` usable but suspect, one line each (empty when none).
 
-    Always: bars a year far from a daily exchange's 252 (weekend trading, many missing days) and
-    stale closes (``data_cfg.max_stale_bars``). With ``oos_dates`` (the out-of-sample bars on
-    which positions are filled) and ``execution == "next_open"``: the share of those bars whose
-    Open equals the previous Close, when above ``OPEN_AT_CLOSE_SHARE``.
+    Always: bars a year far from a daily exchange's 252 (weekend trading, many missing days),
+    stale closes (``data_cfg.max_stale_bars``) and a Volume written with '.' as a thousands
+    separator. With ``oos_dates`` (the out-of-sample bars on which positions are filled) and
+    ``execution == "next_open"``: the share of those bars whose Open equals the previous Close,
+    when above ``OPEN_AT_CLOSE_SHARE``.
     """
-    label = f"{data_cfg.source} symbol {data_cfg.symbol}" if data_cfg.symbol else data_cfg.source  # as refusals do
-    found = [spacing_warning(prices.index, label), stale_warning(prices["Close"], label, data_cfg.max_stale_bars)]
+    label = f"{data_cfg.label} symbol {data_cfg.symbol}" if data_cfg.symbol else data_cfg.label  # as refusals do
+    found = [spacing_warning(prices.index, label), stale_warning(prices["Close"], label, data_cfg.max_stale_bars),
+             volume_format_warning(prices["Volume"], label)]
     if oos_dates is not None and execution == "next_open":
         found.append(open_at_close_warning(prices, oos_dates, label))
     return [line for line in found if line]
@@ -223,6 +228,28 @@ def stale_warning(close: pd.Series, label: str, min_bars: int) -> str | None:
     return (f"{label}: Close is unchanged for {bars} bars from {_day(first)} to {_day(last)}{more}; a trading halt "
             "or prices carried forward give flat returns a model can learn as a pattern: check the source, trim "
             f"the stretch with --start/--end, or raise data.max_stale_bars (now {min_bars}; 0 turns this off)")
+
+
+def volume_format_warning(volume: pd.Series, label: str) -> str | None:
+    """A warning when Volume looks written with '.' as a thousands separator (German and other
+    locales), so that 1.058 (1058 shares) was read as 1.058 next to 907 read as 907: whole numbers
+    below 1000 beside values of at most three decimals from 1 to 1000, the whole numbers far larger
+    (``LOCALE_VOLUME_RATIO``). Volume that really has fractions rarely has this shape."""
+    values = volume[volume > 0]
+    if values.empty or values.max() >= 1000:
+        return None
+    whole = values[values == np.round(values)]
+    part = values[values != np.round(values)]
+    milli = part.to_numpy(dtype=np.float64) * 1000
+    if whole.empty or part.empty or part.min() < 1 or not np.allclose(milli, np.round(milli), rtol=0, atol=1e-6):
+        return None
+    if whole.median() < LOCALE_VOLUME_RATIO * part.median():
+        return None
+    first = float(part.iloc[0])
+    return (f"{label}: Volume looks written with '.' as a thousands separator: {len(part)} of {len(values)} values "
+            f"have up to three decimals ({_num(first)} on {_day(part.index[0])}) beside whole numbers below 1000 "
+            f"({_num(whole.iloc[0])} on {_day(whole.index[0])}), as if {_num(first)} stood for {first * 1000:.0f}; "
+            "export Volume without thousands separators, or ignore this if volume really has fractions")
 
 
 def open_at_prev_close(prices: pd.DataFrame, dates: pd.DatetimeIndex | None = None) -> tuple[float, int, int]:

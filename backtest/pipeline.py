@@ -112,7 +112,7 @@ def _add_cpcv(result: RunResult, design: Design, config: RunConfig, report: Prog
 
 def _open_checkpoint(checkpoint: Path, design: Design, config: RunConfig) -> int:
     """Start or check the run's checkpoint (same config and data); returns the folds already saved."""
-    data = describe_prices(design.prices, config.data.source, config.data.symbol)
+    data = describe_prices(design.prices, config.data.label, config.data.symbol)
     return open_checkpoint(checkpoint, config, data, [str(folder) for _, folder in _chains(config)], len(design.folds))
 
 
@@ -144,7 +144,7 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
     checks = data_warnings(design.prices, config.data, oos_dates=scored["returns"].index,
                            execution=config.backtest.execution)
     notes = run_warnings(scored["metrics"], positions, keys_from_frame(predictions)) + scale_warnings(config)
-    manifest = _manifest(config, describe_prices(design.prices, config.data.source, config.data.symbol), positions,
+    manifest = _manifest(config, describe_prices(design.prices, config.data.label, config.data.symbol), positions,
                          len(design.folds), timings, notes, checks)
     return RunResult(config=config, predictions=predictions, manifest=manifest, **scored)
 
@@ -215,7 +215,7 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
 
     warmup = feature_warmup(config)
     need, breakdown = _rows_needed(config, warmup)
-    check_enough_rows(prices, need, breakdown, config.data.source)
+    check_enough_rows(prices, need, breakdown, config.data.label)
     check_pairs(config.backtest.pairs, planned_strategies(config))  # before training, not after it
     check_before_training(prices, config, warmup, folds=folds, positions=positions)
     for message in data_warnings(prices, config.data):

@@ -81,7 +81,7 @@ def check_vol_history(prices: pd.DataFrame, config: RunConfig, warmup: int) -> N
     who = "its regression models" if not s.vol_target else "strategy.vol_target"
     raise ConfigError(
         f"strategy.vol_window = {s.vol_window} needs {s.vol_window} daily returns before a decision, but the first "
-        f"out-of-sample day ({day}, row {row} of {config.data.source}) has only {row}, so {who} "
+        f"out-of-sample day ({day}, row {row} of {config.data.label}) has only {row}, so {who} "
         f"could not size a position on {blind} out-of-sample days; lower "
         f"strategy.vol_window to at most {row}, or give more history before the first test day (an earlier "
         "data.start or a larger split.min_train)")

@@ -73,6 +73,8 @@ def expand_source(data: DataConfig) -> list[Ticker]:
 def _single(scheme: str, rest: str, data: DataConfig) -> Ticker | None:
     """The ticker of a one-ticker source, with ``data`` unchanged; None for a universe."""
     path = Path(rest)
+    if scheme == "frame":  # a DataFrame's name, commas and all: one series (which load_prices cannot load again)
+        return Ticker(name=rest, data=data)
     if scheme == "csv" and path.is_file():
         symbols = [] if data.symbol is not None else _csv_symbols(path)
         if len(symbols) > 1:

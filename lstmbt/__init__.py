@@ -2,8 +2,9 @@
 
 The public API, for scripts and notebooks:
 
-- ``lstmbt.run(config=None, *, source=None, quick=False, set=None, prices=None, out=None)``: a
-  whole run, as ``lstmbt run`` (same config layering, same thread handling).
+- ``lstmbt.run(config=None, *, source=None, quick=False, set=None, prices=None, name=None,
+  out=None)``: a whole run, as ``lstmbt run`` (same config layering, same thread handling, and
+  a ``prices`` DataFrame checked as a ``csv:`` file is).
 - ``lstmbt.load(run_dir)``: a saved run directory.
 - ``lstmbt.backtest(prices, positions, **costs)``: your own target positions, backtested with
   costs beside buy-and-hold and scored with the same metrics and significance figures.

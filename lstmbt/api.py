@@ -18,6 +18,7 @@ import pandas as pd
 from lstmbt.backtest.adhoc import returns_result
 from lstmbt.backtest.config import QUICK_PRESET, RunConfig, parse_overrides
 from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.frames import frame_prices
 from lstmbt.backtest.pipeline import run as run_pipeline
 from lstmbt.backtest.plugins import register_strategy
 from lstmbt.backtest.rundir import load_run
@@ -26,11 +27,13 @@ from lstmbt.result import RunResult
 
 ConfigLike = RunConfig | str | os.PathLike | None
 Overrides = Mapping[str, Any] | Sequence[str] | str | None
+#: longest ``name=`` of a ``prices=`` frame
+MAX_NAME_CHARS = 100
 
 
 def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = False, set: Overrides = None,
-        prices: pd.DataFrame | None = None, out: str | Path | None = None, executor: str = "local",
-        address: str | None = None) -> RunResult:
+        prices: pd.DataFrame | None = None, name: str | None = None, out: str | Path | None = None,
+        executor: str = "local", address: str | None = None) -> RunResult:
     """Walk forward every model, backtest with costs and score, as ``lstmbt run`` does.
 
     Parameters
@@ -40,8 +43,7 @@ def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = F
         ``lstmbt run --config``). Keys it sets override the quick preset.
     source : str, optional
         The price source: ``sample:sp500`` (the default), ``sample:nasdaq``, ``csv:PATH`` or
-        ``fdr:TICKER``; as ``--source``. Ignored for loading when ``prices`` are given, but kept
-        in the config and the report.
+        ``fdr:TICKER``; as ``--source``. Not with ``prices``.
     quick : bool
         Start from the quick preset (``lstmbt.backtest.config.QUICK_PRESET``: a small model on
         yearly folds, seconds instead of minutes), as ``--quick``.
@@ -49,8 +51,14 @@ def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = F
         Config overrides, the last word: ``{"model.hidden_size": 64}`` or
         ``["model.hidden_size=64", "data.start=2010-01-01"]`` (as ``--set``).
     prices : pd.DataFrame, optional
-        Daily OHLCV bars (``Open High Low Close Volume`` on a DatetimeIndex) to use instead of
-        loading ``data.source``; checked for length as loaded prices are.
+        Daily OHLCV bars to use instead of loading ``data.source``: ``Open High Low Close
+        Volume`` (any case; an ``Adj Close`` column adjusts them) on a DatetimeIndex or beside a
+        ``Date`` column, or yfinance's two-level columns of one ticker. Normalised and checked
+        exactly as ``csv:`` rows are (``backtest.frames.normalize_ohlcv``), with the same
+        refusals and warnings, and trimmed by ``data.start``/``data.end``.
+    name : str, optional
+        What the run calls ``prices``: in its messages, the manifest, the report and ``lstmbt
+        runs list`` (default ``"DataFrame"``). The config records ``data.source = "frame:NAME"``.
     out : str or path-like, optional
         Also save the run directory there (with ``report.html``), as ``lstmbt run --out``; it
         must not exist yet.
@@ -71,6 +79,10 @@ def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = F
         Bad input, with one line naming the problem and the fix (the line the CLI prints).
     """
     cfg = resolve_config(config, source=source, quick=quick, overrides=set)
+    if prices is not None:
+        cfg, prices = _with_frame(cfg, prices, name, source)
+    elif name is not None:
+        raise ConfigError("name= names a DataFrame given as prices=; pass prices= too, or drop name=")
     # every core available, fewer while other processes use some; a count the caller chose is kept
     pool = None
     if executor != "local" or address is not None:
@@ -151,6 +163,22 @@ def resolve_config(config: ConfigLike = None, *, source: str | None = None, quic
                              overrides=_overrides(overrides))
 
 
+def _with_frame(cfg: RunConfig, prices: Any, name: str | None, source: str | None) -> tuple[RunConfig, pd.DataFrame]:
+    """``cfg`` recording ``prices`` as ``data.source = "frame:NAME"``, and the prices normalised and
+    checked as the rows of a ``csv:`` file are. ``name`` defaults to the name a ``frame:`` config
+    already has, else ``"DataFrame"``."""
+    if source is not None:
+        raise ConfigError(f"source={source!r} and prices= both say where the prices come from; pass one of them")
+    if name is None:
+        scheme, _, before = cfg.data.source.partition(":")
+        name = before if scheme == "frame" and before else "DataFrame"
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS or not name.isprintable():
+        raise ConfigError(f"name={_brief(name)} is not a usable name for prices=; give up to {MAX_NAME_CHARS} "
+                          "printable characters, e.g. name='SPY daily'")
+    data = dataclasses.replace(cfg.data, source=f"frame:{name.strip()}")
+    return dataclasses.replace(cfg, data=data), frame_prices(prices, data)
+
+
 def _changed_keys(config: RunConfig) -> dict[str, Any]:
     """``{"section.key": value}`` of every key where ``config`` differs from the defaults."""
     default = RunConfig()
@@ -165,13 +193,23 @@ def _overrides(items: Overrides) -> dict[str, Any]:
     """``set=`` as ``{"section.key": value}``: a mapping as it is, ``"key=value"`` strings parsed as ``--set``."""
     if items is None:
         return {}
+    wrong = ConfigError(f"set must be a dict like {{'model.hidden_size': 64}} or a list of 'key=value' strings, "
+                        f"not {_brief(items)}")
     if isinstance(items, Mapping):
+        if not all(isinstance(key, str) for key in items):
+            raise wrong
         return dict(items)
     if isinstance(items, str):
         items = [items]
-    if not all(isinstance(item, str) for item in items):
-        raise ConfigError("set must be a dict like {'model.hidden_size': 64} or a list of 'key=value' strings")
+    if not isinstance(items, Sequence) or isinstance(items, bytes) or not all(isinstance(item, str) for item in items):
+        raise wrong
     return parse_overrides(list(items))
+
+
+def _brief(value: Any) -> str:
+    """``value`` as a message shows it: its repr, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 __all__ = ["run", "load", "tear_sheet", "register_strategy", "resolve_config", "RunResult"]

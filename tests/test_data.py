@@ -16,16 +16,15 @@ import requests
 import lstmbt.backtest.data as data
 from lstmbt.backtest.config import DataConfig
 from lstmbt.backtest.data import (
-    OHLCV,
     check_enough_rows,
     describe_prices,
     fdr_cache_dir,
     load_prices,
     normalize_ohlcv,
     read_fdr,
-    trim_dates,
 )
 from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.frames import OHLCV, trim_dates
 
 HEADER = "date,open,high,low,close,volume"
 

@@ -282,6 +282,36 @@ def test_stale_runs_are_found_and_counted():
     assert "(2 such stretches, 12 bars in all)" in line
 
 
+# --------------------------------------------------------------------------- locale-formatted volume
+
+
+def _german(shares: np.ndarray) -> np.ndarray:
+    """``shares`` as a German export writes them and pandas reads them back: 1058 as "1.058" -> 1.058."""
+    return np.where(shares >= 1000, shares / 1000, shares)
+
+
+@pytest.mark.parametrize(("name", "volume", "warned"), [
+    ("german export around 1000 shares", lambda rng: _german(rng.integers(600, 3000, 60)), True),
+    ("german export, few days above 1000", lambda rng: _german(rng.integers(100, 1100, 60)), True),
+    ("whole shares", lambda rng: rng.integers(600, 3000, 60).astype(float), False),
+    ("every value in thousands, 3 decimals", lambda rng: rng.integers(1000, 90000, 60) / 1000, False),
+    ("fractional coins", lambda rng: rng.uniform(1, 900, 60).round(6), False),
+    ("millions with 3 decimals and a whole one", lambda rng: np.r_[rng.integers(1000, 9000, 59) / 1000, 3.0], False),
+    ("large shares with decimals", lambda rng: rng.integers(10**6, 10**7, 60) + 0.5, False),
+])
+def test_volume_with_dots_as_thousands_separators_warns(name, volume, warned):
+    rng = np.random.default_rng(3)
+    prices = bars(walk(60), volume=volume(rng))
+    lines = [line for line in data_warnings(prices, CFG) if "Volume" in line]
+    if not warned:
+        assert lines == [], name
+        return
+    [line] = lines
+    first = prices["Volume"][prices["Volume"] % 1 != 0].iloc[0]
+    assert line.startswith("sample:sp500: Volume looks written with '.' as a thousands separator: ")
+    assert f"as if {first:g} stood for {first * 1000:.0f}; export Volume without thousands separators" in line
+
+
 # --------------------------------------------------------------------------- opens at the previous close
 
 
