@@ -191,7 +191,7 @@ def test_a_best_row_that_never_trades_gets_a_dsr_note_not_a_bare_refusal():
     rng = np.random.default_rng(0)
     returns = pd.DataFrame({c: rng.normal(0, 0.01, 640) for c in summary["candidate"]})
     returns["0:a"] = 0.0  # ranked first (by hand), flat: nothing to deflate
-    spec = SimpleNamespace(metric="sharpe", rank_by="ensemble", pbo_blocks=4)
+    spec = SimpleNamespace(metric="sharpe", rank_by="ensemble", pbo_blocks=4, search="grid", n_trials=None)
     out = assess_overfit(summary, returns, spec)
     assert out["dsr_sentence"] == ("DSR not computed: the daily returns of 0:a do not vary (it never holds a "
                                    "position).")
