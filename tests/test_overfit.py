@@ -180,6 +180,16 @@ def test_the_counts_and_their_sentence_use_one_vocabulary():
         counts_sentence(uneven)
 
 
+def test_a_random_searchs_draws_lead_the_counts_sentence():
+    from lstmbt.backtest.campaign.sweep_score import counts_sentence, sweep_counts
+
+    counts = sweep_counts(_rows({0: ["a"], 1: ["a"], 2: ["a"]}, {}), dsr_n=3)
+    assert counts_sentence({**counts, "n_draws": 40}).startswith(
+        "40 random draws gave 3 distinct combinations (37 repeated draws dropped): 3 trials (")
+    assert counts_sentence({**counts, "n_draws": 3}).startswith("3 random draws, none repeated: 3 trials (")
+    assert counts_sentence({**counts, "n_draws": None}).startswith("3 trials (")  # a grid
+
+
 def test_a_best_row_that_never_trades_gets_a_dsr_note_not_a_bare_refusal():
     from types import SimpleNamespace
 
