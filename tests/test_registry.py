@@ -277,6 +277,8 @@ def test_one_malformed_run_is_skipped_with_a_line_and_the_rest_are_listed(case, 
     assert "\n" not in line and line.startswith(f"warning: skipped {runs / 'bad'}: {words}"), err
     assert line.endswith("; restore the file, or move the run directory out of the root"), err
     assert out.startswith("1 run under ") and "\ngood " in out and "\nbad " not in out
+    code, out, err = run_cli(["runs", "show", "good", "--root", str(runs)])
+    assert code == 0 and err == "" and "ridge_regression" in out  # its neighbour neither stops nor concerns it
     code, out, err = run_cli(["runs", "show", "bad", "--root", str(runs)])
     assert code == 2 and err.startswith(f"error: run 'bad' under {runs} cannot be shown: {words}"), err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and out == ""
