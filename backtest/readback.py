@@ -52,6 +52,8 @@ def read_json(path: str | Path, kind: type = dict) -> Any:
     except json.JSONDecodeError as exc:
         raise DamagedFileError(path, f"is not valid JSON (truncated or damaged: {exc.msg} at line {exc.lineno}, "
                                      f"column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:  # a number of over 4300 digits, or nesting too deep to parse
+        raise DamagedFileError(path, f"is not a JSON file lstmbt wrote ({_first_line(str(exc).split(';')[0])})") from None
     if not isinstance(value, kind):
         raise DamagedFileError(path, f"has an unexpected shape (a JSON {_json_kind(value)}, not "
                                      f"a JSON {_json_kind(kind())})")
@@ -74,6 +76,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise DamagedFileError(path, f"is not valid TOML (truncated or damaged: {exc})") from None
+    except (ValueError, RecursionError) as exc:  # a number of over 4300 digits, or nesting too deep to parse
+        raise DamagedFileError(path, f"is not a TOML file lstmbt wrote ({_first_line(str(exc).split(';')[0])})") from None
 
 
 def read_config(path: str | Path) -> RunConfig:

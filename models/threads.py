@@ -19,12 +19,13 @@ import concurrent.futures
 import contextlib
 import math
 import os
+import re
 import sys
 import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterator, Mapping, Sequence, TypeVar
 
 from lstmbt.models.specs import available_cores
 
@@ -32,6 +33,8 @@ T = TypeVar("T")
 
 #: environment variables through which a user pins the thread count; set, they win
 USER_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: what OpenMP reads as a thread count: whole numbers from 1, or a comma list of them (one per nesting level)
+_THREAD_COUNT = re.compile(r"\s*\+?0*[1-9]\d{0,8}\s*(,\s*\+?0*[1-9]\d{0,8}\s*)*")
 #: /proc/stat columns of busy time (user nice system idle iowait irq softirq steal): all but idle, iowait
 _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
 
@@ -47,6 +50,14 @@ def user_threads() -> int | None:
         if value.isdigit() and int(value) > 0:
             return int(value)
     return None
+
+
+def invalid_thread_vars(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """``{name: value}`` of the ``USER_THREAD_VARS`` set to what is no thread count (``abc``, ``0``,
+    ``-1``, empty): OpenMP prints "libgomp: Invalid value ..." for one when it loads, and MKL
+    quietly runs torch on one thread."""
+    return {name: environ[name] for name in USER_THREAD_VARS
+            if name in environ and not _THREAD_COUNT.fullmatch(environ[name])}
 
 
 def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:

@@ -141,6 +141,8 @@ def _facts(outcome: Any) -> list[tuple[str, str]]:
     seeds = o.get("rank_by") == "seed_median"
     return [
         ("ranked by", LABELS[o["metric"]] + (" (median over each row's seeds)" if seeds else "")),
+        *([("random draws / repeated draws (each combination runs once)",
+             f"{o['n_draws']:,} / {o['n_draws'] - o['n_trials']:,}")] if o.get("n_draws") else []),
         ("trials / training trials", f"{o['n_trials']:,} / {o['n_training_trials']:,}"),
         ("rows (trial × strategy) / distinct rows", f"{o['n_rows']:,} / {o['n_distinct']:,}"),
         ("N, what the DSR counts", f"{o['dsr_n']:,}" + (

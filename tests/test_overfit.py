@@ -180,6 +180,16 @@ def test_the_counts_and_their_sentence_use_one_vocabulary():
         counts_sentence(uneven)
 
 
+def test_a_random_searchs_draws_lead_the_counts_sentence():
+    from lstmbt.backtest.campaign.sweep_score import counts_sentence, sweep_counts
+
+    counts = sweep_counts(_rows({0: ["a"], 1: ["a"], 2: ["a"]}, {}), dsr_n=3)
+    assert counts_sentence({**counts, "n_draws": 40}).startswith(
+        "40 random draws gave 3 distinct combinations (37 repeated draws dropped): 3 trials (")
+    assert counts_sentence({**counts, "n_draws": 3}).startswith("3 random draws, none repeated: 3 trials (")
+    assert counts_sentence({**counts, "n_draws": None}).startswith("3 trials (")  # a grid
+
+
 def test_a_best_row_that_never_trades_gets_a_dsr_note_not_a_bare_refusal():
     from types import SimpleNamespace
 
@@ -191,7 +201,7 @@ def test_a_best_row_that_never_trades_gets_a_dsr_note_not_a_bare_refusal():
     rng = np.random.default_rng(0)
     returns = pd.DataFrame({c: rng.normal(0, 0.01, 640) for c in summary["candidate"]})
     returns["0:a"] = 0.0  # ranked first (by hand), flat: nothing to deflate
-    spec = SimpleNamespace(metric="sharpe", rank_by="ensemble", pbo_blocks=4)
+    spec = SimpleNamespace(metric="sharpe", rank_by="ensemble", pbo_blocks=4, search="grid", n_trials=None)
     out = assess_overfit(summary, returns, spec)
     assert out["dsr_sentence"] == ("DSR not computed: the daily returns of 0:a do not vary (it never holds a "
                                    "position).")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
 
 from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import DataWarning
 from lstmbt.backtest.pipeline import run
 
 from lstmbt.backtest.campaign.registry import INDEX_NAME, config_digest, list_runs, show_run
@@ -175,7 +177,7 @@ def test_an_index_of_the_old_layout_is_rebuilt(tree, tmp_path):
 def test_cli_recursive_list_and_duplicate_marks(tree, run_cli):
     code, stdout, stderr = run_cli(["runs", "list", "--root", str(tree)])
     assert code == 0, stderr
-    assert "duplicate of spx-both (same config and data)" in stdout
+    assert "duplicate of spx-both (same config, data and results)" in stdout
     assert "2 more runs inside sweeps, universes or sub-folders: --recursive lists them" in stdout
     assert "t000-abcd1234" not in stdout
     code, stdout, stderr = run_cli(["runs", "list", "--root", str(tree), "--recursive"])
@@ -225,3 +227,153 @@ def test_a_linked_run_is_listed_and_a_link_back_up_the_tree_is_no_loop(root, tmp
     (runs / "sub").mkdir()
     (runs / "sub" / "up").symlink_to(runs, target_is_directory=True)  # a loop, were links followed blindly
     assert set(list_runs(runs, recursive=True)["id"]) == {"linked"}
+
+
+# --------------------------------------------------------------------------- malformed runs, names, twins
+
+
+def _edit_metrics(run_dir, edit) -> None:
+    """Rewrite ``run_dir``'s metrics.json as ``edit(metrics)`` returns it (text: written as is)."""
+    path = run_dir / "metrics.json"
+    value = edit(json.loads(path.read_text()))
+    path.write_text(value if isinstance(value, str) else json.dumps(value), encoding="utf-8")
+
+
+def _huge_number(metrics):
+    metrics["ridge_regression"]["n_trades"] = 2**64
+    return metrics
+
+
+def _digits(metrics):  # 5,000 digits: more than Python reads back from JSON
+    return json.dumps(metrics).replace('"n_trades": ', '"n_trades": ' + "9" * 5000 + ', "x": ', 1)
+
+
+def _surrogate(metrics):  # a key JSON can spell but UTF-8 cannot hold
+    return json.dumps(metrics).replace('"ridge_regression"', '"ridge\\ud800"', 1)
+
+
+MALFORMED = {  # setup of the run "bad" -> the words of its one skipped line
+    "integer-beyond-64-bits": (lambda bad: _edit_metrics(bad, _huge_number),
+                               "metrics.json has a number too large to index (ridge_regression.n_trades = 1844"),
+    "5000-digit-number": (lambda bad: _edit_metrics(bad, _digits),
+                          "metrics.json is not a JSON file lstmbt wrote (Exceeds the limit (4300 digits)"),
+    "key-not-utf8": (lambda bad: _edit_metrics(bad, _surrogate), "metrics.json has text that is not UTF-8 (ridge\\ud800)"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_one_malformed_run_is_skipped_with_a_line_and_the_rest_are_listed(case, root, tmp_path, run_cli):
+    from test_error_paths import assert_nothing_lost, snapshot
+
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "spx-both", runs / "good")
+    shutil.copytree(root / "spx-both", runs / "bad")
+    setup, words = MALFORMED[case]
+    setup(runs / "bad")
+    before = snapshot(runs)
+    code, out, err = run_cli(["runs", "list", "--root", str(runs)])
+    assert code == 0 and "Traceback" not in out + err, err
+    line = err.strip()
+    assert "\n" not in line and line.startswith(f"warning: skipped {runs / 'bad'}: {words}"), err
+    assert line.endswith("; restore the file, or move the run directory out of the root"), err
+    assert out.startswith("1 run under ") and "\ngood " in out and "\nbad " not in out
+    code, out, err = run_cli(["runs", "show", "good", "--root", str(runs)])
+    assert code == 0 and err == "" and "ridge_regression" in out  # its neighbour neither stops nor concerns it
+    code, out, err = run_cli(["runs", "show", "bad", "--root", str(runs)])
+    assert code == 2 and err.startswith(f"error: run 'bad' under {runs} cannot be shown: {words}"), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and out == ""
+    assert_nothing_lost(before, snapshot(runs), {runs / INDEX_NAME})
+
+
+def test_a_folder_name_that_is_not_utf8_is_skipped_and_shown_escaped(root, tmp_path, run_cli):
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "spx-both", runs / "good")
+    shutil.copytree(root / "spx-both", os.fsdecode(os.fsencode(runs) + b"/bad\xff"))
+    code, out, err = run_cli(["runs", "list", "--root", str(runs)])
+    assert code == 0 and "Traceback" not in err, err
+    assert err.strip() == (f"warning: skipped {runs}/bad\\xff: bad\\xff is a folder name that is not UTF-8 text; "
+                           "restore the file, or move the run directory out of the root")
+    assert out.startswith("1 run under ") and "\ngood " in out
+
+
+def test_rich_markup_in_a_name_is_shown_as_it_is(root, tmp_path, run_cli):
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "spx-both", runs / "[bold]run[red]")
+    _edit_metrics(runs / "[bold]run[red]", lambda m: {**m, "[/]model": m["ridge_regression"]})
+    for argv in (["runs", "list", "--root", str(runs)], ["runs", "show", "[bold]run[red]", "--root", str(runs)]):
+        code, out, err = run_cli(argv)
+        assert code == 0 and err == "", err
+        assert "[bold]run[red]" in out and "[/]model" in out, out
+
+
+#: a window title, a clear screen, a bell, a carriage return, a C1 control and a right-to-left override
+HOSTILE = "t\x1b]0;owned\x07\x1b[2J\r\x9b\u202eexe"
+SHOWN = "t\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x9b\\u202eexe"
+
+
+def test_escape_sequences_in_names_never_reach_the_terminal(root, tmp_path, run_cli):
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "spx-both", runs / HOSTILE)
+    _edit_metrics(runs / HOSTILE, lambda m: {**m, f"m{HOSTILE}": m["ridge_regression"]})
+    for argv in (["runs", "list", "--root", str(runs)], ["runs", "show", HOSTILE, "--root", str(runs)],
+                 ["runs", "show", f"no{HOSTILE}", "--root", str(runs)]):
+        code, out, err = run_cli(argv)
+        assert code == (2 if argv[2].startswith("no") else 0) and "Traceback" not in err, err
+        assert not any(c in out + err for c in "\x1b\x07\r\x9b\u202e"), (out + err).encode()
+        assert SHOWN in out + err, out + err  # every character there, each control as a visible escape
+
+
+def test_the_same_config_and_data_with_other_results_is_a_warning_not_a_duplicate(root, tmp_path, run_cli):
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "spx-both", runs / "first")
+    shutil.copytree(root / "spx-both", runs / "same")  # equal results: a duplicate
+    shutil.copytree(root / "spx-both", runs / "other")  # a plug-in's other draw: -41.6% instead
+    _edit_metrics(runs / "other", lambda m: {**m, "ridge_regression": {**m["ridge_regression"], "total_return": -0.416}})
+    for name, created in (("same", "2998-01-01"), ("other", "2999-01-01")):
+        manifest = json.loads((runs / name / "manifest.json").read_text())
+        (runs / name / "manifest.json").write_text(json.dumps({**manifest, "created": f"{created}T00:00:00+00:00"}))
+    marks = list_runs(runs).drop_duplicates("id").set_index("id")[["duplicate_of", "differs_from"]]
+    assert marks.loc["same"].tolist() == ["first", "other"] and marks.loc["other"].tolist() == [None, "first"]
+    code, out, err = run_cli(["runs", "list", "--root", str(runs)])
+    assert code == 0 and err.strip() == (
+        "warning: runs first, same and other have the same config and data but different results: the run is not "
+        "deterministic (a plug-in, a GPU or another machine?); compare their figures before trusting either")
+    header = next(line for line in out.splitlines() if line.startswith("other "))
+    assert "duplicate" not in header and "[same config and data as first, different results: see the warning]" in header
+    assert "[duplicate of first (same config, data and results)]" in out
+    code, out, err = run_cli(["runs", "show", "other", "--root", str(runs)])
+    assert code == 0 and "different results" in err and "duplicate" not in out
+    assert " same config: first has different results: see the warning" in out
+
+
+def test_twins_made_with_other_versions_blame_the_versions_not_the_run(root, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "spx-both", runs / "old")
+    shutil.copytree(root / "spx-both", runs / "new")
+    _edit_metrics(runs / "new", lambda m: {**m, "buy_and_hold": {**m["buy_and_hold"], "sharpe": 0.1}})
+    manifest = json.loads((runs / "new" / "manifest.json").read_text())
+    manifest.update(created="2999-01-01T00:00:00+00:00", packages={**manifest["packages"], "torch": "9.9.9"})
+    (runs / "new" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(DataWarning, match=r"^runs old and new have the same config and data but different results: they "
+                                         r"were computed with other versions or devices \(torch \S+ vs 9\.9\.9\)"):
+        list_runs(runs)
+
+
+def test_an_index_of_the_previous_layout_is_rebuilt_with_the_results_digest(root, tmp_path):
+    import contextlib
+    import sqlite3
+
+    from lstmbt.backtest.campaign.index_file import APPLICATION_ID, SCHEMA_VERSION
+
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "spx-both", runs / "spx-both")
+    with contextlib.closing(sqlite3.connect(runs / INDEX_NAME)) as db:  # layout 2: no results digest
+        db.executescript(f"PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 2; CREATE TABLE runs "
+                         "(id TEXT PRIMARY KEY, path TEXT, stamp REAL, created TEXT, source TEXT, symbol TEXT, task "
+                         "TEXT, regression TEXT, horizon INTEGER, first_date TEXT, last_date TEXT, days INTEGER, "
+                         "part_of TEXT, config_digest TEXT, data_sha256 TEXT); CREATE TABLE metrics (run_id TEXT, "
+                         "strategy TEXT, metric TEXT, value REAL);")
+    assert set(list_runs(runs)["id"]) == {"spx-both"}
+    with contextlib.closing(sqlite3.connect(runs / INDEX_NAME)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION > 2
+        assert db.execute("SELECT results_digest FROM runs").fetchone()[0]

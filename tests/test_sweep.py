@@ -25,7 +25,7 @@ from lstmbt.backtest.config import RunConfig, parse_overrides
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.rundir import RUN_FILES, load_run
 from lstmbt.backtest.campaign.sweep_file import Range, expand_trials, is_signal_key, override_args, plan_sweep, read_sweep
-from helpers import TINY_VALUES, call_main
+from helpers import LINEAR_FLAGS, TINY_VALUES, call_main
 
 #: the tiny config, LSTM only, less the lookback that the sweep varies
 TINY_SET = {**{key: value for key, value in TINY_VALUES.items() if key != "model.lookback"}, "model.linear": False}
@@ -345,6 +345,29 @@ def test_random_search_is_seeded_and_stays_inside_its_ranges(tmp_path):
     other = _spec(tmp_path, params, search="random", n_trials=30, seed=8)
     assert [dict(t.values) for t in expand_trials(other)] != values
     assert isinstance(dict(spec.params)["backtest.fee_rate"], Range)
+
+
+def test_a_combination_drawn_twice_runs_once_whatever_its_values(tmp_path):
+    spec = _spec(tmp_path, {"strategy.threshold": [0.0, 0.001]}, search="random", n_trials=40)
+    assert sorted(dict(t.values)["strategy.threshold"] for t in expand_trials(spec)) == [0.0, 0.001]
+    lists = _spec(tmp_path, {"model.head": [[], [4]]}, search="random", n_trials=40)  # list values: not hashable
+    assert sorted(dict(t.values)["model.head"] for t in expand_trials(lists)) == [[], [4]]
+
+
+def test_a_random_search_says_how_many_draws_repeated(tmp_path, run_cli):
+    """40 draws over 2 values: 2 trials, and the console, overfit.json and sweep.html say why."""
+    flags = {key: value for key, value in LINEAR_FLAGS.items() if key != "strategy.threshold"}
+    sweep = _write_sweep(tmp_path / "random.toml", {"search": "random", "n_trials": 40, "pbo_blocks": 2,
+                                                    "set": flags}, {"strategy.threshold": [0.0, 0.001]})
+    code, out, err = run_cli(["sweep", "--config", str(sweep), "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert code == 0 and "Traceback" not in err, err
+    lead = "40 random draws gave 2 distinct combinations (38 repeated draws dropped): 2 trials (1 training trial: "
+    assert out.startswith(lead), out
+    overfit = json.loads((tmp_path / "out" / "overfit.json").read_text())
+    assert overfit["n_draws"] == 40 and overfit["n_trials"] == 2 and overfit["counts_sentence"].startswith(lead)
+    page = html.unescape(re.sub(r"\s+<", "<", (tmp_path / "out" / "sweep.html").read_text()))
+    assert overfit["counts_sentence"] in page
+    assert "random draws / repeated draws (each combination runs once)</td><td>40 / 38" in page
 
 
 def test_a_written_sweep_reads_back_as_the_same_sweep(tmp_path):

@@ -10,13 +10,16 @@ dropped. The index is only a cache, so it never stops a listing:
   database, a lock held too long) is left as it is, and the runs are listed from a temporary
   in-memory index, with one ``DataWarning`` saying why;
 - a run directory with a missing, malformed or misshapen ``metrics.json``, ``manifest.json`` or
-  ``config.toml`` is skipped with one warning naming the file (``runs show`` says why).
+  ``config.toml``, or with a value SQLite cannot hold (an integer beyond 64 bits, a name that is
+  not UTF-8), is skipped with one warning naming the run and why (``runs show`` says why); the
+  others are listed.
 
 Runs are found at any depth below the root (a sweep's trials, a universe's tickers, runs kept in
 sub-folders); a run's id is its path relative to the root, and ``part_of`` names the sweep or
 universe that holds it. Runs with the same config (``config_digest``: the saved config filled as
-``fill_saved`` fills it) on the same prices (the manifest's data hash) are duplicates: every one
-but the oldest gets ``duplicate_of``. Dot-directories (``.NAME.partial``, ``.NAME.tmp-*``:
+``fill_saved`` fills it) on the same prices (the manifest's data hash) and the same results
+(``twins.results_digest``) are duplicates: every one but the oldest gets ``duplicate_of``. The same
+config and prices with other results is no duplicate but a ``DataWarning`` (``twins``). Dot-directories (``.NAME.partial``, ``.NAME.tmp-*``:
 unfinished runs) are never listed, nor is anything below them.
 """
 
@@ -33,7 +36,9 @@ from typing import Any
 import pandas as pd
 
 from lstmbt.backtest.config import RunConfig, fill_saved
-from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
+from lstmbt.backtest.campaign.index_file import COLUMNS, damaged, open_index, problem, removed
+from lstmbt.backtest.campaign.twins import differing_sentences, made_with, mark_twins, results_digest
+from lstmbt.backtest.errors import ConfigError, DataError, DataWarning, shorten
 from lstmbt.backtest.readback import DamagedFileError, read_json, read_metrics, read_toml
 from lstmbt.models.key import BASELINES, BENCHMARK  # not from scoring, which takes 2 s to import
 
@@ -42,32 +47,14 @@ INDEX_NAME = ".lstmbt-runs.sqlite"
 LIST_METRICS = ("total_return", "sharpe", "hit_rate", "hit_rate_pvalue")
 #: a universe's portfolios of its tickers' strategies: equal weight and cross-sectional top-k
 _PORTFOLIO_PREFIXES = ("", "ew_", "xs_")
-#: ``PRAGMA application_id`` of an lstmbt index ("lsbt"), so another program's database is never changed
-APPLICATION_ID = 0x6C736274
-#: ``PRAGMA user_version`` of the index layout; an index of an older layout is only a cache, so it is rebuilt
-SCHEMA_VERSION = 2
 #: how deep below the root runs are looked for (root/sweep/trials/run is 3)
 MAX_DEPTH = 6
 #: config keys that change no figure of a run, left out of ``config_digest``
 UNCOMPARED_KEYS = ("data.refresh",)
-_COLUMNS = {"runs": ("id", "path", "stamp", "created", "source", "symbol", "task", "regression", "horizon",
-                     "first_date", "last_date", "days", "part_of", "config_digest", "data_sha256"),
-            "metrics": ("run_id", "strategy", "metric", "value")}
-#: the layout of the first indexes (before ``SCHEMA_VERSION``), still claimed as lstmbt's and rebuilt
-_OLD_COLUMNS = {"runs": _COLUMNS["runs"][:12], "metrics": _COLUMNS["metrics"]}
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, path TEXT, stamp REAL, created TEXT, source TEXT,
-    symbol TEXT, task TEXT, regression TEXT, horizon INTEGER, first_date TEXT, last_date TEXT, days INTEGER,
-    part_of TEXT, config_digest TEXT, data_sha256 TEXT);
-CREATE TABLE IF NOT EXISTS metrics (run_id TEXT, strategy TEXT, metric TEXT, value REAL);
-CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id);
-"""
 _RUN_FILES = ("manifest.json", "metrics.json", "config.toml")
 _FIX = "restore the file, or move the run directory out of the root"
-
-
-class _Unusable(sqlite3.DatabaseError):
-    """An index file that lstmbt must not touch (another program's database) or found damaged."""
+#: SQLite's integers are 64-bit: a larger one cannot be indexed
+_INT_LIMIT = 2**63
 
 
 def sync_index(root: str | Path) -> sqlite3.Connection:
@@ -87,18 +74,18 @@ def _sync(root: str | Path) -> tuple[sqlite3.Connection, dict[str, str]]:
     for attempt in (1, 2):
         db = None
         try:
-            db = _open(path)
+            db = open_index(path)
             return db, _update(db, on_disk)
         except (sqlite3.DatabaseError, OSError) as exc:  # damage often shows only when a page is read
             if db is not None:
                 db.close()
-            if attempt == 1 and _damaged(exc) and _removed(path):
+            if attempt == 1 and damaged(exc) and removed(path):
                 continue  # a damaged index is only a cache: start it again
-            problem = _problem(path, exc)
+            why = problem(path, exc)
             break
-    warnings.warn(f"run index {path} {problem}; listing from a temporary in-memory index instead", DataWarning,
+    warnings.warn(f"run index {path} {why}; listing from a temporary in-memory index instead", DataWarning,
                   stacklevel=3)
-    db = _open(":memory:")
+    db = open_index(":memory:")
     return db, _update(db, on_disk)
 
 
@@ -143,34 +130,6 @@ def _is_run_dir(path: Path) -> bool:
         return False
 
 
-def _open(path: str | Path) -> sqlite3.Connection:
-    """A checked connection to the index at ``path``; ``_Unusable`` for a damaged or foreign one."""
-    db = sqlite3.connect(path, timeout=10)
-    try:
-        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-            raise _Unusable("database disk image is malformed (quick_check)")
-        if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            _claim(db)
-        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            db.executescript("DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS metrics;")  # an older layout
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.executescript(_SCHEMA)
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-def _claim(db: sqlite3.Connection) -> None:
-    """Mark a new index, or one written before indexes were marked, as lstmbt's; refuse any other."""
-    tables = {name: tuple(row[1] for row in db.execute(f"PRAGMA table_info({name!r})"))
-              for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if tables and tables not in (_COLUMNS, _OLD_COLUMNS):
-        raise _Unusable(f"is not an lstmbt run index (it holds the table(s) {', '.join(sorted(tables))} "
-                        "with other columns); move it away so lstmbt can keep its index there")
-    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-
-
 def _update(db: sqlite3.Connection, on_disk: dict[str, Path]) -> dict[str, str]:
     """Bring ``db`` up to date with ``on_disk``; returns the skipped runs and why."""
     known = dict(db.execute("SELECT id, stamp FROM runs").fetchall())
@@ -178,6 +137,9 @@ def _update(db: sqlite3.Connection, on_disk: dict[str, Path]) -> dict[str, str]:
         _forget(db, gone)
     skipped = {}
     for run_id, run_dir in on_disk.items():
+        if not _utf8(run_id):  # SQLite holds UTF-8 text only; os.scandir keeps other bytes as surrogates
+            skipped[run_id] = f"{run_dir.name} is a folder name that is not UTF-8 text"
+            continue
         stamp = _stamp(run_dir)
         if stamp is not None and known.get(run_id) == stamp:
             continue
@@ -222,15 +184,35 @@ def _read_run(run_id: str, run_dir: Path, stamp: float | None) -> tuple[tuple[An
     row = (run_id, str(run_dir), stamp, manifest.get("created"), source, data.get("symbol"), target.get("task"),
            target.get("regression"), target.get("horizon"), oos.get("first_date"), oos.get("last_date"),
            oos.get("days"), _part_of(run_id, run_dir), _digest_of(config, run_dir / "config.toml", "universe" in manifest),
-           data.get("sha256"))
-    for name, value in zip(_COLUMNS["runs"][3:], row[3:]):
+           data.get("sha256"), results_digest(metrics), made_with(manifest))
+    for name, value in zip(COLUMNS["runs"][3:], row[3:]):
+        path = run_dir / ("config.toml" if name in ("task", "regression", "horizon") else "manifest.json")
         if value is not None and not isinstance(value, (str, int, float)):
-            raise DamagedFileError(run_dir / ("config.toml" if name in ("task", "regression", "horizon")
-                                              else "manifest.json"), f"has an unexpected shape ({name} is "
-                                                                     f"a {type(value).__name__})", _FIX)
+            raise DamagedFileError(path, f"has an unexpected shape ({name} is a {type(value).__name__})", _FIX)
+        _check_storable(path, name, value)
     rows = [(run_id, strategy, key, value) for strategy, entry in metrics.items() for key, value in entry.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    for _, strategy, key, value in rows:
+        for name, item in ((strategy, strategy), (f"{strategy}.{key}", key), (f"{strategy}.{key}", value)):
+            _check_storable(run_dir / "metrics.json", name, item)
     return row, rows
+
+
+def _check_storable(path: Path, name: str, value: Any) -> None:
+    """``DamagedFileError`` for a value of ``path`` that SQLite cannot hold: an integer beyond 64
+    bits, or text that is not UTF-8 (a lone surrogate, as ``\\udc80`` in JSON gives)."""
+    if isinstance(value, int) and not -_INT_LIMIT <= value < _INT_LIMIT:
+        raise DamagedFileError(path, f"has a number too large to index ({name} = {shorten(str(value), 40)})", _FIX)
+    if isinstance(value, str) and not _utf8(value):
+        raise DamagedFileError(path, f"has text that is not UTF-8 ({name})", _FIX)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def config_digest(cfg: RunConfig | dict[str, Any], universe: bool = False) -> str:
@@ -273,41 +255,6 @@ def _table(parent: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
     return value
 
 
-def _damaged(exc: BaseException) -> bool:
-    """Whether ``exc`` says the index file itself is damaged (so rebuilding it is the cure)."""
-    if isinstance(exc, _Unusable):
-        return "malformed" in str(exc)
-    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or any(
-        words in str(exc) for words in ("malformed", "not a database"))
-
-
-def _removed(path: Path) -> bool:
-    """Delete a damaged index file and the journal files SQLite may have left beside it; False if
-    it is no file or cannot be deleted (a read-only root)."""
-    try:
-        if not path.is_file():
-            return False
-        for name in (path.name, f"{path.name}-journal", f"{path.name}-wal", f"{path.name}-shm"):
-            path.with_name(name).unlink(missing_ok=True)
-    except OSError:
-        return False
-    return True
-
-
-def _problem(path: Path, exc: BaseException) -> str:
-    """Why the index at ``path`` cannot be used, worded to follow its name, with the fix."""
-    text = " ".join(str(exc).split())
-    if path.is_dir():
-        return "is a directory, not an index file; move it away to keep an index between calls"
-    if isinstance(exc, _Unusable):
-        return text
-    if _damaged(exc):
-        return f"is damaged and cannot be replaced ({text}); delete it to have it rebuilt"
-    if "locked" in text or "busy" in text:
-        return f"is locked by another process ({text}); retry when the other `lstmbt runs` has finished"
-    return f"cannot be opened or written ({text}); make the run root writable to keep an index"
-
-
 def _warn_skipped(root: str | Path, skipped: dict[str, str]) -> None:
     for run_id, why in skipped.items():
         warnings.warn(f"skipped {Path(root) / run_id}: {why}; {_FIX}", DataWarning, stacklevel=3)
@@ -319,8 +266,10 @@ def list_runs(root: str | Path, source: str | None = None, target: str | None = 
     network family, LightGBM, the linear twins, plug-in models, a universe's ``ew_``/``xs_``
     portfolios): the run's key config, the model's ``LIST_METRICS`` and ``bh_sharpe``, buy-and-hold's
     Sharpe on the run's days (a universe's: equal-weight buy-and-hold of its tickers),
-    ``part_of`` (the sweep or universe holding the run) and ``duplicate_of`` (the oldest run with
-    the same config and data, None for that one and for runs with no twin).
+    ``part_of`` (the sweep or universe holding the run), ``duplicate_of`` (the oldest run with
+    the same config, data and results, None for that one and for runs with no twin) and
+    ``differs_from`` (the oldest run with the same config and data but other results, each such
+    set warned about once with a ``DataWarning``: ``twins.differing_sentences``).
 
     ``source``: substring of the data source; ``target``: ``regression``, ``classification`` or a
     model name; ``since``: ISO date, runs created on or after it; ``sort``: any metric key,
@@ -338,10 +287,12 @@ def list_runs(root: str | Path, source: str | None = None, target: str | None = 
     bench = pd.read_sql_query("SELECT run_id, value AS bh_sharpe FROM metrics WHERE strategy IN (?, ?) "
                               "AND metric = 'sharpe'", db, params=(BENCHMARK, f"ew_{BENCHMARK}"))
     db.close()
-    runs["duplicate_of"] = _duplicates(runs)
+    every = runs = mark_twins(runs)
     nested = runs["id"].str.contains("/", regex=False)
     if not recursive:
         runs = runs[~nested]
+    for sentence in differing_sentences(every, runs["id"]):  # the sets that hold a listed run
+        warnings.warn(sentence, DataWarning, stacklevel=2)
     wide = rows.pivot_table(index=["run_id", "strategy"], columns="metric", values="value").reset_index()
     if wide.empty:  # no runs (or none with a model): the right columns, no rows
         wide = pd.DataFrame(columns=["run_id", "strategy", *LIST_METRICS])
@@ -358,16 +309,6 @@ def list_runs(root: str | Path, source: str | None = None, target: str | None = 
         frame = frame.sort_values(["created", "id", "strategy"], ascending=[False, True, True]).reset_index(drop=True)
     frame.attrs["nested"] = 0 if recursive else int(nested.sum())
     return frame
-
-
-def _duplicates(runs: pd.DataFrame) -> pd.Series:
-    """Per run, the id of the oldest run with the same config digest and data hash (None for that
-    oldest one, and for a run lacking either hash)."""
-    ordered = runs.sort_values(["created", "id"], na_position="last")
-    keyed = ordered.dropna(subset=["config_digest", "data_sha256"])
-    first = keyed.groupby(["config_digest", "data_sha256"], sort=False)["id"].transform("first")
-    twins = first[first != keyed["id"]]
-    return pd.Series(twins, index=runs.index, dtype=object).where(lambda s: s.notna(), None)
 
 
 def latest_matching_run(root: str | Path, cfg: RunConfig, data_sha256: str) -> tuple[dict[str, Any], pd.DataFrame] | None:
@@ -402,26 +343,32 @@ def _filter(frame: pd.DataFrame, source: str | None, target: str | None, since: 
 
 def show_run(root: str | Path, run_id: str) -> tuple[dict[str, Any], pd.DataFrame]:
     """One run's index record and its full metrics table (metrics as rows, strategies as columns);
-    a nested run's id is its path under the root (``sweep-x/trials/t000-ab12cd34``)."""
+    a nested run's id is its path under the root (``sweep-x/trials/t000-ab12cd34``). The record's
+    ``differing`` sentences (twins with other results) are also warned about (``DataWarning``)."""
     db, skipped = _sync(root)
     try:
         if run_id in skipped:
             raise DataError(f"run {run_id!r} under {root} cannot be shown: {skipped[run_id]}; {_FIX}")
-        if db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+        if not _utf8(run_id) or db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
             ids = [r[0] for r in db.execute("SELECT id FROM runs ORDER BY created DESC LIMIT 5")]
             raise DataError(f"no run {run_id!r} under {root}; `lstmbt runs list --recursive` shows them"
                             + (f" (newest: {', '.join(ids)})" if ids else ""))
-        return _record(db, run_id)
+        info, table = _record(db, run_id)
     finally:
         db.close()
+    for sentence in info["differing"]:
+        warnings.warn(sentence, DataWarning, stacklevel=2)
+    return info, table
 
 
 def _record(db: sqlite3.Connection, run_id: str) -> tuple[dict[str, Any], pd.DataFrame]:
     cursor = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
     info = dict(zip([c[0] for c in cursor.description], cursor.fetchone()))
-    runs = pd.read_sql_query("SELECT id, created, config_digest, data_sha256 FROM runs", db)
-    twins = _duplicates(runs)
-    info["duplicate_of"] = twins[runs["id"] == run_id].iloc[0]
-    info["duplicates"] = sorted(i for i, of in zip(runs["id"], twins) if of == run_id)
+    runs = mark_twins(pd.read_sql_query("SELECT id, created, config_digest, data_sha256, results_digest, made_with "
+                                        "FROM runs", db))
+    mine = runs[runs["id"] == run_id].iloc[0]
+    info.update(duplicate_of=mine["duplicate_of"], differs_from=mine["differs_from"],
+                duplicates=sorted(runs.loc[runs["duplicate_of"] == run_id, "id"]),
+                differing=differing_sentences(runs, [run_id]))
     rows = pd.read_sql_query("SELECT strategy, metric, value FROM metrics WHERE run_id = ?", db, params=(run_id,))
     return info, rows.pivot_table(index="metric", columns="strategy", values="value", sort=False)

@@ -321,7 +321,8 @@ def _plain(value: Any) -> Any:
 
 def expand_trials(spec: SweepSpec) -> list[Trial]:
     """Every trial of the spec, in plan order: the grid's product (last key fastest), or ``n_trials``
-    random draws (seeded by ``spec.seed``; a combination drawn twice is kept once)."""
+    random draws (seeded by ``spec.seed``; a combination drawn twice is kept once, so there may be
+    fewer trials than draws: the counts sentence says how many repeated)."""
     keys = [k for k, _ in spec.params]
     if spec.search == "grid":
         sizes = math.prod(len(v) for _, v in spec.params)  # type: ignore[arg-type]
@@ -335,16 +336,11 @@ def expand_trials(spec: SweepSpec) -> list[Trial]:
         rng = np.random.default_rng(spec.seed)
         draws = [tuple(v.draw(rng) if isinstance(v, Range) else v[int(rng.integers(len(v)))] for _, v in spec.params)
                  for _ in range(spec.n_trials)]  # type: ignore[arg-type]
-        combos = list(dict.fromkeys(draws, None)) if _hashable(draws) else draws
+        distinct: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        for combo in draws:  # by each value's repr: list values (model.head = [8]) are not hashable
+            distinct.setdefault(tuple(repr(_plain(v)) for v in combo), combo)
+        combos = list(distinct.values())
     return [Trial(index=i, values=tuple(zip(keys, combo))) for i, combo in enumerate(combos)]
-
-
-def _hashable(items: list[Any]) -> bool:
-    try:
-        hash(tuple(items))
-    except TypeError:
-        return False
-    return True
 
 
 def plan_sweep(spec: SweepSpec) -> list[TrainingTrial]:

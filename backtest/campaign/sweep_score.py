@@ -236,7 +236,8 @@ def assess_overfit(summary: pd.DataFrame, returns: pd.DataFrame, spec: SweepSpec
     trials = returns[dsr_trials(rows, returns.columns)] if by_seed else distinct
     chosen = best["median_candidate"] if by_seed else best["candidate"]
     out: dict[str, Any] = {"metric": spec.metric, "rank_by": spec.rank_by, "best": best["candidate"],
-                           "dsr_candidate": chosen, **sweep_counts(summary, trials.shape[1]), "n_days": len(returns)}
+                           "dsr_candidate": chosen, **sweep_counts(summary, trials.shape[1]), "n_days": len(returns),
+                           "n_draws": spec.n_trials if spec.search == "random" else None}
     out.update(_dsr(trials, returns[chosen].to_numpy(), chosen))
     out.update(_pbo(distinct, spec.pbo_blocks))
     out["counts_sentence"] = counts_sentence(out, by_seed)
@@ -261,10 +262,16 @@ def sweep_counts(summary: pd.DataFrame, dsr_n: int) -> dict[str, int | None]:
 
 
 def counts_sentence(counts: dict[str, Any], by_seed: bool = False) -> str:
-    """The counts in one sentence, printed, shown on the page and kept in ``overfit.json`` alike."""
+    """The counts in one sentence, printed, shown on the page and kept in ``overfit.json`` alike;
+    ``n_draws`` (a random search's draws, of which the repeated combinations ran once) leads it."""
     n = counts
     lead = (f"{_plural(n['n_trials'], 'trial')} ({_plural(n['n_training_trials'], 'training trial')}: trials that "
             f"share every training value train once)")
+    if n.get("n_draws"):
+        repeated = n["n_draws"] - n["n_trials"]
+        lead = (f"{_plural(n['n_draws'], 'random draw')} gave {_plural(n['n_trials'], 'distinct combination')} "
+                f"({_plural(repeated, 'repeated draw')} dropped): {lead}" if repeated
+                else f"{_plural(n['n_draws'], 'random draw')}, none repeated: {lead}")
     rows = (f" × {_plural(n['n_strategies'], 'strategy', 'strategies')} = {_plural(n['n_rows'], 'row')}"
             if n["n_strategies"] else f" give {_plural(n['n_rows'], 'row')} (trial × strategy; the strategies "
                                       "differ between training trials)")

@@ -14,6 +14,8 @@ import typer
 import lstmbt.backtest.cli.campaign as campaign
 import lstmbt.backtest.cli.core as core
 import lstmbt.backtest.cli.errors as cli_errors
+from lstmbt.backtest.cli.environment import tidy_environment
+from lstmbt.backtest.errors import terminal_line
 
 app = typer.Typer(
     name="lstmbt",
@@ -46,5 +48,8 @@ def _global_options(ctx: typer.Context, debug: Annotated[bool, typer.Option(
 
 def main() -> None:
     """Console entry point: every failure ends in one line on stderr and exit status 2 (bad input, a
-    damaged file, a full disk), 130 (Ctrl-C) or 1 (a bug; LSTMBT_DEBUG=1 shows its traceback)."""
+    damaged file, a full disk), 130 (Ctrl-C) or 1 (a bug; LSTMBT_DEBUG=1 shows its traceback).
+    The environment is tidied first, before any library reads it (``environment``)."""
+    for note in tidy_environment():
+        typer.echo(f"note: {terminal_line(note)}", err=True)
     cli_errors.run_with_one_line_errors(app)

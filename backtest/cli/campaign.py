@@ -9,7 +9,7 @@ import typer
 
 from lstmbt.backtest.campaign.executors import make_executor
 from lstmbt.backtest.cli.options import RootOpt, progress_bars
-from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.errors import ConfigError, printable
 
 def sweep(
     config: Annotated[Optional[Path], typer.Option(
@@ -49,7 +49,7 @@ def sweep(
         raise typer.Exit(130) from None
     for line in sweep_lines(outcome):
         typer.echo(line)
-    typer.echo(f"sweep: {(out_dir / 'sweep.html').resolve()}")
+    typer.echo(f"sweep: {printable((out_dir / 'sweep.html').resolve())}")
 
 
 def runs_list(
@@ -62,12 +62,13 @@ def runs_list(
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help=(
         "Also list the runs inside sweeps, universes and sub-folders, each marked with what holds it."))] = False,
 ) -> None:
-    """One row per saved run and model, with its key settings and metrics; runs with the same config
-    on the same data are marked as duplicates of the oldest."""
+    """One row per saved run and model, with its key settings and metrics; runs with the same config,
+    data and results are marked as duplicates of the oldest, and the same config and data with other
+    results is warned about (a run that is not deterministic)."""
     from rich import box
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from lstmbt.backtest.campaign.registry import LIST_METRICS, list_runs  # loads pandas: on use, not at --help
     from lstmbt.reports import format_metric  # loads numpy: on use, not at --help
@@ -77,29 +78,37 @@ def runs_list(
                "hit_rate_pvalue": "hit p"}
     columns = ["total_return", "sharpe", "bh_sharpe", *LIST_METRICS[2:]] + (
         [sort] if sort and sort not in LIST_METRICS and sort != "bh_sharpe" else [])
-    console = Console()
+    console = Console(markup=False, highlight=False)  # names are shown as they are, never read as markup
     count = frame["id"].nunique()
-    console.print(f"{count} run{'' if count == 1 else 's'} under {root}" + (f", by {sort}" if sort else ", newest first"))
+    console.print(f"{count} run{'' if count == 1 else 's'} under {printable(root)}"
+                  + (f", by {printable(sort)}" if sort else ", newest first"), soft_wrap=True)
     for run_id, group in frame.groupby("id", sort=False):  # runs in the order of their best row
         first = group.iloc[0]
-        marks = [f"in {first['part_of']}"] if isinstance(first["part_of"], str) else []
-        if isinstance(first["duplicate_of"], str):  # None or NaN (pandas' missing value) when not one
-            marks.append(f"duplicate of {first['duplicate_of']} (same config and data)")
-        console.print(f"\n[bold]{escape(run_id)}[/bold]  {escape(str(first['source']))}  "
-                      f"{first['first_date']}..{first['last_date']}" + "".join("  " + escape(f"[{m}]") for m in marks),
-                      highlight=False, soft_wrap=True)  # a run's line is never broken: it is searched for
+        console.print("\n" + printable(f"{run_id}  {first['source']}  {first['first_date']}..{first['last_date']}"
+                                       + "".join(f"  [{mark}]" for mark in _marks(first))),
+                      soft_wrap=True)  # a run's line is never broken: it is searched for
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         table.add_column("model", no_wrap=True)
         for column in columns:
-            table.add_column(headers.get(column, column), justify="right", no_wrap=True)
+            table.add_column(Text(printable(headers.get(column, column))), justify="right", no_wrap=True)
         for record in group.to_dict("records"):
-            table.add_row(record["strategy"], *[format_metric("sharpe" if c == "bh_sharpe" else c, record.get(c))
-                                                for c in columns])
+            table.add_row(Text(printable(record["strategy"])),
+                          *[format_metric("sharpe" if c == "bh_sharpe" else c, record.get(c)) for c in columns])
         console.print(table)
     if frame.attrs.get("nested"):
         nested = frame.attrs["nested"]
         console.print(f"\n{nested} more run{'' if nested == 1 else 's'} inside sweeps, universes or sub-folders: "
                       "--recursive lists them", highlight=False, soft_wrap=True)
+
+
+def _marks(run: Any) -> list[str]:
+    """What a run's line in ``runs list`` says of it: what holds it, and its twins (same config and data)."""
+    marks = [f"in {run['part_of']}"] if isinstance(run["part_of"], str) else []
+    if isinstance(run["duplicate_of"], str):  # None or NaN (pandas' missing value) when not one
+        marks.append(f"duplicate of {run['duplicate_of']} (same config, data and results)")
+    if isinstance(run["differs_from"], str):
+        marks.append(f"same config and data as {run['differs_from']}, different results: see the warning")
+    return marks
 
 
 def runs_show(run_id: Annotated[str, typer.Argument(metavar="ID", help="A run directory's name.")],
@@ -113,12 +122,13 @@ def runs_show(run_id: Annotated[str, typer.Argument(metavar="ID", help="A run di
     info, metrics = show_run(root, run_id)
     for key in ("path", "created", "source", "symbol", "task", "regression", "horizon", "first_date", "last_date",
                 "days", "part_of"):
-        typer.echo(f"{key:>12}: {info.get(key) or '-'}")
-    same = ("duplicate of " + info["duplicate_of"]) if info["duplicate_of"] else (
-        "duplicated by " + ", ".join(info["duplicates"]) if info["duplicates"] else "none")
-    typer.echo(f"{'same config':>12}: {same} (config {str(info['config_digest'])[:12]}, "
-               f"data {str(info['data_sha256'])[:12]})")
-    console = Console()
+        typer.echo(f"{key:>12}: {printable(info.get(key) or '-')}")
+    same = [f"duplicate of {info['duplicate_of']} (same results)"] if info["duplicate_of"] else []
+    same += [f"duplicated by {', '.join(info['duplicates'])}"] if info["duplicates"] else []
+    same += [f"{info['differs_from']} has different results: see the warning"] if info["differs_from"] else []
+    typer.echo(printable(f"{'same config':>12}: {'; '.join(same) or 'none'} (config {str(info['config_digest'])[:12]}, "
+                         f"data {str(info['data_sha256'])[:12]})"))
+    console = Console(markup=False, highlight=False)  # names are shown as they are, never read as markup
     for table in metric_tables(metrics, console.width):
         console.print(table)
 
@@ -127,14 +137,16 @@ def metric_tables(metrics: Any, width: int) -> list[Any]:
     """``metrics`` (metric x strategy) as rich tables of whole columns, as many strategies to a table
     as fit ``width`` characters (at least one), so no name or figure is ever truncated."""
     from rich.table import Table
+    from rich.text import Text
 
     from lstmbt.reports import format_metric  # loads numpy: on use, not at --help
 
     cells = {s: [format_metric(m, v) for m, v in metrics[s].items()] for s in metrics.columns}
-    first = max([len("metric"), *map(len, map(str, metrics.index))]) + 4
+    names = {name: printable(name) for name in [*metrics.index, *metrics.columns]}  # escaped, as shown
+    first = max([len("metric"), *(len(names[m]) for m in metrics.index)]) + 4
     groups, current, used = [], [], first
     for strategy in metrics.columns:
-        need = max([len(strategy), *map(len, cells[strategy])]) + 3  # the column and its padding and rule
+        need = max([len(names[strategy]), *map(len, cells[strategy])]) + 3  # the column and its padding and rule
         if current and used + need > width:
             groups.append(current)
             current, used = [], first
@@ -146,8 +158,8 @@ def metric_tables(metrics: Any, width: int) -> list[Any]:
         table = Table(title="metrics" if len(groups) == 1 else f"metrics ({n} of {len(groups)})")
         table.add_column("metric", no_wrap=True)
         for strategy in group:
-            table.add_column(strategy, justify="right", no_wrap=True)
+            table.add_column(Text(names[strategy]), justify="right", no_wrap=True)
         for i, metric in enumerate(metrics.index):
-            table.add_row(str(metric), *[cells[s][i] for s in group])
+            table.add_row(Text(names[metric]), *[cells[s][i] for s in group])
         tables.append(table)
     return tables

@@ -14,7 +14,7 @@ from lstmbt.backtest.cli.options import (ConfigOpt, EndOpt, ExogOpt, QuickOpt, R
                                          SymbolOpt, TargetOpt, data_config, option_flags, print_outcome, progress_bars,
                                          resolve_config, resumed_config, saved_work_noted, torch_threads)
 from lstmbt.backtest.cli.universe import run_universe_command, universe_of
-from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.errors import ConfigError, printable, terminal_line
 
 def run(
     config: ConfigOpt = None,
@@ -98,7 +98,7 @@ def report(
 
     text = render_universe(load_universe_run(run_dir)) if is_universe_dir(run_dir) else render_report(load_run(run_dir))
     target = write_atomic(out or run_dir / "report.html", text)
-    typer.echo(f"report: {target.resolve()}")
+    typer.echo(f"report: {printable(target.resolve())}")
 
 
 def compare(
@@ -117,7 +117,7 @@ def compare(
             raise ConfigError(f"{run_dir} is a universe run; compare its tickers' run directories "
                               f"({run_dir / 'tickers'}/...), or open its report.html for the portfolios")
     target = write_compare(run_dirs, out or default_compare_path())
-    typer.echo(f"compare: {target.resolve()}")
+    typer.echo(f"compare: {printable(target.resolve())}")
 
 
 def data_show(source: SourceOpt = None, symbol: SymbolOpt = None, start: StartOpt = None, end: EndOpt = None,
@@ -129,10 +129,10 @@ def data_show(source: SourceOpt = None, symbol: SymbolOpt = None, start: StartOp
     cfg = data_config(source, symbol, start, end, refresh)
     prices = load_prices(cfg)
     for key, value in describe_prices(prices, cfg.source, cfg.symbol).items():
-        typer.echo(f"{key:>10}: {value}")
+        typer.echo(f"{key:>10}: {printable(value)}")
     typer.echo(prices.tail().to_string())
     for message in data_warnings(prices, cfg):
-        typer.echo(f"warning: {message}")
+        typer.echo(f"warning: {terminal_line(message)}")
 
 
 def data_fetch(ticker: Annotated[str, typer.Argument(help="FinanceDataReader ticker, e.g. 005930, AAPL, KS11.")],
@@ -249,4 +249,4 @@ def importance(
     if shap is not None:
         Console().print(shap_table(shap, cfg))
     written = write_importance(frame, cfg, target_path, n_repeats=repeats, shap=shap, skill=skill)
-    typer.echo(f"importance: {written.resolve()}")
+    typer.echo(f"importance: {printable(written.resolve())}")

@@ -28,7 +28,7 @@ from typing import Any
 
 import typer
 
-from lstmbt.backtest.errors import DataWarning, LstmbtError, os_error_line
+from lstmbt.backtest.errors import DataWarning, LstmbtError, os_error_line, terminal_line
 from lstmbt.models.threads import ContentionWarning
 
 try:  # typer vendors click from 0.22 on; its exceptions are what the app raises
@@ -77,7 +77,7 @@ def one_line_warnings() -> Iterator[None]:
             if not issubclass(category, (DataWarning, ContentionWarning)):
                 previous(message, category, filename, lineno, file, line)
                 return
-            text = _one_line(message, limit=1000)
+            text = terminal_line(message)
             if text not in shown:
                 shown.add(text)
                 typer.echo(f"{'note' if issubclass(category, ContentionWarning) else 'warning'}: {text}", err=True)
@@ -97,13 +97,13 @@ def run_with_one_line_errors(app: Any) -> None:
                 sys.exit(status)
         except _usage.UsageError as exc:
             if not isinstance(exc, _usage.NoArgsIsHelpError):  # that one has printed the help already
-                typer.echo("error: " + usage_message(exc), err=True)
+                typer.echo("error: " + terminal_line(usage_message(exc)), err=True)
             sys.exit(exc.exit_code)
         except typer.Abort:
             typer.echo(INTERRUPTED, err=True)
             sys.exit(130)
         except LstmbtError as exc:
-            typer.echo("error: " + " ".join(str(exc).splitlines()), err=True)
+            typer.echo("error: " + terminal_line(exc), err=True)
             sys.exit(2)
         except KeyboardInterrupt:  # outside any command (typer turns one inside into exit 130)
             typer.echo(INTERRUPTED, err=True)
@@ -132,12 +132,12 @@ def usage_message(exc: Any) -> str:
 def failure_line(exc: Exception) -> tuple[int, str]:
     """(exit status, the one ``error: ...`` line) for an exception that escaped a command."""
     if isinstance(exc, OSError) and not _is_network(exc):
-        return 2, "error: " + os_error_line(exc, session["command"] in OUT_COMMANDS)
+        return 2, "error: " + terminal_line(os_error_line(exc, session["command"] in OUT_COMMANDS))
     resource = _resource_message(exc)
     if resource is not None:
         return 2, "error: " + resource
     if isinstance(exc, OSError):
-        return 2, f"error: {_one_line(exc)}; check the network connection (or the path) and retry"
+        return 2, f"error: {terminal_line(exc)}; check the network connection (or the path) and retry"
     return 1, (f"error: internal error ({type(exc).__name__}: {_one_line(exc)}); this is a bug in lstmbt - rerun "
                f"with {DEBUG_ENV}=1 (or --debug) for the traceback and report it")
 
@@ -160,5 +160,6 @@ def _resource_message(exc: Exception) -> str | None:
 
 
 def _one_line(value: Any, limit: int = 300) -> str:
+    """``value`` as part of one terminal line: escaped, and at most ``limit`` characters."""
     text = " ".join(str(value).split()) or type(value).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return terminal_line(text if len(text) <= limit else text[:limit - 3] + "...")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Collection, Optional
 import typer
 
 from lstmbt.backtest.config import QUICK_PRESET, RunConfig, parse_overrides
-from lstmbt.backtest.errors import ConfigError, LstmbtError
+from lstmbt.backtest.errors import ConfigError, LstmbtError, printable, terminal_line
 from lstmbt.models.threads import default_threads
 
 RootOpt = Annotated[Path, typer.Option(help="Directory that holds the run directories.")]
@@ -78,7 +78,7 @@ class saved_work_noted:
     def __exit__(self, kind: Any, exc: Any, traceback: Any) -> None:
         if isinstance(exc, Exception) and not isinstance(exc, (LstmbtError, typer.Exit)):
             for note in getattr(exc, "__notes__", ()):
-                typer.echo(f"note: {note}", err=True)
+                typer.echo(f"note: {terminal_line(note)}", err=True)
 
 
 class progress_bars:
@@ -157,8 +157,8 @@ def print_outcome(metrics: dict[str, dict[str, Any]], manifest: dict[str, Any], 
         for line in block["lines"] + [block["pbo"]]:
             typer.echo(f"CPCV ({cpcv['settings']['paths']} paths): {line}")
     for note in manifest.get("warnings", []):
-        typer.echo(f"note: {note}")
-    typer.echo(f"report: {report.resolve()}")
+        typer.echo(f"note: {terminal_line(note)}")
+    typer.echo(f"report: {printable(report.resolve())}")
 
 
 def print_summary(metrics: dict[str, dict[str, Any]], models: list[str]) -> None:
