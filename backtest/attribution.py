@@ -294,6 +294,7 @@ def _quiet(stage: str, done: int, total: int) -> None:
     return None
 
 
-__all__ = ["shap_frame", "check_explainable", "summarize_shap", "sample_positions", "windows_at", "explain", "tree_values",
+__all__ = ["shap_frame", "check_explainable", "summarize_shap", "sample_positions", "windows_at", "explain",
+           "tree_values",
            "linear_values", "gradient_values", "output_module", "shap_rows", "SHAP_COLUMNS", "MAX_EXPLAINED", "MAX_BACKGROUND",
            "GRADIENT_SAMPLES", "EXPLAINERS", "FEATURE", "GROUP"]

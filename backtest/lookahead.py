@@ -12,7 +12,8 @@ daily prices, and the run says so first, as a line starting ``LOOK-AHEAD SUSPECT
   ``MIN_CALLED_DAYS`` days;
 - a strategy whose returns are implausible for daily bars (``implausible_sharpe``): an
   annualised Sharpe ratio above ``IMPLAUSIBLE_SHARPE`` and ``SHARPE_MARGIN`` above buy-and-hold's,
-  over at least ``MIN_SHARPE_DAYS`` out-of-sample days.
+  over at least ``MIN_SHARPE_DAYS`` out-of-sample days, on a series whose buy-and-hold is not
+  itself above ``IMPLAUSIBLE_SHARPE``.
 """
 
 from __future__ import annotations
@@ -69,8 +70,14 @@ def position_calls(position: np.ndarray, move: np.ndarray) -> tuple[float, float
 
 
 def implausible_sharpe(sharpe: float, benchmark_sharpe: float, days: int) -> bool:
-    """Whether an annualised Sharpe ratio of daily returns is implausible (see the module's constants)."""
-    return (days >= MIN_SHARPE_DAYS and math.isfinite(sharpe) and sharpe > IMPLAUSIBLE_SHARPE
+    """Whether an annualised Sharpe ratio of daily returns is implausible (see the module's constants).
+
+    Not judged where buy-and-hold itself is above ``IMPLAUSIBLE_SHARPE``: such a series (a
+    money-market fund, a smooth synthetic one) is no ordinary market, and a strategy that is flat
+    on one of its few down days multiplies its Sharpe without seeing anything.
+    """
+    ordinary = not math.isfinite(benchmark_sharpe) or benchmark_sharpe <= IMPLAUSIBLE_SHARPE
+    return (days >= MIN_SHARPE_DAYS and ordinary and math.isfinite(sharpe) and sharpe > IMPLAUSIBLE_SHARPE
             and (not math.isfinite(benchmark_sharpe) or sharpe - benchmark_sharpe > SHARPE_MARGIN))
 
 
@@ -101,7 +108,8 @@ def position_alarms(positions: pd.DataFrame, returns: pd.DataFrame, metrics: dic
                 f"prices ({'; '.join(f'{names}: {finding}' for finding, names in named.items())}); check the rule for "
                 "data from after the decision day (a file read from disk, a shifted column)."]
     return [f"LOOK-AHEAD SUSPECTED: the positions of {name}: {finding}, too good to be true for daily prices; check "
-            "every feature and the strategy for data from after the decision day." for name, finding in findings.items()]
+            "every feature and the strategy for data from after the decision day."
+            for name, finding in findings.items()]
 
 
 def _finding(position: np.ndarray, move: np.ndarray, entry: dict[str, Any], benchmark: dict[str, Any],

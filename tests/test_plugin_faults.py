@@ -142,8 +142,8 @@ def test_ctrl_c_inside_a_rule_is_an_interrupt(tmp_path, run_cli):
     code, _, err = run_cli(_argv("run", {**TWINS, "strategy.custom": "custom_rules:interrupts"}, "--out", str(out)))
     assert code == 130 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert re.fullmatch(rf"interrupted: (\d+) of \1 folds saved; continue with: lstmbt run --resume {re.escape(str(out))}",
-                        last), err
+    resume = f"continue with: lstmbt run --resume {re.escape(str(out))}"
+    assert re.fullmatch(rf"interrupted: (\d+) of \1 folds saved; {resume}", last), err
 
 
 def test_a_rule_fixed_in_place_resumes_from_the_saved_folds(tmp_path, run_cli, monkeypatch):
