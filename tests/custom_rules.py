@@ -113,7 +113,7 @@ BROKEN = {"fixable": True}
 
 
 def fixable(predictions: pd.DataFrame, prices: pd.DataFrame) -> pd.Series:
-    """Halves every position once fixed; until then raises (a rule fixed in place between runs)."""
+    """Halves every position once fixed; until then exits (a rule fixed in place between runs)."""
     if BROKEN["fixable"]:
-        raise ZeroDivisionError("division by zero")
+        raise SystemExit(3)
     return pd.Series(0.5, index=predictions.index)
