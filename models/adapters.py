@@ -48,11 +48,11 @@ class PluginEstimator(BaseEstimator):
         self._call("fit", lambda: model.fit(self._inputs(X), y, **extra))
         self.estimator_ = model
         if is_classifier(self):  # the adapter's kind is the task the config resolved for the plug-in
-            classes = self._call("fit", lambda: np.asarray(model.classes_).tolist(), "set classes_ in fit")
-            if sorted(classes) != [0, 1]:
-                raise PluginError(f"{self._who()} learned classes {classes}; an up/down classifier must learn "
-                                  "exactly 0 and 1")
-            self.classes_ = np.asarray(classes)
+            classes = self._call("fit", lambda: np.asarray(model.classes_), "set classes_ in fit")
+            if classes.ndim != 1 or classes.dtype.kind not in "biuf" or sorted(classes.tolist()) != [0, 1]:
+                raise PluginError(f"{self._who()} learned classes {classes.tolist()}; an up/down classifier must "
+                                  "learn exactly 0 and 1")
+            self.classes_ = classes
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
