@@ -98,6 +98,7 @@ def shap_frame(config: RunConfig, seed: int | None = None, *, design: Design | N
     -------
     ``SHAP_COLUMNS``; ``mean_abs_shap`` in target units (regression) or log-odds of up (classifiers).
     """
+    check_explainable(config)
     seed = config.train.seed if seed is None else seed
     _check_whole(seed, "seed", 0)
     for value, name in ((max_explained, "max_explained"), (max_background, "max_background"),
@@ -127,6 +128,18 @@ def shap_frame(config: RunConfig, seed: int | None = None, *, design: Design | N
             if oos is not None:
                 oos.setdefault(key.name, pd.concat(blocks, ignore_index=True))
     return pd.DataFrame(rows, columns=list(SHAP_COLUMNS))
+
+
+def check_explainable(config: RunConfig) -> None:
+    """Refuse SHAP, in one ``ConfigError`` line, for a config whose every model is a plug-in: SHAP
+    reads a model's internals (``explain``), which only lstmbt's own models expose to it."""
+    plan = model_plan(config)
+    if any(key.family != CUSTOM_FAMILY for key in plan):
+        return
+    raise ConfigError(f"--method shap has nothing to explain: the only models are plug-ins "
+                      f"({', '.join(k.name for k in plan) or 'none'}), and SHAP explains lstmbt's own models only "
+                      "(the networks of model.families, the linear twins, LightGBM); use --method permutation (or "
+                      "both), which scores any model, or add one of them (e.g. --set model.linear=true)")
 
 
 def summarize_shap(frame: pd.DataFrame) -> pd.DataFrame:
@@ -281,6 +294,7 @@ def _quiet(stage: str, done: int, total: int) -> None:
     return None
 
 
-__all__ = ["shap_frame", "summarize_shap", "sample_positions", "windows_at", "explain", "tree_values",
+__all__ = ["shap_frame", "check_explainable", "summarize_shap", "sample_positions", "windows_at", "explain",
+           "tree_values",
            "linear_values", "gradient_values", "output_module", "shap_rows", "SHAP_COLUMNS", "MAX_EXPLAINED", "MAX_BACKGROUND",
            "GRADIENT_SAMPLES", "EXPLAINERS", "FEATURE", "GROUP"]

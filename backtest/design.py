@@ -5,18 +5,21 @@ the folds) and the estimator each model key names. The run (``backtest.pipeline`
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
 from lstmbt.backtest.config import RunConfig, narrow
 from lstmbt.backtest.data import load_exogs
+from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.walkforward import make_sample_grid
 from lstmbt.models.adapters import plugin_estimator
 from lstmbt.models.exog import exog_features, exog_warmup_rows
 from lstmbt.models.features import make_features, warmup_rows
 from lstmbt.models.key import CUSTOM_FAMILY, ModelKey
+from lstmbt.models.plugins import PluginError
 from lstmbt.models.linear import LogisticClassifier, RidgeRegressor
 from lstmbt.models.specs import NetSpec, TrainSettings
 from lstmbt.models.targets import dead_zone_weights, make_target
@@ -80,6 +83,17 @@ def estimator_for(key: ModelKey, config: RunConfig, seed: int | None = None):
         return build_estimator(key.task, config, seed=seed, family=key.family)
     plugin = next(p for p in config.model.plugins if key.name in (p.name, f"{p.name}_h{key.horizon}"))
     return plugin_estimator(plugin)
+
+
+@contextlib.contextmanager
+def plugin_faults() -> Iterator[None]:
+    """Within the block, a plug-in model's fault (``models.plugins.PluginError``: it raised, exited
+    or broke the protocol; ``models.adapters``) is a ``ConfigError`` with the same one line, so
+    the CLI ends it with exit status 2 and Python callers catch an ``LstmbtError``."""
+    try:
+        yield
+    except PluginError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def target_anchor(design: Design, task: str, config: RunConfig) -> pd.Series | None:

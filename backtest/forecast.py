@@ -28,6 +28,7 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.data import describe_prices
+from lstmbt.backtest.design import plugin_faults
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.pipeline import (Progress, estimator_for, load_checked, make_design, target_anchor,
                                       training_weights)
@@ -175,6 +176,7 @@ class Forecast:
         return out
 
 
+@plugin_faults()  # a plug-in model's fault is one ConfigError line
 def forecast_next(config: RunConfig, threads: int | None = None, progress: Progress | None = None) -> Forecast:
     """Train every model of ``config`` on all its data, forecast past the last bar, and size the positions.
 

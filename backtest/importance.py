@@ -41,6 +41,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.design import plugin_faults
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.metrics import hit_rate
 from lstmbt.backtest.pipeline import (Design, Progress, estimator_for, load_checked, make_design, target_anchor,
@@ -116,6 +117,7 @@ def load_design(config: RunConfig) -> Design:
     return make_design(load_checked(config, positions=False), config)  # folds trained, no positions
 
 
+@plugin_faults()  # a plug-in model's fault is one ConfigError line
 def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | None = None, *,
                            design: Design | None = None, progress: Progress | None = None,
                            oos: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
@@ -166,6 +168,7 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
     return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
 
 
+@plugin_faults()  # a plug-in model's fault is one ConfigError line
 def ablation_importance(config: RunConfig, groups: list[str] | tuple[str, ...] | None = None, *,
                         design: Design | None = None, progress: Progress | None = None,
                         oos: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:

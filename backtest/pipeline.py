@@ -143,7 +143,8 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
     positions = scored["positions"]
     checks = data_warnings(design.prices, config.data, oos_dates=scored["returns"].index,
                            execution=config.backtest.execution)
-    notes = run_warnings(scored["metrics"], positions, keys_from_frame(predictions)) + scale_warnings(config)
+    notes = run_warnings(scored["metrics"], positions, keys_from_frame(predictions), scored["returns"],
+                         config.strategy.custom) + scale_warnings(config)
     manifest = _manifest(config, describe_prices(design.prices, config.data.label, config.data.symbol), positions,
                          len(design.folds), timings, notes, checks)
     return RunResult(config=config, predictions=predictions, manifest=manifest, **scored)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.models.plugins import PluginError, import_object
+from lstmbt.models.plugins import PluginError, import_object, lstmbt_exit
 
 #: the columns of the ``predictions`` frame a rule receives, in order (its index is the date)
 PREDICTION_COLUMNS = ("target", "model", "horizon", "family", "baseline", "fold", "y_pred", "p_up", "close")
@@ -106,9 +106,10 @@ def custom_positions(rule: Rule, label: str, predictions: pd.DataFrame, prices: 
     ``label``: the rule's name in messages. ``prices``: OHLCV bars whose index contains every
     decision day. Returns the positions on ``predictions.index``, named ``position``.
 
-    Raises ``ConfigError`` naming the rule, the model and the day when the rule raises, returns
-    something other than a Series on the index it was given, or a position that is NaN or
-    outside [-1, 1].
+    Raises ``ConfigError`` naming the rule, the model and the day when the rule raises or exits
+    (``SystemExit``; only ``KeyboardInterrupt`` and an exit raised by lstmbt's own code, such as a
+    signal handler's, pass: ``models.plugins.lstmbt_exit``), returns something other than a Series on
+    the index it was given, or a position that is not a number (text included), NaN or outside [-1, 1].
     """
     frame = predictions.loc[:, list(PREDICTION_COLUMNS)]
     model = str(frame["model"].dropna().iloc[0]) if frame["model"].notna().any() else "?"
@@ -120,6 +121,11 @@ def custom_positions(rule: Rule, label: str, predictions: pd.DataFrame, prices: 
         seen = frame.iloc[: i + 1].copy()
         try:
             result = rule(seen, prices.iloc[: ends[i]].copy())
+        except SystemExit as exc:  # an exit inside the rule is its fault too; only Ctrl-C and lstmbt's own pass
+            if lstmbt_exit(exc):
+                raise
+            raise ConfigError(f"strategy.custom rule {label} called sys.exit({exc.code!r}) for {model} on "
+                              f"{day.date()}; a rule must return positions or raise, never exit the process") from None
         except Exception as exc:  # the user's code: any failure is one line, never a traceback
             detail = " ".join(f"{type(exc).__name__}: {exc}".split())
             raise ConfigError(f"strategy.custom rule {label} raised {detail[:300]} for {model} on {day.date()}; "
@@ -140,6 +146,8 @@ def _checked_position(result: Any, index: pd.Index, label: str, model: str, day:
                           "per row of predictions, on its index")
     value = result.iloc[-1]
     try:
+        if isinstance(value, (str, bytes)):  # float("0.5") would pass a rule that returns text
+            raise TypeError(value)
         value = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"strategy.custom rule {label} returned {value!r}, not a number, {where}; "

@@ -16,6 +16,7 @@ import pandas as pd
 
 from lstmbt.backtest import metrics as m, significance as sig
 from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.lookahead import lookahead_suspected, position_alarms
 from lstmbt.backtest.metrics import hit_rate, total_return
 from lstmbt.backtest.plugins import custom_positions, resolve_strategy
 from lstmbt.backtest.relative import benchmark_relative, family_verdict
@@ -329,37 +330,30 @@ def fold_stats(folds: pd.DataFrame, positions: pd.DataFrame, returns: pd.DataFra
     return folds.assign(**extra)
 
 
-#: a daily hit rate above this is treated as a sign of look-ahead, not of skill ...
-TOO_GOOD_HIT_RATE = 0.9
-#: ... when it is also at least this far above the better constant guess, max(base, 1 - base):
-#: a series that rises on 99.9% of days is called right by always-up without any look-ahead
-LOOKAHEAD_MARGIN = 0.10
-
-
-def lookahead_suspected(hit_rate: float, base_rate: float) -> bool:
-    """Whether a hit rate is too good to be true: above ``TOO_GOOD_HIT_RATE`` and at least
-    ``LOOKAHEAD_MARGIN`` above the better constant guess on the same days."""
-    best = max(base_rate, 1.0 - base_rate)
-    return hit_rate > TOO_GOOD_HIT_RATE and hit_rate - best >= LOOKAHEAD_MARGIN - 1e-12  # 0.95 - 0.85 is 0.0999...
-
-
-def run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame, models: Collection[str]) -> list[str]:
+def run_warnings(metrics: dict[str, dict[str, Any]], positions: pd.DataFrame, models: Collection[str],
+                 returns: pd.DataFrame | None = None, rule: str | None = None) -> list[str]:
     """Plain-language cautions the report shows next to the numbers; ``models``: the strategies
     that are models (the names of the run's model keys), as opposed to baselines.
 
-    The first is the look-ahead guard's second line of defence: a model that calls more than
-    ``TOO_GOOD_HIT_RATE`` of daily directions right, and ``LOOKAHEAD_MARGIN`` more than always
-    guessing the more common direction would, almost surely sees the future through a feature,
-    and the run says so first. Models with ``no_decision_days`` get a note saying how many.
+    The first are the look-ahead guard's second line of defence (``backtest.lookahead``): a model
+    that calls more than ``TOO_GOOD_HIT_RATE`` of daily directions right, and ``LOOKAHEAD_MARGIN``
+    more than always guessing the more common direction would, almost surely sees the future
+    through a feature; with ``returns`` (the run's, row k the bar held after decision day k), so
+    does a strategy whose positions do the same or whose Sharpe ratio is implausible for daily
+    bars (``lookahead.position_alarms``; ``rule``: the ``strategy.custom`` value, named as their
+    maker). The run says so first. Models with ``no_decision_days`` get a note saying how many.
     Nothing here repeats a scorecard cell (hit rate against base rate, Sharpe against
     buy-and-hold: the scorecard shows both, with their tests).
     """
-    notes = []
+    notes, flagged = [], []
     base = metrics[BENCHMARK]["hit_rate"]
     for name, entry in metrics.items():
         if name in models and lookahead_suspected(entry["hit_rate"], entry.get("base_rate", base)):
+            flagged.append(name)
             notes.append(f"LOOK-AHEAD SUSPECTED: {name} calls {entry['hit_rate']:.1%} of directions right, too good "
                          "to be true for daily prices; check every feature for data from after the decision day.")
+    if returns is not None:
+        notes += position_alarms(positions, returns, metrics, rule, flagged)
     if len(positions) < 252:
         notes.append(f"The out-of-sample period is {len(positions)} days, shorter than one year.")
     for name, entry in metrics.items():

@@ -1,8 +1,11 @@
 """Strategy rules for ``strategy.custom`` in the tests (``custom_rules:<name>``; tests/ is on
-``sys.path``): one that keeps the protocol, one that tries to read tomorrow's close, and one for
-each way a rule can break it."""
+``sys.path``): one that keeps the protocol, two that try to read tomorrow's close (from the prices
+given, and from the CSV on disk), and one for each way a rule can break it."""
 
 from __future__ import annotations
+
+import functools
+import os
 
 import numpy as np
 import pandas as pd
@@ -72,3 +75,45 @@ def reset_index(predictions: pd.DataFrame, prices: pd.DataFrame) -> pd.Series:
 
 def one_argument(predictions: pd.DataFrame) -> pd.Series:
     return pd.Series(0.0, index=predictions.index)
+
+
+#: the environment variable naming the CSV that ``oracle`` reads (the run's own source file)
+ORACLE_CSV = "LSTMBT_TEST_ORACLE_CSV"
+
+
+@functools.lru_cache(maxsize=4)
+def _closes_on_disk(path: str) -> pd.Series:
+    return pd.read_csv(path, index_col=0, parse_dates=True)["Close"]
+
+
+def oracle(predictions: pd.DataFrame, prices: pd.DataFrame) -> pd.Series:
+    """The cheat that works: reads the whole CSV from disk (``$LSTMBT_TEST_ORACLE_CSV``), around the
+    rows it is given, and goes long on days before a higher close, short before a lower one."""
+    close = _closes_on_disk(os.environ[ORACLE_CSV])
+    tomorrow = np.sign(close.shift(-1) - close).fillna(0.0)
+    out = pd.Series(0.0, index=predictions.index)
+    out.iloc[-1] = float(tomorrow.get(predictions.index[-1], 0.0))
+    return out
+
+
+def exits(predictions: pd.DataFrame, prices: pd.DataFrame) -> pd.Series:
+    raise SystemExit(3)
+
+
+def strings(predictions: pd.DataFrame, prices: pd.DataFrame) -> pd.Series:
+    return pd.Series("0.5", index=predictions.index)
+
+
+def interrupts(predictions: pd.DataFrame, prices: pd.DataFrame) -> pd.Series:
+    raise KeyboardInterrupt
+
+
+#: whether ``fixable`` still fails; a test sets it false to fix the rule in place
+BROKEN = {"fixable": True}
+
+
+def fixable(predictions: pd.DataFrame, prices: pd.DataFrame) -> pd.Series:
+    """Halves every position once fixed; until then exits (a rule fixed in place between runs)."""
+    if BROKEN["fixable"]:
+        raise SystemExit(3)
+    return pd.Series(0.5, index=predictions.index)

@@ -85,3 +85,89 @@ class NeedsArgs(WindowRidge):
 
 
 not_a_class = len
+
+
+# --------------------------------------------------------------------------- faults met mid-run
+
+
+class ColumnPredict(WindowRidge):
+    """Returns its predictions as a column, shape (N, 1)."""
+
+    def predict(self, X):
+        return super().predict(X)[:, None]
+
+
+class ThreeColumns(WindowRidge):
+    """Returns three values per sample, shape (N, 3)."""
+
+    def predict(self, X):
+        return np.repeat(super().predict(X)[:, None], 3, axis=1)
+
+
+class StringPredict(WindowRidge):
+    """Returns its predictions as strings."""
+
+    def predict(self, X):
+        return np.array([f"{v:.6f}" for v in super().predict(X)])
+
+
+class DictPredict(WindowRidge):
+    """Returns a dict instead of an array."""
+
+    def predict(self, X):
+        return {"prediction": super().predict(X)}
+
+
+class NaNPredict(WindowRidge):
+    """Returns NaN for every sample."""
+
+    def predict(self, X):
+        return np.full(len(X), np.nan)
+
+
+class ProbaSumsOver(RowLogit):
+    """Probabilities of up and down that sum to 1.8."""
+
+    def predict_proba(self, X):
+        return np.full((len(X), 2), 0.9)
+
+
+class ExitsInFit(RowLogit):
+    """Calls sys.exit(0) inside fit."""
+
+    def fit(self, X, y, sample_weight=None):
+        import sys
+
+        sys.exit(0)
+
+
+class ExitsInPredict(WindowRidge):
+    """Raises SystemExit(3) inside predict."""
+
+    def predict(self, X):
+        raise SystemExit(3)
+
+
+class InterruptsInFit(RowLogit):
+    """A Ctrl-C that lands inside fit."""
+
+    def fit(self, X, y, sample_weight=None):
+        raise KeyboardInterrupt
+
+
+class Unclonable(WindowRidge):
+    """Changes its parameter in __init__, which sklearn.base.clone refuses."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        self.alpha = alpha * 2
+
+
+class Fragile(WindowRidge):
+    """Exits in predict until ``Fragile.broken`` is set false: a plug-in fixed in place."""
+
+    broken = True
+
+    def predict(self, X):
+        if type(self).broken:
+            raise SystemExit(0)
+        return super().predict(X)

@@ -234,8 +234,10 @@ def test_a_plugin_can_be_named_in_the_entry_or_registered_from_python():
 
 
 @pytest.mark.parametrize("entry, words", [
-    ("plugin_models:Raises", "plug-in model raises_classification failed in fit (RuntimeError: singular matrix)"),
-    ("plugin_models:ShortPredict", "shortpredict_regression's predict returned shape"),
+    ("plugin_models:Raises", "plug-in model raises_classification (plugin_models:Raises) failed in fit (RuntimeError: "
+                             "singular matrix)"),
+    ("plugin_models:ShortPredict", "shortpredict_regression (plugin_models:ShortPredict)'s predict returned an "
+                                   "array of shape (149,)"),
 ])
 def test_a_plugin_that_fails_mid_run_ends_it_with_one_line_and_keeps_the_finished_folds(entry, words, tmp_path,
                                                                                         run_cli):

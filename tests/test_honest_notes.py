@@ -26,8 +26,8 @@ import pytest
 import lstmbt.backtest.preflight as preflight
 from lstmbt.backtest.config import MAX_SEED, QUICK_PRESET, RunConfig
 from lstmbt.backtest.errors import ConfigError, DataError
-from lstmbt.backtest.scoring import (BENCHMARK, LOOKAHEAD_MARGIN, TOO_GOOD_HIT_RATE, collect_metrics, lookahead_suspected,
-                              make_positions, run_warnings)
+from lstmbt.backtest.lookahead import LOOKAHEAD_MARGIN, TOO_GOOD_HIT_RATE, lookahead_suspected
+from lstmbt.backtest.scoring import BENCHMARK, collect_metrics, make_positions, run_warnings
 from lstmbt.backtest.splits import WalkForwardSplit
 from lstmbt.models.specs import NetSpec, TrainSettings, estimate_training_memory, lstm_param_count
 

@@ -17,7 +17,7 @@ import lstmbt.models.features as features_module
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.data import load_prices
 from lstmbt.backtest.pipeline import run
-from lstmbt.backtest.scoring import TOO_GOOD_HIT_RATE
+from lstmbt.backtest.lookahead import TOO_GOOD_HIT_RATE
 import test_pipeline
 from test_pipeline import perturb_after, sp500_slice, write_csv  # noqa: F401  (sp500_slice: a fixture)
 

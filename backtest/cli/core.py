@@ -211,12 +211,14 @@ def importance(
     """Which feature groups the models rely on: shuffled within each test block, dropped and retrained,
     or SHAP values of the test predictions."""
     # loads numpy: on use, not at --help
-    from lstmbt.backtest.attribution import shap_frame
+    from lstmbt.backtest.attribution import check_explainable, shap_frame
     from lstmbt.backtest.importance import importance_frame, load_design, parse_method, summarize_importance
     from lstmbt.backtest.skill import importance_skill
 
     methods = parse_method(method)  # refuse a bad --method before loading anything
     cfg = resolve_config(config, option_flags(source, symbol, start, end, target, refresh, exog), set_, quick)
+    if "shap" in methods:
+        check_explainable(cfg)  # before loading or training anything
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

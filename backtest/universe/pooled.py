@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from lstmbt.backtest.config import RunConfig, SplitConfig
+from lstmbt.backtest.design import plugin_faults
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.pipeline import Design, Progress, estimator_for, training_weights
 from lstmbt.backtest.scoring import horizon_plan
@@ -135,6 +136,7 @@ def pooled_config(config: RunConfig) -> RunConfig:
     return config.with_values({"train.mode": POOLED_TRAIN_MODE})
 
 
+@plugin_faults()  # a plug-in model's fault is one ConfigError line
 def pooled_predict(designs: Mapping[str, Design], config: RunConfig,
                    progress: Progress | None = None) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """Out-of-sample predictions of every model of ``horizon_plan(config)``, each fitted per fold on
