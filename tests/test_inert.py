@@ -49,32 +49,14 @@ def rule(predictions, prices):
     MARKS.joinpath("called").write_text(__file__)
     return predictions["y_pred"] * 0
 '''
-PLUGIN_CODE = '''
-import numpy as np
-import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.linear_model import LogisticRegression
+#: a plug-in model and rule in a module of their own, which only a named folder holds
+PLUGIN_CODE = """from custom_rules import half  # noqa: F401
+from plugin_models import RowLogit
 
 
-class TinyLogit(ClassifierMixin, BaseEstimator):
-    def __init__(self, C: float = 1.0):
-        self.C = C
-
-    def fit(self, X, y, sample_weight=None):
-        self.model_ = LogisticRegression(C=self.C).fit(X, y, sample_weight=sample_weight)
-        self.classes_ = self.model_.classes_
-        return self
-
-    def predict_proba(self, X):
-        return self.model_.predict_proba(X)
-
-    def predict(self, X):
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-
-def half(predictions, prices):
-    return pd.Series(0.5, index=predictions.index)
-'''
+class TinyLogit(RowLogit):
+    pass
+"""
 PLUGIN_VALUES = {**LINEAR_FLAGS, "model.custom": [f"{PLUGIN}:TinyLogit"], "strategy.custom": f"{PLUGIN}:half"}
 
 
