@@ -137,8 +137,8 @@ def import_object(spec: str, what: str) -> Any:
     plug-in ``what`` (``"model.custom entry 'x:Y'"``, as messages start).
 
     The module is imported from the folders ``plugin_search`` names, then the environment
-    (``sys.path`` without the working directory, which ``python -m`` and ``python -c`` put
-    there). Anything that fails is one ``PluginError`` line naming ``what`` and the fix.
+    (``sys.path`` without the working directory, which ``python -m`` and ``python -c`` put there,
+    unless PYTHONPATH names it). Anything that fails is one ``PluginError`` line naming ``what`` and the fix.
     """
     module_name, sep, attr = str(spec).partition(":")
     if not sep or not module_name or not attr:
@@ -190,10 +190,12 @@ def _import(module_name: str, what: str) -> Any:
 @contextmanager
 def _search_path() -> Iterator[None]:
     """``sys.path`` for one plug-in import: the named folders first, then the environment's entries
-    less the working directory ('' or its path), unless it is a named folder. Restored afterwards,
-    keeping any entry the module added itself."""
+    less the working directory ('' or its path) unless a named folder or PYTHONPATH names it.
+    Restored afterwards, keeping any entry the module added itself."""
     saved, cwd = list(sys.path), os.getcwd()
-    sys.path[:] = [*_FOLDERS, *(p for p in saved if os.path.abspath(p or os.curdir) != cwd and p not in _FOLDERS)]
+    pythonpath = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    hidden = set() if cwd in (*_FOLDERS, *pythonpath) else {p for p in saved if os.path.abspath(p or os.curdir) == cwd}
+    sys.path[:] = [*_FOLDERS, *(p for p in saved if p not in hidden and p not in _FOLDERS)]
     try:
         yield
     finally:

@@ -159,6 +159,9 @@ def test_a_module_in_the_working_directory_is_found_only_in_a_named_folder(tmp_p
             RunConfig.resolve(overrides={"strategy.custom": "broken_rules:rule"})
     assert config.strategy.custom == "here_rules:rule" and sys.path == path  # the path is restored
     assert sys.modules.pop("here_rules").__file__ == str(tmp_path / "here_rules.py")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # naming it there is naming it too
+    assert RunConfig.resolve(overrides={"strategy.custom": "here_rules:rule"}).strategy.custom == "here_rules:rule"
+    assert sys.modules.pop("here_rules").__file__ == str(tmp_path / "here_rules.py") and sys.path == path
     with pytest.raises(ConfigError, match=r"--plugin-path nowhere is not a folder; name the folder that holds"):
         with plugins.plugin_folders(["nowhere"]):
             pass

@@ -167,6 +167,21 @@ def test_a_command_that_trains_never_imports_from_the_working_directory(hostile,
     assert_untouched(tmp_path, before)
 
 
+def test_lstmbt_run_imports_plugins_from_plugin_path_only(hostile, tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        lstmbt.run(set={**LINEAR_FLAGS, "model.custom": [f"{HOSTILE}:Evil"]})
+    assert str(caught.value) == missing_line(HOSTILE, f"{HOSTILE}:Evil").removeprefix("error: ")
+    with pytest.raises(ConfigError, match=r"^--plugin-path \S+/nowhere is not a folder; name the folder that holds"):
+        lstmbt.run(set={**LINEAR_FLAGS, "model.custom": [f"{HOSTILE}:Evil"]}, plugin_path=tmp_path / "nowhere")
+    assert not list((tmp_path / "marks").iterdir()) and HOSTILE not in sys.modules
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / f"{PLUGIN}_api.py").write_text(PLUGIN_CODE, encoding="utf-8")
+    result = lstmbt.run(set={**LINEAR_FLAGS, "model.custom": [f"{PLUGIN}_api:TinyLogit"]},
+                        plugin_path=[tmp_path / "plugins"])
+    assert sys.modules.pop(f"{PLUGIN}_api").__file__ == str(tmp_path / "plugins" / f"{PLUGIN}_api.py")
+    assert "tinylogit_classification" in result.metrics.index
+
+
 def test_resume_takes_no_plugin_from_the_interrupted_run(hostile, tmp_path):
     """A downloaded partial directory naming the module, which it holds, is refused: nothing imported."""
     config = RunConfig().with_values({**LINEAR_FLAGS, "model.custom": [f"{HOSTILE}:Evil"],
