@@ -12,6 +12,7 @@ from a temporary folder named by ``--plugin-path``, which is then removed.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.partial import partial_dir, start_partial
 from lstmbt.backtest.pipeline import run
 from lstmbt.backtest.plugins import plugin_folders
+from lstmbt.backtest.universe.io import load_universe_run
 from helpers import LINEAR_FLAGS, call_main, save_with_report, set_args
 from plugin_probe import source_file
 
@@ -88,12 +90,14 @@ def good(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def hostile(good, tmp_path, monkeypatch) -> Path:
-    """``tmp_path/runs`` with ``good`` and ``evil`` (naming the hostile module, which it holds); the
-    working directory ``tmp_path`` holds the module too and is first on sys.path. Returns the root."""
+    """``tmp_path/runs`` with ``good``, ``evil`` (naming the hostile module, which it holds) and ``uni``
+    (a universe of ``evil``); the working directory ``tmp_path`` holds the module too and is first on
+    sys.path. Returns the root."""
     root = tmp_path / "runs"
     shutil.copytree(good, root / "good")
     shutil.copytree(good, root / "evil")
     name_plugins(root / "evil", [f"{HOSTILE}:Evil"], f"{HOSTILE}:rule")
+    make_universe(root, "uni", root / "evil")
     (tmp_path / "marks").mkdir()
     for folder in (tmp_path, root / "evil"):
         (folder / f"{HOSTILE}.py").write_text(HOSTILE_CODE.format(marks=str(tmp_path / "marks")), encoding="utf-8")
@@ -101,6 +105,18 @@ def hostile(good, tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(sys, "path", ["", str(tmp_path), *sys.path])
     monkeypatch.delitem(sys.modules, HOSTILE, raising=False)
     return root
+
+
+def make_universe(root: Path, name: str, source: Path) -> None:
+    """A universe run directory ``root/name`` holding ``source``'s run as its one ticker (enough for its reader)."""
+    uni = root / name
+    shutil.copytree(source, uni / "tickers" / "spx")
+    for file in ("config.toml", "metrics.json", "returns.parquet", "report.html"):
+        shutil.copy(source / file, uni / file)
+    shutil.copy(source / "positions.parquet", uni / "weights.parquet")
+    manifest = json.loads((source / "manifest.json").read_text(encoding="utf-8"))
+    manifest.update({"universe": ["spx"], "tickers": [{"name": "spx", "run_dir": "tickers/spx"}]})
+    (uni / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
 
 def assert_untouched(tmp_path: Path, before: dict[str, bytes], changes: tuple[str, ...] = ()) -> None:
@@ -135,6 +151,12 @@ def test_load_and_its_report_run_none_of_it(hostile, tmp_path):
     result.report(tmp_path / "page.html")
     assert result.config.model.custom == (f"{HOSTILE}:Evil",) and result.config.strategy.custom == f"{HOSTILE}:rule"
     assert_untouched(tmp_path, before, ("page.html",))
+
+
+def test_the_universe_reader_runs_none_of_it(hostile, tmp_path):
+    before = files(tmp_path)
+    assert load_universe_run(hostile / "uni").config.model.custom == (f"{HOSTILE}:Evil",)
+    assert_untouched(tmp_path, before)
 
 
 def test_python_m_lstmbt_report_inside_the_run_folder_runs_none_of_it(hostile, tmp_path):
@@ -241,12 +263,14 @@ def plugin_run(tmp_path_factory) -> Path:
 
 
 def test_a_plugin_run_rerenders_compares_lists_and_loads_without_its_plugin(plugin_run, good, tmp_path):
-    for argv in (["report", str(plugin_run)], ["compare", str(plugin_run), str(good), "--out", str(tmp_path / "c.html")],
-                 ["runs", "list", "--root", str(plugin_run.parent)], ["runs", "show", "made", "--root",
-                                                                       str(plugin_run.parent)]):
-        code, out, err = call_main(argv)
+    runs = str(plugin_run.parent)
+    pages = {("report", str(plugin_run)): plugin_run / "report.html",
+             ("compare", str(plugin_run), str(good), "--out", str(tmp_path / "c.html")): tmp_path / "c.html",
+             ("runs", "list", "--root", runs): None, ("runs", "show", "made", "--root", runs): None}
+    for argv, page in pages.items():
+        code, out, err = call_main(list(argv))
         assert code == 0 and "Traceback" not in err, (argv, err)
-        assert argv[0] == "compare" or "tinylogit_classification" in out + (plugin_run / "report.html").read_text()
+        assert "tinylogit_classification" in (out if page is None else page.read_text(encoding="utf-8")), argv
     result = lstmbt.load(plugin_run)
     assert "tinylogit_classification" in result.metrics.index
     assert "tinylogit_classification" in result.report(tmp_path / "page.html").read_text(encoding="utf-8")
