@@ -23,13 +23,14 @@ class ModelConfig(NetSpec):
     ``families``). ``lightgbm``: run LightGBM regression and classification on the decision day's
     features (``models.trees``). ``custom``: a user's own estimators, each a dotted path
     ``package.module:Class`` or a name given to ``lstmbt.register_model`` (``models.plugins``);
-    their syntax is checked here, their import and protocol by ``plugins`` (``RunConfig.check_plugins``),
-    only for a command that trains, so a saved config imports nothing. ``linear``: run the linear
-    baselines beside them (ridge for regression, logistic for classification, on the decision
-    day's features). ``linear_alpha``: their L2 penalty (ridge ``alpha``; logistic ``C = 1 / linear_alpha``). ``pooled``: in a
-    universe of several tickers, train one model per model name and fold on the training samples
-    of all tickers together (``backtest.pooled``) instead of one model per ticker; pooled fits
-    always run in ``window`` training mode (pooled windows are not one series).
+    their syntax is checked here, their import and protocol by ``plugins``
+    (``RunConfig.check_plugins``), only for a command that trains, so a saved config imports
+    nothing. ``linear``: run the linear baselines beside them (ridge for regression, logistic for
+    classification, on the decision day's features). ``linear_alpha``: their L2 penalty (ridge
+    ``alpha``; logistic ``C = 1 / linear_alpha``). ``pooled``: in a universe of several tickers,
+    train one model per model name and fold on the training samples of all tickers together
+    (``backtest.pooled``) instead of one model per ticker; pooled fits always run in ``window``
+    training mode (pooled windows are not one series).
     """
 
     lookback: int = 60

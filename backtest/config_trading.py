@@ -27,10 +27,10 @@ class StrategyConfig:
     ``lstmbt.register_strategy``, that replaces the built-in sizing for every model and for the
     persistence and majority baselines (``backtest.plugins`` has the protocol); the built-in
     sizing keys must then stay at their defaults. Its syntax is checked here, its import only by a
-    command that trains (``RunConfig.check_plugins``), so a saved config imports nothing. ``vol_target``: scale every
-    strategy's position but buy-and-hold's by vol_target / (trailing ``vol_window``-day volatility,
-    annualised with 252 days), at most 1 (``strategies.vol_target_positions``); an annual
-    fraction, 0.10 = 10% a year; 0 = off.
+    command that trains (``RunConfig.check_plugins``), so a saved config imports nothing.
+    ``vol_target``: scale every strategy's position but buy-and-hold's by vol_target / (trailing
+    ``vol_window``-day volatility, annualised with 252 days), at most 1
+    (``strategies.vol_target_positions``); an annual fraction, 0.10 = 10% a year; 0 = off.
     """
 
     sizing: str = "threshold"
