@@ -12,6 +12,7 @@ from a temporary folder named by ``--plugin-path``, which is then removed.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ import pytest
 import tomli_w
 
 import lstmbt
-from lstmbt.backtest.campaign.executors import LocalExecutor
+from lstmbt.backtest.campaign.executors import make_executor
 from lstmbt.backtest.campaign.sweep_file import read_sweep
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
@@ -31,8 +32,8 @@ from lstmbt.backtest.partial import partial_dir, start_partial
 from lstmbt.backtest.pipeline import run
 from lstmbt.backtest.plugins import plugin_folders
 from lstmbt.backtest.universe.io import load_universe_run
+from lstmbt.models.plugins import import_object
 from helpers import LINEAR_FLAGS, call_main, save_with_report, set_args
-from plugin_probe import source_file
 
 HOSTILE = "lstmbt_hostile_mod"
 PLUGIN = "lstmbt_inert_plugin"
@@ -233,12 +234,20 @@ def test_a_sweep_over_plugins_imports_them_from_named_folders_only(hostile, tmp_
     sys.modules.pop(f"{PLUGIN}_sweep")
 
 
-def test_worker_processes_import_from_the_folders_the_caller_named(tmp_path):
-    """A universe's or a sweep's spawned workers start without the caller's --plugin-path; the executor hands it on."""
-    (tmp_path / f"{PLUGIN}_pool.py").write_text("class Model:\n    pass\n\n\ndef rule(predictions, prices):\n"
-                                                "    return predictions['p_up'] * 0\n", encoding="utf-8")
-    with plugin_folders(str(tmp_path)):
-        found = LocalExecutor(workers=2).map(source_file, [f"{PLUGIN}_pool:Model", f"{PLUGIN}_pool:rule"])
+@pytest.mark.parametrize("kind", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+def test_worker_processes_import_from_the_folders_the_caller_named(kind, tmp_path):
+    """A universe's or a sweep's workers start without the caller's --plugin-path; the executor hands it on."""
+    (tmp_path / f"{PLUGIN}_pool.py").write_text("WHERE = __file__\n", encoding="utf-8")
+    if kind == "ray":
+        ray = pytest.importorskip("ray")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        with plugin_folders(str(tmp_path)):
+            found = make_executor(kind, workers=2 if kind == "local" else None).map(
+                functools.partial(import_object, what="test plug-in"), [f"{PLUGIN}_pool:WHERE"] * 2)
+    finally:
+        if kind == "ray":
+            ray.shutdown()
     assert found == [str(tmp_path / f"{PLUGIN}_pool.py")] * 2
     assert f"{PLUGIN}_pool" not in sys.modules  # imported in the workers only
 
