@@ -299,7 +299,8 @@ class RunConfig:
     @classmethod
     def from_saved(cls, raw: dict[str, Any]) -> RunConfig:
         """A config as a run directory or checkpoint saved it, perhaps by an earlier version: keys it
-        lacks take what that version ran with (``fill_saved``)."""
+        lacks take what that version ran with (``fill_saved``). Its plug-ins stay names: nothing is
+        imported (a command that trains with it calls ``check_plugins``)."""
         return cls().with_values(fill_saved(_flatten(raw)))
 
     @classmethod
@@ -314,14 +315,22 @@ class RunConfig:
 
         All layers are ``{"section.key": value}`` dicts except the file. They are merged before the
         config is built, so checks across sections (``RunConfig.__post_init__``) see the final values only.
+        The config is one to train with: its plug-ins are imported and checked (``check_plugins``).
         """
         from_file = _flatten(read_toml(path)) if path is not None else {}
         config = cls().with_values({**(preset or {}), **from_file, **(flags or {}), **(overrides or {})})
-        if config.strategy.custom is not None:  # a user's plug-in: imported and checked now, not after training
+        config.check_plugins()  # now, not after training
+        return config
+
+    def check_plugins(self) -> None:
+        """Import and check every plug-in the config names (``model.custom``, ``strategy.custom``),
+        from the environment and the folders ``backtest.plugins.plugin_folders`` names; a ConfigError
+        line names the first that fails. For the commands that train: reading a config never calls it."""
+        self.model.plugins  # noqa: B018 - resolving is the check
+        if self.strategy.custom is not None:
             from lstmbt.backtest.plugins import resolve_strategy  # pandas only when a custom rule is named
 
-            resolve_strategy(config.strategy.custom)
-        return config
+            resolve_strategy(self.strategy.custom)
 
     def with_values(self, values: dict[str, Any]) -> RunConfig:
         """A copy with ``{"section.key": value}`` applied; values are type-checked and validated."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from lstmbt.backtest.checks import check_choice, check_range
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.models.key import BASE_NAMES
-from lstmbt.models.plugins import Plugin, PluginError, resolve_plugin
+from lstmbt.models.plugins import Plugin, PluginError, check_spec, resolve_plugin
 from lstmbt.models.specs import (DEFAULT_DEVICE, DEFAULT_LINEAR_ALPHA, DEFAULT_SEED, DEVICES, LR_SCALINGS,
                                  NETWORK_FAMILIES, RECURRENT_FAMILIES, TRAIN_MODES, NetSpec, TrainSettings)
 
@@ -22,13 +22,15 @@ class ModelConfig(NetSpec):
     ``models.networks``). ``lstm``: false turns every network family off (the key predates
     ``families``). ``lightgbm``: run LightGBM regression and classification on the decision day's
     features (``models.trees``). ``custom``: a user's own estimators, each a dotted path
-    ``package.module:Class`` or a name given to ``lstmbt.register_model`` (``models.plugins``),
-    resolved and checked when the config is read. ``linear``: run the linear baselines beside them (ridge for
-    regression, logistic for classification, on the decision day's features). ``linear_alpha``:
-    their L2 penalty (ridge ``alpha``; logistic ``C = 1 / linear_alpha``). ``pooled``: in a
-    universe of several tickers, train one model per model name and fold on the training samples
-    of all tickers together (``backtest.pooled``) instead of one model per ticker; pooled fits
-    always run in ``window`` training mode (pooled windows are not one series).
+    ``package.module:Class`` or a name given to ``lstmbt.register_model`` (``models.plugins``);
+    their syntax is checked here, their import and protocol by ``plugins``
+    (``RunConfig.check_plugins``), only for a command that trains, so a saved config imports
+    nothing. ``linear``: run the linear baselines beside them (ridge for regression, logistic for
+    classification, on the decision day's features). ``linear_alpha``: their L2 penalty (ridge
+    ``alpha``; logistic ``C = 1 / linear_alpha``). ``pooled``: in a universe of several tickers,
+    train one model per model name and fold on the training samples of all tickers together
+    (``backtest.pooled``) instead of one model per ticker; pooled fits always run in ``window``
+    training mode (pooled windows are not one series).
     """
 
     lookback: int = 60
@@ -59,7 +61,11 @@ class ModelConfig(NetSpec):
         if "transformer" in self.networks and self.hidden_size % self.heads:
             raise ConfigError(f"model.heads = {self.heads} does not divide model.hidden_size = {self.hidden_size}; "
                               "the transformer splits its width into equal heads (try heads = 4 or 1)")
-        self.plugins  # resolves and checks every custom entry now, not mid-run
+        for spec in self.custom:  # the syntax only: importing is for the commands that train (``plugins``)
+            try:
+                check_spec(spec)
+            except PluginError as exc:
+                raise ConfigError(str(exc)) from None
 
     def _check_families(self) -> None:
         for family in self.families:
@@ -77,7 +83,8 @@ class ModelConfig(NetSpec):
 
     @property
     def plugins(self) -> tuple[Plugin, ...]:
-        """The resolved ``custom`` entries; a ConfigError names one that fails to import or breaks the protocol."""
+        """The resolved ``custom`` entries, imported now (``models.plugins.resolve_plugin``); a ConfigError
+        names one that fails to import or breaks the protocol. Only a command that trains asks."""
         try:
             plugins = tuple(resolve_plugin(spec) for spec in self.custom)
         except PluginError as exc:

@@ -26,11 +26,11 @@ class StrategyConfig:
     ``custom``: a rule of your own, ``"pkg.mod:function"`` or a name given to
     ``lstmbt.register_strategy``, that replaces the built-in sizing for every model and for the
     persistence and majority baselines (``backtest.plugins`` has the protocol); the built-in
-    sizing keys must then stay at their defaults. Its syntax is checked here, its import when the
-    config is read (``RunConfig.resolve``) and again before training. ``vol_target``: scale every
-    strategy's position but buy-and-hold's by vol_target / (trailing ``vol_window``-day volatility,
-    annualised with 252 days), at most 1 (``strategies.vol_target_positions``); an annual
-    fraction, 0.10 = 10% a year; 0 = off.
+    sizing keys must then stay at their defaults. Its syntax is checked here, its import only by a
+    command that trains (``RunConfig.check_plugins``), so a saved config imports nothing.
+    ``vol_target``: scale every strategy's position but buy-and-hold's by vol_target / (trailing
+    ``vol_window``-day volatility, annualised with 252 days), at most 1
+    (``strategies.vol_target_positions``); an annual fraction, 0.10 = 10% a year; 0 = off.
     """
 
     sizing: str = "threshold"

@@ -1,4 +1,4 @@
-"""A strategy of your own (``strategy.custom``): resolved and checked when the config is read, run
+"""A strategy of your own (``strategy.custom``): resolved and checked before a command trains, run
 one decision day at a time so it cannot see past the day it decides.
 
 The protocol::
@@ -13,8 +13,10 @@ from the first loaded bar up to and including t. The rule returns target positio
 position decided after the close of t, which ``backtest.portfolio`` fills on the next bar. Both
 frames are fresh copies holding nothing after t, so a rule can neither read nor change later rows.
 
-A value is either a dotted path ``pkg.mod:name`` (imported from the environment, else from the
-working directory) or a name given to ``register_strategy`` in this Python process.
+A value is either a dotted path ``pkg.mod:name`` or a name given to ``register_strategy`` in this
+Python process. A dotted path is imported from the environment and from the folders the user
+names (``plugin_folders``: ``--plugin-path``, ``plugin_path=``), never from the working directory
+or a run folder; reading a saved config imports nothing (``check_custom_syntax``).
 """
 
 from __future__ import annotations
@@ -22,21 +24,23 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
+import os
 import re
-from typing import Any, Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.models.plugins import PluginError, import_object, lstmbt_exit
+from lstmbt.models.plugins import DOTTED, PluginError, import_object, lstmbt_exit, plugin_search
 
 #: the columns of the ``predictions`` frame a rule receives, in order (its index is the date)
 PREDICTION_COLUMNS = ("target", "model", "horizon", "family", "baseline", "fold", "y_pred", "p_up", "close")
 #: the protocol in words, for messages
 PROTOCOL = "rule(predictions, prices) -> pd.Series of positions in [-1, 1]"
 
-_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _NAME = re.compile(r"^[A-Za-z_][\w.-]*$")
 _REGISTERED: dict[str, Callable[..., Any]] = {}
 
@@ -59,9 +63,28 @@ def register_strategy(name: str, rule: Rule) -> None:
 
 def check_custom_syntax(value: str) -> None:
     """``strategy.custom`` is a dotted path ``pkg.mod:name`` or a plain registered name (no import)."""
-    if not (_DOTTED.match(value) or _NAME.match(value)):
+    if not (DOTTED.match(value) or _NAME.match(value)):
         raise ConfigError(f"strategy.custom = {value!r} is neither a dotted path nor a strategy name; write it "
                           "like \"mypkg.rules:my_rule\" (module:function)")
+
+
+Folders = Iterable[str | os.PathLike[str]] | str | os.PathLike[str] | None
+
+
+@contextmanager
+def plugin_folders(folders: Folders) -> Iterator[tuple[str, ...]]:
+    """While the block runs, plug-ins (``model.custom``, ``strategy.custom``) are also imported from
+    ``folders`` (one path or several; None: none), as ``--plugin-path`` asks; process pools and Ray
+    workers search them too. Yields the folders searched. Raises ``ConfigError`` for a path that
+    is not a folder, before anything is imported."""
+    given = [] if folders is None else [folders] if isinstance(folders, (str, os.PathLike)) else list(folders)
+    for folder in given:
+        if not isinstance(folder, (str, os.PathLike)) or not Path(folder).is_dir():
+            shown = os.fspath(folder) if isinstance(folder, (str, os.PathLike)) else repr(folder)
+            raise ConfigError(f"--plugin-path {shown} is not a folder; name the folder that holds your plug-in "
+                              "module (the one with mymod.py for 'mymod:Name')")
+    with plugin_search(given) as searched:
+        yield searched
 
 
 def resolve_strategy(value: str) -> Rule:

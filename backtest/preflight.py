@@ -1,5 +1,5 @@
-"""Checks before any training: the device exists, the model fits in memory, the strategy can size
-its first out-of-sample day, and every fold has both up and down labels to learn from.
+"""Checks before any training: the plug-ins import, the device exists, the model fits in memory, the
+strategy can size its first out-of-sample day, and every fold has both up and down labels to learn from.
 
 Each failure is one ``ConfigError``/``DataError`` line naming the numbers and the fix. The checks
 are arithmetic on the config and the price rows; torch is imported only to ask about a GPU
@@ -14,7 +14,6 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig, narrow
 from lstmbt.backtest.errors import ConfigError, DataError
-from lstmbt.backtest.plugins import resolve_strategy
 from lstmbt.models.exog import EXOG_WINDOWS
 from lstmbt.models.features import make_features
 from lstmbt.models.specs import NetSpec, TrainSettings, estimate_training_memory
@@ -33,12 +32,11 @@ def check_before_training(prices: pd.DataFrame, config: RunConfig, warmup: int, 
     (``run``, ``importance``), so each needs both label classes. ``positions``: the strategy is
     scored (``run``), so confidence sizing needs a trailing volatility on the first test day.
     """
+    config.check_plugins()  # a config built in code or read from a run folder has imported none
     check_device(config.train.device)
     if folds:
         check_label_classes(prices, config, warmup)
     if positions:
-        if config.strategy.custom is not None:  # a config built in code was not resolved when read
-            resolve_strategy(config.strategy.custom)
         check_vol_history(prices, config, warmup)
     if config.model.lstm:
         check_memory(prices, config, warmup)

@@ -1,7 +1,7 @@
 """Bring your own model: a scikit-learn gradient-boosting classifier on the decision day's features,
 walked forward on the same folds as lstmbt's own models.
 
-    PYTHONPATH=examples lstmbt run --quick --set 'model.custom=["custom_model:FlatBoost"]'
+    lstmbt run --quick --plugin-path examples --set 'model.custom=["custom_model:FlatBoost"]'
     python examples/custom_model.py [REPORT.html]     # the same from Python, via register_model
 
 A plug-in is any scikit-learn estimator (``fit(X, y, sample_weight=None)``, ``predict``, and

@@ -1,9 +1,10 @@
 """A strategy of your own: long when the classifier's p_up is above 0.55, short below 0.45, flat
 between; a regression model goes long when it predicts a rise and flat otherwise.
 
-From the command line, in this folder (so ``custom_strategy`` can be imported)::
+From the command line, naming this folder so that ``custom_strategy`` can be imported (plug-ins
+are never imported from the working directory unless it is named)::
 
-    lstmbt run --quick --set strategy.custom=custom_strategy:p_up_band
+    lstmbt run --quick --plugin-path examples --set strategy.custom=custom_strategy:p_up_band
 
 or with a 10% volatility target, from Python, as this script does::
 

@@ -20,7 +20,7 @@ from lstmbt.backtest.config import QUICK_PRESET, RunConfig, parse_overrides
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.frames import frame_prices
 from lstmbt.backtest.pipeline import run as run_pipeline
-from lstmbt.backtest.plugins import register_strategy
+from lstmbt.backtest.plugins import Folders, plugin_folders, register_strategy
 from lstmbt.backtest.rundir import load_run
 from lstmbt.models.threads import caller_threads
 from lstmbt.result import RunResult
@@ -33,7 +33,7 @@ MAX_NAME_CHARS = 100
 
 def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = False, set: Overrides = None,
         prices: pd.DataFrame | None = None, name: str | None = None, out: str | Path | None = None,
-        executor: str = "local", address: str | None = None) -> RunResult:
+        executor: str = "local", address: str | None = None, plugin_path: Folders = None) -> RunResult:
     """Walk forward every model, backtest with costs and score, as ``lstmbt run`` does.
 
     Parameters
@@ -66,6 +66,9 @@ def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = F
         With ``split.scheme = "cpcv"``, where the CPCV splits are fitted: ``"local"`` (side by side
         in this process) or ``"ray"`` (Ray tasks on the cluster at ``address``, e.g.
         ``ray://head:10001`` or ``auto``; a local Ray instance without it), as ``--executor``.
+    plugin_path : str, path-like or a list of them, optional
+        Folders to import plug-ins (``model.custom``, ``strategy.custom`` dotted paths) from,
+        besides the environment, as ``--plugin-path``; the working directory only when named.
 
     Returns
     -------
@@ -78,19 +81,20 @@ def run(config: ConfigLike = None, *, source: str | None = None, quick: bool = F
     lstmbt.ConfigError, lstmbt.DataError
         Bad input, with one line naming the problem and the fix (the line the CLI prints).
     """
-    cfg = resolve_config(config, source=source, quick=quick, overrides=set)
-    if prices is not None:
-        cfg, prices = _with_frame(cfg, prices, name, source)
-    elif name is not None:
-        raise ConfigError("name= names a DataFrame given as prices=; pass prices= too, or drop name=")
-    # every core available, fewer while other processes use some; a count the caller chose is kept
-    pool = None
-    if executor != "local" or address is not None:
-        from lstmbt.backtest.campaign.executors import make_executor  # Ray loads on use only
+    with plugin_folders(plugin_path):  # plug-ins import from the environment and these folders only
+        cfg = resolve_config(config, source=source, quick=quick, overrides=set)
+        if prices is not None:
+            cfg, prices = _with_frame(cfg, prices, name, source)
+        elif name is not None:
+            raise ConfigError("name= names a DataFrame given as prices=; pass prices= too, or drop name=")
+        # every core available, fewer while other processes use some; a count the caller chose is kept
+        pool = None
+        if executor != "local" or address is not None:
+            from lstmbt.backtest.campaign.executors import make_executor  # Ray loads on use only
 
-        pool = make_executor(executor, address=address)  # an unknown name is one ConfigError line
-    result = RunResult(run_pipeline(cfg, threads=caller_threads(), prices=prices,
-                                    executor=pool if cfg.split.cpcv else None))
+            pool = make_executor(executor, address=address)  # an unknown name is one ConfigError line
+        result = RunResult(run_pipeline(cfg, threads=caller_threads(), prices=prices,
+                                        executor=pool if cfg.split.cpcv else None))
     if out is not None:
         result.save(out)
     return result

@@ -16,6 +16,12 @@ run's target (log return, or 0/1 for up). A plug-in is named by a dotted path
 from Python. Its strategy name is the class name in lower case plus the task
 (``mynet_classification``), the registered name plus the task, or a name chosen in the entry
 (``"hgb=mypkg.models:MyNet"`` gives ``hgb_classification``).
+
+A config only names plug-ins: reading one (``check_spec``) checks the syntax and imports nothing,
+so a saved run is read, rendered and compared without its plug-ins. ``resolve_plugin`` imports
+them, for the commands that train. Modules are imported from the environment (``sys.path``, less
+the working directory) and from the folders the user names (``plugin_search``), never implicitly
+from the working directory or a run folder.
 """
 
 from __future__ import annotations
@@ -26,13 +32,18 @@ import inspect
 import os
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 #: what a plug-in may declare in ``lstmbt_input``
 INPUTS = ("rows", "windows")
 _REGISTRY: dict[str, type] = {}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+#: a dotted path ``package.module:Name`` (``Name`` may be dotted), as a config writes one
+DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+#: the folders ``plugin_search`` names, searched before the environment (absolute paths)
+_FOLDERS: tuple[str, ...] = ()
 
 
 class PluginError(ValueError):
@@ -76,10 +87,8 @@ def resolve_plugin(spec: str) -> Plugin:
 
     Raises ``PluginError`` (one line) when it cannot be imported, is not a class, or breaks the protocol.
     """
-    stem, sep, path = str(spec).rpartition("=")
-    if sep and not _NAME.match(stem):
-        raise PluginError(f"model.custom entry {spec!r} names its model {stem!r}; use lower case letters, digits "
-                          "and underscores, starting with a letter (e.g. 'hgb=mypkg.models:MyNet')")
+    check_spec(spec)
+    stem, _, path = str(spec).rpartition("=")
     if path in _REGISTRY:
         cls, stem = _REGISTRY[path], stem or path
     else:
@@ -91,6 +100,18 @@ def resolve_plugin(spec: str) -> Plugin:
     task = "classification" if _is_classifier(build_instance(cls, spec)) else "regression"
     check_protocol(cls, spec, task)
     return Plugin(spec=spec, cls=cls, stem=stem, task=task, input=getattr(cls, "lstmbt_input", "rows"))
+
+
+def check_spec(spec: str) -> None:
+    """The syntax of a ``model.custom`` entry, importing nothing: ``[name=]package.module:Class``
+    or ``[name=]registered_name``. Raises ``PluginError`` (one line) naming the entry and the fix."""
+    stem, sep, path = str(spec).rpartition("=")
+    if sep and not _NAME.match(stem):
+        raise PluginError(f"model.custom entry {spec!r} names its model {stem!r}; use lower case letters, digits "
+                          "and underscores, starting with a letter (e.g. 'hgb=mypkg.models:MyNet')")
+    if not (DOTTED.match(path) or _NAME.match(path)):
+        raise PluginError(f"model.custom entry {spec!r} is neither a dotted path nor a registered name; write it as "
+                          "'package.module:Class' (e.g. 'mypkg.models:MyNet'), or register it from Python first")
 
 
 def build_instance(cls: type, spec: str) -> Any:
@@ -115,9 +136,9 @@ def import_object(spec: str, what: str) -> Any:
     """The object a dotted path ``package.module:Name`` (``Name`` may be dotted) names, for the
     plug-in ``what`` (``"model.custom entry 'x:Y'"``, as messages start).
 
-    The module is imported from the environment; when it is not found there, once more with the
-    working directory on ``sys.path`` (the ``lstmbt`` console script does not put it there), which
-    is restored afterwards. Anything that fails is one ``PluginError`` line naming ``what`` and the fix.
+    The module is imported from the folders ``plugin_search`` names, then the environment
+    (``sys.path`` without the working directory, which ``python -m`` and ``python -c`` put there,
+    unless PYTHONPATH names it). Anything that fails is one ``PluginError`` line naming ``what`` and the fix.
     """
     module_name, sep, attr = str(spec).partition(":")
     if not sep or not module_name or not attr:
@@ -134,28 +155,60 @@ def import_object(spec: str, what: str) -> Any:
     return obj
 
 
+@contextmanager
+def plugin_search(folders: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[str, ...]]:
+    """While the block runs, plug-in modules are also imported from ``folders`` (after any named by
+    an enclosing block; searched before the environment, as PYTHONPATH's folders are). Yields every
+    folder now searched, as absolute paths; the previous folders apply again afterwards.
+
+    Process-wide: a worker process enters the same block (``backtest.campaign.executors``)."""
+    global _FOLDERS
+    previous = _FOLDERS
+    _FOLDERS = tuple(dict.fromkeys([*previous, *(os.path.abspath(f) for f in folders)]))
+    try:
+        yield _FOLDERS
+    finally:
+        _FOLDERS = previous
+
+
+def plugin_folders() -> tuple[str, ...]:
+    """The folders plug-in modules are imported from besides the environment (``plugin_search``)."""
+    return _FOLDERS
+
+
 def _import(module_name: str, what: str) -> Any:
+    if module_name in sys.modules:  # imported already: no search, sys.path untouched while fits run
+        return sys.modules[module_name]
     importlib.invalidate_caches()  # a module file written since the last import is seen
     try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if not _is_the_module(exc, module_name) or os.getcwd() in sys.path:
-            raise PluginError(_import_line(what, module_name, exc)) from None
+        with _search_path():
+            return importlib.import_module(module_name)
     except Exception as exc:  # any import-time failure of the user's module is theirs to fix
         raise PluginError(_import_line(what, module_name, exc)) from None
-    sys.path.insert(0, os.getcwd())
+
+
+@contextmanager
+def _search_path() -> Iterator[None]:
+    """``sys.path`` for one plug-in import: the named folders first, then the environment's entries
+    less the working directory ('' or its path) unless a named folder or PYTHONPATH names it.
+    Restored afterwards, keeping any entry the module added itself."""
+    saved, cwd = list(sys.path), os.getcwd()
+    pythonpath = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    hidden = set() if cwd in (*_FOLDERS, *pythonpath) else {p for p in saved if os.path.abspath(p or os.curdir) == cwd}
+    sys.path[:] = [*_FOLDERS, *(p for p in saved if p not in hidden and p not in _FOLDERS)]
     try:
-        return importlib.import_module(module_name)
-    except Exception as exc:
-        raise PluginError(_import_line(what, module_name, exc)) from None
+        yield
     finally:
-        sys.path.remove(os.getcwd())
+        sys.path[:] = saved + [p for p in sys.path if p not in saved and p not in _FOLDERS]
 
 
 def _import_line(what: str, module_name: str, exc: BaseException) -> str:
     detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
     if isinstance(exc, ModuleNotFoundError) and _is_the_module(exc, module_name):
-        fix = "check the spelling, and put the module in the working directory or on PYTHONPATH"
+        top = module_name.partition(".")[0]
+        holds = f"{top}.py" if top == module_name else f"the package {top}/"
+        fix = (f"check the spelling, install it, or name the folder that holds {holds} with --plugin-path DIR "
+               "(plugin_path= in Python)")
     else:
         fix = f"fix {module_name} so that it imports"
     return f"{what}: module {module_name} cannot be imported ({detail}); {fix}"
@@ -198,5 +251,5 @@ def lstmbt_exit(exc: BaseException) -> bool:
     return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("lstmbt.")
 
 
-__all__ = ["Plugin", "PluginError", "register_model", "resolve_plugin",
-           "check_protocol", "import_object", "lstmbt_exit", "INPUTS"]
+__all__ = ["Plugin", "PluginError", "register_model", "resolve_plugin", "check_spec", "check_protocol",
+           "import_object", "lstmbt_exit", "plugin_search", "plugin_folders", "INPUTS", "DOTTED"]

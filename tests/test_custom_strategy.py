@@ -120,7 +120,7 @@ def test_a_rule_that_breaks_the_protocol_is_one_line_naming_it(base, rule, words
 @pytest.mark.parametrize("value, words", [
     ("custom_rules:bandd", ("custom_rules has no attribute 'bandd'", "did you mean 'band'?")),
     ("no_such_module_xyz:rule", ("module no_such_module_xyz cannot be imported", "ModuleNotFoundError",
-                                 "working directory or on PYTHONPATH")),
+                                 "install it, or name the folder that holds no_such_module_xyz.py with --plugin-path")),
     ("custom_rules:THRESHOLD", ("custom_rules:THRESHOLD' is a float, not a function", "rule(predictions, prices)")),
     ("custom_rules:one_argument", ("cannot be called with two arguments", "(predictions: 'pd.DataFrame')")),
     ("not_registered", ("'not_registered' is not a registered strategy", "lstmbt.register_strategy")),
@@ -140,18 +140,31 @@ def test_a_custom_rule_with_a_built_in_sizing_key_is_refused():
         RunConfig.resolve(overrides={"strategy.vol_target": 10})
 
 
-def test_a_module_in_the_working_directory_is_found_and_a_broken_one_named(tmp_path, monkeypatch):
-    """The ``lstmbt`` script does not put the working directory on sys.path; the resolver tries it."""
+def test_a_module_in_the_working_directory_is_found_only_in_a_named_folder(tmp_path, monkeypatch):
+    """Plug-ins come from the environment and the folders the user names (``--plugin-path``), never
+    implicitly from the working directory, even where Python put it on sys.path (``python -m``, ``-c``)."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.setattr(sys, "path", ["", str(tmp_path), *sys.path])
     (tmp_path / "here_rules.py").write_text("def rule(predictions, prices):\n    return predictions['p_up'] * 0\n")
     (tmp_path / "broken_rules.py").write_text("raise RuntimeError('boom at import')\n")
     path = list(sys.path)
-    config = RunConfig.resolve(overrides={"strategy.custom": "here_rules:rule"})
+    with pytest.raises(ConfigError, match=r"module here_rules cannot be imported \(ModuleNotFoundError: No module "
+                                          r"named 'here_rules'\); check the spelling, install it, or name the folder "
+                                          r"that holds here_rules.py with --plugin-path DIR"):
+        RunConfig.resolve(overrides={"strategy.custom": "here_rules:rule"})
+    with plugins.plugin_folders("."):
+        config = RunConfig.resolve(overrides={"strategy.custom": "here_rules:rule"})
+        with pytest.raises(ConfigError, match=r"module broken_rules cannot be imported \(RuntimeError: boom at "
+                                              r"import\); fix broken_rules so that it imports"):
+            RunConfig.resolve(overrides={"strategy.custom": "broken_rules:rule"})
     assert config.strategy.custom == "here_rules:rule" and sys.path == path  # the path is restored
-    with pytest.raises(ConfigError, match=r"module broken_rules cannot be imported \(RuntimeError: boom at import\); "
-                                          "fix broken_rules so that it imports"):
-        RunConfig.resolve(overrides={"strategy.custom": "broken_rules:rule"})
+    assert sys.modules.pop("here_rules").__file__ == str(tmp_path / "here_rules.py")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # naming it there is naming it too
+    assert RunConfig.resolve(overrides={"strategy.custom": "here_rules:rule"}).strategy.custom == "here_rules:rule"
+    assert sys.modules.pop("here_rules").__file__ == str(tmp_path / "here_rules.py") and sys.path == path
+    with pytest.raises(ConfigError, match=r"--plugin-path nowhere is not a folder; name the folder that holds"):
+        with plugins.plugin_folders(["nowhere"]):
+            pass
 
 
 def test_a_saved_config_reads_back_without_importing_the_rule():

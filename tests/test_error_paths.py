@@ -213,7 +213,8 @@ CASES: dict[str, Case] = {
     # a strategy plug-in that cannot be used: refused when the config is read, or on the first bad position
     "strategy-plugin-not-importable": Case(NOTHING, custom_run("no_such_rules_module:rule"), 2,
                                            f"{PLUGIN} = 'no_such_rules_module:rule': module no_such_rules_module cannot "
-                                           "be imported", ("ModuleNotFoundError", "working directory or on PYTHONPATH")),
+                                           "be imported", ("ModuleNotFoundError", "install it, or name the folder that "
+                                                           "holds no_such_rules_module.py with --plugin-path DIR")),
     "strategy-plugin-not-callable": Case(NOTHING, custom_run("custom_rules:THRESHOLD"), 2,
                                          f"{PLUGIN} = 'custom_rules:THRESHOLD' is a float, not a function",
                                          ("rule(predictions, prices)",)),
@@ -364,7 +365,7 @@ CASES: dict[str, Case] = {
     # a plug-in model (tests/plugin_models.py) refused when the config is read: nothing trained or written
     "plugin-model-import": Case(NOTHING, (*PLUGIN_RUN, 'model.custom=["nosuch_pkg.models:Net"]'), 2,
                                 "error: model.custom entry 'nosuch_pkg.models:Net': module nosuch_pkg.models cannot be imported",
-                                ("ModuleNotFoundError", "PYTHONPATH")),
+                                ("ModuleNotFoundError", "the package nosuch_pkg/ with --plugin-path DIR")),
     "plugin-model-not-a-class": Case(NOTHING, (*PLUGIN_RUN, 'model.custom=["plugin_models:not_a_class"]'), 2,
                                      "error: model.custom entry 'plugin_models:not_a_class' is a builtin_function",
                                      ("not a class",)),

@@ -5,7 +5,6 @@ custom strategy also through the ``lstmbt`` command), the notebook cell by cell 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,12 +59,11 @@ def test_custom_model_example(tmp_path):
 
 @pytest.mark.slow  # a second process start; test_families covers dotted-path plug-ins in-process
 def test_custom_model_by_dotted_path_on_the_command_line(tmp_path):
-    """The README's command: the example module on PYTHONPATH, named in model.custom."""
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLES)}
+    """The README's command: the example module's folder named by --plugin-path, the class in model.custom."""
     done = subprocess.run([sys.executable, "-m", "lstmbt", "run", "--quick", "--out", str(tmp_path / "run"),
-                           "--set", "data.start=2014-01-01", "--set", "model.lstm=false",
-                           "--set", 'model.custom=["custom_model:FlatBoost"]'],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+                           "--plugin-path", str(EXAMPLES), "--set", "data.start=2014-01-01",
+                           "--set", "model.lstm=false", "--set", 'model.custom=["custom_model:FlatBoost"]'],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert {"flatboost_classification", "logistic_classification", "buy_and_hold"} <= set(metrics)
@@ -81,9 +79,10 @@ def test_custom_strategy_script(tmp_path):
 
 @pytest.mark.slow  # a second process start and vectorbt cold start; test_custom_strategy covers the lookup in-process
 def test_custom_strategy_from_the_command_line_in_its_folder(tmp_path):
-    """As its docstring says: the ``lstmbt`` script, run in examples/, finds the module there."""
+    """As its docstring says: the ``lstmbt`` script, run in examples/ and naming it, finds the module there."""
     lstmbt_script = Path(sys.executable).with_name("lstmbt")
-    argv = [str(lstmbt_script), "run", "--quick", "--set", "strategy.custom=custom_strategy:p_up_band",
+    argv = [str(lstmbt_script), "run", "--quick", "--plugin-path", ".",
+            "--set", "strategy.custom=custom_strategy:p_up_band",
             "--set", "model.lstm=false", "--set", "data.start=2014-01-01", "--out", str(tmp_path / "run")]
     done = subprocess.run(argv, cwd=EXAMPLES, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -214,9 +214,9 @@ def test_perturbing_the_future_changes_no_family_lightgbm_or_plugin_prediction(t
     ("Bad-Name=plugin_models:RowLogit", "names its model 'Bad-Name'"),
     ("ridge=plugin_models:WindowRidge", "would be named 'ridge_regression'"),
 ])
-def test_a_broken_plugin_is_refused_when_the_config_is_read(entry, words):
+def test_a_broken_plugin_is_refused_when_a_config_to_train_is_read(entry, words):
     with pytest.raises(ConfigError, match=None) as caught:
-        RunConfig().with_values({"model.custom": [entry]})
+        RunConfig.resolve(overrides={"model.custom": [entry]})
     message = str(caught.value)
     assert words in message and "\n" not in message, message
 

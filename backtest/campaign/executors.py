@@ -22,6 +22,7 @@ from multiprocessing import get_context
 from typing import Any, Callable, Sequence
 
 from lstmbt.backtest.errors import ConfigError
+from lstmbt.models.plugins import plugin_folders, plugin_search
 from lstmbt.models.threads import USER_THREAD_VARS, cpu_budget, torch_threads, user_threads
 
 EXECUTORS = ("local", "ray")
@@ -56,13 +57,15 @@ def _pinned_by() -> str | None:
 THREADS_ENV = "LSTMBT_TORCH_THREADS"
 
 
-def _call(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
-    """``fn(item)`` on ``threads`` torch threads. It runs in the caller's process when the local pool
-    has one worker, so the thread count and ``THREADS_ENV`` are put back however the job ends."""
+def _call(fn: Callable[[Any], Any], item: Any, threads: int, folders: tuple[str, ...] = ()) -> Any:
+    """``fn(item)`` on ``threads`` torch threads, importing plug-ins from ``folders`` too (the caller's
+    ``--plugin-path``: a worker process starts without them). It runs in the caller's process when
+    the local pool has one worker, so the thread count, ``THREADS_ENV`` and the folders are put back
+    however the job ends."""
     previous = os.environ.get(THREADS_ENV)
     os.environ[THREADS_ENV] = str(threads)
     try:
-        with torch_threads(threads):
+        with torch_threads(threads), plugin_search(folders):
             return fn(item)
     finally:
         if previous is None:
@@ -101,7 +104,8 @@ class LocalExecutor:
             return results
         # spawn, not fork: a forked child would inherit torch's thread pool and any open locks
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_call, fn, item, threads): index for index, item in enumerate(items)}
+            folders = plugin_folders()  # a spawned worker starts without the caller's --plugin-path
+            futures = {pool.submit(_call, fn, item, threads, folders): index for index, item in enumerate(items)}
             pending = set(futures)
             try:
                 while pending:
@@ -142,7 +146,7 @@ class RayExecutor:
                                   "check --address (e.g. ray://head-node:10001) or drop it to start "
                                   "a local instance") from None
         task = ray.remote(num_cpus=1, max_retries=0)(_call)
-        refs = {task.remote(fn, item, 1): index for index, item in enumerate(items)}
+        refs = {task.remote(fn, item, 1, plugin_folders()): index for index, item in enumerate(items)}
         results: list[Any] = [None] * len(items)
         pending = list(refs)
         try:

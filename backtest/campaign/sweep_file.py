@@ -39,7 +39,6 @@ import tomli_w
 from lstmbt.backtest.campaign.sweep_seeds import check_rank_by
 from lstmbt.backtest.config import QUICK_PRESET, RunConfig, _split_key, read_toml
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.backtest.plugins import resolve_strategy
 from lstmbt.backtest.scoring import horizon_plan
 
 SEARCHES = ("grid", "random")
@@ -258,8 +257,8 @@ def _param_values(key: str, value: Any, base: RunConfig) -> Values:
         raise ConfigError(f"{key} is an empty list; give at least one value to try")
     for item in value:
         config = base.with_values({key: item})  # unknown key (with did-you-mean), wrong type or out of range
-        if key == "strategy.custom" and config.strategy.custom is not None:
-            resolve_strategy(config.strategy.custom)  # each rule imported now, not after the training trials
+        if key in ("model.custom", "strategy.custom"):
+            config.check_plugins()  # each plug-in imported now, not after the training trials
     if len({repr(_plain(v)) for v in value}) != len(value):
         raise ConfigError(f"{key} = {value!r} lists a value twice; list each once")
     return tuple(value)

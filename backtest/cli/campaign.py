@@ -8,10 +8,11 @@ from typing import Annotated, Any, Optional
 import typer
 
 from lstmbt.backtest.campaign.executors import make_executor
-from lstmbt.backtest.cli.options import RootOpt, progress_bars
+from lstmbt.backtest.cli.options import PluginPathOpt, RootOpt, progress_bars, use_plugin_path
 from lstmbt.backtest.errors import ConfigError, printable
 
 def sweep(
+    ctx: typer.Context,
     config: Annotated[Optional[Path], typer.Option(
         "--config", "-c", help="Sweep file: TOML with a sweep table and a params table (README: Sweeps).")] = None,
     out: Annotated[Optional[Path], typer.Option(
@@ -24,11 +25,13 @@ def sweep(
     workers: Annotated[Optional[int], typer.Option(
         help="Most training trials at once with --executor local (default: one per core, or per thread "
              "OMP_NUM_THREADS allows); the cores left are split between them as torch threads.")] = None,
+    plugin_path: PluginPathOpt = None,
 ) -> None:
     """Grid or random search over run-config keys, ranked, with the deflated Sharpe ratio and PBO.
 
     Signal-only keys (strategy.*, backtest.*) are scored from saved predictions without retraining.
     """
+    use_plugin_path(ctx, plugin_path)
     from lstmbt.backtest.rundir import default_run_dir  # loads numpy: on use, not at --help
     from lstmbt.backtest.campaign.sweep import resolve_spec, run_sweep  # loads pandas: on use, not at --help
     from lstmbt.reports.sweep import sweep_lines  # loads pandas: on use, not at --help

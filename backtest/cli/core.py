@@ -10,13 +10,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from lstmbt.backtest.cli.options import (ConfigOpt, EndOpt, ExogOpt, QuickOpt, RefreshOpt, SetOpt, SourceOpt, StartOpt,
-                                         SymbolOpt, TargetOpt, data_config, option_flags, print_outcome, progress_bars,
-                                         resolve_config, resumed_config, saved_work_noted, torch_threads)
+from lstmbt.backtest.cli.options import (ConfigOpt, EndOpt, ExogOpt, PluginPathOpt, QuickOpt, RefreshOpt, SetOpt,
+                                         SourceOpt, StartOpt, SymbolOpt, TargetOpt, data_config, option_flags,
+                                         print_outcome, progress_bars, resolve_config, resumed_config,
+                                         saved_work_noted, torch_threads, use_plugin_path)
 from lstmbt.backtest.cli.universe import run_universe_command, universe_of
 from lstmbt.backtest.errors import ConfigError, printable, terminal_line
 
 def run(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     source: SourceOpt = None,
     symbol: SymbolOpt = None,
@@ -36,11 +38,13 @@ def run(
              "split.scheme = cpcv (local: side by side in this process); or ray.")] = "local",
     address: Annotated[Optional[str], typer.Option(
         help="Ray cluster for --executor ray: auto or ray://HEAD:10001 (default: start Ray on this machine).")] = None,
+    plugin_path: PluginPathOpt = None,
 ) -> None:
     """Walk forward, backtest and report; prints the path of report.html at the end.
 
     A source naming several tickers (fdr:A,B,C, list:FILE, a long CSV without --symbol) runs a universe.
     """
+    use_plugin_path(ctx, plugin_path)
     if resume is not None:  # the interrupted run's config, never a new one
         cfg, out = resumed_config(resume, {"--config": config, "--source": source, "--symbol": symbol,
                                             "--start": start, "--end": end, "--target": target, "--set": set_,
@@ -147,6 +151,7 @@ def data_fetch(ticker: Annotated[str, typer.Argument(help="FinanceDataReader tic
 
 
 def predict(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     source: SourceOpt = None,
     symbol: SymbolOpt = None,
@@ -161,9 +166,11 @@ def predict(
     root: Annotated[Path, typer.Option(
         help="Directory of run directories searched for the walk-forward run of the same config and data.")
     ] = Path("runs"),
+    plugin_path: PluginPathOpt = None,
 ) -> None:
     """Train every model on all data up to the last bar; print each forecast, whether they agree, the
     strategy's next position and order, and the skill the walk-forward run of the same config found."""
+    use_plugin_path(ctx, plugin_path)
     cfg = resolve_config(config, option_flags(source, symbol, start, end, target, refresh, exog), set_, quick)
     import json
 
@@ -192,6 +199,7 @@ def predict(
 
 
 def importance(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     source: SourceOpt = None,
     symbol: SymbolOpt = None,
@@ -207,9 +215,11 @@ def importance(
     repeats: Annotated[int, typer.Option(help="Shuffles per fold and feature group (permutation).")] = 3,
     out: Annotated[Optional[Path], typer.Option(
         help="Where to write the HTML (default runs/importance-<UTC timestamp>.html).")] = None,
+    plugin_path: PluginPathOpt = None,
 ) -> None:
     """Which feature groups the models rely on: shuffled within each test block, dropped and retrained,
     or SHAP values of the test predictions."""
+    use_plugin_path(ctx, plugin_path)
     # loads numpy: on use, not at --help
     from lstmbt.backtest.attribution import check_explainable, shap_frame
     from lstmbt.backtest.importance import importance_frame, load_design, parse_method, summarize_importance

@@ -31,6 +31,9 @@ ExogOpt = Annotated[Optional[str], typer.Option(
          "fdr:USD/KRW,fdr:VIX (joined as of each price date).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override one config key, e.g. --set model.hidden_size=64 (repeatable).")]
+PluginPathOpt = Annotated[Optional[list[Path]], typer.Option(
+    "--plugin-path", help="Folder to import plug-ins (model.custom, strategy.custom) from, besides the installed "
+                          "environment (repeatable); the working directory and run folders never are, unless named.")]
 
 
 def option_flags(source: Optional[str], symbol: Optional[str], start: Optional[str], end: Optional[str],
@@ -51,7 +54,17 @@ def resumed_config(resume: Path, given: dict[str, Any]) -> tuple[RunConfig, Path
         raise ConfigError(f"--resume continues the interrupted run with the config it started with; "
                           f"drop {', '.join(clashing)}")
     out_dir, partial = resume_paths(resume)
-    return load_partial_config(partial), out_dir
+    config = load_partial_config(partial)
+    config.check_plugins()  # from the environment and --plugin-path only, never from the saved run
+    return config, out_dir
+
+
+def use_plugin_path(ctx: typer.Context, folders: Optional[list[Path]]) -> None:
+    """Until the command ends, plug-ins are imported from ``folders`` (``--plugin-path``) as well as
+    the environment; a path that is not a folder is one ConfigError line."""
+    from lstmbt.backtest.plugins import plugin_folders  # loads pandas: on use, not at --help
+
+    ctx.with_resource(plugin_folders(folders))
 
 
 def resolve_config(path: Optional[Path], flags: dict[str, Any], overrides: Optional[list[str]],
