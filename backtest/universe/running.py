@@ -233,7 +233,7 @@ def _portfolios(config: RunConfig, portfolio: PortfolioConfig, prices: dict[str,
     weights = portfolio_weights(legs, calendar, portfolio)
     wide = pd.concat(weights, axis=1)
     backtest = run_group_backtest(prices, wide, config.backtest)
-    metrics = portfolio_metrics(backtest, weights, seed=config.train.seed)
+    metrics = portfolio_metrics(backtest, weights, seed=config.train.run_seed)
     frame = pd.concat([w.rename_axis(index="date", columns="ticker").reset_index()
                        .melt(id_vars="date", var_name="ticker", value_name="weight").assign(strategy=name)
                        for name, w in weights.items()], ignore_index=True)[["date", "strategy", "ticker", "weight"]]
