@@ -243,6 +243,6 @@ def fold_spread(name: str, scores: dict[int, SeedScore]) -> list[dict[str, Any]]
     return out
 
 
-__all__ = ["SeedScore", "seed_provenance", "unused_seed_note", "SPREAD_METRICS", "FOLD_FIGURES", "SKILL_PVALUE", "ensemble_seeds", "ensemble_models",
+__all__ = ["SeedScore", "SPREAD_METRICS", "FOLD_FIGURES", "SKILL_PVALUE", "ensemble_seeds", "ensemble_models",
            "seed_config", "seed_view", "long_seed_predictions", "score_seed", "score_seeds", "seed_summary", "spread",
-           "claims_skill", "agreement", "best_seed", "fold_spread"]
+           "claims_skill", "agreement", "best_seed", "fold_spread", "seed_provenance", "unused_seed_note"]
