@@ -19,8 +19,8 @@ from markupsafe import escape
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.data import load_prices
+from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.design import feature_warmup
-from lstmbt.backtest.preflight import cpcv_note
 from helpers import LINEAR_VALUES, TINY_SPX, call_main, set_args
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
@@ -48,6 +48,14 @@ def _never_train(monkeypatch) -> None:
     monkeypatch.setattr("lstmbt.backtest.pipeline._predict_all", train)
 
 
+def _check_cpcv(values: dict) -> None:
+    """``preflight.cpcv_note`` on the config of ``values``: a ConfigError when it would be refused."""
+    from lstmbt.backtest.preflight import cpcv_note
+
+    config = RunConfig.resolve(flags=values)
+    cpcv_note(load_prices(config.data), config, feature_warmup(config))
+
+
 def _run_args(values: dict, out: Path) -> list[str]:
     return ["run", *set_args(values), "--out", str(out)]
 
@@ -67,8 +75,7 @@ def test_a_cpcv_split_with_nothing_to_fit_on_is_refused_before_training(tmp_path
     # every setting the line offers does fit: the fix works as given
     fixes = dict(re.findall(r"(split\.\w+) = (\d+)", line.split("; ")[-1]))
     assert fixes == {"split.test_groups": "2"}
-    config = RunConfig.resolve(flags={**CPCV_16_15, **{k: int(v) for k, v in fixes.items()}})
-    cpcv_note(load_prices(config.data), config, feature_warmup(config))  # no ConfigError
+    _check_cpcv({**CPCV_16_15, **{k: int(v) for k, v in fixes.items()}})  # no ConfigError
 
 
 def test_every_fix_the_cpcv_refusal_offers_fits(run_cli, tmp_path, monkeypatch):
@@ -78,11 +85,9 @@ def test_every_fix_the_cpcv_refusal_offers_fits(run_cli, tmp_path, monkeypatch):
     fixes = re.findall(r"(split\.\w+) = (\d+)", line.split("; ")[-1])
     assert [key for key, _ in fixes] == ["split.test_groups", "split.groups", "split.embargo"]
     for key, value in fixes:  # one change each, and each is enough
-        config = RunConfig.resolve(flags={**values, key: int(value)})
-        cpcv_note(load_prices(config.data), config, feature_warmup(config))
-    shorter = RunConfig.resolve(flags={**values, "split.embargo": int(dict(fixes)["split.embargo"]) + 1})
-    with pytest.raises(Exception, match="fewer than"):  # the embargo offered is the longest that fits
-        cpcv_note(load_prices(shorter.data), shorter, feature_warmup(shorter))
+        _check_cpcv({**values, key: int(value)})
+    with pytest.raises(ConfigError, match="fewer than"):  # the embargo offered is the longest that fits
+        _check_cpcv({**values, "split.embargo": int(dict(fixes)["split.embargo"]) + 1})
 
 
 def test_cpcv_splits_fitting_on_less_than_the_walk_forward_are_warned_and_recorded(tmp_path, run_cli):

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmbt.strategies.cross_section import ranking_days
 from helpers import LINEAR_VALUES, set_args
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
@@ -92,6 +91,8 @@ def test_resume_refuses_a_universe_whose_ticker_list_changed(tmp_path, monkeypat
 
 
 def test_ranking_days_need_more_tickers_than_are_held():
+    from lstmbt.strategies.cross_section import ranking_days
+
     counts = np.array([0, 1, 2, 3, 4])
     assert ranking_days(counts, 1).tolist() == [False, False, True, True, True]
     assert ranking_days(counts, 2).tolist() == [False, False, False, True, True]
