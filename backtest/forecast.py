@@ -28,9 +28,10 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.data import describe_prices
-from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.pipeline import (Progress, estimator_for, load_checked, make_design, target_anchor,
                                       training_weights)
+from lstmbt.backtest.preflight import check_one_horizon
 from lstmbt.backtest.scoring import BENCHMARK, make_positions, model_plan
 from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import SampleGrid, scaled_windows
@@ -185,7 +186,7 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     current count; ``backtest.pipeline.run``); torch's count is restored afterwards. ``progress``:
     called as progress(stage, done, total) with stage ``data`` and then each model's name.
     Raises ``DataError`` when the data are too short, with the same check as ``run``, and
-    ``ConfigError`` for several ``target.horizons`` (``check_one_horizon``) before loading anything.
+    ``ConfigError`` for several ``target.horizons`` (``preflight.check_one_horizon``) before loading anything.
     """
     check_one_horizon(config)
     report = progress or (lambda stage, done, total: None)
@@ -229,16 +230,6 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
                     execution=config.backtest.execution,
                     data=describe_prices(design.prices, config.data.source, config.data.symbol),
                     decisions=tuple((day, {key.name: values[key.name, k] for key in keys}) for day, k in zip(dates, back)))
-
-
-def check_one_horizon(config: RunConfig) -> None:
-    """A forecast is of one horizon (its models, its strategy's next order): several
-    ``target.horizons`` are refused with one line naming the runs that forecast each."""
-    horizons = config.target.all_horizons
-    if len(horizons) > 1:
-        raise ConfigError(f"lstmbt predict forecasts one horizon, but target.horizons = {list(horizons)} lists "
-                          f"{len(horizons)}; forecast each on its own with --set target.horizons=[] --set "
-                          f"target.horizon=H, for H in {', '.join(map(str, horizons))}")
 
 
 def decision_positions(prices: pd.DataFrame, keys: list[ModelKey], values: dict[tuple[str, int], float],
@@ -420,5 +411,4 @@ def _finite(value: Any) -> Any:
 
 
 __all__ = ["Forecast", "ModelForecast", "Action", "RegressionForecast", "ClassificationForecast", "forecast_next",
-           "check_one_horizon",
            "decision_positions", "strategy_actions", "agreement", "final_fold", "BENCHMARK"]

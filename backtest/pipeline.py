@@ -212,8 +212,9 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
                  positions: bool = True) -> pd.DataFrame:
     """``prices`` unchanged, or a DataError when they are too short for ``config``'s warm-up,
     lookback, min_train, one test block and the label horizon; then the checks before training
-    (``backtest.preflight``: device, memory, and with ``folds``/``positions`` the label classes of
-    every fold and the confidence sizing's volatility history), each a one-line error. Suspect but
+    (``backtest.preflight``: device, memory, and with ``folds``/``positions`` the label classes and
+    dead-zone weights of every fold, the confidence sizing's volatility history and, with both, the
+    CPCV splits' fit samples), each a one-line error. Suspect but
     usable prices (``backtest.datacheck.data_warnings``) raise a ``DataWarning`` each, so run,
     predict, importance, sweeps and universes all show them before any training."""
     import warnings

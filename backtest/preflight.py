@@ -1,6 +1,7 @@
 """Checks before any training: the device exists, the model fits in memory, the strategy can size
 its first out-of-sample day, every fold has both up and down labels (and, with a dead zone, a sample
-of weight above 0) to learn from, and every CPCV split has enough samples to fit on.
+of weight above 0) to learn from, every CPCV split has enough samples to fit on, and a forecast
+(``lstmbt predict``) is of one horizon.
 
 Each failure is one ``ConfigError``/``DataError`` line naming the numbers and the fix. The checks
 are arithmetic on the config and the price rows; torch is imported only to ask about a GPU
@@ -50,6 +51,16 @@ def check_before_training(prices: pd.DataFrame, config: RunConfig, warmup: int, 
         check_cpcv(prices, config, warmup)
     if config.model.lstm:
         check_memory(prices, config, warmup)
+
+
+def check_one_horizon(config: RunConfig) -> None:
+    """A forecast is of one horizon (its models, its strategy's next order): several
+    ``target.horizons`` are refused with one line naming the runs that forecast each."""
+    horizons = config.target.all_horizons
+    if len(horizons) > 1:
+        raise ConfigError(f"lstmbt predict forecasts one horizon, but target.horizons = {list(horizons)} lists "
+                          f"{len(horizons)}; forecast each on its own with --set target.horizons=[] --set "
+                          f"target.horizon=H, for H in {', '.join(map(str, horizons))}")
 
 
 def check_device(device: str) -> None:

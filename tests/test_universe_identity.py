@@ -41,6 +41,13 @@ def long_csv(path: Path, tickers: dict[str, pd.DatetimeIndex]) -> Path:
     return path
 
 
+def run_long(run_cli, folder: Path, tickers: dict[str, pd.DatetimeIndex]) -> tuple[Path, str, dict]:
+    """The universe of ``tickers`` (one long CSV) through ``lstmbt run``: (run directory, stdout, manifest)."""
+    out = folder / "run"
+    printed, _ = _run(run_cli, f"csv:{long_csv(folder / 'prices.csv', tickers)}", out)
+    return out, printed, json.loads((out / "manifest.json").read_text())
+
+
 @pytest.fixture
 def one_core(monkeypatch) -> None:
     monkeypatch.setattr("lstmbt.backtest.campaign.executors._cores", lambda: 1)
@@ -100,13 +107,10 @@ def test_ranking_days_need_more_tickers_than_are_held():
 
 
 def test_xs_strategies_of_tickers_that_never_overlap_are_left_out(tmp_path, one_core, run_cli):
-    source = long_csv(tmp_path / "apart.csv", {"EARLY": pd.bdate_range("2015-01-01", periods=420),
-                                               "LATE": pd.bdate_range("2017-01-02", periods=420)})
-    out = tmp_path / "run"
-    printed, _ = _run(run_cli, f"csv:{source}", out)
+    out, printed, manifest = run_long(run_cli, tmp_path, {"EARLY": pd.bdate_range("2015-01-01", periods=420),
+                                                          "LATE": pd.bdate_range("2017-01-02", periods=420)})
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics) == ["ew_logistic_classification", "ew_buy_and_hold"]  # no xs_ row, no verdict for one
-    manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["portfolio"]["ranking_days"] == 0 and manifest["portfolio"]["most_active"] == 1
     note = ("xs_ strategies left out: at most 1 ticker is active on any decision day (the tickers' out-of-sample days "
             "never overlap), and ranking needs more than portfolio.top_k = 1, so each would only repeat "
@@ -124,11 +128,8 @@ def test_xs_strategies_of_tickers_that_never_overlap_are_left_out(tmp_path, one_
 
 
 def test_portfolios_over_a_7_day_and_a_5_day_ticker_annualise_on_their_joint_calendar(tmp_path, one_core, run_cli):
-    source = long_csv(tmp_path / "mixed.csv", {"COIN": pd.date_range("2015-01-01", periods=600),
-                                               "STOCK": pd.bdate_range("2015-01-01", periods=430)})
-    out = tmp_path / "run"
-    printed, _ = _run(run_cli, f"csv:{source}", out)
-    manifest = json.loads((out / "manifest.json").read_text())
+    out, printed, manifest = run_long(run_cli, tmp_path, {"COIN": pd.date_range("2015-01-01", periods=600),
+                                                          "STOCK": pd.bdate_range("2015-01-01", periods=430)})
     assert manifest["periods_per_year"] == 365
     returns = pd.read_parquet(out / "returns.parquet")
     days = pd.DatetimeIndex(returns.index)
