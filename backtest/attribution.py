@@ -86,7 +86,7 @@ def shap_frame(config: RunConfig, seed: int | None = None, *, design: Design | N
     Parameters
     ----------
     config : the run's config; every model of ``model_plan(config)`` but the plug-ins is explained.
-    seed : seeds the samples and the expected-gradient draws (default ``config.train.seed``).
+    seed : seeds the samples and the expected-gradient draws (default ``config.train.run_seed``).
     design : a ``load_design(config)`` to reuse (loaded when None).
     progress : ``progress(stage, done, total)`` after each fold.
     max_explained, max_background : caps on explained test samples and background fit samples per fold.
@@ -99,7 +99,7 @@ def shap_frame(config: RunConfig, seed: int | None = None, *, design: Design | N
     ``SHAP_COLUMNS``; ``mean_abs_shap`` in target units (regression) or log-odds of up (classifiers).
     """
     check_explainable(config)
-    seed = config.train.seed if seed is None else seed
+    seed = config.train.run_seed if seed is None else seed
     _check_whole(seed, "seed", 0)
     for value, name in ((max_explained, "max_explained"), (max_background, "max_background"),
                         (n_gradient_samples, "n_gradient_samples")):

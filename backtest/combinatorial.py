@@ -106,6 +106,19 @@ class CombinatorialPurgedSplit:
                               test=np.concatenate([blocks[g] for g in tested])))
         return folds
 
+    def smallest_fit(self, n_samples: int) -> tuple[int, int, tuple[int, ...]]:
+        """(samples fitted on, split index, test blocks) of the split that fits on the fewest samples.
+
+        Unlike ``split`` it refuses nothing, so a check before training can say how small a split
+        gets; too few samples for ``groups`` blocks of 2 count as 0 samples to fit on.
+        """
+        if n_samples < 2 * self.groups:
+            return 0, 0, tuple(range(self.test_groups))
+        blocks = self.group_positions(n_samples)
+        sizes = [(len(self._fit_and_val(self.training_positions(blocks, tested, n_samples))[0]), index, tested)
+                 for index, tested in enumerate(self.combinations())]
+        return min(sizes)
+
     def training_positions(self, blocks: list[np.ndarray], tested: tuple[int, ...], n_samples: int) -> np.ndarray:
         """Positions outside the tested blocks, their purge before and their purge and embargo after."""
         keep = np.ones(n_samples, dtype=bool)
@@ -116,7 +129,7 @@ class CombinatorialPurgedSplit:
 
     def _fit_and_val(self, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_val = _n_val(self.val_fraction, len(usable))
-        if not n_val:
+        if not n_val or not len(usable):  # nothing outside the test blocks: nothing to fit or validate on
             return usable, usable[:0]
         val = usable[len(usable) - n_val:]
         return usable[usable < val[0] - self.val_gap], val

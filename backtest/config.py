@@ -370,7 +370,10 @@ def fill_saved(values: dict[str, Any]) -> dict[str, Any]:
     defaults = {f"{section}.{key}": value for section, entries in RunConfig().to_dict().items()
                 for key, value in entries.items()}
     legacy = {key: value for key, value in LEGACY_VALUES.items() if _acts(key, {**defaults, **values})}
-    return {**defaults, **legacy, **values}
+    filled = {**defaults, **legacy, **values}
+    if filled["model.lstm"] and not filled["model.families"]:  # such a run trained no network: lstm = false now
+        filled["model.lstm"] = False
+    return filled
 
 
 def _acts(key: str, values: dict[str, Any]) -> bool:

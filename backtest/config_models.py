@@ -72,6 +72,10 @@ class ModelConfig(NetSpec):
             check_choice("model.families entry", family, NETWORK_FAMILIES)
         if len(set(self.families)) != len(self.families):
             raise ConfigError(f"model.families = {list(self.families)} lists a family twice; list each once")
+        if self.lstm and not self.families:
+            raise ConfigError(f"model.families is empty while model.lstm = true, so no network would be trained; "
+                              f"list at least one of {', '.join(NETWORK_FAMILIES)}, or set model.lstm = false "
+                              "to train none")
         if self.bidirectional and any(f not in RECURRENT_FAMILIES for f in self.networks):
             raise ConfigError("model.bidirectional applies to the lstm and gru families only; set it to false or "
                               "drop transformer/tcn from model.families")
@@ -121,6 +125,7 @@ class TrainConfig(TrainSettings):
     free cores; the model's prediction is their mean (``p_up`` for classifiers, the predicted value
     for regressors) and each seed's is kept in ``y_pred_seed<S>``/``p_up_seed<S>`` columns.
     Empty (the default): one network, seeded with ``seed``. Linear baselines train once either way.
+    The first seed of ``seeds`` is the run's seed (``run_seed``), which ``seed`` is otherwise.
     """
 
     warm_start: bool = True
@@ -158,3 +163,10 @@ class TrainConfig(TrainSettings):
     def members(self) -> tuple[int, ...]:
         """The seeds each LSTM is trained with: ``seeds`` when given, else ``(seed,)``."""
         return self.seeds or (self.seed,)
+
+    @property
+    def run_seed(self) -> int:
+        """The run's seed: the first of ``members`` (``seeds[0]`` when given, else ``seed``). It is the
+        manifest's ``seed`` and seeds the bootstraps, the baselines and single fits (importance,
+        SHAP), so ``seeds = [7]`` runs exactly as ``seed = 7``; ``seed`` is unused beside ``seeds``."""
+        return self.members[0]

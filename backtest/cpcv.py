@@ -3,7 +3,7 @@ primary horizon trained on each CPCV split (``backtest.combinatorial``), the spl
 backtest paths, and each path backtested through the run's own positions and portfolio code.
 
 Training: a split starts from fresh weights (warm starts do not carry across splits, which are not
-in time order), seeded with ``train.seed`` (each seed of ``train.seeds`` for an ensemble, whose
+in time order), seeded with ``train.run_seed`` (each seed of ``train.seeds`` for an ensemble, whose
 mean is taken per split as in the walk-forward). The fits are independent jobs: side by side on
 the run's thread slots (one torch thread each), or as Ray tasks when the caller hands an executor
 (``backtest.campaign.executors``), with identical results.
@@ -20,7 +20,7 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.design import Design, estimator_for, feature_warmup, target_anchor, training_weights
-from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.errors import ConfigError, needs_new_config
 from lstmbt.backtest.scoring import majority_p_up
 from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import FoldProgress, SampleGrid, combine_seeds, walk_forward_predict
@@ -41,11 +41,12 @@ def cpcv_splitter(design: Design, config: RunConfig):
 
 
 def cpcv_folds(design: Design, config: RunConfig) -> list[Fold]:
-    """Every CPCV split of the run's samples; a split too small to fit on is a one-line ConfigError."""
+    """Every CPCV split of the run's samples; a split too small to fit on is a one-line ConfigError
+    (``backtest.preflight.check_cpcv`` refuses it before training; this guards a design it did not foresee)."""
     try:
         return cpcv_splitter(design, config).split(design.grid.n)
     except ValueError as exc:
-        raise ConfigError(f"split.scheme = 'cpcv': {exc}") from None
+        raise needs_new_config(ConfigError(f"split.scheme = 'cpcv': {exc}")) from None
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def _verdicts(returns: pd.DataFrame, models: list[str], config: RunConfig) -> di
     for name in models:
         r = mean[name].to_numpy()
         out[name] = {"mean_path_sharpe": m.sharpe(r), "bench_sharpe": m.sharpe(bench),
-                     **family_verdict(r, bench, len(models), config.train.seed)}
+                     **family_verdict(r, bench, len(models), config.train.run_seed)}
     return out
 
 

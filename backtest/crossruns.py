@@ -77,6 +77,6 @@ def _pair(va: dict[str, Any], a: str, vb: dict[str, Any], b: str, days: pd.Datet
     real_a, real_b = va["realised"].get(h_a), vb["realised"].get(h_b)
     decided = va["decided"][a][rows_a] & vb["decided"][b][rows_b]
     return compare_pair(va["returns"][a].to_numpy()[rows_a], vb["returns"][b].to_numpy()[rows_b], calls_a, calls_b,
-                        None if real_a is None else real_a[rows_a], max(h_a, h_b), seed=va["config"].train.seed,
+                        None if real_a is None else real_a[rows_a], max(h_a, h_b), seed=va["config"].train.run_seed,
                         decided=np.asarray(decided, dtype=bool),
                         realised_up_b=None if real_b is None else real_b[rows_b])

@@ -78,7 +78,7 @@ def training_weights(design: Design, task: str, horizon: int, config: RunConfig)
 
 def estimator_for(key: ModelKey, config: RunConfig, seed: int | None = None):
     """The unfitted estimator of the model ``key`` names: a network of its family (seeded with
-    ``seed``, default ``train.seed``), a baseline, or a plug-in of ``model.custom`` behind its adapter."""
+    ``seed``, default ``train.run_seed``), a baseline, or a plug-in of ``model.custom`` behind its adapter."""
     if key.family != CUSTOM_FAMILY:
         return build_estimator(key.task, config, seed=seed, family=key.family)
     plugin = next(p for p in config.model.plugins if key.name in (p.name, f"{p.name}_h{key.horizon}"))
@@ -108,9 +108,9 @@ def target_anchor(design: Design, task: str, config: RunConfig) -> pd.Series | N
 def build_estimator(task: str, config: RunConfig, linear: bool = False, seed: int | None = None,
                     family: str = "lstm"):
     """The unfitted estimator for ``task`` (``regression`` or ``classification``) of ``family``: a
-    network (seeded with ``seed``, default ``train.seed``), ``lightgbm``, or ``linear`` (also
+    network (seeded with ``seed``, default ``train.run_seed``), ``lightgbm``, or ``linear`` (also
     ``linear=True``) for the ridge/logistic baseline."""
-    seed = config.train.seed if seed is None else seed
+    seed = config.train.run_seed if seed is None else seed
     refit = config.train.refit  # with early-stopped networks refitted on fit + validation, the baselines are too
     if linear or family == "linear":
         alpha = config.model.linear_alpha

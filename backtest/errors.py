@@ -9,7 +9,14 @@ import re
 
 
 class LstmbtError(Exception):
-    """A problem with the user's input. The CLI prints its message as one line, no traceback."""
+    """A problem with the user's input. The CLI prints its message as one line, no traceback.
+
+    ``resumable``: whether work saved before it (``lstmbt run --resume``) can go on once the problem
+    is fixed; False for a problem that only a config change fixes (``needs_new_config``), since a
+    resumed run keeps the config it started with.
+    """
+
+    resumable: bool = True
 
 
 class ConfigError(LstmbtError):
@@ -18,6 +25,12 @@ class ConfigError(LstmbtError):
 
 class DataError(LstmbtError):
     """Price data that is missing, malformed or too short for the requested run."""
+
+
+def needs_new_config(exc: LstmbtError) -> LstmbtError:
+    """``exc``, marked as fixed only by a config change: the work saved before it cannot be resumed."""
+    exc.resumable = False
+    return exc
 
 
 class DataWarning(UserWarning):

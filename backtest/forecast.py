@@ -32,6 +32,7 @@ from lstmbt.backtest.design import plugin_faults
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.pipeline import (Progress, estimator_for, load_checked, make_design, target_anchor,
                                       training_weights)
+from lstmbt.backtest.preflight import check_one_horizon
 from lstmbt.backtest.scoring import BENCHMARK, make_positions, model_plan
 from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import SampleGrid, scaled_windows
@@ -186,8 +187,10 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     ``threads``: how many models may train side by side, each on one torch thread (None: torch's
     current count; ``backtest.pipeline.run``); torch's count is restored afterwards. ``progress``:
     called as progress(stage, done, total) with stage ``data`` and then each model's name.
-    Raises ``DataError`` when the data are too short, with the same check as ``run``.
+    Raises ``DataError`` when the data are too short, with the same check as ``run``, and
+    ``ConfigError`` for several ``target.horizons`` (``preflight.check_one_horizon``) before loading anything.
     """
+    check_one_horizon(config)
     report = progress or (lambda stage, done, total: None)
     report("data", 0, 1)
     design = make_design(load_checked(config, folds=False, positions=False), config)  # no folds trained, no positions

@@ -317,7 +317,7 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
     names = [s for s in strategies if s in keys]  # the model strategies, in column order
     pairs = default_pairs(keys[s] for s in names)
     pairs += [p for p in check_pairs(config.backtest.pairs, strategies) if p not in pairs]
-    dates, seed = positions.index, config.train.seed
+    dates, seed = positions.index, config.train.run_seed
     models = by_model(predictions, dates)
     realised = realised_directions(models, keys, config)
     rows = [{"a": a, "b": b, **_compare_named(a, b, returns, models, keys, realised, config, close, dates)}
@@ -340,7 +340,7 @@ def _compare_named(a: str, b: str, returns: pd.DataFrame, models: dict[str, pd.D
             keep &= ~undecided(keys[name], models, config, close)
     h_a, h_b = strategy_horizon(a, keys, config), strategy_horizon(b, keys, config)
     return compare_pair(returns[a].to_numpy(), returns[b].to_numpy(), calls[a], calls[b], realised.get(h_a),
-                        max(h_a, h_b), seed=config.train.seed, decided=keep, realised_up_b=realised.get(h_b))
+                        max(h_a, h_b), seed=config.train.run_seed, decided=keep, realised_up_b=realised.get(h_b))
 
 
 def realised_directions(models: dict[str, pd.DataFrame], keys: Mapping[str, ModelKey],

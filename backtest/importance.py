@@ -127,7 +127,7 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
     ----------
     config : the run's config; every model of ``model_plan(config)`` is walked forward once.
     n_repeats : shuffles per fold and group; the fold's scores are their mean.
-    seed : seeds the shuffles (default ``config.train.seed``); fold f and group g always get
+    seed : seeds the shuffles (default ``config.train.run_seed``); fold f and group g always get
         ``np.random.default_rng([seed, f, position of g in models.features.GROUPS, then exog])``.
     design : a ``load_design(config)`` to reuse (loaded when None).
     progress : ``progress(stage, done, total)`` after each fold.
@@ -140,7 +140,7 @@ def permutation_importance(config: RunConfig, n_repeats: int = 3, seed: int | No
     One row per model, group and fold (``FRAME_COLUMNS``), ``method`` = ``"permutation"``.
     """
     _check_repeats(n_repeats)
-    seed = config.train.seed if seed is None else seed
+    seed = config.train.run_seed if seed is None else seed
     if not (isinstance(seed, (int, np.integer)) and seed >= 0):
         raise ConfigError(f"seed {seed!r} must be a whole number >= 0")
     design = design if design is not None else load_design(config)

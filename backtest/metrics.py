@@ -1,7 +1,8 @@
 """Performance, prediction and significance metrics: pure functions of arrays.
 
 Conventions: returns are simple daily net returns as fractions; annualisation uses 252
-trading days; the risk-free rate is 0; drawdowns are negative fractions (-0.57 = 57% below
+trading days (``periods_per_year``: the bars a year of another calendar, e.g. 365 for a portfolio
+held on a 7-day calendar); the risk-free rate is 0; drawdowns are negative fractions (-0.57 = 57% below
 the peak). Undefined values (a ratio over zero) are NaN.
 """
 
@@ -21,25 +22,25 @@ def total_return(returns: np.ndarray) -> float:
     return float(np.prod(1.0 + np.asarray(returns, dtype=np.float64)) - 1.0)
 
 
-def cagr(returns: np.ndarray) -> float:
-    """Compound annual growth rate over ``len(returns) / 252`` years."""
-    years = len(returns) / PERIODS_PER_YEAR
+def cagr(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+    """Compound annual growth rate over ``len(returns) / periods_per_year`` years."""
+    years = len(returns) / periods_per_year
     growth = 1.0 + total_return(returns)
     if years == 0:
         return math.nan
     return float(growth ** (1.0 / years) - 1.0) if growth > 0 else -1.0
 
 
-def ann_volatility(returns: np.ndarray) -> float:
-    """Sample standard deviation of daily returns times sqrt(252)."""
-    return _sample_std(returns) * math.sqrt(PERIODS_PER_YEAR)
+def ann_volatility(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+    """Sample standard deviation of daily returns times sqrt(periods_per_year), 252 by default."""
+    return _sample_std(returns) * math.sqrt(periods_per_year)
 
 
-def sharpe(returns: np.ndarray) -> float:
-    """Annualised Sharpe ratio: mean / sample std of daily returns, times sqrt(252)."""
+def sharpe(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
+    """Annualised Sharpe ratio: mean / sample std of daily returns, times sqrt(periods_per_year)."""
     r = np.asarray(returns, dtype=np.float64)
     sd = _sample_std(r)
-    return float(np.mean(r) / sd * math.sqrt(PERIODS_PER_YEAR)) if sd > 0 else math.nan
+    return float(np.mean(r) / sd * math.sqrt(periods_per_year)) if sd > 0 else math.nan
 
 
 def _sample_std(returns: np.ndarray) -> float:
@@ -54,11 +55,11 @@ def _sample_std(returns: np.ndarray) -> float:
     return 0.0 if np.all(r == r[0]) else float(np.std(r, ddof=1))
 
 
-def sortino(returns: np.ndarray) -> float:
+def sortino(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
     """Annualised Sortino ratio: mean over the downside deviation sqrt(mean(min(r, 0)^2))."""
     r = np.asarray(returns, dtype=np.float64)
     downside = math.sqrt(np.mean(np.minimum(r, 0.0) ** 2)) if len(r) else 0.0
-    return float(np.mean(r) / downside * math.sqrt(PERIODS_PER_YEAR)) if downside > 0 else math.nan
+    return float(np.mean(r) / downside * math.sqrt(periods_per_year)) if downside > 0 else math.nan
 
 
 def max_drawdown(returns: np.ndarray) -> float:
@@ -66,10 +67,10 @@ def max_drawdown(returns: np.ndarray) -> float:
     return float(np.min(drawdown_curve(returns)))
 
 
-def calmar(returns: np.ndarray) -> float:
+def calmar(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
     """CAGR over the absolute max drawdown."""
     mdd = max_drawdown(returns)
-    return cagr(returns) / abs(mdd) if mdd < 0 else math.nan
+    return cagr(returns, periods_per_year) / abs(mdd) if mdd < 0 else math.nan
 
 
 def exposure(positions: np.ndarray) -> float:
@@ -78,7 +79,7 @@ def exposure(positions: np.ndarray) -> float:
     return float(np.mean(p != 0)) if len(p) else math.nan
 
 
-def turnover(positions: np.ndarray) -> float:
+def turnover(positions: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> float:
     """Annual one-way turnover: sum of |position changes| (entry from flat included) per year.
 
     1.0 means the book was traded once its full value per year; a daily flip long <-> flat is 252.
@@ -87,27 +88,30 @@ def turnover(positions: np.ndarray) -> float:
     if not len(p):
         return math.nan
     changes = np.abs(np.diff(np.concatenate([[0.0], p]))).sum()
-    return float(changes / (len(p) / PERIODS_PER_YEAR))
+    return float(changes / (len(p) / periods_per_year))
 
 
-def return_metrics(returns: np.ndarray) -> dict[str, float]:
+def return_metrics(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, float]:
     """The figures of a daily return series alone: total_return, cagr, ann_volatility, sharpe,
     sortino, max_drawdown and calmar, in that order (the one builder of these keys)."""
+    ppy = periods_per_year
     return {
         "total_return": total_return(returns),
-        "cagr": cagr(returns),
-        "ann_volatility": ann_volatility(returns),
-        "sharpe": sharpe(returns),
-        "sortino": sortino(returns),
+        "cagr": cagr(returns, ppy),
+        "ann_volatility": ann_volatility(returns, ppy),
+        "sharpe": sharpe(returns, ppy),
+        "sortino": sortino(returns, ppy),
         "max_drawdown": max_drawdown(returns),
-        "calmar": calmar(returns),
+        "calmar": calmar(returns, ppy),
     }
 
 
-def performance_metrics(returns: np.ndarray, positions: np.ndarray) -> dict[str, float]:
+def performance_metrics(returns: np.ndarray, positions: np.ndarray,
+                        periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, float]:
     """Return and risk figures of one strategy over its out-of-sample days: ``return_metrics``,
     then ``exposure`` and ``turnover`` of its positions."""
-    return {**return_metrics(returns), "exposure": exposure(positions), "turnover": turnover(positions)}
+    return {**return_metrics(returns, periods_per_year), "exposure": exposure(positions),
+            "turnover": turnover(positions, periods_per_year)}
 
 
 def hit_rate(pred_up: np.ndarray, real_up: np.ndarray) -> float:

@@ -221,8 +221,14 @@ def _unlock(fd: int | None) -> None:
 
 def _failure(exc: Exception, partial: Path, out_dir: Path, resumed: bool) -> Exception:
     """The error a failed run ends with: a new run's empty partial directory is gone; saved work
-    is kept and named (in a new run's refusal, a disk error, or as a note on a bug)."""
+    is kept and named (in a new run's refusal, a disk error, or as a note on a bug). A problem only a
+    config change fixes (``LstmbtError.resumable`` false) discards the saved work: ``--resume``
+    keeps the config, so it could never continue it."""
     done, what = saved_work(partial)
+    if isinstance(exc, LstmbtError) and not exc.resumable:
+        discard_partial(partial)
+        return type(exc)(f"{exc} (the {what} saved before it were discarded: --resume keeps the config, so they "
+                         "could not be continued)") if done else exc
     keep = ""
     if done or resumed:
         keep = f"; {what} saved in {partial}: continue with `lstmbt run --resume {out_dir}` once that is fixed"

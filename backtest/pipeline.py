@@ -30,14 +30,15 @@ from lstmbt.backtest.errors import ConfigError, DataWarning
 from lstmbt.backtest.headtohead import check_pairs, planned_strategies, run_comparisons
 from lstmbt.backtest.plugins import resolve_strategy, rule_provenance
 from lstmbt.backtest.portfolio import cost_sweep, run_backtest
-from lstmbt.backtest.preflight import check_before_training
+from lstmbt.backtest.preflight import check_before_training, cpcv_note
 from lstmbt.backtest.regimes import regime_labels, regime_table
 from lstmbt.backtest.rundir import RunResult
 from lstmbt.backtest.scoring import (
     by_model, collect_metrics, fold_stats, horizon_plan, majority_p_up, make_positions, model_plan, predicted_up,
     run_warnings, scale_warnings, undecided
 )
-from lstmbt.backtest.seeds import long_seed_predictions, score_seeds, seed_summary
+from lstmbt.backtest.seeds import (long_seed_predictions, score_seeds, seed_provenance, seed_summary,
+                                  unused_seed_note)
 from lstmbt.backtest.walkforward import FoldProgress, combine_seeds, walk_forward_predict
 from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns, keys_from_frame
 from lstmbt.models.plugins import PluginError
@@ -105,6 +106,9 @@ def _add_cpcv(result: RunResult, design: Design, config: RunConfig, report: Prog
     summary["splits"] = split_log(log)
     summary["timings_s"] = {"training": round(seconds, 3), "paths": round(time.perf_counter() - started, 3)}
     result.cpcv, result.cpcv_returns, result.cpcv_predictions = summary, returns, predictions
+    note = cpcv_note(design.prices, config, feature_warmup(config))  # warned before training; kept with the run
+    if note:
+        result.manifest["warnings"].append(note)
     for name, extra in cpcv_metrics(summary).items():
         result.metrics.setdefault(name, {}).update(extra)
     result.manifest["timings_s"]["cpcv"] = round(seconds + summary["timings_s"]["paths"], 3)
@@ -144,7 +148,7 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
     checks = data_warnings(design.prices, config.data, oos_dates=scored["returns"].index,
                            execution=config.backtest.execution)
     notes = run_warnings(scored["metrics"], positions, keys_from_frame(predictions), scored["returns"],
-                         config.strategy.custom) + scale_warnings(config)
+                         config.strategy.custom) + scale_warnings(config) + unused_seed_note(config)
     manifest = _manifest(config, describe_prices(design.prices, config.data.label, config.data.symbol), positions,
                          len(design.folds), timings, notes, checks)
     return RunResult(config=config, predictions=predictions, manifest=manifest, **scored)
@@ -195,7 +199,7 @@ def _regimes(close: pd.Series, dates: pd.DatetimeIndex, returns: pd.DataFrame, c
     realised = {name: per_model.get(name, realised_up) for name in returns.columns}
     decided = {name: ~undecided(keys[name], models, config, close) for name in models}
     return regime_table(returns.set_axis(dates), calls, realised, regime_labels(close, dates),
-                        seed=config.train.seed, decided=decided)
+                        seed=config.train.run_seed, decided=decided)
 
 
 def load_checked(config: RunConfig, *, folds: bool = True, positions: bool = True) -> pd.DataFrame:
@@ -208,8 +212,9 @@ def check_length(prices: pd.DataFrame, config: RunConfig, *, folds: bool = True,
                  positions: bool = True) -> pd.DataFrame:
     """``prices`` unchanged, or a DataError when they are too short for ``config``'s warm-up,
     lookback, min_train, one test block and the label horizon; then the checks before training
-    (``backtest.preflight``: device, memory, and with ``folds``/``positions`` the label classes of
-    every fold and the confidence sizing's volatility history), each a one-line error. Suspect but
+    (``backtest.preflight``: device, memory, and with ``folds``/``positions`` the label classes and
+    dead-zone weights of every fold, the confidence sizing's volatility history and, with both, the
+    CPCV splits' fit samples), each a one-line error. Suspect but
     usable prices (``backtest.datacheck.data_warnings``) raise a ``DataWarning`` each, so run,
     predict, importance, sweeps and universes all show them before any training."""
     import warnings
@@ -294,7 +299,7 @@ def _manifest(config: RunConfig, data: dict[str, Any], positions: pd.DataFrame, 
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": {name: _version(name) for name in _VERSIONED},
-        "seed": config.train.seed,
+        **seed_provenance(config),
         "device": str(resolve_device(config.train.device)),
         "data": data,
         "out_of_sample": {"first_date": positions.index[0].date().isoformat(),

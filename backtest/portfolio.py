@@ -91,11 +91,13 @@ def cost_sweep(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestConfi
                          for i, (bps, strategy) in enumerate(wide.columns)])
 
 
-def cost_row(bps: int, strategy: str, returns: np.ndarray, fees_paid: float) -> dict[str, Any]:
-    """One row of a cost sweep: a strategy's daily ``returns`` at ``bps`` per side, summarised."""
+def cost_row(bps: int, strategy: str, returns: np.ndarray, fees_paid: float,
+             periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, Any]:
+    """One row of a cost sweep: a strategy's daily ``returns`` at ``bps`` per side, summarised
+    (annualised with ``periods_per_year`` bars a year)."""
     return {"fee_bps": int(bps), "strategy": strategy, "total_return": m.total_return(returns),
-            "cagr": m.cagr(returns), "sharpe": m.sharpe(returns), "max_drawdown": m.max_drawdown(returns),
-            "fees_paid": float(fees_paid)}
+            "cagr": m.cagr(returns, periods_per_year), "sharpe": m.sharpe(returns, periods_per_year),
+            "max_drawdown": m.max_drawdown(returns), "fees_paid": float(fees_paid)}
 
 
 def run_backtest_variants(prices: pd.DataFrame, positions: pd.DataFrame, fee_rates: np.ndarray,

@@ -1,5 +1,7 @@
 """Checks before any training: the plug-ins import, the device exists, the model fits in memory, the
-strategy can size its first out-of-sample day, and every fold has both up and down labels to learn from.
+strategy can size its first out-of-sample day, every fold has both up and down labels (and, with a
+dead zone, a sample of weight above 0) to learn from, every CPCV split has enough samples to fit
+on, and a forecast (``lstmbt predict``) is of one horizon.
 
 Each failure is one ``ConfigError``/``DataError`` line naming the numbers and the fix. The checks
 are arithmetic on the config and the price rows; torch is imported only to ask about a GPU
@@ -8,16 +10,21 @@ are arithmetic on the config and the price rows; torch is imported only to ask a
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from lstmbt.backtest.config import RunConfig, narrow
-from lstmbt.backtest.errors import ConfigError, DataError
+from lstmbt.backtest.config import MAX_GROUPS, MAX_SPLITS, RunConfig, SplitConfig, narrow
+from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
 from lstmbt.models.exog import EXOG_WINDOWS
 from lstmbt.models.features import make_features
+from lstmbt.backtest.splits import MIN_FIT_SAMPLES, first_fold_sizes
 from lstmbt.models.specs import NetSpec, TrainSettings, estimate_training_memory
-from lstmbt.models.targets import make_target
+from lstmbt.models.targets import dead_zone_weights, make_target
 
 #: a model whose estimated peak is below this fits any machine: no memory or GPU query is made
 MEMORY_FLOOR_BYTES = 512 * 2**20
@@ -38,8 +45,20 @@ def check_before_training(prices: pd.DataFrame, config: RunConfig, warmup: int, 
         check_label_classes(prices, config, warmup)
     if positions:
         check_vol_history(prices, config, warmup)
+    if folds and positions and config.split.cpcv:  # a run scores the CPCV paths after its walk-forward
+        check_cpcv(prices, config, warmup)
     if config.model.lstm:
         check_memory(prices, config, warmup)
+
+
+def check_one_horizon(config: RunConfig) -> None:
+    """A forecast is of one horizon (its models, its strategy's next order): several
+    ``target.horizons`` are refused with one line naming the runs that forecast each."""
+    horizons = config.target.all_horizons
+    if len(horizons) > 1:
+        raise ConfigError(f"lstmbt predict forecasts one horizon, but target.horizons = {list(horizons)} lists "
+                          f"{len(horizons)}; forecast each on its own with --set target.horizons=[] --set "
+                          f"target.horizon=H, for H in {', '.join(map(str, horizons))}")
 
 
 def check_device(device: str) -> None:
@@ -95,9 +114,11 @@ def check_label_classes(prices: pd.DataFrame, config: RunConfig, warmup: int) ->
         return
 
     first = warmup + config.model.lookback - 1
-    n = len(prices) - max(config.target.all_horizons) - first
+    n = _n_samples(prices, config, warmup)
     for h in config.target.all_horizons:
         labels = make_target(prices, "direction", h).to_numpy()[first:first + n]
+        if config.target.dead_zone > 0:
+            check_fold_weights(prices, config, first, n, h)
         for fold in config.split.splitter(h).split(n):
             ups = labels[fold.train]
             if len(ups) and ups.min() == ups.max():
@@ -107,6 +128,96 @@ def check_label_classes(prices: pd.DataFrame, config: RunConfig, warmup: int) ->
                     f"fold {fold.index}'s {len(ups)} training labels at horizon {h} ({dates[0].date()} to "
                     f"{dates[1].date()}) are all {side}, so a classifier has nothing to learn; use a shorter "
                     "target.horizon, a larger split.min_train or an earlier data.start, or target.task = 'regression'")
+
+
+def check_fold_weights(prices: pd.DataFrame, config: RunConfig, first: int, n: int, h: int) -> None:
+    """Every fold of a classifier with a dead zone (``target.dead_zone``) fits on at least one
+    sample of weight above 0 at horizon ``h``; ``first``/``n``: the sample grid's first row and size."""
+    weights = dead_zone_weights(prices, h, config.target.dead_zone).to_numpy(dtype=np.float64)[first:first + n]
+    for fold in config.split.splitter(h).split(n):
+        w = weights[fold.train]
+        if len(w) and np.isfinite(w).all() and not (w > 0).any():
+            dates = prices.index[first + fold.train[[0, -1]]]
+            raise DataError(
+                f"fold {fold.index}'s {len(w)} training samples at horizon {h} ({dates[0].date()} to "
+                f"{dates[1].date()}) all move less than target.dead_zone = {config.target.dead_zone:g}, so each has "
+                "weight 0 and a classifier has nothing to learn; lower target.dead_zone")
+
+
+def check_cpcv(prices: pd.DataFrame, config: RunConfig, warmup: int) -> None:
+    """Every CPCV split (``split.scheme = "cpcv"``) fits on enough samples, checked before the
+    walk-forward: ``cpcv_note``'s refusal, or its caution as a ``DataWarning``."""
+    note = cpcv_note(prices, config, warmup)
+    if note:
+        warnings.warn(note, DataWarning, stacklevel=5)  # at the caller of run / load_checked
+
+
+def cpcv_note(prices: pd.DataFrame, config: RunConfig, warmup: int) -> str | None:
+    """The caution about a CPCV run's smallest split, None when it has none; refuses one too small.
+
+    Refused (``ConfigError``): a split with fewer samples to fit on than ``cpcv_floor`` (features
+    + 2: a linear model of the features and an intercept fits up to features + 1 labels exactly,
+    and a network more); the line names settings that would work. Cautioned: a split fitting on
+    fewer samples than the walk-forward's first fold, the least history the run's own
+    ``split.min_train`` lets a model learn from.
+    """
+    n, reach, h = _n_samples(prices, config, warmup), config.model.lookback - 1 + warmup, config.target.horizon
+    splitter = config.split.cpcv_splitter(h, reach)
+    fit, index, tested = splitter.smallest_fit(n)
+    floor, n_features = cpcv_floor(prices, config)
+    where = (f"split.scheme = 'cpcv': split {index} (test groups {list(tested)} of {config.split.groups}) fits on "
+             f"{max(fit, 0)} of {n} samples after the purge ({h}), the embargo ({splitter.embargo_after}) and the "
+             "validation tail")
+    if fit < floor:
+        raise ConfigError(f"{where}, fewer than {floor}: a linear model of the {n_features} features a sample carries "
+                          f"and an intercept fits up to {n_features + 1} training labels exactly (a network more); "
+                          f"{_cpcv_fixes(config.split, h, reach, n, floor)}")
+    walk = first_fold_sizes(config.split.min_train, h + config.split.embargo, config.split.val_fraction)[0]
+    if fit >= walk:
+        return None
+    return (f"{where}, fewer than the {walk} the walk-forward's first fold fits on (split.min_train = "
+            f"{config.split.min_train}), so its paths and PBO score models trained on less history than the run "
+            f"itself allows; {_cpcv_fixes(config.split, h, reach, n, walk)}")
+
+
+def cpcv_floor(prices: pd.DataFrame, config: RunConfig) -> tuple[int, int]:
+    """(fewest samples a CPCV split may fit on, feature columns): more than a linear model of the
+    features and an intercept can fit exactly, features + 2."""
+    n_features = _n_features(prices, config)
+    return max(MIN_FIT_SAMPLES, n_features + 2), n_features
+
+
+def _cpcv_fixes(split: SplitConfig, horizon: int, reach: int, n: int, need: int) -> str:
+    """The settings, one change each, whose smallest split fits on ``need`` samples, as a fix in words."""
+    def fits(**change: int) -> bool:
+        return split_fit(dataclasses.replace(split, **change), horizon, reach, n) >= need
+
+    k, g = split.test_groups, split.groups
+    fixes = [f"split.test_groups = {t}" for t in range(k - 1, 0, -1)
+             if math.comb(g, t) <= MAX_SPLITS and fits(test_groups=t)][:1]
+    fixes += [f"split.groups = {c}" for c in range(g + 1, min(MAX_GROUPS, n // 2) + 1)
+              if math.comb(c, k) <= MAX_SPLITS and fits(groups=c)][:1]
+    if split.embargo and fits(embargo=0):
+        low, high = 0, split.embargo  # fits at low, not at high: the longest embargo that fits is in between
+        while high - low > 1:
+            mid = (low + high) // 2
+            low, high = (mid, high) if fits(embargo=mid) else (low, mid)
+        fixes.append(f"split.embargo = {low}")
+    if not fixes:
+        return "no change of split.groups, split.test_groups or split.embargo alone is enough: use more data " \
+               "(an earlier data.start) or split.scheme = 'expanding'"
+    return "use " + " or ".join(fixes) + " (or more data)"
+
+
+def split_fit(split: SplitConfig, horizon: int, reach: int, n: int) -> int:
+    """Samples the smallest CPCV split of ``split`` fits on, over ``n`` samples."""
+    return split.cpcv_splitter(horizon, reach).smallest_fit(n)[0]
+
+
+def _n_samples(prices: pd.DataFrame, config: RunConfig, warmup: int) -> int:
+    """Samples of the run's grid (``walkforward.make_sample_grid`` on clean data): rows after the
+    warm-up and the lookback whose label at the longest horizon is realised."""
+    return len(prices) - max(config.target.all_horizons) - (warmup + config.model.lookback - 1)
 
 
 def check_memory(prices: pd.DataFrame, config: RunConfig, warmup: int) -> None:

@@ -61,12 +61,15 @@ def family_confidence(m: int, level: float = 0.95) -> float:
     return 1.0 - (1.0 - level) / max(int(m), 1)
 
 
-def family_verdict(returns: np.ndarray, bench_returns: np.ndarray, n_tested: int, seed: int = 0) -> dict[str, Any]:
+def family_verdict(returns: np.ndarray, bench_returns: np.ndarray, n_tested: int, seed: int = 0,
+                   periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, Any]:
     """``verdict``, ``verdict_ci_low`` and ``verdict_ci_high`` of one strategy among ``n_tested``:
     the Sharpe-difference interval against the benchmark
     (:func:`backtest.significance.sharpe_diff_ci`, same seed and resamples as the 95% one) at the
-    Bonferroni level :func:`family_confidence` of ``n_tested``, and its :func:`verdict`."""
-    low, high = sharpe_diff_ci(returns, bench_returns, confidence=family_confidence(n_tested), seed=seed)
+    Bonferroni level :func:`family_confidence` of ``n_tested``, and its :func:`verdict`;
+    ``periods_per_year`` annualises the interval (252 by default)."""
+    low, high = sharpe_diff_ci(returns, bench_returns, confidence=family_confidence(n_tested), seed=seed,
+                               periods_per_year=periods_per_year)
     return {"verdict": verdict(low, high), "verdict_ci_low": low, "verdict_ci_high": high}
 
 

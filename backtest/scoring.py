@@ -251,7 +251,7 @@ def _relative(name: str, entry: dict[str, Any], returns: pd.DataFrame, pos: np.n
     r, bench = returns[name].to_numpy(), returns[BENCHMARK].to_numpy()
     out: dict[str, Any] = benchmark_relative(r, bench, pos, strategy_horizon(name, keys, config))
     if "sharpe_diff_ci_low" in entry:
-        out.update(family_verdict(r, bench, sum(c in keys for c in returns.columns), config.train.seed))
+        out.update(family_verdict(r, bench, sum(c in keys for c in returns.columns), config.train.run_seed))
     return out
 
 
@@ -265,7 +265,7 @@ def _significance(name: str, key: ModelKey | None, returns: pd.DataFrame, pred_u
     """
     r = returns[name].to_numpy()
     if name == BENCHMARK:
-        return sig.sharpe_figures(r, seed=config.train.seed)
+        return sig.sharpe_figures(r, seed=config.train.run_seed)
     if pred_up is None and key is None:
         return {"hit_rate_pvalue": math.nan}  # persistence: no call, no position
     errors, horizon = {}, config.target.horizon if key is None else key.horizon
@@ -276,13 +276,13 @@ def _significance(name: str, key: ModelKey | None, returns: pd.DataFrame, pred_u
     if pred_up is None:  # a max_drawdown model: no direction to test, but its returns and errors are
         return _undirected_significance(r, returns[BENCHMARK].to_numpy(), errors, horizon, config)
     return sig.significance_metrics(r, returns[BENCHMARK].to_numpy(), pred_up, realised_up,
-                                    horizon=horizon, seed=config.train.seed, **errors)
+                                    horizon=horizon, seed=config.train.run_seed, **errors)
 
 
 def _undirected_significance(r: np.ndarray, bench: np.ndarray, errors: dict[str, np.ndarray], horizon: int,
                              config: RunConfig) -> dict[str, float]:
     """Sharpe intervals, PSR and Diebold-Mariano of a model that makes no up/down call."""
-    out = {"hit_rate_pvalue": math.nan, **sig.sharpe_figures(r, bench, seed=config.train.seed)}
+    out = {"hit_rate_pvalue": math.nan, **sig.sharpe_figures(r, bench, seed=config.train.run_seed)}
     for loss, key in (("squared", "dm_pvalue"), ("absolute", "dm_pvalue_abs")):
         out[key] = sig.dm_test(errors["y_true"], errors["y_pred"], errors["y_naive"], loss, horizon)[1]
     return out

@@ -32,6 +32,7 @@ from lstmbt.backtest.metrics import sharpe
 from lstmbt.backtest.portfolio import run_backtest
 from lstmbt.backtest.scoring import by_model, collect_metrics, fold_stats, make_positions, predicted_up
 from lstmbt.models.key import KEY_COLUMNS, keys_from_frame
+from lstmbt.models.specs import DEFAULT_SEED
 
 #: the figures whose spread over the seeds (median, min, max) ``seeds.json`` summarises and the report shows
 SPREAD_METRICS = ("sharpe", "total_return", "cagr", "max_drawdown", "hit_rate", "psr")
@@ -51,6 +52,28 @@ class SeedScore:
     metrics: dict[str, dict[str, Any]]
     returns: pd.DataFrame
     folds: pd.DataFrame
+
+
+def seed_provenance(config: RunConfig) -> dict[str, Any]:
+    """The manifest's ``seed`` (``train.run_seed``: what the bootstraps, the baselines and single fits
+    are seeded with) and ``seeds`` (every seed the networks train with); with ``train.seeds``, also
+    ``seed_rule``, which says so."""
+    t = config.train
+    out: dict[str, Any] = {"seed": t.run_seed, "seeds": list(t.members)}
+    if t.seeds:
+        out["seed_rule"] = (f"the networks train once per seed of train.seeds; the first, {t.run_seed}, is the run's "
+                            "seed: it seeds the bootstraps and the baselines (train.seed is unused)")
+    return out
+
+
+def unused_seed_note(config: RunConfig) -> list[str]:
+    """A note when ``train.seed`` is set beside ``train.seeds`` to another seed than their first,
+    which the run uses in its place (the default seed, 0, is not told apart from an unset one)."""
+    t = config.train
+    if not t.seeds or t.seed in (DEFAULT_SEED, t.run_seed):
+        return []
+    return [f"train.seed = {t.seed} is unused: with train.seeds = {list(t.seeds)} the run's seed (the manifest's, "
+            f"the bootstraps' and the baselines') is the first listed, {t.run_seed}."]
 
 
 def ensemble_seeds(predictions: pd.DataFrame) -> tuple[int, ...]:
@@ -222,4 +245,4 @@ def fold_spread(name: str, scores: dict[int, SeedScore]) -> list[dict[str, Any]]
 
 __all__ = ["SeedScore", "SPREAD_METRICS", "FOLD_FIGURES", "SKILL_PVALUE", "ensemble_seeds", "ensemble_models",
            "seed_config", "seed_view", "long_seed_predictions", "score_seed", "score_seeds", "seed_summary", "spread",
-           "claims_skill", "agreement", "best_seed", "fold_spread"]
+           "claims_skill", "agreement", "best_seed", "fold_spread", "seed_provenance", "unused_seed_note"]

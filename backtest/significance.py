@@ -218,10 +218,10 @@ def bootstrap_indices(n: int, n_boot: int, block: float, seed: int) -> np.ndarra
     return np.stack([bs.update_indices() for _ in range(n_boot)])
 
 
-def _sharpe_rows(x: np.ndarray) -> np.ndarray:
+def _sharpe_rows(x: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> np.ndarray:
     """Annualised Sharpe of each row of ``x`` (as ``metrics.sharpe``); NaN for constant rows."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = x.mean(axis=1) / x.std(axis=1, ddof=1) * math.sqrt(PERIODS_PER_YEAR)
+        out = x.mean(axis=1) / x.std(axis=1, ddof=1) * math.sqrt(periods_per_year)
     out[np.ptp(x, axis=1) == 0] = np.nan
     return out
 
@@ -244,7 +244,8 @@ def _finite_returns(returns: np.ndarray, name: str) -> np.ndarray:
 
 
 def sharpe_ci(returns: np.ndarray, confidence: float = 0.95, n_boot: int = N_BOOT,
-              seed: int = 0, block: float | None = None) -> tuple[float, float]:
+              seed: int = 0, block: float | None = None,
+              periods_per_year: int = PERIODS_PER_YEAR) -> tuple[float, float]:
     """Stationary block bootstrap percentile interval for the annualised Sharpe ratio.
 
     Parameters
@@ -259,6 +260,8 @@ def sharpe_ci(returns: np.ndarray, confidence: float = 0.95, n_boot: int = N_BOO
         Seed of the local ``np.random.default_rng``; the interval is a pure function of the inputs.
     block : float, optional
         Mean block length in days; default :func:`default_block_length`.
+    periods_per_year : int
+        Bars a year the Sharpe ratio is annualised with (252; 365 on a 7-day calendar).
 
     Returns
     -------
@@ -270,11 +273,12 @@ def sharpe_ci(returns: np.ndarray, confidence: float = 0.95, n_boot: int = N_BOO
     if len(r) < 2 or np.ptp(r) == 0:
         return math.nan, math.nan
     idx = bootstrap_indices(len(r), n_boot, block or default_block_length(r), seed)
-    return _percentile_interval(_sharpe_rows(r[idx]), confidence)
+    return _percentile_interval(_sharpe_rows(r[idx], periods_per_year), confidence)
 
 
 def sharpe_diff_ci(returns: np.ndarray, bench_returns: np.ndarray, confidence: float = 0.95,
-                   n_boot: int = N_BOOT, seed: int = 0, block: float | None = None) -> tuple[float, float]:
+                   n_boot: int = N_BOOT, seed: int = 0, block: float | None = None,
+                   periods_per_year: int = PERIODS_PER_YEAR) -> tuple[float, float]:
     """Bootstrap interval for ``sharpe(returns) - sharpe(bench_returns)`` (annualised).
 
     Both series are resampled with the same stationary-bootstrap indices, so their dependence
@@ -289,7 +293,8 @@ def sharpe_diff_ci(returns: np.ndarray, bench_returns: np.ndarray, confidence: f
     if len(r) < 2 or np.ptp(r) == 0 or np.ptp(b) == 0:
         return math.nan, math.nan
     idx = bootstrap_indices(len(r), n_boot, block or default_block_length(r, b), seed)
-    return _percentile_interval(_sharpe_rows(r[idx]) - _sharpe_rows(b[idx]), confidence)
+    ppy = periods_per_year
+    return _percentile_interval(_sharpe_rows(r[idx], ppy) - _sharpe_rows(b[idx], ppy), confidence)
 
 
 def probabilistic_sharpe_ratio(returns: np.ndarray, benchmark_sharpe_ann: float = 0.0) -> float:
@@ -330,16 +335,16 @@ def probabilistic_sharpe_ratio(returns: np.ndarray, benchmark_sharpe_ann: float 
 
 
 def sharpe_figures(returns: np.ndarray, bench_returns: np.ndarray | None = None, *, n_boot: int = N_BOOT,
-                   seed: int = 0) -> dict[str, float]:
+                   seed: int = 0, periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, float]:
     """The Sharpe keys of one strategy in ``metrics.json``, in this order: ``sharpe_ci_low`` /
     ``sharpe_ci_high`` (``sharpe_ci``), with ``bench_returns`` ``sharpe_diff_ci_low`` /
-    ``sharpe_diff_ci_high`` (``sharpe_diff_ci``, strategy minus benchmark), then ``psr``.
-    ``seed`` seeds both bootstraps."""
-    low, high = sharpe_ci(returns, n_boot=n_boot, seed=seed)
+    ``sharpe_diff_ci_high`` (``sharpe_diff_ci``, strategy minus benchmark), then ``psr`` (per
+    bar, so no annualisation). ``seed`` seeds both bootstraps; ``periods_per_year`` annualises them."""
+    low, high = sharpe_ci(returns, n_boot=n_boot, seed=seed, periods_per_year=periods_per_year)
     out = {"sharpe_ci_low": low, "sharpe_ci_high": high}
     if bench_returns is not None:
-        out["sharpe_diff_ci_low"], out["sharpe_diff_ci_high"] = sharpe_diff_ci(returns, bench_returns,
-                                                                              n_boot=n_boot, seed=seed)
+        out["sharpe_diff_ci_low"], out["sharpe_diff_ci_high"] = sharpe_diff_ci(
+            returns, bench_returns, n_boot=n_boot, seed=seed, periods_per_year=periods_per_year)
     out["psr"] = probabilistic_sharpe_ratio(returns)
     return out
 

@@ -112,8 +112,8 @@ def importance_skill(design: Design, oos: Mapping[str, pd.DataFrame], config: Ru
               "test block, scored as `lstmbt run` scores a run (same folds, positions, costs and tests)")
     caveats = []
     if len(config.train.members) > 1:
-        caveats.append(f"networks trained with train.seed = {config.train.seed} only, where a run scores the mean "
-                       f"of {len(config.train.members)} seeds")
+        caveats.append(f"networks trained with the first seed of train.seeds ({config.train.run_seed}) only, where a "
+                       f"run scores the mean of {len(config.train.members)} seeds")
     if len(config.target.all_horizons) > 1:
         caveats.append("the primary horizon's models only, so the verdicts' family-wise level covers fewer models "
                        "than a run's")

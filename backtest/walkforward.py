@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from lstmbt.backtest.checkpoint import FoldStore
-from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.errors import DataError, needs_new_config
 from lstmbt.backtest.splits import Fold
 from lstmbt.models.targets import price_to_relative, relative_to_price
 from lstmbt.models.windows import sliding_windows
@@ -263,8 +263,8 @@ def _fold_weight(weights: np.ndarray | None, grid: SampleGrid, fold: Fold) -> di
         return {}
     fit_weight = weights[grid.rows(fold.train)]
     if np.isfinite(fit_weight).all() and not (fit_weight > 0).any():  # NaN/inf: fit's own check names it
-        raise DataError(f"every training sample of fold {fold.index} has weight 0 (all inside the dead zone?); "
-                        "lower target.dead_zone")
+        raise needs_new_config(DataError(f"every training sample of fold {fold.index} has weight 0 (all inside the "
+                                         "dead zone?); lower target.dead_zone"))
     return {"sample_weight": fit_weight}
 
 

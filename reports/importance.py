@@ -242,7 +242,7 @@ def _shap_settings(shap: pd.DataFrame | None, config: RunConfig) -> list[tuple[s
     rows = [("SHAP explainers", "; ".join(f"{r['model']}: {r['explainer']}" for r in first.to_dict("records"))),
             ("SHAP samples per fold", f"up to {shap['n_explained'].max()} test samples explained against up to "
                                       f"{shap['n_background'].max()} background samples of the fold's fit window"),
-            ("SHAP seed", str(config.train.seed))]
+            ("SHAP seed", str(config.train.run_seed))]
     if skipped:
         rows.append(("not explained by SHAP", ", ".join(skipped) + " (plug-ins: SHAP needs a model's internals)"))
     return rows
@@ -258,10 +258,10 @@ def _settings(frame: pd.DataFrame, config: RunConfig, methods: list[str], n_repe
         rows += [("models", ", ".join(frame["model"].unique())), ("folds", str(frame["fold"].nunique()))]
     rows += [("split", f"{s.scheme}, min_train {s.min_train}, step {s.step}, horizon {config.target.horizon}"),
              ("lookback (days)", str(config.model.lookback)), ("methods", ", ".join(methods)),
-             ("training seed", str(config.train.seed))]
+             ("training seed", str(config.train.run_seed))]
     if "permutation" in methods:
         rows.append(("shuffles per fold and group", DASH if n_repeats is None else str(n_repeats)))
-        rows.append(("shuffle seed", str(config.train.seed if seed is None else seed)))
+        rows.append(("shuffle seed", str(config.train.run_seed if seed is None else seed)))
     return rows
 
 

@@ -103,6 +103,9 @@ def top_k_sentence(result: Any) -> str:
     n, (k, short) = len(result.manifest.get("universe", [])), held(result).values()
     configured = (result.manifest.get("portfolio") or {}).get("configured_top_k", result.config.portfolio.top_k)
     what = f"xs_ holds the top {k} of {n} tickers" + (f" and shorts the bottom {short}" if short else "")
+    if (result.manifest.get("portfolio") or {}).get("ranking_days") == 0:
+        return (f"No xs_ strategies: {what.replace('holds', 'would hold').replace('shorts', 'short')}, but no decision "
+                "day has more active tickers than that to rank (see the notes).")
     if configured == 0:
         return (f"{what}: portfolio.top_k = 0, the default, is a third of the universe, rounded, at least 1 and "
                 f"{'at most the tickers not shorted' if short else 'fewer than all its tickers'}.")

@@ -65,6 +65,14 @@ def default_top_k(n_tickers: int, bottom_k: int = 0) -> int:
     return max(0, min(max(1, round(n_tickers / 3)), room))
 
 
+def ranking_days(n_active: np.ndarray, top_k: int, bottom_k: int = 0) -> np.ndarray:
+    """Per day, whether ``top_k_weights`` chooses among the ``n_active`` active tickers: long only,
+    when there are more than the ``top_k`` it holds (with ``top_k`` or fewer it holds all or none of
+    them, equal weight again); with shorts, when there are ``top_k + bottom_k`` to split into sides."""
+    n = np.asarray(n_active)
+    return n >= top_k + bottom_k if bottom_k else n > top_k
+
+
 def top_k_weights(scores: pd.DataFrame, top_k: int, bottom_k: int = 0) -> pd.DataFrame:
     """Long the ``top_k`` highest-scoring active tickers each day, short the ``bottom_k`` lowest.
 

@@ -68,6 +68,17 @@ def test_an_ensemble_run_equals_separate_single_seed_runs(ensemble_and_singles):
     assert linear["y_pred_seed3"].isna().all()  # the linear baselines train once
 
 
+def test_an_ensemble_is_seeded_as_the_single_seed_run_of_its_first_seed(ensemble_and_singles):
+    """The run's seed is the first of train.seeds: the manifest says so, and every bootstrap of the
+    baselines (trained once, identically) equals that of the single-seed run of seed 3, not of 8."""
+    ensemble, singles = ensemble_and_singles
+    assert (ensemble.manifest["seed"], ensemble.manifest["seeds"]) == (3, [3, 8])
+    assert "the first, 3, is the run's seed" in ensemble.manifest["seed_rule"]
+    for name in ("ridge_regression", "logistic_classification"):
+        assert ensemble.metrics[name] == singles[3].metrics[name]
+        assert ensemble.metrics[name]["sharpe_ci_low"] != singles[8].metrics[name]["sharpe_ci_low"]
+
+
 def test_an_ensemble_run_repeats_bit_for_bit():
     config = RunConfig().with_values({**DROPOUT, "train.seeds": [0, 1, 2]})
     first, second = run(config, threads=2), run(config, threads=2)

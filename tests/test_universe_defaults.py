@@ -112,12 +112,13 @@ def saved_run(tmp_path_factory) -> Path:
 def test_the_default_holds_a_third_and_records_it(saved_run):
     manifest = json.loads((saved_run / "manifest.json").read_text())
     k = default_top_k(N_TICKERS)
-    assert manifest["portfolio"] == {"top_k": k, "bottom_k": 0, "configured_top_k": 0}
     weights = pd.read_parquet(saved_run / "weights.parquet")
     xs = weights[weights["strategy"] == "xs_logistic_classification"].pivot(index="date", columns="ticker",
                                                                                values="weight")
     bench = weights[weights["strategy"] == EW_BENCHMARK].pivot(index="date", columns="ticker", values="weight")
     active = (bench != 0).sum(axis=1)
+    assert manifest["portfolio"] == {"top_k": k, "bottom_k": 0, "configured_top_k": 0,
+                                     "ranking_days": int((active > k).sum()), "most_active": int(active.max())}
     held = (xs != 0).sum(axis=1)
     assert (held[active >= k] == k).all() and (held[active < k] == 0).all()
     np.testing.assert_allclose(xs.sum(axis=1)[active >= k], 1.0)

@@ -38,13 +38,14 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
     from lstmbt.backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
     from lstmbt.backtest.rundir import default_run_dir, save_run, staged_dir
     from lstmbt.backtest.universe.running import run_universe  # loads pandas: on use, not at --help
-    from lstmbt.backtest.universe.io import write_universe  # loads pandas: on use, not at --help
+    from lstmbt.backtest.universe.io import keep_ticker_list, write_universe  # loads pandas: on use, not at --help
     from lstmbt.reports import run_pages  # loads numpy: on use, not at --help
     from lstmbt.reports.universe import render_universe, top_k_sentence  # loads pandas: on use, not at --help
 
     out_dir = out or default_run_dir(cfg.data.source)
     try:
         with saved_work_noted(), claim_run(out_dir, cfg, resumed) as partial:
+            keep_ticker_list(partial, tickers, resumed)  # a resumed universe is the one that started
             saved = partial / "tickers"
             if cfg.model.pooled:  # one model over all tickers: nothing of it survives an interruption
                 shutil.rmtree(saved, ignore_errors=True)

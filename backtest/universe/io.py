@@ -96,6 +96,39 @@ def checked(ticker: Ticker, check: Any, *args: Any) -> Any:
         return check(*args)
 
 
+# --------------------------------------------------------------------------- an interrupted universe
+
+#: the tickers a universe run started with, kept in its partial directory for ``--resume``
+TICKER_LIST = "universe.json"
+
+
+def keep_ticker_list(partial: Path, tickers: list[Ticker], resumed: bool) -> None:
+    """Record the tickers a new universe run starts with in its ``partial`` directory; refuse a
+    resumed one whose source now names other tickers (a list file edited since), naming those
+    added and removed.
+
+    A partial directory written before the list was kept shows only its finished tickers' folders:
+    one of them no longer named counts as removed.
+    """
+    path, names = partial / TICKER_LIST, [t.name for t in tickers]
+    if not resumed:
+        write_atomic(path, json.dumps(names) + "\n")
+        return
+    if path.is_file():
+        started = [str(name) for name in read_json(path, list)]
+        removed, added = [n for n in started if n not in names], [n for n in names if n not in started]
+    else:
+        slugs = {t.slug for t in tickers}
+        started, added = [], []
+        removed = sorted(p.name for p in (partial / "tickers").glob("*") if p.is_dir() and p.name not in slugs)
+    if removed or added:
+        change = "; ".join(f"{what} {', '.join(which)}" for what, which in (("added", added), ("removed", removed))
+                           if which)
+        begun = f" ({len(started)} tickers: {', '.join(started)})" if started else ""
+        raise DataError(f"the universe's tickers changed since the interrupted run started{begun}: {change}; "
+                        "restore the list it started with and resume, or start a new run (another --out)")
+
+
 # --------------------------------------------------------------------------- run directory
 
 

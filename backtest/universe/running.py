@@ -31,8 +31,10 @@ from lstmbt.backtest import metrics as m, significance as sig
 from lstmbt.backtest.checkpoint import check_universe_space
 from lstmbt.backtest.config import BacktestConfig, PortfolioConfig, RunConfig
 from lstmbt.backtest.data import describe_prices
+from lstmbt.backtest.datacheck import WEEKEND_BARS_PER_YEAR, bars_per_year
 from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
 from lstmbt.backtest.pipeline import check_length, make_design, run, score_run
+from lstmbt.backtest.metrics import PERIODS_PER_YEAR
 from lstmbt.backtest.portfolio import FEE_LEVELS_BPS, cost_row, run_group_backtest
 from lstmbt.backtest.relative import family_verdict
 from lstmbt.backtest.scoring import BENCHMARK, horizon_plan
@@ -41,7 +43,7 @@ from lstmbt.backtest.universe.io import UniverseResult, checked, load_universe
 from lstmbt.backtest.universe.pooled import pooled_predict
 from lstmbt.models.key import keys_from_frame
 from lstmbt.strategies import predicted_log_return
-from lstmbt.strategies.cross_section import default_top_k, equal_weights, life_panel, top_k_weights
+from lstmbt.strategies.cross_section import default_top_k, equal_weights, life_panel, ranking_days, top_k_weights
 
 EW_BENCHMARK = f"ew_{BENCHMARK}"
 _PROVENANCE = ("lstmbt_version", "python", "platform", "packages", "seed", "device")
@@ -210,15 +212,28 @@ def decision_calendar(prices: dict[str, pd.DataFrame], legs: dict[str, _Leg]) ->
     return joint[(joint >= first) & (joint <= last)].rename("date")
 
 
-def portfolio_weights(legs: dict[str, _Leg], calendar: pd.DatetimeIndex,
-                      portfolio: PortfolioConfig) -> dict[str, pd.DataFrame]:
+#: bars a year of a calendar that trades on weekends (a 7-day calendar): the annualisation of its portfolios
+WEEK_PERIODS_PER_YEAR = 365
+
+
+def calendar_periods(calendar: pd.DatetimeIndex) -> int:
+    """Bars a year the portfolios annualise with, from their joint ``calendar`` (every day any of
+    their tickers trades): 365 for a 7-day calendar (more than ``WEEKEND_BARS_PER_YEAR`` bars a year,
+    the single-ticker data check's line for weekend trading), else 252."""
+    rate = bars_per_year(calendar)
+    return WEEK_PERIODS_PER_YEAR if rate is not None and rate > WEEKEND_BARS_PER_YEAR else PERIODS_PER_YEAR
+
+
+def portfolio_weights(legs: dict[str, _Leg], calendar: pd.DatetimeIndex, portfolio: PortfolioConfig,
+                      ranks: bool = True) -> dict[str, pd.DataFrame]:
     """Target weights (calendar x tickers) of every portfolio strategy, the benchmark last:
-    ``ew_<s>`` for each per-ticker model strategy s, ``xs_<m>`` for each model m with scores."""
+    ``ew_<s>`` for each per-ticker model strategy s, ``xs_<m>`` for each model m with scores
+    (none when ``ranks`` is false: no day has tickers to rank)."""
     first = next(iter(legs.values()))
     out = {}
     for name in [c for c in first.positions.columns if c in first.models]:
         out[f"ew_{name}"] = equal_weights(life_panel({t: leg.positions[name] for t, leg in legs.items()}, calendar))
-        if name in first.scores:
+        if name in first.scores and ranks:
             scores = life_panel({t: leg.scores[name] for t, leg in legs.items()}, calendar)
             out[f"xs_{name}"] = top_k_weights(scores, portfolio.top_k, portfolio.bottom_k)
     out[EW_BENCHMARK] = equal_weights(life_panel({t: leg.positions[BENCHMARK] for t, leg in legs.items()}, calendar))
@@ -230,10 +245,12 @@ def _portfolios(config: RunConfig, portfolio: PortfolioConfig, prices: dict[str,
     """The portfolios of ``portfolio`` (resolved: ``top_k`` >= 1), backtested at the run's costs and
     at every fee level."""
     calendar = decision_calendar(prices, legs)
-    weights = portfolio_weights(legs, calendar, portfolio)
-    wide = pd.concat(weights, axis=1)
+    living = life_panel({t: leg.positions[BENCHMARK] for t, leg in legs.items()}, calendar).notna().sum(axis=1)
+    ranking = int(ranking_days(living.to_numpy(), portfolio.top_k, portfolio.bottom_k).sum())
+    weights = portfolio_weights(legs, calendar, portfolio, ranks=ranking > 0)
+    wide, periods = pd.concat(weights, axis=1), calendar_periods(calendar)
     backtest = run_group_backtest(prices, wide, config.backtest)
-    metrics = portfolio_metrics(backtest, weights, seed=config.train.seed)
+    metrics = portfolio_metrics(backtest, weights, seed=config.train.run_seed, periods_per_year=periods)
     frame = pd.concat([w.rename_axis(index="date", columns="ticker").reset_index()
                        .melt(id_vars="date", var_name="ticker", value_name="weight").assign(strategy=name)
                        for name, w in weights.items()], ignore_index=True)[["date", "strategy", "ticker", "weight"]]
@@ -244,25 +261,32 @@ def _portfolios(config: RunConfig, portfolio: PortfolioConfig, prices: dict[str,
                           manifest={"active_tickers": {"min": int(counts.min()), "mean": float(counts.mean()),
                                                        "max": int(counts.max())},
                                     "portfolio": {"top_k": portfolio.top_k, "bottom_k": portfolio.bottom_k,
-                                                  "configured_top_k": config.portfolio.top_k}},
-                          costs=universe_cost_sweep(prices, wide, config.backtest), trades=backtest.trades)
+                                                  "configured_top_k": config.portfolio.top_k,
+                                                  "ranking_days": ranking, "most_active": int(living.max())},
+                                    "periods_per_year": periods},
+                          costs=universe_cost_sweep(prices, wide, config.backtest, periods_per_year=periods),
+                          trades=backtest.trades)
 
 
 def universe_cost_sweep(prices: dict[str, pd.DataFrame], weights: pd.DataFrame, cfg: BacktestConfig,
-                        fee_levels_bps: tuple[int, ...] = FEE_LEVELS_BPS) -> pd.DataFrame:
+                        fee_levels_bps: tuple[int, ...] = FEE_LEVELS_BPS,
+                        periods_per_year: int = PERIODS_PER_YEAR) -> pd.DataFrame:
     """Every portfolio strategy re-run at each fee level (bps per side), slippage, fill and carry as
     configured: ``backtest.portfolio.cost_sweep`` for ``run_group_backtest``'s weights (the same
-    long frame: fee_bps, strategy, total_return, cagr, sharpe, max_drawdown, fees_paid)."""
+    long frame: fee_bps, strategy, total_return, cagr, sharpe, max_drawdown, fees_paid), annualised
+    with ``periods_per_year`` bars a year (``calendar_periods``)."""
     rows = []
     for bps in fee_levels_bps:
         run = run_group_backtest(prices, weights, dataclasses.replace(cfg, fee_rate=bps / 1e4))
-        rows.extend(cost_row(bps, name, run.returns[name].to_numpy(), run.fees_paid[name])
+        rows.extend(cost_row(bps, name, run.returns[name].to_numpy(), run.fees_paid[name], periods_per_year)
                     for name in run.returns.columns)
     return pd.DataFrame(rows)
 
 
-def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int = 0) -> dict[str, dict[str, Any]]:
-    """``{strategy: {metric: value}}`` of the portfolio strategies (``backtest.metrics`` units).
+def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int = 0,
+                      periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, dict[str, Any]]:
+    """``{strategy: {metric: value}}`` of the portfolio strategies (``backtest.metrics`` units),
+    annualised with ``periods_per_year`` bars a year (``calendar_periods``).
 
     ``exposure``: share of days with any position; ``turnover``: sum over tickers of the annual
     |change| of target weights; ``avg_holdings``: mean number of tickers held per day. Every
@@ -271,22 +295,23 @@ def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int
     ``verdict`` of that difference at the family-wise level over those strategies
     (``backtest.relative``: Bonferroni), with its interval ``verdict_ci_low``/``verdict_ci_high``.
     """
-    bench = backtest.returns[EW_BENCHMARK].to_numpy()
+    bench, ppy = backtest.returns[EW_BENCHMARK].to_numpy(), periods_per_year
     n_tested = len([name for name in weights if name != EW_BENCHMARK])
     out = {}
     for name, w in weights.items():
         r = backtest.returns[name].to_numpy()
-        entry = m.performance_metrics(r, w.abs().sum(axis=1).to_numpy())
-        entry["turnover"] = float(sum(m.turnover(w[c].to_numpy()) for c in w.columns))
+        entry = m.performance_metrics(r, w.abs().sum(axis=1).to_numpy(), ppy)
+        entry["turnover"] = float(sum(m.turnover(w[c].to_numpy(), ppy) for c in w.columns))
         trades = backtest.trades[backtest.trades["strategy"] == name]
         entry.update(avg_holdings=float((w != 0).sum(axis=1).mean()), n_trades=backtest.n_trades[name],
                      **m.trade_stats(trades["return"].to_numpy(), trades["holding_days"].to_numpy()),
                      n_orders=backtest.n_orders[name], fees_paid=backtest.fees_paid[name],
                      slippage_paid=backtest.slippage_paid[name], n_days=len(r))
-        entry.update(sig.sharpe_figures(r, seed=seed))  # psr before the difference, as metrics.json always had it
+        entry.update(sig.sharpe_figures(r, seed=seed, periods_per_year=ppy))  # psr before the difference, as always
         if name != EW_BENCHMARK:
-            entry["sharpe_diff_ci_low"], entry["sharpe_diff_ci_high"] = sig.sharpe_diff_ci(r, bench, seed=seed)
-            entry.update(family_verdict(r, bench, n_tested, seed))
+            entry["sharpe_diff_ci_low"], entry["sharpe_diff_ci_high"] = sig.sharpe_diff_ci(r, bench, seed=seed,
+                                                                                          periods_per_year=ppy)
+            entry.update(family_verdict(r, bench, n_tested, seed, ppy))
         out[name] = entry
     return out
 
@@ -310,8 +335,32 @@ def _manifest(config: RunConfig, tickers: list[Ticker], legs: dict[str, _Leg], r
         "executor": "pooled" if config.model.pooled else getattr(executor, "kind", None),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "data_checks": universe_data_checks(legs),
-        "warnings": universe_warnings(result.metrics, legs, portfolio, int(len(days))),
+        "warnings": universe_warnings(result.metrics, legs, portfolio, int(len(days))) + portfolio_notes(
+            result.manifest, portfolio, days),
     }
+
+
+def portfolio_notes(held: dict[str, Any], portfolio: PortfolioConfig, days: pd.DatetimeIndex) -> list[str]:
+    """What the portfolios did otherwise than configured or than a single ticker's run: no xs_
+    strategies when no decision day has tickers to rank (``held["portfolio"]["ranking_days"]`` 0),
+    and annualisation on a 7-day joint calendar (``held["periods_per_year"]``). ``days``: the
+    joint calendar's decision days."""
+    notes, ranked = [], held["portfolio"]
+    if ranked["ranking_days"] == 0:
+        k, short, most = portfolio.top_k, portfolio.bottom_k, ranked["most_active"]
+        need = f"portfolio.top_k + portfolio.bottom_k = {k + short}" if short else f"more than portfolio.top_k = {k}"
+        overlap = "1 ticker is active on any decision day (the tickers' out-of-sample days never overlap)" \
+            if most == 1 else f"{most} tickers are active on any decision day"
+        notes.append(f"xs_ strategies left out: at most {overlap}, and ranking needs {need}, so each would only "
+                     f"repeat {EW_BENCHMARK} with a verdict and a family-wise slot of its own; the ew_ strategies "
+                     "and every ticker's own run remain.")
+    if held["periods_per_year"] != PERIODS_PER_YEAR:
+        notes.append(f"The portfolios annualise on their joint calendar: the {len(days)} days any of their tickers "
+                     f"trades, {days[0].date()} to {days[-1].date()}, come to about {bars_per_year(days):.0f} a "
+                     "year (a 7-day calendar), so their CAGR, volatility, Sharpe, Sortino, turnover and Sharpe "
+                     f"intervals use {held['periods_per_year']} bars a year; each ticker's own run annualises with "
+                     f"{PERIODS_PER_YEAR}.")
+    return notes
 
 
 def universe_data_checks(legs: dict[str, _Leg]) -> list[str]:
