@@ -10,6 +10,7 @@ from typing import Annotated, Any, Collection, Optional
 
 import typer
 
+from lstmbt.backtest import interrupts
 from lstmbt.backtest.config import QUICK_PRESET, RunConfig, parse_overrides
 from lstmbt.backtest.errors import ConfigError, LstmbtError
 from lstmbt.models.threads import default_threads
@@ -103,6 +104,7 @@ class progress_bars:
         return self
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        interrupts.check()  # between two steps: a Ctrl-C that something swallowed stops the run here
         if stage == "data" and not self._started:
             return
         with self._lock:  # models train side by side on threads and report from them

@@ -1,0 +1,304 @@
+"""Every interrupt lands and says the truth: SIGINT and SIGTERM at random moments of real runs.
+
+Each case starts the ``lstmbt`` script in a subprocess (its own process group) while another
+process keeps a core busy, waits for a moment of its phase, sends the signal, and checks:
+
+- status 130 for SIGINT, 143 for SIGTERM (never 0, never death by the signal);
+- exactly one ``interrupted`` line, the last on stderr, and no traceback;
+- the line is true of the disk: "nothing was written" (not even the --out parent folder the run
+  made), "k of n folds (tickers) saved; continue with ..." (the partial directory holds exactly k
+  committed, intact folds of n, no run directory, and ``--resume``'s checks accept it), or
+  "interrupted while cleaning up: the run was saved at OUT" (a complete run, no partial directory).
+
+Phases of a single run (``test_resume.ARGS``, the cheapest run that saves folds): ``start``, a
+moment in its first second, counted from lstmbt's first line (its handlers in place, as
+/proc/PID/status shows; before that the interpreter itself is starting, and a signal ends it as it
+ends any program); ``training``, after its first committed fold; ``saving``, when its temporary run
+directory appears; ``saved``, when the run directory appears (the partial directory is being
+removed, the scorecard printed); ``exiting``, just after the ``report:`` line (the exit callbacks,
+torch's among them). A universe of two tickers on a pool of two workers gets the signal on its
+whole process group, as a terminal's Ctrl-C, while its workers start.
+
+The short test runs 8 cases; the slow one, the acceptance proof, 50 and resumes a few kept runs to
+the end. Both print a table of phases and outcomes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from lstmbt.backtest.partial import load_partial_config, partial_dir, resume_paths, saved_work
+from lstmbt.backtest.rundir import RUN_FILES, load_run
+from lstmbt.backtest.universe.io import UNIVERSE_FILES
+from helpers import call_main
+from test_resume import ARGS
+
+ROOT = Path(__file__).resolve().parents[1]
+UNIVERSE = ["--source", "sample:sp500,nasdaq", *ARGS]
+SINGLE_PHASES = ("start", "training", "saving", "saved", "exiting")
+#: the exit status each signal must end a run with
+EXPECTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@dataclass
+class Case:
+    phase: str
+    signum: int
+    delay_s: float = 0.0
+    status: int | None = None
+    line: str = ""
+    outcome: str = ""  # nothing / kept / saved
+    out: Path | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- running and aiming
+
+
+def _script() -> list[str]:
+    path = Path(sys.executable).with_name("lstmbt")
+    if not path.is_file():
+        pytest.skip("the lstmbt console script is not installed next to this Python")
+    return [str(path)]
+
+
+def _start(case: Case, out: Path, logs: Path) -> subprocess.Popen:
+    argv = [*_script(), "run", *(UNIVERSE if case.phase == "workers" else ARGS), "--out", str(out)]
+    # two cores' worth for the universe: a pool of two spawned workers; unbuffered, so `report:` shows when printed
+    env = {**os.environ, "OMP_NUM_THREADS": "2" if case.phase == "workers" else "1", "PYTHONUNBUFFERED": "1"}
+    with (logs / "out.txt").open("w") as out_log, (logs / "err.txt").open("w") as err_log:
+        # SIGINT back to its default, as a terminal's shell leaves it (a background job ignores it)
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out_log, stderr=err_log, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _handlers_installed(pid: int) -> bool:
+    """Whether lstmbt's handlers are in place: the process catches SIGTERM (Python alone does not)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", text, re.M).group(1), 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def _children(pid: int) -> int:
+    try:
+        return len(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    except OSError:
+        return 0
+
+
+def _moment(case: Case, out: Path, logs: Path) -> tuple[Callable[[int], bool], float]:
+    """(the condition that starts the phase, the most seconds to wait after it)."""
+    partial = partial_dir(out)
+    return {
+        "start": (_handlers_installed, 1.0),
+        "training": (lambda pid: any(partial.glob("folds/**/fold-*.sha256.json")), 2.0),
+        "saving": (lambda pid: any(out.parent.glob(f".{out.name}.tmp-*")), 0.15),
+        "saved": (lambda pid: out.is_dir(), 0.15),
+        "exiting": (lambda pid: "report:" in (logs / "out.txt").read_text(), 0.1),
+        "workers": (lambda pid: _children(pid) >= 3, 1.5),  # the resource tracker and two workers
+    }[case.phase]
+
+
+def _interrupt(case: Case, out: Path, logs: Path, rng: random.Random) -> bool:
+    """Run the case; False when the run ended before the chosen moment (no signal was sent)."""
+    proc = _start(case, out, logs)
+    ready, most = _moment(case, out, logs)
+    deadline = time.monotonic() + (3 if case.phase == "start" else 300)
+    while not ready(proc.pid):
+        if proc.poll() is not None:
+            return False
+        if time.monotonic() > deadline:  # a run with no handler of its own is signalled all the same
+            case.problems.append(f"the {case.phase} phase never came (no handler for SIGTERM, or stalled)")
+            break
+        time.sleep(0.002)
+    case.delay_s = rng.uniform(0, most)
+    time.sleep(case.delay_s)
+    if proc.poll() is not None:
+        return False
+    if case.phase == "workers":
+        os.killpg(proc.pid, case.signum)  # as a terminal's Ctrl-C: every process of the group
+    else:
+        os.kill(proc.pid, case.signum)
+    try:
+        case.status = proc.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        case.problems.append("still running 180 s after the signal")
+    _expect(case, _group_ended(proc.pid), "processes of the run (its workers) outlived it")
+    return True
+
+
+def _group_ended(pgid: int, wait_s: float = 30) -> bool:
+    """Whether every process of the run's group has ended (its pool's workers and resource tracker
+    included) within ``wait_s``; what is left is killed."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    os.killpg(pgid, signal.SIGKILL)
+    return False
+
+
+# --------------------------------------------------------------------------- judging
+
+
+def _judge(case: Case, out: Path, logs: Path) -> None:
+    err = (logs / "err.txt").read_text()
+    lines = err.strip().splitlines()
+    said = [line for line in lines if line.startswith("interrupted")]
+    if case.status != EXPECTED[case.signum]:
+        case.problems.append(f"exit status {case.status}, not {EXPECTED[case.signum]}")
+    if "Traceback" in err or "Exception ignored" in err:
+        case.problems.append("a traceback on stderr")
+    if len(said) != 1 or lines[-1] != said[0]:
+        case.problems.append(f"{len(said)} interrupted lines, the last line being {lines[-1:]}")
+    case.line = said[-1] if said else ""
+    tickers = 2 if case.phase == "workers" else None
+    kept = re.fullmatch(rf"interrupted: (\d+) of (\d+) (folds|tickers) saved; continue with: lstmbt run --resume "
+                        rf"{re.escape(str(out))}", case.line)
+    if case.line == "interrupted: nothing was written":
+        case.outcome = "nothing"
+        _expect(case, not out.parent.exists(), f"{sorted(p.name for p in out.parent.glob('*'))} left")
+    elif case.line == f"interrupted while cleaning up: the run was saved at {out}":
+        case.outcome = "saved"
+        _check_saved(case, out, tickers)
+    elif kept:
+        case.outcome = "kept"
+        _check_kept(case, out, int(kept.group(1)), int(kept.group(2)), tickers)
+    else:
+        case.outcome = "?"
+        case.problems.append(f"an unknown line: {case.line!r}")
+
+
+def _expect(case: Case, condition: bool, problem: str) -> None:
+    if not condition:
+        case.problems.append(problem)
+
+
+def _check_saved(case: Case, out: Path, tickers: int | None) -> None:
+    names = sorted(p.name for p in out.parent.iterdir())
+    _expect(case, names == [out.name], f"the run's folder holds {names}, not the run alone")
+    expected = sorted([*UNIVERSE_FILES, "tickers"]) if tickers else sorted(RUN_FILES)
+    _expect(case, sorted(p.name for p in out.iterdir()) == expected, "the run directory is incomplete")
+    if not tickers:
+        load_run(out)  # every file reads back
+
+
+def _check_kept(case: Case, out: Path, done: int, total: int, tickers: int | None) -> None:
+    partial = partial_dir(out)
+    names = sorted(p.name for p in out.parent.iterdir())
+    _expect(case, names == [partial.name], f"the run's folder holds {names}, not the partial directory alone")
+    _expect(case, saved_work(partial, tickers)[0] == done, f"{saved_work(partial, tickers)[1]} on disk, {done} said")
+    _expect(case, tickers is not None or _fold_total(partial) == total, f"{total} folds said, not the run's count")
+    resume_paths(out)  # what --resume checks before it starts: the run is not finished, its config reads back
+    load_partial_config(partial)
+    _expect(case, not _damaged_folds(partial), f"damaged saved folds: {_damaged_folds(partial)}")
+
+
+def _fold_total(partial: Path) -> int | None:
+    from lstmbt.backtest.checkpoint import saved_folds
+
+    return saved_folds(partial / "folds")[1]
+
+
+def _damaged_folds(partial: Path) -> list[str]:
+    """Committed folds whose files are missing or differ from their checksums (a warm chain keeps
+    only its newest state), as ``--resume`` would find them."""
+    damaged = []
+    for sums_path in partial.glob("**/fold-*.sha256.json"):
+        sums = json.loads(sums_path.read_text())
+        stem = sums_path.name.removesuffix(".sha256.json")
+        for kind, digest in sums.items():
+            path = sums_path.with_name(f"{stem}.{kind}")
+            if kind == "state.pt" and not path.exists():
+                continue  # an older fold of a warm chain: its state was replaced by the newer one's
+            if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+                damaged.append(path.name)
+    return damaged
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@pytest.fixture
+def busy_core() -> Callable[[], None]:
+    """Another process keeping a core busy for the test's length."""
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    yield
+    burner.kill()
+    burner.wait()
+
+
+def _plan(n: int) -> list[Case]:
+    """``n`` cases: the universe's once in eight, the single run's phases in turn; each phase's
+    signals alternate, SIGINT first."""
+    phases = [("workers" if i % 8 == 7 else SINGLE_PHASES[(i - i // 8) % len(SINGLE_PHASES)]) for i in range(n)]
+    return [Case(phase, (signal.SIGINT, signal.SIGTERM)[phases[:i].count(phase) % 2]) for i, phase in enumerate(phases)]
+
+
+def _run_cases(n: int, seed: int, tmp_path: Path) -> list[Case]:
+    rng = random.Random(seed)
+    cases = []
+    for i, case in enumerate(_plan(n)):
+        for attempt in range(3):  # a run that ended before its moment was not interrupted: draw again
+            logs = tmp_path / f"case{i}-{attempt}"
+            logs.mkdir()
+            out = case.out = logs / "runs" / "run"
+            if _interrupt(case, out, logs, rng):
+                _judge(case, out, logs)
+                break
+        else:
+            case.problems.append("the run ended before its moment three times")
+        cases.append(case)
+    return cases
+
+
+def _summary(cases: list[Case]) -> str:
+    counts = Counter((c.phase, signal.Signals(c.signum).name, c.outcome, not c.problems) for c in cases)
+    rows = [f"{phase:<9} {sig:<7} {outcome:<8} {'true' if ok else 'FAILED':<6} {n}"
+            for (phase, sig, outcome, ok), n in sorted(counts.items())]
+    failed = [f"  {c.phase} {signal.Signals(c.signum).name} +{c.delay_s:.3f}s: {'; '.join(c.problems)}"
+              for c in cases if c.problems]
+    good = sum(not c.problems for c in cases)
+    return "\n".join([f"interrupted runs: {good} of {len(cases)} ended 130/143 with one true line",
+                      "phase     signal  line     judged count", *rows, *failed])
+
+
+def _check(cases: list[Case], capsys: pytest.CaptureFixture[str]) -> None:
+    with capsys.disabled():
+        print("\n" + _summary(cases))
+    assert all(not c.problems for c in cases), _summary(cases)
+
+
+def test_interrupts_land_and_say_the_truth(busy_core, tmp_path, capsys):
+    cases = _run_cases(8, seed=int(os.environ.get("LSTMBT_INTERRUPT_SEED", "26")), tmp_path=tmp_path)
+    _check(cases, capsys)
+
+
+@pytest.mark.slow
+def test_fifty_interrupts_land_and_say_the_truth(busy_core, tmp_path, capsys):
+    cases = _run_cases(50, seed=int(os.environ.get("LSTMBT_INTERRUPT_SEED", "2026")), tmp_path=tmp_path)
+    _check(cases, capsys)
+    kept = [c for c in cases if c.outcome == "kept" and c.phase != "workers"][:3]
+    for case in kept:  # the kept folds resume to a finished run
+        code, _, err = call_main(["run", "--resume", str(case.out)])
+        assert code == 0 and (case.out / "report.html").is_file(), err
