@@ -4,7 +4,8 @@ Each case starts the ``lstmbt`` script in a subprocess (its own process group) w
 process keeps a core busy, waits for a moment of its phase, sends the signal, and checks:
 
 - status 130 for SIGINT, 143 for SIGTERM (never 0, never death by the signal);
-- exactly one ``interrupted`` line, the last on stderr, and no traceback;
+- exactly one ``interrupted`` line, the last on stderr, no other line but ``warning:`` and ``note:``
+  lines (no traceback, no blank line a progress bar left), and no process of the run left behind;
 - the line is true of the disk: "nothing was written" (not even the --out parent folder the run
   made), "k of n folds (tickers) saved; continue with ..." (the partial directory holds exactly k
   committed, intact folds of n, no run directory, and ``--resume``'s checks accept it), or
@@ -16,8 +17,10 @@ moment in its first second, counted from lstmbt's first line (its handlers in pl
 ends any program); ``training``, after its first committed fold; ``saving``, when its temporary run
 directory appears; ``saved``, when the run directory appears (the partial directory is being
 removed, the scorecard printed); ``exiting``, just after the ``report:`` line (the exit callbacks,
-torch's among them). A universe of two tickers on a pool of two workers gets the signal on its
-whole process group, as a terminal's Ctrl-C, while its workers start.
+torch's among them). A universe of two tickers (``workers``) and a sweep of two training trials
+(``sweep``), each on a pool of two workers, get the signal on their whole process group, as a
+terminal's Ctrl-C, while the workers start; a sweep's line is "finished training trials are kept
+in OUT; finish with lstmbt sweep --resume OUT" once its directory exists.
 
 The short test runs 8 cases; the slow one, the acceptance proof, 50 and resumes a few kept runs to
 the end. Both print a table of phases and outcomes.
@@ -45,13 +48,16 @@ from lstmbt.backtest.partial import load_partial_config, partial_dir, resume_pat
 from lstmbt.backtest.rundir import RUN_FILES, load_run
 from lstmbt.backtest.universe.io import UNIVERSE_FILES
 from helpers import call_main
-from test_resume import ARGS
+from test_resume import ARGS, SETS
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIVERSE = ["--source", "sample:sp500,nasdaq", *ARGS]
-SINGLE_PHASES = ("start", "training", "saving", "saved", "exiting")
+#: the phases in the order the cases take them (the moments that went wrong before come twice)
+ROTATION = ("start", "training", "saving", "saved", "exiting", "workers", "sweep", "start", "saved", "exiting")
+POOLED = ("workers", "sweep")  # the phases signalled on the whole process group, while the pool's workers start
 #: the exit status each signal must end a run with
 EXPECTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+NOTHING = "interrupted: nothing was written"
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Case:
     line: str = ""
     outcome: str = ""  # nothing / kept / saved
     out: Path | None = None
+    module: bool = False  # started as `python -m lstmbt` rather than the script
     problems: list[str] = field(default_factory=list)
 
 
@@ -76,10 +83,22 @@ def _script() -> list[str]:
     return [str(path)]
 
 
+def _argv(case: Case, out: Path, logs: Path) -> list[str]:
+    command = [sys.executable, "-m", "lstmbt"] if case.module else _script()
+    if case.phase == "sweep":  # two training trials of the tiny run on the same cached sample
+        values = {"data.start": "2014-01-01", "data.end": "2016-06-30", "target.task": "classification", **SETS}
+        sweep = logs / "sweep.toml"  # JSON literals of these values are TOML literals too
+        sweep.write_text("[sweep]\nquick = true\n[sweep.set]\n" + "".join(
+            f'"{key}" = {json.dumps(value)}\n' for key, value in values.items()) + '[params]\n"train.seed" = [0, 1]\n')
+        out.parent.mkdir()  # the sweeps' folder, as a user's runs/ is there already
+        return [*command, "sweep", "--config", str(sweep), "--workers", "2", "--out", str(out)]
+    return [*command, "run", *(UNIVERSE if case.phase == "workers" else ARGS), "--out", str(out)]
+
+
 def _start(case: Case, out: Path, logs: Path) -> subprocess.Popen:
-    argv = [*_script(), "run", *(UNIVERSE if case.phase == "workers" else ARGS), "--out", str(out)]
-    # two cores' worth for the universe: a pool of two spawned workers; unbuffered, so `report:` shows when printed
-    env = {**os.environ, "OMP_NUM_THREADS": "2" if case.phase == "workers" else "1", "PYTHONUNBUFFERED": "1"}
+    # two cores' worth for the pools: two spawned workers; unbuffered, so `report:` shows when printed
+    env = {**os.environ, "OMP_NUM_THREADS": "2" if case.phase in POOLED else "1", "PYTHONUNBUFFERED": "1"}
+    argv = _argv(case, out, logs)
     with (logs / "out.txt").open("w") as out_log, (logs / "err.txt").open("w") as err_log:
         # SIGINT back to its default, as a terminal's shell leaves it (a background job ignores it)
         return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out_log, stderr=err_log, start_new_session=True,
@@ -113,6 +132,7 @@ def _moment(case: Case, out: Path, logs: Path) -> tuple[Callable[[int], bool], f
         "saved": (lambda pid: out.is_dir(), 0.15),
         "exiting": (lambda pid: "report:" in (logs / "out.txt").read_text(), 0.1),
         "workers": (lambda pid: _children(pid) >= 3, 1.5),  # the resource tracker and two workers
+        "sweep": (lambda pid: _children(pid) >= 3, 1.5),
     }[case.phase]
 
 
@@ -132,7 +152,7 @@ def _interrupt(case: Case, out: Path, logs: Path, rng: random.Random) -> bool:
     time.sleep(case.delay_s)
     if proc.poll() is not None:
         return False
-    if case.phase == "workers":
+    if case.phase in POOLED:
         os.killpg(proc.pid, case.signum)  # as a terminal's Ctrl-C: every process of the group
     else:
         os.kill(proc.pid, case.signum)
@@ -163,7 +183,7 @@ def _group_ended(pgid: int, wait_s: float = 30) -> bool:
 
 def _judge(case: Case, out: Path, logs: Path) -> None:
     err = (logs / "err.txt").read_text()
-    lines = err.strip().splitlines()
+    lines = err.rstrip("\n").splitlines() if err.strip() else []
     said = [line for line in lines if line.startswith("interrupted")]
     if case.status != EXPECTED[case.signum]:
         case.problems.append(f"exit status {case.status}, not {EXPECTED[case.signum]}")
@@ -171,11 +191,15 @@ def _judge(case: Case, out: Path, logs: Path) -> None:
         case.problems.append("a traceback on stderr")
     if len(said) != 1 or lines[-1] != said[0]:
         case.problems.append(f"{len(said)} interrupted lines, the last line being {lines[-1:]}")
+    other = [line for line in lines if line not in said and not line.startswith(("warning: ", "note: "))]
+    _expect(case, not other, f"other lines on stderr: {other[:3]}")
     case.line = said[-1] if said else ""
     tickers = 2 if case.phase == "workers" else None
     kept = re.fullmatch(rf"interrupted: (\d+) of (\d+) (folds|tickers) saved; continue with: lstmbt run --resume "
                         rf"{re.escape(str(out))}", case.line)
-    if case.line == "interrupted: nothing was written":
+    if case.phase == "sweep":
+        _judge_sweep(case, out)
+    elif case.line == NOTHING:
         case.outcome = "nothing"
         _expect(case, not out.parent.exists(), f"{sorted(p.name for p in out.parent.glob('*'))} left")
     elif case.line == f"interrupted while cleaning up: the run was saved at {out}":
@@ -184,6 +208,26 @@ def _judge(case: Case, out: Path, logs: Path) -> None:
     elif kept:
         case.outcome = "kept"
         _check_kept(case, out, int(kept.group(1)), int(kept.group(2)), tickers)
+    else:
+        case.outcome = "?"
+        case.problems.append(f"an unknown line: {case.line!r}")
+
+
+def _judge_sweep(case: Case, out: Path) -> None:
+    """A sweep's line: nothing written (no sweep directory), its finished trials kept (the directory
+    holds the sweep, every trial in it complete), or the sweep saved (its page written)."""
+    trials = sorted((out / "trials").glob("t*")) if out.is_dir() else []
+    complete = all(sorted(p.name for p in trial.iterdir()) == sorted(RUN_FILES) for trial in trials)
+    if case.line == NOTHING:
+        case.outcome = "nothing"
+        _expect(case, not any(out.parent.iterdir()), f"{sorted(p.name for p in out.parent.iterdir())} left")
+    elif case.line == (f"interrupted: finished training trials are kept in {out}; finish with lstmbt sweep "
+                       f"--resume {out}"):
+        case.outcome = "kept"
+        _expect(case, (out / "sweep.toml").is_file() and complete, "no sweep, or an incomplete trial, kept")
+    elif case.line == f"interrupted while cleaning up: the sweep was saved at {out}":
+        case.outcome = "saved"
+        _expect(case, (out / "sweep.html").is_file() and len(trials) == 2 and complete, "the sweep is incomplete")
     else:
         case.outcome = "?"
         case.problems.append(f"an unknown line: {case.line!r}")
@@ -249,10 +293,10 @@ def busy_core() -> Callable[[], None]:
 
 
 def _plan(n: int) -> list[Case]:
-    """``n`` cases: the universe's once in eight, the single run's phases in turn; each phase's
-    signals alternate, SIGINT first."""
-    phases = [("workers" if i % 8 == 7 else SINGLE_PHASES[(i - i // 8) % len(SINGLE_PHASES)]) for i in range(n)]
-    return [Case(phase, (signal.SIGINT, signal.SIGTERM)[phases[:i].count(phase) % 2]) for i, phase in enumerate(phases)]
+    """``n`` cases, the phases of ``ROTATION`` in turn, SIGINT and SIGTERM alternating (the other way
+    round in every second rotation, so each phase gets both)."""
+    return [Case(ROTATION[i % len(ROTATION)], (signal.SIGINT, signal.SIGTERM)[(i + i // len(ROTATION)) % 2])
+            for i in range(n)]
 
 
 def _run_cases(n: int, seed: int, tmp_path: Path) -> list[Case]:
@@ -294,11 +338,26 @@ def test_interrupts_land_and_say_the_truth(busy_core, tmp_path, capsys):
     _check(cases, capsys)
 
 
+def test_python_dash_m_lstmbt_answers_from_its_first_import_too(tmp_path):
+    case = Case("start", signal.SIGTERM, module=True)
+    assert _interrupt(case, tmp_path / "runs" / "run", tmp_path, random.Random(0))
+    _judge(case, tmp_path / "runs" / "run", tmp_path)
+    assert not case.problems and case.outcome == "nothing", case
+
+
+def test_a_program_that_imports_lstmbt_keeps_its_own_handlers():
+    code = ("import signal, sys, lstmbt, lstmbt.backtest.cli; print(signal.getsignal(signal.SIGINT) is "
+            "signal.default_int_handler, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, sys.excepthook is "
+            "sys.__excepthook__)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert shown.split() == ["True", "True", "True"]
+
+
 @pytest.mark.slow
 def test_fifty_interrupts_land_and_say_the_truth(busy_core, tmp_path, capsys):
     cases = _run_cases(50, seed=int(os.environ.get("LSTMBT_INTERRUPT_SEED", "2026")), tmp_path=tmp_path)
     _check(cases, capsys)
-    kept = [c for c in cases if c.outcome == "kept" and c.phase != "workers"][:3]
+    kept = [c for c in cases if c.outcome == "kept" and c.phase not in POOLED][:3]
     for case in kept:  # the kept folds resume to a finished run
         code, _, err = call_main(["run", "--resume", str(case.out)])
         assert code == 0 and (case.out / "report.html").is_file(), err

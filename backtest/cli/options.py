@@ -124,9 +124,17 @@ class progress_bars:
         if exc[0] is None:
             for task_id in self._tasks.values():
                 self._bar.update(task_id, completed=self._bar.tasks[task_id].total)
-        else:
-            self._bar.live.transient = True  # on failure, leave only the error line behind
-        self._bar.stop()
+            self._bar.stop()
+            return
+        # on failure, leave only the error line behind: a terminal's bars are erased; elsewhere (a log
+        # file) rich would still write an empty line in their place
+        self._bar.live.transient = True
+        quiet = self._bar.console.quiet
+        self._bar.console.quiet = quiet or not self._bar.console.is_terminal
+        try:
+            self._bar.stop()
+        finally:
+            self._bar.console.quiet = quiet
 
 
 def torch_threads() -> int | None:
