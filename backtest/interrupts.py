@@ -51,8 +51,7 @@ class Interrupted(KeyboardInterrupt):
 def is_command() -> bool:
     """Whether this process is the ``lstmbt`` command: its console script, or ``python -m lstmbt``
     (whose package loads while ``sys.argv[0]`` is still ``-m``)."""
-    script = Path(getattr(sys.modules.get("__main__"), "__file__", None) or "").name
-    if script in ("lstmbt", "lstmbt.exe", "lstmbt-script.py"):
+    if Path(getattr(sys.modules.get("__main__"), "__file__", None) or "").name == "lstmbt":
         return True
     argv = list(getattr(sys, "orig_argv", ()))
     return sys.argv[:1] == ["-m"] and "-m" in argv and argv[argv.index("-m") + 1:][:1] == ["lstmbt"]
@@ -129,9 +128,10 @@ def say(text: str) -> None:
 
 
 def finish(exit_status: int) -> None:
-    """The command has ended with ``exit_status`` and printed its lines: from now on a signal is only
-    recorded, and the process's exit decides (a signal after a success says ``line()``)."""
-    _state.update(finished=True, status=exit_status)
+    """The command has ended with ``exit_status`` and printed its lines (a failure's line answers any
+    interrupt too): from now on a signal is only recorded, and the process's exit decides (a signal
+    after a success says ``line()``)."""
+    _state.update(finished=True, status=exit_status, answered=_state["answered"] or bool(exit_status))
 
 
 @contextlib.contextmanager
