@@ -5,7 +5,9 @@ run directory is saved: ``config.toml`` (the resolved config), ``lock`` (the pid
 working on it, ``flock``-ed for that process's lifetime: the OS releases it however the process
 ends, so a lock left by a killed run is simply taken over), and ``folds/`` (``backtest.checkpoint``)
 or, for a universe, ``tickers/``. ``claim_run`` holds it for one command; nothing is left behind
-but saved work, which ``lstmbt run --resume OUT`` continues.
+but saved work, which ``lstmbt run --resume OUT`` continues, and an interrupt says which of the
+three it left: nothing, saved folds (or tickers), or the saved run. A partial directory, lock or
+work folder that is a symbolic link is refused: nothing is written through a link.
 """
 
 from __future__ import annotations

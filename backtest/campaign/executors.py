@@ -105,10 +105,12 @@ class LocalExecutor:
         # spawn, not fork: a forked child would inherit torch's thread pool and any open locks
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                  initializer=_ignore_ctrl_c) as pool:
-            with spawning():  # the workers start deaf to a terminal's Ctrl-C: this process answers it
-                futures = {pool.submit(_call, fn, item, threads): index for index, item in enumerate(items)}
-            pending = set(futures)
+            futures: dict[Any, int] = {}
             try:
+                with spawning():  # the workers start deaf to a terminal's Ctrl-C: this process answers it
+                    for index, item in enumerate(items):
+                        futures[pool.submit(_call, fn, item, threads)] = index
+                pending = set(futures)
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in sorted(done, key=futures.get):
@@ -117,7 +119,7 @@ class LocalExecutor:
                         if on_done:
                             on_done(index, results[index])
             except BaseException:
-                _stop_workers(pool, pending)
+                _stop_workers(pool, set(futures))
                 raise
         return results
 
@@ -128,10 +130,10 @@ def _ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _stop_workers(pool: ProcessPoolExecutor, pending: set[Any]) -> None:
+def _stop_workers(pool: ProcessPoolExecutor, futures: set[Any]) -> None:
     """Cancel the jobs not started and end the running ones now (their results would be dropped),
     so an interrupted or failed map returns at once instead of after the jobs in flight."""
-    for future in pending:
+    for future in futures:
         future.cancel()
     # ProcessPoolExecutor has no public way to end running workers before Python 3.14 (terminate_workers)
     for process in list(getattr(pool, "_processes", {}).values()):
