@@ -47,7 +47,7 @@ import pytest
 from lstmbt.backtest.partial import load_partial_config, partial_dir, resume_paths, saved_work
 from lstmbt.backtest.rundir import RUN_FILES, load_run
 from lstmbt.backtest.universe.io import UNIVERSE_FILES
-from helpers import call_main
+from helpers import LINEAR_FLAGS, call_main, set_args
 from test_resume import ARGS, SETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -336,6 +336,40 @@ def _check(cases: list[Case], capsys: pytest.CaptureFixture[str]) -> None:
 def test_interrupts_land_and_say_the_truth(busy_core, tmp_path, capsys):
     cases = _run_cases(8, seed=int(os.environ.get("LSTMBT_INTERRUPT_SEED", "26")), tmp_path=tmp_path)
     _check(cases, capsys)
+
+
+#: the lstmbt script with an exit callback of a library registered after lstmbt's, as torch's is
+#: (so it runs first): the signal lands inside it, after the command has finished
+LATE_SCRIPT = """
+import atexit, os, signal, sys, time
+from lstmbt.backtest.cli import main
+
+def library_exit_callback():
+    os.kill(os.getpid(), signal.{name})
+    time.sleep(0.5)
+
+atexit.register(library_exit_callback)
+sys.exit(main())
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert call_main(["run", *set_args(LINEAR_FLAGS), "--out", str(out)])[0] == 0
+    return out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_a_signal_in_a_library_exit_callback_is_answered(signum, finished_run, tmp_path):
+    script = tmp_path / "lstmbt"  # the command's name, as its console script has
+    script.write_text(LATE_SCRIPT.format(name=signal.Signals(signum).name))
+    done = subprocess.run([sys.executable, str(script), "report", str(finished_run)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == EXPECTED[signum], done.stderr
+    assert f"report: {(finished_run / 'report.html').resolve()}" in done.stdout
+    assert done.stderr.splitlines() == [f"interrupted while cleaning up: the report was written to "
+                                        f"{finished_run / 'report.html'}"]
 
 
 def test_python_dash_m_lstmbt_answers_from_its_first_import_too(tmp_path):
