@@ -58,6 +58,7 @@ POOLED = ("workers", "sweep")  # the phases signalled on the whole process group
 #: the exit status each signal must end a run with
 EXPECTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 NOTHING = "interrupted: nothing was written"
+PF_EXITING = 0x4  # a process flag in /proc/PID/stat: it has begun to exit
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Case:
     outcome: str = ""  # nothing / kept / saved
     out: Path | None = None
     module: bool = False  # started as `python -m lstmbt` rather than the script
+    redrawn: int = 0  # runs that ended before the drawn moment (no signal sent), drawn again
     problems: list[str] = field(default_factory=list)
 
 
@@ -136,21 +138,37 @@ def _moment(case: Case, out: Path, logs: Path) -> tuple[Callable[[int], bool], f
     }[case.phase]
 
 
-def _interrupt(case: Case, out: Path, logs: Path, rng: random.Random) -> bool:
-    """Run the case; False when the run ended before the chosen moment (no signal was sent)."""
+def _ended(proc: subprocess.Popen) -> bool:
+    """Whether the run has ended or begun to exit (its main thread gone, its status decided: a
+    signal now would interrupt nothing, and is lost as for any process)."""
+    if proc.poll() is not None:
+        return True
+    try:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return True
+    return fields[0] == "Z" or bool(int(fields[6]) & PF_EXITING)
+
+
+def _interrupt(case: Case, out: Path, logs: Path, rng: random.Random, scale: float = 1.0) -> bool:
+    """Run the case, the signal at most ``scale`` times its phase's window after the phase begins;
+    False when the run ended before that moment (no signal was sent)."""
     proc = _start(case, out, logs)
     ready, most = _moment(case, out, logs)
     deadline = time.monotonic() + (3 if case.phase == "start" else 300)
     while not ready(proc.pid):
         if proc.poll() is not None:
+            _group_ended(proc.pid)
             return False
         if time.monotonic() > deadline:  # a run with no handler of its own is signalled all the same
             case.problems.append(f"the {case.phase} phase never came (no handler for SIGTERM, or stalled)")
             break
         time.sleep(0.002)
-    case.delay_s = rng.uniform(0, most)
+    case.delay_s = rng.uniform(0, most * scale)
     time.sleep(case.delay_s)
-    if proc.poll() is not None:
+    if _ended(proc):
+        proc.wait()
+        _group_ended(proc.pid)
         return False
     if case.phase in POOLED:
         os.killpg(proc.pid, case.signum)  # as a terminal's Ctrl-C: every process of the group
@@ -303,15 +321,16 @@ def _run_cases(n: int, seed: int, tmp_path: Path) -> list[Case]:
     rng = random.Random(seed)
     cases = []
     for i, case in enumerate(_plan(n)):
-        for attempt in range(3):  # a run that ended before its moment was not interrupted: draw again
+        for attempt in range(4):  # a run that ended before its moment was not interrupted: draw again, sooner
             logs = tmp_path / f"case{i}-{attempt}"
             logs.mkdir()
             out = case.out = logs / "runs" / "run"
-            if _interrupt(case, out, logs, rng):
+            if _interrupt(case, out, logs, rng, scale=0.5 ** attempt):
                 _judge(case, out, logs)
                 break
+            case.redrawn += 1
         else:
-            case.problems.append("the run ended before its moment three times")
+            case.problems.append("the run ended before its moment four times")
         cases.append(case)
     return cases
 
@@ -323,7 +342,9 @@ def _summary(cases: list[Case]) -> str:
     failed = [f"  {c.phase} {signal.Signals(c.signum).name} +{c.delay_s:.3f}s: {'; '.join(c.problems)}"
               for c in cases if c.problems]
     good = sum(not c.problems for c in cases)
-    return "\n".join([f"interrupted runs: {good} of {len(cases)} ended 130/143 with one true line",
+    redrawn = sum(c.redrawn for c in cases)
+    return "\n".join([f"interrupted runs: {good} of {len(cases)} ended 130/143 with one true line ({redrawn} more "
+                      "ended before their drawn moment, no signal sent, and were drawn again)",
                       "phase     signal  line     judged count", *rows, *failed])
 
 
