@@ -59,6 +59,7 @@ POOLED = ("workers", "sweep")  # the phases signalled on the whole process group
 EXPECTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 NOTHING = "interrupted: nothing was written"
 PF_EXITING = 0x4  # a process flag in /proc/PID/stat: it has begun to exit
+pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="aims by what /proc shows (Linux)")
 
 
 @dataclass
