@@ -107,6 +107,7 @@ def resume_paths(path: str | Path) -> tuple[Path, Path]:
         leftover = f" (remove the leftover {partial})" if partial.exists() else ""
         raise ConfigError(f"{path} already exists: that run finished and needs no resume{leftover}; "
                           "start a new run with another --out")
+    _refuse_links(partial)
     if not partial.is_dir():
         raise ConfigError(f"nothing to resume for {path}: no interrupted run in {partial} (a finished run "
                           "needs no resume); pass the --out of an interrupted `lstmbt run`")
