@@ -5,7 +5,9 @@ run directory is saved: ``config.toml`` (the resolved config), ``lock`` (the pid
 working on it, ``flock``-ed for that process's lifetime: the OS releases it however the process
 ends, so a lock left by a killed run is simply taken over), and ``folds/`` (``backtest.checkpoint``)
 or, for a universe, ``tickers/``. ``claim_run`` holds it for one command; nothing is left behind
-but saved work, which ``lstmbt run --resume OUT`` continues.
+but saved work, which ``lstmbt run --resume OUT`` continues, and an interrupt says which of the
+three it left: nothing, saved folds (or tickers), or the saved run. A partial directory, lock or
+work folder that is a symbolic link is refused: nothing is written through a link.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from lstmbt.backtest.checkpoint import saved_folds
 from lstmbt.backtest.config import RunConfig, read_toml
 from lstmbt.backtest.errors import ConfigError, DataError, LstmbtError, os_error_line
+from lstmbt.backtest.interrupts import NOTHING_WRITTEN, Interrupted
 from lstmbt.backtest.rundir import remove_stale_tmp, write_atomic
 
 LOCK_FILE = "lock"
@@ -34,7 +37,7 @@ def partial_dir(out_dir: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def claim_run(out_dir: str | Path, config: RunConfig, resumed: bool) -> Iterator[Path]:
+def claim_run(out_dir: str | Path, config: RunConfig, resumed: bool, tickers: int | None = None) -> Iterator[Path]:
     """Hold the partial directory of the run saved to ``out_dir`` for the block; yields it.
 
     A new run (``resumed`` false) refuses an ``out_dir`` that exists or is a dangling link, and
@@ -42,32 +45,47 @@ def claim_run(out_dir: str | Path, config: RunConfig, resumed: bool) -> Iterator
     taking over one that a killed run left before its first fold. Either way the lock is taken,
     or the run refused with one line naming the process that holds it, and what killed runs left
     while saving (``.OUT.tmp-PID``) is removed. When the block fails, a new run with nothing saved
-    removes its partial directory; saved work is kept for ``--resume`` and the error says so; an
-    OSError such as a full disk becomes a one-line DataError.
+    removes its partial directory and the folders it made for ``out_dir``; saved work is kept for
+    ``--resume`` and the error says so; an OSError such as a full disk becomes a one-line DataError.
+    An interrupt (``KeyboardInterrupt``) becomes ``Interrupted``, whose line says what is on disk
+    (``tickers``: how many a universe has, for that line).
     """
     out_dir = Path(out_dir)
+    partial = partial_dir(out_dir)
+    held: dict[str, Any] = {"fd": None, "made": [], "claimed": resumed, "ready": False}
     try:
-        if resumed:
-            partial, fd = partial_dir(out_dir), _lock(partial_dir(out_dir), out_dir)
-        else:
-            _check_out_dir(out_dir)
-            partial, fd = _create_partial(out_dir, config)
-    except OSError as exc:
-        raise write_failure(exc, out_dir) from exc
-    try:
+        _claim(out_dir, config, resumed, held)
+        held["ready"] = True
         remove_stale_tmp(out_dir)
         yield partial
     except KeyboardInterrupt:
-        if not resumed and saved_work(partial)[0] == 0:
-            discard_partial(partial)
-        raise
+        raise Interrupted(_interrupted_line(out_dir, resumed, tickers, held)) from None
     except Exception as exc:
+        if not held["ready"]:  # refused: nothing of this run is left, but a folder it made for --out
+            _remove_empty(held["made"])
+            if isinstance(exc, OSError):
+                raise write_failure(exc, out_dir) from exc
+            raise
         failure = _failure(exc, partial, out_dir, resumed)
+        if not partial.exists():
+            _remove_empty(held["made"])
         if failure is exc:
             raise
         raise failure from exc
     finally:
-        _unlock(fd)
+        _unlock(held["fd"])
+
+
+def _claim(out_dir: Path, config: RunConfig, resumed: bool, held: dict[str, Any]) -> None:
+    """Lock the partial directory (a new run's: made first) into ``held``, step by step, so that
+    an interrupt at any step leaves ``held`` saying what is this run's to remove."""
+    if resumed:
+        held["fd"] = _lock(partial_dir(out_dir), out_dir)
+        return
+    _check_out_dir(out_dir)
+    held["made"] = _missing_folders(out_dir.parent)
+    held["claimed"] = True  # from here on a directory at out_dir is this run's
+    held["fd"] = _create_partial(out_dir, config)[1]
 
 
 def start_partial(out_dir: str | Path, config: RunConfig) -> Path:
@@ -89,6 +107,7 @@ def resume_paths(path: str | Path) -> tuple[Path, Path]:
         leftover = f" (remove the leftover {partial})" if partial.exists() else ""
         raise ConfigError(f"{path} already exists: that run finished and needs no resume{leftover}; "
                           "start a new run with another --out")
+    _refuse_links(partial)
     if not partial.is_dir():
         raise ConfigError(f"nothing to resume for {path}: no interrupted run in {partial} (a finished run "
                           "needs no resume); pass the --out of an interrupted `lstmbt run`")
@@ -121,18 +140,37 @@ def saved_work(partial: str | Path, tickers: int | None = None) -> tuple[int, st
     return done, f"{done} of {total} folds" if total is not None else f"{done} folds"
 
 
-def interrupted_line(partial: Path, out_dir: Path, resumed: bool, tickers: int | None = None) -> str:
-    """What the CLI prints on Ctrl-C. A new run with nothing saved removes its partial directory."""
-    done, what = saved_work(partial, tickers)
-    if not partial.is_dir() or (done == 0 and not resumed):
+def _interrupted_line(out_dir: Path, resumed: bool, tickers: int | None, held: dict[str, Any]) -> str:
+    """The line of an interrupt of the run ``claim_run`` holds, true of what is on disk: the run saved
+    (the interrupt came while its partial directory was removed, which is finished now), the folds
+    or tickers kept for ``--resume``, or nothing (a new run's empty partial directory removed)."""
+    partial = partial_dir(out_dir)
+    if not held["claimed"]:
+        return NOTHING_WRITTEN
+    if out_dir.is_dir():
         discard_partial(partial)
-        return "interrupted: nothing was written"
-    return f"interrupted: {what} saved; continue with: lstmbt run --resume {out_dir}"
+        return f"interrupted while cleaning up: the run was saved at {out_dir}"
+    done, what = saved_work(partial, tickers)
+    if resumed or (done and _locked_by_us(partial)):
+        return f"interrupted: {what} saved; continue with: lstmbt run --resume {out_dir}"
+    if _locked_by_us(partial) or not partial.exists():
+        discard_partial(partial)
+        _remove_empty(held["made"])
+    return NOTHING_WRITTEN
 
 
 def discard_partial(partial: str | Path) -> None:
-    """Remove a partial directory (the run was saved, or its input was refused)."""
-    shutil.rmtree(partial, ignore_errors=True)
+    """Remove a partial directory (the run was saved, or its input was refused): renamed aside in
+    one step first, so no interrupt or kill leaves half of it under its name for ``--resume`` to
+    refuse; the aside copy is removed now, or by the next run of the name (``remove_stale_tmp``).
+    Calling it again finishes what an interrupted call began. A link is never followed."""
+    partial = Path(partial)
+    aside = partial.with_name(f"{partial.name}.tmp-{os.getpid()}")
+    if partial.is_symlink() or aside.is_symlink():
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(partial, aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_failure(exc: OSError, out_dir: str | Path) -> DataError:
@@ -174,6 +212,7 @@ def _create_partial(out_dir: Path, config: RunConfig) -> tuple[Path, int | None]
 def _take_over_empty(partial: Path, out_dir: Path) -> None:
     """Remove a partial directory that a run killed before its first fold left (no lock holder,
     nothing saved); refuse one a live process holds or that holds saved work."""
+    _refuse_links(partial)
     if not partial.is_dir():
         raise ConfigError(f"{partial} is in the way of the run's working directory; remove it")
     fd = _lock(partial, out_dir)
@@ -182,22 +221,60 @@ def _take_over_empty(partial: Path, out_dir: Path) -> None:
         if saved_work(partial)[0] or any(partial.glob("folds/**/fold-*")):  # uncommitted or older-format folds too
             raise ConfigError(f"an interrupted run of {out_dir} is waiting in {partial}; continue it with "
                               f"`lstmbt run --resume {out_dir}` or remove {partial}")
-        aside = partial.with_name(f"{partial.name}.tmp-{os.getpid()}")
-        shutil.rmtree(aside, ignore_errors=True)
-        os.rename(partial, aside)
-        shutil.rmtree(aside, ignore_errors=True)
+        discard_partial(partial)
     finally:
         _unlock(fd)
+
+
+def _refuse_links(partial: Path) -> None:
+    """Refuse a partial directory, lock or work folder that is a symbolic link: writing there would
+    write into whatever the link points at."""
+    for path in (partial, partial / LOCK_FILE, partial / "folds", partial / "tickers"):
+        if path.is_symlink():
+            raise ConfigError(f"{path} is a symbolic link to {os.readlink(path)}, and lstmbt never writes through a "
+                              "link; put the folder itself there, or remove the link")
+
+
+def _locked_by_us(partial: Path) -> bool:
+    """Whether ``partial`` is this process's: its lock file holds our pid."""
+    if partial.is_symlink():
+        return False
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return (partial / LOCK_FILE).read_text().strip() == str(os.getpid())
+    return False
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first: what making it makes."""
+    missing = []
+    while not (folder.exists() or folder.is_symlink()) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) that are still empty: those a refused run made for ``--out``."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _lock(partial: Path, out_dir: Path) -> int | None:
     """Lock ``partial`` for this process's lifetime (or until ``_unlock``) and write our pid in it;
     refuse with one line when a live process holds it."""
+    _refuse_links(partial)
     try:
         import fcntl
     except ImportError:  # no flock (Windows): runs of the same name are not guarded
         return None
-    fd = os.open(partial / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # O_NOFOLLOW: a link put in place since the check above is refused, never written through
+        fd = os.open(partial / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        _refuse_links(partial)
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -216,7 +293,6 @@ def _lock(partial: Path, out_dir: Path) -> int | None:
 def _unlock(fd: int | None) -> None:
     if fd is not None:
         os.close(fd)  # closing the last descriptor releases the flock
-
 
 
 def _failure(exc: Exception, partial: Path, out_dir: Path, resumed: bool) -> Exception:

@@ -28,6 +28,12 @@ or ``lstmbt.DataError`` (both ``lstmbt.LstmbtError``) with one line naming the p
 
 from __future__ import annotations
 
+# first: Ctrl-C and SIGTERM end the `lstmbt` command in one line even while the rest loads
+from lstmbt.backtest import interrupts as _interrupts
+
+if _interrupts.is_command():  # the command's process only, never a program that imports lstmbt
+    _interrupts.install()
+
 import types
 from typing import Any
 

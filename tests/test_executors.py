@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import builtins
 import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from lstmbt.backtest.config import parse_overrides
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.campaign.executors import LocalExecutor, make_executor
+from lstmbt.backtest.rundir import pid_alive
 
 
 def torch_threads(_: object) -> int:
@@ -44,6 +50,47 @@ def test_local_pool_splits_the_cores_between_workers(monkeypatch):
     monkeypatch.setattr("lstmbt.backtest.campaign.executors._cores", lambda: 4)
     assert LocalExecutor(workers=2).map(torch_threads, [0, 1]) == [2, 2]
     assert LocalExecutor(workers=1).map(torch_threads, [0]) == [4]
+
+
+def mark_and_wait(path: str) -> None:
+    """A job that says it runs (a file), then takes a minute."""
+    Path(path).touch()
+    time.sleep(60)
+
+
+def _pool_workers() -> list[int]:
+    """The pids of this process's spawned pool workers (/proc)."""
+    pids = [int(pid) for task in Path(f"/proc/{os.getpid()}/task").iterdir()
+            for pid in (task / "children").read_text().split()]
+    return [pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def _leaves_ctrl_c_alone(pid: int) -> bool:
+    """Whether process ``pid`` blocks or ignores SIGINT, as /proc/PID/status says."""
+    masks = dict(re.findall(r"^(SigBlk|SigIgn):\s*([0-9a-f]+)", Path(f"/proc/{pid}/status").read_text(), re.M))
+    return bool((int(masks["SigBlk"], 16) | int(masks["SigIgn"], 16)) & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the workers from /proc (Linux)")
+def test_an_interrupted_pool_ends_its_running_workers_at_once_and_they_leave_ctrl_c_to_it(tmp_path):
+    marks = [tmp_path / "a", tmp_path / "b"]
+    workers: dict[int, bool] = {}
+    sent: list[float] = []
+
+    def interrupt_once_both_run() -> None:
+        deadline = time.monotonic() + 120
+        while not all(mark.exists() for mark in marks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers.update({pid: _leaves_ctrl_c_alone(pid) for pid in _pool_workers()})
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C of the driver, which waits for the jobs
+
+    threading.Thread(target=interrupt_once_both_run, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        LocalExecutor(workers=2).map(mark_and_wait, [str(mark) for mark in marks])
+    assert time.monotonic() - sent[0] < 20  # the jobs of a minute were ended, not waited for
+    assert len(workers) == 2 and all(workers.values())  # a terminal's Ctrl-C reaches the driver alone
+    assert not any(pid_alive(pid) for pid in workers)
 
 
 def test_ray_missing_gives_the_install_line(monkeypatch):

@@ -567,6 +567,50 @@ def test_a_dangling_symlink_out_is_refused(tmp_path, monkeypatch, run_cli):
     assert _names(tmp_path) == ["x"] and (tmp_path / "x").is_symlink()
 
 
+def _every_file(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes, the lock included."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("linked", [".run.partial", ".run.partial/lock"], ids=["partial", "lock"])
+def test_a_linked_partial_or_lock_is_refused_and_never_written_through(linked, tmp_path, monkeypatch, run_cli):
+    target = start_partial(tmp_path / "elsewhere" / "run", tiny_config())  # a real partial directory, unlocked
+    out = tmp_path / "runs" / "run"
+    if linked == ".run.partial":
+        out.parent.mkdir()
+        partial_dir(out).symlink_to(target, target_is_directory=True)
+    else:
+        shutil.copytree(target, partial_dir(out))
+        (partial_dir(out) / "lock").unlink()
+        (partial_dir(out) / "lock").symlink_to(target / "lock")
+    before = _every_file(target)
+    monkeypatch.setattr(pipeline, "run", _never)
+    link = out.parent / linked
+    expected = (f"error: {link} is a symbolic link to {os.readlink(link)}, and lstmbt never writes through a link; "
+                "put the folder itself there, or remove the link")
+    for argv in (["run", "--resume", str(out)], ["run", *ARGS, "--out", str(out)]):
+        code, _, err = run_cli(argv)
+        assert _failed(code, err) == expected
+        assert _every_file(target) == before and link.is_symlink()  # no lock taken or written in the target
+    assert _names(out.parent) == [partial_dir(out).name]
+
+
+@pytest.mark.parametrize("fault", ["refused", "interrupted"])
+def test_a_run_that_leaves_nothing_leaves_no_folder_it_made(fault, tmp_path, monkeypatch, run_cli):
+    (tmp_path / "kept").mkdir()
+    if fault == "refused":  # refused once its data are loaded, after the partial directory was made
+        argv = ["run", "--quick", "--start", "2016-01-01", "--end", "2016-03-01"]
+    else:
+        monkeypatch.setattr(pipeline, "load_checked", _raiser(KeyboardInterrupt()))
+        argv = ["run", *ARGS]
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "kept" / "new" / "deeper" / "run")])
+    if fault == "refused":
+        assert "rows" in _failed(code, err)
+    else:
+        assert code == 130 and err.strip().splitlines()[-1] == "interrupted: nothing was written"
+    assert _names(tmp_path) == ["kept"] and _names(tmp_path / "kept") == []  # the folder that was there stays
+
+
 @pytest.mark.parametrize("setup, out, expected", [
     (lambda d: (d / "file").write_text("kept"), "file/x", "has a file where a folder should be"),
     (lambda d: (d / "link").symlink_to(d / "nowhere"), "link/x", "x already exists"),

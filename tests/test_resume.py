@@ -293,7 +293,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(sig, script, reference, 
         last = log.read_text().strip().splitlines()[-1]
         assert re.fullmatch(rf"interrupted: {done} of {total} folds saved; continue with: lstmbt run --resume "
                             rf"{re.escape(str(out))}", last), last
-        assert "Traceback" not in log.read_text()
+        assert "Traceback" not in log.read_text() and log.read_text().count("interrupted") == 1
     else:
         assert code == -signal.SIGKILL
     assert not out.exists() and (partial / "config.toml").is_file() and done < total

@@ -16,12 +16,15 @@ seeded from the config and runs on one thread per fit.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from typing import Any, Callable, Sequence
 
 from lstmbt.backtest.errors import ConfigError
+from lstmbt.backtest.interrupts import reclaim, spawning
 from lstmbt.models.plugins import plugin_folders, plugin_search
 from lstmbt.models.threads import USER_THREAD_VARS, cpu_budget, torch_threads, user_threads
 
@@ -103,11 +106,15 @@ class LocalExecutor:
                     on_done(index, results[index])
             return results
         # spawn, not fork: a forked child would inherit torch's thread pool and any open locks
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                 initializer=_ignore_ctrl_c) as pool:
             folders = plugin_folders()  # a spawned worker starts without the caller's --plugin-path
-            futures = {pool.submit(_call, fn, item, threads, folders): index for index, item in enumerate(items)}
-            pending = set(futures)
+            futures: dict[Any, int] = {}
             try:
+                with spawning():  # the workers start deaf to a terminal's Ctrl-C: this process answers it
+                    for index, item in enumerate(items):
+                        futures[pool.submit(_call, fn, item, threads, folders)] = index
+                pending = set(futures)
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in sorted(done, key=futures.get):
@@ -116,10 +123,26 @@ class LocalExecutor:
                         if on_done:
                             on_done(index, results[index])
             except BaseException:
-                for future in pending:
-                    future.cancel()
+                _stop_workers(pool, set(futures))
                 raise
         return results
+
+
+def _ignore_ctrl_c() -> None:
+    """Worker initializer: SIGINT ignored for good (the driver stops the pool); SIGTERM keeps its
+    default, so the driver's terminate() ends a worker at once and without a word."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool: ProcessPoolExecutor, futures: set[Any]) -> None:
+    """Cancel the jobs not started and end the running ones now (their results would be dropped),
+    so an interrupted or failed map returns at once instead of after the jobs in flight."""
+    for future in futures:
+        future.cancel()
+    # ProcessPoolExecutor has no public way to end running workers before Python 3.14 (terminate_workers)
+    for process in list(getattr(pool, "_processes", {}).values()):
+        with contextlib.suppress(Exception):
+            process.terminate()
 
 
 class RayExecutor:
@@ -145,6 +168,8 @@ class RayExecutor:
                 raise ConfigError(f"cannot connect to the Ray cluster at {self.address}: {exc}; "
                                   "check --address (e.g. ray://head-node:10001) or drop it to start "
                                   "a local instance") from None
+            finally:
+                reclaim()  # ray.init sets a SIGTERM handler that exits 15 without a line
         task = ray.remote(num_cpus=1, max_retries=0)(_call)
         refs = {task.remote(fn, item, 1, plugin_folders()): index for index, item in enumerate(items)}
         results: list[Any] = [None] * len(items)

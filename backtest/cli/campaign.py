@@ -7,9 +7,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+import lstmbt.backtest.cli.errors as cli_errors
 from lstmbt.backtest.campaign.executors import make_executor
 from lstmbt.backtest.cli.options import PluginPathOpt, RootOpt, progress_bars, use_plugin_path
 from lstmbt.backtest.errors import ConfigError, printable
+from lstmbt.backtest.interrupts import Interrupted
 
 def sweep(
     ctx: typer.Context,
@@ -46,10 +48,12 @@ def sweep(
     try:
         with progress_bars(stderr=True) as progress:
             outcome = run_sweep(spec, out_dir, pool, progress=progress)
+            cli_errors.saved(f"the sweep was saved at {out_dir}")
     except KeyboardInterrupt:
-        typer.echo(f"interrupted: finished training trials are kept in {out_dir}; "
-                   f"finish with lstmbt sweep --resume {out_dir}", err=True)
-        raise typer.Exit(130) from None
+        if cli_errors.nothing_saved() and (out_dir / "sweep.toml").is_file():  # else the generic line is true
+            raise Interrupted(f"interrupted: finished training trials are kept in {out_dir}; "
+                              f"finish with lstmbt sweep --resume {out_dir}") from None
+        raise
     for line in sweep_lines(outcome):
         typer.echo(line)
     typer.echo(f"sweep: {printable((out_dir / 'sweep.html').resolve())}")

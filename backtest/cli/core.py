@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+import lstmbt.backtest.cli.errors as cli_errors
 from lstmbt.backtest.cli.options import (ConfigOpt, EndOpt, ExogOpt, PluginPathOpt, QuickOpt, RefreshOpt, SetOpt,
                                          SourceOpt, StartOpt, SymbolOpt, TargetOpt, data_config, option_flags,
                                          print_outcome, progress_bars, resolve_config, resumed_config,
@@ -56,26 +57,22 @@ def run(
         run_universe_command(cfg, tickers, out, executor, address, resumed=resume is not None)
         return
     # loads pandas: on use, not at --help
-    from lstmbt.backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
+    from lstmbt.backtest.partial import claim_run, discard_partial
     from lstmbt.backtest.pipeline import run as run_pipeline
     from lstmbt.backtest.rundir import default_run_dir, save_run  # loads numpy: on use, not at --help
     from lstmbt.models.key import keys_from_frame  # loads pandas: on use, not at --help
     from lstmbt.reports import run_pages  # loads numpy: on use, not at --help
 
-    out_dir, resumed = out or default_run_dir(cfg.data.source), resume is not None
-    # finished folds are kept in <out.parent>/.<out.name>.partial/ (locked while this runs) until the run is saved
-    try:
-        with saved_work_noted(), claim_run(out_dir, cfg, resumed) as partial, progress_bars() as progress:
-            result = run_pipeline(cfg, progress=progress, checkpoint=partial / "folds", threads=torch_threads(),
-                                  executor=cpcv_executor(cfg, executor, address))
-            progress("report", 0, 1)
-            saved = save_run(result, out_dir, pages=run_pages(result))
-            discard_partial(partial)
-    except KeyboardInterrupt:
-        # typer turns Ctrl-C into a silent exit 130 before main() could see it; save_run has
-        # already removed its temporary directory; the saved folds stay for --resume
-        typer.echo(interrupted_line(partial_dir(out_dir), out_dir, resumed=resumed), err=True)
-        raise typer.Exit(130) from None
+    out_dir = out or default_run_dir(cfg.data.source)
+    # finished folds are kept in <out.parent>/.<out.name>.partial/ (locked while this runs) until the run is
+    # saved; an interrupt leaves the claim as an Interrupted whose line says what is kept
+    with saved_work_noted(), claim_run(out_dir, cfg, resume is not None) as partial, progress_bars() as progress:
+        result = run_pipeline(cfg, progress=progress, checkpoint=partial / "folds", threads=torch_threads(),
+                              executor=cpcv_executor(cfg, executor, address))
+        progress("report", 0, 1)
+        saved = save_run(result, out_dir, pages=run_pages(result))
+        cli_errors.saved(f"the run was saved at {out_dir}")
+        discard_partial(partial)
     print_outcome(result.metrics, result.manifest, saved / "report.html", result.comparisons,
                    models=keys_from_frame(result.predictions), seeds=result.seeds, cpcv=result.cpcv)
 
@@ -101,7 +98,9 @@ def report(
     from lstmbt.reports.universe import render_universe  # loads pandas: on use, not at --help
 
     text = render_universe(load_universe_run(run_dir)) if is_universe_dir(run_dir) else render_report(load_run(run_dir))
-    target = write_atomic(out or run_dir / "report.html", text)
+    target = out or run_dir / "report.html"
+    with cli_errors.writing(target, f"the report was written to {target}"):
+        write_atomic(target, text)
     typer.echo(f"report: {printable(target.resolve())}")
 
 
@@ -120,7 +119,9 @@ def compare(
         if is_universe_dir(run_dir):
             raise ConfigError(f"{run_dir} is a universe run; compare its tickers' run directories "
                               f"({run_dir / 'tickers'}/...), or open its report.html for the portfolios")
-    target = write_compare(run_dirs, out or default_compare_path())
+    target = out or default_compare_path()
+    with cli_errors.writing(target, f"the comparison was written to {target}"):
+        target = write_compare(run_dirs, target)
     typer.echo(f"compare: {printable(target.resolve())}")
 
 
@@ -260,5 +261,6 @@ def importance(
         Console().print(table)
     if shap is not None:
         Console().print(shap_table(shap, cfg))
-    written = write_importance(frame, cfg, target_path, n_repeats=repeats, shap=shap, skill=skill)
+    with cli_errors.writing(target_path, f"the importance page was written to {target_path}"):
+        written = write_importance(frame, cfg, target_path, n_repeats=repeats, shap=shap, skill=skill)
     typer.echo(f"importance: {printable(written.resolve())}")

@@ -4,7 +4,8 @@
 - ``OSError`` (a full or read-only disk, a missing path, a concurrent writer): one line naming the
   file, the problem (by errno) and the fix, exit status 2;
 - running out of memory, or asking for a GPU that is not there: one line with the fix, exit status 2;
-- Ctrl-C: ``interrupted: ...``, exit status 130, whatever the command;
+- Ctrl-C or SIGTERM: one ``interrupted...`` line that says what was kept, exit status 130 or 143,
+  whatever the command and whenever it lands (``backtest.interrupts``);
 - anything else is a bug in lstmbt: one ``error: internal error (...)`` line and exit status 1;
   ``LSTMBT_DEBUG=1`` or ``lstmbt --debug`` re-raises it (and any OSError or resource failure),
   so the full traceback shows.
@@ -24,10 +25,12 @@ import re
 import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
 
+from lstmbt.backtest import interrupts
 from lstmbt.backtest.errors import DataWarning, LstmbtError, os_error_line, terminal_line
 from lstmbt.models.threads import ContentionWarning
 
@@ -37,7 +40,6 @@ except ImportError:  # pragma: no cover - an older typer on plain click
     from click import exceptions as _usage  # type: ignore[no-redef]
 
 DEBUG_ENV = "LSTMBT_DEBUG"
-INTERRUPTED = "interrupted: nothing was written"
 #: commands with an --out option, so "choose another --out" is a fix they offer
 OUT_COMMANDS = ("run", "sweep", "report", "compare", "importance")
 #: what the global options of this invocation asked for (set by the app callback, reset by main)
@@ -53,13 +55,51 @@ def debugging() -> bool:
 
 @contextlib.contextmanager
 def interrupt_line() -> Iterator[None]:
-    """Print the Ctrl-C line for any command that lets ``KeyboardInterrupt`` escape (typer then
-    exits 130 silently); commands that say more themselves exit through ``typer.Exit(130)``."""
+    """Print the line of a Ctrl-C (or SIGTERM) that escapes a command (typer then exits 130 silently)."""
     try:
         yield
-    except KeyboardInterrupt:
-        typer.echo(INTERRUPTED, err=True)
+    except KeyboardInterrupt as exc:
+        say_interrupted(exc)
         raise
+
+
+def say_interrupted(exc: BaseException | None = None) -> None:
+    """The one line of an interrupt, printed once per command: what the interrupted work left
+    (``interrupts.Interrupted.line``), else what the command had saved (``saved``), else that nothing
+    was written."""
+    interrupts.say(getattr(exc, "line", None) or interrupts.line())
+
+
+def saved(what: str) -> None:
+    """The command's output is complete (``what``: "the run was saved at OUT"): an interrupt from now
+    on, however late, says so rather than that nothing was written."""
+    interrupts.set_line(f"interrupted while cleaning up: {what}")
+
+
+def nothing_saved() -> bool:
+    """Whether the command has not recorded complete output yet (``saved``)."""
+    return interrupts.line() == interrupts.NOTHING_WRITTEN
+
+
+@contextlib.contextmanager
+def writing(target: Path, what: str) -> Iterator[None]:
+    """Write the command's output file ``target`` in the block, then record it (``saved(what)``); an
+    interrupt in the block that came after the file was replaced says it was written."""
+    before = _identity(target)
+    try:
+        yield
+        saved(what)
+    except KeyboardInterrupt:
+        if nothing_saved() and _identity(target) != before:  # the new file is in place (a new inode)
+            saved(what)
+        raise
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    with contextlib.suppress(OSError):
+        stat = os.stat(path)
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+    return None
 
 
 @contextlib.contextmanager
@@ -88,8 +128,31 @@ def one_line_warnings() -> Iterator[None]:
 
 def run_with_one_line_errors(app: Any) -> None:
     """Run the typer ``app`` as the console entry point: every failure ends in one line on stderr
-    and ``sys.exit`` with its status; an internal error is re-raised when ``debugging()``."""
+    and ``sys.exit`` with its status; an internal error is re-raised when ``debugging()``. An
+    interrupt ends in 128 + its signal, wherever it lands, and the process's exit keeps that status
+    (``interrupts.finish``)."""
     session.update(debug=False, command=None)
+    interrupts.begin()
+    code: Any = 1  # what an exception that escapes (an internal error under --debug) ends with
+    try:
+        _run_app(app)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+        if code == 130:  # a command's or typer's exit after an interrupt
+            say_interrupted()
+            code = interrupts.status()
+        raise SystemExit(code) from None
+    except KeyboardInterrupt:  # landed outside the command, or while a failure's line was printed
+        say_interrupted()
+        code = interrupts.status()
+        sys.exit(code)
+    finally:
+        interrupts.finish(code if isinstance(code, int) else int(code is not None))
+
+
+def _run_app(app: Any) -> None:
+    """The app, with every failure turned into its line and ``sys.exit(status)``."""
     with one_line_warnings():
         try:
             status = app(prog_name="lstmbt", standalone_mode=False)  # usage errors come back here, not as a box
@@ -100,13 +163,13 @@ def run_with_one_line_errors(app: Any) -> None:
                 typer.echo("error: " + terminal_line(usage_message(exc)), err=True)
             sys.exit(exc.exit_code)
         except typer.Abort:
-            typer.echo(INTERRUPTED, err=True)
+            say_interrupted()
             sys.exit(130)
         except LstmbtError as exc:
             typer.echo("error: " + terminal_line(exc), err=True)
             sys.exit(2)
-        except KeyboardInterrupt:  # outside any command (typer turns one inside into exit 130)
-            typer.echo(INTERRUPTED, err=True)
+        except KeyboardInterrupt as exc:  # outside any command (typer turns one inside into exit 130)
+            say_interrupted(exc)
             sys.exit(130)
         except Exception as exc:
             if debugging():

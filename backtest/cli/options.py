@@ -10,6 +10,7 @@ from typing import Annotated, Any, Collection, Optional
 
 import typer
 
+from lstmbt.backtest import interrupts
 from lstmbt.backtest.config import QUICK_PRESET, RunConfig, parse_overrides
 from lstmbt.backtest.errors import ConfigError, LstmbtError, printable, terminal_line
 from lstmbt.models.threads import default_threads
@@ -116,6 +117,7 @@ class progress_bars:
         return self
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        interrupts.check()  # between two steps: a Ctrl-C that something swallowed stops the run here
         if stage == "data" and not self._started:
             return
         with self._lock:  # models train side by side on threads and report from them
@@ -135,9 +137,17 @@ class progress_bars:
         if exc[0] is None:
             for task_id in self._tasks.values():
                 self._bar.update(task_id, completed=self._bar.tasks[task_id].total)
-        else:
-            self._bar.live.transient = True  # on failure, leave only the error line behind
-        self._bar.stop()
+            self._bar.stop()
+            return
+        # on failure, leave only the error line behind: a terminal's bars are erased; elsewhere (a log
+        # file) rich would still write an empty line in their place
+        self._bar.live.transient = True
+        quiet = self._bar.console.quiet
+        self._bar.console.quiet = quiet or not self._bar.console.is_terminal
+        try:
+            self._bar.stop()
+        finally:
+            self._bar.console.quiet = quiet
 
 
 def torch_threads() -> int | None:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 
+import lstmbt.backtest.cli.errors as cli_errors
 from lstmbt.backtest.campaign.executors import make_executor
 from lstmbt.backtest.cli.options import print_outcome, progress_bars, saved_work_noted
 from lstmbt.backtest.config import RunConfig
@@ -35,7 +36,7 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
     loses only the tickers in flight), then the portfolios and the report in <out>. The partial
     directory is held by ``claim_run``, as a single run's is."""
     # loads pandas: on use, not at --help
-    from lstmbt.backtest.partial import claim_run, discard_partial, interrupted_line, partial_dir
+    from lstmbt.backtest.partial import claim_run, discard_partial
     from lstmbt.backtest.rundir import default_run_dir, save_run, staged_dir
     from lstmbt.backtest.universe.running import run_universe  # loads pandas: on use, not at --help
     from lstmbt.backtest.universe.io import keep_ticker_list, write_universe  # loads pandas: on use, not at --help
@@ -43,25 +44,23 @@ def run_universe_command(cfg: RunConfig, tickers: list[Any], out: Optional[Path]
     from lstmbt.reports.universe import render_universe, top_k_sentence  # loads pandas: on use, not at --help
 
     out_dir = out or default_run_dir(cfg.data.source)
-    try:
-        with saved_work_noted(), claim_run(out_dir, cfg, resumed) as partial:
-            keep_ticker_list(partial, tickers, resumed)  # a resumed universe is the one that started
-            saved = partial / "tickers"
-            if cfg.model.pooled:  # one model over all tickers: nothing of it survives an interruption
-                shutil.rmtree(saved, ignore_errors=True)
-            finished = _finished_tickers(saved, tickers, out_dir)
-            with progress_bars(stderr=True) as progress:
-                result = run_universe(cfg, tickers, make_executor(executor, address=address), progress=progress,
-                                      on_ticker=lambda ticker, run: save_run(run, saved / ticker.slug, pages=run_pages(run)),
-                                      finished=finished, space_in=partial.parent)
-                progress("report", 0, 1)
-                with staged_dir(out_dir) as tmp:
-                    shutil.copytree(saved, tmp / "tickers")
-                    write_universe(result, tmp, pages={"report.html": render_universe(result)})
-            discard_partial(partial)
-    except KeyboardInterrupt:
-        typer.echo(interrupted_line(partial_dir(out_dir), out_dir, resumed, tickers=len(tickers)), err=True)
-        raise typer.Exit(130) from None
+    # an interrupt leaves the claim as an Interrupted whose line says what is kept
+    with saved_work_noted(), claim_run(out_dir, cfg, resumed, tickers=len(tickers)) as partial:
+        keep_ticker_list(partial, tickers, resumed)  # a resumed universe is the one that started
+        saved = partial / "tickers"
+        if cfg.model.pooled:  # one model over all tickers: nothing of it survives an interruption
+            shutil.rmtree(saved, ignore_errors=True)
+        finished = _finished_tickers(saved, tickers, out_dir)
+        with progress_bars(stderr=True) as progress:
+            result = run_universe(cfg, tickers, make_executor(executor, address=address), progress=progress,
+                                  on_ticker=lambda ticker, run: save_run(run, saved / ticker.slug, pages=run_pages(run)),
+                                  finished=finished, space_in=partial.parent)
+            progress("report", 0, 1)
+            with staged_dir(out_dir) as tmp:
+                shutil.copytree(saved, tmp / "tickers")
+                write_universe(result, tmp, pages={"report.html": render_universe(result)})
+        cli_errors.saved(f"the run was saved at {out_dir}")
+        discard_partial(partial)
     typer.echo(top_k_sentence(result))  # the k the xs_ rows hold (top_k = 0 resolves per universe), above them
     print_outcome(result.metrics, result.manifest, out_dir / "report.html")
 
