@@ -38,8 +38,9 @@ class DataWarning(UserWarning):
     previous close); each message names the date and the fix, and the run's manifest keeps it."""
 
 
-#: a path (or any other word without spaces) longer than this is shown as its head, "...", its tail
-PATH_LIMIT = 120
+#: a path (or any other word without spaces) longer than this is shown as its head, "...", its tail;
+#: paths of deep real folders stay whole, so a path a message asks you to delete can be copied
+PATH_LIMIT = 400
 #: the longest one-line message printed whole; a longer one keeps its head and tail (the fix is at its end)
 LINE_LIMIT = 1000
 #: what a terminal acts on instead of showing: C0 and C1 controls and DEL (escape sequences, bell,
