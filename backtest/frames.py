@@ -56,8 +56,8 @@ def _as_frame(prices: Any) -> pd.DataFrame:
     """``prices`` when it is a DataFrame; anything else is refused with the shape it needs."""
     need = "a DataFrame with Open, High, Low, Close and Volume columns (names are case-insensitive)"
     if isinstance(prices, pd.Series):
-        name = str(prices.name)[:40]
-        raise DataError(f"prices= is a pandas Series ({name!r}), not a frame of daily bars; pass {need}")
+        name = "unnamed" if prices.name is None else repr(str(prices.name)[:40])
+        raise DataError(f"prices= is a pandas Series ({name}), not a frame of daily bars; pass {need}")
     if not isinstance(prices, pd.DataFrame):
         raise DataError(f"prices= is a {type(prices).__name__}, not a pandas DataFrame; pass {need}")
     return prices
