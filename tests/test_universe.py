@@ -323,6 +323,17 @@ def test_ray_and_local_executors_agree_bit_for_bit(local_run, ray_run):
             (local / "tickers" / name / "metrics.json").read_text()
 
 
+def test_a_universe_whose_weights_lost_a_column_is_refused_in_one_line(local_run, tmp_path):
+    run = tmp_path / "uni"
+    shutil.copytree(local_run, run)
+    pd.read_parquet(run / "weights.parquet").drop(columns="strategy").to_parquet(run / "weights.parquet")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, out, err = call_main(["report", str(run)])
+    assert code == 2 and out == "" and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "weights.parquet" in err and "no strategy column" in err, err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def test_universe_report_shows_every_metric_and_links_every_ticker(local_run, run_cli):
     local = local_run
     html = (local / "report.html").read_text()

@@ -24,6 +24,8 @@ from lstmbt.backtest.sources import Ticker
 UNIVERSE_FILES = ("config.toml", "manifest.json", "metrics.json", "returns.parquet", "weights.parquet", "costs.parquet",
                   "trades.parquet", "report.html")
 #: what every version wrote; the cost sweep and the trades came later, so a run without them still loads
+#: the columns of ``weights.parquet`` (long format: one row per decision day, strategy and ticker)
+WEIGHT_COLUMNS = ("date", "strategy", "ticker", "weight")
 _REQUIRED = ("config.toml", "manifest.json", "metrics.json", "returns.parquet", "weights.parquet")
 _OPTIONAL_FRAMES = ("costs", "trades")
 
@@ -174,10 +176,15 @@ def load_universe_run(run_dir: str | Path) -> UniverseResult:
     for entry in tickers:
         path = run_dir / str(entry["run_dir"]) / "metrics.json"
         ticker_metrics[entry["name"]] = read_metrics(path) if path.is_file() else {}
+    weights = read_parquet(run_dir / "weights.parquet")
+    lacking = [c for c in WEIGHT_COLUMNS if c not in weights.columns]
+    if lacking:
+        raise DamagedFileError(run_dir / "weights.parquet", f"has an unexpected shape (no {', '.join(lacking)} "
+                                                            f"column; a universe's weights have {', '.join(WEIGHT_COLUMNS)})")
     return UniverseResult(
         config=read_config(run_dir / "config.toml"),
         returns=read_parquet(run_dir / "returns.parquet"),
-        weights=read_parquet(run_dir / "weights.parquet"),
+        weights=weights,
         metrics=read_metrics(run_dir / "metrics.json"),
         ticker_metrics=ticker_metrics, manifest=manifest,
         **{name: _optional_frame(run_dir / f"{name}.parquet") for name in _OPTIONAL_FRAMES},
