@@ -20,6 +20,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import tomli_w
 
@@ -114,7 +115,9 @@ def make_universe(root: Path, name: str, source: Path) -> None:
     shutil.copytree(source, uni / "tickers" / "spx")
     for file in ("config.toml", "metrics.json", "returns.parquet", "report.html"):
         shutil.copy(source / file, uni / file)
-    shutil.copy(source / "positions.parquet", uni / "weights.parquet")
+    positions = pd.read_parquet(source / "positions.parquet")  # wide: one column per strategy
+    weights = positions.rename_axis(index="date", columns="strategy").stack().rename("weight").reset_index()
+    weights.assign(ticker="spx")[["date", "strategy", "ticker", "weight"]].to_parquet(uni / "weights.parquet")
     manifest = json.loads((source / "manifest.json").read_text(encoding="utf-8"))
     manifest.update({"universe": ["spx"], "tickers": [{"name": "spx", "run_dir": "tickers/spx"}]})
     (uni / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
