@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
-from lstmbt.backtest.design import Design, estimator_for, feature_warmup, target_anchor, training_weights
+from lstmbt.backtest.design import (Design, estimator_for, feature_warmup, plugin_faults, target_anchor,
+                                    training_weights)
 from lstmbt.backtest.errors import ConfigError, needs_new_config
 from lstmbt.backtest.scoring import majority_p_up
 from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import FoldProgress, SampleGrid, combine_seeds, walk_forward_predict
 from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns
-from lstmbt.models.plugins import PluginError
 from lstmbt.models.specs import NETWORK_FAMILIES
 from lstmbt.models.threads import ThreadGovernor, run_side_by_side
 
@@ -66,11 +66,9 @@ class SplitJob:
 
 def fit_split(job: SplitJob) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The predictions and fold-log row of one job (``walk_forward_predict`` on its one split)."""
-    try:
+    with plugin_faults():  # a user's model broke the protocol: one line, exit 2
         return walk_forward_predict(estimator_for(job.key, job.config, job.seed), job.features, job.target,
                                     job.grid, [job.fold], train_weight=job.weight, target_anchor=job.anchor)
-    except PluginError as exc:  # a user's model broke the protocol: one line, exit 2
-        raise ConfigError(str(exc)) from None
 
 
 def split_jobs(design: Design, config: RunConfig, plan: list[ModelKey]) -> list[SplitJob]:

@@ -25,8 +25,8 @@ from lstmbt.backtest.data import check_enough_rows, describe_prices, load_prices
 from lstmbt.backtest.datacheck import data_warnings
 # the shared design and the estimators moved to backtest.design; importers still find them here
 from lstmbt.backtest.design import (Design, build_estimator, estimator_for, feature_warmup, make_design,  # noqa: F401
-                                    target_anchor, training_weights)
-from lstmbt.backtest.errors import ConfigError, DataWarning
+                                    plugin_faults, target_anchor, training_weights)
+from lstmbt.backtest.errors import DataWarning
 from lstmbt.backtest.headtohead import check_pairs, planned_strategies, run_comparisons
 from lstmbt.backtest.plugins import resolve_strategy, rule_provenance
 from lstmbt.backtest.portfolio import cost_sweep, run_backtest
@@ -41,7 +41,6 @@ from lstmbt.backtest.seeds import (long_seed_predictions, score_seeds, seed_prov
                                   unused_seed_note)
 from lstmbt.backtest.walkforward import FoldProgress, combine_seeds, walk_forward_predict
 from lstmbt.models.key import FOLD_KEY_COLUMNS, ModelKey, insert_key_columns, keys_from_frame
-from lstmbt.models.plugins import PluginError
 from lstmbt.models.specs import NETWORK_FAMILIES
 from lstmbt.models.threads import ThreadGovernor, one_thread_per_fit, run_side_by_side
 
@@ -249,14 +248,12 @@ def _predict_all(design: Design, config: RunConfig, report: Progress, timings: d
         started = time.perf_counter()
         folder = None if checkpoint is None else Path(checkpoint) / folders[key, seed]
         estimator = estimator_for(key, config, seed)
-        try:
+        with plugin_faults():  # a user's model broke the protocol mid-run: one line, exit 2
             preds, log = walk_forward_predict(estimator, design.features,
                                               design.horizon_targets[key.horizon][key.task], design.grid,
                                               design.horizon_folds[key.horizon], on_fold=progress[key.name].fold_done,
                                               train_weight=training_weights(design, key.task, key.horizon, config),
                                               checkpoint_dir=folder, target_anchor=target_anchor(design, key.task, config))
-        except PluginError as exc:  # a user's model broke the protocol mid-run: one line, exit 2
-            raise ConfigError(str(exc)) from None
         return preds, log, time.perf_counter() - started
 
     for counter in progress.values():

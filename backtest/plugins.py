@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.models.plugins import DOTTED, PluginError, import_object, lstmbt_exit, plugin_search
+from lstmbt.models.plugins import DOTTED, PluginError, import_object, plugin_search
 
 #: the columns of the ``predictions`` frame a rule receives, in order (its index is the date)
 PREDICTION_COLUMNS = ("target", "model", "horizon", "family", "baseline", "fold", "y_pred", "p_up", "close")
@@ -130,8 +130,7 @@ def custom_positions(rule: Rule, label: str, predictions: pd.DataFrame, prices: 
     decision day. Returns the positions on ``predictions.index``, named ``position``.
 
     Raises ``ConfigError`` naming the rule, the model and the day when the rule raises or exits
-    (``SystemExit``; only ``KeyboardInterrupt`` and an exit raised by lstmbt's own code, such as a
-    signal handler's, pass: ``models.plugins.lstmbt_exit``), returns something other than a Series on
+    (``SystemExit``; only ``KeyboardInterrupt``, an interrupt, passes), returns something other than a Series on
     the index it was given, or a position that is not a number (text included), NaN or outside [-1, 1].
     """
     frame = predictions.loc[:, list(PREDICTION_COLUMNS)]
@@ -144,9 +143,7 @@ def custom_positions(rule: Rule, label: str, predictions: pd.DataFrame, prices: 
         seen = frame.iloc[: i + 1].copy()
         try:
             result = rule(seen, prices.iloc[: ends[i]].copy())
-        except SystemExit as exc:  # an exit inside the rule is its fault too; only Ctrl-C and lstmbt's own pass
-            if lstmbt_exit(exc):
-                raise
+        except SystemExit as exc:  # an exit inside the rule is its fault too; only an interrupt passes
             raise ConfigError(f"strategy.custom rule {label} called sys.exit({exc.code!r}) for {model} on "
                               f"{day.date()}; a rule must return positions or raise, never exit the process") from None
         except Exception as exc:  # the user's code: any failure is one line, never a traceback

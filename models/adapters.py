@@ -6,8 +6,8 @@ ends in one ``PluginError`` line naming it (its model name and its entry in ``mo
 what it did or returned, and what was expected: an exception or ``sys.exit`` (``SystemExit`` of
 any code) inside its code, predictions of the wrong type, shape or count, non-finite values, or
 probabilities outside [0, 1] or whose rows do not sum to 1 within ``PROBA_TOLERANCE``. Only
-``KeyboardInterrupt``, and an exit raised by lstmbt's own code (``models.plugins.lstmbt_exit``: a signal handler
-that lands while the plug-in runs), pass through untouched, so an interrupt still stops a run.
+``KeyboardInterrupt`` (Ctrl-C, and SIGTERM, which ``backtest.interrupts`` raises as one) passes
+through untouched, so an interrupt still stops a run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone, is_classifier
 
-from lstmbt.models.plugins import Plugin, PluginError, build_instance, lstmbt_exit
+from lstmbt.models.plugins import Plugin, PluginError, build_instance
 
 #: how far a row of ``predict_proba`` may sum from 1 (absolute, i.e. relative to the sum 1): float32
 #: rounding of a softmax stays below 1e-6, a plug-in that mixes up its columns does not
@@ -73,8 +73,6 @@ class PluginEstimator(BaseEstimator):
         try:
             return step()
         except SystemExit as exc:
-            if lstmbt_exit(exc):
-                raise
             raise PluginError(f"{self._who()} called sys.exit({exc.code!r}) in {method}; a plug-in must return or "
                               "raise, never exit the process") from None
         except Exception as exc:  # the user's code: whatever it raises is theirs to fix

@@ -241,15 +241,5 @@ def check_protocol(cls: Any, spec: str, task: str) -> None:
         raise PluginError(f"model.custom entry {spec!r} declares lstmbt_input = {declared!r}; use 'rows' or 'windows'")
 
 
-def lstmbt_exit(exc: BaseException) -> bool:
-    """Whether ``exc`` was raised by lstmbt's own code rather than a user's: its innermost frame is
-    in an ``lstmbt`` module (a signal handler that ends the process lands on top of whatever runs,
-    a plug-in or a rule included), where a user's ``sys.exit`` or ``raise SystemExit`` is theirs."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("lstmbt.")
-
-
 __all__ = ["Plugin", "PluginError", "register_model", "resolve_plugin", "check_spec", "check_protocol",
-           "import_object", "lstmbt_exit", "plugin_search", "plugin_folders", "INPUTS", "DOTTED"]
+           "import_object", "plugin_search", "plugin_folders", "INPUTS", "DOTTED"]

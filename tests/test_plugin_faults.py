@@ -15,7 +15,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -28,7 +27,6 @@ from lstmbt.backtest.forecast import forecast_next
 from lstmbt.backtest.importance import importance_frame
 from lstmbt.backtest.partial import partial_dir
 from lstmbt.backtest.plugins import PREDICTION_COLUMNS, custom_positions
-from lstmbt.models.adapters import PluginRegressor
 from helpers import LINEAR_VALUES, set_args
 from test_faults import _failed, _files, _names
 
@@ -206,30 +204,9 @@ def test_from_python_a_plugin_fault_is_a_config_error():
         shap_frame(only_plugins)
 
 
-def _lstmbt_function(body: str):
-    """A function whose code lives in an ``lstmbt`` module, as a signal handler of lstmbt's does."""
-    namespace = {"__name__": "lstmbt.backtest.cli.stand_in"}
-    exec(f"def handler(*args):\n    {body}\n", namespace)  # noqa: S102 - a fixed line of test code
-    return namespace["handler"]
-
-
-def test_an_exit_raised_by_lstmbt_itself_while_a_plugin_or_rule_runs_passes():
-    """A handler of lstmbt's that ends the process (on SIGTERM, say) can land inside a plug-in or a
-    rule; its exit is not theirs, and stays an exit."""
-    handler = _lstmbt_function("raise SystemExit(143)")
-
-    class Ended(plugin_models.WindowRidge):
-        def fit(self, X, y, sample_weight=None):
-            handler()
-
-    with pytest.raises(SystemExit) as caught:
-        PluginRegressor(estimator=Ended(), name="ended_regression").fit(np.zeros((5, 2, 3)), np.zeros(5))
-    assert caught.value.code == 143
+def test_an_exit_in_a_rule_called_from_python_is_the_rules_fault():
     days = pd.bdate_range("2020-01-01", periods=3)
     predictions = pd.DataFrame({c: 0.0 for c in PREDICTION_COLUMNS}, index=days).assign(model="m")
     prices = pd.DataFrame({"Close": [1.0, 2.0, 3.0]}, index=days)
-    with pytest.raises(SystemExit) as caught:
-        custom_positions(handler, "t:handler", predictions, prices)
-    assert caught.value.code == 143
     with pytest.raises(ConfigError, match=r"rule t:user called sys.exit\(143\) for m on 2020-01-01"):
-        custom_positions(lambda *args: sys.exit(143), "t:user", predictions, prices)  # the user's own exit
+        custom_positions(lambda *args: sys.exit(143), "t:user", predictions, prices)

@@ -23,9 +23,9 @@ from lstmbt.backtest.sources import Ticker
 
 UNIVERSE_FILES = ("config.toml", "manifest.json", "metrics.json", "returns.parquet", "weights.parquet", "costs.parquet",
                   "trades.parquet", "report.html")
-#: what every version wrote; the cost sweep and the trades came later, so a run without them still loads
 #: the columns of ``weights.parquet`` (long format: one row per decision day, strategy and ticker)
 WEIGHT_COLUMNS = ("date", "strategy", "ticker", "weight")
+#: what every version wrote; the cost sweep and the trades came later, so a run without them still loads
 _REQUIRED = ("config.toml", "manifest.json", "metrics.json", "returns.parquet", "weights.parquet")
 _OPTIONAL_FRAMES = ("costs", "trades")
 
