@@ -287,7 +287,8 @@ def position_regimes(close: pd.Series, positions: pd.DataFrame, returns: pd.Data
     """Each strategy's figures per market regime known at the decision close (``backtest.regimes``)."""
     dates = positions.index
     calls = {name: positions[name].to_numpy() > 0 for name in positions.columns if name != BENCHMARK}
-    return regime_table(returns.set_axis(dates), calls, real_up, regime_labels(close, dates), seed=seed)
+    return regime_table(returns.set_axis(dates), calls, real_up, regime_labels(close, dates), seed=seed,
+                        positions=positions)
 
 
 def no_comparisons() -> dict[str, Any]:

@@ -186,19 +186,21 @@ def _score(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, confi
             "folds": fold_stats(folds, positions, backtest.returns, per_model, calls),
             "costs": cost_sweep(prices, positions, config.backtest),
             "comparisons": run_comparisons(predictions, backtest.returns, positions, config, close=prices["Close"]),
-            "regimes": _regimes(prices["Close"], positions.index, backtest.returns,
+            "regimes": _regimes(prices["Close"], positions, backtest.returns,
                                 calls, per_model, realised_up, models, keys, config)}
 
 
-def _regimes(close: pd.Series, dates: pd.DatetimeIndex, returns: pd.DataFrame, calls: dict[str, Any],
+def _regimes(close: pd.Series, positions: pd.DataFrame, returns: pd.DataFrame, calls: dict[str, Any],
              per_model: dict[str, np.ndarray], realised_up: np.ndarray, models: dict[str, pd.DataFrame],
              keys: dict[str, ModelKey], config: RunConfig) -> pd.DataFrame:
     """Every strategy's figures per regime known at the decision close (``backtest.regimes``); a
-    model's hit rate leaves out the days it could not decide on, as its overall hit rate does."""
+    model's hit rate leaves out the days it could not decide on, as its overall hit rate does, and
+    the models' verdicts in every regime are one family, as on the scorecard."""
+    dates = positions.index
     realised = {name: per_model.get(name, realised_up) for name in returns.columns}
     decided = {name: ~undecided(keys[name], models, config, close) for name in models}
     return regime_table(returns.set_axis(dates), calls, realised, regime_labels(close, dates),
-                        seed=config.train.run_seed, decided=decided)
+                        seed=config.train.run_seed, decided=decided, positions=positions, tested=list(models))
 
 
 def load_checked(config: RunConfig, *, folds: bool = True, positions: bool = True) -> pd.DataFrame:

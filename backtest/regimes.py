@@ -19,6 +19,8 @@ sqrt(252) and a zero risk-free rate (:func:`backtest.metrics.sharpe`).
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.metrics import PERIODS_PER_YEAR, sharpe, total_return
+from lstmbt.backtest.relative import family_confidence, family_verdict
 from lstmbt.backtest.scoring import BENCHMARK
 # the private pieces of sharpe_ci, so one regime's strategies can share its bootstrap draw
 from lstmbt.backtest.significance import (N_BOOT, _percentile_interval, _sharpe_rows, bootstrap_indices, default_block_length,
@@ -38,9 +41,22 @@ VOL_MIN_HISTORY = 252
 DRAWDOWN_DEPTH = 0.10
 """A close more than this fraction below its running peak is a "deep" drawdown."""
 TREND_WINDOW = 200
+"""Closes in the simple moving average of the trend regime."""
 MIN_DAYS = 20
 """A regime with fewer days than this has no figures (only its day count)."""
-"""Closes in the simple moving average of the trend regime."""
+MIN_INVESTED_DAYS = 20
+"""A strategy invested (non-zero position) on fewer of a regime's days than this has no Sharpe ratio,
+interval or verdict there ("too few invested days"), only its returns and day counts.
+
+Why 20: a Sharpe ratio over a regime is driven by the days the strategy holds a position; on the
+others it earns 0 (bar fees). With a handful of invested days every resample's Sharpe is a function
+of the same few returns (one invested day: every resample that draws it has the same sign), so the
+interval measures which of those days were drawn, not the strategy: the 2017 cell of a strategy
+invested on one day read 1.07 [1.00, 1.90]. 20 is the floor the bootstrap itself uses: below
+``2 * significance.MIN_BLOCKS`` = 20 days the block length is not estimated and a resample cannot
+mix 10 blocks; and with 20 invested days an i.i.d. resample misses all of them with probability
+about exp(-20), so no resample is a flat series. It is also the regime floor ``MIN_DAYS``, so a
+regime's figures always rest on at least 20 days of actual positions."""
 
 REGIME_KINDS: dict[str, str] = {
     "volatility": ("Terciles of the annualised standard deviation of the last 63 daily log returns, cut at the "
@@ -62,8 +78,9 @@ REGIME_STATES: dict[str, dict[str, str]] = {
 }
 """Per kind, its stable state labels (in report order) and a short description of each."""
 
-TABLE_COLUMNS = ("strategy", "kind", "state", "n_days", "sharpe", "sharpe_ci_low", "sharpe_ci_high", "total_return",
-                 "ann_return", "bh_sharpe", "bh_total_return", "bh_ann_return", "n_calls", "hit_rate",
+TABLE_COLUMNS = ("strategy", "kind", "state", "n_days", "n_invested", "sharpe", "sharpe_ci_low", "sharpe_ci_high",
+                 "sharpe_diff", "verdict", "verdict_ci_low", "verdict_ci_high", "verdict_confidence", "tested",
+                 "total_return", "ann_return", "bh_sharpe", "bh_total_return", "bh_ann_return", "n_calls", "hit_rate",
                  "hit_rate_ci_low", "hit_rate_ci_high", "base_rate")
 """The columns of :func:`regime_table`, in order."""
 
@@ -171,8 +188,10 @@ def _checked_closes(close: pd.Series, dates: pd.DatetimeIndex) -> np.ndarray:
 def regime_table(returns: pd.DataFrame, calls: dict[str, np.ndarray | None],
                  realised_up: np.ndarray | dict[str, np.ndarray], labels: pd.DataFrame, seed: int = 0,
                  min_days: int = MIN_DAYS, decided: dict[str, np.ndarray] | None = None,
-                 n_boot: int = N_BOOT) -> pd.DataFrame:
-    """Each strategy's Sharpe, return and hit rate within each regime, beside buy-and-hold's on the same days.
+                 n_boot: int = N_BOOT, positions: pd.DataFrame | None = None,
+                 tested: Collection[str] | None = None) -> pd.DataFrame:
+    """Each strategy's Sharpe, return and hit rate within each regime, beside buy-and-hold's on the same
+    days, and whether it beats buy-and-hold there, tested over every regime at once.
 
     Parameters
     ----------
@@ -188,7 +207,8 @@ def regime_table(returns: pd.DataFrame, calls: dict[str, np.ndarray | None],
     labels : pd.DataFrame
         :func:`regime_labels` (or any frame of string labels, missing = no state), same index as ``returns``.
     seed : int
-        Seed of the Sharpe bootstrap (:func:`backtest.significance.sharpe_ci`).
+        Seed of both bootstraps (:func:`backtest.significance.sharpe_ci` and the scorecard's
+        :func:`backtest.relative.family_verdict`), the run's seed as the scorecard uses it.
     min_days : int
         A regime with fewer days has NaN figures (its ``n_days`` is kept); likewise the hit-rate
         columns when fewer than ``min_days`` of its days are decided.
@@ -197,40 +217,78 @@ def regime_table(returns: pd.DataFrame, calls: dict[str, np.ndarray | None],
         input); undecided days are left out of its hit rate and base rate, not of its returns.
         Default: every day decided.
     n_boot : int
-        Bootstrap resamples per Sharpe interval.
+        Bootstrap resamples per Sharpe interval (the verdict interval uses the scorecard's).
+    positions : pd.DataFrame, optional
+        Target positions per decision day, same index as ``returns``; a day is invested where a
+        strategy's position is non-zero. Default (or a strategy without a column): where its
+        return is non-zero.
+    tested : collection of str, optional
+        The strategies whose regime verdicts are read together (the models of a run): the family
+        of the Bonferroni adjustment. Default: every strategy but ``buy_and_hold``.
 
     Returns
     -------
     pd.DataFrame
-        One row per (strategy, kind, state), columns ``TABLE_COLUMNS``: ``n_days``; ``sharpe`` with
-        its 95% ``sharpe_ci_low`` / ``sharpe_ci_high`` (stationary block bootstrap of the regime's
-        days joined end to end: a non-contiguous subset, so a block may span a gap, which the
-        bootstrap treats as adjacent days); ``total_return`` (compounded over the regime's days);
-        ``ann_return`` (mean daily return x 252, comparable across regimes of different length);
-        ``bh_sharpe``, ``bh_total_return``, ``bh_ann_return`` (buy-and-hold on the same days);
-        ``n_calls`` (decided days with a call), ``hit_rate`` with its 95% Wilson interval and
-        ``base_rate`` (share of up days among those days). States: those of ``REGIME_STATES`` in
-        its order (present even with 0 days), or, for a kind without fixed states (``year``), the
-        sorted labels present.
+        One row per (strategy, kind, state), columns ``TABLE_COLUMNS``: ``n_days``;
+        ``n_invested`` (days with a position); ``sharpe`` with its 95% ``sharpe_ci_low`` /
+        ``sharpe_ci_high`` (stationary block bootstrap of the regime's days joined end to end: a
+        non-contiguous subset, so a block may span a gap, which the bootstrap treats as adjacent
+        days), NaN with fewer than ``MIN_INVESTED_DAYS`` invested days; ``sharpe_diff`` (Sharpe
+        minus buy-and-hold's on the same days) with ``verdict`` ("beats" / "inconclusive" /
+        "worse", :func:`backtest.relative.verdict`) and its paired interval ``verdict_ci_low`` /
+        ``verdict_ci_high`` at ``verdict_confidence``, the Bonferroni level over every testable
+        cell of a ``tested`` strategy in every kind and state (they are read together: one
+        family), so a regime claim holds with the rest at 95%; ``tested``: the strategy is one of
+        ``tested`` (the family is its rows with a verdict); ``total_return`` (compounded over the regime's days); ``ann_return`` (mean daily
+        return x 252, comparable across regimes of different length); ``bh_sharpe``,
+        ``bh_total_return``, ``bh_ann_return`` (buy-and-hold on the same days); ``n_calls``
+        (decided days with a call), ``hit_rate`` with its 95% Wilson interval and ``base_rate``
+        (share of up days among those days). States: those of ``REGIME_STATES`` in its order
+        (present even with 0 days), or, for a kind without fixed states (``year``), the sorted
+        labels present.
     """
     if not returns.index.equals(labels.index):
         raise ValueError("returns and labels must share their index: row k of returns is the bar after decision "
                          "day labels.index[k]")
     bench = returns[BENCHMARK].to_numpy(dtype=np.float64)
+    invested = _invested(returns, positions)
+    family = [name for name in (returns.columns if tested is None else tested)
+              if name in returns.columns and name != BENCHMARK]
+    cells = [(kind, state, (labels[kind] == state).to_numpy()) for kind in labels.columns
+             for state in _states(kind, labels[kind])]
+    n_tested = sum(_testable(returns[name].to_numpy(dtype=np.float64)[mask], bench[mask], invested[name][mask],
+                             min_days) for _, _, mask in cells for name in family)
     rows = []
-    for kind in labels.columns:
-        for state in _states(kind, labels[kind]):
-            mask = (labels[kind] == state).to_numpy()
-            resamples: dict[int, np.ndarray] = {}  # one regime's bootstrap draws, shared by its strategies
-            for order, name in enumerate(returns.columns):
-                real = realised_up[name] if isinstance(realised_up, dict) else realised_up
-                call, keep = calls.get(name), (decided or {}).get(name)
-                figures = _return_figures(returns[name].to_numpy(dtype=np.float64)[mask], bench[mask], min_days,
-                                          (seed, n_boot, resamples))
-                figures.update(_call_figures(call, real, mask if keep is None else mask & keep, min_days))
-                rows.append((order, {"strategy": name, "kind": kind, "state": state, **figures}))
+    for kind, state, mask in cells:
+        resamples: dict[int, np.ndarray] = {}  # one regime's bootstrap draws, shared by its strategies
+        for order, name in enumerate(returns.columns):
+            real = realised_up[name] if isinstance(realised_up, dict) else realised_up
+            call, keep = calls.get(name), (decided or {}).get(name)
+            r, held = returns[name].to_numpy(dtype=np.float64)[mask], invested[name][mask]
+            figures = _return_figures(r, bench[mask], int(held.sum()), min_days, (seed, n_boot, resamples))
+            figures.update(_verdict_figures(name, r, bench[mask], held, min_days, (n_tested, seed)))
+            figures["tested"] = name in family
+            figures.update(_call_figures(call, real, mask if keep is None else mask & keep, min_days))
+            rows.append((order, {"strategy": name, "kind": kind, "state": state, **figures}))
     rows.sort(key=lambda pair: pair[0])  # stable: strategy by strategy, regimes in order within each
     return pd.DataFrame([row for _, row in rows], columns=list(TABLE_COLUMNS))
+
+
+def _invested(returns: pd.DataFrame, positions: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    """Per strategy, the decision days it holds a position: non-zero position, else non-zero return."""
+    out = {}
+    for name in returns.columns:
+        if positions is not None and name in positions.columns:
+            out[name] = positions[name].reindex(returns.index).fillna(0.0).to_numpy() != 0
+        else:
+            out[name] = returns[name].to_numpy() != 0
+    return out
+
+
+def _testable(r: np.ndarray, bench: np.ndarray, held: np.ndarray, min_days: int) -> bool:
+    """Whether a cell gets a Sharpe and a verdict: enough days, enough invested days, neither series flat."""
+    return (len(r) >= max(min_days, 1) and int(held.sum()) >= MIN_INVESTED_DAYS
+            and bool(np.ptp(r) > 0) and bool(np.ptp(bench) > 0))
 
 
 def _states(kind: str, column: pd.Series) -> list[str]:
@@ -239,21 +297,42 @@ def _states(kind: str, column: pd.Series) -> list[str]:
     return fixed or sorted(str(v) for v in column.dropna().unique())
 
 
-def _return_figures(r: np.ndarray, bench: np.ndarray, min_days: int,
-                    bootstrap: tuple[int, int, dict[int, np.ndarray]]) -> dict[str, float]:
+def _return_figures(r: np.ndarray, bench: np.ndarray, n_invested: int, min_days: int,
+                    bootstrap: tuple[int, int, dict[int, np.ndarray]]) -> dict[str, Any]:
     """Sharpe (with interval) and returns of one strategy on one regime's days, and buy-and-hold's.
 
-    ``bootstrap``: (seed, n_boot, the regime's resample indices by block length so far).
+    ``bootstrap``: (seed, n_boot, the regime's resample indices by block length so far). With
+    fewer than ``MIN_INVESTED_DAYS`` invested days the Sharpe and its interval are NaN.
     """
     keys = ("sharpe", "sharpe_ci_low", "sharpe_ci_high", "total_return", "ann_return",
             "bh_sharpe", "bh_total_return", "bh_ann_return")
     if len(r) < max(min_days, 1):
-        return {"n_days": len(r), **dict.fromkeys(keys, math.nan)}
-    low, high = _sharpe_interval(r, *bootstrap)
-    return {"n_days": len(r), "sharpe": sharpe(r), "sharpe_ci_low": low, "sharpe_ci_high": high,
-            "total_return": total_return(r), "ann_return": float(np.mean(r) * PERIODS_PER_YEAR),
-            "bh_sharpe": sharpe(bench), "bh_total_return": total_return(bench),
-            "bh_ann_return": float(np.mean(bench) * PERIODS_PER_YEAR)}
+        return {"n_days": len(r), "n_invested": n_invested, **dict.fromkeys(keys, math.nan)}
+    out = {"n_days": len(r), "n_invested": n_invested, "sharpe": math.nan, "sharpe_ci_low": math.nan,
+           "sharpe_ci_high": math.nan, "total_return": total_return(r), "ann_return": float(np.mean(r) * PERIODS_PER_YEAR),
+           "bh_sharpe": sharpe(bench), "bh_total_return": total_return(bench),
+           "bh_ann_return": float(np.mean(bench) * PERIODS_PER_YEAR)}
+    if n_invested >= MIN_INVESTED_DAYS:
+        out["sharpe"] = sharpe(r)
+        out["sharpe_ci_low"], out["sharpe_ci_high"] = _sharpe_interval(r, *bootstrap)
+    return out
+
+
+def _verdict_figures(name: str, r: np.ndarray, bench: np.ndarray, held: np.ndarray, min_days: int,
+                     family: tuple[int, int]) -> dict[str, Any]:
+    """Sharpe minus buy-and-hold's on one regime's days, with the scorecard's verdict and paired interval.
+
+    ``family``: (cells read together, seed). NaN (verdict None) for buy-and-hold itself and for a
+    cell that is not :func:`_testable`.
+    """
+    n_tested, seed = family
+    out: dict[str, Any] = {"sharpe_diff": math.nan, "verdict": None, "verdict_ci_low": math.nan,
+                           "verdict_ci_high": math.nan, "verdict_confidence": family_confidence(n_tested)}
+    if name == BENCHMARK or not _testable(r, bench, held, min_days):
+        return out
+    out.update(family_verdict(r, bench, n_tested, seed=seed))
+    out["sharpe_diff"] = sharpe(r) - sharpe(bench)
+    return out
 
 
 def _sharpe_interval(r: np.ndarray, seed: int, n_boot: int, resamples: dict[int, np.ndarray]) -> tuple[float, float]:

@@ -16,7 +16,7 @@ import jinja2
 import tomli_w
 
 from lstmbt.backtest import __version__
-from lstmbt.backtest.regimes import MIN_DAYS as REGIME_MIN_DAYS, REGIME_KINDS
+from lstmbt.backtest.regimes import MIN_DAYS as REGIME_MIN_DAYS, MIN_INVESTED_DAYS, REGIME_KINDS
 from lstmbt.backtest.scoring import BENCHMARK
 from lstmbt.models.key import keys_from_frame
 from lstmbt.reports import scorecard, sections, seeds as seed_text, tables
@@ -120,7 +120,8 @@ def render_report(result: Any) -> str:
         **_seed_context(seeds, metrics),
         pair_lines=[scorecard.pair_sentence(p) for p in comparisons.get("pairs", [])],
         pairs=sections.pair_rows(comparisons.get("pairs", [])), pair_loss=comparisons.get("loss", ""),
-        regimes=regimes, regime_min_days=REGIME_MIN_DAYS, carry_text=carry_text(result.config.backtest),
+        regimes=regimes, regime_lines=sections.regime_sentences(result.regimes), regime_min_days=REGIME_MIN_DAYS,
+        regime_min_invested=MIN_INVESTED_DAYS, carry_text=carry_text(result.config.backtest),
         refit=result.config.train.refit,
         figure_ids=list(figures), plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
         fold_columns=fold_columns, folds=fold_rows, cpcv=cpcv_block(getattr(result, "cpcv", {}), models, metrics),

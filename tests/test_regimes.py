@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 
 from lstmbt.backtest.errors import DataError
-from lstmbt.backtest.regimes import (REGIME_KINDS, REGIME_STATES, TABLE_COLUMNS, VOL_MIN_HISTORY, VOL_WINDOW,
-                              drawdown_labels, expanding_terciles, regime_labels, regime_table, trailing_volatility,
-                              trend_labels)
+from lstmbt.backtest.regimes import (MIN_INVESTED_DAYS, REGIME_KINDS, REGIME_STATES, TABLE_COLUMNS, VOL_MIN_HISTORY,
+                                     VOL_WINDOW, drawdown_labels, expanding_terciles, regime_labels, regime_table,
+                                     trailing_volatility, trend_labels)
+from lstmbt.backtest.relative import family_confidence, family_verdict
 from lstmbt.backtest.significance import sharpe_ci
+from lstmbt.reports.sections import regime_sentences
 
 FIRST_VOL_LABEL = VOL_WINDOW + VOL_MIN_HISTORY - 1  # position of the first close with a volatility label
 
@@ -230,11 +232,14 @@ def test_regime_table_min_days_and_per_strategy_realised_directions():
     table = regime_table(returns, calls, flipped, labels, min_days=7, n_boot=50)
     strict = regime_table(returns, calls, real_up, labels, min_days=8, n_boot=50)
     deep = table[(table["kind"] == "drawdown") & (table["state"] == "deep")].set_index("strategy")
-    assert (deep["n_days"] == 7).all() and deep.loc["noise", "sharpe"] == deep.loc["noise", "sharpe"]  # 7 >= 7
+    assert (deep["n_days"] == 7).all() and np.isfinite(deep.loc["noise", "total_return"])  # 7 >= 7
+    assert np.isnan(deep.loc["noise", "sharpe"])  # but 7 invested days are too few for a Sharpe ratio
     assert deep.loc["noise", "base_rate"] == pytest.approx(1 - real_up[-7:].mean())
     short = strict[(strict["kind"] == "drawdown") & (strict["state"] == "deep")]
     assert (short["n_days"] == 7).all()
-    figures = [c for c in TABLE_COLUMNS if c not in ("strategy", "kind", "state", "n_days", "n_calls")]
+    figures = [c for c in TABLE_COLUMNS
+               if c not in ("strategy", "kind", "state", "n_days", "n_calls", "n_invested", "verdict_confidence",
+                            "tested")]
     assert short[figures].isna().all().all()  # 7 < 8 days: every figure NaN, the day count kept
 
 
@@ -242,3 +247,123 @@ def test_regime_table_refuses_misaligned_returns_and_labels():
     returns, calls, real_up, labels = _fixture()
     with pytest.raises(ValueError, match="share their index"):
         regime_table(returns.iloc[1:], calls, real_up, labels)
+
+
+# ------------------------------------------------------------------------- invested days and verdicts
+
+
+def test_a_strategy_invested_on_too_few_days_of_a_regime_has_no_sharpe_interval_or_verdict():
+    returns, calls, real_up, labels = _fixture()
+    index, bench = returns.index, returns["buy_and_hold"].to_numpy()
+    sparse = np.zeros(len(index))
+    sparse[[10, 200]] = 1.0  # invested on one day of 2019 and one of 2020, flat on the rest
+    positions = pd.DataFrame({"noise": 1.0, "sparse": sparse, "buy_and_hold": 1.0}, index=index)
+    frame = pd.DataFrame({"noise": returns["noise"], "sparse": sparse * bench, "buy_and_hold": bench})
+    table = regime_table(frame, calls, real_up, labels, n_boot=50, positions=positions).set_index(
+        ["strategy", "kind", "state"])
+    for year, day in (("2019", 10), ("2020", 200)):
+        got = table.loc[("sparse", "year", year)]
+        assert got["n_invested"] == 1 and got["n_days"] == (labels["year"] == year).sum()
+        assert np.isnan(got[["sharpe", "sharpe_ci_low", "sharpe_ci_high", "sharpe_diff", "verdict_ci_low",
+                             "verdict_ci_high"]].astype(float)).all()
+        assert pd.isna(got["verdict"])
+        assert got["total_return"] == pytest.approx(bench[day])  # the returns it earned are still told
+    noise = table.loc[("noise", "year", "2019")]
+    assert noise["n_invested"] == noise["n_days"] and np.isfinite(noise["sharpe_ci_low"])
+    assert noise["verdict"] in ("beats", "inconclusive", "worse")
+    assert MIN_INVESTED_DAYS == 20
+
+
+def test_invested_days_default_to_days_with_a_non_zero_return():
+    returns, calls, real_up, labels = _fixture()
+    table = regime_table(returns, calls, real_up, labels, n_boot=50).set_index(["strategy", "kind", "state"])
+    high = (labels["volatility"] == "high").to_numpy()
+    assert table.loc[("timer", "volatility", "high"), "n_invested"] == high.sum()
+    assert table.loc[("timer", "volatility", "low"), "n_invested"] == 0  # flat on low days
+    assert np.isnan(table.loc[("timer", "volatility", "low"), "sharpe"])
+
+
+def _edge_fixture(n: int = 600):
+    """``edge`` times the market perfectly on "high" days and holds it elsewhere; ``lucky`` is the
+    market plus noise and a small drift: a higher Sharpe than the market, well inside the noise."""
+    rng = np.random.default_rng(11)
+    index = pd.bdate_range("2015-01-05", periods=n)
+    bench = rng.normal(0.0003, 0.01, n)
+    vol = np.array(["low", "mid", "high"], dtype=object)[np.arange(n) % 3]
+    edge = np.where(vol == "high", np.abs(bench), bench)
+    noise = rng.normal(0.0, 0.01, n)
+    lucky = bench + noise - noise.mean() + 0.0007  # a higher mean than the market's, within its noise
+    returns = pd.DataFrame({"edge": edge, "lucky": lucky, "buy_and_hold": bench}, index=index)
+    labels = pd.DataFrame({"volatility": vol, "year": index.year.astype(str)}, index=index)
+    return returns, labels, bench > 0
+
+
+def test_regime_verdicts_are_the_scorecards_family_verdict_over_every_tested_cell():
+    returns, labels, real_up = _edge_fixture()
+    table = regime_table(returns, {}, real_up, labels, seed=5, n_boot=50)
+    cells = table[table["tested"] & table["verdict"].notna()]
+    n_tested = 2 * (3 + labels["year"].nunique())  # both strategies in every state of both kinds
+    assert len(cells) == n_tested and (table["verdict_confidence"] == family_confidence(n_tested)).all()
+    for row in cells.to_dict("records"):
+        mask = (labels[row["kind"]] == row["state"]).to_numpy()
+        r, b = returns[row["strategy"]].to_numpy()[mask], returns["buy_and_hold"].to_numpy()[mask]
+        assert {k: row[k] for k in ("verdict", "verdict_ci_low", "verdict_ci_high")} == family_verdict(
+            r, b, n_tested, seed=5)
+        assert row["sharpe_diff"] == pytest.approx(_hand_sharpe(r) - _hand_sharpe(b), rel=1e-9)
+    bench_rows = table[table["strategy"] == "buy_and_hold"]
+    assert bench_rows["verdict"].isna().all() and bench_rows["sharpe_diff"].isna().all()
+
+
+def test_a_clear_regime_win_is_called_one_and_a_higher_point_estimate_alone_is_not():
+    returns, labels, real_up = _edge_fixture()
+    table = regime_table(returns, {}, real_up, labels, seed=5, n_boot=50)
+    row = table.set_index(["strategy", "kind", "state"])
+    win = row.loc[("edge", "volatility", "high")]
+    assert win["verdict"] == "beats" and win["verdict_ci_low"] > 0
+    lucky = row.loc[("lucky", "volatility", "low")]
+    assert lucky["sharpe"] > lucky["bh_sharpe"]  # the point estimate is higher ...
+    assert lucky["verdict"] == "inconclusive" and lucky["verdict_ci_low"] < 0 < lucky["verdict_ci_high"]  # ... only
+    lines = regime_sentences(table)
+    beats = [line for line in lines if line.startswith("Beats")]
+    assert len(beats) == 1 and "edge in volatility high" in beats[0] and "lucky" not in beats[0]
+    assert not any("lucky" in line for line in lines)
+    assert lines[-1] == "Every other tested cell cannot be told apart from buy-and-hold."
+    assert f"{100 * family_confidence(len(table[table['verdict'].notna()])):.4g}%" in lines[0]
+
+
+def test_no_regime_sentence_claims_a_win_without_an_interval_above_zero():
+    returns, labels, real_up = _edge_fixture()
+    returns["edge"] = returns["buy_and_hold"]  # no edge anywhere
+    table = regime_table(returns, {}, real_up, labels, seed=5, n_boot=50)
+    assert not table["verdict"].isin(["beats", "worse"]).any()
+    assert regime_sentences(table)[1] == ("No model beats buy-and-hold or falls behind it in any regime: every "
+                                          "tested cell cannot be told apart from buy-and-hold.")
+    assert regime_sentences(table.drop(columns=["verdict"])) == []  # a table saved before verdicts: no sentence
+
+
+def test_one_invested_day_in_a_year_is_a_dash_in_the_saved_table_and_the_report(sp500_close, tmp_path, run_cli):
+    import lstmbt
+
+    close = sp500_close.loc["2014-01-01":"2018-12-31"]
+    days = close.loc["2016-01-01":].index
+    one_day = pd.Series(np.where(days.year == 2017, 0.0, 1.0), index=days)
+    one_day[days[days.year == 2017][100]] = 1.0  # one invested day in 2017, flat on the others
+    out = lstmbt.backtest(close, pd.DataFrame({"one_day": one_day})).save(tmp_path / "run")
+    saved = pd.read_parquet(out / "regimes.parquet").set_index(["strategy", "kind", "state"])
+    cell = saved.loc[("one_day", "year", "2017")]
+    assert cell["n_invested"] == 1 and pd.isna(cell["verdict"])
+    assert np.isnan(cell[["sharpe", "sharpe_ci_low", "sharpe_ci_high", "verdict_ci_low"]].astype(float)).all()
+    assert np.isfinite(saved.loc[("one_day", "year", "2016"), "sharpe_ci_low"])  # a year it held has its interval
+    (out / "report.html").unlink()
+    code, _, err = run_cli(["report", str(out)])
+    assert code == 0, err
+    html = (out / "report.html").read_text()
+    table = html[html.index('id="regimes-year"'):]
+    table = table[:table.index("</table>")]
+    row = table[table.index("<td>one_day</td>"):]
+    cells = row[:row.index("</tr>")].split("<td>")[1:]
+    years = table[table.index("<thead>"):table.index("</thead>")]
+    col = [th.split("</th>")[0] for th in years.split("<th>")[2:]].index("2017")
+    n_days = int(cell["n_days"])
+    assert cells[col + 1].startswith(f'\u2013<span class="sub">too few invested days (1 of {n_days})')
+    assert "[" not in cells[col + 1] and "[" in cells[col]  # 2016: an interval
