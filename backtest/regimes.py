@@ -12,6 +12,11 @@ Four kinds (``REGIME_KINDS``):
 
 Days too early for a kind (too few closes) are missing (NaN) there and belong to none of its states.
 
+Within a regime, a strategy's Sharpe ratio and its interval need ``MIN_INVESTED_DAYS`` invested
+days; its Sharpe minus buy-and-hold's gets the scorecard's paired interval and verdict
+(:func:`backtest.relative.family_verdict`), Bonferroni-adjusted over every regime cell of the
+strategies read together, so a claim about any one regime holds with all the others at 95%.
+
 Conventions: returns are simple daily net returns as fractions; Sharpe ratios are annualised with
 sqrt(252) and a zero risk-free rate (:func:`backtest.metrics.sharpe`).
 """

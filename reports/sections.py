@@ -132,10 +132,14 @@ def _where(kind: str, state: str) -> str:
 
 
 def _few_sentence(few: pd.DataFrame) -> str:
-    where = "; ".join(f"{r['strategy']} in {_where(r['kind'], r['state'])} ({int(r['n_invested'])} days)"
+    where = "; ".join(f"{r['strategy']} in {_where(r['kind'], r['state'])} ({_days(int(r['n_invested']))})"
                       for r in few.to_dict("records"))
-    return (f"Not tested, too few invested days (fewer than {MIN_INVESTED_DAYS}), shown as a dash: {where}.")
+    return f"Not tested, too few invested days (fewer than {MIN_INVESTED_DAYS}; a dash in the tables): {where}."
 
 
 def _finite(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
