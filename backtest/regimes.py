@@ -56,12 +56,12 @@ interval or verdict there ("too few invested days"), only its returns and day co
 Why 20: a Sharpe ratio over a regime is driven by the days the strategy holds a position; on the
 others it earns 0 (bar fees). With a handful of invested days every resample's Sharpe is a function
 of the same few returns (one invested day: every resample that draws it has the same sign), so the
-interval measures which of those days were drawn, not the strategy: the 2017 cell of a strategy
-invested on one day read 1.07 [1.00, 1.90]. 20 is the floor the bootstrap itself uses: below
+interval measures which of those days were drawn, not the strategy (a year with one invested day
+can read 1.07 [1.00, 1.90]). 20 is the floor the bootstrap itself uses: below
 ``2 * significance.MIN_BLOCKS`` = 20 days the block length is not estimated and a resample cannot
-mix 10 blocks; and with 20 invested days an i.i.d. resample misses all of them with probability
-about exp(-20), so no resample is a flat series. It is also the regime floor ``MIN_DAYS``, so a
-regime's figures always rest on at least 20 days of actual positions."""
+mix 10 blocks of them. With 20 invested days an i.i.d. resample misses them all with probability
+at most exp(-20) (a block resample more often when they cluster: a floor, not a guarantee). It is
+also the regime floor ``MIN_DAYS``, so a regime's Sharpe always rests on 20 days of positions."""
 
 REGIME_KINDS: dict[str, str] = {
     "volatility": ("Terciles of the annualised standard deviation of the last 63 daily log returns, cut at the "
@@ -244,13 +244,13 @@ def regime_table(returns: pd.DataFrame, calls: dict[str, np.ndarray | None],
         ``verdict_ci_high`` at ``verdict_confidence``, the Bonferroni level over every testable
         cell of a ``tested`` strategy in every kind and state (they are read together: one
         family), so a regime claim holds with the rest at 95%; ``tested``: the strategy is one of
-        ``tested`` (the family is its rows with a verdict); ``total_return`` (compounded over the regime's days); ``ann_return`` (mean daily
-        return x 252, comparable across regimes of different length); ``bh_sharpe``,
-        ``bh_total_return``, ``bh_ann_return`` (buy-and-hold on the same days); ``n_calls``
-        (decided days with a call), ``hit_rate`` with its 95% Wilson interval and ``base_rate``
-        (share of up days among those days). States: those of ``REGIME_STATES`` in its order
-        (present even with 0 days), or, for a kind without fixed states (``year``), the sorted
-        labels present.
+        ``tested`` (the family is its rows with a verdict); ``total_return`` (compounded over the
+        regime's days); ``ann_return`` (mean daily return x 252, comparable across regimes of
+        different length); ``bh_sharpe``, ``bh_total_return``, ``bh_ann_return`` (buy-and-hold on
+        the same days); ``n_calls`` (decided days with a call), ``hit_rate`` with its 95% Wilson
+        interval and ``base_rate`` (share of up days among those days). States: those of
+        ``REGIME_STATES`` in its order (present even with 0 days), or, for a kind without fixed
+        states (``year``), the sorted labels present.
     """
     if not returns.index.equals(labels.index):
         raise ValueError("returns and labels must share their index: row k of returns is the bar after decision "
@@ -314,9 +314,9 @@ def _return_figures(r: np.ndarray, bench: np.ndarray, n_invested: int, min_days:
     if len(r) < max(min_days, 1):
         return {"n_days": len(r), "n_invested": n_invested, **dict.fromkeys(keys, math.nan)}
     out = {"n_days": len(r), "n_invested": n_invested, "sharpe": math.nan, "sharpe_ci_low": math.nan,
-           "sharpe_ci_high": math.nan, "total_return": total_return(r), "ann_return": float(np.mean(r) * PERIODS_PER_YEAR),
-           "bh_sharpe": sharpe(bench), "bh_total_return": total_return(bench),
-           "bh_ann_return": float(np.mean(bench) * PERIODS_PER_YEAR)}
+           "sharpe_ci_high": math.nan, "total_return": total_return(r),
+           "ann_return": float(np.mean(r) * PERIODS_PER_YEAR), "bh_sharpe": sharpe(bench),
+           "bh_total_return": total_return(bench), "bh_ann_return": float(np.mean(bench) * PERIODS_PER_YEAR)}
     if n_invested >= MIN_INVESTED_DAYS:
         out["sharpe"] = sharpe(r)
         out["sharpe_ci_low"], out["sharpe_ci_high"] = _sharpe_interval(r, *bootstrap)
