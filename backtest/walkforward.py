@@ -14,6 +14,7 @@ from sklearn.base import clone
 
 from lstmbt.backtest.checkpoint import FoldStore
 from lstmbt.backtest.errors import DataError, needs_new_config
+from lstmbt.backtest.fitdates import with_weights_end
 from lstmbt.backtest.splits import Fold
 from lstmbt.models.targets import price_to_relative, relative_to_price
 from lstmbt.models.windows import sliding_windows
@@ -112,8 +113,8 @@ def walk_forward_predict(
     predictions : one row per test day: ``date``, ``fold``, ``y_true``, ``y_pred`` and ``p_up``
         (the class-1 probability for classifiers, NaN for regressors).
     fold_log : one row per fold with its date ranges (``fit_start``/``fit_end``: the samples fitted
-        before validation; ``train_start``/``train_end`` are the same dates under their old names),
-        sizes, epochs, best validation loss, ``refit`` and ``refit_epochs`` and fit time.
+        before validation; ``train_start``/``train_end`` are the same dates under their old names;
+        ``weights_end``: the last sample the predicting weights were fitted on, ``backtest.fitdates``), sizes, epochs, best validation loss, ``refit`` and ``refit_epochs`` and fit time.
     """
     values = features.to_numpy(dtype=np.float64)
     y_true = target.to_numpy(dtype=np.float64)
@@ -148,7 +149,7 @@ def walk_forward_predict(
         log.append(entry)
         if on_fold is not None:
             on_fold(entry)
-    return pd.concat(parts, ignore_index=True), pd.DataFrame(log)
+    return pd.concat(parts, ignore_index=True), with_weights_end(pd.DataFrame(log))
 
 
 def _open_store(checkpoint_dir: str | Path | None, estimator, warm: bool):
