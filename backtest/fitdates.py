@@ -9,11 +9,21 @@ weights were really fitted on, so a "trained on" date is never later than the tr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 
 from lstmbt.backtest.splits import Fold
+
+
+def next_weights_end(row: Mapping[str, Any], carried: Any) -> tuple[Any, Any]:
+    """One fold's step of ``weights_end``: ``(the end carried on to the next fold, this fold's end)``,
+    from its fold-log ``row`` and the end of the selection weights it started from (``carried``,
+    NaT for the first fold)."""
+    changed = not bool(row.get("warm", False)) or int(row.get("best_epoch", 1)) > 0 or pd.isna(carried)
+    carried = row["fit_end"] if changed else carried
+    refitted = bool(row.get("refit", False)) and (int(row.get("refit_epochs", 0)) > 0 or int(row.get("epochs", 0)) == 0)
+    return carried, (row["val_end"] if refitted and pd.notna(row.get("val_end", pd.NaT)) else carried)
 
 
 def weights_end(log: pd.DataFrame) -> pd.Series:
@@ -30,11 +40,8 @@ def weights_end(log: pd.DataFrame) -> pd.Series:
     """
     out, carried = [], pd.NaT
     for row in log.to_dict("records"):
-        changed = not bool(row.get("warm", False)) or int(row.get("best_epoch", 1)) > 0 or pd.isna(carried)
-        carried = row["fit_end"] if changed else carried
-        refitted = bool(row.get("refit", False)) and (int(row.get("refit_epochs", 0)) > 0
-                                                      or int(row.get("epochs", 0)) == 0)
-        out.append(row["val_end"] if refitted and pd.notna(row.get("val_end", pd.NaT)) else carried)
+        carried, end = next_weights_end(row, carried)
+        out.append(end)
     return pd.Series(pd.to_datetime(out), index=log.index, name="weights_end")
 
 
@@ -58,4 +65,4 @@ def fit_dates(fold: Fold, dates: pd.DatetimeIndex) -> dict[str, Any]:
             "n_val": len(fold.val), "fit_end": dates[fold.train[-1]], "val_start": val[0], "val_end": val[1]}
 
 
-__all__ = ["weights_end", "with_weights_end", "fit_dates"]
+__all__ = ["next_weights_end", "weights_end", "with_weights_end", "fit_dates"]
