@@ -140,11 +140,11 @@ class Forecast:
     refitted on the whole usable window, ``train_start``..``train_end`` (their weights' data end at
     ``train_end``; every other model's at ``fit_end``). ``n_train``: samples fitted on before
     validation; ``n_val``: samples in the validation tail. ``regression``/``classification``: the
-    first model of each task in the run's plan (None when the config does not ask for the task). ``models``: every model's forecast, then
-    the naive baselines. ``actions``: the strategy's step per model, baseline and buy-and-hold.
-    ``current_date``: the decision day of the positions held now. ``execution``: the config's
-    ``backtest.execution``. ``data``: ``backtest.data.describe_prices`` of the prices used (its
-    ``sha256`` finds the matching saved run). ``decisions``: per decision day behind the positions
+    first model of each task in the run's plan (None when the config does not ask for the task).
+    ``models``: every model's forecast, then the naive baselines. ``actions``: the strategy's step
+    per model, baseline and buy-and-hold. ``current_date``: the decision day of the positions held
+    now. ``execution``: the config's ``backtest.execution``. ``data``:
+    ``backtest.data.describe_prices`` of the prices used (its ``sha256`` finds the matching saved run). ``decisions``: per decision day behind the positions
     (the last ``horizon + 1`` bars, oldest first), each model's output then (regression value in
     the target's units, or p_up), from the model retrained after that day's close.
     """

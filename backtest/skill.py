@@ -183,5 +183,5 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}" if np.isfinite(value) else "n/a"
 
 
-__all__ = ["Skill", "family_hit_pvalues", "model_skill", "skill_line", "score_predictions", "oos_metrics", "importance_skill",
-           "no_skill_statement", "SKILL_PVALUE"]
+__all__ = ["Skill", "family_hit_pvalues", "model_skill", "skill_line", "score_predictions", "oos_metrics",
+           "importance_skill", "no_skill_statement", "SKILL_PVALUE"]

@@ -114,7 +114,8 @@ def walk_forward_predict(
         (the class-1 probability for classifiers, NaN for regressors).
     fold_log : one row per fold with its date ranges (``fit_start``/``fit_end``: the samples fitted
         before validation; ``train_start``/``train_end`` are the same dates under their old names;
-        ``weights_end``: the last sample the predicting weights were fitted on, ``backtest.fitdates``), sizes, epochs, best validation loss, ``refit`` and ``refit_epochs`` and fit time.
+        ``weights_end``: the last sample the predicting weights were fitted on, ``backtest.fitdates``),
+        sizes, epochs, best validation loss, ``refit`` and ``refit_epochs`` and fit time.
     """
     values = features.to_numpy(dtype=np.float64)
     y_true = target.to_numpy(dtype=np.float64)

@@ -209,4 +209,5 @@ def test_a_pbo_over_every_strategy_or_one_model_never_reads_as_low_overfitting()
                                  "16 blocks on each path): median 0.18, range 0.17 to 0.18. That set is not a search, "
                                  "so a low value is no sign of low overfitting.")
     one = {"per_path": [], "median": math.nan, "min": math.nan, "max": math.nan, "n_blocks": 16, "models": ["a"]}
-    assert pbo_sentence(one) == "PBO not computed: it needs at least 2 models to pick the best of (this run has 1 model)."
+    assert pbo_sentence(one) == ("PBO not computed: it needs at least 2 models to pick the best of (this run has 1 "
+                                 "model).")

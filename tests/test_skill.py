@@ -67,7 +67,8 @@ def test_predict_calls_skill_only_after_adjusting_over_its_models(run_cli, tmp_p
     assert "evidence of skill: logistic_classification (1 of 2); none for the rest" in out
     assert ("  ridge_regression: no evidence of skill - hit rate 51.0% vs base rate 50.6% (p 0.030, 0.060 adjusted "
             "over 2 models)") in out
-    assert "  logistic_classification: evidence of skill - hit rate 56.0% vs base rate 50.6% (p 0.001, 0.002 adjusted over 2 models)" in out
+    assert ("  logistic_classification: evidence of skill - hit rate 56.0% vs base rate 50.6% (p 0.001, 0.002 adjusted "
+            "over 2 models)") in out
     payload = json.loads(predict(run_cli, SPX, "--root", str(tmp_path / "runs"), "--json")[0])
     ridge, logistic = payload["skill"]["models"]
     assert (ridge["skilled"], ridge["hit_rate_pvalue_adjusted"], ridge["n_tested"]) == (False, 0.06, 2)
