@@ -1,6 +1,6 @@
 """CPCV's evidence: each path backtested with the run's costs and next-bar fills, the distribution
 of Sharpe, return and hit rate over the paths, the share of paths that beat buy-and-hold, the
-verdict on the path-averaged returns, and the PBO of the strategies on each path.
+verdict on the path-averaged returns, and the PBO of the models on each path.
 
 Buy-and-hold holds on the same days on every path, so its figures do not vary across paths. The
 paths share their training data, so they are not independent draws: the spread says how much the
@@ -66,7 +66,7 @@ def score_cpcv(design: Design, predictions: pd.DataFrame, config: RunConfig) -> 
         "paths": figures,
         "summary": {name: _summary(values, figures[BENCHMARK]) for name, values in figures.items()},
         "verdicts": _verdicts(returns, models, config),
-        "pbo": _pbo(returns),
+        "pbo": _pbo(returns, models),
     }, returns
 
 
@@ -122,17 +122,20 @@ def _verdicts(returns: pd.DataFrame, models: list[str], config: RunConfig) -> di
     return out
 
 
-def _pbo(returns: pd.DataFrame) -> dict[str, Any]:
-    """The PBO of the strategies (buy-and-hold included) on each path (CSCV, ``backtest.pbo``)."""
+def _pbo(returns: pd.DataFrame, models: list[str]) -> dict[str, Any]:
+    """The PBO of the ``models`` on each path (CSCV, ``backtest.pbo``): the candidates a user picks
+    the best of. Buy-and-hold and the naive baselines are no candidates, and a never-invested one
+    would only pad the ranking, so they are left out; fewer than 2 models leave nothing to pick."""
+    out = {"per_path": [], "median": math.nan, "min": math.nan, "max": math.nan, "n_blocks": DEFAULT_BLOCKS,
+           "models": list(models)}
     values = []
     for _, path in returns.groupby("path", sort=True):
-        matrix = path.drop(columns=["date", "path"]).to_numpy(dtype=np.float64)
+        matrix = path[list(models)].to_numpy(dtype=np.float64)
         if matrix.shape[1] < 2 or len(matrix) < 2 * DEFAULT_BLOCKS:
-            return {"per_path": [], "median": math.nan, "min": math.nan, "max": math.nan, "n_blocks": DEFAULT_BLOCKS}
+            return out
         values.append(probability_of_backtest_overfitting(np.nan_to_num(matrix), DEFAULT_BLOCKS).pbo)
-    return {"per_path": values, "median": float(np.median(values)), "min": float(min(values)),
-            "max": float(max(values)), "n_blocks": DEFAULT_BLOCKS,
-            "strategies": [c for c in returns.columns if c not in ("date", "path")]}
+    return {**out, "per_path": values, "median": float(np.median(values)), "min": float(min(values)),
+            "max": float(max(values))}
 
 
 def _settings(splitter: Any, config: RunConfig, n_splits: int) -> dict[str, Any]:

@@ -4,9 +4,10 @@ and what the configured strategy does with the forecasts.
 The retrain is a walk-forward retrain whose test day is the next trading day, so the timing rule
 holds unchanged: the samples fitted on are those whose label is realised by the last bar
 (t + h <= last bar, minus any embargo); the early-stopping validation set is the chronological
-tail of that window, purged the same way (it is ``WalkForwardSplit``'s own fold); the scaler is
-fit on those training rows only; and the forecast reads the window that ends on the last bar,
-whose own label is not known yet. Torch is imported only when a model is trained.
+tail of that window, purged the same way (it is ``WalkForwardSplit``'s own fold); with
+``train.refit`` the model is then refitted on the whole usable window, as a run refits it; the
+scaler is fit on those training rows only; and the forecast reads the window that ends on the last
+bar, whose own label is not known yet. Torch is imported only when a model is trained.
 
 Every model of the run's plan forecasts (each network family, the linear and LightGBM baselines,
 plug-ins; a seed ensemble as the mean of its seeds), beside the naive baselines ``persistence``
@@ -30,12 +31,13 @@ from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.data import describe_prices
 from lstmbt.backtest.design import plugin_faults
 from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.fitdates import fit_dates
 from lstmbt.backtest.pipeline import (Progress, estimator_for, load_checked, make_design, target_anchor,
                                       training_weights)
 from lstmbt.backtest.preflight import check_one_horizon
 from lstmbt.backtest.scoring import BENCHMARK, make_positions, model_plan
 from lstmbt.backtest.splits import Fold
-from lstmbt.backtest.walkforward import SampleGrid, scaled_windows
+from lstmbt.backtest.walkforward import SampleGrid, refit_positions, scaled_windows
 from lstmbt.models.key import ModelKey, insert_key_columns
 from lstmbt.models.specs import NETWORK_FAMILIES
 from lstmbt.models.targets import price_to_relative, relative_to_price
@@ -131,14 +133,18 @@ class Forecast:
     """A forecast made after the close of ``last_date`` for the close ``horizon`` bars later.
 
     ``last_close``: the close of the last bar, in the data's currency. ``train_start`` and
-    ``train_end``: dates of the first and last training sample (``train_end`` + ``horizon`` bars
-    <= ``last_date``). ``n_train``: samples fitted on; ``n_val``: samples in the validation
-    tail. ``regression``/``classification``: the first model of each task in the run's plan
-    (None when the config does not ask for the task). ``models``: every model's forecast, then
-    the naive baselines. ``actions``: the strategy's step per model, baseline and buy-and-hold.
-    ``current_date``: the decision day of the positions held now. ``execution``: the config's
-    ``backtest.execution``. ``data``: ``backtest.data.describe_prices`` of the prices used (its
-    ``sha256`` finds the matching saved run). ``decisions``: per decision day behind the positions
+    ``train_end``: dates of the first and last usable sample (fit and validation tail;
+    ``train_end`` + ``horizon`` bars <= ``last_date``). ``fit_end``: the last sample the
+    early-stopping fit trained on; ``val_start``..``val_end``: the validation tail that only picked
+    the epoch count (None without one); ``refitted``: the models that ``train.refit`` then
+    refitted on the whole usable window, ``train_start``..``train_end`` (their weights' data end at
+    ``train_end``; every other model's at ``fit_end``). ``n_train``: samples fitted on before
+    validation; ``n_val``: samples in the validation tail. ``regression``/``classification``: the
+    first model of each task in the run's plan (None when the config does not ask for the task).
+    ``models``: every model's forecast, then the naive baselines. ``actions``: the strategy's step
+    per model, baseline and buy-and-hold. ``current_date``: the decision day of the positions held
+    now. ``execution``: the config's ``backtest.execution``. ``data``:
+    ``backtest.data.describe_prices`` of the prices used (its ``sha256`` finds the matching saved run). ``decisions``: per decision day behind the positions
     (the last ``horizon + 1`` bars, oldest first), each model's output then (regression value in
     the target's units, or p_up), from the model retrained after that day's close.
     """
@@ -151,6 +157,10 @@ class Forecast:
     train_end: pd.Timestamp
     n_train: int
     n_val: int
+    fit_end: pd.Timestamp | None = None
+    val_start: pd.Timestamp | None = None
+    val_end: pd.Timestamp | None = None
+    refitted: tuple[str, ...] = ()
     regression: RegressionForecast | None = None
     classification: ClassificationForecast | None = None
     models: tuple[ModelForecast, ...] = ()
@@ -163,7 +173,7 @@ class Forecast:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict: dates as YYYY-MM-DD, non-finite numbers as None, absent tasks left out."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        for key in ("last_date", "train_start", "train_end", "current_date"):
+        for key in ("last_date", "train_start", "train_end", "current_date", "fit_end", "val_start", "val_end"):
             out[key] = out[key].date().isoformat() if out[key] is not None else None
         for task in ("regression", "classification"):
             record = out.pop(task)
@@ -204,7 +214,7 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     jobs = [(key, seed, k) for key in keys for seed in _seeds(key, config) for k in back]
     done = {key.name: 0 for key in keys}
 
-    def fit(key: ModelKey, seed: int | None, k: int) -> tuple[float, int]:
+    def fit(key: ModelKey, seed: int | None, k: int) -> tuple[float, int, bool]:
         record = _fit_and_forecast(estimator_for(key, config, seed), windows[k], design.targets[key.task], grid,
                                    folds[k], training_weights(design, key.task, h, config),
                                    target_anchor(design, key.task, config), row=last_row - k)
@@ -217,7 +227,6 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     values = {(key.name, k): float(np.mean([fitted[key, s, k][0] for s in _seeds(key, config)]))
               for key in keys for k in back}  # a seed ensemble forecasts the mean of its seeds, as in a run
     epochs = {key.name: fitted[key, _seeds(key, config)[0], 0][1] for key in keys}
-    train = _usable(folds[0])
     base = {k: float(np.mean(design.targets["classification"].to_numpy()[grid.rows(_usable(folds[k]))] > 0))
             for k in back}
     dates = design.prices.index[last_row - np.array(back)]
@@ -225,9 +234,10 @@ def forecast_next(config: RunConfig, threads: int | None = None, progress: Progr
     last_close = float(design.prices["Close"].iloc[-1])
     models = _model_records(keys, values, epochs, base[0], last_close, config)
     label = config.data.source + (f" ({config.data.symbol})" if config.data.symbol else "")
+    refitted = tuple(key.name for key in keys if fitted[key, _seeds(key, config)[0], 0][2])
     return Forecast(source=label, last_date=design.prices.index[-1], last_close=last_close, horizon=h,
-                    train_start=grid.dates[train[0]], train_end=grid.dates[train[-1]], n_train=len(folds[0].train),
-                    n_val=len(folds[0].val), **_first_per_task(models, base[0], last_close, config),
+                    **fit_dates(folds[0], grid.dates), refitted=refitted,
+                    **_first_per_task(models, base[0], last_close, config),
                     models=tuple(models), actions=strategy_actions(positions), current_date=dates[-2],
                     execution=config.backtest.execution,
                     data=describe_prices(design.prices, config.data.source, config.data.symbol),
@@ -312,15 +322,16 @@ def _seeds(key: ModelKey, config: RunConfig) -> tuple[int | None, ...]:
 
 def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: SampleGrid, fold: Fold,
                       weight: pd.Series | None = None, anchor: pd.Series | None = None,
-                      row: int | None = None) -> tuple[float, int]:
-    """Fit the unfitted ``model`` on ``fold`` and forecast from the window ending on feature ``row``.
+                      row: int | None = None) -> tuple[float, int, bool]:
+    """Fit the unfitted ``model`` on ``fold`` (and refit it on the whole usable window when it
+    ``refits``, as ``walk_forward_predict`` does) and forecast from the window ending on feature ``row``.
 
     ``windows``: every scaled window of the feature frame, (T - L + 1, L, F), the last ending on
     the last bar. ``row``: the decision day's feature row (default the last bar's). ``weight``:
     training weights per row (the dead zone), or None. ``anchor``: the close per row when a
     price is fitted relative to it (``pipeline.target_anchor``), as ``walk_forward_predict``
     fits it. Returns the regression output (a log return or a price, in the target's units) or
-    the classifier's p_up, and the number of epochs trained.
+    the classifier's p_up, the number of epochs trained, and whether it was refitted.
     """
     y = target.to_numpy(dtype=np.float64)
     if anchor is not None:
@@ -333,11 +344,17 @@ def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: Sampl
         begin = first - grid.lookback + 1
         return windows[begin : begin + len(positions)], y[first : first + len(positions)]
 
-    extra = {}
-    if weight is not None:
-        first = grid.first_row + int(fold.train[0])
-        extra["sample_weight"] = weight.to_numpy(dtype=np.float64)[first : first + len(fold.train)]
-    model.fit(*take(fold.train), *(take(fold.val) if len(fold.val) else ()), **extra)
+    def weigh(positions: np.ndarray) -> dict[str, np.ndarray]:
+        if weight is None:
+            return {}
+        first = grid.first_row + int(positions[0])
+        return {"sample_weight": weight.to_numpy(dtype=np.float64)[first : first + len(positions)]}
+
+    model.fit(*take(fold.train), *(take(fold.val) if len(fold.val) else ()), **weigh(fold.train))
+    refit = bool(len(fold.val) and getattr(model, "refits", False))
+    if refit:  # train.refit: the whole usable window, as a run's walk-forward refits
+        usable = refit_positions(fold)
+        model.refit_full(*take(usable), **weigh(usable))
     row = len(y) - 1 if row is None else row
     start = row - grid.lookback + 1
     x_last = windows[start : start + 1]  # shape (1, L, F): rows row - L + 1 .. row
@@ -347,7 +364,7 @@ def _fit_and_forecast(model, windows: np.ndarray, target: pd.Series, grid: Sampl
         value = model.predict(x_last)[0]
         if anchor is not None:  # back from log(price / close) to a price
             value = relative_to_price(value, anchor_values[row])
-    return float(value), int(getattr(model, "n_epochs_", 0))
+    return float(value), int(getattr(model, "n_epochs_", 0)), refit
 
 
 def _model_records(keys: list[ModelKey], values: dict[tuple[str, int], float], epochs: dict[str, int],

@@ -33,11 +33,27 @@ def format_forecast(forecast: Forecast, skill: dict[str, Any] | None = None) -> 
     lines += [f"  {action_line(a, fill)}" for a in f.actions]
     if skill is not None:
         lines += skill["lines"]
-    epochs = ", ".join(f"{_count(m.epochs, 'epoch')} {m.model}" for m in f.models if m.epochs)
-    lines.append(f"trained on {f.train_start.date()}..{f.train_end.date()} ({f.n_train + f.n_val} samples, "
-                 f"{f.n_val} of them validation{'; ' + epochs if epochs else ''}); a forecast is not evidence of "
-                 "skill - see the walk-forward report.")
+    lines.append(fit_line(f) + "; a forecast is not evidence of skill - see the walk-forward report.")
     return "\n".join(lines)
+
+
+def fit_line(f: Forecast) -> str:
+    """When the fit ends: ``fitted on 1999-04-27..2015-01-09 (3961 samples; 5 epochs lstm_regression);
+    2015-01-13..2018-12-28 (990 samples) only picked the epoch count, so the weights were fitted on
+    no later sample``, or where ``train.refit`` refitted which models on the whole window."""
+    epochs = ", ".join(f"{_count(m.epochs, 'epoch')} {m.model}" for m in f.models if m.epochs)
+    fit_end = (f.fit_end or f.train_end).date()
+    text = f"fitted on {f.train_start.date()}..{fit_end} ({f.n_train} samples{'; ' + epochs if epochs else ''})"
+    if f.val_start is None or f.val_end is None:
+        return text + ", no validation tail"
+    text += (f"; {f.val_start.date()}..{f.val_end.date()} ({f.n_val} samples) only picked the epoch count "
+             "(early stopping)")
+    if not f.refitted:
+        return text + ", so the weights were fitted on no later sample"
+    names = "every model" if len(f.refitted) == sum(m.family != "naive" for m in f.models) else ", ".join(f.refitted)
+    rest = "" if names == "every model" else f"; the others' weights end at {fit_end}"
+    return (text + f", then {names} refitted on {f.train_start.date()}..{f.train_end.date()} for those epochs "
+            f"(train.refit = true), so {'their' if rest else 'the'} weights end at {f.train_end.date()}{rest}")
 
 
 def agreement_line(models: tuple[ModelForecast, ...]) -> str:

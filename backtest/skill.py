@@ -4,9 +4,11 @@ Sharpe against buy-and-hold with the run's verdict (pure functions of ``metrics.
 ``predict`` reads them from the latest matching saved run, ``importance`` from its own
 out-of-sample predictions scored here exactly as ``lstmbt run`` scores them
 (``score_predictions``: the same positions, backtest with costs and ``collect_metrics``).
-A model shows **evidence of skill** when its hit rate beats the better constant guess at
-``SKILL_PVALUE`` (``backtest.seeds.claims_skill``, as the seed table says it) or its family-wise
-Sharpe verdict is "beats buy-and-hold" (as the scorecard says it); otherwise it has none.
+A model shows **evidence of skill** when a family-wise test says so, as the scorecard's verdicts
+do: its hit rate beats the better constant guess with a p-value below ``SKILL_PVALUE`` after a
+Bonferroni adjustment over the models tested together (``family_hit_pvalues``: the models with a
+hit-rate p-value, so a p of 0.046 among 4 models is 0.184 and no skill), or its family-wise Sharpe
+verdict is "beats buy-and-hold" (Bonferroni over the run's models). A bare p < 0.05 never is.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from lstmbt.backtest.design import Design
 from lstmbt.backtest.pipeline import simulate
 from lstmbt.backtest.relative import VERDICT_WORDS, verdict
 from lstmbt.backtest.scoring import BENCHMARK, model_plan
-from lstmbt.backtest.seeds import SKILL_PVALUE, claims_skill
+from lstmbt.backtest.seeds import SKILL_PVALUE
 from lstmbt.models.key import insert_key_columns
+
+#: how the hit-rate p-values of the models read together are adjusted (the verdict intervals' method)
+ADJUSTMENT = "bonferroni"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,15 +37,19 @@ class Skill:
     """One model's walk-forward skill, as fractions (0.492 = 49.2 %) and annualised Sharpe ratios.
 
     ``base_rate``: the better constant guess, max(share of up days, 1 - it), what the hit-rate
-    p-value tests against (one-sided binomial). ``verdict``: ``beats``, ``inconclusive``,
-    ``worse`` or None (``backtest.relative.verdict``). ``skilled``: evidence of skill by either
-    test (module docstring). NaN where the run has no value (a model that calls no direction).
+    p-value tests against (one-sided binomial). ``hit_rate_pvalue_adjusted``: that p-value
+    adjusted over the ``n_tested`` models with one (Bonferroni, ``family_hit_pvalues``).
+    ``verdict``: ``beats``, ``inconclusive``, ``worse`` or None (``backtest.relative.verdict``).
+    ``skilled``: evidence of skill by either family-wise test (module docstring). NaN where the run
+    has no value (a model that calls no direction).
     """
 
     model: str
     hit_rate: float
     base_rate: float
     hit_rate_pvalue: float
+    hit_rate_pvalue_adjusted: float
+    n_tested: int
     sharpe: float
     bh_sharpe: float
     verdict: str | None
@@ -51,9 +60,25 @@ class Skill:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
 
 
+def family_hit_pvalues(metrics: Mapping[str, Mapping[str, Any]], models: list[str]) -> dict[str, float]:
+    """The hit-rate p-values of ``models`` adjusted over the family they form (Bonferroni, as the
+    scorecard's verdict intervals): ``{model: min(1, p * m)}`` for the ``m`` models found in
+    ``metrics`` with a finite ``hit_rate_pvalue`` (a model that calls no direction is not tested)."""
+    from statsmodels.stats.multitest import multipletests  # statsmodels: only when skill is judged
+
+    tested = {name: _number(metrics[name].get("hit_rate_pvalue")) for name in models if name in metrics}
+    tested = {name: p for name, p in tested.items() if math.isfinite(p)}
+    if not tested:
+        return {}
+    adjusted = multipletests(list(tested.values()), method=ADJUSTMENT)[1]
+    return {name: float(p) for name, p in zip(tested, adjusted)}
+
+
 def model_skill(metrics: Mapping[str, Mapping[str, Any]], models: list[str]) -> list[Skill]:
-    """The ``Skill`` of each of ``models`` found in ``metrics`` (``{strategy: {metric: value}}``)."""
+    """The ``Skill`` of each of ``models`` found in ``metrics`` (``{strategy: {metric: value}}``),
+    its hit-rate p-value adjusted over ``models`` (``family_hit_pvalues``)."""
     bench = metrics.get(BENCHMARK, {})
+    adjusted = family_hit_pvalues(metrics, models)
     out = []
     for name in models:
         if name not in metrics:
@@ -62,19 +87,23 @@ def model_skill(metrics: Mapping[str, Mapping[str, Any]], models: list[str]) -> 
         share = _number(m.get("base_rate", bench.get("hit_rate")))
         # the run index keeps numbers only: its verdict is re-read from the interval that made it
         called = m.get("verdict") or verdict(_number(m.get("verdict_ci_low")), _number(m.get("verdict_ci_high")))
+        p_family = adjusted.get(name, math.nan)
         out.append(Skill(model=name, hit_rate=_number(m.get("hit_rate")),
                          base_rate=max(share, 1.0 - share) if math.isfinite(share) else math.nan,
-                         hit_rate_pvalue=_number(m.get("hit_rate_pvalue")), sharpe=_number(m.get("sharpe")),
+                         hit_rate_pvalue=_number(m.get("hit_rate_pvalue")), hit_rate_pvalue_adjusted=p_family,
+                         n_tested=len(adjusted), sharpe=_number(m.get("sharpe")),
                          bh_sharpe=_number(bench.get("sharpe")), verdict=called,
-                         skilled=bool(claims_skill(dict(m))) or called == "beats"))
+                         skilled=bool(p_family < SKILL_PVALUE) or called == "beats"))
     return out
 
 
 def skill_line(s: Skill) -> str:
-    """``lstm_classification: no evidence of skill - hit rate 49.2% vs base rate 54.0% (p 0.71),
-    Sharpe 0.21 vs buy-and-hold 0.45 (inconclusive)``."""
+    """``ridge_regression: no evidence of skill - hit rate 52.1% vs base rate 50.6% (p 0.046, 0.184
+    adjusted over 4 models), Sharpe 0.13 vs buy-and-hold 0.24 (inconclusive)``."""
     if math.isfinite(s.hit_rate):
         p = f"p {format_pvalue(s.hit_rate_pvalue)}" if math.isfinite(s.hit_rate_pvalue) else "no p-value"
+        if math.isfinite(s.hit_rate_pvalue_adjusted) and s.n_tested > 1:
+            p += f", {format_pvalue(s.hit_rate_pvalue_adjusted)} adjusted over {s.n_tested} models"
         hit = f"hit rate {s.hit_rate:.1%} vs base rate {s.base_rate:.1%} ({p})"
     else:
         hit = "no direction call"
@@ -154,5 +183,5 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}" if np.isfinite(value) else "n/a"
 
 
-__all__ = ["Skill", "model_skill", "skill_line", "score_predictions", "oos_metrics", "importance_skill",
-           "no_skill_statement", "SKILL_PVALUE"]
+__all__ = ["Skill", "family_hit_pvalues", "model_skill", "skill_line", "score_predictions", "oos_metrics",
+           "importance_skill", "no_skill_statement", "SKILL_PVALUE"]

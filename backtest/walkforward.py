@@ -14,6 +14,7 @@ from sklearn.base import clone
 
 from lstmbt.backtest.checkpoint import FoldStore
 from lstmbt.backtest.errors import DataError, needs_new_config
+from lstmbt.backtest.fitdates import next_weights_end, with_weights_end
 from lstmbt.backtest.splits import Fold
 from lstmbt.models.targets import price_to_relative, relative_to_price
 from lstmbt.models.windows import sliding_windows
@@ -112,7 +113,8 @@ def walk_forward_predict(
     predictions : one row per test day: ``date``, ``fold``, ``y_true``, ``y_pred`` and ``p_up``
         (the class-1 probability for classifiers, NaN for regressors).
     fold_log : one row per fold with its date ranges (``fit_start``/``fit_end``: the samples fitted
-        before validation; ``train_start``/``train_end`` are the same dates under their old names),
+        before validation; ``train_start``/``train_end`` are the same dates under their old names;
+        ``weights_end``: the last sample the predicting weights were fitted on, ``backtest.fitdates``),
         sizes, epochs, best validation loss, ``refit`` and ``refit_epochs`` and fit time.
     """
     values = features.to_numpy(dtype=np.float64)
@@ -123,10 +125,13 @@ def walk_forward_predict(
     warm = bool(getattr(estimator, "warm_start", False))
     _check_folds(folds, grid, warm, type(estimator).__name__)
     store, parts, log, model = _open_store(checkpoint_dir, estimator, warm), [], [], None
+    carried = pd.NaT  # where the data behind the selection weights a warm fold carries on end
     if store is not None:
         parts, log = store.read_done([_fold_span(fold, grid) for fold in folds])
         if warm and log and len(log) < len(folds):
             model = store.restore(clone(estimator), folds[len(log) - 1].index)
+        for entry in log:
+            carried, entry["weights_end"] = next_weights_end(entry, carried)
         for entry in log if on_fold is not None else ():
             on_fold(entry)
     for fold in folds[len(log):]:
@@ -142,13 +147,14 @@ def walk_forward_predict(
         refit = _refit(model, windows, y, grid, fold, weights)
         part = _fold_predictions(model, windows, y_true, grid, fold, anchor)
         entry = _fold_entry(fold, grid, model, time.perf_counter() - started, refit)
+        carried, entry["weights_end"] = next_weights_end(entry, carried)
         if store is not None:
             store.save(fold.index, part, entry, model.get_checkpoint() if warm else None)
         parts.append(part)
         log.append(entry)
         if on_fold is not None:
             on_fold(entry)
-    return pd.concat(parts, ignore_index=True), pd.DataFrame(log)
+    return pd.concat(parts, ignore_index=True), with_weights_end(pd.DataFrame(log))
 
 
 def _open_store(checkpoint_dir: str | Path | None, estimator, warm: bool):

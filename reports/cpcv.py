@@ -93,12 +93,27 @@ def walk_forward_clause(sharpe: Any, s: dict[str, Any], settings: dict[str, Any]
 
 
 def pbo_sentence(pbo: dict[str, Any]) -> str:
-    """The PBO over the strategies, per path, in one line."""
+    """The PBO over the run's models, per path, in one line, with what it does not show."""
+    if "models" not in pbo:  # a record from before PBO left the baselines out: it ranked every strategy
+        return _strategies_pbo_sentence(pbo)
+    n = len(pbo["models"])
+    if not pbo.get("per_path"):
+        return ("PBO not computed: it needs at least 2 models to pick the best of" if n < 2
+                else "PBO not computed: too few days") + f" (this run has {n} model{'s' if n != 1 else ''})."
+    return (f"PBO over the {n} models (CSCV with {pbo['n_blocks']} blocks on each path; buy-and-hold and the naive "
+            f"baselines left out): median {pbo['median']:.2f}, range {pbo['min']:.2f} to {pbo['max']:.2f}. It is the "
+            f"share of half-splits in which the best of these {n} on one half of a path's days is at or below their "
+            "median on the other half (above 0.5: picking the best is mostly luck). It covers picking among these "
+            "models only, not a search over settings, and says nothing about beating buy-and-hold.")
+
+
+def _strategies_pbo_sentence(pbo: dict[str, Any]) -> str:
+    """The PBO of an older record, over every strategy: labelled as the ranking it is, not a search."""
     if not pbo.get("per_path"):
         return "PBO not computed: too few strategies or days."
-    return (f"PBO over the {len(pbo.get('strategies', []))} strategies (CSCV with {pbo['n_blocks']} blocks on each "
-            f"path): median {pbo['median']:.2f}, range {pbo['min']:.2f} to {pbo['max']:.2f}. Above 0.5, the best "
-            "strategy in one half of the days is more often than not at or below the median in the other half.")
+    return (f"PBO over the {len(pbo.get('strategies', []))} strategies, buy-and-hold and the naive baselines included "
+            f"(CSCV with {pbo['n_blocks']} blocks on each path): median {pbo['median']:.2f}, range {pbo['min']:.2f} "
+            f"to {pbo['max']:.2f}. That set is not a search, so a low value is no sign of low overfitting.")
 
 
 def cpcv_figure(cpcv: dict[str, Any]) -> Any:

@@ -95,12 +95,14 @@ def default_importance_path(root: str | Path = "runs") -> Path:
 
 def skill_part(skill: dict[str, Any] | None) -> dict[str, Any] | None:
     """The skill section's display values: its source sentence, one row per model (hit rate, base
-    rate, p-value, Sharpe, buy-and-hold's, verdict, evidence of skill) and the no-skill statement."""
+    rate, p-value and its family-wise adjustment, Sharpe, buy-and-hold's, verdict, evidence of skill)
+    and the no-skill statement."""
     if skill is None:
         return None
     rows = [{"model": m["model"], "hit_rate": _percent(_nan(m["hit_rate"])),
              "base_rate": _percent(_nan(m["base_rate"])),
-             "pvalue": _pvalue(_nan(m["hit_rate_pvalue"])), "sharpe": _fixed(_nan(m["sharpe"]), 2),
+             "pvalue": _pvalue(_nan(m["hit_rate_pvalue"])),
+             "adjusted": _pvalue(_nan(m["hit_rate_pvalue_adjusted"])), "sharpe": _fixed(_nan(m["sharpe"]), 2),
              "bh_sharpe": _fixed(_nan(m["bh_sharpe"]), 2),
              "verdict": VERDICT_WORDS.get(m["verdict"] or "", DASH), "skilled": "yes" if m["skilled"] else "no"}
             for m in skill["models"]]

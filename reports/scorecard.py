@@ -128,11 +128,26 @@ def family_sentences(metrics: dict[str, dict[str, Any]], models: list[str], comp
                      f"p = {format_metric('spa_pvalue', p)}, {finding} after searching over them.")
     mcs = comparisons.get("mcs") or {}
     if mcs:
-        size = mcs.get("size", 0.10)
-        kept = ", ".join(mcs.get("included", [])) or "none"
-        lines.append(f"Model confidence set ({100 * (1 - size):.0f}%, by daily net return): {kept}. "
-                     "The rest are worse than the best of these at that level.")
+        lines.append(mcs_sentence(mcs))
     return lines
+
+
+def mcs_sentence(mcs: dict[str, Any]) -> str:
+    """The model confidence set in words: who is in it, and who was shown worse (the tested
+    strategies left out), which is no one when the set keeps every tested strategy; strategies
+    never invested were not tested and are named apart."""
+    size, included = mcs.get("size", 0.10), list(mcs.get("included", []))
+    head = f"Model confidence set ({100 * (1 - size):.0f}%, by daily net return): {', '.join(included) or 'none'}."
+    if "pvalues" not in mcs:  # a record without its tested strategies cannot say who is left out
+        return f"{head} The rest are worse than the best of these at that level."
+    rest = [name for name in mcs["pvalues"] if name not in included]
+    if rest:
+        text = f"{head} The rest of those tested ({', '.join(rest)}) are worse than the best of these at that level."
+    else:
+        text = (f"{head} It keeps every tested strategy: none is shown worse than the best at that level, so the "
+                "set does not separate them.")
+    never = mcs.get("not_tested") or []
+    return text + (f" Not tested (never invested): {', '.join(never)}." if never else "")
 
 
 def pair_sentence(pair: dict[str, Any]) -> str:

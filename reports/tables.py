@@ -157,9 +157,9 @@ def metric_rows(metrics: dict[str, dict[str, Any]], strategies: list[str], help_
     return rows
 
 
-FOLD_COLUMNS = ("model", "fold", "fit_start", "fit_end", "val_start", "val_end", "test_start", "test_end", "n_train",
-                "n_val", "warm", "epochs", "best_epoch", "refit", "refit_epochs", "best_val_loss", "hit_rate",
-                "base_rate", "strategy_return", "buy_and_hold_return", "fit_seconds")
+FOLD_COLUMNS = ("model", "fold", "fit_start", "fit_end", "weights_end", "val_start", "val_end", "test_start",
+                "test_end", "n_train", "n_val", "warm", "epochs", "best_epoch", "refit", "refit_epochs",
+                "best_val_loss", "hit_rate", "base_rate", "strategy_return", "buy_and_hold_return", "fit_seconds")
 
 
 def frame_rows(frame: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> tuple[list[str], list[list[str]]]:

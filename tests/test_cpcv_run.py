@@ -182,3 +182,32 @@ def test_the_python_api_refuses_an_unknown_executor_in_one_line():
 
     with pytest.raises(ConfigError, match="--executor 'dask' is not known; use one of: local, ray"):
         lstmbt.run(quick=True, set={"split.scheme": "cpcv"}, executor="dask")
+
+
+def test_pbo_ranks_the_models_only_and_says_it_is_no_search(planted_run):
+    from lstmbt.backtest.pbo import probability_of_backtest_overfitting
+    from lstmbt.reports.cpcv import cpcv_block
+
+    cpcv, models = planted_run.cpcv, list(planted_run.cpcv["verdicts"])
+    pbo = cpcv["pbo"]
+    assert pbo["models"] == models and len(models) == 4 and BENCHMARK not in models
+    expected = [probability_of_backtest_overfitting(np.nan_to_num(path[models].to_numpy()), pbo["n_blocks"]).pbo
+                for _, path in planted_run.cpcv_returns.groupby("path", sort=True)]
+    assert pbo["per_path"] == expected
+    sentence = cpcv_block(cpcv, models)["pbo"]
+    assert sentence.startswith("PBO over the 4 models (CSCV with 16 blocks on each path; buy-and-hold and the naive "
+                               "baselines left out): median ")
+    assert "not a search over settings" in sentence
+
+
+def test_a_pbo_over_every_strategy_or_one_model_never_reads_as_low_overfitting():
+    from lstmbt.reports.cpcv import pbo_sentence
+
+    old = {"per_path": [0.17, 0.18], "median": 0.18, "min": 0.17, "max": 0.18, "n_blocks": 16,
+           "strategies": ["a", "b", "persistence", "majority", "buy_and_hold"]}
+    assert pbo_sentence(old) == ("PBO over the 5 strategies, buy-and-hold and the naive baselines included (CSCV with "
+                                 "16 blocks on each path): median 0.18, range 0.17 to 0.18. That set is not a search, "
+                                 "so a low value is no sign of low overfitting.")
+    one = {"per_path": [], "median": math.nan, "min": math.nan, "max": math.nan, "n_blocks": 16, "models": ["a"]}
+    assert pbo_sentence(one) == ("PBO not computed: it needs at least 2 models to pick the best of (this run has 1 "
+                                 "model).")

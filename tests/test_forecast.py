@@ -63,7 +63,8 @@ def test_predict_prints_the_last_bar_and_both_forecasts(tmp_path, spx, run_cli):
     assert lines[3].startswith("  lstm_classification ") and " p_up 0." in lines[3]
     assert any(line.startswith("  persistence ") and "naive baseline" in line for line in lines)
     assert any(line.startswith("  majority ") and "training share of up days" in line for line in lines)
-    assert lines[-1].startswith("trained on 2016-") and "..2018-12-28 (" in lines[-1]
+    assert lines[-1].startswith("fitted on 2016-") and "..2018-12-28 (" in lines[-1]
+    assert "only picked the epoch count (early stopping), so the weights were fitted on no later sample" in lines[-1]
     assert "Traceback" not in out + err
 
 

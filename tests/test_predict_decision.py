@@ -212,10 +212,11 @@ def test_a_matching_run_without_skill_is_named_with_its_figures(run_cli, tmp_pat
         m = metrics[name]
         share = m["base_rate"]
         p = format_metric("hit_rate_pvalue", m["hit_rate_pvalue"])  # as the report writes it
+        adjusted = format_metric("hit_rate_pvalue", min(1.0, 2 * m["hit_rate_pvalue"]))  # over the 2 models
         assert (f"  {name}: no evidence of skill - hit rate {m['hit_rate']:.1%} vs base rate "
-                f"{max(share, 1 - share):.1%} (p {p}), Sharpe {m['sharpe']:.2f} vs "
+                f"{max(share, 1 - share):.1%} (p {p}, {adjusted} adjusted over 2 models), Sharpe {m['sharpe']:.2f} vs "
                 f"buy-and-hold {metrics['buy_and_hold']['sharpe']:.2f}") in out
-        assert m["hit_rate_pvalue"] >= 0.05 and m["verdict"] != "beats"  # what the words claim
+        assert 2 * m["hit_rate_pvalue"] >= 0.05 and m["verdict"] != "beats"  # what the words claim
     payload = predict_json(run_cli, SPX, "--root", str(root))
     assert payload["skill"]["any_skill"] is False
     assert [s["model"] for s in payload["skill"]["models"]] == ["ridge_regression", "logistic_classification"]

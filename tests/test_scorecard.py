@@ -90,3 +90,16 @@ def test_regime_blocks_put_states_in_columns_with_the_baseline_below():
     shallow, deep = block["rows"][0]["cells"]
     assert shallow == {"text": "0.30 [-0.20, 0.80]", "sub": "B&H 0.50, 300 days, hit 52.0% vs 53.0%"}
     assert deep == {"text": "\u2013", "sub": "10 days"}
+
+
+def test_the_mcs_sentence_names_the_rest_only_when_there_is_one():
+    metrics = {"a": model(0.1, 0.9), "b": model(-0.2, 0.3), "c": model(-1.0, -0.2), "buy_and_hold": BENCH}
+    tested = {"a": 0.02, "b": 0.5, "c": 0.01, "buy_and_hold": 1.0}
+    mcs = {"included": ["b", "buy_and_hold"], "pvalues": tested, "size": 0.1, "not_tested": ["flat"]}
+    some = family_sentences(metrics, ["a", "b", "c"], {"mcs": mcs})[-1]
+    assert some == ("Model confidence set (90%, by daily net return): b, buy_and_hold. The rest of those tested (a, c) "
+                    "are worse than the best of these at that level. Not tested (never invested): flat.")
+    every = family_sentences(metrics, ["a", "b", "c"], {"mcs": {**mcs, "included": list(tested), "not_tested": []}})[-1]
+    assert every == ("Model confidence set (90%, by daily net return): a, b, c, buy_and_hold. It keeps every tested "
+                     "strategy: none is shown worse than the best at that level, so the set does not separate them.")
+    assert "rest" not in every and "worse than the best of these" not in every

@@ -40,6 +40,7 @@ import pandas as pd
 from lstmbt.backtest.config import RunConfig, SplitConfig
 from lstmbt.backtest.design import plugin_faults
 from lstmbt.backtest.errors import DataError
+from lstmbt.backtest.fitdates import next_weights_end
 from lstmbt.backtest.pipeline import Design, Progress, estimator_for, training_weights
 from lstmbt.backtest.scoring import horizon_plan
 from lstmbt.backtest.splits import Fold
@@ -177,6 +178,7 @@ def _walk_horizon(designs: Mapping[str, Design], config: RunConfig, h: int, mode
     first_scored = {t: d.grid.dates[d.folds[0].test[0]] for t, d in designs.items()}
     estimators = {key.name: estimator_for(key, config) for key in models}
     fitted: dict[str, Any] = {}
+    carried = {key.name: pd.NaT for key in models}  # where each chain's selection weights end (backtest.fitdates)
     for key in models:
         report(key.name, 0, len(blocks))
     for k, block in enumerate(blocks):
@@ -186,6 +188,7 @@ def _walk_horizon(designs: Mapping[str, Design], config: RunConfig, h: int, mode
             name, task = key.name, key.task
             model = fitted.get(name) if getattr(estimators[name], "warm_start", False) else None
             model, fit_log = _fit_fold(model or _clone(estimators[name]), designs, pools, task, h, config, block)
+            carried[name], fit_log["weights_end"] = next_weights_end(fit_log, carried[name])
             fitted[name] = model
             for t, design in designs.items():
                 if len(parts[t].predict):
@@ -323,7 +326,7 @@ def _log_entry(fit_log: dict[str, Any], part: _Part, design: Design) -> dict[str
                 n_train_ticker=len(part.fold.train), n_val_ticker=len(part.fold.val))
 
 
-_LOG_ORDER = ("fold", "fit_start", "fit_end", "train_start", "train_end", "val_start", "val_end", "test_start",
+_LOG_ORDER = ("fold", "fit_start", "fit_end", "weights_end", "train_start", "train_end", "val_start", "val_end", "test_start",
               "test_end", "n_train", "n_val", "n_test", "warm", "epochs", "best_epoch", "best_val_loss", "refit",
               "refit_epochs", "fit_seconds", "train_steps",
               "eval_steps", "train_mode", "n_tickers", "n_train_ticker", "n_val_ticker")
