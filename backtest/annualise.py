@@ -101,7 +101,7 @@ def infer_periods(index: pd.Index, label: str) -> Annualisation:
                         "set one with .set_index(pd.to_datetime(...))")
     if len(index) < MIN_BARS_TO_INFER:
         raise DataError(f"{label} hold {len(index)} bar(s), too few to tell their frequency from the dates (at least "
-                        f"{MIN_BARS_TO_INFER}); pass periods_per_year={_EXAMPLES}")
+                        f"{MIN_BARS_TO_INFER}); pass periods_per_year {_EXAMPLES}")
     gaps = np.diff(index.values.astype("datetime64[s]").astype(np.int64)) / 86400.0  # calendar days
     median, rate = float(np.median(gaps)), bars_per_year(index)
     for name, (low, high), (fewest, most), periods in FREQUENCIES:
@@ -110,14 +110,14 @@ def infer_periods(index: pd.Index, label: str) -> Annualisation:
         if rate is None or not fewest <= rate <= most:
             raise DataError(f"{label} are irregular: {name} by their median gap ({median:g} days) but about "
                             f"{rate or 0:.0f} bars a year from {_day(index[0])} to {_day(index[-1])}, where {name} "
-                            f"bars give {fewest:g}-{most:g}; fill or drop the missing bars, or pass periods_per_year=")
+                            f"bars give {fewest:g}-{most:g}; fill or drop the missing bars, or pass periods_per_year")
         if periods is None:
             periods = WEEK_DAY_PERIODS if rate > WEEKEND_BARS_PER_YEAR else EXCHANGE_PERIODS
             name = "7-day daily" if periods == WEEK_DAY_PERIODS else "daily exchange"
         return Annualisation(periods, f"{name} bars (median {median:g} days apart, about {rate:.0f} a year), "
                                       "inferred from the dates")
     raise DataError(f"{label} are about {median:g} calendar days apart, a spacing lstmbt does not infer (daily, 7-day "
-                    f"daily, weekly or monthly); pass periods_per_year={_EXAMPLES}")
+                    f"daily, weekly or monthly); pass periods_per_year {_EXAMPLES}")
 
 
 _EXAMPLES = "(252 exchange days, 365 7-day, 52 weekly, 12 monthly)"
