@@ -97,7 +97,7 @@ def refit_table(default: dict[str, Any], refit: dict[str, Any]) -> str:
              REFIT_ROWS}
     folds = {model: sum(1 for f in refit["folds"] if f["model"] == model) for model, *_ in REFIT_ROWS}
     counts = " and ".join(f"{added[m]} epochs over {m}'s {folds[m]} folds" for m in added)
-    return "\n".join(lines) + f"\n\nOn the default run the refit adds {counts} (seed 0).\n"
+    return "\n".join(lines) + "\n\n" + _wrap(f"On the default run the refit adds {counts} (seed 0).")
 
 
 def predict_console(predict: dict[str, Any]) -> str:
