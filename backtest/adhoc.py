@@ -36,7 +36,7 @@ RETURN_METRICS = ("total_return", "cagr", "ann_volatility", "sharpe", "sortino",
 
 
 def backtest_positions(prices: pd.DataFrame | pd.Series, positions: pd.DataFrame | pd.Series,
-                       periods_per_year: float | None = None, **costs: Any) -> RunResult:
+                       periods_per_year: int | None = None, **costs: Any) -> RunResult:
     """Backtest target positions on prices with costs, beside buy-and-hold, and score them as a run does.
 
     Parameters
@@ -52,7 +52,7 @@ def backtest_positions(prices: pd.DataFrame | pd.Series, positions: pd.DataFrame
         after the Series or ``"strategy"``). Dated on consecutive price bars; NaN is refused (drop
         the warm-up days, or fill them with 0). A position dated on the last price bar has no bar
         to be filled on and is dropped.
-    periods_per_year : float, optional
+    periods_per_year : int, optional
         Bars a year to annualise with; by default inferred from the price dates (252 daily exchange
         bars, 365 a 7-day calendar, 52 weekly, 12 monthly; anything else is refused with a
         ``DataError`` asking for this argument).
@@ -94,7 +94,7 @@ def backtest_positions(prices: pd.DataFrame | pd.Series, positions: pd.DataFrame
 
 
 def returns_result(returns: pd.DataFrame | pd.Series, benchmark: pd.Series | None = None,
-                   periods_per_year: float | None = None) -> RunResult:
+                   periods_per_year: int | None = None) -> RunResult:
     """Score returns made elsewhere: the run's return figures and significance, and with a
     benchmark the Sharpe-difference interval, verdict, alpha, beta and information ratio.
 
@@ -106,7 +106,7 @@ def returns_result(returns: pd.DataFrame | pd.Series, benchmark: pd.Series | Non
     benchmark : pd.Series, optional
         Returns of the benchmark (typically buy-and-hold of the market) on every date of
         ``returns``; kept as the ``buy_and_hold`` strategy, which every verdict is measured against.
-    periods_per_year : float, optional
+    periods_per_year : int, optional
         Bars a year to annualise with; by default inferred from the dates (252 daily exchange bars,
         365 a 7-day calendar, 52 weekly, 12 monthly; anything else is refused with a ``DataError``
         asking for this argument).
@@ -266,7 +266,7 @@ def realised_up(close: pd.Series, dates: pd.DatetimeIndex) -> np.ndarray:
 
 
 def position_metrics(positions: pd.DataFrame, result: Any, real_up: np.ndarray, seed: int,
-                     periods_per_year: float = EXCHANGE_PERIODS) -> dict[str, dict]:
+                     periods_per_year: int = EXCHANGE_PERIODS) -> dict[str, dict]:
     """``{strategy: {metric: value}}`` of backtested positions (``result``: a ``BacktestResult``),
     annualised with ``periods_per_year`` bars a year."""
     bench = result.returns[BENCHMARK].to_numpy()
@@ -295,7 +295,7 @@ def position_metrics(positions: pd.DataFrame, result: Any, real_up: np.ndarray, 
 
 
 def return_metrics(returns: pd.DataFrame, name: str, seed: int,
-                   periods_per_year: float = EXCHANGE_PERIODS) -> dict[str, Any]:
+                   periods_per_year: int = EXCHANGE_PERIODS) -> dict[str, Any]:
     """The figures of one returns column that need no positions; against ``buy_and_hold`` when present;
     annualised with ``periods_per_year`` bars a year."""
     r, ppy = returns[name].to_numpy(), periods_per_year

@@ -39,11 +39,11 @@ FREQUENCIES = (("daily", (0.9, 4.0), (200.0, 370.0), None),
 class Annualisation:
     """The bars a year figures are annualised with, and in words where that number came from.
 
-    ``periods_per_year``: bars a year (252, 365, 52, 12 or the caller's number); ``basis``: a
+    ``periods_per_year``: bars a year (252, 365, 52, 12 or the caller's whole number); ``basis``: a
     phrase such as ``"weekly bars (median 7 days apart), inferred from the dates"``.
     """
 
-    periods_per_year: float
+    periods_per_year: int
     basis: str
 
     def note(self) -> str:
@@ -80,13 +80,12 @@ def bars_per_year(index: pd.DatetimeIndex) -> float | None:
 
 
 def given_periods(value: Any) -> Annualisation:
-    """``periods_per_year`` as the caller passed it, checked: a finite number > 0."""
+    """``periods_per_year`` as the caller passed it, checked: a whole number of bars a year >= 1."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"periods_per_year must be a number of bars a year > 0 (252 exchange days, 365 7-day, "
-                          f"52 weekly, 12 monthly), not {value!r}")
-    number = int(value) if float(value).is_integer() else float(value)
-    return Annualisation(number, "as passed in periods_per_year")
+            or not math.isfinite(value) or value < 1 or not float(value).is_integer():
+        raise ConfigError(f"periods_per_year must be a whole number of bars a year >= 1 (252 exchange days, 365 "
+                          f"7-day, 52 weekly, 12 monthly), not {value!r}")
+    return Annualisation(int(value), "as passed in periods_per_year")
 
 
 def infer_periods(index: pd.Index, label: str) -> Annualisation:

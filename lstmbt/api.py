@@ -122,7 +122,7 @@ def load(run_dir: str | Path) -> RunResult:
 
 
 def tear_sheet(returns: pd.Series | pd.DataFrame, benchmark: pd.Series | None = None,
-               path: str | Path | None = None, periods_per_year: float | None = None) -> RunResult:
+               path: str | Path | None = None, periods_per_year: int | None = None) -> RunResult:
     """The figures and report of returns you made yourself, scored as a run's strategies are.
 
     Parameters
@@ -137,7 +137,7 @@ def tear_sheet(returns: pd.Series | pd.DataFrame, benchmark: pd.Series | None = 
         Sharpe-difference interval, the family-wise verdict, alpha, beta and the information ratio.
     path : str or path-like, optional
         Also write the HTML report there (atomically).
-    periods_per_year : float, optional
+    periods_per_year : int, optional
         Bars a year to annualise with. By default inferred from the dates: 252 for daily exchange
         bars, 365 for a 7-day calendar, 52 weekly, 12 monthly; too few bars (under 20), an
         irregular index or another spacing raise ``lstmbt.DataError`` asking for this argument.

@@ -126,6 +126,7 @@ def _refusals():
                      DataError, "does not infer"),
         "zero": (lambda: lstmbt.tear_sheet(mine, periods_per_year=0), ConfigError, "periods_per_year"),
         "text": (lambda: lstmbt.tear_sheet(mine, periods_per_year="252"), ConfigError, "periods_per_year"),
+        "fraction": (lambda: lstmbt.tear_sheet(mine, periods_per_year=365.25), ConfigError, "whole number"),
         "bool": (lambda: lstmbt.backtest(_weekly_prices(), pd.Series(1.0, index=_weekly_prices().index[:50]),
                                          periods_per_year=True), ConfigError, "periods_per_year"),
         "sparse backtest": (lambda: lstmbt.backtest(_weekly_prices().iloc[:15], pd.Series(
