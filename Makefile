@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PIP_FLAGS := --disable-pip-version-check --progress-bar off -q
 
-.PHONY: run quick test test-all docs bench bench-report venv venv-dev lock clean
+.PHONY: run quick test test-all docs readme-figures bench bench-report venv venv-dev lock clean
 
 run: $(VENV)/.installed
 	$(BIN)/lstmbt run
@@ -22,6 +22,13 @@ test-all: $(VENV)/.installed-dev
 # The API reference from the numpydoc docstrings (pdoc), into docs/api/ (git-ignored).
 docs: $(VENV)/.installed-dev
 	$(BIN)/python docs/build.py
+
+# README.md's run figures (its <!-- figures:NAME --> regions) from real runs made under runs/readme:
+# the default run, the same with train.refit = true, and a quick run with `lstmbt predict --quick`
+# (a few minutes on 2 cores; runs already there are made again). See docs/readme_figures.py.
+readme-figures: $(VENV)/.installed
+	rm -rf runs/readme
+	$(BIN)/python docs/readme_figures.py --make runs/readme
 
 # Walk-forward speed and quality on workload W, per training mode and against darts (~30 min;
 # the first run also builds bench/.darts-venv). Writes bench/RESULTS.md. Not part of `make test`.

@@ -6,6 +6,9 @@ scores them with the same functions a run uses (``backtest.metrics``, ``backtest
 ``backtest.relative``, ``backtest.regimes``). ``returns_result`` does the same for daily returns
 alone. Both return a ``RunResult`` whose ``manifest["kind"]`` says which (``"backtest"`` or
 ``"returns"``); it has no predictions and no folds, so a report of it has no such sections.
+Both annualise with the bars a year of the dates they get (``backtest.annualise``: daily, 7-day
+daily, weekly or monthly) or the caller's ``periods_per_year``, and say which in the manifest
+(``periods_per_year`` and a note among its ``warnings``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lstmbt.backtest import __version__, metrics as m, significance as sig
+from lstmbt.backtest.annualise import EXCHANGE_PERIODS, Annualisation, given_periods, infer_periods
 from lstmbt.backtest.config import BacktestConfig, RunConfig
 from lstmbt.backtest.errors import ConfigError, DataError
 from lstmbt.backtest.portfolio import cost_sweep, run_backtest
@@ -32,14 +36,15 @@ RETURN_METRICS = ("total_return", "cagr", "ann_volatility", "sharpe", "sortino",
 
 
 def backtest_positions(prices: pd.DataFrame | pd.Series, positions: pd.DataFrame | pd.Series,
-                       **costs: Any) -> RunResult:
+                       periods_per_year: int | None = None, **costs: Any) -> RunResult:
     """Backtest target positions on prices with costs, beside buy-and-hold, and score them as a run does.
 
     Parameters
     ----------
     prices : pd.DataFrame or pd.Series
-        Daily bars on a DatetimeIndex, oldest first: a frame with ``Open`` and ``Close`` columns
-        (names case-insensitive), or a Series of closes, which fills at the next close
+        Bars on a DatetimeIndex, oldest first (daily, 7-day daily, weekly or monthly): a frame
+        with ``Open`` and ``Close`` columns (names case-insensitive), or a Series of closes, which
+        fills at the next close
         (``execution="next_close"``; ``"next_open"`` is refused, there are no opens).
     positions : pd.DataFrame or pd.Series
         Target exposure per decision day in [-1, 1] (1 = all capital long, -1 = all short, 0 = flat),
@@ -47,6 +52,10 @@ def backtest_positions(prices: pd.DataFrame | pd.Series, positions: pd.DataFrame
         after the Series or ``"strategy"``). Dated on consecutive price bars; NaN is refused (drop
         the warm-up days, or fill them with 0). A position dated on the last price bar has no bar
         to be filled on and is dropped.
+    periods_per_year : int, optional
+        Bars a year to annualise with; by default inferred from the price dates (252 daily exchange
+        bars, 365 a 7-day calendar, 52 weekly, 12 monthly; anything else is refused with a
+        ``DataError`` asking for this argument).
     **costs
         ``fee_rate`` (fraction of traded value per side, default 0.001), ``slippage`` (fraction of
         price per fill, default 0.0005), ``execution`` (``"next_open"`` default, or
@@ -61,58 +70,75 @@ def backtest_positions(prices: pd.DataFrame | pd.Series, positions: pd.DataFrame
         ``regimes`` and ``metrics`` (``{strategy: {metric: value}}``: the run's return, trade
         and significance figures; a strategy's call is "up" on days its position is > 0, so its
         hit rate is the share of days that call was right). ``predictions`` and ``folds`` are
-        empty; ``manifest["kind"]`` is ``"backtest"``.
+        empty; ``manifest["kind"]`` is ``"backtest"``; ``manifest["periods_per_year"]`` the bars a
+        year used. The regime table (``regimes``) needs daily exchange bars, and is empty for others.
     """
     cfg = cost_config(costs, closes_only=isinstance(prices, pd.Series))
     bars = price_bars(prices)
+    year = annualisation(bars.index, "prices", periods_per_year)
     targets = checked_positions(positions, bars.index)
     targets[BENCHMARK] = 1.0  # buy-and-hold: fully long on every decision day, as in a run
-    seed = RunConfig().train.seed
+    seed, ppy = RunConfig().train.seed, year.periods_per_year
     result = run_backtest(bars, targets, cfg)
     real_up = realised_up(bars["Close"], targets.index)
-    metrics = position_metrics(targets, result, real_up, seed)
+    metrics = position_metrics(targets, result, real_up, seed, ppy)
     manifest = _manifest("backtest", "prices and positions given to lstmbt.backtest", bars.index, targets.index,
-                         seed)
+                         seed, year)
+    daily = ppy == EXCHANGE_PERIODS  # regimes are windows of exchange days, their figures annualised with 252
     return RunResult(config=RunConfig(backtest=cfg), predictions=pd.DataFrame(), positions=targets,
                      returns=result.returns, folds=pd.DataFrame(), metrics=metrics, trades=result.trades,
-                     costs=cost_sweep(bars, targets, cfg), manifest=manifest, comparisons=no_comparisons(),
-                     regimes=position_regimes(bars["Close"], targets, result.returns, real_up, seed))
+                     costs=cost_sweep(bars, targets, cfg, periods_per_year=ppy), manifest=manifest,
+                     comparisons=no_comparisons(),
+                     regimes=position_regimes(bars["Close"], targets, result.returns, real_up, seed) if daily
+                     else pd.DataFrame())
 
 
-def returns_result(returns: pd.DataFrame | pd.Series, benchmark: pd.Series | None = None) -> RunResult:
-    """Score daily returns made elsewhere: the run's return figures and significance, and with a
+def returns_result(returns: pd.DataFrame | pd.Series, benchmark: pd.Series | None = None,
+                   periods_per_year: int | None = None) -> RunResult:
+    """Score returns made elsewhere: the run's return figures and significance, and with a
     benchmark the Sharpe-difference interval, verdict, alpha, beta and information ratio.
 
     Parameters
     ----------
     returns : pd.DataFrame or pd.Series
-        Daily net returns as fractions (0.01 = +1%) on a DatetimeIndex, one column per strategy
+        Net returns per bar as fractions (0.01 = +1%) on a DatetimeIndex, one column per strategy
         (a Series is one strategy). Every value must be finite: drop or fill missing days first.
     benchmark : pd.Series, optional
-        Daily returns of the benchmark (typically buy-and-hold of the market) on every day of
+        Returns of the benchmark (typically buy-and-hold of the market) on every date of
         ``returns``; kept as the ``buy_and_hold`` strategy, which every verdict is measured against.
+    periods_per_year : int, optional
+        Bars a year to annualise with; by default inferred from the dates (252 daily exchange bars,
+        365 a 7-day calendar, 52 weekly, 12 monthly; anything else is refused with a ``DataError``
+        asking for this argument).
 
     Returns
     -------
     RunResult
         ``returns`` (with ``buy_and_hold`` when a benchmark is given) and ``metrics``; no costs
         are applied (the returns are taken as net), and predictions, positions, folds, trades and
-        costs are empty. ``manifest["kind"]`` is ``"returns"``.
+        costs are empty. ``manifest["kind"]`` is ``"returns"``; ``manifest["periods_per_year"]``
+        the bars a year used.
     """
     frame = checked_returns(returns, "returns")
+    year = annualisation(frame.index, "returns", periods_per_year)
     if BENCHMARK in frame.columns:
         raise ConfigError(f"a returns column is named {BENCHMARK!r}, the name lstmbt gives the benchmark; "
                           "rename it, or pass it as benchmark=")
     if benchmark is not None:
         frame[BENCHMARK] = aligned_benchmark(benchmark, frame.index)
     seed = RunConfig().train.seed
-    metrics = {name: return_metrics(frame, name, seed) for name in frame.columns}
-    manifest = _manifest("returns", "returns given to lstmbt.tear_sheet", frame.index, frame.index, seed)
+    metrics = {name: return_metrics(frame, name, seed, year.periods_per_year) for name in frame.columns}
+    manifest = _manifest("returns", "returns given to lstmbt.tear_sheet", frame.index, frame.index, seed, year)
     return RunResult(config=RunConfig(), predictions=pd.DataFrame(), positions=pd.DataFrame(), returns=frame,
                      folds=pd.DataFrame(), metrics=metrics, manifest=manifest, comparisons=no_comparisons())
 
 
 # ----------------------------------------------------------------------------------- checks
+
+
+def annualisation(index: pd.DatetimeIndex, label: str, periods_per_year: Any = None) -> Annualisation:
+    """The bars a year of ``index``: ``periods_per_year`` checked when given, else inferred from the dates."""
+    return infer_periods(index, label) if periods_per_year is None else given_periods(periods_per_year)
 
 
 def cost_config(costs: dict[str, Any], closes_only: bool = False) -> BacktestConfig:
@@ -239,46 +265,52 @@ def realised_up(close: pd.Series, dates: pd.DatetimeIndex) -> np.ndarray:
     return (np.log(after / close) > 0).reindex(dates).to_numpy(dtype=bool)
 
 
-def position_metrics(positions: pd.DataFrame, result: Any, real_up: np.ndarray, seed: int) -> dict[str, dict]:
-    """``{strategy: {metric: value}}`` of backtested positions (``result``: a ``BacktestResult``)."""
+def position_metrics(positions: pd.DataFrame, result: Any, real_up: np.ndarray, seed: int,
+                     periods_per_year: int = EXCHANGE_PERIODS) -> dict[str, dict]:
+    """``{strategy: {metric: value}}`` of backtested positions (``result``: a ``BacktestResult``),
+    annualised with ``periods_per_year`` bars a year."""
     bench = result.returns[BENCHMARK].to_numpy()
     tested = [name for name in positions.columns if name != BENCHMARK]
     out: dict[str, dict[str, Any]] = {}
+    ppy = periods_per_year
     for name in positions.columns:
         pos, r = positions[name].to_numpy(), result.returns[name].to_numpy()
         calls = pos > 0 if name != BENCHMARK else np.ones(len(pos), dtype=bool)
-        entry: dict[str, Any] = {**m.performance_metrics(r, pos), "hit_rate": m.hit_rate(calls, real_up)}
+        entry: dict[str, Any] = {**m.performance_metrics(r, pos, ppy), "hit_rate": m.hit_rate(calls, real_up)}
         if name == BENCHMARK:
-            low, high = sig.sharpe_ci(r, seed=seed)
+            low, high = sig.sharpe_ci(r, seed=seed, periods_per_year=ppy)
             entry.update(sharpe_ci_low=low, sharpe_ci_high=high, psr=sig.probabilistic_sharpe_ratio(r))
         else:
             entry["base_rate"] = float(np.mean(real_up))
-            entry.update(sig.significance_metrics(r, bench, calls, real_up, seed=seed))
+            entry.update(sig.significance_metrics(r, bench, calls, real_up, seed=seed, periods_per_year=ppy))
         trades = result.trades[result.trades["strategy"] == name]
         entry.update(n_trades=result.n_trades[name], fees_paid=result.fees_paid[name],
                      slippage_paid=result.slippage_paid[name], n_days=len(pos),
                      **m.trade_stats(trades["return"].to_numpy(), trades["holding_days"].to_numpy()))
         if name != BENCHMARK:
-            entry.update(benchmark_relative(r, bench, pos))
-            entry.update(family_verdict(r, bench, len(tested), seed))
+            entry.update(benchmark_relative(r, bench, pos, periods_per_year=ppy))
+            entry.update(family_verdict(r, bench, len(tested), seed, ppy))
         out[name] = entry
     return {name: out[name] for name in tested + [BENCHMARK]}
 
 
-def return_metrics(returns: pd.DataFrame, name: str, seed: int) -> dict[str, Any]:
-    """The figures of one returns column that need no positions; against ``buy_and_hold`` when present."""
-    r = returns[name].to_numpy()
-    figures = m.performance_metrics(r, np.ones(len(r)))
+def return_metrics(returns: pd.DataFrame, name: str, seed: int,
+                   periods_per_year: int = EXCHANGE_PERIODS) -> dict[str, Any]:
+    """The figures of one returns column that need no positions; against ``buy_and_hold`` when present;
+    annualised with ``periods_per_year`` bars a year."""
+    r, ppy = returns[name].to_numpy(), periods_per_year
+    figures = m.return_metrics(r, ppy)
     entry: dict[str, Any] = {key: figures[key] for key in RETURN_METRICS}
-    low, high = sig.sharpe_ci(r, seed=seed)
+    low, high = sig.sharpe_ci(r, seed=seed, periods_per_year=ppy)
     entry.update(sharpe_ci_low=low, sharpe_ci_high=high, psr=sig.probabilistic_sharpe_ratio(r), n_days=len(r))
     if BENCHMARK in returns.columns and name != BENCHMARK:
         bench = returns[BENCHMARK].to_numpy()
-        entry["sharpe_diff_ci_low"], entry["sharpe_diff_ci_high"] = sig.sharpe_diff_ci(r, bench, seed=seed)
-        relative = benchmark_relative(r, bench, np.ones(len(r)))
+        entry["sharpe_diff_ci_low"], entry["sharpe_diff_ci_high"] = sig.sharpe_diff_ci(r, bench, seed=seed,
+                                                                                        periods_per_year=ppy)
+        relative = benchmark_relative(r, bench, np.ones(len(r)), periods_per_year=ppy)
         relative.pop("exposure_matched_bh_cagr")  # needs the positions, which returns alone do not tell
         entry.update(relative)
-        entry.update(family_verdict(r, bench, returns.shape[1] - 1, seed))
+        entry.update(family_verdict(r, bench, returns.shape[1] - 1, seed, ppy))
     return entry
 
 
@@ -298,7 +330,7 @@ def no_comparisons() -> dict[str, Any]:
 
 
 def _manifest(kind: str, source: str, data_dates: pd.DatetimeIndex, dates: pd.DatetimeIndex,
-              seed: int) -> dict[str, Any]:
+              seed: int, year: Annualisation) -> dict[str, Any]:
     """What the report's summary and Run sections show of an ad-hoc result."""
     day = lambda stamp: stamp.date().isoformat()  # noqa: E731
     return {
@@ -309,10 +341,12 @@ def _manifest(kind: str, source: str, data_dates: pd.DatetimeIndex, dates: pd.Da
         "data": {"source": source, "first_date": day(data_dates[0]), "last_date": day(data_dates[-1]),
                  "rows": int(len(data_dates))},
         "out_of_sample": {"first_date": day(dates[0]), "last_date": day(dates[-1]), "days": int(len(dates))},
-        "warnings": [],
+        "periods_per_year": year.periods_per_year,
+        "warnings": [year.note()],
     }
 
 
-__all__ = ["COST_KEYS", "RETURN_METRICS", "backtest_positions", "returns_result", "cost_config", "price_bars",
+__all__ = ["COST_KEYS", "RETURN_METRICS", "backtest_positions", "returns_result", "annualisation", "cost_config",
+           "price_bars",
            "checked_positions", "checked_returns", "aligned_benchmark", "realised_up", "position_metrics",
            "return_metrics", "position_regimes", "no_comparisons"]

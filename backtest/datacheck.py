@@ -17,19 +17,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstmbt.backtest.annualise import EXCHANGE_PERIODS, WEEKEND_BARS_PER_YEAR
 from lstmbt.backtest.config import DataConfig
 from lstmbt.backtest.errors import DataError
 
-#: bars a year every annualised figure assumes (``backtest.metrics.PERIODS_PER_YEAR``; not imported
-#: from there because metrics loads scipy)
-BARS_PER_YEAR = 252
+#: bars a year of an exchange's daily series, which the annualised figures assume on any calendar
+#: without weekend trading (``backtest.annualise``)
+BARS_PER_YEAR = EXCHANGE_PERIODS
 #: longest calendar-day gap between two bars before a series is refused (market closures are shorter)
 MAX_GAP_DAYS = 60
 #: median calendar-day gap above which bars are not daily: a daily series' median is 1 (3 over a
 #: weekend, 4-10 over the longest exchange holidays, all rare); weekly bars' is 7, monthly ~30
 MAX_DAILY_MEDIAN_GAP_DAYS = 4
-#: bars a year above which a daily series trades on weekends (crypto ~365; exchanges 240-253)
-WEEKEND_BARS_PER_YEAR = 300
 #: bars a year below which a daily series misses many days (returns then span several days)
 SPARSE_BARS_PER_YEAR = 200
 #: fewest bars from which the bars-a-year figure is estimated (fewer: too noisy to warn about)
@@ -168,7 +167,7 @@ def data_warnings(prices: pd.DataFrame, data_cfg: DataConfig, oos_dates: pd.Date
                   execution: str = "next_open") -> list[str]:
     """Findings that leave ``prices`` usable but suspect, one line each (empty when none).
 
-    Always: bars a year far from a daily exchange's 252 (weekend trading, many missing days),
+    Always: far fewer bars a year than a daily exchange's 252 (many missing days),
     stale closes (``data_cfg.max_stale_bars``) and a Volume written with '.' as a thousands
     separator. With ``oos_dates`` (the out-of-sample bars on which positions are filled) and
     ``execution == "next_open"``: the share of those bars whose Open equals the previous Close,
@@ -191,17 +190,15 @@ def bars_per_year(index: pd.DatetimeIndex) -> float | None:
 
 
 def spacing_warning(index: pd.DatetimeIndex, label: str) -> str | None:
-    """A warning when a daily series has far more (weekends) or fewer (missing days) bars a year than 252."""
+    """A warning when a daily series has far fewer bars a year than 252 (missing days). A 7-day
+    calendar (weekend trading, more than ``WEEKEND_BARS_PER_YEAR`` bars a year) is not suspect: a
+    run annualises it with 365 (``backtest.annualise.run_periods``) and its notes say so."""
     rate = bars_per_year(index)
-    if rate is None or SPARSE_BARS_PER_YEAR <= rate <= WEEKEND_BARS_PER_YEAR:
+    if rate is None or rate >= SPARSE_BARS_PER_YEAR:
         return None
     factor = math.sqrt(BARS_PER_YEAR / rate)
     effect = (f"annualised figures assume {BARS_PER_YEAR} bars a year, so Sharpe, Sortino and volatility come out "
               f"{factor:.2f}x their true values")
-    if rate > WEEKEND_BARS_PER_YEAR:
-        return (f"{label}: about {rate:.0f} bars a year from {_day(index[0])} to {_day(index[-1])}: it trades on "
-                f"weekends (crypto?), and {effect} and CAGR too low; compare strategies with each other and with "
-                "buy-and-hold (all share the factor), or use a series with exchange trading days only")
     return (f"{label}: only about {rate:.0f} bars a year from {_day(index[0])} to {_day(index[-1])}, where a daily "
             f"series has about {BARS_PER_YEAR}: many days are missing, each return spans several days and {effect}; "
             "use a complete daily source, or trim to a complete stretch with --start/--end")

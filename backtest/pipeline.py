@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lstmbt.backtest import __version__
+from lstmbt.backtest.annualise import run_note, run_periods
 from lstmbt.backtest.checkpoint import open_checkpoint
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.cpcv import predict_cpcv, split_log
@@ -148,8 +149,10 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
                            execution=config.backtest.execution)
     notes = run_warnings(scored["metrics"], positions, keys_from_frame(predictions), scored["returns"],
                          config.strategy.custom) + scale_warnings(config) + unused_seed_note(config)
+    notes += [note for note in [run_note(design.prices.index)] if note]
     manifest = _manifest(config, describe_prices(design.prices, config.data.label, config.data.symbol), positions,
                          len(design.folds), timings, notes, checks)
+    manifest["periods_per_year"] = run_periods(design.prices.index)
     return RunResult(config=config, predictions=predictions, manifest=manifest, **scored)
 
 
@@ -164,7 +167,7 @@ def simulate(design: Design, predictions: pd.DataFrame, config: RunConfig) -> di
     backtest = run_backtest(design.prices, positions, config.backtest)
     realised = {h: (t["classification"].reindex(dates) > 0).to_numpy() for h, t in design.horizon_targets.items()}
     metrics = collect_metrics(predictions, positions, backtest, realised[config.target.horizon], config, majority,
-                              realised, close=design.prices["Close"])
+                              realised, close=design.prices["Close"], periods_per_year=run_periods(design.prices.index))
     return {"dates": dates, "majority": majority, "positions": positions, "backtest": backtest, "realised": realised,
             "metrics": metrics}
 
@@ -184,7 +187,7 @@ def _score(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, confi
     return {"positions": positions, "returns": backtest.returns, "metrics": metrics, "trades": backtest.trades,
             "seeds": seed_summary(seeds, metrics), "seed_predictions": long_seed_predictions(predictions),
             "folds": fold_stats(folds, positions, backtest.returns, per_model, calls),
-            "costs": cost_sweep(prices, positions, config.backtest),
+            "costs": cost_sweep(prices, positions, config.backtest, periods_per_year=run_periods(prices.index)),
             "comparisons": run_comparisons(predictions, backtest.returns, positions, config, close=prices["Close"]),
             "regimes": _regimes(prices["Close"], positions, backtest.returns,
                                 calls, per_model, realised_up, models, keys, config)}

@@ -73,8 +73,10 @@ def run_backtest(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestCon
 
 
 def cost_sweep(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestConfig,
-               fee_levels_bps: tuple[int, ...] = FEE_LEVELS_BPS) -> pd.DataFrame:
-    """Each strategy re-simulated at every fee level (bps per side), slippage and carry as configured.
+               fee_levels_bps: tuple[int, ...] = FEE_LEVELS_BPS,
+               periods_per_year: int = PERIODS_PER_YEAR) -> pd.DataFrame:
+    """Each strategy re-simulated at every fee level (bps per side), slippage and carry as configured,
+    annualised with ``periods_per_year`` bars a year.
 
     One vectorbt call over (fee level x strategy) columns. Returns a long frame with columns
     fee_bps, strategy, total_return, cagr, sharpe, max_drawdown, fees_paid (fractions).
@@ -87,7 +89,7 @@ def cost_sweep(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestConfi
     returns = _carried(pf, pf.returns().iloc[1:], cfg.cash_rate, cfg.borrow_rate).to_numpy()
     orders = pf.orders.values
     paid = np.bincount(orders["col"], weights=orders["fees"], minlength=wide.shape[1]) / INIT_CASH
-    return pd.DataFrame([cost_row(bps, strategy, returns[:, i], paid[i])
+    return pd.DataFrame([cost_row(bps, strategy, returns[:, i], paid[i], periods_per_year)
                          for i, (bps, strategy) in enumerate(wide.columns)])
 
 

@@ -74,7 +74,7 @@ def family_verdict(returns: np.ndarray, bench_returns: np.ndarray, n_tested: int
 
 
 def benchmark_relative(returns: np.ndarray, bench_returns: np.ndarray, positions: np.ndarray,
-                       horizon: int = 1) -> dict[str, float]:
+                       horizon: int = 1, periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, float]:
     """Alpha, beta, information ratio and the exposure-matched buy-and-hold CAGR of one strategy.
 
     Parameters
@@ -87,16 +87,18 @@ def benchmark_relative(returns: np.ndarray, bench_returns: np.ndarray, positions
         exposure (:func:`backtest.metrics.exposure`).
     horizon : int
         Label horizon in days; the HAC lag is at least ``horizon - 1`` (overlapping positions).
+    periods_per_year : int
+        Bars a year that alpha, the information ratio and the CAGR are annualised with (252).
 
     Returns
     -------
     dict[str, float]
         ``alpha``: the intercept of the OLS regression ``r_t = alpha_d + beta * b_t + e_t``,
-        annualised as ``alpha_d * 252`` (fraction per year). ``alpha_pvalue``: one-sided (H1
+        annualised as ``alpha_d * periods_per_year`` (fraction per year). ``alpha_pvalue``: one-sided (H1
         alpha > 0), from Newey-West (HAC) standard errors with
         :func:`backtest.significance.newey_west_lags` lags. ``beta``: the slope (unitless).
         ``information_ratio``: mean over sample std of the active return ``r - b``, times
-        sqrt(252). ``exposure_matched_bh_cagr``: the CAGR of ``exposure * b_t``, buy-and-hold
+        sqrt(periods_per_year). ``exposure_matched_bh_cagr``: the CAGR of ``exposure * b_t``, buy-and-hold
         scaled to the strategy's exposure (fraction per year). The regression figures are NaN for
         a constant series or fewer than :data:`MIN_DAYS` days; the information ratio when the
         active return is constant.
@@ -105,17 +107,17 @@ def benchmark_relative(returns: np.ndarray, bench_returns: np.ndarray, positions
     b = np.asarray(bench_returns, dtype=np.float64)
     keep = np.isfinite(r) & np.isfinite(b)
     r, b = r[keep], b[keep]
-    out = _alpha_beta(r, b, horizon)
+    out = _alpha_beta(r, b, horizon, periods_per_year)
     active = r - b
     defined = len(active) >= MIN_DAYS and np.ptp(active) > 0
-    out["information_ratio"] = (float(np.mean(active) / np.std(active, ddof=1) * math.sqrt(PERIODS_PER_YEAR))
+    out["information_ratio"] = (float(np.mean(active) / np.std(active, ddof=1) * math.sqrt(periods_per_year))
                                 if defined else math.nan)
     share = exposure(positions)
-    out["exposure_matched_bh_cagr"] = cagr(share * b) if len(b) and math.isfinite(share) else math.nan
+    out["exposure_matched_bh_cagr"] = cagr(share * b, periods_per_year) if len(b) and math.isfinite(share) else math.nan
     return out
 
 
-def _alpha_beta(r: np.ndarray, b: np.ndarray, horizon: int) -> dict[str, Any]:
+def _alpha_beta(r: np.ndarray, b: np.ndarray, horizon: int, periods_per_year: int) -> dict[str, Any]:
     """Annualised alpha, its one-sided HAC p-value, and beta of ``r`` on ``b``."""
     nan = {"alpha": math.nan, "alpha_pvalue": math.nan, "beta": math.nan}
     if len(r) < MIN_DAYS or np.ptp(r) == 0 or np.ptp(b) == 0:
@@ -127,6 +129,6 @@ def _alpha_beta(r: np.ndarray, b: np.ndarray, horizon: int) -> dict[str, Any]:
     # an exact fit (the strategy is a scaled benchmark, such as an always-long baseline) leaves
     # rounding noise as residuals: its alpha is exact, and a test of it meaningless
     exact = fit.ssr <= EXACT_FIT * float(np.sum((r - r.mean()) ** 2))
-    return {"alpha": float(fit.params[0]) * PERIODS_PER_YEAR,
+    return {"alpha": float(fit.params[0]) * periods_per_year,
             "alpha_pvalue": float(dist.sf(t_alpha)) if math.isfinite(t_alpha) and not exact else math.nan,
             "beta": float(fit.params[1])}

@@ -205,7 +205,8 @@ def undecided(key: ModelKey, models: dict[str, pd.DataFrame], config: RunConfig,
 def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest, realised_up: np.ndarray,
                     config: RunConfig, majority: pd.Series | None = None,
                     realised_by_horizon: dict[int, np.ndarray] | None = None,
-                    close: pd.Series | None = None) -> dict[str, dict[str, Any]]:
+                    close: pd.Series | None = None,
+                    periods_per_year: int = m.PERIODS_PER_YEAR) -> dict[str, dict[str, Any]]:
     """``{strategy: {metric: value}}`` for every column of ``positions``.
 
     ``realised_up``: the realised direction at the primary horizon per decision day;
@@ -214,13 +215,16 @@ def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest
     ``close``: the whole close history, as for ``make_positions``; it tells the days a model
     could not decide on (``undecided``): each model's ``no_decision_days``, left out of its
     hit rate, base rate and hit-rate tests (its returns count them flat, as it was held).
+    ``periods_per_year``: the bars a year every annualised figure uses
+    (``backtest.annualise.run_periods``: 252, or 365 on a 7-day calendar).
     """
     out: dict[str, dict[str, Any]] = {}
+    ppy = periods_per_year
     dates, keys = positions.index, keys_from_frame(predictions)
     models = by_model(predictions, dates)
     for name in positions.columns:
         key, pos = keys.get(name), positions[name].to_numpy()
-        entry = m.performance_metrics(backtest.returns[name].to_numpy(), pos)
+        entry = m.performance_metrics(backtest.returns[name].to_numpy(), pos, ppy)
         real = (realised_by_horizon or {}).get(strategy_horizon(name, keys, config), realised_up)
         pred_up = predicted_up(name, models, majority, config, dates, keys=keys)
         if key is not None:
@@ -230,42 +234,43 @@ def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest
         entry["hit_rate"] = m.hit_rate(pred_up, real) if pred_up is not None else math.nan
         if key is not None:
             entry["base_rate"] = float(np.mean(real)) if len(real) else math.nan
-        entry.update(_significance(name, key, backtest.returns, pred_up, real, models, config))
+        entry.update(_significance(name, key, backtest.returns, pred_up, real, models, config, ppy))
         trades = backtest.trades[backtest.trades["strategy"] == name]
         entry.update(n_trades=backtest.n_trades[name], fees_paid=backtest.fees_paid[name],
                      slippage_paid=backtest.slippage_paid[name], n_days=len(pos),
                      **m.trade_stats(trades["return"].to_numpy(), trades["holding_days"].to_numpy()))
         entry.update(_prediction_scores(name, keys, models, majority, dates, config))
-        entry.update(_relative(name, entry, backtest.returns, pos, config, keys))
+        entry.update(_relative(name, entry, backtest.returns, pos, config, keys, ppy))
         out[name] = entry
     return out
 
 
 def _relative(name: str, entry: dict[str, Any], returns: pd.DataFrame, pos: np.ndarray,
-              config: RunConfig, keys: Mapping[str, ModelKey]) -> dict[str, Any]:
+              config: RunConfig, keys: Mapping[str, ModelKey], ppy: int) -> dict[str, Any]:
     """Benchmark-relative figures (``backtest.relative``) for every strategy but buy-and-hold, and
     the verdict of each strategy with a Sharpe-difference interval: from that interval widened to
     the Bonferroni level over the run's models (``family_confidence``), same seed and resamples."""
     if name == BENCHMARK:
         return {}
     r, bench = returns[name].to_numpy(), returns[BENCHMARK].to_numpy()
-    out: dict[str, Any] = benchmark_relative(r, bench, pos, strategy_horizon(name, keys, config))
+    out: dict[str, Any] = benchmark_relative(r, bench, pos, strategy_horizon(name, keys, config), ppy)
     if "sharpe_diff_ci_low" in entry:
-        out.update(family_verdict(r, bench, sum(c in keys for c in returns.columns), config.train.run_seed))
+        out.update(family_verdict(r, bench, sum(c in keys for c in returns.columns), config.train.run_seed, ppy))
     return out
 
 
 def _significance(name: str, key: ModelKey | None, returns: pd.DataFrame, pred_up: np.ndarray | None,
-                  realised_up: np.ndarray, models: dict[str, pd.DataFrame], config: RunConfig) -> dict[str, float]:
+                  realised_up: np.ndarray, models: dict[str, pd.DataFrame], config: RunConfig,
+                  ppy: int = m.PERIODS_PER_YEAR) -> dict[str, float]:
     """The significance figures of one strategy (``backtest.significance``); see metrics.json in the README.
-    ``key``: the strategy's model key, None for the baselines and buy-and-hold.
+    ``key``: the strategy's model key, None for the baselines and buy-and-hold; ``ppy``: bars a year.
 
     Buy-and-hold gets its Sharpe interval and PSR only; persistence, which calls no direction,
     gets no directional test. Regression models add Diebold-Mariano against persistence.
     """
     r = returns[name].to_numpy()
     if name == BENCHMARK:
-        return sig.sharpe_figures(r, seed=config.train.run_seed)
+        return sig.sharpe_figures(r, seed=config.train.run_seed, periods_per_year=ppy)
     if pred_up is None and key is None:
         return {"hit_rate_pvalue": math.nan}  # persistence: no call, no position
     errors, horizon = {}, config.target.horizon if key is None else key.horizon
@@ -274,15 +279,16 @@ def _significance(name: str, key: ModelKey | None, returns: pd.DataFrame, pred_u
         naive = g["close"] if config.target.regression == "price" else np.zeros(len(g))
         errors = {"y_true": g["y_true"].to_numpy(), "y_pred": g["y_pred"].to_numpy(), "y_naive": np.asarray(naive)}
     if pred_up is None:  # a max_drawdown model: no direction to test, but its returns and errors are
-        return _undirected_significance(r, returns[BENCHMARK].to_numpy(), errors, horizon, config)
+        return _undirected_significance(r, returns[BENCHMARK].to_numpy(), errors, horizon, config, ppy)
     return sig.significance_metrics(r, returns[BENCHMARK].to_numpy(), pred_up, realised_up,
-                                    horizon=horizon, seed=config.train.run_seed, **errors)
+                                    horizon=horizon, seed=config.train.run_seed, periods_per_year=ppy, **errors)
 
 
 def _undirected_significance(r: np.ndarray, bench: np.ndarray, errors: dict[str, np.ndarray], horizon: int,
-                             config: RunConfig) -> dict[str, float]:
+                             config: RunConfig, ppy: int) -> dict[str, float]:
     """Sharpe intervals, PSR and Diebold-Mariano of a model that makes no up/down call."""
-    out = {"hit_rate_pvalue": math.nan, **sig.sharpe_figures(r, bench, seed=config.train.run_seed)}
+    out = {"hit_rate_pvalue": math.nan, **sig.sharpe_figures(r, bench, seed=config.train.run_seed,
+                                                                periods_per_year=ppy)}
     for loss, key in (("squared", "dm_pvalue"), ("absolute", "dm_pvalue_abs")):
         out[key] = sig.dm_test(errors["y_true"], errors["y_pred"], errors["y_naive"], loss, horizon)[1]
     return out

@@ -28,6 +28,7 @@ import pandas as pd
 
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.deflated import deflate_best
+from lstmbt.backtest.annualise import run_periods
 from lstmbt.backtest.metrics import sharpe
 from lstmbt.backtest.portfolio import run_backtest
 from lstmbt.backtest.scoring import by_model, collect_metrics, fold_stats, make_positions, predicted_up
@@ -140,7 +141,7 @@ def score_seed(predictions: pd.DataFrame, folds: pd.DataFrame, prices: pd.DataFr
     positions = make_positions(preds, dates, own, majority, prices=prices)
     backtest = run_backtest(prices, positions, own.backtest)  # every strategy: the verdict's level counts the models
     metrics = collect_metrics(preds, positions[models], backtest, realised[own.target.horizon], own, majority,
-                              realised, close=prices["Close"])
+                              realised, close=prices["Close"], periods_per_year=run_periods(prices.index))
     frames, keys = by_model(preds, dates), keys_from_frame(preds)
     calls = {name: predicted_up(name, frames, majority, own, dates, keys=keys) for name in models}
     figures = fold_stats(folds[folds["model"].isin(models)], positions, backtest.returns,

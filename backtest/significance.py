@@ -352,7 +352,8 @@ def sharpe_figures(returns: np.ndarray, bench_returns: np.ndarray | None = None,
 def significance_metrics(returns: np.ndarray, bench_returns: np.ndarray, pred_up: np.ndarray,
                          real_up: np.ndarray, *, y_true: np.ndarray | None = None,
                          y_pred: np.ndarray | None = None, y_naive: np.ndarray | None = None,
-                         horizon: int = 1, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, float]:
+                         horizon: int = 1, n_boot: int = N_BOOT, seed: int = 0,
+                         periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, float]:
     """The significance keys of one strategy in ``metrics.json`` (95% intervals, fractions).
 
     ``hit_rate_pvalue`` (one-sided binomial vs max(base rate, 1 - base rate)), ``hit_rate_ci_low``
@@ -362,7 +363,8 @@ def significance_metrics(returns: np.ndarray, bench_returns: np.ndarray, pred_up
     (probability that the true Sharpe is > 0), and, only when ``y_true``, ``y_pred`` and
     ``y_naive`` (persistence) are all given, ``dm_pvalue`` (squared loss) and ``dm_pvalue_abs``
     (absolute loss), one-sided Diebold-Mariano with H1 "model beats persistence".
-    ``seed`` seeds both bootstraps; NaN where a value is undefined (e.g. no position ever held).
+    ``seed`` seeds both bootstraps; ``periods_per_year`` annualises the Sharpe intervals; NaN where
+    a value is undefined (e.g. no position ever held).
     """
     pred, real = np.asarray(pred_up, dtype=bool), np.asarray(real_up, dtype=bool)
     hit_low, hit_high = wilson_interval(int(np.sum(pred == real)), len(real))
@@ -371,7 +373,7 @@ def significance_metrics(returns: np.ndarray, bench_returns: np.ndarray, pred_up
         "hit_rate_ci_low": hit_low,
         "hit_rate_ci_high": hit_high,
         "pt_pvalue": pesaran_timmermann(pred, real)[1],
-        **sharpe_figures(returns, bench_returns, n_boot=n_boot, seed=seed),
+        **sharpe_figures(returns, bench_returns, n_boot=n_boot, seed=seed, periods_per_year=periods_per_year),
     }
     if y_true is not None and y_pred is not None and y_naive is not None:
         out["dm_pvalue"] = dm_test(y_true, y_pred, y_naive, "squared", horizon)[1]

@@ -6,10 +6,13 @@ The public API, for scripts and notebooks:
   out=None)``: a whole run, as ``lstmbt run`` (same config layering, same thread handling, and
   a ``prices`` DataFrame checked as a ``csv:`` file is).
 - ``lstmbt.load(run_dir)``: a saved run directory.
-- ``lstmbt.backtest(prices, positions, **costs)``: your own target positions, backtested with
-  costs beside buy-and-hold and scored with the same metrics and significance figures.
-  (``lstmbt.backtest`` is also the core package: ``lstmbt.backtest.config`` and friends.)
-- ``lstmbt.tear_sheet(returns, benchmark=None, path=None)``: the same for daily returns.
+- ``lstmbt.backtest(prices, positions, periods_per_year=None, **costs)``: your own target
+  positions, backtested with costs beside buy-and-hold and scored with the same metrics and
+  significance figures. (``lstmbt.backtest`` is also the core package: ``lstmbt.backtest.config``
+  and friends.)
+- ``lstmbt.tear_sheet(returns, benchmark=None, path=None, periods_per_year=None)``: the same for
+  returns. Both annualise with the bars a year of the dates (daily 252, 7-day 365, weekly 52,
+  monthly 12) or ``periods_per_year``, and say which in ``manifest["periods_per_year"]``.
 - ``lstmbt.register_model(name, cls)``: your own scikit-learn estimator, run on the same folds
   as lstmbt's models when a config lists ``name`` in ``model.custom`` (``lstmbt.models.plugins``).
 - ``lstmbt.register_strategy(name, rule)``: a strategy rule of your own, used by a run with
@@ -49,7 +52,8 @@ class _CallablePackage(types.ModuleType):
 
     def __call__(self, prices: Any, positions: Any, **costs: Any) -> Any:
         """Backtest target positions on prices with costs, beside buy-and-hold; see
-        ``lstmbt.backtest.adhoc.backtest_positions`` for the arguments and the figures.
+        ``lstmbt.backtest.adhoc.backtest_positions`` for the arguments (the costs, and
+        ``periods_per_year``: by default inferred from the price dates) and the figures.
 
         Returns
         -------

@@ -122,29 +122,35 @@ def load(run_dir: str | Path) -> RunResult:
 
 
 def tear_sheet(returns: pd.Series | pd.DataFrame, benchmark: pd.Series | None = None,
-               path: str | Path | None = None) -> RunResult:
-    """The figures and report of daily returns you made yourself, scored as a run's strategies are.
+               path: str | Path | None = None, periods_per_year: int | None = None) -> RunResult:
+    """The figures and report of returns you made yourself, scored as a run's strategies are.
 
     Parameters
     ----------
     returns : pd.Series or pd.DataFrame
-        Daily net returns as fractions (0.01 = +1%) on a DatetimeIndex, one column per strategy
-        (a Series is one strategy, named after the Series). Every value must be finite.
+        Net returns per bar as fractions (0.01 = +1%) on a DatetimeIndex of daily, 7-day daily,
+        weekly or monthly bars, one column per strategy (a Series is one strategy, named after the
+        Series). Every value must be finite.
     benchmark : pd.Series, optional
-        Daily returns of the benchmark (typically buy-and-hold of the market) covering every day
+        Returns of the benchmark (typically buy-and-hold of the market) covering every day
         of ``returns``. It appears as ``buy_and_hold``; with it each strategy gets the
         Sharpe-difference interval, the family-wise verdict, alpha, beta and the information ratio.
     path : str or path-like, optional
         Also write the HTML report there (atomically).
+    periods_per_year : int, optional
+        Bars a year to annualise with. By default inferred from the dates: 252 for daily exchange
+        bars, 365 for a 7-day calendar, 52 weekly, 12 monthly; too few bars (under 20), an
+        irregular index or another spacing raise ``lstmbt.DataError`` asking for this argument.
 
     Returns
     -------
     RunResult
         ``metrics`` (total return, CAGR, volatility, Sharpe with its bootstrap interval, Sortino,
         drawdown, Calmar, PSR, and the benchmark-relative figures), ``returns`` and ``report()``.
-        No costs are applied: the returns are taken as net.
+        No costs are applied: the returns are taken as net. ``manifest["periods_per_year"]`` is
+        the bars a year used, and the first of ``manifest["warnings"]`` says so in words.
     """
-    result = RunResult(returns_result(returns, benchmark))
+    result = RunResult(returns_result(returns, benchmark, periods_per_year))
     if path is not None:
         result.report(path)
     return result

@@ -29,8 +29,10 @@ class RunResult:
 
     Notes
     -----
-    Every number is a fraction, not a percent (0.05 = 5%); annualised figures use 252 trading
-    days and a risk-free rate of 0. A Jupyter cell that ends with the result shows its scorecard.
+    Every number is a fraction, not a percent (0.05 = 5%); annualised figures use the bars a year
+    in ``manifest["periods_per_year"]`` (252 trading days, 365 on a 7-day calendar, or what the
+    API inferred or was given) and a risk-free rate of 0. A Jupyter cell that ends with the result
+    shows its scorecard.
     """
 
     def __init__(self, raw: CoreResult) -> None:

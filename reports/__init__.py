@@ -26,8 +26,8 @@ from lstmbt.reports.tables import format_metric
 
 METRIC_HELP = {
     "total_return": "compounded net return over the out-of-sample period",
-    "cagr": "compound annual growth rate (252 trading days a year)",
-    "ann_volatility": "standard deviation of daily returns x sqrt(252)",
+    "cagr": "compound annual growth rate (252 bars a year; 365 on a 7-day calendar, as the notes say)",
+    "ann_volatility": "standard deviation of daily returns x sqrt(bars a year: 252, or 365 on a 7-day calendar)",
     "sharpe": "annualised mean / std of daily returns, risk-free rate 0",
     "sortino": "annualised mean / downside deviation",
     "max_drawdown": "worst fall from a running peak of equity",
@@ -56,7 +56,7 @@ METRIC_HELP = {
     "verdict_ci_low": "lower end of Sharpe minus buy-and-hold's at the family-wise level (Bonferroni over the models: "
                       "all models' intervals hold together at 95%)",
     "verdict_ci_high": "upper end of that interval",
-    "alpha": "annualised intercept (x 252) of daily net returns regressed on buy-and-hold's",
+    "alpha": "annualised intercept (x bars a year) of daily net returns regressed on buy-and-hold's",
     "alpha_pvalue": "one-sided p-value that alpha is above 0 (Newey-West HAC standard error)",
     "beta": "slope of daily net returns on buy-and-hold's",
     "information_ratio": "annualised mean of returns minus buy-and-hold's, over its standard deviation",

@@ -27,7 +27,7 @@ COLUMNS = (
                            "else inconclusive, from its family-wise interval (shown under it)"),
     ("sharpe", "Sharpe", "annualised, risk-free rate 0; 95% stationary-bootstrap interval below"),
     ("cagr", "CAGR", "compound annual growth rate, net of costs"),
-    ("alpha", "alpha / yr", "intercept of the strategy's daily returns on buy-and-hold's, x 252; "
+    ("alpha", "alpha / yr", "intercept of the strategy's daily returns on buy-and-hold's, x bars a year; "
                             "one-sided HAC p-value (alpha > 0) below"),
     ("beta", "beta", "slope on buy-and-hold's daily returns"),
     ("information_ratio", "IR", "annualised mean / std of returns minus buy-and-hold's"),

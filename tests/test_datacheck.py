@@ -106,11 +106,14 @@ def test_bar_spacing_threshold_is_the_median_gap():
     assert len(normalize_ohlcv(bars(walk(54), dates=dates), label="t")) == 54
 
 
-def test_weekend_trading_is_accepted_with_the_annualisation_factor():
+def test_weekend_trading_is_accepted_and_annualised_with_365():
+    from lstmbt.backtest.annualise import run_note
+
     prices = normalize_ohlcv(bars(walk(400), dates=daily(400, 1)), label="t")  # 7 days a week, like crypto
-    [line] = data_warnings(prices, DataConfig(source="csv:crypto.csv"))
-    assert "about 365 bars a year" in line and "weekends" in line and "252 bars a year" in line
-    assert f"{math.sqrt(252 / 365.25):.2f}x" in line  # Sharpe and volatility come out 0.83x their true values
+    assert data_warnings(prices, DataConfig(source="csv:crypto.csv")) == []  # not suspect: a run annualises it right
+    note = run_note(prices.index)
+    assert note.startswith("Annualised with 365 bars a year: a 7-day calendar (about 365 bars a year")
+    assert "weekends" in note
 
 
 def test_sparse_daily_bars_warn():
@@ -534,7 +537,9 @@ def test_data_show_prints_each_warning(tmp_path, run_cli):
     code, out, err = run_cli(["data", "show", "--source", f"csv:{tmp_path / 'p.csv'}"])
     assert code == 0, err
     lines = [line for line in out.splitlines() if line.startswith("warning: ")]
-    assert len(lines) == 2 and "about 365 bars a year" in lines[0] and "unchanged for 8 bars" in lines[1]
+    assert len(lines) == 1 and "unchanged for 8 bars" in lines[0]
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and notes[0].startswith("note: Annualised with 365 bars a year: a 7-day calendar")
     code, out, _ = run_cli(["data", "show", "--source", "sample:nasdaq"])
     assert code == 0 and "warning:" not in out
 

@@ -144,4 +144,5 @@ def test_portfolios_over_a_7_day_and_a_5_day_ticker_annualise_on_their_joint_cal
     assert "come to about 365 a year (a 7-day calendar)" in note and "use 365 bars a year" in note
     assert f"note: {note}" in printed.splitlines() and "joint calendar" in (out / "report.html").read_text()
     coin = json.loads((out / "tickers" / "COIN" / "manifest.json").read_text())
-    assert any("trades on weekends" in w for w in coin["data_checks"])  # the ticker's own run: 252, and says so
+    assert coin["periods_per_year"] == 365  # the ticker's own run: its own 7-day calendar, and says so
+    assert any(w.startswith("Annualised with 365 bars a year") for w in coin["warnings"])

@@ -127,8 +127,10 @@ def compare(
 
 def data_show(source: SourceOpt = None, symbol: SymbolOpt = None, start: StartOpt = None, end: EndOpt = None,
               refresh: RefreshOpt = False) -> None:
-    """Load a source, validate it, and print its range, size, hash, last rows and any data warnings."""
+    """Load a source, validate it, and print its range, size, hash, last rows, any data warnings and,
+    for a 7-day calendar, the bars a year a run annualises it with."""
     from lstmbt.backtest.data import describe_prices, load_prices  # loads numpy: on use, not at --help
+    from lstmbt.backtest.annualise import run_note  # loads numpy: on use, not at --help
     from lstmbt.backtest.datacheck import data_warnings  # loads numpy: on use, not at --help
 
     cfg = data_config(source, symbol, start, end, refresh)
@@ -138,6 +140,8 @@ def data_show(source: SourceOpt = None, symbol: SymbolOpt = None, start: StartOp
     typer.echo(prices.tail().to_string())
     for message in data_warnings(prices, cfg):
         typer.echo(f"warning: {terminal_line(message)}")
+    for note in filter(None, [run_note(prices.index)]):  # a 7-day calendar: what a run annualises with
+        typer.echo(f"note: {terminal_line(note)}")
 
 
 def data_fetch(ticker: Annotated[str, typer.Argument(help="FinanceDataReader ticker, e.g. 005930, AAPL, KS11.")],

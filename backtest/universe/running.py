@@ -31,7 +31,8 @@ from lstmbt.backtest import metrics as m, significance as sig
 from lstmbt.backtest.checkpoint import check_universe_space
 from lstmbt.backtest.config import BacktestConfig, PortfolioConfig, RunConfig
 from lstmbt.backtest.data import describe_prices
-from lstmbt.backtest.datacheck import WEEKEND_BARS_PER_YEAR, bars_per_year
+from lstmbt.backtest.annualise import run_periods
+from lstmbt.backtest.datacheck import bars_per_year
 from lstmbt.backtest.errors import ConfigError, DataError, DataWarning
 from lstmbt.backtest.pipeline import check_length, make_design, run, score_run
 from lstmbt.backtest.metrics import PERIODS_PER_YEAR
@@ -212,16 +213,11 @@ def decision_calendar(prices: dict[str, pd.DataFrame], legs: dict[str, _Leg]) ->
     return joint[(joint >= first) & (joint <= last)].rename("date")
 
 
-#: bars a year of a calendar that trades on weekends (a 7-day calendar): the annualisation of its portfolios
-WEEK_PERIODS_PER_YEAR = 365
-
-
 def calendar_periods(calendar: pd.DatetimeIndex) -> int:
     """Bars a year the portfolios annualise with, from their joint ``calendar`` (every day any of
-    their tickers trades): 365 for a 7-day calendar (more than ``WEEKEND_BARS_PER_YEAR`` bars a year,
-    the single-ticker data check's line for weekend trading), else 252."""
-    rate = bars_per_year(calendar)
-    return WEEK_PERIODS_PER_YEAR if rate is not None and rate > WEEKEND_BARS_PER_YEAR else PERIODS_PER_YEAR
+    their tickers trades): 365 for a 7-day calendar, else 252, by the rule of a single ticker's run
+    (``backtest.annualise.run_periods``)."""
+    return run_periods(calendar)
 
 
 def portfolio_weights(legs: dict[str, _Leg], calendar: pd.DatetimeIndex, portfolio: PortfolioConfig,
@@ -358,8 +354,8 @@ def portfolio_notes(held: dict[str, Any], portfolio: PortfolioConfig, days: pd.D
         notes.append(f"The portfolios annualise on their joint calendar: the {len(days)} days any of their tickers "
                      f"trades, {days[0].date()} to {days[-1].date()}, come to about {bars_per_year(days):.0f} a "
                      "year (a 7-day calendar), so their CAGR, volatility, Sharpe, Sortino, turnover and Sharpe "
-                     f"intervals use {held['periods_per_year']} bars a year; each ticker's own run annualises with "
-                     f"{PERIODS_PER_YEAR}.")
+                     f"intervals use {held['periods_per_year']} bars a year; each ticker's own run annualises on "
+                     "its own calendar (365 bars a year for a 7-day one, else 252).")
     return notes
 
 
