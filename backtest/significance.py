@@ -227,12 +227,17 @@ def _sharpe_rows(x: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> np.
     A constant row has no volatility: its Sharpe is 0 when its returns are 0 (a resample of days
     without a position: it earned nothing, for no risk) and +/-inf otherwise (a sure gain or loss,
     such as the cash rate alone). No resample is ever left out, since leaving out the days a
-    strategy was flat would keep only its invested days and narrow its interval.
+    strategy was flat would keep only its invested days and narrow its interval. The variance
+    comes from row sums (one pass each, several times faster than ``np.std`` on 32,000 rows); a
+    row whose variance is below 1e-12 of its mean square is constant up to that rounding.
     """
+    n = x.shape[1]
+    total, squares = x.sum(axis=1), np.einsum("ij,ij->i", x, x)
+    var = np.maximum(squares - total * total / n, 0.0) / (n - 1)
+    flat = var <= 1e-12 * squares / n
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = x.mean(axis=1) / x.std(axis=1, ddof=1) * math.sqrt(periods_per_year)
-    flat = np.ptp(x, axis=1) == 0
-    out[flat] = np.where(x[flat, 0] == 0, 0.0, np.copysign(np.inf, x[flat, 0]))
+        out = total / n / np.sqrt(var) * math.sqrt(periods_per_year)
+    out[flat] = np.where(total[flat] == 0, 0.0, np.copysign(np.inf, total[flat]))
     return out
 
 
