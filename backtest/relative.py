@@ -49,10 +49,10 @@ def verdict(ci_low: float | None, ci_high: float | None, low_mc_se: float | None
         below 0 (``ci_high < 0``), ``"inconclusive"`` when it contains or touches 0, each beyond
         Monte-Carlo error (``backtest.resampling.bound_side``); ``"borderline"`` when a bound that
         decides between them lies within Monte-Carlo error of 0, so that the resampling, not the
-        data, would pick the word. None when a bound is missing or NaN. Words for each:
+        data, would pick the word. None when a bound is missing or not finite. Words for each:
         :data:`VERDICT_WORDS`.
     """
-    if ci_low is None or ci_high is None or math.isnan(ci_low) or math.isnan(ci_high):
+    if ci_low is None or ci_high is None or not (math.isfinite(ci_low) and math.isfinite(ci_high)):
         return None
     low, high = bound_side(ci_low, low_mc_se), bound_side(ci_high, high_mc_se)
     if low == 1:
