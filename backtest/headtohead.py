@@ -311,7 +311,8 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
 
     Pairs: :func:`default_pairs` plus ``backtest.pairs`` (names checked against the run's
     strategies), each Sharpe-difference interval at the Bonferroni level over the run's pairs
-    (:func:`backtest.relative.family_confidence`), so that every "a beats b" holds together at 95%. Calls come from ``backtest.scoring.predicted_up``; the majority baseline's
+    (:func:`backtest.relative.family_confidence`), so that every "a beats b" holds together at 95%.
+    Calls come from ``backtest.scoring.predicted_up``; the majority baseline's
     calls are not saved, so a pair with it has NaN direction fields (as persistence, which calls
     none). Realised directions are the classification rows' ``y_true`` per decision day (or, with
     no classifier at a horizon, the sign of a ``return``/``price`` regression label). ``close``:
@@ -346,7 +347,8 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
 def _compare_named(a: str, b: str, returns: pd.DataFrame, models: dict[str, pd.DataFrame],
                    keys: Mapping[str, ModelKey], realised: dict[int, np.ndarray], config: RunConfig,
                    close: pd.Series | None, dates: pd.DatetimeIndex, confidence: float) -> dict[str, Any]:
-    """:func:`compare_pair` of strategies ``a`` and ``b`` of a run at ``confidence``, each call against its own horizon."""
+    """:func:`compare_pair` of strategies ``a`` and ``b`` of a run at ``confidence``, each call against
+    its own horizon."""
     calls, keep = {}, np.ones(len(returns), dtype=bool)
     for name in (a, b):
         calls[name] = None if name == "majority" else predicted_up(name, models, None, config, dates, keys=keys)

@@ -144,7 +144,7 @@ def pair_sentence(pair: dict[str, Any]) -> str:
     pair saved without its ``confidence``)."""
     a, b = pair["a"], pair["b"]
     low, high, diff = pair.get("sharpe_diff_ci_low"), pair.get("sharpe_diff_ci_high"), pair.get("sharpe_diff")
-    side = pair.get("verdict") if "verdict" in pair else (verdict(low, high) if _finite(low) and _finite(high) else None)
+    side = pair.get("verdict") if "verdict" in pair else verdict(low, high)  # saved before pairs had one
     if side == "worse":  # said winner first, so the difference it quotes is positive
         head, low, high, diff = f"{b} beats {a}", -high, -low, -diff
     elif side == "beats":
