@@ -266,7 +266,7 @@ def sharpe_interval(returns: np.ndarray, confidence: float = 0.95, n_boot: int |
         Two-sided coverage, e.g. 0.95 -> the 2.5% and 97.5% bootstrap percentiles.
     n_boot : int, optional
         A fixed number of resamples. None (default): as many as it takes for the interval's side
-        of 0 not to depend on the seed (:mod:`backtest.resampling`: 2,000 to 32,000 at 95%).
+        of 0 not to depend on the seed (:mod:`backtest.resampling`: 1,000 to 32,000 at 95%).
     seed : int
         Seed of the local ``np.random.default_rng``; the interval is a pure function of the inputs.
     block : float, optional

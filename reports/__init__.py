@@ -61,7 +61,7 @@ METRIC_HELP = {
     "verdict_ci_low_mc_se": "Monte-Carlo standard error of verdict_ci_low: how far another bootstrap seed would move "
                             "it (the verdict needs the bound 4 of these from 0)",
     "verdict_ci_high_mc_se": "Monte-Carlo standard error of verdict_ci_high",
-    "verdict_n_boot": "bootstrap resamples behind the verdict's interval: doubled from enough for 50 in each tail "
+    "verdict_n_boot": "bootstrap resamples behind the verdict's interval: doubled from enough for 25 in each tail "
                       "until its side of 0 no longer depends on the seed, at most 32,000",
     "alpha": "annualised intercept (x 252) of daily net returns regressed on buy-and-hold's",
     "alpha_pvalue": "one-sided p-value that alpha is above 0 (Newey-West HAC standard error)",

@@ -64,7 +64,7 @@ def test_a_clear_verdict_stops_at_the_first_look_and_a_fixed_count_is_kept():
     bench = rng.normal(0.0003, 0.01, 500)
     r = bench + rng.normal(0.002, 0.004, 500)
     out = family_verdict(r, bench, 4, seed=1)
-    assert out["verdict"] == "beats" and out["verdict_n_boot"] == start_size(family_confidence(4)) == 8000
+    assert out["verdict"] == "beats" and out["verdict_n_boot"] == start_size(family_confidence(4)) == 4000
     assert 0 < out["verdict_ci_low_mc_se"] < out["verdict_ci_low"] / EDGE_Z
     assert sig.sharpe_diff_interval(r, bench, n_boot=300).n_boot == 300
 
