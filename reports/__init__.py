@@ -54,12 +54,12 @@ METRIC_HELP = {
     "psr": "probabilistic Sharpe ratio: probability that the true Sharpe is above 0, given skew and kurtosis",
     "verdict": "beats / inconclusive / worse: whether the family-wise interval of Sharpe minus buy-and-hold's lies "
                "above 0, straddles it, or lies below it; borderline (inconclusive, at the edge) when a bound lies "
-               "within 4 Monte-Carlo standard errors of 0 after the most resamples",
+               "within 5 Monte-Carlo standard errors of 0 after the most resamples",
     "verdict_ci_low": "lower end of Sharpe minus buy-and-hold's at the family-wise level (Bonferroni over the models: "
                       "all models' intervals hold together at 95%)",
     "verdict_ci_high": "upper end of that interval",
     "verdict_ci_low_mc_se": "Monte-Carlo standard error of verdict_ci_low: how far another bootstrap seed would move "
-                            "it (the verdict needs the bound 4 of these from 0)",
+                            "it (the verdict needs the bound 5 of these from 0)",
     "verdict_ci_high_mc_se": "Monte-Carlo standard error of verdict_ci_high",
     "verdict_n_boot": "bootstrap resamples behind the verdict's interval: doubled from enough for 25 in each tail "
                       "until its side of 0 no longer depends on the seed, at most 32,000",

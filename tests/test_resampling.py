@@ -33,7 +33,7 @@ def edge_fixture() -> tuple[np.ndarray, np.ndarray]:
     (0.0, 0.0, 0.0, 0.0, "inconclusive"),        # a series against itself: exactly 0, no error
     (0.0, 0.40, None, None, "inconclusive"),     # saved without errors: the plain rule
     (0.03, 0.90, 0.01, 0.01, "borderline"),      # 3 errors above 0: not settled
-    (0.05, 0.90, 0.01, 0.01, "beats"),           # 5 errors above 0: settled
+    (0.06, 0.90, 0.01, 0.01, "beats"),           # 6 errors above 0: settled
     (-0.90, -0.02, 0.01, 0.01, "borderline"),
     (-0.30, 0.02, 0.01, 0.01, "borderline"),     # between inconclusive and worse: the edge too
     (-0.30, 0.20, 0.01, 0.01, "inconclusive"),
@@ -43,11 +43,10 @@ def test_the_verdict_has_a_fourth_state_at_the_edge(low, high, low_se, high_se, 
     assert verdict(low, high, low_se, high_se) == expected
 
 
-@pytest.mark.slow  # 20 draws of 32,000 resamples: ~20-45 s
 def test_a_verdict_near_the_edge_is_the_same_under_20_seeds():
     """The fixture's bound sits at 0: 1,000 resamples say "beats" under some seeds and
     "inconclusive" under others; the adaptive interval says "at the edge" under every one, and
-    carries the resamples and errors behind it."""
+    carries the resamples and errors behind it (20 draws of 32,000 resamples: a few seconds)."""
     r, bench = edge_fixture()
     level = family_confidence(4)
     fixed = {verdict(*sig.sharpe_diff_ci(r, bench, level, n_boot=1000, seed=s)) for s in SEEDS}
