@@ -116,3 +116,14 @@ def test_regime_blocks_put_states_in_columns_with_the_baseline_below():
     shallow, deep = block["rows"][0]["cells"]
     assert shallow == {"text": "0.30 [-0.20, 0.80]", "sub": "B&H 0.50, 300 days, hit 52.0% vs 53.0%"}
     assert deep == {"text": "\u2013", "sub": "10 days"}
+
+
+def test_a_cpcv_verdict_at_the_edge_claims_neither_side():
+    from lstmbt.reports.cpcv import skill_sentence
+
+    summary = {"cpcv_paths": 5, "cpcv_beats_bh_share": 0.6, "cpcv_sharpe_median": 0.4, "cpcv_sharpe_p05": 0.1,
+               "cpcv_sharpe_p95": 0.7}
+    edge = {"verdict": "borderline", "verdict_ci_low": 0.002, "verdict_ci_high": 0.9}
+    text = skill_sentence("m", summary, edge, {})
+    assert "at the edge" in text and "do not beat it" not in text and "beat it at the family-wise level" not in text
+    assert "do not beat it" in skill_sentence("m", summary, {**edge, "verdict": "inconclusive"}, {})
