@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lstmbt.backtest.headtohead import compare_pair, realised_directions
+from lstmbt.backtest.relative import family_confidence
 from lstmbt.backtest.scoring import by_model, predicted_up, undecided
 from lstmbt.models.key import keys_from_frame
 
@@ -36,19 +37,19 @@ def cross_run_pairs(runs: Sequence[tuple[str, Any]], max_pairs: int = MAX_PAIRS)
     list[dict]
         One dict per pair: ``a`` and ``b`` as ``"label: strategy"``, ``same_data`` (both runs
         priced the same series, so direction tests apply) and the keys of ``compare_pair``
-        (``seed`` of the first run's config). Empty with fewer than two runs.
+        (``seed`` of the first run's config), each interval at the Bonferroni level over the
+        pairs shown (``backtest.relative.family_confidence``). Empty with fewer than two runs.
     """
     views = [(label, _view(result)) for label, result in runs]
+    chosen = [((label_a, va, a), (label_b, vb, b)) for (label_a, va), (label_b, vb) in combinations(views, 2)
+              for a in va["models"] for b in vb["models"]][:max_pairs]
+    level = family_confidence(len(chosen))
     out: list[dict[str, Any]] = []
-    for (label_a, va), (label_b, vb) in combinations(views, 2):
+    for (label_a, va, a), (label_b, vb, b) in chosen:
         days = va["dates"].intersection(vb["dates"])
         same = va["sha256"] is not None and va["sha256"] == vb["sha256"]
-        for a in va["models"]:
-            for b in vb["models"]:
-                if len(out) >= max_pairs:
-                    return out
-                out.append({"a": f"{label_a}: {a}", "b": f"{label_b}: {b}", "same_data": same,
-                            **_pair(va, a, vb, b, days, same)})
+        out.append({"a": f"{label_a}: {a}", "b": f"{label_b}: {b}", "same_data": same,
+                    **_pair(va, a, vb, b, days, same, level)})
     return out
 
 
@@ -69,7 +70,7 @@ def _view(result: Any) -> dict[str, Any]:
 
 
 def _pair(va: dict[str, Any], a: str, vb: dict[str, Any], b: str, days: pd.DatetimeIndex,
-          same: bool) -> dict[str, Any]:
+          same: bool, confidence: float) -> dict[str, Any]:
     rows_a, rows_b = va["dates"].get_indexer(days), vb["dates"].get_indexer(days)
     h_a, h_b = va["keys"][a].horizon, vb["keys"][b].horizon
     calls_a = va["calls"][a][rows_a] if same and va["calls"][a] is not None else None
@@ -79,4 +80,4 @@ def _pair(va: dict[str, Any], a: str, vb: dict[str, Any], b: str, days: pd.Datet
     return compare_pair(va["returns"][a].to_numpy()[rows_a], vb["returns"][b].to_numpy()[rows_b], calls_a, calls_b,
                         None if real_a is None else real_a[rows_a], max(h_a, h_b), seed=va["config"].train.run_seed,
                         decided=np.asarray(decided, dtype=bool),
-                        realised_up_b=None if real_b is None else real_b[rows_b])
+                        realised_up_b=None if real_b is None else real_b[rows_b], confidence=confidence)

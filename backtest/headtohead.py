@@ -27,9 +27,9 @@ from scipy import stats
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.metrics import sharpe
-from lstmbt.backtest.relative import family_confidence, verdict
+from lstmbt.backtest.relative import family_confidence, interval_verdict
 from lstmbt.backtest.scoring import BENCHMARK, by_model, horizon_plan, predicted_up, strategy_horizon, undecided
-from lstmbt.backtest.significance import N_BOOT, default_block_length, diebold_mariano, sharpe_diff_ci
+from lstmbt.backtest.significance import N_BOOT, default_block_length, diebold_mariano, sharpe_diff_interval
 from lstmbt.models.key import CUSTOM_FAMILY, ModelKey, keys_from_frame
 
 LOSS = ("0/1 direction loss (1 on a day the call is wrong, 0 when right), because it is the only loss a return "
@@ -49,8 +49,8 @@ FAMILY_LEVEL = 0.95
 
 def compare_pair(returns_a: np.ndarray, returns_b: np.ndarray, calls_a: np.ndarray | None,
                  calls_b: np.ndarray | None, realised_up: np.ndarray | None, horizon: int = 1, seed: int = 0,
-                 n_boot: int = N_BOOT, *, decided: np.ndarray | None = None,
-                 realised_up_b: np.ndarray | None = None) -> dict[str, Any]:
+                 n_boot: int | None = None, *, decided: np.ndarray | None = None,
+                 realised_up_b: np.ndarray | None = None, confidence: float = 0.95) -> dict[str, Any]:
     """Strategy ``a`` against strategy ``b`` on the same days.
 
     Parameters
@@ -67,19 +67,27 @@ def compare_pair(returns_a: np.ndarray, returns_b: np.ndarray, calls_a: np.ndarr
         The longer label horizon of the two, in days: the HAC lag of Diebold-Mariano is at least
         ``horizon - 1``.
     seed, n_boot : int
-        Seed of the paired stationary bootstrap and its number of resamples.
+        Seed of the paired stationary bootstrap and its number of resamples (None: as many as
+        it takes for the interval's side of 0 not to depend on the seed, ``backtest.resampling``).
     decided : np.ndarray, optional
         Boolean mask of the days on which both strategies made a call; the direction fields use
         only those days (days held flat for want of an input are not calls). The Sharpe fields
         use every day, as the returns count flat days.
+    confidence : float
+        Two-sided coverage of the Sharpe-difference interval: 0.95 for one pair alone, the
+        Bonferroni level :func:`backtest.relative.family_confidence` when several are read together.
 
     Returns
     -------
     dict[str, Any]
         ``sharpe_diff``: Sharpe(a) - Sharpe(b), annualised. ``sharpe_diff_ci_low`` /
-        ``sharpe_diff_ci_high``: its 95% paired stationary-bootstrap interval (both series
-        resampled with the same indices; :func:`backtest.significance.sharpe_diff_ci`).
-        ``better``: ``"a"`` or ``"b"`` when the interval excludes 0, else None.
+        ``sharpe_diff_ci_high``: its paired stationary-bootstrap interval at ``confidence`` (both
+        series resampled with the same indices; :func:`backtest.significance.sharpe_diff_interval`),
+        with ``confidence``, the Monte-Carlo standard error of each bound
+        (``sharpe_diff_ci_low_mc_se``, ``sharpe_diff_ci_high_mc_se``) and ``n_boot``, the resamples
+        drawn. ``verdict``: :func:`backtest.relative.verdict` of the interval, read as "a against
+        b" (``"borderline"`` when a deciding bound is within Monte-Carlo error of 0).
+        ``better``: ``"a"`` or ``"b"`` when the interval excludes 0 beyond that error, else None.
         ``mcnemar_pvalue``: two-sided McNemar test that the two hit rates are equal, from the
         2x2 table of right/wrong calls (exact below :data:`MCNEMAR_EXACT_BELOW` discordant days).
         ``dm_pvalue``: two-sided Diebold-Mariano test of equal expected 0/1 direction loss
@@ -91,10 +99,12 @@ def compare_pair(returns_a: np.ndarray, returns_b: np.ndarray, calls_a: np.ndarr
     ra, rb = np.asarray(returns_a, dtype=np.float64), np.asarray(returns_b, dtype=np.float64)
     if len(ra) != len(rb):
         raise ValueError(f"returns_a ({len(ra)} days) and returns_b ({len(rb)} days) must cover the same days")
-    low, high = sharpe_diff_ci(ra, rb, n_boot=n_boot, seed=seed)
-    side = verdict(low, high)
-    out: dict[str, Any] = {"sharpe_diff": sharpe(ra) - sharpe(rb), "sharpe_diff_ci_low": low,
-                           "sharpe_diff_ci_high": high,
+    ci = sharpe_diff_interval(ra, rb, confidence=confidence, n_boot=n_boot, seed=seed)
+    side = interval_verdict(ci)
+    out: dict[str, Any] = {"sharpe_diff": sharpe(ra) - sharpe(rb), "sharpe_diff_ci_low": ci.low,
+                           "sharpe_diff_ci_high": ci.high, "confidence": confidence,
+                           "sharpe_diff_ci_low_mc_se": ci.low_mc_se, "sharpe_diff_ci_high_mc_se": ci.high_mc_se,
+                           "n_boot": ci.n_boot, "verdict": side,
                            "better": {"beats": "a", "worse": "b"}.get(side) if side else None}
     keep = np.ones(len(ra), dtype=bool) if decided is None else np.asarray(decided, dtype=bool)
     real_b = realised_up if realised_up_b is None else realised_up_b
@@ -300,7 +310,9 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
     """The ``comparisons.json`` payload of a run, from its saved frames and config.
 
     Pairs: :func:`default_pairs` plus ``backtest.pairs`` (names checked against the run's
-    strategies). Calls come from ``backtest.scoring.predicted_up``; the majority baseline's
+    strategies), each Sharpe-difference interval at the Bonferroni level over the run's pairs
+    (:func:`backtest.relative.family_confidence`), so that every "a beats b" holds together at 95%.
+    Calls come from ``backtest.scoring.predicted_up``; the majority baseline's
     calls are not saved, so a pair with it has NaN direction fields (as persistence, which calls
     none). Realised directions are the classification rows' ``y_true`` per decision day (or, with
     no classifier at a horizon, the sign of a ``return``/``price`` regression label). ``close``:
@@ -311,7 +323,8 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
     -------
     dict[str, Any]
         ``{"pairs": [{"a", "b", **compare_pair(...)}], "loss": LOSS, "spa": spa_test(...),
-        "mcs": mcs_test(...), "family": {"n_models", "confidence", "method"}}``.
+        "mcs": mcs_test(...), "family": {"n_models", "confidence", "level", "method", "n_pairs",
+        "pair_confidence"}}``.
     """
     strategies, keys = list(returns.columns), keys_from_frame(predictions)
     names = [s for s in strategies if s in keys]  # the model strategies, in column order
@@ -320,19 +333,22 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
     dates, seed = positions.index, config.train.run_seed
     models = by_model(predictions, dates)
     realised = realised_directions(models, keys, config)
-    rows = [{"a": a, "b": b, **_compare_named(a, b, returns, models, keys, realised, config, close, dates)}
+    level = family_confidence(len(pairs), FAMILY_LEVEL)
+    rows = [{"a": a, "b": b, **_compare_named(a, b, returns, models, keys, realised, config, close, dates, level)}
             for a, b in pairs]
     n_models = len(names)
     return {"pairs": rows, "loss": LOSS, "spa": spa_test(returns, models=names, seed=seed),
             "mcs": mcs_test(returns, seed=seed),
             "family": {"n_models": n_models, "confidence": family_confidence(n_models, FAMILY_LEVEL),
-                       "level": FAMILY_LEVEL, "method": "Bonferroni"}}
+                       "level": FAMILY_LEVEL, "method": "Bonferroni", "n_pairs": len(pairs),
+                       "pair_confidence": level}}
 
 
 def _compare_named(a: str, b: str, returns: pd.DataFrame, models: dict[str, pd.DataFrame],
                    keys: Mapping[str, ModelKey], realised: dict[int, np.ndarray], config: RunConfig,
-                   close: pd.Series | None, dates: pd.DatetimeIndex) -> dict[str, Any]:
-    """:func:`compare_pair` of strategies ``a`` and ``b`` of a run, each call against its own horizon."""
+                   close: pd.Series | None, dates: pd.DatetimeIndex, confidence: float) -> dict[str, Any]:
+    """:func:`compare_pair` of strategies ``a`` and ``b`` of a run at ``confidence``, each call against
+    its own horizon."""
     calls, keep = {}, np.ones(len(returns), dtype=bool)
     for name in (a, b):
         calls[name] = None if name == "majority" else predicted_up(name, models, None, config, dates, keys=keys)
@@ -340,7 +356,8 @@ def _compare_named(a: str, b: str, returns: pd.DataFrame, models: dict[str, pd.D
             keep &= ~undecided(keys[name], models, config, close)
     h_a, h_b = strategy_horizon(a, keys, config), strategy_horizon(b, keys, config)
     return compare_pair(returns[a].to_numpy(), returns[b].to_numpy(), calls[a], calls[b], realised.get(h_a),
-                        max(h_a, h_b), seed=config.train.run_seed, decided=keep, realised_up_b=realised.get(h_b))
+                        max(h_a, h_b), seed=config.train.run_seed, decided=keep, realised_up_b=realised.get(h_b),
+                        confidence=confidence)
 
 
 def realised_directions(models: dict[str, pd.DataFrame], keys: Mapping[str, ModelKey],

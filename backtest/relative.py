@@ -1,5 +1,5 @@
-"""A strategy measured against buy-and-hold: the three-state verdict, alpha and beta, and the
-family-wise confidence level (pure functions of arrays).
+"""A strategy measured against buy-and-hold: the verdict (beats, inconclusive, worse, or at the
+edge), alpha and beta, and the family-wise confidence level (pure functions of arrays).
 
 Conventions as :mod:`backtest.significance`: simple daily net returns as fractions, 252 trading
 days a year, a zero risk-free rate; every p-value is one-sided with the alternative "the strategy
@@ -16,9 +16,11 @@ from scipy import stats
 from statsmodels.regression.linear_model import OLS  # already loaded with backtest.significance
 
 from lstmbt.backtest.metrics import PERIODS_PER_YEAR, cagr, exposure
-from lstmbt.backtest.significance import newey_west_lags, sharpe_diff_ci
+from lstmbt.backtest.resampling import BootInterval, bound_side
+from lstmbt.backtest.significance import newey_west_lags, sharpe_diff_interval
 
-VERDICT_WORDS = {"beats": "beats buy-and-hold", "inconclusive": "inconclusive", "worse": "significantly worse"}
+VERDICT_WORDS = {"beats": "beats buy-and-hold", "inconclusive": "inconclusive", "worse": "significantly worse",
+                 "borderline": "inconclusive (at the edge)"}
 """How every page words each verdict of :func:`verdict`."""
 
 MIN_DAYS = 3
@@ -28,28 +30,42 @@ EXACT_FIT = 1e-20
 """Residual sum of squares below this share of the total marks an exact fit: alpha_pvalue is NaN."""
 
 
-def verdict(ci_low: float | None, ci_high: float | None) -> str | None:
-    """The three-state verdict of an interval for ``strategy minus benchmark`` (e.g. the Sharpe difference).
+def verdict(ci_low: float | None, ci_high: float | None, low_mc_se: float | None = 0.0,
+            high_mc_se: float | None = 0.0) -> str | None:
+    """The verdict of an interval for ``strategy minus benchmark`` (e.g. the Sharpe difference).
 
     Parameters
     ----------
     ci_low, ci_high : float or None
         Bounds of the interval, in the units of the difference (annualised Sharpe for the usual use).
+    low_mc_se, high_mc_se : float or None
+        Monte-Carlo standard errors of the bounds (``backtest.resampling.BootInterval``); 0 or
+        None for an interval without one.
 
     Returns
     -------
     str or None
         ``"beats"`` when the whole interval lies above 0 (``ci_low > 0``), ``"worse"`` when it lies
-        below 0 (``ci_high < 0``), ``"inconclusive"`` when it contains or touches 0; None when a
-        bound is missing or NaN. Words for each: :data:`VERDICT_WORDS`.
+        below 0 (``ci_high < 0``), ``"inconclusive"`` when it contains or touches 0, each beyond
+        Monte-Carlo error (``backtest.resampling.bound_side``); ``"borderline"`` when a bound that
+        decides between them lies within Monte-Carlo error of 0, so that the resampling, not the
+        data, would pick the word. None when a bound is missing or not finite. Words for each:
+        :data:`VERDICT_WORDS`.
     """
     if ci_low is None or ci_high is None or not (math.isfinite(ci_low) and math.isfinite(ci_high)):
         return None
-    if ci_low > 0:
+    low, high = bound_side(ci_low, low_mc_se), bound_side(ci_high, high_mc_se)
+    if low == 1:
         return "beats"
-    if ci_high < 0:
+    if high == -1:
         return "worse"
-    return "inconclusive"
+    return "borderline" if low is None or high is None else "inconclusive"
+
+
+def interval_verdict(interval: BootInterval) -> str | None:
+    """:func:`verdict` of a bootstrap interval, with its Monte-Carlo errors (for instance of
+    ``backtest.significance.sharpe_diff_interval``)."""
+    return verdict(interval.low, interval.high, interval.low_mc_se, interval.high_mc_se)
 
 
 def family_confidence(m: int, level: float = 0.95) -> float:
@@ -63,14 +79,19 @@ def family_confidence(m: int, level: float = 0.95) -> float:
 
 def family_verdict(returns: np.ndarray, bench_returns: np.ndarray, n_tested: int, seed: int = 0,
                    periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, Any]:
-    """``verdict``, ``verdict_ci_low`` and ``verdict_ci_high`` of one strategy among ``n_tested``:
-    the Sharpe-difference interval against the benchmark
-    (:func:`backtest.significance.sharpe_diff_ci`, same seed and resamples as the 95% one) at the
-    Bonferroni level :func:`family_confidence` of ``n_tested``, and its :func:`verdict`;
-    ``periods_per_year`` annualises the interval (252 by default)."""
-    low, high = sharpe_diff_ci(returns, bench_returns, confidence=family_confidence(n_tested), seed=seed,
-                               periods_per_year=periods_per_year)
-    return {"verdict": verdict(low, high), "verdict_ci_low": low, "verdict_ci_high": high}
+    """The verdict keys of one strategy among ``n_tested``: the Sharpe-difference interval against
+    the benchmark (:func:`backtest.significance.sharpe_diff_interval`, same seed as the 95% one,
+    resampled until its side of 0 does not depend on the seed) at the Bonferroni level
+    :func:`family_confidence` of ``n_tested``, and its :func:`verdict`.
+
+    Keys: ``verdict``, ``verdict_ci_low``, ``verdict_ci_high``, the Monte-Carlo standard error of
+    each bound (``verdict_ci_low_mc_se``, ``verdict_ci_high_mc_se``) and ``verdict_n_boot``, the
+    resamples drawn. ``periods_per_year`` annualises the interval (252 by default)."""
+    ci = sharpe_diff_interval(returns, bench_returns, confidence=family_confidence(n_tested), seed=seed,
+                              periods_per_year=periods_per_year)
+    return {"verdict": interval_verdict(ci), "verdict_ci_low": ci.low, "verdict_ci_high": ci.high,
+            "verdict_ci_low_mc_se": ci.low_mc_se, "verdict_ci_high_mc_se": ci.high_mc_se,
+            "verdict_n_boot": ci.n_boot}
 
 
 def benchmark_relative(returns: np.ndarray, bench_returns: np.ndarray, positions: np.ndarray,

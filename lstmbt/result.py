@@ -42,7 +42,8 @@ class RunResult:
     def metrics(self) -> pd.DataFrame:
         """Every metric of every strategy: one row per strategy (models first, ``buy_and_hold``
         last), one column per metric key of ``metrics.json``; NaN where a metric is undefined or
-        does not apply to a strategy. ``verdict`` holds text ("beats", "inconclusive", "worse")."""
+        does not apply to a strategy. ``verdict`` holds text ("beats", "inconclusive", "worse", or
+        "borderline" when a bound lies within Monte-Carlo error of 0)."""
         metrics = self.raw.metrics
         keys = list(dict.fromkeys(key for entry in metrics.values() for key in entry))
         rows = [{key: _value(entry.get(key)) for key in keys} for entry in metrics.values()]

@@ -47,15 +47,22 @@ METRIC_HELP = {
     "dm_pvalue_abs": "Diebold-Mariano one-sided p-value for absolute error against persistence",
     "sharpe_ci_low": "lower end of the 95% stationary block bootstrap interval of the Sharpe ratio",
     "sharpe_ci_high": "upper end of that interval",
-    "sharpe_diff_ci_low": "lower end of the 95% block bootstrap interval of Sharpe minus buy-and-hold's "
-                          "(above 0 = evidence of beating it)",
+    "sharpe_diff_ci_low": "lower end of the 95% block bootstrap interval of Sharpe minus buy-and-hold's, this "
+                          "strategy alone (not adjusted over the models); the verdict reads the family-wise "
+                          "interval (verdict_ci_low) instead",
     "sharpe_diff_ci_high": "upper end of that interval",
     "psr": "probabilistic Sharpe ratio: probability that the true Sharpe is above 0, given skew and kurtosis",
     "verdict": "beats / inconclusive / worse: whether the family-wise interval of Sharpe minus buy-and-hold's lies "
-               "above 0, straddles it, or lies below it",
+               "above 0, straddles it, or lies below it; borderline (inconclusive, at the edge) when a bound lies "
+               "within 5 Monte-Carlo standard errors of 0 after the most resamples",
     "verdict_ci_low": "lower end of Sharpe minus buy-and-hold's at the family-wise level (Bonferroni over the models: "
                       "all models' intervals hold together at 95%)",
     "verdict_ci_high": "upper end of that interval",
+    "verdict_ci_low_mc_se": "Monte-Carlo standard error of verdict_ci_low: how far another bootstrap seed would move "
+                            "it (the verdict needs the bound 5 of these from 0)",
+    "verdict_ci_high_mc_se": "Monte-Carlo standard error of verdict_ci_high",
+    "verdict_n_boot": "bootstrap resamples behind the verdict's interval: doubled from enough for 25 in each tail "
+                      "until its side of 0 no longer depends on the seed, at most 32,000",
     "alpha": "annualised intercept (x bars a year) of daily net returns regressed on buy-and-hold's",
     "alpha_pvalue": "one-sided p-value that alpha is above 0 (Newey-West HAC standard error)",
     "beta": "slope of daily net returns on buy-and-hold's",

@@ -77,8 +77,12 @@ def skill_sentence(name: str, s: dict[str, Any], verdict: dict[str, Any], settin
         return (f"{name}: beats buy-and-hold on {beats} of {paths} paths ({spread}); the path-averaged returns beat "
                 f"it at the family-wise level (family-wise Sharpe difference {interval}).")
     worse = " and are significantly worse" if verdict.get("verdict") == "worse" else ""
+    finding = f"the path-averaged returns do not beat it{worse}"
+    if verdict.get("verdict") == "borderline":
+        finding = ("the path-averaged returns are at the edge: a bound of their family-wise interval lies within "
+                   "Monte-Carlo error of 0, so no word either way")
     return (f"{name}: no evidence of skill across the paths. It beats buy-and-hold on {beats} of {paths} paths "
-            f"({spread}); the path-averaged returns do not beat it{worse} (family-wise Sharpe difference {interval}).")
+            f"({spread}); {finding} (family-wise Sharpe difference {interval}).")
 
 
 def walk_forward_clause(sharpe: Any, s: dict[str, Any], settings: dict[str, Any]) -> str:

@@ -11,20 +11,21 @@ import math
 import numbers
 from typing import Any
 
-from lstmbt.backtest.relative import VERDICT_WORDS
+from lstmbt.backtest.relative import VERDICT_WORDS, verdict
 from lstmbt.reports.tables import format_metric
 
 BENCHMARK = "buy_and_hold"
 
 #: the verdict's words and the CSS class of its badge; every page uses these
 VERDICTS = {key: (VERDICT_WORDS[key], css) for key, css in (("beats", "good"), ("inconclusive", "neutral"),
-                                                              ("worse", "bad"))}
+                                                              ("worse", "bad"), ("borderline", "neutral"))}
 
 #: (column key, header, what the column means: the header's tooltip and the README's glossary)
 COLUMNS = (
     ("strategy", "strategy", "model or baseline"),
     ("verdict", "verdict", "Sharpe minus buy-and-hold's: above 0 = beats, below 0 = significantly worse, "
-                           "else inconclusive, from its family-wise interval (shown under it)"),
+                           "else inconclusive, from its family-wise interval (shown under it); at the edge when a "
+                           "bound lies within Monte-Carlo error of 0 after the most resamples"),
     ("sharpe", "Sharpe", "annualised, risk-free rate 0; 95% stationary-bootstrap interval below"),
     ("cagr", "CAGR", "compound annual growth rate, net of costs"),
     ("alpha", "alpha / yr", "intercept of the strategy's daily returns on buy-and-hold's, x bars a year; "
@@ -117,9 +118,11 @@ def family_sentences(metrics: dict[str, dict[str, Any]], models: list[str], comp
     how = (f" (Bonferroni: each Sharpe-difference interval at {100 * level:.4g}%, so all {len(models)} hold together "
            "at 95%)" if _finite(level) else "")
     beats = ", ".join(counts["beats"]) or "none"
+    edge = (f" At the edge (a bound within Monte-Carlo error of 0, so no word either way): "
+            f"{', '.join(counts['borderline'])}." if counts["borderline"] else "")
     lines = [f"{len(models)} model{'s' if len(models) != 1 else ''} tested against buy-and-hold{how}. "
              f"Beats it: {beats}. Significantly worse: {', '.join(counts['worse']) or 'none'}. "
-             f"Inconclusive: {', '.join(counts['inconclusive']) or 'none'}."]
+             f"Inconclusive: {', '.join(counts['inconclusive']) or 'none'}.{edge}"]
     spa = comparisons.get("spa") or {}
     if spa:
         p = spa.get("pvalue")
@@ -151,17 +154,24 @@ def mcs_sentence(mcs: dict[str, Any]) -> str:
 
 
 def pair_sentence(pair: dict[str, Any]) -> str:
-    """One head-to-head in words: which is better, or that they cannot be told apart."""
+    """One head-to-head in words: which is better, or that they cannot be told apart, and at what
+    level its interval is: family-wise over the pairs read together, or 95% and unadjusted (a
+    pair saved without its ``confidence``)."""
     a, b = pair["a"], pair["b"]
     low, high, diff = pair.get("sharpe_diff_ci_low"), pair.get("sharpe_diff_ci_high"), pair.get("sharpe_diff")
-    if _finite(high) and high < 0:  # said winner first, so the difference it quotes is positive
+    side = pair.get("verdict") if "verdict" in pair else verdict(low, high)  # saved before pairs had one
+    if side == "worse":  # said winner first, so the difference it quotes is positive
         head, low, high, diff = f"{b} beats {a}", -high, -low, -diff
-    elif _finite(low) and low > 0:
+    elif side == "beats":
         head = f"{a} beats {b}"
     else:
-        head = f"{a} and {b} cannot be told apart"
+        head = f"{a} and {b} cannot be told apart" + (" (at the edge)" if side == "borderline" else "")
     ci = interval(low, high, "sharpe", signed=True)
     text = f"{head}: Sharpe difference {diff:+.2f} {ci}" if _finite(diff) else f"{head}: no Sharpe difference"
+    if ci:
+        text += f" ({pair_level(pair)})"
+    if side == "borderline":
+        text += "; a bound lies within Monte-Carlo error of 0 even after the most resamples, so no winner is named"
     if _finite(pair.get("agreement")):
         text += (f"; they call the same direction on {format_metric('agreement', pair['agreement'])} of days "
                  f"(McNemar p = {format_metric('mcnemar_pvalue', pair.get('mcnemar_pvalue'))}, "
@@ -170,6 +180,16 @@ def pair_sentence(pair: dict[str, Any]) -> str:
         text += (f"; {a} calls up on {format_metric('agreement', pair['up_share_a'])} of days, "
                  f"{b} on {format_metric('agreement', pair['up_share_b'])}")
     return text + "."
+
+
+def pair_level(pair: dict[str, Any]) -> str:
+    """The level of a pair's interval in words: ``"98.33%, family-wise"`` when it was widened over
+    several pairs, ``"95%"`` for a single pair, ``"95%, unadjusted"`` when the pair was saved
+    without its level (its interval is the plain 95% one, whatever the number of pairs)."""
+    level = pair.get("confidence")
+    if not _finite(level):
+        return "95%, unadjusted"
+    return f"{100 * level:.4g}%" + (", family-wise" if level > 0.95 + 1e-12 else "")
 
 
 def _cell(text: str, sub: str = "", cls: str = "") -> dict[str, str]:

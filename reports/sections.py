@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from lstmbt.backtest.regimes import MIN_INVESTED_DAYS
-from lstmbt.reports.scorecard import interval, pair_sentence
+from lstmbt.reports.scorecard import interval, pair_level, pair_sentence
 from lstmbt.reports.tables import format_metric
 
 #: regime kinds in report order, with their titles
@@ -21,13 +21,13 @@ REGIME_WORDS = {"beats": "beats B&H", "worse": "worse than B&H", "inconclusive":
 
 
 def pair_rows(pairs: list[dict[str, Any]]) -> list[list[str]]:
-    """One table row per head-to-head pair of ``comparisons.json``."""
+    """One table row per head-to-head pair of ``comparisons.json``; the interval says its level."""
     rows = []
     for p in pairs:
         diff = p.get("sharpe_diff")
+        ci = interval(p.get("sharpe_diff_ci_low"), p.get("sharpe_diff_ci_high"), "sharpe", signed=True)
         rows.append([f"{p['a']} vs {p['b']}", f"{diff:+.2f}" if _finite(diff) else format_metric("sharpe", None),
-                     interval(p.get("sharpe_diff_ci_low"), p.get("sharpe_diff_ci_high"), "sharpe", signed=True)
-                     or format_metric("sharpe", None),
+                     f"{ci} ({pair_level(p)})" if ci else format_metric("sharpe", None),
                      format_metric("mcnemar_pvalue", p.get("mcnemar_pvalue")),
                      format_metric("dm_pvalue", p.get("dm_pvalue")), format_metric("agreement", p.get("agreement")),
                      format_metric("n_days", p.get("n_days")), _better(p)])

@@ -38,7 +38,8 @@ LOWER_IS_BETTER = {"ann_volatility", "rmse", "mae", "mape", "log_loss", "brier",
 #: baseline rather than the model: no highlight (interval bounds and counts never have one either)
 NEUTRAL = {"no_decision_days", "exposure", "avg_holding_days", "ann_volatility", "turnover", "fees_paid",
            "slippage_paid", "base_rate", "beta", "exposure_matched_bh_cagr", "persistence_rmse", "persistence_mae",
-           "persistence_mape", "agreement", "verdict", "avg_holdings", "fit_seconds"}
+           "persistence_mape", "agreement", "verdict", "avg_holdings", "fit_seconds", "verdict_ci_low_mc_se",
+           "verdict_ci_high_mc_se"}
 #: return and risk rows, where a strategy that never holds a position is not ranked
 PERFORMANCE = {"total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "win_rate", "alpha",
                "information_ratio"}

@@ -317,8 +317,10 @@ def test_default_out_is_under_runs(runs, tmp_path, monkeypatch, run_cli):
 
 def test_head_to_head_across_runs_on_their_common_days(runs):
     """Each model of run a against each of run b: the paired interval equals significance.sharpe_diff_ci
-    on the days both decided, and agreement is the share of equal calls on those days."""
+    on the days both decided, at the Bonferroni level over the pairs shown, and agreement is the
+    share of equal calls on those days."""
     from lstmbt.backtest.crossruns import cross_run_pairs
+    from lstmbt.backtest.relative import family_confidence
     from lstmbt.backtest.rundir import load_run
     from lstmbt.backtest.significance import sharpe_diff_ci
 
@@ -331,7 +333,9 @@ def test_head_to_head_across_runs_on_their_common_days(runs):
     days = a.positions.index.intersection(b.positions.index)
     ra = a.returns.set_axis(a.positions.index)["lstm_classification"].reindex(days).to_numpy()
     rb = b.returns.set_axis(b.positions.index)["lstm_classification"].reindex(days).to_numpy()
-    assert (pair["sharpe_diff_ci_low"], pair["sharpe_diff_ci_high"]) == pytest.approx(sharpe_diff_ci(ra, rb))
+    level = family_confidence(len(pairs))
+    assert pair["confidence"] == level and len(pairs) == 16
+    assert (pair["sharpe_diff_ci_low"], pair["sharpe_diff_ci_high"]) == pytest.approx(sharpe_diff_ci(ra, rb, level))
     assert pair["same_data"] is True and pair["n_days"] == len(days)
     up = lambda r: r.predictions.query("model == 'lstm_classification'").set_index("date")["p_up"].reindex(days) > 0.5
     assert pair["agreement"] == pytest.approx(float(np.mean(up(a).to_numpy() == up(b).to_numpy())))

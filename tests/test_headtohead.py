@@ -27,7 +27,9 @@ from lstmbt.backtest.pipeline import run
 from lstmbt.backtest.rundir import json_text, load_run
 from lstmbt.backtest.scoring import horizon_plan
 from lstmbt.backtest.readback import DamagedFileError
-from lstmbt.backtest.significance import bootstrap_indices, default_block_length, sharpe_diff_ci
+from lstmbt.backtest.relative import verdict
+from lstmbt.backtest.significance import bootstrap_indices, default_block_length, sharpe_diff_ci, sharpe_diff_interval
+from lstmbt.reports.scorecard import pair_sentence
 
 N = 600
 
@@ -261,13 +263,29 @@ def test_comparisons_json_has_the_issues_shape(tiny_run):
     mcs = saved["mcs"]
     assert {"included", "pvalues"} <= set(mcs) and set(mcs["included"]) <= set(mcs["pvalues"])
     assert saved["family"] == {"n_models": 4, "confidence": pytest.approx(1 - 0.05 / 4), "level": 0.95,
-                               "method": "Bonferroni"}
+                               "method": "Bonferroni", "n_pairs": 4, "pair_confidence": pytest.approx(1 - 0.05 / 4)}
     assert saved == json.loads(json_text(result.comparisons))
-    # the pair of the two LSTMs is their own returns' paired interval
+    # the pair of the two LSTMs is their own returns' paired interval, family-wise over the run's 4 pairs
     first = saved["pairs"][0]
     low, high = sharpe_diff_ci(result.returns["lstm_regression"].to_numpy(),
-                               result.returns["lstm_classification"].to_numpy(), seed=result.config.train.seed)
+                               result.returns["lstm_classification"].to_numpy(), confidence=1 - 0.05 / 4,
+                               seed=result.config.train.seed)
     assert (first["sharpe_diff_ci_low"], first["sharpe_diff_ci_high"]) == pytest.approx((low, high), rel=1e-12)
+
+
+def test_pair_claims_are_family_wise_and_carry_their_monte_carlo_error(tiny_run):
+    """Every pair's interval is at the Bonferroni level over the run's pairs, says so, and saves the
+    error and resamples behind its word; "better" names a side only when the word is settled."""
+    result, run_dir = tiny_run
+    saved = json.loads((run_dir / "comparisons.json").read_text())
+    for row in saved["pairs"]:
+        assert row["confidence"] == pytest.approx(1 - 0.05 / len(saved["pairs"]))
+        assert row["sharpe_diff_ci_low_mc_se"] >= 0 and row["sharpe_diff_ci_high_mc_se"] >= 0
+        assert row["n_boot"] >= 4000  # 25 resamples beyond each bound at 98.75%
+        expected = verdict(row["sharpe_diff_ci_low"], row["sharpe_diff_ci_high"], row["sharpe_diff_ci_low_mc_se"],
+                           row["sharpe_diff_ci_high_mc_se"])
+        assert row["verdict"] == expected and row["better"] == {"beats": "a", "worse": "b"}.get(expected)
+        assert "(98.75%, family-wise)" in pair_sentence(row)
 
 
 def test_metrics_carry_the_family_wise_verdict_and_benchmark_relative_keys(tiny_run):
@@ -281,13 +299,16 @@ def test_metrics_carry_the_family_wise_verdict_and_benchmark_relative_keys(tiny_
         if "sharpe_diff_ci_low" not in entry:
             assert "verdict" not in entry  # persistence
             continue
-        low, high = sharpe_diff_ci(result.returns[name].to_numpy(), bench, confidence=1 - 0.05 / 4,
-                                   seed=result.config.train.seed)
-        assert (entry["verdict_ci_low"], entry["verdict_ci_high"]) == (low, high)
+        ci = sharpe_diff_interval(result.returns[name].to_numpy(), bench, confidence=1 - 0.05 / 4,
+                                  seed=result.config.train.seed)
+        assert (entry["verdict_ci_low"], entry["verdict_ci_high"]) == ci.bounds
         assert entry["verdict_ci_low"] <= entry["sharpe_diff_ci_low"] <= entry["sharpe_diff_ci_high"] <= entry[
             "verdict_ci_high"]  # the family-wise interval is the wider one
-        expected = "beats" if low > 0 else "worse" if high < 0 else "inconclusive"
-        assert entry["verdict"] == expected
+        # the Monte-Carlo error of each bound and the resamples behind the word are saved with it
+        assert (entry["verdict_ci_low_mc_se"], entry["verdict_ci_high_mc_se"], entry["verdict_n_boot"]) == (
+            ci.low_mc_se, ci.high_mc_se, ci.n_boot)
+        assert entry["verdict_n_boot"] >= 4000 and entry["verdict_ci_low_mc_se"] >= 0
+        assert entry["verdict"] == verdict(*ci.bounds, ci.low_mc_se, ci.high_mc_se)
 
 
 def test_a_run_saved_without_comparisons_json_loads_and_recomputes_them(tiny_run, tmp_path):

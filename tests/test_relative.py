@@ -1,4 +1,4 @@
-"""backtest.relative: the three-state verdict, Bonferroni levels, and alpha/beta against statsmodels.
+"""backtest.relative: the verdict's states, Bonferroni levels, and alpha/beta against statsmodels.
 
 Expected values are computed here independently: statsmodels' OLS with HAC errors called directly
 (lags from the Newey-West rule written out), the information ratio and CAGR from their formulas.
@@ -34,7 +34,7 @@ def test_verdict_at_its_boundaries(low, high, expected):
 
 
 def test_every_verdict_has_its_words():
-    states = {verdict(0.1, 0.2), verdict(-0.1, 0.2), verdict(-0.2, -0.1)}
+    states = {verdict(0.1, 0.2), verdict(-0.1, 0.2), verdict(-0.2, -0.1), verdict(0.01, 0.2, 0.01, 0.01)}
     assert states == set(VERDICT_WORDS)
     assert VERDICT_WORDS["worse"] == "significantly worse" and VERDICT_WORDS["beats"] == "beats buy-and-hold"
 

@@ -1,4 +1,5 @@
-"""The scorecard's words: one verdict per interval state, pairs said winner first, the family summary."""
+"""The scorecard's words: one verdict per interval state, pairs said winner first with their level, the family
+summary."""
 
 from __future__ import annotations
 
@@ -62,7 +63,32 @@ def test_pairs_name_the_winner_first_with_a_positive_difference():
     assert text.startswith("reg and clf cannot be told apart: Sharpe difference -0.16 [-0.57, +0.25]")
     assert "30.1% of days (McNemar p = 0.008, Diebold-Mariano p = <0.001)" in text
     assert "clf on 90.0%" in text
-    assert pair_rows([straddle])[0][:3] == ["reg vs clf", "-0.16", "[-0.57, +0.25]"]
+    assert pair_rows([straddle])[0][:3] == ["reg vs clf", "-0.16", "[-0.57, +0.25] (95%, unadjusted)"]
+
+
+def test_a_pair_says_its_level_and_never_names_a_winner_at_the_edge():
+    """A pair saved with its family-wise level quotes it; one without says "unadjusted"; a pair whose
+    bound lies within Monte-Carlo error of 0 names no winner, however its point estimate leans."""
+    adjusted = {"a": "lstm", "b": "logit", "sharpe_diff": 0.21, "sharpe_diff_ci_low": 0.01, "sharpe_diff_ci_high": 0.5,
+                "confidence": 1 - 0.05 / 3, "verdict": "beats"}
+    assert pair_sentence(adjusted).startswith("lstm beats logit: Sharpe difference +0.21 [+0.01, +0.50] "
+                                              "(98.33%, family-wise)")
+    unadjusted = {k: v for k, v in adjusted.items() if k not in ("confidence", "verdict")}
+    assert "[+0.01, +0.50] (95%, unadjusted)" in pair_sentence(unadjusted)
+    edge = {**adjusted, "sharpe_diff_ci_low": 0.002, "sharpe_diff_ci_low_mc_se": 0.002, "verdict": "borderline"}
+    text = pair_sentence(edge)
+    assert text.startswith("lstm and logit cannot be told apart (at the edge): Sharpe difference +0.21 [+0.00, +0.50]")
+    assert "beats" not in text and "within Monte-Carlo error of 0" in text
+    assert pair_rows([edge])[0][-1] == "lstm and logit cannot be told apart (at the edge)"
+
+
+def test_a_verdict_at_the_edge_has_its_own_badge_and_family_line():
+    edge = model(0.002, 0.8) | {"verdict": verdict(0.002, 0.8, 0.002, 0.01)}
+    assert edge["verdict"] == "borderline"
+    cell = scorecard_rows({"m": edge, "buy_and_hold": BENCH}, ["m"])[0]["cells"]["verdict"]
+    assert (cell["text"], cell["cls"], cell["sub"]) == ("inconclusive (at the edge)", "neutral", "[+0.00, +0.80]")
+    line = family_sentences({"m": edge, "buy_and_hold": BENCH}, ["m"], {})[0]
+    assert "Beats it: none." in line and "At the edge (a bound within Monte-Carlo error of 0" in line
 
 
 def test_the_family_summary_counts_verdicts_and_reads_spa_and_mcs():
@@ -103,3 +129,14 @@ def test_the_mcs_sentence_names_the_rest_only_when_there_is_one():
     assert every == ("Model confidence set (90%, by daily net return): a, b, c, buy_and_hold. It keeps every tested "
                      "strategy: none is shown worse than the best at that level, so the set does not separate them.")
     assert "rest" not in every and "worse than the best of these" not in every
+
+
+def test_a_cpcv_verdict_at_the_edge_claims_neither_side():
+    from lstmbt.reports.cpcv import skill_sentence
+
+    summary = {"cpcv_paths": 5, "cpcv_beats_bh_share": 0.6, "cpcv_sharpe_median": 0.4, "cpcv_sharpe_p05": 0.1,
+               "cpcv_sharpe_p95": 0.7}
+    edge = {"verdict": "borderline", "verdict_ci_low": 0.002, "verdict_ci_high": 0.9}
+    text = skill_sentence("m", summary, edge, {})
+    assert "at the edge" in text and "do not beat it" not in text and "beat it at the family-wise level" not in text
+    assert "do not beat it" in skill_sentence("m", summary, {**edge, "verdict": "inconclusive"}, {})

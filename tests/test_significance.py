@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 from arch.bootstrap import StationaryBootstrap
+from arch.bootstrap.base import stationary_bootstrap_sample
 from scipy import stats
 
 from lstmbt.backtest import significance as sig
@@ -193,11 +194,21 @@ def test_psr_undefined_and_direction():
 R = np.random.default_rng(3).normal(0.0005, 0.01, 300)
 
 
-def test_sharpe_ci_matches_arch_percentile_interval():
-    # arch's own bootstrap loop and percentile interval, same seeded generator -> same numbers
-    bs = StationaryBootstrap(5, R, seed=np.random.default_rng(7))
-    expected = bs.conf_int(sharpe, reps=200, method="percentile", size=0.95).ravel()
+def test_sharpe_ci_is_arch_sampler_rows_and_numpy_percentiles():
+    # each resample is arch's stationary sampler on the batch's random numbers, in order
+    rng = np.random.default_rng(7)
+    starts, uniform = rng.integers(0, len(R), (1000, len(R)), dtype=np.int64), rng.random((1000, len(R)))
+    rows = [stationary_bootstrap_sample(starts[k], uniform[k], 1 / 5) for k in range(200)]
+    expected = np.percentile([sharpe(R[i]) for i in rows], [2.5, 97.5])
     assert sig.sharpe_ci(R, n_boot=200, seed=7, block=5) == pytest.approx(tuple(expected), rel=1e-12)
+
+
+def test_sharpe_ci_agrees_with_arch_conf_int_within_monte_carlo_error():
+    # arch's own bootstrap loop and percentile interval, 20,000 resamples each: the same distribution
+    bs = StationaryBootstrap(5, R, seed=np.random.default_rng(7))
+    expected = bs.conf_int(sharpe, reps=20_000, method="percentile", size=0.95).ravel()
+    ci = sig.sharpe_interval(R, n_boot=20_000, seed=7, block=5)
+    assert ci.bounds == pytest.approx(tuple(expected), abs=5 * max(ci.low_mc_se, ci.high_mc_se) * math.sqrt(2))
 
 
 def test_sharpe_ci_huge_block_collapses_on_point_sharpe():
