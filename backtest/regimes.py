@@ -84,7 +84,8 @@ REGIME_STATES: dict[str, dict[str, str]] = {
 """Per kind, its stable state labels (in report order) and a short description of each."""
 
 TABLE_COLUMNS = ("strategy", "kind", "state", "n_days", "n_invested", "sharpe", "sharpe_ci_low", "sharpe_ci_high",
-                 "sharpe_diff", "verdict", "verdict_ci_low", "verdict_ci_high", "verdict_confidence", "tested",
+                 "sharpe_diff", "verdict", "verdict_ci_low", "verdict_ci_high", "verdict_ci_low_mc_se",
+                 "verdict_ci_high_mc_se", "verdict_n_boot", "verdict_confidence", "tested",
                  "total_return", "ann_return", "bh_sharpe", "bh_total_return", "bh_ann_return", "n_calls", "hit_rate",
                  "hit_rate_ci_low", "hit_rate_ci_high", "base_rate")
 """The columns of :func:`regime_table`, in order."""
@@ -332,7 +333,9 @@ def _verdict_figures(name: str, r: np.ndarray, bench: np.ndarray, held: np.ndarr
     """
     n_tested, seed = family
     out: dict[str, Any] = {"sharpe_diff": math.nan, "verdict": None, "verdict_ci_low": math.nan,
-                           "verdict_ci_high": math.nan, "verdict_confidence": family_confidence(n_tested)}
+                           "verdict_ci_high": math.nan, "verdict_ci_low_mc_se": math.nan,
+                           "verdict_ci_high_mc_se": math.nan, "verdict_n_boot": math.nan,
+                           "verdict_confidence": family_confidence(n_tested)}
     if name == BENCHMARK or not _testable(r, bench, held, min_days):
         return out
     out.update(family_verdict(r, bench, n_tested, seed=seed))

@@ -17,7 +17,8 @@ REGIME_TITLES = {"volatility": "Trailing 63-day volatility (terciles)", "drawdow
                  "trend": "Close against its 200-day average", "year": "Calendar year"}
 
 #: how a regime cell's verdict (``backtest.relative.verdict``) reads against buy-and-hold
-REGIME_WORDS = {"beats": "beats B&H", "worse": "worse than B&H", "inconclusive": "cannot be told apart"}
+REGIME_WORDS = {"beats": "beats B&H", "worse": "worse than B&H", "inconclusive": "cannot be told apart",
+                "borderline": "cannot be told apart (at the edge)"}
 
 
 def pair_rows(pairs: list[dict[str, Any]]) -> list[list[str]]:
