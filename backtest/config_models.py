@@ -126,14 +126,21 @@ class TrainConfig(TrainSettings):
     for regressors) and each seed's is kept in ``y_pred_seed<S>``/``p_up_seed<S>`` columns.
     Empty (the default): one network, seeded with ``seed``. Linear baselines train once either way.
     The first seed of ``seeds`` is the run's seed (``run_seed``), which ``seed`` is otherwise.
+    ``frozen_twin``: also train each network model's frozen twin, ``<model>_frozen``: the same
+    network fitted once on the first fold (its feature scaling included) and never retrained,
+    scored on the same days as a baseline, with the pair (model, twin) asking whether retraining
+    pays (``backtest.retraining``).
     """
 
     warm_start: bool = True
     device: str = DEFAULT_DEVICE
     seed: int = DEFAULT_SEED
     seeds: tuple[int, ...] = ()
+    frozen_twin: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.frozen_twin, bool):
+            raise ConfigError(f"train.frozen_twin must be true or false, got {self.frozen_twin!r}")
         check_range("train.lr", self.lr, 0.0, 10.0, low_open=True)
         check_range("train.weight_decay", self.weight_decay, 0.0)
         check_range("train.batch_size", self.batch_size, 1)

@@ -65,6 +65,7 @@ def walk_forward_predict(
     train_weight: pd.Series | None = None,
     checkpoint_dir: str | Path | None = None,
     target_anchor: pd.Series | None = None,
+    frozen: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit a clone of ``estimator`` per fold and predict that fold's test block.
 
@@ -107,13 +108,19 @@ def walk_forward_predict(
     (``models.targets.price_to_relative``) and each prediction p is returned as anchor * exp(p);
     ``y_true`` stays in the target's units. ``None`` fits the target as it is.
 
+    ``frozen``: fit once, on the first fold (its feature scaling included), and predict every
+    later test block with that model, never retrained: the frozen twin (``train.frozen_twin``).
+    Its later folds log 0 epochs and ``weights_changed`` false; no checkpoint is kept.
+
     Returns
     -------
     predictions : one row per test day: ``date``, ``fold``, ``y_true``, ``y_pred`` and ``p_up``
         (the class-1 probability for classifiers, NaN for regressors).
     fold_log : one row per fold with its date ranges (``fit_start``/``fit_end``: the samples fitted
         before validation; ``train_start``/``train_end`` are the same dates under their old names),
-        sizes, epochs, best validation loss, ``refit`` and ``refit_epochs`` and fit time.
+        sizes, epochs, best validation loss, ``refit`` and ``refit_epochs``, fit time, and
+        ``weights_changed``: whether the fold's retrain changed the weights (a cold fit, or a warm
+        fit that kept an epoch over the carried weights).
     """
     values = features.to_numpy(dtype=np.float64)
     y_true = target.to_numpy(dtype=np.float64)
@@ -122,7 +129,7 @@ def walk_forward_predict(
     weights = _weight_values(train_weight, target)
     warm = bool(getattr(estimator, "warm_start", False))
     _check_folds(folds, grid, warm, type(estimator).__name__)
-    store, parts, log, model = _open_store(checkpoint_dir, estimator, warm), [], [], None
+    store, parts, log, model = _open_store(None if frozen else checkpoint_dir, estimator, warm), [], [], None
     if store is not None:
         parts, log = store.read_done([_fold_span(fold, grid) for fold in folds])
         if warm and log and len(log) < len(folds):
@@ -130,6 +137,12 @@ def walk_forward_predict(
         for entry in log if on_fold is not None else ():
             on_fold(entry)
     for fold in folds[len(log):]:
+        if frozen and model is not None:  # the first fold's model and scaling, never retrained
+            log.append(_frozen_entry(fold, grid))
+            parts.append(_fold_predictions(model, windows, y_true, grid, fold, anchor))
+            if on_fold is not None:
+                on_fold(log[-1])
+            continue
         # A warm-starting estimator carries its weights from fold to fold; others start fresh.
         if not (warm and model is not None):
             model = clone(estimator)
@@ -336,10 +349,19 @@ def _fold_entry(fold: Fold, grid: SampleGrid, model, seconds: float, refit: bool
         "best_val_loss": float(getattr(model, "best_loss_", np.nan)),
         "refit": refit,
         "refit_epochs": int(getattr(model, "refit_epochs_", 0)) if refit else 0,
+        # a warm fit keeps the carried weights (best epoch -1) unless an epoch clearly beat them
+        "weights_changed": not getattr(model, "warm_started_", False) or int(getattr(model, "best_epoch_", 0)) >= 0,
         "fit_seconds": round(seconds, 3),
         "train_steps": int(getattr(log, "train_steps", 0)) + int(getattr(refit_log, "train_steps", 0) if refit else 0),
         "eval_steps": int(getattr(log, "eval_steps", 0)),
     }
+
+
+def _frozen_entry(fold: Fold, grid: SampleGrid) -> dict:
+    """The fold-log row of a frozen model's later fold: nothing trained, the weights unchanged."""
+    return {**_fold_span(fold, grid), "warm": False, "epochs": 0, "best_epoch": 0, "best_val_loss": np.nan,
+            "refit": False, "refit_epochs": 0, "weights_changed": False, "fit_seconds": 0.0, "train_steps": 0,
+            "eval_steps": 0}
 
 
 #: fold-log columns that count work done; for a seed ensemble they are summed over its seeds

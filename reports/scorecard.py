@@ -135,16 +135,25 @@ def family_sentences(metrics: dict[str, dict[str, Any]], models: list[str], comp
     return lines
 
 
+#: the answer to a pair's ``question`` (a model against its frozen twin: "does retraining pay?") when
+#: ``a`` wins, ``b`` wins, or neither
+_ANSWERS = ("Yes, ", "No, it costs: ", "Not shown: ")
+
+
 def pair_sentence(pair: dict[str, Any]) -> str:
-    """One head-to-head in words: which is better, or that they cannot be told apart."""
+    """One head-to-head in words: which is better, or that they cannot be told apart; a pair with
+    a ``question`` (``backtest.retraining``) is introduced by it and answered first."""
     a, b = pair["a"], pair["b"]
     low, high, diff = pair.get("sharpe_diff_ci_low"), pair.get("sharpe_diff_ci_high"), pair.get("sharpe_diff")
+    answers = _ANSWERS if pair.get("question") else ("", "", "")
     if _finite(high) and high < 0:  # said winner first, so the difference it quotes is positive
-        head, low, high, diff = f"{b} beats {a}", -high, -low, -diff
+        head, low, high, diff = f"{answers[1]}{b} beats {a}", -high, -low, -diff
     elif _finite(low) and low > 0:
-        head = f"{a} beats {b}"
+        head = f"{answers[0]}{a} beats {b}"
     else:
-        head = f"{a} and {b} cannot be told apart"
+        head = f"{answers[2]}{a} and {b} cannot be told apart"
+    if pair.get("question"):
+        head = f"{pair['question'].capitalize()} {head}"
     ci = interval(low, high, "sharpe", signed=True)
     text = f"{head}: Sharpe difference {diff:+.2f} {ci}" if _finite(diff) else f"{head}: no Sharpe difference"
     if _finite(pair.get("agreement")):
