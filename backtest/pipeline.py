@@ -310,12 +310,21 @@ def _manifest(config: RunConfig, data: dict[str, Any], positions: pd.DataFrame, 
         "out_of_sample": {"first_date": positions.index[0].date().isoformat(),
                           "last_date": positions.index[-1].date().isoformat(),
                           "days": int(len(positions)), "folds": n_folds},
-        "retraining": retrain_counts(folds),
+        "retraining": retrain_counts(folds, _warm_chains(config, folds)),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "data_checks": data_checks,
         "warnings": alarms + data_checks + [w for w in warnings if w not in alarms],
         **_strategy_provenance(config),
     }
+
+
+def _warm_chains(config: RunConfig, folds: pd.DataFrame) -> list[str]:
+    """The models of the fold log that carry their weights from fold to fold: the networks (not
+    their frozen twins) with ``train.warm_start``."""
+    if not config.train.warm_start or "family" not in folds:
+        return []
+    networks = folds[folds["family"].isin(NETWORK_FAMILIES) & ~folds["baseline"].astype(bool)]
+    return list(networks["model"].unique())
 
 
 def _strategy_provenance(config: RunConfig) -> dict[str, Any]:

@@ -12,7 +12,7 @@ on the same days as a baseline, and the pair (model, twin) asks whether retraini
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 import pandas as pd
 
@@ -25,7 +25,7 @@ FROZEN_SUFFIX = "_frozen"
 RETRAINING_QUESTION = "does retraining pay?"
 
 
-def retrain_counts(folds: pd.DataFrame) -> dict[str, dict[str, Any]]:
+def retrain_counts(folds: pd.DataFrame, warm_start: Collection[str] = ()) -> dict[str, dict[str, Any]]:
     """Per model of a fold log, how often it was retrained and how often that changed its weights.
 
     Parameters
@@ -34,6 +34,8 @@ def retrain_counts(folds: pd.DataFrame) -> dict[str, dict[str, Any]]:
         The run's fold log (``folds.parquet``): a ``model`` column, ``warm``, ``best_epoch``
         (0: a warm fit kept the carried weights), ``test_start`` and, from this version on,
         ``weights_changed``. A seed ensemble's rows are its first seed's.
+    warm_start : Collection[str]
+        The models that continue the previous fold's weights (networks with ``train.warm_start``).
 
     Returns
     -------
@@ -43,7 +45,8 @@ def retrain_counts(folds: pd.DataFrame) -> dict[str, dict[str, Any]]:
         carried weights lost to a constant forecast, every fold of a model without warm starts),
         ``warm`` (folds that continued the carried weights), ``warm_changed`` (of those, the ones
         that kept a new epoch), ``frozen`` (folds of a frozen twin that trained nothing) and
-        ``last_change`` (the first test day after the last change, ISO date); ``seeds`` for a
+        ``last_change`` (the first test day after the last change, ISO date), ``warm_start``
+        (whether the model is in ``warm_start``); ``seeds`` for a
         seed ensemble, whose counts are its first seed's chain.
     """
     out: dict[str, dict[str, Any]] = {}
@@ -62,6 +65,7 @@ def retrain_counts(folds: pd.DataFrame) -> dict[str, dict[str, Any]]:
                           "warm_changed": int((warm & changed).sum()), "frozen": int(frozen.sum()),
                           "last_change": (pd.Timestamp(g.loc[changed, "test_start"].max()).date().isoformat()
                                           if changed.any() else None),
+                          "warm_start": str(name) in warm_start,
                           **({"seeds": seeds} if seeds > 1 else {})}
     return out
 

@@ -17,19 +17,19 @@ def retraining_sentences(retraining: dict[str, dict[str, Any]]) -> list[str]:
 
 def _sentence(name: str, c: dict[str, Any]) -> str:
     n, changed, cold, warm = c["retrains"], c["weights_changed"], c["cold"], c["warm"]
-    ensemble = " (its first seed's chain)" if c.get("seeds", 1) > 1 else ""
     if c.get("frozen"):
         return (f"{name}: trained once, on the first fold, and never retrained: its weights stayed those of the "
                 f"first fit for the {c['frozen']} later folds.")
-    if not warm:
-        return f"{name}: retrained from scratch at {_folds(n)}, so its weights changed at every one{ensemble}."
-    restarts = cold - 1
-    fresh = "the first fit" + (f" and {_count(restarts, 'restart')} after the carried weights lost to a constant "
-                               "forecast on the validation tail" if restarts else "")
+    head = f"{name}: retrained at {_folds(n)}, weights changed at {changed}"
+    if not (c.get("warm_start") or warm):
+        return f"{head}: every fold fitted from fresh weights."
+    ensemble = " (its first seed's chain)" if c.get("seeds", 1) > 1 else ""
+    restarts = (f", {_count(cold - 1, 'restart')} from fresh weights after the carried weights lost to a constant "
+                "forecast on the validation tail" if cold > 1 else "")
+    refits = (f"{c['warm_changed']} of {_count(warm, 'warm refit')} (a warm refit keeps the carried weights unless "
+              "an epoch beats them clearly on the validation tail)" if warm else "no warm refit")
     last = f"; last changed for the test block from {c['last_change']}" if c.get("last_change") else ""
-    return (f"{name}: retrained at {_folds(n)}, weights changed at {changed}{ensemble}: {fresh}, and "
-            f"{c['warm_changed']} of {warm} warm refits, which keep the carried weights unless an epoch beats "
-            f"them clearly on the validation tail{last}.")
+    return f"{head}{ensemble}: the first fit{restarts}, and {refits}{last}."
 
 
 def _folds(n: int) -> str:
