@@ -290,6 +290,9 @@ class RunConfig:
             raise ConfigError("train.mode = 'sequence' reads the LSTM step by step, so it needs "
                               "model.bidirectional = false and model.pooling = 'last'; change one side")
         _check_fold_room(self.split, max(self.target.all_horizons))
+        if self.train.frozen_twin and self.model.pooled:
+            raise ConfigError("train.frozen_twin has no pooled model to twin (model.pooled = true trains one model "
+                              "across the tickers); set train.frozen_twin = false, or model.pooled = false")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:

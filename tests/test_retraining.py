@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lstmbt.backtest.config import RunConfig
+from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.retraining import retrain_counts
 from lstmbt.backtest.splits import Fold, WalkForwardSplit
 from lstmbt.backtest.walkforward import make_sample_grid, walk_forward_predict
@@ -123,8 +125,10 @@ def test_the_frozen_twin_is_paired_with_its_model(twin_run):
     assert {f"{name}_frozen" for name in NETWORKS} <= set(metrics)
 
 
-def test_frozen_twin_must_be_a_boolean(tmp_path):
+def test_frozen_twin_must_be_a_boolean_and_not_pooled(tmp_path):
     code, _, err = call_main(["run", *set_args(TINY_SPX), "--set", 'train.frozen_twin="yes"',
                               "--out", str(tmp_path / "run")])
     assert code == 2 and "train.frozen_twin" in err.strip().splitlines()[-1]
     assert "Traceback" not in err and not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="train.frozen_twin has no pooled model"):
+        RunConfig.resolve(overrides={"train.frozen_twin": True, "model.pooled": True})

@@ -134,9 +134,6 @@ def run_universe(config: RunConfig, tickers: list[Ticker], executor: Any, progre
         report("tickers", len(legs), len(tickers))
 
     if config.model.pooled:  # one model across all tickers: the CLI resumes it from scratch
-        if config.train.frozen_twin:
-            raise ConfigError("train.frozen_twin has no pooled model to twin (model.pooled = true trains one model "
-                              "across the tickers); set train.frozen_twin = false, or model.pooled = false")
         if finished:
             raise ValueError("a pooled universe cannot reuse finished tickers; pass finished=None")
         _pooled(tickers, prices, configs, config, done, report)
