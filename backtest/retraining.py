@@ -25,6 +25,13 @@ FROZEN_SUFFIX = "_frozen"
 RETRAINING_QUESTION = "does retraining pay?"
 
 
+def weights_changed(model: Any) -> bool:
+    """Whether the last ``fit`` of ``model`` changed its weights: always for a fit from fresh
+    weights; for a warm fit, only when it kept an epoch over the carried weights (best epoch -1
+    means it kept them)."""
+    return not getattr(model, "warm_started_", False) or int(getattr(model, "best_epoch_", 0)) >= 0
+
+
 def retrain_counts(folds: pd.DataFrame, warm_start: Collection[str] = ()) -> dict[str, dict[str, Any]]:
     """Per model of a fold log, how often it was retrained and how often that changed its weights.
 

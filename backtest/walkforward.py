@@ -14,6 +14,7 @@ from sklearn.base import clone
 
 from lstmbt.backtest.checkpoint import FoldStore
 from lstmbt.backtest.errors import DataError, needs_new_config
+from lstmbt.backtest.retraining import weights_changed
 from lstmbt.backtest.splits import Fold
 from lstmbt.models.targets import price_to_relative, relative_to_price
 from lstmbt.models.windows import sliding_windows
@@ -349,8 +350,7 @@ def _fold_entry(fold: Fold, grid: SampleGrid, model, seconds: float, refit: bool
         "best_val_loss": float(getattr(model, "best_loss_", np.nan)),
         "refit": refit,
         "refit_epochs": int(getattr(model, "refit_epochs_", 0)) if refit else 0,
-        # a warm fit keeps the carried weights (best epoch -1) unless an epoch clearly beat them
-        "weights_changed": not getattr(model, "warm_started_", False) or int(getattr(model, "best_epoch_", 0)) >= 0,
+        "weights_changed": weights_changed(model),
         "fit_seconds": round(seconds, 3),
         "train_steps": int(getattr(log, "train_steps", 0)) + int(getattr(refit_log, "train_steps", 0) if refit else 0),
         "eval_steps": int(getattr(log, "eval_steps", 0)),
