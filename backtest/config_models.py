@@ -153,6 +153,8 @@ class TrainConfig(TrainSettings):
         check_range("train.chunk_len", self.chunk_len, 1, 100_000)
         check_range("train.chunks_per_batch", self.chunks_per_batch, 1)
         check_range("train.warm_epochs", self.warm_epochs, 1)
+        check_range("train.warm_lr_factor", self.warm_lr_factor, 0.0, 10.0, low_open=True)
+        check_range("train.warm_accept_z", self.warm_accept_z, 0.0, 10.0)
         check_range("train.warmup_steps", self.warmup_steps, 0, 10_000_000)
         check_choice("train.lr_scaling", self.lr_scaling, LR_SCALINGS)
         check_choice("train.device", self.device, DEVICES)

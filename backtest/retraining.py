@@ -1,8 +1,8 @@
 """What retraining did: how many of a model's retrains changed its weights, and the frozen twin.
 
 A walk-forward retrains every model at every fold, but a warm-started network keeps the weights
-it carries unless a warm epoch beats them clearly on the validation tail
-(``models.training.WARM_ACCEPT_Z``), so "retrained" and "the weights changed" can differ.
+it carries unless a warm epoch beats them on the validation tail (``train.warm_accept_z``), so
+"retrained" and "the weights changed" can differ.
 :func:`retrain_counts` counts both from the fold log (the manifest's ``retraining``).
 
 The frozen twin (``train.frozen_twin``) of a network model is the same network trained once, on

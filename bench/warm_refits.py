@@ -1,19 +1,18 @@
-"""Why warm-started folds keep their carried weights, and what a looser acceptance rule would cost.
+"""Why warm-started folds keep their carried weights, and what a looser rule would cost.
 
-Walks the default run's LSTMs forward (sample:sp500, the default config, ``--set`` overrides
-allowed) under a chosen ``WARM_ACCEPT_Z`` (the number of standard errors by which a warm epoch
-must beat the carried weights on the validation tail) and records, for every warm fold, the
-paired z against the carried weights of each warm epoch that lowers the mean validation loss. Prints the share of warm folds
-whose weights changed and the out-of-sample quality (hit rate, RMSE for the regressor, Brier
-score for the classifier) with their standard errors.
+Walks one of the default run's LSTMs forward (sample:sp500, the default config; ``--set``
+overrides, e.g. ``train.warm_accept_z`` and ``train.warm_lr_factor``) and records the paired z
+against the carried weights of each warm epoch that lowers the mean validation loss. Prints the
+warm folds whose weights changed and the out-of-sample quality (hit rate, RMSE for the
+regressor, Brier score for the classifier) with their standard errors. bench/RESULTS.md,
+"Why warm folds kept their weights", has the figures.
 
-    python bench/warm_refits.py --z 2 --task regression [--folds 40] [--set train.lr=0.0005]
+    python bench/warm_refits.py --task regression --set train.warm_accept_z=2 --set train.warm_lr_factor=1
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import time
@@ -29,28 +28,16 @@ from lstmbt.models.key import own_key
 
 
 def _recorder(z_values: list[float]):
-    """``_clearly_better`` that also records, per epoch, the paired z of the epoch against the carried weights."""
+    """``_clearly_better`` that also records the paired z of each epoch it is asked about."""
     original = training._clearly_better
 
-    def recording(baseline, losses):
+    def recording(baseline, losses, z):
         if baseline is not None and losses is not None and len(baseline) > 1:
             diff = baseline - losses
             z_values.append(float(diff.mean() / (diff.std(ddof=1) / math.sqrt(len(diff)))))
-        return original(baseline, losses)
+        return original(baseline, losses, z)
 
     return recording
-
-
-def _warm_lr(factor: float):
-    """``train_network`` with warm refits (``keep_initial``) at ``factor`` times the learning rate."""
-    original = training.train_network
-
-    def scaled(net, loss_fn, train, val, settings, **kwargs):
-        if kwargs.get("keep_initial"):
-            settings = dataclasses.replace(settings, lr=settings.lr * factor)
-        return original(net, loss_fn, train, val, settings, **kwargs)
-
-    return scaled
 
 
 def _quality(predictions, task: str) -> dict[str, float]:
@@ -72,10 +59,8 @@ def _quality(predictions, task: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--z", type=float, default=training.WARM_ACCEPT_Z, help="WARM_ACCEPT_Z to run under")
     parser.add_argument("--task", choices=("regression", "classification"), default="regression")
     parser.add_argument("--folds", type=int, default=0, help="first N folds only (0: all)")
-    parser.add_argument("--warm-lr", type=float, default=1.0, help="learning-rate factor of warm refits")
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="section.key=value")
     args = parser.parse_args()
     config = RunConfig.resolve(overrides=parse_overrides(args.overrides))
@@ -83,12 +68,7 @@ def main() -> None:
     h = config.target.horizon
     folds = design.horizon_folds[h][: args.folds or None]
     z_values: list[float] = []
-    training.WARM_ACCEPT_Z = args.z
-    training._clearly_better = _recorder(z_values)  # called only for epochs that lower the mean
-    if args.warm_lr != 1.0:
-        import lstmbt.models.estimators as estimators
-
-        estimators.train_network = _warm_lr(args.warm_lr)
+    training._clearly_better = _recorder(z_values)  # asked only about epochs that lower the mean
     key = own_key("lstm", args.task, h, h)
     started = time.perf_counter()
     preds, log = walk_forward_predict(estimator_for(key, config), design.features,
@@ -97,9 +77,10 @@ def main() -> None:
     warm = log[log["warm"]]
     zs = np.array(z_values)
     print(json.dumps({
-        "task": args.task, "z": args.z, "overrides": args.overrides, "folds": len(log),
+        "task": args.task, "warm_accept_z": config.train.warm_accept_z,
+        "warm_lr_factor": config.train.warm_lr_factor, "folds": len(log),
         "warm": int(len(warm)), "warm_changed": int((warm["best_epoch"] > 0).sum()),
-        "cold": int((~log["warm"]).sum()), "warm_lr": args.warm_lr, "warm_epochs_run": int(warm["epochs"].sum()),
+        "cold": int((~log["warm"]).sum()), "warm_epochs_run": int(warm["epochs"].sum()),
         "epochs_lowering_val_loss": len(zs), "their_z_median": float(np.median(zs)) if len(zs) else None,
         "their_z_max": float(zs.max()) if len(zs) else None, "seconds": round(time.perf_counter() - started, 1),
         **_quality(preds, args.task)}))

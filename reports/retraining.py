@@ -27,7 +27,7 @@ def _sentence(name: str, c: dict[str, Any]) -> str:
     restarts = (f", {_count(cold - 1, 'restart')} from fresh weights after the carried weights lost to a constant "
                 "forecast on the validation tail" if cold > 1 else "")
     refits = (f"{c['warm_changed']} of {_count(warm, 'warm refit')} (a warm refit keeps the carried weights unless "
-              "an epoch beats them clearly on the validation tail)" if warm else "no warm refit")
+              "an epoch beats them on the validation tail)" if warm else "no warm refit")
     last = f"; last changed for the test block from {c['last_change']}" if c.get("last_change") else ""
     return f"{head}{ensemble}: the first fit{restarts}, and {refits}{last}."
 

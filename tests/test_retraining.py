@@ -132,3 +132,26 @@ def test_frozen_twin_must_be_a_boolean_and_not_pooled(tmp_path):
     assert "Traceback" not in err and not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match="train.frozen_twin has no pooled model"):
         RunConfig.resolve(overrides={"train.frozen_twin": True, "model.pooled": True})
+
+
+def test_a_warm_refit_trains_at_the_warm_learning_rate():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 5, 2)).astype(np.float32), rng.normal(size=60).astype(np.float32)
+    settings = TrainSettings(lr=0.01, max_epochs=2, warm_epochs=1, mode="window", warm_lr_factor=0.25)
+    est = LSTMRegressor(net=NetSpec(hidden_size=4, num_layers=1, head=()), train=settings, device="cpu",
+                        warm_start=True)
+    assert est.fit(x, y).log_.lr == [0.01, 0.01] and not est.warm_started_
+    assert est.fit(x, y).log_.lr == [0.0025] and est.warm_started_
+
+
+def test_the_warm_refit_keys_are_checked_and_older_runs_keep_their_rule():
+    defaults = RunConfig().train
+    assert (defaults.warm_lr_factor, defaults.warm_accept_z) == (0.1, 0.0)
+    saved = RunConfig().to_dict()
+    for key in ("warm_lr_factor", "warm_accept_z"):
+        del saved["train"][key]
+    old = RunConfig.from_saved(saved).train  # a run saved before the keys existed ran at the full rate, z = 2
+    assert (old.warm_lr_factor, old.warm_accept_z) == (1.0, 2.0)
+    for key, bad in (("train.warm_lr_factor", 0.0), ("train.warm_accept_z", -1.0)):
+        with pytest.raises(ConfigError, match=key):
+            RunConfig.resolve(overrides={key: bad})
