@@ -363,8 +363,8 @@ class RunConfig:
 #: (``fill_saved``). Every other key added since defaults to the old behaviour (``train.warmup_steps = 0``...).
 LEGACY_VALUES: dict[str, Any] = {"target.price_scale": "level", "features.lag_scale": "level",
                                  "portfolio.top_k": 2,  # 2 before 0 (a third of the universe) became the default
-                                 # warm refits at the full rate, kept only 2 standard errors better, before
-                                 "train.warm_lr_factor": 1.0, "train.warm_accept_z": 2.0}
+                                 # a warm epoch was kept only 2 standard errors better, before
+                                 "train.warm_accept_z": 2.0}
 
 
 def fill_saved(values: dict[str, Any]) -> dict[str, Any]:

@@ -117,7 +117,7 @@ class _LSTMEstimator(BaseEstimator):
             self.net_ = self._build(X.shape[1], X.shape[2], int(self.random_state), device)
         start = _cpu_state(self.net_) if refit else None
         # the generator shuffles the batches and draws the dropout masks: nothing global is touched
-        if warm:  # a fine-tuning rate: the carried weights are already near a minimum
+        if warm:  # below 1: a fine-tuning rate for weights already near a minimum
             settings = dataclasses.replace(settings, lr=settings.lr * settings.warm_lr_factor)
         log = train_network(self.net_, self._loss, (X, y_fit), val, settings, device=device, generator=generator,
                             epochs=settings.warm_epochs if warm else None, keep_initial=warm, train_weight=weight)

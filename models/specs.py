@@ -93,10 +93,9 @@ class TrainSettings:
     share) and starts over if they lose; it then keeps an updated epoch only if it lowers the
     validation loss of the carried weights by more than ``warm_accept_z`` standard errors of the
     paired per-sample difference (0: any lower mean, as early stopping picks a cold fit's epoch).
-    ``warm_lr_factor``: a warm refit trains at ``lr`` times this factor (a fine-tuning rate; a
-    fresh AdamW's first steps move every weight by about the full rate). At ``lr_factor = 1``
-    and ``warm_accept_z = 2`` (earlier versions' rule) no warm refit of the default run ever kept
-    an epoch: bench/RESULTS.md, "Why warm folds kept their weights".
+    ``warm_lr_factor``: a warm refit trains at ``lr`` times this factor (below 1: a fine-tuning
+    rate). With ``warm_accept_z = 2`` (earlier versions' rule) no warm refit of the default run
+    ever kept an epoch: bench/RESULTS.md, "Why warm folds kept their weights".
 
     ``refit``: after early stopping on the validation tail has picked the epoch count, train
     once more on every usable sample of the window (fit, purge gap and validation tail) for
@@ -134,7 +133,7 @@ class TrainSettings:
     chunk_len: int = 64
     chunks_per_batch: int = 2
     warm_epochs: int = 2
-    warm_lr_factor: float = 0.1
+    warm_lr_factor: float = 1.0
     warm_accept_z: float = 0.0
     refit: bool = False
     warmup_steps: int = 0

@@ -146,11 +146,11 @@ def test_a_warm_refit_trains_at_the_warm_learning_rate():
 
 def test_the_warm_refit_keys_are_checked_and_older_runs_keep_their_rule():
     defaults = RunConfig().train
-    assert (defaults.warm_lr_factor, defaults.warm_accept_z) == (0.1, 0.0)
+    assert (defaults.warm_lr_factor, defaults.warm_accept_z) == (1.0, 0.0)
     saved = RunConfig().to_dict()
     for key in ("warm_lr_factor", "warm_accept_z"):
         del saved["train"][key]
-    old = RunConfig.from_saved(saved).train  # a run saved before the keys existed ran at the full rate, z = 2
+    old = RunConfig.from_saved(saved).train  # a run saved before the keys existed kept epochs 2 SE better
     assert (old.warm_lr_factor, old.warm_accept_z) == (1.0, 2.0)
     for key, bad in (("train.warm_lr_factor", 0.0), ("train.warm_accept_z", -1.0)):
         with pytest.raises(ConfigError, match=key):
