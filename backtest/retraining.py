@@ -66,7 +66,7 @@ def retrain_counts(folds: pd.DataFrame, warm_start: Collection[str] = ()) -> dic
         else:  # a fold log of an earlier version: a warm fold with best epoch 0 kept its weights
             changed = ~warm | (g["best_epoch"] > 0)
         frozen = ~warm & ~changed
-        seeds = int(g["seeds"].max()) if "seeds" in g else 1
+        seeds = int(g["seeds"].fillna(1).max()) if "seeds" in g else 1  # NaN: a model trained once
         out[str(name)] = {"retrains": int(len(g) - frozen.sum()), "weights_changed": int(changed.sum()),
                           "cold": int((~warm & changed).sum()), "warm": int(warm.sum()),
                           "warm_changed": int((warm & changed).sum()), "frozen": int(frozen.sum()),

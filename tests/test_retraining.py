@@ -53,6 +53,13 @@ def test_a_frozen_twins_later_folds_are_not_retrains():
     assert (counts["retrains"], counts["weights_changed"], counts["frozen"], counts["cold"]) == (1, 1, 2, 1)
 
 
+def test_a_seed_ensembles_counts_say_so_and_a_single_fit_beside_it_does_not():
+    ensemble = _log([False, True], [3, 0], seeds=[3, 3])
+    single = _log([False, False], [0, 0], seeds=[np.nan, np.nan]).assign(model="ridge")  # concat fills NaN
+    counts = retrain_counts(pd.concat([ensemble, single], ignore_index=True))
+    assert counts["m"]["seeds"] == 3 and "seeds" not in counts["ridge"]
+
+
 def test_the_frozen_walk_forward_fits_once_on_the_first_fold():
     features, ret, _ = make_case(200)
     grid = make_sample_grid(features, ret, 5)
