@@ -290,6 +290,9 @@ class RunConfig:
             raise ConfigError("train.mode = 'sequence' reads the LSTM step by step, so it needs "
                               "model.bidirectional = false and model.pooling = 'last'; change one side")
         _check_fold_room(self.split, max(self.target.all_horizons))
+        if self.train.frozen_twin and self.model.pooled:
+            raise ConfigError("train.frozen_twin has no pooled model to twin (model.pooled = true trains one model "
+                              "across the tickers); set train.frozen_twin = false, or model.pooled = false")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
@@ -359,7 +362,9 @@ class RunConfig:
 #: a saved config that lacks one, and in which it acts (``_acts``), stands for this value
 #: (``fill_saved``). Every other key added since defaults to the old behaviour (``train.warmup_steps = 0``...).
 LEGACY_VALUES: dict[str, Any] = {"target.price_scale": "level", "features.lag_scale": "level",
-                                 "portfolio.top_k": 2}  # 2 before 0 (a third of the universe) became the default
+                                 "portfolio.top_k": 2,  # 2 before 0 (a third of the universe) became the default
+                                 # a warm epoch was kept only 2 standard errors better, before
+                                 "train.warm_accept_z": 2.0}
 
 
 def fill_saved(values: dict[str, Any]) -> dict[str, Any]:

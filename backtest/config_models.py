@@ -126,14 +126,21 @@ class TrainConfig(TrainSettings):
     for regressors) and each seed's is kept in ``y_pred_seed<S>``/``p_up_seed<S>`` columns.
     Empty (the default): one network, seeded with ``seed``. Linear baselines train once either way.
     The first seed of ``seeds`` is the run's seed (``run_seed``), which ``seed`` is otherwise.
+    ``frozen_twin``: also train each network model's frozen twin, ``<model>_frozen``: the same
+    network fitted once on the first fold (its feature scaling included) and never retrained,
+    scored on the same days as a baseline, with the pair (model, twin) asking whether retraining
+    pays (``backtest.retraining``).
     """
 
     warm_start: bool = True
     device: str = DEFAULT_DEVICE
     seed: int = DEFAULT_SEED
     seeds: tuple[int, ...] = ()
+    frozen_twin: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.frozen_twin, bool):
+            raise ConfigError(f"train.frozen_twin must be true or false, got {self.frozen_twin!r}")
         check_range("train.lr", self.lr, 0.0, 10.0, low_open=True)
         check_range("train.weight_decay", self.weight_decay, 0.0)
         check_range("train.batch_size", self.batch_size, 1)
@@ -146,6 +153,8 @@ class TrainConfig(TrainSettings):
         check_range("train.chunk_len", self.chunk_len, 1, 100_000)
         check_range("train.chunks_per_batch", self.chunks_per_batch, 1)
         check_range("train.warm_epochs", self.warm_epochs, 1)
+        check_range("train.warm_lr_factor", self.warm_lr_factor, 0.0, 10.0, low_open=True)
+        check_range("train.warm_accept_z", self.warm_accept_z, 0.0, 10.0)
         check_range("train.warmup_steps", self.warmup_steps, 0, 10_000_000)
         check_choice("train.lr_scaling", self.lr_scaling, LR_SCALINGS)
         check_choice("train.device", self.device, DEVICES)

@@ -28,6 +28,7 @@ from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.metrics import sharpe
 from lstmbt.backtest.relative import family_confidence, interval_verdict
+from lstmbt.backtest.retraining import RETRAINING_QUESTION, frozen_pairs
 from lstmbt.backtest.scoring import BENCHMARK, by_model, horizon_plan, predicted_up, strategy_horizon, undecided
 from lstmbt.backtest.significance import N_BOOT, default_block_length, diebold_mariano, sharpe_diff_interval
 from lstmbt.models.key import CUSTOM_FAMILY, ModelKey, keys_from_frame
@@ -157,7 +158,9 @@ def default_pairs(keys: Iterable[ModelKey]) -> list[tuple[str, str]]:
     order the horizons first appear): each network family's regression model against its
     classification model (the linear pair when a run has no network pair), then each network
     against its baseline twin of the same task and horizon (``ridge_regression``,
-    ``logistic_classification``; LightGBM's when the linear twins are off). Regression is always ``a``."""
+    ``logistic_classification``; LightGBM's when the linear twins are off), then each network
+    against its frozen twin when the run has one. Regression is always ``a``, the retrained model
+    ``a`` against its frozen twin."""
     keys = list(keys)
     pairs = []
     for h in dict.fromkeys(key.horizon for key in keys):
@@ -171,6 +174,7 @@ def default_pairs(keys: Iterable[ModelKey]) -> list[tuple[str, str]]:
         pairs += [(kind["regression"], kind["classification"]) for kind in both]
         pairs += [(kind[t], twins[t]) for kind in nets.values() for t in ("regression", "classification")
                   if t in kind and t in twins]
+        pairs += frozen_pairs(group)  # each network against its frozen twin (train.frozen_twin)
     return pairs
 
 
@@ -322,7 +326,7 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
     Returns
     -------
     dict[str, Any]
-        ``{"pairs": [{"a", "b", **compare_pair(...)}], "loss": LOSS, "spa": spa_test(...),
+        ``{"pairs": [{"a", "b", ["question",] **compare_pair(...)}], "loss": LOSS, "spa": spa_test(...),
         "mcs": mcs_test(...), "family": {"n_models", "confidence", "level", "method", "n_pairs",
         "pair_confidence"}}``.
     """
@@ -334,8 +338,9 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
     models = by_model(predictions, dates)
     realised = realised_directions(models, keys, config)
     level = family_confidence(len(pairs), FAMILY_LEVEL)
-    rows = [{"a": a, "b": b, **_compare_named(a, b, returns, models, keys, realised, config, close, dates, level)}
-            for a, b in pairs]
+    questions = dict.fromkeys(frozen_pairs(keys[s] for s in names), RETRAINING_QUESTION)
+    rows = [{"a": a, "b": b, **({"question": questions[a, b]} if (a, b) in questions else {}),
+             **_compare_named(a, b, returns, models, keys, realised, config, close, dates, level)} for a, b in pairs]
     n_models = len(names)
     return {"pairs": rows, "loss": LOSS, "spa": spa_test(returns, models=names, seed=seed),
             "mcs": mcs_test(returns, seed=seed),

@@ -33,6 +33,7 @@ from lstmbt.backtest.plugins import resolve_strategy, rule_provenance
 from lstmbt.backtest.portfolio import cost_sweep, run_backtest
 from lstmbt.backtest.preflight import check_before_training, cpcv_note
 from lstmbt.backtest.regimes import regime_labels, regime_table
+from lstmbt.backtest.retraining import frozen_twins, retrain_counts
 from lstmbt.backtest.rundir import RunResult
 from lstmbt.backtest.scoring import (
     by_model, collect_metrics, fold_stats, horizon_plan, majority_p_up, make_positions, model_plan, predicted_up,
@@ -151,7 +152,7 @@ def score_run(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, co
                          config.strategy.custom) + scale_warnings(config) + unused_seed_note(config)
     notes += [note for note in [run_note(design.prices.index)] if note]
     manifest = _manifest(config, describe_prices(design.prices, config.data.label, config.data.symbol), positions,
-                         len(design.folds), timings, notes, checks)
+                         folds, len(design.folds), timings, notes, checks)
     manifest["periods_per_year"] = run_periods(design.prices.index)
     return RunResult(config=config, predictions=predictions, manifest=manifest, **scored)
 
@@ -241,24 +242,30 @@ def _predict_all(design: Design, config: RunConfig, report: Progress, timings: d
     Each model's walk-forward (each seed's, with ``train.seeds``) is one chain of folds; the chains
     run side by side on ``governor``'s slots (``models.threads.run_side_by_side``), LSTMs first, and
     the result is the same in any order. ``checkpoint``: each chain saves and resumes its folds in
-    ``checkpoint / <model name>`` (``/ seed<S>`` with several seeds).
+    ``checkpoint / <model name>`` (``/ seed<S>`` with several seeds). With ``train.frozen_twin``
+    each network's frozen twin (``backtest.retraining``) runs as a chain of its own, with the
+    network's seeds, fitted on the first fold only and not checkpointed.
     """
-    plan, folders = horizon_plan(config), dict(_chains(config))
-    chains = sorted(folders, key=lambda chain: chain[0].family not in NETWORK_FAMILIES)  # the long chains start first
-    seeds = {key.name: [seed for k, seed in folders if k == key] for key in plan}
+    folders = dict(_chains(config))
+    twins = frozen_twins(horizon_plan(config)) if config.train.frozen_twin else {}
+    plan = [*horizon_plan(config), *twins]
+    seeds = {key.name: [seed for k, seed in folders if k == twins.get(key, key)] for key in plan}
+    chains = sorted([*folders, *((twin, seed) for twin in twins for seed in seeds[twin.name])],
+                    key=lambda chain: chain[0].family not in NETWORK_FAMILIES)  # the long chains start first
     progress = {key.name: FoldProgress(report, key.name, len(design.horizon_folds[key.horizon]) * len(seeds[key.name]),
                                    governor) for key in plan}
 
     def walk(key: ModelKey, seed: int | None) -> tuple[pd.DataFrame, pd.DataFrame, float]:
         started = time.perf_counter()
-        folder = None if checkpoint is None else Path(checkpoint) / folders[key, seed]
-        estimator = estimator_for(key, config, seed)
+        folder = None if checkpoint is None or key in twins else Path(checkpoint) / folders[key, seed]
+        estimator = estimator_for(twins.get(key, key), config, seed)
         with plugin_faults():  # a user's model broke the protocol mid-run: one line, exit 2
             preds, log = walk_forward_predict(estimator, design.features,
                                               design.horizon_targets[key.horizon][key.task], design.grid,
                                               design.horizon_folds[key.horizon], on_fold=progress[key.name].fold_done,
                                               train_weight=training_weights(design, key.task, key.horizon, config),
-                                              checkpoint_dir=folder, target_anchor=target_anchor(design, key.task, config))
+                                              checkpoint_dir=folder, target_anchor=target_anchor(design, key.task, config),
+                                              frozen=key in twins)
         return preds, log, time.perf_counter() - started
 
     for counter in progress.values():
@@ -286,10 +293,11 @@ def _rows_needed(config: RunConfig, warmup: int) -> tuple[int, str]:
     return need, breakdown
 
 
-def _manifest(config: RunConfig, data: dict[str, Any], positions: pd.DataFrame, n_folds: int,
+def _manifest(config: RunConfig, data: dict[str, Any], positions: pd.DataFrame, folds: pd.DataFrame, n_folds: int,
               timings: dict[str, float], warnings: list[str], data_checks: list[str] | None = None) -> dict[str, Any]:
     """The run's provenance. ``warnings`` lists a look-ahead suspicion first, then ``data_checks``
-    (also kept on their own), then the other run warnings, so the report and CLI show them all."""
+    (also kept on their own), then the other run warnings, so the report and CLI show them all.
+    ``retraining``: per model, how many of its retrains changed the weights (``folds``: the fold log)."""
     from lstmbt.models.training import resolve_device  # loads torch: only when called
 
     data_checks = list(data_checks or [])
@@ -307,11 +315,21 @@ def _manifest(config: RunConfig, data: dict[str, Any], positions: pd.DataFrame, 
         "out_of_sample": {"first_date": positions.index[0].date().isoformat(),
                           "last_date": positions.index[-1].date().isoformat(),
                           "days": int(len(positions)), "folds": n_folds},
+        "retraining": retrain_counts(folds, _warm_chains(config, folds)),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "data_checks": data_checks,
         "warnings": alarms + data_checks + [w for w in warnings if w not in alarms],
         **_strategy_provenance(config),
     }
+
+
+def _warm_chains(config: RunConfig, folds: pd.DataFrame) -> list[str]:
+    """The models of the fold log that carry their weights from fold to fold: the networks (not
+    their frozen twins) with ``train.warm_start``."""
+    if not config.train.warm_start or "family" not in folds:
+        return []
+    networks = folds[folds["family"].isin(NETWORK_FAMILIES) & ~folds["baseline"].astype(bool)]
+    return list(networks["model"].unique())
 
 
 def _strategy_provenance(config: RunConfig) -> dict[str, Any]:

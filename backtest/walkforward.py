@@ -15,6 +15,7 @@ from sklearn.base import clone
 from lstmbt.backtest.checkpoint import FoldStore
 from lstmbt.backtest.errors import DataError, needs_new_config
 from lstmbt.backtest.fitdates import next_weights_end, with_weights_end
+from lstmbt.backtest.retraining import weights_changed
 from lstmbt.backtest.splits import Fold
 from lstmbt.models.targets import price_to_relative, relative_to_price
 from lstmbt.models.windows import sliding_windows
@@ -66,6 +67,7 @@ def walk_forward_predict(
     train_weight: pd.Series | None = None,
     checkpoint_dir: str | Path | None = None,
     target_anchor: pd.Series | None = None,
+    frozen: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit a clone of ``estimator`` per fold and predict that fold's test block.
 
@@ -108,6 +110,10 @@ def walk_forward_predict(
     (``models.targets.price_to_relative``) and each prediction p is returned as anchor * exp(p);
     ``y_true`` stays in the target's units. ``None`` fits the target as it is.
 
+    ``frozen``: fit once, on the first fold (its feature scaling included), and predict every
+    later test block with that model, never retrained: the frozen twin (``train.frozen_twin``).
+    Its later folds log 0 epochs and ``weights_changed`` false; no checkpoint is kept.
+
     Returns
     -------
     predictions : one row per test day: ``date``, ``fold``, ``y_true``, ``y_pred`` and ``p_up``
@@ -115,7 +121,9 @@ def walk_forward_predict(
     fold_log : one row per fold with its date ranges (``fit_start``/``fit_end``: the samples fitted
         before validation; ``train_start``/``train_end`` are the same dates under their old names;
         ``weights_end``: the last sample the predicting weights were fitted on, ``backtest.fitdates``),
-        sizes, epochs, best validation loss, ``refit`` and ``refit_epochs`` and fit time.
+        sizes, epochs, best validation loss, ``refit`` and ``refit_epochs``, fit time, and
+        ``weights_changed``: whether the fold's retrain changed the weights (a cold fit, or a warm
+        fit that kept an epoch over the carried weights).
     """
     values = features.to_numpy(dtype=np.float64)
     y_true = target.to_numpy(dtype=np.float64)
@@ -124,7 +132,7 @@ def walk_forward_predict(
     weights = _weight_values(train_weight, target)
     warm = bool(getattr(estimator, "warm_start", False))
     _check_folds(folds, grid, warm, type(estimator).__name__)
-    store, parts, log, model = _open_store(checkpoint_dir, estimator, warm), [], [], None
+    store, parts, log, model = _open_store(None if frozen else checkpoint_dir, estimator, warm), [], [], None
     carried = pd.NaT  # where the data behind the selection weights a warm fold carries on end
     if store is not None:
         parts, log = store.read_done([_fold_span(fold, grid) for fold in folds])
@@ -135,6 +143,12 @@ def walk_forward_predict(
         for entry in log if on_fold is not None else ():
             on_fold(entry)
     for fold in folds[len(log):]:
+        if frozen and model is not None:  # the first fold's model and scaling, never retrained
+            log.append(_frozen_entry(fold, grid))
+            parts.append(_fold_predictions(model, windows, y_true, grid, fold, anchor))
+            if on_fold is not None:
+                on_fold(log[-1])
+            continue
         # A warm-starting estimator carries its weights from fold to fold; others start fresh.
         if not (warm and model is not None):
             model = clone(estimator)
@@ -342,10 +356,18 @@ def _fold_entry(fold: Fold, grid: SampleGrid, model, seconds: float, refit: bool
         "best_val_loss": float(getattr(model, "best_loss_", np.nan)),
         "refit": refit,
         "refit_epochs": int(getattr(model, "refit_epochs_", 0)) if refit else 0,
+        "weights_changed": weights_changed(model),
         "fit_seconds": round(seconds, 3),
         "train_steps": int(getattr(log, "train_steps", 0)) + int(getattr(refit_log, "train_steps", 0) if refit else 0),
         "eval_steps": int(getattr(log, "eval_steps", 0)),
     }
+
+
+def _frozen_entry(fold: Fold, grid: SampleGrid) -> dict:
+    """The fold-log row of a frozen model's later fold: nothing trained, the weights unchanged."""
+    return {**_fold_span(fold, grid), "warm": False, "epochs": 0, "best_epoch": 0, "best_val_loss": np.nan,
+            "refit": False, "refit_epochs": 0, "weights_changed": False, "fit_seconds": 0.0, "train_steps": 0,
+            "eval_steps": 0}
 
 
 #: fold-log columns that count work done; for a seed ensemble they are summed over its seeds

@@ -85,10 +85,11 @@ class _LSTMEstimator(BaseEstimator):
         (the regressor's target scaling is weighted too). Validation losses stay unweighted.
 
         With ``warm_start=True`` a second fit continues from the current weights (and the target
-        scaling of the first fit) for ``train.warm_epochs`` epochs. It restarts cold instead when
-        the carried weights score no better on validation than a constant forecast, and the
-        warm-started epochs replace the carried weights only when their validation loss is lower
-        by more than ``WARM_ACCEPT_Z`` standard errors.
+        scaling of the first fit) for ``train.warm_epochs`` epochs at ``train.lr`` times
+        ``train.warm_lr_factor``. It restarts cold instead when the carried weights score no
+        better on validation than a constant forecast, and the warm-started epochs replace the
+        carried weights only when their validation loss is lower by more than
+        ``train.warm_accept_z`` standard errors.
 
         With ``train.refit`` and validation data, ``fit`` also remembers the weights it started
         from, so ``refit_full`` can train on the whole window next; until then the model
@@ -116,6 +117,8 @@ class _LSTMEstimator(BaseEstimator):
             self.net_ = self._build(X.shape[1], X.shape[2], int(self.random_state), device)
         start = _cpu_state(self.net_) if refit else None
         # the generator shuffles the batches and draws the dropout masks: nothing global is touched
+        if warm:  # below 1: a fine-tuning rate for weights already near a minimum
+            settings = dataclasses.replace(settings, lr=settings.lr * settings.warm_lr_factor)
         log = train_network(self.net_, self._loss, (X, y_fit), val, settings, device=device, generator=generator,
                             epochs=settings.warm_epochs if warm else None, keep_initial=warm, train_weight=weight)
         self.device_, self.warm_started_ = device, warm

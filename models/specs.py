@@ -90,8 +90,12 @@ class TrainSettings:
     ``warm_epochs``: epochs per refit when an estimator with ``warm_start=True`` continues from
     its previous weights (the first fit uses ``max_epochs``). With validation data a warm refit
     first checks the carried weights against a constant forecast (the training mean or class
-    share) and starts over if they lose; it then keeps an updated epoch only if it beats the
-    carried weights by more than two standard errors, so noise is not learned fold after fold.
+    share) and starts over if they lose; it then keeps an updated epoch only if it lowers the
+    validation loss of the carried weights by more than ``warm_accept_z`` standard errors of the
+    paired per-sample difference (0: any lower mean, as early stopping picks a cold fit's epoch).
+    ``warm_lr_factor``: a warm refit trains at ``lr`` times this factor (below 1: a fine-tuning
+    rate). With ``warm_accept_z = 2`` (earlier versions' rule) no warm refit of the default run
+    ever kept an epoch: bench/RESULTS.md, "Why warm folds kept their weights".
 
     ``refit``: after early stopping on the validation tail has picked the epoch count, train
     once more on every usable sample of the window (fit, purge gap and validation tail) for
@@ -129,6 +133,8 @@ class TrainSettings:
     chunk_len: int = 64
     chunks_per_batch: int = 2
     warm_epochs: int = 2
+    warm_lr_factor: float = 1.0
+    warm_accept_z: float = 0.0
     refit: bool = False
     warmup_steps: int = 0
     lr_scaling: str = "none"

@@ -22,9 +22,6 @@ from lstmbt.models.feed import Feed  # also importable from here, where it used 
 from lstmbt.models.specs import EVAL_BATCH, TrainSettings
 from lstmbt.models.windows import contiguous_series
 
-#: a warm refit must beat the incoming weights by this many standard errors of the paired
-#: per-sample validation loss difference, so noise is not learned fold after fold
-WARM_ACCEPT_Z = 2.0
 #: loss(outputs, targets) -> per-element losses with the targets' shape
 ElementLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -89,7 +86,7 @@ def train_network(
     windows (or chunks) weighing nothing are left out of the batches. Validation stays unweighted.
     ``epochs`` overrides ``settings.max_epochs`` (warm refits). ``keep_initial`` scores the
     incoming weights on ``val`` first and keeps them (``best_epoch`` -1) unless an epoch beats
-    them by more than ``WARM_ACCEPT_Z`` standard errors of the paired per-sample difference.
+    them by more than ``settings.warm_accept_z`` standard errors of the paired per-sample difference.
     Without ``val`` every epoch runs (no early stopping) and the weights with the lowest
     training loss are kept. ``generator`` shuffles the batches, so a seeded generator gives a
     repeatable run.
@@ -119,7 +116,7 @@ def train_network(
         scheduler.step(val_loss)
         if on_epoch is not None:
             on_epoch(epoch, train_loss, val_loss)
-        if val_loss < log.best_loss and _clearly_better(baseline, losses):
+        if val_loss < log.best_loss and _clearly_better(baseline, losses, settings.warm_accept_z):
             log.best_loss, log.best_epoch = val_loss, epoch
             best_state = copy.deepcopy(net.state_dict())
         elif val_feed is not None and epoch - log.best_epoch >= settings.patience:
@@ -227,14 +224,14 @@ def _run_epoch(net, loss_fn, optimizer, feed: Feed, per_step: int, clip_norm: fl
     return total / weight
 
 
-def _clearly_better(baseline: np.ndarray | None, losses: np.ndarray | None) -> bool:
-    """True without a baseline; else the mean paired improvement exceeds WARM_ACCEPT_Z standard errors."""
+def _clearly_better(baseline: np.ndarray | None, losses: np.ndarray | None, z: float) -> bool:
+    """True without a baseline; else the mean paired improvement exceeds ``z`` standard errors."""
     if baseline is None or losses is None:
         return True
     diff = baseline - losses
     if len(diff) < 2:
         return False
-    return float(diff.mean()) > WARM_ACCEPT_Z * float(diff.std(ddof=1)) / math.sqrt(len(diff))
+    return float(diff.mean()) > z * float(diff.std(ddof=1)) / math.sqrt(len(diff))
 
 
 def _masked_sum(losses: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ from lstmbt.models.key import keys_from_frame
 from lstmbt.reports import scorecard, sections, seeds as seed_text, tables
 from lstmbt.reports.cpcv import cpcv_block
 from lstmbt.reports.embed import pack_figures, plotly_bundle
+from lstmbt.reports.retraining import retraining_sentences
 from lstmbt.reports.tables import format_metric
 
 METRIC_HELP = {
@@ -124,6 +125,7 @@ def render_report(result: Any) -> str:
         rows=tables.metric_rows(metrics, strategies, METRIC_HELP, models),
         score_columns=scorecard.COLUMNS, score_rows=scorecard.scorecard_rows(metrics, models, labels),
         family_lines=scorecard.family_sentences(metrics, models, comparisons),
+        retrain_lines=retraining_sentences(manifest.get("retraining", {})),
         **_seed_context(seeds, metrics),
         pair_lines=[scorecard.pair_sentence(p) for p in comparisons.get("pairs", [])],
         pairs=sections.pair_rows(comparisons.get("pairs", [])), pair_loss=comparisons.get("loss", ""),

@@ -153,19 +153,28 @@ def mcs_sentence(mcs: dict[str, Any]) -> str:
     return text + (f" Not tested (never invested): {', '.join(never)}." if never else "")
 
 
+#: the answer to a pair's ``question`` (a model against its frozen twin: "does retraining pay?") when
+#: ``a`` wins, ``b`` wins, or neither
+_ANSWERS = ("Yes, ", "No, it costs: ", "Not shown: ")
+
+
 def pair_sentence(pair: dict[str, Any]) -> str:
     """One head-to-head in words: which is better, or that they cannot be told apart, and at what
     level its interval is: family-wise over the pairs read together, or 95% and unadjusted (a
-    pair saved without its ``confidence``)."""
+    pair saved without its ``confidence``); a pair with a ``question`` (``backtest.retraining``)
+    is introduced by it and answered first."""
     a, b = pair["a"], pair["b"]
     low, high, diff = pair.get("sharpe_diff_ci_low"), pair.get("sharpe_diff_ci_high"), pair.get("sharpe_diff")
     side = pair.get("verdict") if "verdict" in pair else verdict(low, high)  # saved before pairs had one
+    answers = _ANSWERS if pair.get("question") else ("", "", "")
     if side == "worse":  # said winner first, so the difference it quotes is positive
-        head, low, high, diff = f"{b} beats {a}", -high, -low, -diff
+        head, low, high, diff = f"{answers[1]}{b} beats {a}", -high, -low, -diff
     elif side == "beats":
-        head = f"{a} beats {b}"
+        head = f"{answers[0]}{a} beats {b}"
     else:
-        head = f"{a} and {b} cannot be told apart" + (" (at the edge)" if side == "borderline" else "")
+        head = f"{answers[2]}{a} and {b} cannot be told apart" + (" (at the edge)" if side == "borderline" else "")
+    if pair.get("question"):
+        head = f"{pair['question'].capitalize()} {head}"
     ci = interval(low, high, "sharpe", signed=True)
     text = f"{head}: Sharpe difference {diff:+.2f} {ci}" if _finite(diff) else f"{head}: no Sharpe difference"
     if ci:

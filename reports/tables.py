@@ -159,7 +159,7 @@ def metric_rows(metrics: dict[str, dict[str, Any]], strategies: list[str], help_
 
 
 FOLD_COLUMNS = ("model", "fold", "fit_start", "fit_end", "weights_end", "val_start", "val_end", "test_start",
-                "test_end", "n_train", "n_val", "warm", "epochs", "best_epoch", "refit", "refit_epochs",
+                "test_end", "n_train", "n_val", "warm", "epochs", "best_epoch", "weights_changed", "refit", "refit_epochs",
                 "best_val_loss", "hit_rate", "base_rate", "strategy_return", "buy_and_hold_return", "fit_seconds")
 
 

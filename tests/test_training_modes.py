@@ -164,19 +164,21 @@ def test_warm_start_restarts_when_the_carried_weights_lose_to_a_constant():
     assert (log["epochs"].iloc[1:][restarted] == 8).all()  # a restart trains like a first fit
 
 
-def test_a_warm_update_must_beat_the_incoming_weights_by_two_standard_errors():
-    from lstmbt.models.training import WARM_ACCEPT_Z, _clearly_better
+@pytest.mark.parametrize("z", [2.0, 0.0])
+def test_a_warm_update_must_beat_the_incoming_weights_by_warm_accept_z_standard_errors(z):
+    from lstmbt.models.training import _clearly_better
 
     rng = np.random.default_rng(0)
     baseline = rng.gamma(2.0, 0.35, 2000)  # per-sample validation losses of the incoming weights
     noise = rng.normal(0.0, 0.2, 2000)
-    assert _clearly_better(None, baseline)  # cold fits: plain early stopping
-    assert not _clearly_better(baseline, baseline + noise - 0.001)  # lower on average, within noise
-    assert _clearly_better(baseline, baseline + noise - 0.05)  # well beyond two standard errors
+    assert _clearly_better(None, baseline, z)  # cold fits: plain early stopping
+    assert _clearly_better(baseline, baseline + noise - 0.05, z)  # well beyond two standard errors
     se = np.std(noise, ddof=1) / np.sqrt(len(noise))
-    boundary = noise.mean() + WARM_ACCEPT_Z * se  # the improvement needed, approached from either side
-    assert not _clearly_better(baseline, baseline + noise - (boundary - 1e-4))
-    assert _clearly_better(baseline, baseline + noise - (boundary + 1e-4))
+    boundary = noise.mean() + z * se  # the improvement needed, approached from either side
+    assert not _clearly_better(baseline, baseline + noise - (boundary - 1e-4), z)
+    assert _clearly_better(baseline, baseline + noise - (boundary + 1e-4), z)
+    half = noise.mean() + 0.5 * se  # lower on average by half a standard error: noise, unless z is 0
+    assert _clearly_better(baseline, baseline + noise - half, z) == (z == 0)
 
 
 def test_warm_refit_keeps_the_first_target_scaling():

@@ -158,16 +158,20 @@ def torch_threads() -> int | None:
 def print_outcome(metrics: dict[str, dict[str, Any]], manifest: dict[str, Any], report: Path,
                    comparisons: dict[str, Any] | None = None, models: Collection[str] = (),
                    seeds: dict[str, Any] | None = None, cpcv: dict[str, Any] | None = None) -> None:
-    """What a finished run prints: the scorecard, what survives testing every model at once and the
+    """What a finished run prints: the scorecard, how often retraining changed each model's weights
+    (the manifest's ``retraining``), what survives testing every model at once and the
     head-to-head pairs (as the report's summary says them), how stable each seed ensemble's verdict
     is (``seeds``: the run's ``seeds.json``), the CPCV lines of a CPCV run (``cpcv``), the warnings
     as notes, the report path last.
     ``models``: the model strategies (the names of the run's model keys); the others are baselines."""
     from lstmbt.reports.scorecard import family_sentences, pair_sentence  # loads numpy: on use, not at --help
+    from lstmbt.reports.retraining import retraining_sentences
     from lstmbt.reports.seeds import stability_sentences  # loads numpy: on use, not at --help
 
     models = [s for s in metrics if s in models]
     print_summary(metrics, models)
+    for line in retraining_sentences(manifest.get("retraining", {})):
+        typer.echo(f"retraining: {line}")
     if comparisons:
         for line in family_sentences(metrics, models, comparisons) + [pair_sentence(p) for p in comparisons["pairs"]]:
             typer.echo(line)

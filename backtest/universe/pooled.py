@@ -42,6 +42,7 @@ from lstmbt.backtest.design import plugin_faults
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.fitdates import next_weights_end
 from lstmbt.backtest.pipeline import Design, Progress, estimator_for, training_weights
+from lstmbt.backtest.retraining import weights_changed
 from lstmbt.backtest.scoring import horizon_plan
 from lstmbt.backtest.splits import Fold
 from lstmbt.backtest.walkforward import scaled_windows
@@ -293,6 +294,7 @@ def _fit_fold(model: Any, designs: Mapping[str, Design], pools: tuple[_Pool, _Po
         "epochs": int(getattr(model, "n_epochs_", 0)), "best_epoch": int(getattr(model, "best_epoch_", 0)) + 1,
         "best_val_loss": float(getattr(model, "best_loss_", np.nan)),
         "refit": False, "refit_epochs": 0,  # the pooled model is not refitted on fit + validation (train.refit)
+        "weights_changed": weights_changed(model),
         "fit_seconds": round(time.perf_counter() - started, 3),
         "train_steps": int(getattr(train_log, "train_steps", 0)),
         "eval_steps": int(getattr(train_log, "eval_steps", 0)),
@@ -328,7 +330,7 @@ def _log_entry(fit_log: dict[str, Any], part: _Part, design: Design) -> dict[str
 
 _LOG_ORDER = ("fold", "fit_start", "fit_end", "weights_end", "train_start", "train_end", "val_start", "val_end", "test_start",
               "test_end", "n_train", "n_val", "n_test", "warm", "epochs", "best_epoch", "best_val_loss", "refit",
-              "refit_epochs", "fit_seconds", "train_steps",
+              "refit_epochs", "weights_changed", "fit_seconds", "train_steps",
               "eval_steps", "train_mode", "n_tickers", "n_train_ticker", "n_val_ticker")
 
 
