@@ -20,7 +20,10 @@ def next_weights_end(row: Mapping[str, Any], carried: Any) -> tuple[Any, Any]:
     """One fold's step of ``weights_end``: ``(the end carried on to the next fold, this fold's end)``,
     from its fold-log ``row`` and the end of the selection weights it started from (``carried``,
     NaT for the first fold)."""
-    changed = not bool(row.get("warm", False)) or int(row.get("best_epoch", 1)) > 0 or pd.isna(carried)
+    if "weights_changed" in row and pd.notna(row["weights_changed"]):  # the fold log says so (a frozen twin's too)
+        changed = bool(row["weights_changed"]) or pd.isna(carried)
+    else:  # a log saved before weights_changed was kept
+        changed = not bool(row.get("warm", False)) or int(row.get("best_epoch", 1)) > 0 or pd.isna(carried)
     carried = row["fit_end"] if changed else carried
     refitted = bool(row.get("refit", False)) and (int(row.get("refit_epochs", 0)) > 0 or int(row.get("epochs", 0)) == 0)
     return carried, (row["val_end"] if refitted and pd.notna(row.get("val_end", pd.NaT)) else carried)
@@ -30,9 +33,10 @@ def weights_end(log: pd.DataFrame) -> pd.Series:
     """The last sample date the predicting weights of each fold were fitted on, for one model's fold
     log (one row per fold, oldest first).
 
-    A fold changes its selection weights when it starts cold (``warm`` false) or its best epoch is
-    above 0; they were then fitted on ``fit_start``..``fit_end``. A warm fold with best epoch 0
-    keeps the weights it carried, so their end is the previous fold's. A refit (``refit`` true and
+    A fold changes its selection weights when its ``weights_changed`` says so (a frozen twin's later
+    folds do not), or, in a log saved without it, when it starts cold or its best epoch is above 0;
+    they were then fitted on ``fit_start``..``fit_end``. A warm fold with best epoch 0 keeps the
+    weights it carried, so their end is the previous fold's. A refit (``refit`` true and
     ``refit_epochs`` above 0, or a model without epochs, whose refit always trains) fits the whole
     usable window, so its weights end at ``val_end``; the chain carries the selection weights, not
     the refitted ones (``models.estimators``), so a refit does not move the next fold's carried end.

@@ -73,6 +73,7 @@ def test_the_frozen_walk_forward_fits_once_on_the_first_fold():
     np.testing.assert_array_equal(frozen["y_pred"].to_numpy(), fitted_once["y_pred"].to_numpy())
     assert list(log["weights_changed"]) == [True] + [False] * (len(folds) - 1)
     assert (log["epochs"].iloc[1:] == 0).all() and log["epochs"].iloc[0] > 0
+    assert (log["weights_end"] == log["fit_end"].iloc[0]).all()  # every fold predicts with fold 0's weights
     retrained, _ = walk_forward_predict(est, features, ret, grid, folds)  # so the comparison above can fail
     assert not np.array_equal(retrained["y_pred"].to_numpy(), frozen["y_pred"].to_numpy())
 
