@@ -161,7 +161,8 @@ def score_seeds(predictions: pd.DataFrame, folds: pd.DataFrame, prices: pd.DataF
 # --------------------------------------------------------------------------- seeds.json
 
 
-def seed_summary(scores: dict[int, SeedScore], metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def seed_summary(scores: dict[int, SeedScore], metrics: dict[str, dict[str, Any]],
+                 models: list[str] | None = None) -> dict[str, Any]:
     """The ``seeds.json`` payload: ``{"seeds": [...], "models": {model: ...}}``, empty without seeds.
 
     Per ensemble model: ``seeds``, ``n_seeds``, ``metrics`` (each seed's full metrics, keyed by
@@ -170,20 +171,24 @@ def seed_summary(scores: dict[int, SeedScore], metrics: dict[str, dict[str, Any]
     each seed's, and how many seeds hold it; ``hit_rate_skill`` is None for a model that calls no
     direction), ``best_seed`` (``best_seed``) and ``folds`` (``fold_spread``).
     ``metrics``: the run's own, whose entries of the ensembles are the mean of the seeds'.
+    ``models``: the run's models, the family each hit-rate p-value is adjusted over (Bonferroni,
+    as the scorecard and ``predict``); default the ensembles alone. ``hit_rate_skill`` carries its
+    ``n_tested``.
     """
     if not scores:
         return {}
     seeds = list(scores)
+    n_tested = len(hit_tested(metrics, list(scores[seeds[0]].metrics) if models is None else models))
     out = {}
     for name in scores[seeds[0]].metrics:
         per_seed = {str(seed): scores[seed].metrics[name] for seed in seeds}
-        skill = claims_skill(metrics[name])
+        skill = claims_skill(metrics[name], n_tested)
         out[name] = {
             "seeds": seeds, "n_seeds": len(seeds), "metrics": per_seed,
             "summary": {key: spread([m.get(key) for m in per_seed.values()]) for key in SPREAD_METRICS},
             "verdict": agreement(metrics[name].get("verdict"), {s: m.get("verdict") for s, m in per_seed.items()}),
-            "hit_rate_skill": None if skill is None else agreement(
-                skill, {s: claims_skill(m) for s, m in per_seed.items()}),
+            "hit_rate_skill": None if skill is None else {**agreement(
+                skill, {s: claims_skill(m, n_tested) for s, m in per_seed.items()}), "n_tested": n_tested},
             "best_seed": best_seed(name, scores),
             "folds": fold_spread(name, scores),
         }
@@ -198,13 +203,20 @@ def spread(values: list[Any]) -> dict[str, float]:
     return {"median": float(np.median(finite)), "min": min(finite), "max": max(finite)}
 
 
-def claims_skill(entry: dict[str, Any]) -> bool | None:
-    """Whether a strategy's hit rate claims skill (``hit_rate_pvalue`` below ``SKILL_PVALUE``);
-    None when it has no hit-rate test (it calls no direction)."""
+def claims_skill(entry: dict[str, Any], n_tested: int = 1) -> bool | None:
+    """Whether a strategy's hit rate claims skill: ``hit_rate_pvalue`` adjusted over the
+    ``n_tested`` models read together (Bonferroni: ``min(1, p * n_tested)``) below
+    ``SKILL_PVALUE``; None when it has no hit-rate test (it calls no direction)."""
     p = entry.get("hit_rate_pvalue")
     if not isinstance(p, numbers.Real) or not math.isfinite(p):
         return None
-    return bool(p < SKILL_PVALUE)
+    return bool(min(1.0, p * max(n_tested, 1)) < SKILL_PVALUE)
+
+
+def hit_tested(metrics: dict[str, dict[str, Any]], models: list[str]) -> list[str]:
+    """The ``models`` with a hit-rate test in ``metrics`` (a finite ``hit_rate_pvalue``): the family
+    a hit-rate claim is adjusted over."""
+    return [name for name in models if claims_skill(metrics.get(name, {})) is not None]
 
 
 def agreement(ensemble: Any, by_seed: dict[str, Any]) -> dict[str, Any]:
@@ -246,4 +258,4 @@ def fold_spread(name: str, scores: dict[int, SeedScore]) -> list[dict[str, Any]]
 
 __all__ = ["SeedScore", "SPREAD_METRICS", "FOLD_FIGURES", "SKILL_PVALUE", "ensemble_seeds", "ensemble_models",
            "seed_config", "seed_view", "long_seed_predictions", "score_seed", "score_seeds", "seed_summary", "spread",
-           "claims_skill", "agreement", "best_seed", "fold_spread", "seed_provenance", "unused_seed_note"]
+           "claims_skill", "hit_tested", "agreement", "best_seed", "fold_spread", "seed_provenance", "unused_seed_note"]

@@ -64,8 +64,12 @@ def stability_sentences(seeds: dict[str, Any], metrics: dict[str, dict[str, Any]
                 f"{verdict['holds']} of {verdict['n']} seeds{_dissent(verdict, _words)}.")
         skill = entry.get("hit_rate_skill")
         if skill:
-            p = format_metric("hit_rate_pvalue", metrics.get(name, {}).get("hit_rate_pvalue"))
-            claim = (f"skill: p = {p} < {SKILL_PVALUE}" if skill["ensemble"]
+            raw = metrics.get(name, {}).get("hit_rate_pvalue")
+            p = format_metric("hit_rate_pvalue", raw)
+            family = skill.get("n_tested", 1)  # a record saved before the adjustment: its p stood alone
+            if family > 1 and isinstance(raw, (int, float)):
+                p += f", {format_metric('hit_rate_pvalue', min(1.0, raw * family))} adjusted over {family} models"
+            claim = (f"skill: p = {p}, below {SKILL_PVALUE}" if skill["ensemble"]
                      else f"no skill: p = {p}, not below {SKILL_PVALUE}")
             text += (f" The hit-rate claim ({claim}, binomial against the better constant guess) holds for "
                      f"{skill['holds']} of {skill['n']} seeds.")

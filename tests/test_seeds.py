@@ -256,6 +256,20 @@ def test_the_seed_summary_by_hand():
     assert seed_summary({}, {}) == {}
 
 
+def test_a_seed_skill_claim_is_adjusted_over_the_runs_models():
+    from lstmbt.reports.seeds import stability_sentences
+
+    scores = {0: _score(0.1, "beats", 0.02, [0.5], 0), 1: _score(0.3, "beats", 0.03, [0.7], 1)}
+    metrics = {"m": {"verdict": "beats", "hit_rate_pvalue": 0.03}, "n": {"hit_rate_pvalue": 0.5},
+               "o": {"hit_rate_pvalue": 0.9}, "flat": {"hit_rate_pvalue": None}}
+    alone = seed_summary(scores, metrics)["models"]["m"]["hit_rate_skill"]
+    assert alone["ensemble"] is True and alone["n_tested"] == 1  # p 0.03 on its own is below 0.05
+    family = seed_summary(scores, metrics, ["m", "n", "o", "flat"])["models"]["m"]["hit_rate_skill"]
+    assert family["n_tested"] == 3 and family["ensemble"] is False and family["holds"] == 2  # 0.09, 0.06, 0.09
+    assert stability_sentences({"models": {"m": {**seed_summary(scores, metrics, ["m", "n", "o"])["models"]["m"]}}},
+                               metrics)[0].count("no skill: p = 0.030, 0.090 adjusted over 3 models") == 1
+
+
 # --------------------------------------------------------------------------- the report
 
 
