@@ -28,6 +28,7 @@ from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
 from lstmbt.backtest.metrics import sharpe
 from lstmbt.backtest.relative import family_confidence, interval_verdict
+from lstmbt.backtest.resampling import pvalue_mc_se, pvalue_settled, settled_reps
 from lstmbt.backtest.retraining import RETRAINING_QUESTION, frozen_pairs
 from lstmbt.backtest.scoring import BENCHMARK, by_model, horizon_plan, predicted_up, strategy_horizon, undecided
 from lstmbt.backtest.significance import N_BOOT, default_block_length, diebold_mariano, sharpe_diff_interval
@@ -43,6 +44,9 @@ MCNEMAR_EXACT_BELOW = 25
 
 MCS_SIZE = 0.10
 """Size of the model confidence set: it holds the best strategies with probability 0.90."""
+
+SPA_LEVEL = 0.05
+"""Hansen's SPA p-value below this says some model beats the benchmark."""
 
 FAMILY_LEVEL = 0.95
 """Family-wise coverage of the verdict intervals against buy-and-hold (Bonferroni over the models)."""
@@ -228,7 +232,10 @@ def spa_test(returns: pd.DataFrame, benchmark: str = BENCHMARK, *, models: Seque
     dict[str, Any]
         ``benchmark``; ``pvalue``: the consistent p-value (small = some model beats the benchmark);
         ``pvalues``: ``{"lower", "consistent", "upper"}``; ``n_strategies``: models tested;
-        ``models``: their names; ``not_tested``; ``block_size`` in days. No model: NaN p-values.
+        ``models``: their names; ``not_tested``; ``block_size`` in days; ``reps``: resamples,
+        doubled from ``reps`` until the p-value lies 5 Monte-Carlo errors from ``SPA_LEVEL``
+        (``backtest.resampling.settled_reps``, at most 32,000), ``pvalue_mc_se`` its error and
+        ``edge`` true when it still does not. No model: NaN p-values.
     """
     from arch.bootstrap import SPA
 
@@ -242,11 +249,17 @@ def spa_test(returns: pd.DataFrame, benchmark: str = BENCHMARK, *, models: Seque
         return out
     losses = -returns[tested].to_numpy(np.float64)
     block = default_block_length(bench, *losses.T)
-    spa = SPA(-bench, losses, block_size=block, reps=reps, bootstrap="stationary",
-              seed=np.random.default_rng(seed))
-    spa.compute()
-    pvalues = {k: float(spa.pvalues[k]) for k in ("lower", "consistent", "upper")}
-    return out | {"pvalue": pvalues["consistent"], "pvalues": pvalues, "block_size": block}
+    pvalues: dict[str, float] = {}
+
+    def run(n: int) -> list[float]:
+        spa = SPA(-bench, losses, block_size=block, reps=n, bootstrap="stationary", seed=np.random.default_rng(seed))
+        spa.compute()
+        pvalues.update({k: float(spa.pvalues[k]) for k in ("lower", "consistent", "upper")})
+        return [pvalues["consistent"]]
+
+    used, settled = settled_reps(run, SPA_LEVEL, reps)
+    return out | {"pvalue": pvalues["consistent"], "pvalues": pvalues, "block_size": block, "reps": used,
+                  "pvalue_mc_se": pvalue_mc_se(pvalues["consistent"], used), "edge": not settled}
 
 
 def mcs_test(returns: pd.DataFrame, size: float = MCS_SIZE, seed: int = 0, reps: int = N_BOOT) -> dict[str, Any]:
@@ -265,7 +278,9 @@ def mcs_test(returns: pd.DataFrame, size: float = MCS_SIZE, seed: int = 0, reps:
         ``included``: the strategies in the set, which holds the best with probability
         ``1 - size`` (in column order); ``pvalues``: each strategy's MCS p-value (in the set when
         above ``size``); ``size``; ``not_tested``; ``same_as`` (``{strategy: its twin}``);
-        ``block_size`` in days.
+        ``block_size`` in days; ``reps``: resamples, doubled from ``reps`` until every p-value
+        lies 5 Monte-Carlo errors from ``size`` (at most 32,000); ``edge``: the strategies whose
+        membership still rests within that error.
     """
     from arch.bootstrap import MCS
 
@@ -282,16 +297,23 @@ def mcs_test(returns: pd.DataFrame, size: float = MCS_SIZE, seed: int = 0, reps:
     block = None
     if len(tested) >= 2:
         block = default_block_length(*(cols[c] for c in tested))
-        mcs = MCS(pd.DataFrame({c: -cols[c] for c in tested}), size, reps=reps, block_size=block, method="R",
-                  bootstrap="stationary", seed=np.random.default_rng(seed))
-        mcs.compute()
-        pvalues = {c: float(mcs.pvalues["Pvalue"][c]) for c in tested}
-        kept = set(mcs.included)
+        losses, found = pd.DataFrame({c: -cols[c] for c in tested}), {}
+
+        def run(n: int) -> list[float]:
+            mcs = MCS(losses, size, reps=n, block_size=block, method="R", bootstrap="stationary",
+                      seed=np.random.default_rng(seed))
+            mcs.compute()
+            found.update(pvalues={c: float(mcs.pvalues["Pvalue"][c]) for c in tested}, kept=set(mcs.included))
+            return list(found["pvalues"].values())
+
+        reps, settled = settled_reps(run, size, reps)
+        pvalues, kept = found["pvalues"], found["kept"]
     else:
-        kept = set(tested)
+        kept, settled = set(tested), True
     pvalues = {c: pvalues[same_as.get(c, c)] for c in cols if c not in never}
+    edge = [c for c in pvalues if not pvalue_settled([pvalues[c]], size, reps)] if not settled else []
     return {"included": [c for c in pvalues if same_as.get(c, c) in kept], "pvalues": pvalues, "size": size,
-            "not_tested": never, "same_as": same_as, "block_size": block}
+            "not_tested": never, "same_as": same_as, "block_size": block, "reps": reps, "edge": edge}
 
 
 # ------------------------------------------------------------------------------ a whole run

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 from arch.bootstrap.base import stationary_bootstrap_sample
@@ -203,3 +203,29 @@ def decided(interval: BootInterval) -> bool:
     low = bound_side(interval.low, interval.low_mc_se)
     high = bound_side(interval.high, interval.high_mc_se)
     return low == 1 or high == -1 or (low is not None and high is not None)
+
+def pvalue_settled(pvalues: Iterable[float], level: float, reps: int) -> bool:
+    """Whether every p-value lies at least :data:`EDGE_Z` Monte-Carlo standard errors
+    (``sqrt(p (1 - p) / reps)``, the binomial error of a share of ``reps`` resamples) from the
+    ``level`` its word is read at, so another seed would not cross it. NaN p-values are settled."""
+    for p in pvalues:
+        if math.isfinite(p) and abs(p - level) < EDGE_Z * pvalue_mc_se(p, reps):
+            return False
+    return True
+
+
+def pvalue_mc_se(p: float, reps: int) -> float:
+    """Monte-Carlo standard error of a bootstrap p-value ``p`` from ``reps`` resamples."""
+    return math.sqrt(max(p * (1.0 - p), 0.0) / reps) if math.isfinite(p) and reps > 0 else math.nan
+
+
+def settled_reps(test: Callable[[int], Iterable[float]], level: float, start: int) -> tuple[int, bool]:
+    """Run ``test(reps)`` (it returns the p-values read against ``level``) from ``start`` resamples,
+    doubling until :func:`pvalue_settled` or :data:`MAX_BOOT`; ``(reps of the last run, settled)``.
+    The caller keeps what its last run computed."""
+    reps = start
+    while True:
+        done = pvalue_settled(list(test(reps)), level, reps)
+        if done or reps >= MAX_BOOT:
+            return reps, done
+        reps = min(2 * reps, MAX_BOOT)

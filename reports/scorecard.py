@@ -127,6 +127,9 @@ def family_sentences(metrics: dict[str, dict[str, Any]], models: list[str], comp
     if spa:
         p = spa.get("pvalue")
         finding = "some model beats it" if _finite(p) and p < 0.05 else "no evidence that any model beats it"
+        if spa.get("edge"):
+            finding = (f"within Monte-Carlo error of 0.05 after {spa.get('reps'):,} resamples, so at the edge: "
+                       "neither a finding nor its absence")
         lines.append(f"Hansen's SPA test of all {spa.get('n_strategies')} models against {spa.get('benchmark')}: "
                      f"p = {format_metric('spa_pvalue', p)}, {finding} after searching over them.")
     mcs = comparisons.get("mcs") or {}
@@ -149,6 +152,10 @@ def mcs_sentence(mcs: dict[str, Any]) -> str:
     else:
         text = (f"{head} It keeps every tested strategy: none is shown worse than the best at that level, so the "
                 "set does not separate them.")
+    if mcs.get("edge"):
+        text += (f" At the edge (a p-value within Monte-Carlo error of {mcs.get('size', 0.10):.0%} after "
+                 f"{mcs.get('reps'):,} resamples, so membership could change with the seed): "
+                 f"{', '.join(mcs['edge'])}.")
     never = mcs.get("not_tested") or []
     return text + (f" Not tested (never invested): {', '.join(never)}." if never else "")
 

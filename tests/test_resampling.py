@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lstmbt.backtest import significance as sig
@@ -110,3 +111,38 @@ def test_constant_resamples_are_zero_or_a_sure_gain():
     assert out[0] == 0.0 and out[1] == math.inf and out[2] == -math.inf and out[3] == 0.0
     low, high = sig._percentile_interval(np.array([1.0, 2.0, math.inf, math.inf]), 0.5)
     assert math.isfinite(low) and high == math.inf
+
+
+def test_a_pvalue_at_its_level_draws_to_the_cap_and_says_it_is_at_the_edge():
+    from lstmbt.backtest.resampling import MAX_BOOT, settled_reps
+
+    asked: list[int] = []
+
+    def at_level(reps: int) -> list[float]:
+        asked.append(reps)
+        return [0.05 + 0.5 / reps]  # the share of resamples beyond, converging on the level itself
+
+    assert settled_reps(at_level, 0.05, 1000) == (MAX_BOOT, False)
+    assert asked == [1000, 2000, 4000, 8000, 16000, 32000]
+    asked.clear()
+    assert settled_reps(lambda reps: asked.append(reps) or [0.6, math.nan], 0.05, 1000) == (1000, True)
+
+
+def test_spa_and_mcs_report_their_resamples_and_words_follow_the_edge():
+    from lstmbt.backtest.headtohead import mcs_test, spa_test
+    from lstmbt.reports.scorecard import family_sentences
+
+    rng = np.random.default_rng(3)
+    bench = rng.normal(0.0004, 0.01, 800)
+    returns = pd.DataFrame({"good": bench + 0.004 + rng.normal(0, 0.002, 800), "noise": rng.normal(0, 0.01, 800),
+                            "buy_and_hold": bench})
+    spa, mcs = spa_test(returns, models=["good", "noise"]), mcs_test(returns)
+    assert spa["reps"] == 1000 and not spa["edge"] and spa["pvalue"] < 0.05 and spa["pvalue_mc_se"] >= 0
+    assert mcs["reps"] == 1000 and mcs["edge"] == [] and mcs["included"] == ["good"]
+    metrics = {"good": {"verdict": "beats"}, "noise": {"verdict": "worse"}}
+    clear = family_sentences(metrics, ["good", "noise"], {"spa": spa, "mcs": mcs})
+    assert "some model beats it" in clear[1] and "edge" not in " ".join(clear)
+    edge = family_sentences(metrics, ["good", "noise"], {"spa": {**spa, "pvalue": 0.049, "edge": True, "reps": 32000},
+                                                        "mcs": {**mcs, "edge": ["noise"], "reps": 32000}})
+    assert "some model beats it" not in edge[1] and "at the edge" in edge[1] and "32,000 resamples" in edge[1]
+    assert "At the edge" in edge[2] and edge[2].count("noise") >= 1
