@@ -32,7 +32,8 @@ METRIC_HELP = {
     "sortino": "annualised mean / downside deviation",
     "max_drawdown": "worst fall from a running peak of equity",
     "calmar": "CAGR / |max drawdown|",
-    "exposure": "share of days with a position",
+    "exposure": "mean |position|: the average share of capital in the market (a constant half position is 50%)",
+    "time_invested": "share of days with a position of any size (a constant half position is 100%)",
     "turnover": "sum of |position changes| per year (1 = book traded once a year)",
     "hit_rate": "share of days whose predicted direction was the realised one; for buy-and-hold the share of up "
                 "days (the base rate); persistence predicts no direction",
@@ -60,8 +61,8 @@ METRIC_HELP = {
     "alpha_pvalue": "one-sided p-value that alpha is above 0 (Newey-West HAC standard error)",
     "beta": "slope of daily net returns on buy-and-hold's",
     "information_ratio": "annualised mean of returns minus buy-and-hold's, over its standard deviation",
-    "exposure_matched_bh_cagr": "CAGR of buy-and-hold scaled to the strategy's exposure: the same market exposure "
-                                "without timing",
+    "beta_matched_bh_cagr": "CAGR of buy-and-hold scaled to the strategy's beta, the rest in cash: the same market "
+                            "risk without timing (the strategy's CAGR above or below it is its alpha as a growth rate)",
     "n_trades": "round trips (an open position at the end counts)",
     "fees_paid": "fees as a fraction of initial capital",
     "slippage_paid": "value lost to slippage as a fraction of initial capital",
