@@ -78,6 +78,8 @@ def _cells(name: str, m: dict[str, Any], is_model: bool, up_share: Any) -> dict[
     cells["strategy"] = _cell(name, "model" if is_model else "benchmark" if name == BENCHMARK else "baseline")
     cells["verdict"] = verdict_cell(name, m)
     cells["sharpe"]["sub"] = interval(m.get("sharpe_ci_low"), m.get("sharpe_ci_high"), "sharpe")
+    if _finite(m.get("time_invested")):
+        cells["exposure"]["sub"] = f"{fmt('time_invested', m['time_invested'])} of days"
     if name != BENCHMARK and _finite(m.get("alpha")):
         cells["alpha"]["sub"] = f"p {fmt('alpha_pvalue', m.get('alpha_pvalue'))}"
     if name == BENCHMARK:
