@@ -122,6 +122,7 @@ def render_report(result: Any) -> str:
         pair_lines=[scorecard.pair_sentence(p) for p in comparisons.get("pairs", [])],
         pairs=sections.pair_rows(comparisons.get("pairs", [])), pair_loss=comparisons.get("loss", ""),
         regimes=regimes, regime_min_days=REGIME_MIN_DAYS, carry_text=carry_text(result.config.backtest),
+        holding_text=holding_text(result.config.backtest),
         refit=result.config.train.refit,
         figure_ids=list(figures), plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
         fold_columns=fold_columns, folds=fold_rows, cpcv=cpcv_block(getattr(result, "cpcv", {}), models, metrics),
@@ -218,6 +219,16 @@ def carry_text(backtest: Any) -> str:
     borrow_part = (f"short positions pay {100 * borrow:.4g}% a year to borrow" if borrow else
                    "short positions pay no borrow fee (backtest.borrow_rate = 0)")
     return f"{cash_part}, and {borrow_part}."
+
+
+def holding_text(backtest: Any) -> str:
+    """How target positions are held between target changes, in words (``backtest.rebalance_band``)."""
+    band = backtest.rebalance_band
+    if band >= 1.0:
+        return ("Positions drift with prices between target changes: no order restores a drifted position "
+                "(backtest.rebalance_band = 1).")
+    return (f"A held position that drifts more than {100 * band:.4g} percentage points of equity from its target "
+            "is restored to it at the next fill, paying the same fee and slippage (backtest.rebalance_band).")
 
 
 def run_pages(result: Any) -> dict[str, str]:

@@ -122,6 +122,15 @@ def test_a_held_half_position_has_beta_one_half(half):
     assert held.metrics.loc["half", "n_trades"] > drifted.metrics.loc["half", "n_trades"]
 
 
+def test_the_report_says_how_positions_are_held(half, sized_run):
+    from lstmbt.reports import run_pages
+
+    assert "drift more than 5 percentage points of equity from its target is restored" in \
+        (sized_run / "report.html").read_text()
+    _, drifted = half
+    assert "Positions drift with prices between target changes" in run_pages(drifted)["report.html"]
+
+
 def _rebalanced(bars: pd.DataFrame, target: float, band: float, fee: float) -> tuple[np.ndarray, float]:
     """Net returns and fees of a constant ``target``, by hand: filled at the next open, and restored at
     the next open whenever, at a close, the holding bought at the last fill (valued at that close, the
