@@ -548,10 +548,14 @@ def test_rate_out_of_range_is_one_line(key, value):
     assert BacktestConfig(cash_rate=0.99, borrow_rate=0.0).cash_rate == 0.99  # just below the bound is fine
 
 
-@pytest.mark.parametrize("setting, key", [("backtest.cash_rate=2", "backtest.cash_rate"),
-                                          ("backtest.borrow_rate=-0.01", "backtest.borrow_rate")])
-def test_bad_rate_through_the_cli_is_one_error_line(setting, key, tmp_path, run_cli):
-
+@pytest.mark.parametrize("setting, words", [
+    ("backtest.cash_rate=2", ("backtest.cash_rate", "out of range", "2%/yr")),
+    ("backtest.borrow_rate=-0.01", ("backtest.borrow_rate", "out of range", "2%/yr")),
+    ("backtest.rebalance_band=1.5", ("backtest.rebalance_band = 1.5 is out of range",)),
+    ("backtest.rebalance_band=-0.1", ("backtest.rebalance_band", "must be >= 0.0 and <= 1.0")),
+    ("backtest.rebalance_bnd=0.1", ("did you mean 'backtest.rebalance_band'",)),
+])
+def test_bad_backtest_key_through_the_cli_is_one_error_line(setting, words, tmp_path, run_cli):
     parent = tmp_path / "runs"
     parent.mkdir()
     (parent / "keep.txt").write_text("keep me")
@@ -559,5 +563,5 @@ def test_bad_rate_through_the_cli_is_one_error_line(setting, key, tmp_path, run_
     assert code == 2, (code, out, err)
     assert "Traceback" not in out + err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("error: ") and key in last and "out of range" in last and "2%/yr" in last
+    assert last.startswith("error: ") and all(word in last for word in words), last
     assert [p.name for p in parent.iterdir()] == ["keep.txt"] and (parent / "keep.txt").read_text() == "keep me"
