@@ -31,8 +31,8 @@ COLUMNS = (
                             "one-sided HAC p-value (alpha > 0) below"),
     ("beta", "beta", "slope on buy-and-hold's daily returns"),
     ("information_ratio", "IR", "annualised mean / std of returns minus buy-and-hold's"),
-    ("exposure", "exposure", "mean |position|: the average share of capital in the market; below it, the share "
-                             "of days with any position (time invested)"),
+    ("exposure", "exposure", "mean |position|: the average share of capital in the market; below it, where "
+                             "positions are fractional, the share of days with any position (time invested)"),
     ("beta_matched_bh_cagr", "B&H at same beta", "CAGR of buy-and-hold scaled to the strategy's beta (the slope "
                                                  "behind alpha), the rest in cash: what the same market risk earned "
                                                  "without timing; the gap to the strategy's CAGR is its alpha"),
@@ -78,7 +78,7 @@ def _cells(name: str, m: dict[str, Any], is_model: bool, up_share: Any) -> dict[
     cells["strategy"] = _cell(name, "model" if is_model else "benchmark" if name == BENCHMARK else "baseline")
     cells["verdict"] = verdict_cell(name, m)
     cells["sharpe"]["sub"] = interval(m.get("sharpe_ci_low"), m.get("sharpe_ci_high"), "sharpe")
-    if _finite(m.get("time_invested")):
+    if _finite(m.get("time_invested")) and m["time_invested"] != m.get("exposure"):  # fractional positions
         cells["exposure"]["sub"] = f"{fmt('time_invested', m['time_invested'])} of days"
     if name != BENCHMARK and _finite(m.get("alpha")):
         cells["alpha"]["sub"] = f"p {fmt('alpha_pvalue', m.get('alpha_pvalue'))}"

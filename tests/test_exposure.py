@@ -78,6 +78,9 @@ def test_buy_and_hold_at_the_same_beta_is_recomputed_with_numpy(sized_run):
     rows = {row["name"]: row["cells"] for row in scorecard_rows(metrics, ["lstm_classification"])}
     cell = rows["lstm_classification"]["beta_matched_bh_cagr"]
     assert cell["text"] == format_metric("cagr", _cagr(metrics["lstm_classification"]["beta"] * b))
+    sized = metrics["lstm_classification"]["time_invested"]
+    assert rows["lstm_classification"]["exposure"]["sub"] == f"{format_metric('time_invested', sized)} of days"
+    assert rows["buy_and_hold"]["exposure"]["sub"] == ""  # always fully long: exposure and time invested agree
     report = (sized_run / "report.html").read_text()
     assert "B&amp;H at same beta" in report and "at exposure" not in report
 
@@ -123,12 +126,10 @@ def test_a_held_half_position_has_beta_one_half(half):
 
 
 def test_the_report_says_how_positions_are_held(half, sized_run):
-    from lstmbt.reports import run_pages
-
-    assert "drift more than 5 percentage points of equity from its target is restored" in \
+    assert "drifts more than 5 percentage points of equity from its target is restored" in \
         (sized_run / "report.html").read_text()
     _, drifted = half
-    assert "Positions drift with prices between target changes" in run_pages(drifted)["report.html"]
+    assert "Positions drift with prices between target changes" in drifted.report()
 
 
 def _rebalanced(bars: pd.DataFrame, target: float, band: float, fee: float) -> tuple[np.ndarray, float]:
