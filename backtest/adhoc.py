@@ -30,7 +30,7 @@ from lstmbt.backtest.rundir import RunResult
 from lstmbt.backtest.scoring import BENCHMARK
 
 #: the keyword arguments ``backtest_positions`` takes: the ``[backtest]`` config keys of a run
-COST_KEYS = ("fee_rate", "slippage", "execution", "cash_rate", "borrow_rate")
+COST_KEYS = ("fee_rate", "slippage", "execution", "cash_rate", "borrow_rate", "rebalance_band")
 #: the figures of a returns series that need no positions (``backtest.metrics.performance_metrics``)
 RETURN_METRICS = ("total_return", "cagr", "ann_volatility", "sharpe", "sortino", "max_drawdown", "calmar")
 
@@ -59,8 +59,9 @@ def backtest_positions(prices: pd.DataFrame | pd.Series, positions: pd.DataFrame
     **costs
         ``fee_rate`` (fraction of traded value per side, default 0.001), ``slippage`` (fraction of
         price per fill, default 0.0005), ``execution`` (``"next_open"`` default, or
-        ``"next_close"``), ``cash_rate`` and ``borrow_rate`` (annual fractions, default 0): the
-        ``[backtest]`` keys of a run, checked the same way.
+        ``"next_close"``), ``cash_rate`` and ``borrow_rate`` (annual fractions, default 0),
+        ``rebalance_band`` (drift from the target, in units of equity, that triggers a rebalancing
+        order; default 0.05, 1 = never): the ``[backtest]`` keys of a run, checked the same way.
 
     Returns
     -------
@@ -81,7 +82,7 @@ def backtest_positions(prices: pd.DataFrame | pd.Series, positions: pd.DataFrame
     seed, ppy = RunConfig().train.seed, year.periods_per_year
     result = run_backtest(bars, targets, cfg)
     real_up = realised_up(bars["Close"], targets.index)
-    metrics = position_metrics(targets, result, real_up, seed, ppy)
+    metrics = position_metrics(targets, result, real_up, seed, ppy, cfg.cash_rate)
     manifest = _manifest("backtest", "prices and positions given to lstmbt.backtest", bars.index, targets.index,
                          seed, year)
     daily = ppy == EXCHANGE_PERIODS  # regimes are windows of exchange days, their figures annualised with 252
@@ -266,9 +267,10 @@ def realised_up(close: pd.Series, dates: pd.DatetimeIndex) -> np.ndarray:
 
 
 def position_metrics(positions: pd.DataFrame, result: Any, real_up: np.ndarray, seed: int,
-                     periods_per_year: int = EXCHANGE_PERIODS) -> dict[str, dict]:
+                     periods_per_year: int = EXCHANGE_PERIODS, cash_rate: float = 0.0) -> dict[str, dict]:
     """``{strategy: {metric: value}}`` of backtested positions (``result``: a ``BacktestResult``),
-    annualised with ``periods_per_year`` bars a year."""
+    annualised with ``periods_per_year`` bars a year (``cash_rate``: what the cash of each
+    beta-matched buy-and-hold earns, as ``backtest.cash_rate``)."""
     bench = result.returns[BENCHMARK].to_numpy()
     tested = [name for name in positions.columns if name != BENCHMARK]
     out: dict[str, dict[str, Any]] = {}
@@ -288,7 +290,7 @@ def position_metrics(positions: pd.DataFrame, result: Any, real_up: np.ndarray, 
                      slippage_paid=result.slippage_paid[name], n_days=len(pos),
                      **m.trade_stats(trades["return"].to_numpy(), trades["holding_days"].to_numpy()))
         if name != BENCHMARK:
-            entry.update(benchmark_relative(r, bench, pos, periods_per_year=ppy))
+            entry.update(benchmark_relative(r, bench, periods_per_year=ppy, cash_rate=cash_rate))
             entry.update(family_verdict(r, bench, len(tested), seed, ppy))
         out[name] = entry
     return {name: out[name] for name in tested + [BENCHMARK]}
@@ -307,9 +309,7 @@ def return_metrics(returns: pd.DataFrame, name: str, seed: int,
         bench = returns[BENCHMARK].to_numpy()
         entry["sharpe_diff_ci_low"], entry["sharpe_diff_ci_high"] = sig.sharpe_diff_ci(r, bench, seed=seed,
                                                                                         periods_per_year=ppy)
-        relative = benchmark_relative(r, bench, np.ones(len(r)), periods_per_year=ppy)
-        relative.pop("exposure_matched_bh_cagr")  # needs the positions, which returns alone do not tell
-        entry.update(relative)
+        entry.update(benchmark_relative(r, bench, periods_per_year=ppy))
         entry.update(family_verdict(r, bench, returns.shape[1] - 1, seed, ppy))
     return entry
 

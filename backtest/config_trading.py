@@ -82,7 +82,12 @@ class BacktestConfig:
     accrue per bar at rate / 252 (``backtest.portfolio.add_carry``), 0 = no interest, no fee.
     ``pairs``: extra head-to-head pairs for ``comparisons.json``, each ``"a:b"`` naming two
     strategies of the run (``backtest.headtohead``; the names are checked when the run's
-    strategies are known).
+    strategies are known). ``rebalance_band``: the largest drift of a held position from its
+    target, in units of equity (0.05 = five percentage points: a 50% target is restored once it
+    has drifted below 45% or above 55%), before an order restores it at the next bar's fill, with
+    fees and slippage (``backtest.rebalance``); 0 = restore every bar, 1 = never (positions then
+    drift between target changes). A 0/1 long-flat position cannot drift, so it is unaffected.
+    Single-ticker backtests only: a universe book's weights drift between target changes.
     """
 
     fee_rate: float = 0.001
@@ -91,9 +96,11 @@ class BacktestConfig:
     cash_rate: float = 0.0
     borrow_rate: float = 0.0
     pairs: tuple[str, ...] = ()
+    rebalance_band: float = 0.05
 
     def __post_init__(self) -> None:
         _check_pairs(self.pairs)
+        check_range("backtest.rebalance_band", self.rebalance_band, 0.0, 1.0)
         check_range("backtest.fee_rate", self.fee_rate, 0.0, 0.5)
         check_range("backtest.slippage", self.slippage, 0.0, 0.5)
         check_choice("backtest.execution", self.execution, ("next_open", "next_close"))

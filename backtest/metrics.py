@@ -74,7 +74,13 @@ def calmar(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR) -> flo
 
 
 def exposure(positions: np.ndarray) -> float:
-    """Share of days with a non-zero position."""
+    """Mean |position| over the days: the average share of capital in the market (a constant 0.5 is 0.5)."""
+    p = np.asarray(positions, dtype=np.float64)
+    return float(np.mean(np.abs(p))) if len(p) else math.nan
+
+
+def time_invested(positions: np.ndarray) -> float:
+    """Share of days with a non-zero position, of any size (a constant 0.5 is 1.0)."""
     p = np.asarray(positions, dtype=np.float64)
     return float(np.mean(p != 0)) if len(p) else math.nan
 
@@ -109,9 +115,9 @@ def return_metrics(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR
 def performance_metrics(returns: np.ndarray, positions: np.ndarray,
                         periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, float]:
     """Return and risk figures of one strategy over its out-of-sample days: ``return_metrics``,
-    then ``exposure`` and ``turnover`` of its positions."""
+    then ``exposure``, ``time_invested`` and ``turnover`` of its positions."""
     return {**return_metrics(returns, periods_per_year), "exposure": exposure(positions),
-            "turnover": turnover(positions, periods_per_year)}
+            "time_invested": time_invested(positions), "turnover": turnover(positions, periods_per_year)}
 
 
 def hit_rate(pred_up: np.ndarray, real_up: np.ndarray) -> float:

@@ -2,7 +2,8 @@
 
 A target position dated t (decided after the close of t) is filled on bar t + 1: at its open
 (``next_open``, the default) or at its close (``next_close``). Same-bar fills are not offered.
-Orders are sent only when the target changes; fees and slippage apply to every fill.
+Orders are sent when the target changes, and again when the holding has drifted from its target by
+more than ``backtest.rebalance_band`` (``backtest.rebalance``); fees and slippage apply to every fill.
 Interest on idle cash and the fee to borrow shorts are added to vectorbt's returns (``add_carry``).
 """
 
@@ -17,6 +18,7 @@ import pandas as pd
 from lstmbt.backtest import metrics as m
 from lstmbt.backtest.config import BacktestConfig
 from lstmbt.backtest.metrics import PERIODS_PER_YEAR
+from lstmbt.backtest.rebalance import rebalance_bars
 
 INIT_CASH = 1.0
 
@@ -34,7 +36,8 @@ class BacktestResult:
     ``returns``: index = the bars on which positions are held (decision day + 1 onward), one
     column per strategy; each value is that bar's net return as a fraction, carry included
     (``add_carry``: interest on idle cash, less the fee to borrow shorts).
-    ``n_trades``: round trips per strategy (a position still open at the end counts).
+    ``n_trades``: round trips per strategy (a position still open at the end counts; a
+    rebalancing sale closes part of a position as a trade of its own).
     ``fees_paid``/``slippage_paid``: fees and the value lost to slippage, each as a fraction of
     the initial capital.
     ``trades``: one row per trade (TRADE_COLUMNS): fill dates, fill prices after slippage, net
@@ -57,7 +60,7 @@ def run_backtest(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestCon
     bars = _execution_bars(prices, positions)
     columns = positions.columns
     fill = bars["Open"] if cfg.execution == "next_open" else bars["Close"]
-    pf = _simulate(bars, positions, fill, np.full(len(columns), cfg.fee_rate), cfg.slippage)
+    pf = _simulate(bars, positions, fill, np.full(len(columns), cfg.fee_rate), cfg.slippage, cfg.rebalance_band)
     returns = _carried(pf, pf.returns().iloc[1:], cfg.cash_rate, cfg.borrow_rate)  # bar `first` holds nothing yet
     orders = pf.orders.values  # raw records (col, idx, size, price, fees); records_readable warns on pandas 3
     fees = np.bincount(orders["col"], weights=orders["fees"], minlength=len(columns))
@@ -85,7 +88,7 @@ def cost_sweep(prices: pd.DataFrame, positions: pd.DataFrame, cfg: BacktestConfi
     wide = pd.concat({bps: positions for bps in fee_levels_bps}, axis=1)
     fees = np.repeat(np.asarray(fee_levels_bps, dtype=np.float64) / 1e4, positions.shape[1])
     fill = bars["Open"] if cfg.execution == "next_open" else bars["Close"]
-    pf = _simulate(bars, wide.set_axis(range(wide.shape[1]), axis=1), fill, fees, cfg.slippage)
+    pf = _simulate(bars, wide.set_axis(range(wide.shape[1]), axis=1), fill, fees, cfg.slippage, cfg.rebalance_band)
     returns = _carried(pf, pf.returns().iloc[1:], cfg.cash_rate, cfg.borrow_rate).to_numpy()
     orders = pf.orders.values
     paid = np.bincount(orders["col"], weights=orders["fees"], minlength=wide.shape[1]) / INIT_CASH
@@ -104,13 +107,15 @@ def cost_row(bps: int, strategy: str, returns: np.ndarray, fees_paid: float,
 
 def run_backtest_variants(prices: pd.DataFrame, positions: pd.DataFrame, fee_rates: np.ndarray,
                           slippages: np.ndarray, executions: list[str], *, cash_rates: np.ndarray | None = None,
-                          borrow_rates: np.ndarray | None = None) -> BacktestResult:
+                          borrow_rates: np.ndarray | None = None,
+                          rebalance_bands: np.ndarray | None = None) -> BacktestResult:
     """``run_backtest`` of every column with its own costs and fill, in one vectorbt call.
 
     Column i pays ``fee_rates[i]`` (fraction of traded value per side), loses ``slippages[i]``
     (fraction of price per fill), fills at ``executions[i]`` (``next_open`` or ``next_close``) and
-    earns ``cash_rates[i]`` and pays ``borrow_rates[i]`` (annual fractions; None = 0 everywhere),
-    so it equals ``run_backtest(prices, positions.iloc[:, [i]], BacktestConfig(...))`` of those
+    earns ``cash_rates[i]`` and pays ``borrow_rates[i]`` (annual fractions; None = 0 everywhere)
+    and rebalances beyond ``rebalance_bands[i]`` (None = the ``BacktestConfig`` default), so it
+    equals ``run_backtest(prices, positions.iloc[:, [i]], BacktestConfig(...))`` of those
     settings. Column names must be unique. This is how ``lstmbt sweep`` scores signal-only trials.
     """
     import vectorbt as vbt
@@ -124,8 +129,9 @@ def run_backtest_variants(prices: pd.DataFrame, positions: pd.DataFrame, fee_rat
         return pd.DataFrame(np.tile(np.asarray(values, dtype=np.float64), (len(bars), 1)), index=bars.index,
                             columns=columns)
 
+    bands = np.full(n, BacktestConfig().rebalance_band) if rebalance_bands is None else rebalance_bands
     pf = vbt.Portfolio.from_orders(
-        close=_broadcast(bars["Close"], columns), size=lagged_orders(positions, bars.index),
+        close=_broadcast(bars["Close"], columns), size=held_orders(positions, bars, quoted, bands),
         size_type="targetpercent", price=pd.DataFrame(quoted, index=bars.index, columns=columns),
         fees=per_column(fee_rates), slippage=per_column(slippages), init_cash=INIT_CASH, freq="1D",
     )
@@ -187,8 +193,9 @@ def run_group_backtest(prices: dict[str, pd.DataFrame], weights: pd.DataFrame,
     A ticker trades on its own bars only: a weight decided at t is filled at the ticker's next bar
     after t (``lagged_orders``), and only when its target changed; it is then brought to exactly
     that fraction of the portfolio's value, sells before buys. In between, holdings drift with
-    prices. A ticker still held when its prices end is sold at its last close on the next day of
-    the calendar. Every fill pays ``fee_rate`` and loses ``slippage``.
+    prices: ``backtest.rebalance_band`` applies to single-ticker backtests only. A ticker still
+    held when its prices end is sold at its last close on the next day of the calendar. Every
+    fill pays ``fee_rate`` and loses ``slippage``.
     """
     import vectorbt as vbt
 
@@ -350,14 +357,15 @@ def _execution_bars(prices: pd.DataFrame, positions: pd.DataFrame) -> pd.DataFra
     return bars
 
 
-def _simulate(bars: pd.DataFrame, positions: pd.DataFrame, fill: pd.Series, fees: np.ndarray, slippage: float):
-    """The vectorbt portfolio of ``positions`` with one fee rate per column."""
+def _simulate(bars: pd.DataFrame, positions: pd.DataFrame, fill: pd.Series, fees: np.ndarray, slippage: float,
+              band: float):
+    """The vectorbt portfolio of ``positions`` with one fee rate per column, rebalanced beyond ``band``."""
     import vectorbt as vbt
 
     columns = positions.columns
     return vbt.Portfolio.from_orders(
         close=_broadcast(bars["Close"], columns),
-        size=lagged_orders(positions, bars.index),
+        size=held_orders(positions, bars, fill.to_numpy()[:, None], band),
         size_type="targetpercent",
         price=_broadcast(fill, columns),
         fees=pd.DataFrame(np.tile(fees, (len(bars), 1)), index=bars.index, columns=columns),
@@ -378,6 +386,15 @@ def lagged_orders(targets: pd.DataFrame, bars: pd.DatetimeIndex, tradeable: pd.D
     if tradeable is not None:
         executed = executed.where(tradeable)  # no bar to trade on: the latest target waits for the next one
     return executed.where(executed.ne(executed.ffill().shift(1)))  # trade only when the target changes
+
+
+def held_orders(targets: pd.DataFrame, bars: pd.DataFrame, fill: np.ndarray, band: np.ndarray | float) -> pd.DataFrame:
+    """``lagged_orders`` of one ticker's ``targets``, plus the orders that restore a target whose
+    holding drifted beyond ``band`` (``backtest.rebalance.rebalance_bars``; ``fill``: the fill
+    price per bar, bars x 1 or bars x columns)."""
+    orders = lagged_orders(targets, bars.index)
+    again = rebalance_bars(orders.to_numpy(), fill, bars["Close"].to_numpy()[:, None], band)
+    return orders.mask(again, orders.ffill()) if again.any() else orders
 
 
 def _trade_frame(records: np.ndarray, dates: pd.DatetimeIndex, columns: pd.Index,

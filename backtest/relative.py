@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.regression.linear_model import OLS  # already loaded with backtest.significance
 
-from lstmbt.backtest.metrics import PERIODS_PER_YEAR, cagr, exposure
+from lstmbt.backtest.metrics import PERIODS_PER_YEAR, cagr
 from lstmbt.backtest.resampling import BootInterval, bound_side
 from lstmbt.backtest.significance import newey_west_lags, sharpe_diff_interval
 
@@ -94,22 +94,22 @@ def family_verdict(returns: np.ndarray, bench_returns: np.ndarray, n_tested: int
             "verdict_n_boot": ci.n_boot}
 
 
-def benchmark_relative(returns: np.ndarray, bench_returns: np.ndarray, positions: np.ndarray,
-                       horizon: int = 1, periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, float]:
-    """Alpha, beta, information ratio and the exposure-matched buy-and-hold CAGR of one strategy.
+def benchmark_relative(returns: np.ndarray, bench_returns: np.ndarray, horizon: int = 1,
+                       periods_per_year: int = PERIODS_PER_YEAR, *, cash_rate: float = 0.0) -> dict[str, float]:
+    """Alpha, beta, information ratio and the beta-matched buy-and-hold CAGR of one strategy.
 
     Parameters
     ----------
     returns, bench_returns : np.ndarray
         Daily net returns (fractions) of the strategy and of buy-and-hold on the same days; days
-        where either is not finite are dropped from the regression and the information ratio.
-    positions : np.ndarray
-        The strategy's target positions per decision day; their share of non-zero days is its
-        exposure (:func:`backtest.metrics.exposure`).
+        where either is not finite are dropped from every figure.
     horizon : int
         Label horizon in days; the HAC lag is at least ``horizon - 1`` (overlapping positions).
     periods_per_year : int
         Bars a year that alpha, the information ratio and the CAGR are annualised with (252).
+    cash_rate : float
+        Annual interest (fraction) the cash of the beta-matched book earns, accrued at
+        ``cash_rate / 252`` a day as the run's idle cash does (``backtest.cash_rate``).
 
     Returns
     -------
@@ -119,10 +119,12 @@ def benchmark_relative(returns: np.ndarray, bench_returns: np.ndarray, positions
         alpha > 0), from Newey-West (HAC) standard errors with
         :func:`backtest.significance.newey_west_lags` lags. ``beta``: the slope (unitless).
         ``information_ratio``: mean over sample std of the active return ``r - b``, times
-        sqrt(periods_per_year). ``exposure_matched_bh_cagr``: the CAGR of ``exposure * b_t``, buy-and-hold
-        scaled to the strategy's exposure (fraction per year). The regression figures are NaN for
-        a constant series or fewer than :data:`MIN_DAYS` days; the information ratio when the
-        active return is constant.
+        sqrt(periods_per_year). ``beta_matched_bh_cagr``: the CAGR of ``beta * b_t + (1 - beta) * cash``,
+        buy-and-hold scaled to the strategy's beta with the rest in cash (fraction per year):
+        what the same market risk earned without timing, so the strategy's CAGR above or below
+        it is its alpha shown as a growth rate. The regression figures (and so the beta-matched
+        CAGR) are NaN for a constant series or fewer than :data:`MIN_DAYS` days; the
+        information ratio when the active return is constant.
     """
     r = np.asarray(returns, dtype=np.float64)
     b = np.asarray(bench_returns, dtype=np.float64)
@@ -133,8 +135,9 @@ def benchmark_relative(returns: np.ndarray, bench_returns: np.ndarray, positions
     defined = len(active) >= MIN_DAYS and np.ptp(active) > 0
     out["information_ratio"] = (float(np.mean(active) / np.std(active, ddof=1) * math.sqrt(periods_per_year))
                                 if defined else math.nan)
-    share = exposure(positions)
-    out["exposure_matched_bh_cagr"] = cagr(share * b, periods_per_year) if len(b) and math.isfinite(share) else math.nan
+    beta = out["beta"]
+    matched = beta * b + (1.0 - beta) * cash_rate / PERIODS_PER_YEAR  # cash accrues per day as the run's carry
+    out["beta_matched_bh_cagr"] = cagr(matched, periods_per_year) if math.isfinite(beta) else math.nan
     return out
 
 

@@ -240,20 +240,21 @@ def collect_metrics(predictions: pd.DataFrame, positions: pd.DataFrame, backtest
                      slippage_paid=backtest.slippage_paid[name], n_days=len(pos),
                      **m.trade_stats(trades["return"].to_numpy(), trades["holding_days"].to_numpy()))
         entry.update(_prediction_scores(name, keys, models, majority, dates, config))
-        entry.update(_relative(name, entry, backtest.returns, pos, config, keys, ppy))
+        entry.update(_relative(name, entry, backtest.returns, config, keys, ppy))
         out[name] = entry
     return out
 
 
-def _relative(name: str, entry: dict[str, Any], returns: pd.DataFrame, pos: np.ndarray,
-              config: RunConfig, keys: Mapping[str, ModelKey], ppy: int) -> dict[str, Any]:
+def _relative(name: str, entry: dict[str, Any], returns: pd.DataFrame, config: RunConfig,
+              keys: Mapping[str, ModelKey], ppy: int) -> dict[str, Any]:
     """Benchmark-relative figures (``backtest.relative``) for every strategy but buy-and-hold, and
     the verdict of each strategy with a Sharpe-difference interval: from that interval widened to
     the Bonferroni level over the run's models (``family_confidence``), same seed and resamples."""
     if name == BENCHMARK:
         return {}
     r, bench = returns[name].to_numpy(), returns[BENCHMARK].to_numpy()
-    out: dict[str, Any] = benchmark_relative(r, bench, pos, strategy_horizon(name, keys, config), ppy)
+    out: dict[str, Any] = benchmark_relative(r, bench, strategy_horizon(name, keys, config), ppy,
+                                             cash_rate=config.backtest.cash_rate)
     if "sharpe_diff_ci_low" in entry:
         out.update(family_verdict(r, bench, sum(c in keys for c in returns.columns), config.train.run_seed, ppy))
     return out

@@ -33,7 +33,8 @@ METRIC_HELP = {
     "sortino": "annualised mean / downside deviation",
     "max_drawdown": "worst fall from a running peak of equity",
     "calmar": "CAGR / |max drawdown|",
-    "exposure": "share of days with a position",
+    "exposure": "mean |position|: the average share of capital in the market (a constant half position is 50%)",
+    "time_invested": "share of days with a position of any size (a constant half position is 100%)",
     "turnover": "sum of |position changes| per year (1 = book traded once a year)",
     "hit_rate": "share of days whose predicted direction was the realised one; for buy-and-hold the share of up "
                 "days (the base rate); persistence predicts no direction",
@@ -68,8 +69,8 @@ METRIC_HELP = {
     "alpha_pvalue": "one-sided p-value that alpha is above 0 (Newey-West HAC standard error)",
     "beta": "slope of daily net returns on buy-and-hold's",
     "information_ratio": "annualised mean of returns minus buy-and-hold's, over its standard deviation",
-    "exposure_matched_bh_cagr": "CAGR of buy-and-hold scaled to the strategy's exposure: the same market exposure "
-                                "without timing",
+    "beta_matched_bh_cagr": "CAGR of buy-and-hold scaled to the strategy's beta, the rest in cash: the same market "
+                            "risk without timing (the strategy's CAGR above or below it is its alpha as a growth rate)",
     "n_trades": "round trips (an open position at the end counts)",
     "fees_paid": "fees as a fraction of initial capital",
     "slippage_paid": "value lost to slippage as a fraction of initial capital",
@@ -131,6 +132,7 @@ def render_report(result: Any) -> str:
         pairs=sections.pair_rows(comparisons.get("pairs", [])), pair_loss=comparisons.get("loss", ""),
         regimes=regimes, regime_lines=sections.regime_sentences(result.regimes), regime_min_days=REGIME_MIN_DAYS,
         regime_min_invested=MIN_INVESTED_DAYS, carry_text=carry_text(result.config.backtest),
+        holding_text=holding_text(result.config.backtest),
         refit=result.config.train.refit,
         figure_ids=list(figures), plotly_gz=plotly_bundle(), figures_gz=pack_figures(figures),
         fold_columns=fold_columns, folds=fold_rows, cpcv=cpcv_block(getattr(result, "cpcv", {}), models, metrics),
@@ -227,6 +229,16 @@ def carry_text(backtest: Any) -> str:
     borrow_part = (f"short positions pay {100 * borrow:.4g}% a year to borrow" if borrow else
                    "short positions pay no borrow fee (backtest.borrow_rate = 0)")
     return f"{cash_part}, and {borrow_part}."
+
+
+def holding_text(backtest: Any) -> str:
+    """How target positions are held between target changes, in words (``backtest.rebalance_band``)."""
+    band = backtest.rebalance_band
+    if band >= 1.0:
+        return ("Positions drift with prices between target changes: no order restores a drifted position "
+                "(backtest.rebalance_band = 1).")
+    return (f"A held position that drifts more than {100 * band:.4g} percentage points of equity from its target "
+            "is restored to it at the next fill, paying the same fee and slippage (backtest.rebalance_band).")
 
 
 def run_pages(result: Any) -> dict[str, str]:

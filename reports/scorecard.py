@@ -32,9 +32,11 @@ COLUMNS = (
                             "one-sided HAC p-value (alpha > 0) below"),
     ("beta", "beta", "slope on buy-and-hold's daily returns"),
     ("information_ratio", "IR", "annualised mean / std of returns minus buy-and-hold's"),
-    ("exposure", "exposure", "share of days with a position (mean |position|)"),
-    ("exposure_matched_bh_cagr", "B&H at exposure", "CAGR of buy-and-hold scaled to the strategy's exposure: "
-                                                    "what the same market exposure earned without timing"),
+    ("exposure", "exposure", "mean |position|: the average share of capital in the market; below it, where "
+                             "positions are fractional, the share of days with any position (time invested)"),
+    ("beta_matched_bh_cagr", "B&H at same beta", "CAGR of buy-and-hold scaled to the strategy's beta (the slope "
+                                                 "behind alpha), the rest in cash: what the same market risk earned "
+                                                 "without timing; the gap to the strategy's CAGR is its alpha"),
     ("max_drawdown", "max DD", "worst fall from a running peak of equity"),
     ("turnover", "turnover", "sum of |position changes| per year"),
     ("hit_rate", "hit rate", "share of days whose direction call was right; below: the base rate of always "
@@ -42,7 +44,7 @@ COLUMNS = (
 )
 
 #: shorter headers where the console is narrow
-CONSOLE_HEADERS = {"alpha": "alpha", "exposure": "exp.", "exposure_matched_bh_cagr": "B&H@exp", "turnover": "turn.",
+CONSOLE_HEADERS = {"alpha": "alpha", "exposure": "exp.", "beta_matched_bh_cagr": "B&H@beta", "turnover": "turn.",
                    "information_ratio": "IR"}
 
 
@@ -77,6 +79,8 @@ def _cells(name: str, m: dict[str, Any], is_model: bool, up_share: Any) -> dict[
     cells["strategy"] = _cell(name, "model" if is_model else "benchmark" if name == BENCHMARK else "baseline")
     cells["verdict"] = verdict_cell(name, m)
     cells["sharpe"]["sub"] = interval(m.get("sharpe_ci_low"), m.get("sharpe_ci_high"), "sharpe")
+    if _finite(m.get("time_invested")) and m["time_invested"] != m.get("exposure"):  # fractional positions
+        cells["exposure"]["sub"] = f"{fmt('time_invested', m['time_invested'])} of days"
     if name != BENCHMARK and _finite(m.get("alpha")):
         cells["alpha"]["sub"] = f"p {fmt('alpha_pvalue', m.get('alpha_pvalue'))}"
     if name == BENCHMARK:

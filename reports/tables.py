@@ -18,9 +18,9 @@ import pandas as pd
 #   integer  "2,520"   counts; a key starting with "n_" is a count
 # An interval bound (``<key>_ci_low`` / ``<key>_ci_high``) is shown as its key; unknown keys
 # get 4 significant figures.
-PERCENT = {"total_return", "cagr", "ann_volatility", "max_drawdown", "exposure", "hit_rate", "fees_paid",
-           "slippage_paid", "accuracy", "precision", "recall", "f1", "win_rate", "strategy_return",
-           "buy_and_hold_return", "base_rate", "alpha", "exposure_matched_bh_cagr", "bh_cagr", "bh_total_return",
+PERCENT = {"total_return", "cagr", "ann_volatility", "max_drawdown", "exposure", "time_invested", "hit_rate",
+           "fees_paid", "slippage_paid", "accuracy", "precision", "recall", "f1", "win_rate", "strategy_return",
+           "buy_and_hold_return", "base_rate", "alpha", "beta_matched_bh_cagr", "bh_cagr", "bh_total_return",
            "agreement", "return", "prob_oos_loss", "cpcv_beats_bh_share"}
 RATIO = {"sharpe", "sortino", "calmar", "psr", "information_ratio", "beta", "sharpe_diff", "bh_sharpe",
          "sharpe_minus_bh", "verdict_ci_low", "verdict_ci_high", "turnover", "avg_holding_days", "avg_holdings",
@@ -36,10 +36,10 @@ LOWER_IS_BETTER = {"ann_volatility", "rmse", "mae", "mape", "log_loss", "brier",
                    "slippage_paid", "best_val_loss"}
 #: rows where a higher or lower value is not better in itself, or that describe the market or a
 #: baseline rather than the model: no highlight (interval bounds and counts never have one either)
-NEUTRAL = {"no_decision_days", "exposure", "avg_holding_days", "ann_volatility", "turnover", "fees_paid",
-           "slippage_paid", "base_rate", "beta", "exposure_matched_bh_cagr", "persistence_rmse", "persistence_mae",
-           "persistence_mape", "agreement", "verdict", "avg_holdings", "fit_seconds", "verdict_ci_low_mc_se",
-           "verdict_ci_high_mc_se"}
+NEUTRAL = {"no_decision_days", "exposure", "time_invested", "avg_holding_days", "ann_volatility", "turnover",
+           "fees_paid", "slippage_paid", "base_rate", "beta", "beta_matched_bh_cagr", "persistence_rmse",
+           "persistence_mae", "persistence_mape", "agreement", "verdict", "avg_holdings", "fit_seconds",
+           "verdict_ci_low_mc_se", "verdict_ci_high_mc_se", "verdict_n_boot"}
 #: return and risk rows, where a strategy that never holds a position is not ranked
 PERFORMANCE = {"total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "win_rate", "alpha",
                "information_ratio"}

@@ -27,7 +27,8 @@ BENCHMARK = "ew_buy_and_hold"
 #: what the metrics mean for a portfolio where that differs from a single ticker's run
 PORTFOLIO_HELP = {
     **METRIC_HELP,
-    "exposure": "share of days with any position",
+    "exposure": "mean gross position (sum of |target weights|) over the days",
+    "time_invested": "share of days with any position",
     "turnover": "sum over tickers of |target weight changes| per year (1 = book traded once a year)",
     "avg_holdings": "mean number of tickers held per day",
     "n_trades": "round trips over all tickers (an open position at the end counts)",

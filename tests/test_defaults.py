@@ -73,7 +73,8 @@ def test_return_metrics_is_the_return_part_of_every_builder():
     figures = m.return_metrics(r)
     assert list(figures) == ["total_return", "cagr", "ann_volatility", "sharpe", "sortino", "max_drawdown", "calmar"]
     assert figures["sharpe"] == m.sharpe(r) and figures["max_drawdown"] == m.max_drawdown(r)
-    assert m.performance_metrics(r, pos) == {**figures, "exposure": m.exposure(pos), "turnover": m.turnover(pos)}
+    assert m.performance_metrics(r, pos) == {**figures, "exposure": m.exposure(pos),
+                                             "time_invested": m.time_invested(pos), "turnover": m.turnover(pos)}
     assert period_metrics(r) == {**figures, "n_days": len(r)}
 
 

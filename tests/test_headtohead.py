@@ -295,7 +295,7 @@ def test_metrics_carry_the_family_wise_verdict_and_benchmark_relative_keys(tiny_
         if name == "buy_and_hold":
             assert "alpha" not in entry and "verdict" not in entry
             continue
-        assert {"alpha", "alpha_pvalue", "beta", "information_ratio", "exposure_matched_bh_cagr"} <= set(entry)
+        assert {"alpha", "alpha_pvalue", "beta", "information_ratio", "beta_matched_bh_cagr"} <= set(entry)
         if "sharpe_diff_ci_low" not in entry:
             assert "verdict" not in entry  # persistence
             continue

@@ -97,10 +97,13 @@ def test_zero_volatility_gives_nan_sharpe(value):
     assert math.isnan(m.sharpe(np.array([0.01])))  # one day: no sample std
 
 
-def test_exposure():
-    # non-zero on 3 of 5 days, short and fractional included
-    assert m.exposure(np.array([0.0, 1.0, -1.0, 0.5, 0.0])) == pytest.approx(0.6)
-    assert math.isnan(m.exposure(np.array([])))
+def test_exposure_is_mean_absolute_position_and_time_invested_the_share_of_days():
+    # |0| + |1| + |-1| + |0.5| + |0| = 2.5 over 5 days; non-zero on 3 of 5 days
+    assert m.exposure(np.array([0.0, 1.0, -1.0, 0.5, 0.0])) == pytest.approx(0.5)
+    assert m.time_invested(np.array([0.0, 1.0, -1.0, 0.5, 0.0])) == pytest.approx(0.6)
+    half = np.full(10, 0.5)  # a constant half position: half the capital, every day
+    assert m.exposure(half) == 0.5 and m.time_invested(half) == 1.0
+    assert math.isnan(m.exposure(np.array([]))) and math.isnan(m.time_invested(np.array([])))
 
 
 def test_turnover_counts_entry_from_flat_per_year():
@@ -116,7 +119,7 @@ def test_turnover_counts_entry_from_flat_per_year():
 def test_performance_metrics_has_the_contract_keys():
     out = m.performance_metrics(R, np.array([0.0, 1.0, 1.0, 0.0]))
     assert set(out) == {"total_return", "cagr", "ann_volatility", "sharpe", "sortino", "max_drawdown",
-                        "calmar", "exposure", "turnover"}
+                        "calmar", "exposure", "time_invested", "turnover"}
     assert out["max_drawdown"] == pytest.approx(-0.05)
     assert out["exposure"] == pytest.approx(0.5)
 

@@ -30,6 +30,8 @@ IDX = pd.bdate_range("2024-01-01", periods=8)
 O = np.array([100.0, 102.0, 101.0, 105.0, 104.0, 108.0, 107.0, 110.0])
 C = np.array([101.0, 103.0, 104.0, 103.0, 106.0, 107.0, 109.0, 111.0])
 FREE = BacktestConfig(fee_rate=0.0, slippage=0.0)
+#: no rebalancing: a held position drifts with the price until its target changes (vectorbt's own semantics)
+DRIFT = BacktestConfig(fee_rate=0.0, slippage=0.0, rebalance_band=1.0)
 REL = 1e-12
 
 
@@ -151,7 +153,7 @@ def test_slippage_alone():
 
 
 def test_short_earns_the_negative_of_the_move():
-    res = run_backtest(_prices(), _positions(s=[0, -1, -1, -1, 0, 0, 0]), FREE)
+    res = run_backtest(_prices(), _positions(s=[0, -1, -1, -1, 0, 0, 0]), DRIFT)
     r = res.returns["s"].to_numpy()
     # short q = 1 / O2 shares at the open: cash 1 + q * O2 = 2, equity = 2 - q * price
     q = 1.0 / O[2]
@@ -168,7 +170,8 @@ def test_short_earns_the_negative_of_the_move():
 
 def test_short_fee_is_on_the_proceeds():
     f = 0.001
-    res = run_backtest(_prices(), _positions(s=[0, -1, -1, -1, 0, 0, 0]), BacktestConfig(fee_rate=f, slippage=0.0))
+    res = run_backtest(_prices(), _positions(s=[0, -1, -1, -1, 0, 0, 0]),
+                       BacktestConfig(fee_rate=f, slippage=0.0, rebalance_band=1.0))
     r = res.returns["s"].to_numpy()
     q = 1.0 / O[2]  # a short sale is not cut by the fee
     assert r[1] == pytest.approx((2 - f - q * C[2]) - 1, rel=REL)
@@ -187,9 +190,10 @@ def test_n_trades_counts_round_trips():
     assert (res.returns["none"] == 0.0).all()
 
 
-def test_unchanged_positions_send_no_orders():
+def test_unchanged_positions_send_no_orders_without_rebalancing():
     f = 0.001
-    res = run_backtest(_prices(), _positions(full=[1] * 7, half=[0.5] * 7), BacktestConfig(fee_rate=f, slippage=0.0))
+    res = run_backtest(_prices(), _positions(full=[1] * 7, half=[0.5] * 7),
+                       BacktestConfig(fee_rate=f, slippage=0.0, rebalance_band=1.0))
     # one entry order each: full pays f / (1 + f); half has the cash, so it buys 0.5 / O1 shares and pays 0.5 f
     assert res.fees_paid["full"] == pytest.approx(f / (1 + f), rel=REL)
     assert res.fees_paid["half"] == pytest.approx(0.5 * f, rel=REL)
@@ -291,7 +295,7 @@ def test_all_flat_trades_nothing():
 
 
 def test_trade_records_match_the_hand_computed_round_trip():
-    res = run_backtest(_prices(), _positions(a=LONG, s=[0, -1, -1, -1, 0, 0, 0]), FREE)
+    res = run_backtest(_prices(), _positions(a=LONG, s=[0, -1, -1, -1, 0, 0, 0]), DRIFT)
     trades = res.trades
     assert list(trades["strategy"]) == ["a", "s"]
     long_, short = trades.iloc[0], trades.iloc[1]
@@ -337,18 +341,22 @@ CARRY_COLUMNS = {"flat": [0] * 7, "long": LONG, "short": [0, -1, -1, -1, 0, 0, 0
                  "flip": [1, 1, -1, -1, 0, 0.5, -0.5]}
 
 
-def _resimulate(targets: list[float], cash_rate: float, borrow_rate: float) -> np.ndarray:
-    """Net returns without fees or slippage, next_open, by hand: the stated carry rule, independently.
+def _resimulate(targets: list[float], cash_rate: float, borrow_rate: float,
+                band: float = BacktestConfig().rebalance_band) -> np.ndarray:
+    """Net returns without fees or slippage, next_open, by hand: the carry and rebalancing rules, independently.
 
-    On each bar whose executed target (the previous day's decision) changed, the book is set at the
-    open to that fraction of its value; at the close, capital not held long (cash less short proceeds,
-    i.e. value - long value) earns cash_rate / 252 and the short value pays borrow_rate / 252, credited
-    then. Returns are measured on the previous close's carry-free value (weights as simulated).
+    On each bar whose executed target (the previous day's decision) changed, or whose holding weighed
+    more than ``band`` away from it at the previous close, the book is set at the open to that fraction
+    of its value; at the close, capital not held long (cash less short proceeds, i.e. value - long
+    value) earns cash_rate / 252 and the short value pays borrow_rate / 252, credited then. Returns
+    are measured on the previous close's carry-free value (weights as simulated).
     """
     shares, cash, before, out = 0.0, 1.0, 1.0, []
     for bar in range(1, 8):
         target = targets[bar - 1]
-        if bar == 1 or target != targets[bar - 2]:
+        held_before = shares * C[bar - 1]
+        drifted = bar > 1 and abs(held_before / (cash + held_before) - target) > band
+        if bar == 1 or target != targets[bar - 2] or drifted:
             wanted = target * (cash + shares * O[bar]) / O[bar]
             cash, shares = cash - (wanted - shares) * O[bar], wanted
         held = shares * C[bar]
@@ -393,10 +401,10 @@ def test_fully_invested_book_earns_no_cash():
 
 
 def test_short_pays_borrow_on_its_market_value_and_its_collateral_earns_cash():
-    short = [0, -1, -1, -1, 0, 0, 0]
-    plain = run_backtest(_prices(), _positions(s=short), FREE).returns["s"].to_numpy()
-    borrow = run_backtest(_prices(), _positions(s=short),
-                          BacktestConfig(fee_rate=0.0, slippage=0.0, borrow_rate=BORROW)).returns["s"].to_numpy()
+    short = [0, -1, -1, -1, 0, 0, 0]  # not rebalanced, so the short's value follows the price
+    plain = run_backtest(_prices(), _positions(s=short), DRIFT).returns["s"].to_numpy()
+    borrow = run_backtest(_prices(), _positions(s=short), BacktestConfig(
+        fee_rate=0.0, slippage=0.0, borrow_rate=BORROW, rebalance_band=1.0)).returns["s"].to_numpy()
     q = 1.0 / O[2]  # shorted at the open of bar 2; equity at the close 2 - q * C, the short worth q * C
     equity = np.array([1.0, 1.0] + [2 - q * C[b] for b in (2, 3, 4)] + [2 - q * O[5]] * 3)
     for bar in (2, 3, 4):  # held through these closes: the fee is borrow/252 of the short value
@@ -404,8 +412,8 @@ def test_short_pays_borrow_on_its_market_value_and_its_collateral_earns_cash():
         assert borrow[i] == pytest.approx(plain[i] - BORROW / 252 * q * C[bar] / equity[bar - 1], rel=1e-12)
     np.testing.assert_array_equal(borrow[[0, 4, 5, 6]], plain[[0, 4, 5, 6]])  # flat: no fee, no cash
     # equal rates: the collateral's interest (on the equity) and the fee (on the short value) differ only by the P&L
-    both = run_backtest(_prices(), _positions(s=short), BacktestConfig(fee_rate=0.0, slippage=0.0, cash_rate=0.03,
-                                                                        borrow_rate=0.03)).returns["s"].to_numpy()
+    both = run_backtest(_prices(), _positions(s=short), BacktestConfig(
+        fee_rate=0.0, slippage=0.0, cash_rate=0.03, borrow_rate=0.03, rebalance_band=1.0)).returns["s"].to_numpy()
     for bar in (2, 3, 4):
         expected = plain[bar - 1] + 0.03 / 252 * (equity[bar] - q * C[bar]) / equity[bar - 1]
         assert both[bar - 1] == pytest.approx(expected, rel=1e-12)
@@ -429,7 +437,8 @@ def test_rates_zero_are_bit_identical_to_the_defaults_and_to_vectorbt(execution)
     pd.testing.assert_frame_equal(default.returns, explicit.returns, check_exact=True)
     bars = _execution_bars(_prices(), pos)
     fill = bars["Open"] if execution == "next_open" else bars["Close"]
-    raw = _simulate(bars, pos, fill, np.full(pos.shape[1], 0.001), 0.0005).returns().iloc[1:]
+    band = BacktestConfig().rebalance_band
+    raw = _simulate(bars, pos, fill, np.full(pos.shape[1], 0.001), 0.0005, band).returns().iloc[1:]
     assert default.returns.to_numpy().tobytes() == raw.to_numpy().tobytes()  # bit for bit, signs of 0 too
 
 
@@ -539,10 +548,14 @@ def test_rate_out_of_range_is_one_line(key, value):
     assert BacktestConfig(cash_rate=0.99, borrow_rate=0.0).cash_rate == 0.99  # just below the bound is fine
 
 
-@pytest.mark.parametrize("setting, key", [("backtest.cash_rate=2", "backtest.cash_rate"),
-                                          ("backtest.borrow_rate=-0.01", "backtest.borrow_rate")])
-def test_bad_rate_through_the_cli_is_one_error_line(setting, key, tmp_path, run_cli):
-
+@pytest.mark.parametrize("setting, words", [
+    ("backtest.cash_rate=2", ("backtest.cash_rate", "out of range", "2%/yr")),
+    ("backtest.borrow_rate=-0.01", ("backtest.borrow_rate", "out of range", "2%/yr")),
+    ("backtest.rebalance_band=1.5", ("backtest.rebalance_band = 1.5 is out of range",)),
+    ("backtest.rebalance_band=-0.1", ("backtest.rebalance_band", "must be >= 0.0 and <= 1.0")),
+    ("backtest.rebalance_bnd=0.1", ("did you mean 'backtest.rebalance_band'",)),
+])
+def test_bad_backtest_key_through_the_cli_is_one_error_line(setting, words, tmp_path, run_cli):
     parent = tmp_path / "runs"
     parent.mkdir()
     (parent / "keep.txt").write_text("keep me")
@@ -550,5 +563,5 @@ def test_bad_rate_through_the_cli_is_one_error_line(setting, key, tmp_path, run_
     assert code == 2, (code, out, err)
     assert "Traceback" not in out + err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("error: ") and key in last and "out of range" in last and "2%/yr" in last
+    assert last.startswith("error: ") and all(word in last for word in words), last
     assert [p.name for p in parent.iterdir()] == ["keep.txt"] and (parent / "keep.txt").read_text() == "keep me"

@@ -61,10 +61,10 @@ def _nw_lags(n: int, horizon: int) -> int:
 
 @pytest.mark.parametrize("horizon", [1, 20])
 def test_alpha_beta_and_pvalue_match_statsmodels_hac(horizon):
-    r, b, pos = _market()
+    r, b, _ = _market()
     n = len(r)
     fit = sm.OLS(r, sm.add_constant(b)).fit(cov_type="HAC", cov_kwds={"maxlags": _nw_lags(n, horizon)})
-    out = benchmark_relative(r, b, pos, horizon=horizon)
+    out = benchmark_relative(r, b, horizon=horizon)
     assert out["alpha"] == pytest.approx(fit.params[0] * 252, rel=1e-10)
     assert out["beta"] == pytest.approx(fit.params[1], rel=1e-10)
     assert out["alpha_pvalue"] == pytest.approx(stats.norm.sf(fit.tvalues[0]), rel=1e-8)
@@ -73,38 +73,41 @@ def test_alpha_beta_and_pvalue_match_statsmodels_hac(horizon):
 
 
 def test_more_hac_lags_for_a_longer_horizon_change_the_pvalue():
-    r, b, pos = _market()
-    assert benchmark_relative(r, b, pos, 20)["alpha_pvalue"] != benchmark_relative(r, b, pos, 1)["alpha_pvalue"]
+    r, b, _ = _market()
+    assert benchmark_relative(r, b, 20)["alpha_pvalue"] != benchmark_relative(r, b, 1)["alpha_pvalue"]
 
 
 def test_negative_alpha_has_a_large_one_sided_pvalue():
-    r, b, pos = _market()
-    out = benchmark_relative(r - 8e-4, b, pos)
+    r, b, _ = _market()
+    out = benchmark_relative(r - 8e-4, b)
     fit = sm.OLS(r - 8e-4, sm.add_constant(b)).fit(cov_type="HAC", cov_kwds={"maxlags": _nw_lags(len(r), 1)})
     assert out["alpha"] < 0 and out["alpha_pvalue"] > 0.5
     assert out["alpha_pvalue"] == pytest.approx(1 - fit.pvalues[0] / 2, rel=1e-8)
 
 
-def test_information_ratio_and_exposure_matched_cagr_by_formula():
-    r, b, pos = _market()
-    out = benchmark_relative(r, b, pos)
+def test_information_ratio_and_beta_matched_cagr_by_formula():
+    r, b, _ = _market()
+    out = benchmark_relative(r, b)
     active = r - b
     assert out["information_ratio"] == pytest.approx(active.mean() / active.std(ddof=1) * math.sqrt(252), rel=1e-12)
-    share = np.mean(pos != 0)
-    growth = np.prod(1 + share * b)
-    assert out["exposure_matched_bh_cagr"] == pytest.approx(growth ** (252 / len(b)) - 1, rel=1e-10)
+    beta = np.polyfit(b, r, 1)[0]  # the OLS slope, as the HAC regression's point estimate
+    growth = np.prod(1 + beta * b)  # beta in the market, the rest in cash earning nothing
+    assert out["beta_matched_bh_cagr"] == pytest.approx(growth ** (252 / len(b)) - 1, rel=1e-9)
+    carried = benchmark_relative(r, b, cash_rate=0.03)["beta_matched_bh_cagr"]
+    growth = np.prod(1 + beta * b + (1 - beta) * 0.03 / 252)  # the cash earns the run's cash rate
+    assert carried == pytest.approx(growth ** (252 / len(b)) - 1, rel=1e-9)
 
 
 def test_undefined_cases_are_nan():
-    r, b, pos = _market(50)
-    flat = benchmark_relative(np.zeros(50), b, np.zeros(50))  # never invested: nothing to regress
+    r, b, _ = _market(50)
+    flat = benchmark_relative(np.zeros(50), b)  # never invested: nothing to regress
     assert math.isnan(flat["alpha"]) and math.isnan(flat["beta"]) and math.isnan(flat["alpha_pvalue"])
-    assert flat["exposure_matched_bh_cagr"] == 0.0
-    short = benchmark_relative(r[:2], b[:2], pos[:2])
+    assert math.isnan(flat["beta_matched_bh_cagr"])  # no beta to match
+    short = benchmark_relative(r[:2], b[:2])
     assert all(math.isnan(short[k]) for k in ("alpha", "alpha_pvalue", "beta", "information_ratio"))
-    same = benchmark_relative(b, b, np.ones(50))  # an always-long baseline is buy-and-hold
+    same = benchmark_relative(b, b)  # an always-long baseline is buy-and-hold
     assert same["beta"] == pytest.approx(1.0) and abs(same["alpha"]) < 1e-12
     assert math.isnan(same["alpha_pvalue"]) and math.isnan(same["information_ratio"])
     gap = r.copy()
     gap[5] = np.nan  # a non-finite day is dropped, not propagated
-    assert math.isfinite(benchmark_relative(gap, b, pos)["alpha"])
+    assert math.isfinite(benchmark_relative(gap, b)["alpha"])

@@ -446,7 +446,7 @@ def test_hostile_text_is_escaped_everywhere(tiny):
     ("fees_paid", 0.00123, "0.1%"),
     ("accuracy", 0.52, "52.0%"),
     ("alpha", -0.0069, "-0.7%"),
-    ("exposure_matched_bh_cagr", 0.033, "3.3%"),
+    ("beta_matched_bh_cagr", 0.033, "3.3%"),
     ("agreement", 0.3, "30.0%"),
     # ratios, two decimals, interval bounds too
     ("sharpe", 1.23456, "1.23"),

@@ -447,10 +447,11 @@ def test_run_backtest_variants_equals_run_backtest_column_by_column():
                              index=days)
     fees, slips = rng.choice([0.0, 0.001, 0.003], 12), rng.choice([0.0, 0.0005, 0.002], 12)
     fills = [["next_open", "next_close"][i % 2] for i in range(12)]
-    both = run_backtest_variants(prices, positions, fees, slips, fills)
+    bands = rng.choice([0.0, 0.05, 1.0], 12)
+    both = run_backtest_variants(prices, positions, fees, slips, fills, rebalance_bands=bands)
     for i, column in enumerate(positions.columns):
         alone = run_backtest(prices, positions[[column]], BacktestConfig(fee_rate=fees[i], slippage=slips[i],
-                                                                           execution=fills[i]))
+                                                                           execution=fills[i], rebalance_band=bands[i]))
         np.testing.assert_array_equal(both.returns[column].to_numpy(), alone.returns[column].to_numpy())
         assert both.n_trades[column] == alone.n_trades[column]
         assert both.fees_paid[column] == pytest.approx(alone.fees_paid[column], rel=1e-12)

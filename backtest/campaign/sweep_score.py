@@ -82,7 +82,8 @@ def score_training_trial(training: TrainingTrial, result: Any, prices: pd.DataFr
         backtest = run_backtest_variants(prices, part, np.array([s.fee_rate for s in settings]),
                                          np.array([s.slippage for s in settings]), [s.execution for s in settings],
                                          cash_rates=np.array([s.cash_rate for s in settings]),
-                                         borrow_rates=np.array([s.borrow_rate for s in settings]))
+                                         borrow_rates=np.array([s.borrow_rate for s in settings]),
+                                         rebalance_bands=np.array([s.rebalance_band for s in settings]))
         returns.append(backtest)
     hits = {seed: _hit_rates(training.config, preds, prices, names, days) for seed, preds in
             [(None, result.predictions), *views.items()]}

@@ -284,8 +284,9 @@ def portfolio_metrics(backtest: Any, weights: dict[str, pd.DataFrame], seed: int
     """``{strategy: {metric: value}}`` of the portfolio strategies (``backtest.metrics`` units),
     annualised with ``periods_per_year`` bars a year (``calendar_periods``).
 
-    ``exposure``: share of days with any position; ``turnover``: sum over tickers of the annual
-    |change| of target weights; ``avg_holdings``: mean number of tickers held per day. Every
+    ``exposure``: mean gross weight (sum of |weights|); ``time_invested``: share of days with any
+    position; ``turnover``: sum over tickers of the annual |change| of target weights;
+    ``avg_holdings``: mean number of tickers held per day. Every
     strategy gets its Sharpe interval and PSR, and all but the benchmark the interval of its
     Sharpe minus ``ew_buy_and_hold``'s (stationary block bootstrap on the same days) and the
     ``verdict`` of that difference at the family-wise level over those strategies
@@ -373,8 +374,8 @@ def universe_warnings(metrics: dict[str, dict[str, Any]], legs: dict[str, _Leg],
     if n_days < 252:
         notes.append(f"The out-of-sample period is {n_days} days, shorter than one year.")
     for name, entry in metrics.items():  # the verdict column says whether each beats the benchmark
-        if name.startswith("xs_") and entry["exposure"] < 1.0:
-            flat = int(round((1.0 - entry["exposure"]) * n_days))
+        if name.startswith("xs_") and entry["time_invested"] < 1.0:
+            flat = int(round((1.0 - entry["time_invested"]) * n_days))
             notes.append(f"{name} held nothing on {flat} days with fewer than "
                          f"{portfolio.top_k + portfolio.bottom_k} tickers to rank.")
     return notes
