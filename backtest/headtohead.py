@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lstmbt.backtest.annualise import run_periods
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.errors import ConfigError
-from lstmbt.backtest.metrics import sharpe
+from lstmbt.backtest.metrics import PERIODS_PER_YEAR, sharpe
 from lstmbt.backtest.relative import family_confidence, interval_verdict
 from lstmbt.backtest.resampling import pvalue_mc_se, pvalue_settled, settled_reps
 from lstmbt.backtest.retraining import RETRAINING_QUESTION, frozen_pairs
@@ -55,7 +56,8 @@ FAMILY_LEVEL = 0.95
 def compare_pair(returns_a: np.ndarray, returns_b: np.ndarray, calls_a: np.ndarray | None,
                  calls_b: np.ndarray | None, realised_up: np.ndarray | None, horizon: int = 1, seed: int = 0,
                  n_boot: int | None = None, *, decided: np.ndarray | None = None,
-                 realised_up_b: np.ndarray | None = None, confidence: float = 0.95) -> dict[str, Any]:
+                 realised_up_b: np.ndarray | None = None, confidence: float = 0.95,
+                 periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, Any]:
     """Strategy ``a`` against strategy ``b`` on the same days.
 
     Parameters
@@ -81,6 +83,8 @@ def compare_pair(returns_a: np.ndarray, returns_b: np.ndarray, calls_a: np.ndarr
     confidence : float
         Two-sided coverage of the Sharpe-difference interval: 0.95 for one pair alone, the
         Bonferroni level :func:`backtest.relative.family_confidence` when several are read together.
+    periods_per_year : int
+        Bars a year the Sharpe difference is annualised with (252; 365 on a 7-day calendar).
 
     Returns
     -------
@@ -104,9 +108,11 @@ def compare_pair(returns_a: np.ndarray, returns_b: np.ndarray, calls_a: np.ndarr
     ra, rb = np.asarray(returns_a, dtype=np.float64), np.asarray(returns_b, dtype=np.float64)
     if len(ra) != len(rb):
         raise ValueError(f"returns_a ({len(ra)} days) and returns_b ({len(rb)} days) must cover the same days")
-    ci = sharpe_diff_interval(ra, rb, confidence=confidence, n_boot=n_boot, seed=seed)
+    ci = sharpe_diff_interval(ra, rb, confidence=confidence, n_boot=n_boot, seed=seed,
+                              periods_per_year=periods_per_year)
     side = interval_verdict(ci)
-    out: dict[str, Any] = {"sharpe_diff": sharpe(ra) - sharpe(rb), "sharpe_diff_ci_low": ci.low,
+    ppy = periods_per_year
+    out: dict[str, Any] = {"sharpe_diff": sharpe(ra, ppy) - sharpe(rb, ppy), "sharpe_diff_ci_low": ci.low,
                            "sharpe_diff_ci_high": ci.high, "confidence": confidence,
                            "sharpe_diff_ci_low_mc_se": ci.low_mc_se, "sharpe_diff_ci_high_mc_se": ci.high_mc_se,
                            "n_boot": ci.n_boot, "verdict": side,
@@ -360,9 +366,10 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
     models = by_model(predictions, dates)
     realised = realised_directions(models, keys, config)
     level = family_confidence(len(pairs), FAMILY_LEVEL)
+    ppy = run_periods(dates if close is None else close.index)  # 365 on a 7-day calendar, as metrics.json
     questions = dict.fromkeys(frozen_pairs(keys[s] for s in names), RETRAINING_QUESTION)
     rows = [{"a": a, "b": b, **({"question": questions[a, b]} if (a, b) in questions else {}),
-             **_compare_named(a, b, returns, models, keys, realised, config, close, dates, level)} for a, b in pairs]
+             **_compare_named(a, b, returns, models, keys, realised, config, close, dates, level, ppy)} for a, b in pairs]
     n_models = len(names)
     return {"pairs": rows, "loss": LOSS, "spa": spa_test(returns, models=names, seed=seed),
             "mcs": mcs_test(returns, seed=seed),
@@ -373,7 +380,8 @@ def run_comparisons(predictions: pd.DataFrame, returns: pd.DataFrame, positions:
 
 def _compare_named(a: str, b: str, returns: pd.DataFrame, models: dict[str, pd.DataFrame],
                    keys: Mapping[str, ModelKey], realised: dict[int, np.ndarray], config: RunConfig,
-                   close: pd.Series | None, dates: pd.DatetimeIndex, confidence: float) -> dict[str, Any]:
+                   close: pd.Series | None, dates: pd.DatetimeIndex, confidence: float,
+                   periods_per_year: int) -> dict[str, Any]:
     """:func:`compare_pair` of strategies ``a`` and ``b`` of a run at ``confidence``, each call against
     its own horizon."""
     calls, keep = {}, np.ones(len(returns), dtype=bool)
@@ -384,6 +392,7 @@ def _compare_named(a: str, b: str, returns: pd.DataFrame, models: dict[str, pd.D
     h_a, h_b = strategy_horizon(a, keys, config), strategy_horizon(b, keys, config)
     return compare_pair(returns[a].to_numpy(), returns[b].to_numpy(), calls[a], calls[b], realised.get(h_a),
                         max(h_a, h_b), seed=config.train.run_seed, decided=keep, realised_up_b=realised.get(h_b),
+                        periods_per_year=periods_per_year,
                         confidence=confidence)
 
 

@@ -204,7 +204,8 @@ def _regimes(close: pd.Series, positions: pd.DataFrame, returns: pd.DataFrame, c
     realised = {name: per_model.get(name, realised_up) for name in returns.columns}
     decided = {name: ~undecided(keys[name], models, config, close) for name in models}
     return regime_table(returns.set_axis(dates), calls, realised, regime_labels(close, dates),
-                        seed=config.train.run_seed, decided=decided, positions=positions, tested=list(models))
+                        seed=config.train.run_seed, decided=decided, positions=positions, tested=list(models),
+                        periods_per_year=run_periods(close.index))
 
 
 def load_checked(config: RunConfig, *, folds: bool = True, positions: bool = True) -> pd.DataFrame:

@@ -195,7 +195,7 @@ def regime_table(returns: pd.DataFrame, calls: dict[str, np.ndarray | None],
                  realised_up: np.ndarray | dict[str, np.ndarray], labels: pd.DataFrame, seed: int = 0,
                  min_days: int = MIN_DAYS, decided: dict[str, np.ndarray] | None = None,
                  n_boot: int = N_BOOT, positions: pd.DataFrame | None = None,
-                 tested: Collection[str] | None = None) -> pd.DataFrame:
+                 tested: Collection[str] | None = None, periods_per_year: int = PERIODS_PER_YEAR) -> pd.DataFrame:
     """Each strategy's Sharpe, return and hit rate within each regime, beside buy-and-hold's on the same
     days, and whether it beats buy-and-hold there, tested over every regime at once.
 
@@ -231,6 +231,9 @@ def regime_table(returns: pd.DataFrame, calls: dict[str, np.ndarray | None],
     tested : collection of str, optional
         The strategies whose regime verdicts are read together (the models of a run): the family
         of the Bonferroni adjustment. Default: every strategy but ``buy_and_hold``.
+    periods_per_year : int
+        Bars a year every Sharpe ratio, interval and annual return is annualised with (252; 365
+        on a 7-day calendar, as the run's metrics).
 
     Returns
     -------
@@ -246,7 +249,7 @@ def regime_table(returns: pd.DataFrame, calls: dict[str, np.ndarray | None],
         cell of a ``tested`` strategy in every kind and state (they are read together: one
         family), so a regime claim holds with the rest at 95%; ``tested``: the strategy is one of
         ``tested`` (the family is its rows with a verdict); ``total_return`` (compounded over the
-        regime's days); ``ann_return`` (mean daily return x 252, comparable across regimes of
+        regime's days); ``ann_return`` (mean daily return x ``periods_per_year``, comparable across regimes of
         different length); ``bh_sharpe``, ``bh_total_return``, ``bh_ann_return`` (buy-and-hold on
         the same days); ``n_calls`` (decided days with a call), ``hit_rate`` with its 95% Wilson
         interval and ``base_rate`` (share of up days among those days). States: those of
@@ -271,8 +274,9 @@ def regime_table(returns: pd.DataFrame, calls: dict[str, np.ndarray | None],
             real = realised_up[name] if isinstance(realised_up, dict) else realised_up
             call, keep = calls.get(name), (decided or {}).get(name)
             r, held = returns[name].to_numpy(dtype=np.float64)[mask], invested[name][mask]
-            figures = _return_figures(r, bench[mask], int(held.sum()), min_days, (seed, n_boot, resamples))
-            figures.update(_verdict_figures(name, r, bench[mask], held, min_days, (n_tested, seed)))
+            figures = _return_figures(r, bench[mask], int(held.sum()), min_days, (seed, n_boot, resamples),
+                                      periods_per_year)
+            figures.update(_verdict_figures(name, r, bench[mask], held, min_days, (n_tested, seed), periods_per_year))
             figures["tested"] = name in family
             figures.update(_call_figures(call, real, mask if keep is None else mask & keep, min_days))
             rows.append((order, {"strategy": name, "kind": kind, "state": state, **figures}))
@@ -304,11 +308,12 @@ def _states(kind: str, column: pd.Series) -> list[str]:
 
 
 def _return_figures(r: np.ndarray, bench: np.ndarray, n_invested: int, min_days: int,
-                    bootstrap: tuple[int, int, dict[int, np.ndarray]]) -> dict[str, Any]:
+                    bootstrap: tuple[int, int, dict[int, np.ndarray]], ppy: int) -> dict[str, Any]:
     """Sharpe (with interval) and returns of one strategy on one regime's days, and buy-and-hold's.
 
     ``bootstrap``: (seed, n_boot, the regime's resample indices by block length so far). With
-    fewer than ``MIN_INVESTED_DAYS`` invested days the Sharpe and its interval are NaN.
+    fewer than ``MIN_INVESTED_DAYS`` invested days the Sharpe and its interval are NaN. ``ppy``:
+    bars a year the Sharpe ratios and annual returns are annualised with.
     """
     keys = ("sharpe", "sharpe_ci_low", "sharpe_ci_high", "total_return", "ann_return",
             "bh_sharpe", "bh_total_return", "bh_ann_return")
@@ -316,16 +321,16 @@ def _return_figures(r: np.ndarray, bench: np.ndarray, n_invested: int, min_days:
         return {"n_days": len(r), "n_invested": n_invested, **dict.fromkeys(keys, math.nan)}
     out = {"n_days": len(r), "n_invested": n_invested, "sharpe": math.nan, "sharpe_ci_low": math.nan,
            "sharpe_ci_high": math.nan, "total_return": total_return(r),
-           "ann_return": float(np.mean(r) * PERIODS_PER_YEAR), "bh_sharpe": sharpe(bench),
-           "bh_total_return": total_return(bench), "bh_ann_return": float(np.mean(bench) * PERIODS_PER_YEAR)}
+           "ann_return": float(np.mean(r) * ppy), "bh_sharpe": sharpe(bench, ppy),
+           "bh_total_return": total_return(bench), "bh_ann_return": float(np.mean(bench) * ppy)}
     if n_invested >= MIN_INVESTED_DAYS:
-        out["sharpe"] = sharpe(r)
-        out["sharpe_ci_low"], out["sharpe_ci_high"] = _sharpe_interval(r, *bootstrap)
+        out["sharpe"] = sharpe(r, ppy)
+        out["sharpe_ci_low"], out["sharpe_ci_high"] = _sharpe_interval(r, *bootstrap, ppy)
     return out
 
 
 def _verdict_figures(name: str, r: np.ndarray, bench: np.ndarray, held: np.ndarray, min_days: int,
-                     family: tuple[int, int]) -> dict[str, Any]:
+                     family: tuple[int, int], ppy: int = PERIODS_PER_YEAR) -> dict[str, Any]:
     """Sharpe minus buy-and-hold's on one regime's days, with the scorecard's verdict and paired interval.
 
     ``family``: (cells read together, seed). NaN (verdict None) for buy-and-hold itself and for a
@@ -338,12 +343,13 @@ def _verdict_figures(name: str, r: np.ndarray, bench: np.ndarray, held: np.ndarr
                            "verdict_confidence": family_confidence(n_tested)}
     if name == BENCHMARK or not _testable(r, bench, held, min_days):
         return out
-    out.update(family_verdict(r, bench, n_tested, seed=seed))
-    out["sharpe_diff"] = sharpe(r) - sharpe(bench)
+    out.update(family_verdict(r, bench, n_tested, seed=seed, periods_per_year=ppy))
+    out["sharpe_diff"] = sharpe(r, ppy) - sharpe(bench, ppy)
     return out
 
 
-def _sharpe_interval(r: np.ndarray, seed: int, n_boot: int, resamples: dict[int, np.ndarray]) -> tuple[float, float]:
+def _sharpe_interval(r: np.ndarray, seed: int, n_boot: int, resamples: dict[int, np.ndarray],
+                     ppy: int = PERIODS_PER_YEAR) -> tuple[float, float]:
     """Exactly ``sharpe_ci(r, n_boot=n_boot, seed=seed)``, drawing the resample indices once per block length.
 
     ``sharpe_ci`` draws its indices from (days, n_boot, block length, seed) alone, and the draw is
@@ -351,11 +357,11 @@ def _sharpe_interval(r: np.ndarray, seed: int, n_boot: int, resamples: dict[int,
     length share one draw (7 strategies on 5000 days: 123 draws instead of 189, 7.2 s -> 5.3 s).
     """
     if len(r) < 2 or np.ptp(r) == 0 or not np.all(np.isfinite(r)):
-        return sharpe_ci(r, n_boot=n_boot, seed=seed)  # its NaN interval, or its refusal of NaN returns
+        return sharpe_ci(r, n_boot=n_boot, seed=seed, periods_per_year=ppy)  # its NaN interval, or its refusal
     block = default_block_length(r)
     if block not in resamples:
         resamples[block] = bootstrap_indices(len(r), n_boot, block, seed)
-    return _percentile_interval(_sharpe_rows(r[resamples[block]]), 0.95)
+    return _percentile_interval(_sharpe_rows(r[resamples[block]], ppy), 0.95)
 
 
 def _call_figures(call: np.ndarray | None, real: np.ndarray, keep: np.ndarray, min_days: int) -> dict[str, float]:

@@ -187,6 +187,17 @@ def test_a_7_day_calendar_run_annualises_with_365(week_day_run):
     assert "7-day calendar" in note and f"note: {note}" in printed.splitlines()
     assert not any("weekends" in w for w in manifest["data_checks"])  # a note of what is used, not a doubt
     assert "Annualised with 365 bars a year" in (out / "report.html").read_text(encoding="utf-8")
+    regimes = pd.read_parquet(out / "regimes.parquet")
+    row = regimes[(regimes["strategy"] == "buy_and_hold") & (regimes["kind"] == "year") & regimes["sharpe"].notna()]
+    row = row.iloc[0]
+    mask = np.asarray(pd.DatetimeIndex(returns.index).year.astype(str) == row["state"])
+    assert row["sharpe"] == pytest.approx(_annualised(returns["buy_and_hold"].to_numpy()[mask], 365)["sharpe"],
+                                          rel=1e-9)
+    pair = json.loads((out / "comparisons.json").read_text())["pairs"][0]
+    a, b = returns[pair["a"]].to_numpy(), returns[pair["b"]].to_numpy()
+    if np.ptp(a) > 0 and np.ptp(b) > 0:
+        assert pair["sharpe_diff"] == pytest.approx(_annualised(a, 365)["sharpe"] - _annualised(b, 365)["sharpe"],
+                                                    rel=1e-9)
 
 
 def test_an_exchange_calendar_run_keeps_252():
