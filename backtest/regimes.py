@@ -14,11 +14,13 @@ Days too early for a kind (too few closes) are missing (NaN) there and belong to
 
 Within a regime, a strategy's Sharpe ratio and its interval need ``MIN_INVESTED_DAYS`` invested
 days; its Sharpe minus buy-and-hold's gets the scorecard's paired interval and verdict
-(:func:`backtest.relative.family_verdict`), Bonferroni-adjusted over every regime cell of the
-strategies read together, so a claim about any one regime holds with all the others at 95%.
+(:func:`backtest.relative.family_verdicts`: one block length for the regime's series, each resample
+drawn once for all its strategies), Bonferroni-adjusted over every regime cell of the strategies
+read together, so a claim about any one regime holds with all the others at 95%.
 
 Conventions: returns are simple daily net returns as fractions; Sharpe ratios are annualised with
-sqrt(252) and a zero risk-free rate (:func:`backtest.metrics.sharpe`).
+sqrt(periods_per_year) (252; 365 on a 7-day calendar) and a zero risk-free rate
+(:func:`backtest.metrics.sharpe`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.metrics import PERIODS_PER_YEAR, sharpe, total_return
-from lstmbt.backtest.relative import family_confidence, family_verdict
+from lstmbt.backtest.relative import family_confidence, family_verdicts
 from lstmbt.backtest.scoring import BENCHMARK
 # the private pieces of sharpe_ci, so one regime's strategies can share its bootstrap draw
 from lstmbt.backtest.significance import (N_BOOT, _percentile_interval, _sharpe_rows, bootstrap_indices, default_block_length,
@@ -214,7 +216,7 @@ def regime_table(returns: pd.DataFrame, calls: dict[str, np.ndarray | None],
         :func:`regime_labels` (or any frame of string labels, missing = no state), same index as ``returns``.
     seed : int
         Seed of both bootstraps (:func:`backtest.significance.sharpe_ci` and the scorecard's
-        :func:`backtest.relative.family_verdict`), the run's seed as the scorecard uses it.
+        :func:`backtest.relative.family_verdicts`), the run's seed as the scorecard uses it.
     min_days : int
         A regime with fewer days has NaN figures (its ``n_days`` is kept); likewise the hit-rate
         columns when fewer than ``min_days`` of its days are decided.
@@ -270,13 +272,14 @@ def regime_table(returns: pd.DataFrame, calls: dict[str, np.ndarray | None],
     rows = []
     for kind, state, mask in cells:
         resamples: dict[int, np.ndarray] = {}  # one regime's bootstrap draws, shared by its strategies
+        verdicts = _cell_verdicts(returns, bench, invested, mask, min_days, (n_tested, seed), periods_per_year)
         for order, name in enumerate(returns.columns):
             real = realised_up[name] if isinstance(realised_up, dict) else realised_up
             call, keep = calls.get(name), (decided or {}).get(name)
             r, held = returns[name].to_numpy(dtype=np.float64)[mask], invested[name][mask]
             figures = _return_figures(r, bench[mask], int(held.sum()), min_days, (seed, n_boot, resamples),
                                       periods_per_year)
-            figures.update(_verdict_figures(name, r, bench[mask], held, min_days, (n_tested, seed), periods_per_year))
+            figures.update(_verdict_figures(r, bench[mask], verdicts.get(name), n_tested, periods_per_year))
             figures["tested"] = name in family
             figures.update(_call_figures(call, real, mask if keep is None else mask & keep, min_days))
             rows.append((order, {"strategy": name, "kind": kind, "state": state, **figures}))
@@ -329,21 +332,30 @@ def _return_figures(r: np.ndarray, bench: np.ndarray, n_invested: int, min_days:
     return out
 
 
-def _verdict_figures(name: str, r: np.ndarray, bench: np.ndarray, held: np.ndarray, min_days: int,
-                     family: tuple[int, int], ppy: int = PERIODS_PER_YEAR) -> dict[str, Any]:
-    """Sharpe minus buy-and-hold's on one regime's days, with the scorecard's verdict and paired interval.
+def _cell_verdicts(returns: pd.DataFrame, bench: np.ndarray, invested: dict[str, np.ndarray], mask: np.ndarray,
+                   min_days: int, family: tuple[int, int], ppy: int) -> dict[str, dict[str, Any]]:
+    """The scorecard's verdict keys of every :func:`_testable` strategy of one regime (buy-and-hold
+    aside), from one shared draw of resamples (``backtest.relative.family_verdicts``).
 
-    ``family``: (cells read together, seed). NaN (verdict None) for buy-and-hold itself and for a
-    cell that is not :func:`_testable`.
-    """
+    ``family``: (cells read together, seed)."""
     n_tested, seed = family
+    series = {name: returns[name].to_numpy(dtype=np.float64)[mask] for name in returns.columns if name != BENCHMARK}
+    testable = {name: r for name, r in series.items() if _testable(r, bench[mask], invested[name][mask], min_days)}
+    return family_verdicts(testable, bench[mask], n_tested, seed=seed, periods_per_year=ppy) if testable else {}
+
+
+def _verdict_figures(r: np.ndarray, bench: np.ndarray, verdict: dict[str, Any] | None, n_tested: int,
+                     ppy: int = PERIODS_PER_YEAR) -> dict[str, Any]:
+    """Sharpe minus buy-and-hold's on one regime's days, with the scorecard's verdict and paired
+    interval (``verdict``: its keys, None, for buy-and-hold itself and for a cell that is not
+    :func:`_testable`, gives NaN)."""
     out: dict[str, Any] = {"sharpe_diff": math.nan, "verdict": None, "verdict_ci_low": math.nan,
                            "verdict_ci_high": math.nan, "verdict_ci_low_mc_se": math.nan,
                            "verdict_ci_high_mc_se": math.nan, "verdict_n_boot": math.nan,
                            "verdict_confidence": family_confidence(n_tested)}
-    if name == BENCHMARK or not _testable(r, bench, held, min_days):
+    if verdict is None:
         return out
-    out.update(family_verdict(r, bench, n_tested, seed=seed, periods_per_year=ppy))
+    out.update(verdict)
     out["sharpe_diff"] = sharpe(r, ppy) - sharpe(bench, ppy)
     return out
 

@@ -9,7 +9,7 @@ is skilled" (here: alpha > 0). Undefined values are NaN.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from scipy import stats
@@ -17,7 +17,7 @@ from statsmodels.regression.linear_model import OLS  # already loaded with backt
 
 from lstmbt.backtest.metrics import PERIODS_PER_YEAR, cagr
 from lstmbt.backtest.resampling import BootInterval, bound_side
-from lstmbt.backtest.significance import newey_west_lags, sharpe_diff_interval
+from lstmbt.backtest.significance import newey_west_lags, sharpe_diff_interval, sharpe_diff_intervals
 
 VERDICT_WORDS = {"beats": "beats buy-and-hold", "inconclusive": "inconclusive", "worse": "significantly worse",
                  "borderline": "inconclusive (at the edge)"}
@@ -89,6 +89,20 @@ def family_verdict(returns: np.ndarray, bench_returns: np.ndarray, n_tested: int
     resamples drawn. ``periods_per_year`` annualises the interval (252 by default)."""
     ci = sharpe_diff_interval(returns, bench_returns, confidence=family_confidence(n_tested), seed=seed,
                               periods_per_year=periods_per_year)
+    return _verdict_keys(ci)
+
+
+def family_verdicts(returns: Mapping[str, np.ndarray], bench_returns: np.ndarray, n_tested: int, seed: int = 0,
+                    periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, dict[str, Any]]:
+    """:func:`family_verdict` of several strategies on the same days (one regime's), keyed by name,
+    from one shared draw of resamples with one block length over every series
+    (:func:`backtest.significance.sharpe_diff_intervals`)."""
+    cis = sharpe_diff_intervals(dict(returns), bench_returns, family_confidence(n_tested), seed, periods_per_year)
+    return {name: _verdict_keys(ci) for name, ci in cis.items()}
+
+
+def _verdict_keys(ci: BootInterval) -> dict[str, Any]:
+    """The verdict keys of one family-wise interval."""
     return {"verdict": interval_verdict(ci), "verdict_ci_low": ci.low, "verdict_ci_high": ci.high,
             "verdict_ci_low_mc_se": ci.low_mc_se, "verdict_ci_high_mc_se": ci.high_mc_se,
             "verdict_n_boot": ci.n_boot}

@@ -18,6 +18,7 @@ small p-value is evidence of skill and a large one is not. Undefined values are 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 from arch.bootstrap import optimal_block_length
@@ -25,7 +26,8 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from lstmbt.backtest.metrics import PERIODS_PER_YEAR, hit_rate_pvalue
-from lstmbt.backtest.resampling import NAN_INTERVAL, BootInterval, adaptive_interval, index_stream, percentile_interval
+from lstmbt.backtest.resampling import (NAN_INTERVAL, BootInterval, adaptive_interval, adaptive_intervals, index_stream,
+                                        percentile_interval)
 
 N_BOOT = 1000
 """Resamples of the fixed-size bootstraps (SPA, MCS). The Sharpe intervals choose their own number
@@ -306,12 +308,38 @@ def sharpe_diff_interval(returns: np.ndarray, bench_returns: np.ndarray, confide
     if len(r) < 2 or np.ptp(r) == 0 or np.ptp(b) == 0:
         return NAN_INTERVAL
 
+    return adaptive_interval(_sharpe_diff_rows(r, b, periods_per_year), len(r), block or default_block_length(r, b),
+                             seed, confidence, n_boot)
+
+
+def sharpe_diff_intervals(returns: dict[str, np.ndarray], bench_returns: np.ndarray, confidence: float = 0.95,
+                          seed: int = 0, periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, BootInterval]:
+    """:func:`sharpe_diff_interval` of several strategies against one benchmark on the same days,
+    with one block length for all (:func:`default_block_length` of every series) and each resample
+    drawn once for all (``backtest.resampling.adaptive_intervals``). A strategy or benchmark
+    that is flat, or fewer than two days, gives the NaN interval."""
+    b = _finite_returns(bench_returns, "bench_returns")
+    series = {name: _finite_returns(r, "returns") for name, r in returns.items()}
+    if any(len(r) != len(b) for r in series.values()):
+        raise ValueError("every strategy's returns must cover the benchmark's days")
+    out = {name: NAN_INTERVAL for name, r in series.items() if len(r) < 2 or np.ptp(r) == 0 or np.ptp(b) == 0}
+    tested = {name: r for name, r in series.items() if name not in out}
+    if tested:
+        block = default_block_length(b, *tested.values())
+        out |= adaptive_intervals({name: _sharpe_diff_rows(r, b, periods_per_year) for name, r in tested.items()},
+                                  len(b), block, seed, confidence)
+    return {name: out[name] for name in series}
+
+
+def _sharpe_diff_rows(r: np.ndarray, b: np.ndarray, periods_per_year: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Resample positions -> Sharpe of ``r`` minus Sharpe of ``b`` per resample (a flat pair: 0)."""
+
     def diff(idx: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             d = _sharpe_rows(r[idx], periods_per_year) - _sharpe_rows(b[idx], periods_per_year)
         return np.nan_to_num(d, nan=0.0, posinf=np.inf, neginf=-np.inf)
 
-    return adaptive_interval(diff, len(r), block or default_block_length(r, b), seed, confidence, n_boot)
+    return diff
 
 
 def sharpe_ci(returns: np.ndarray, confidence: float = 0.95, n_boot: int | None = None,

@@ -12,7 +12,8 @@ from lstmbt.backtest.errors import DataError
 from lstmbt.backtest.regimes import (MIN_INVESTED_DAYS, REGIME_KINDS, REGIME_STATES, TABLE_COLUMNS, VOL_MIN_HISTORY,
                                      VOL_WINDOW, drawdown_labels, expanding_terciles, regime_labels, regime_table,
                                      trailing_volatility, trend_labels)
-from lstmbt.backtest.relative import family_confidence, family_verdict
+from lstmbt.backtest import significance as sig
+from lstmbt.backtest.relative import family_confidence, family_verdicts
 from lstmbt.backtest.significance import sharpe_ci
 from lstmbt.reports.sections import regime_sentences
 
@@ -307,8 +308,13 @@ def test_regime_verdicts_are_the_scorecards_family_verdict_over_every_tested_cel
     for row in cells.to_dict("records"):
         mask = (labels[row["kind"]] == row["state"]).to_numpy()
         r, b = returns[row["strategy"]].to_numpy()[mask], returns["buy_and_hold"].to_numpy()[mask]
-        expected = family_verdict(r, b, n_tested, seed=5)
-        assert {k: row[k] for k in expected} == expected
+        others = [returns[name].to_numpy()[mask] for name in ("edge", "lucky")]
+        alone = sig.sharpe_diff_interval(r, b, family_confidence(n_tested), seed=5,
+                                         block=sig.default_block_length(b, *others))  # drawn for this strategy alone
+        assert (row["verdict_ci_low"], row["verdict_ci_high"], row["verdict_n_boot"]) == (
+            alone.low, alone.high, alone.n_boot)
+        shared = family_verdicts({"edge": others[0], "lucky": others[1]}, b, n_tested, seed=5)[row["strategy"]]
+        assert {k: row[k] for k in shared} == shared
         assert row["sharpe_diff"] == pytest.approx(_hand_sharpe(r) - _hand_sharpe(b), rel=1e-9)
     bench_rows = table[table["strategy"] == "buy_and_hold"]
     assert bench_rows["verdict"].isna().all() and bench_rows["sharpe_diff"].isna().all()
