@@ -190,7 +190,8 @@ def test_a_7_day_calendar_run_annualises_with_365(week_day_run):
     regimes = pd.read_parquet(out / "regimes.parquet")
     row = regimes[(regimes["strategy"] == "buy_and_hold") & (regimes["kind"] == "year") & regimes["sharpe"].notna()]
     row = row.iloc[0]
-    mask = np.asarray(pd.DatetimeIndex(returns.index).year.astype(str) == row["state"])
+    decided_on = pd.read_parquet(out / "positions.parquet").index  # row k of returns is the bar after day k
+    mask = np.asarray(pd.DatetimeIndex(decided_on).year.astype(str) == row["state"])
     assert row["sharpe"] == pytest.approx(_annualised(returns["buy_and_hold"].to_numpy()[mask], 365)["sharpe"],
                                           rel=1e-9)
     pair = json.loads((out / "comparisons.json").read_text())["pairs"][0]
