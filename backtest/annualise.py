@@ -67,8 +67,9 @@ def run_note(index: pd.DatetimeIndex) -> str | None:
     basis = (f"a 7-day calendar (about {bars_per_year(index):.0f} bars a year from {_day(index[0])} to "
              f"{_day(index[-1])}: it trades on weekends)")
     return (f"{Annualisation(WEEK_DAY_PERIODS, basis).note()[:-1]} in metrics.json, the cost table, the regime "
-            "table and the head-to-head pairs; the CPCV paths, the rolling Sharpe chart and a seed ensemble's "
-            f"best-seed Sharpe still annualise with {EXCHANGE_PERIODS}.")
+            "table, the head-to-head pairs, the CPCV paths, the rolling Sharpe chart and a seed ensemble's best "
+            "seed; a sweep's summary (its best Sharpe and the luck threshold of its deflated Sharpe) and the carry "
+            "on cash and shorts (annual rate / 252 a bar) still count 252.")
 
 
 def bars_per_year(index: pd.DatetimeIndex) -> float | None:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lstmbt.backtest import metrics as m
+from lstmbt.backtest.annualise import run_periods
 from lstmbt.backtest.config import RunConfig
 from lstmbt.backtest.cpcv import cpcv_folds, cpcv_splitter, path_majority, path_predictions
 from lstmbt.backtest.design import Design
@@ -46,6 +47,7 @@ def score_cpcv(design: Design, predictions: pd.DataFrame, config: RunConfig) -> 
     blocks = splitter.group_positions(design.grid.n)
     realised = (design.targets["classification"].reindex(dates) > 0).to_numpy()
     walk_days = dates >= design.grid.dates[design.folds[0].test[0]]
+    ppy = run_periods(design.prices.index)  # 365 on a 7-day calendar, as the run's metrics
     figures: dict[str, dict[str, list[float]]] = {}
     path_returns = []
     for j, path in enumerate(splitter.paths()):
@@ -54,7 +56,7 @@ def score_cpcv(design: Design, predictions: pd.DataFrame, config: RunConfig) -> 
         positions = make_positions(preds, dates, config, majority, prices=design.prices)
         returns = run_backtest(design.prices, positions, config.backtest).returns
         for name, values in _path_figures(preds, positions, returns, majority, realised, config, design,
-                                          walk_days).items():
+                                          walk_days, ppy).items():
             for figure, value in values.items():
                 figures.setdefault(name, {}).setdefault(figure, []).append(value)
         path_returns.append(returns.set_axis(dates).rename_axis("date").reset_index().assign(path=j))
@@ -65,17 +67,17 @@ def score_cpcv(design: Design, predictions: pd.DataFrame, config: RunConfig) -> 
                      "walk_forward_first_date": str(dates[walk_days][0].date())},
         "paths": figures,
         "summary": {name: _summary(values, figures[BENCHMARK]) for name, values in figures.items()},
-        "verdicts": _verdicts(returns, models, config),
+        "verdicts": _verdicts(returns, models, config, ppy),
         "pbo": _pbo(returns, models),
     }, returns
 
 
 def _path_figures(preds: pd.DataFrame, positions: pd.DataFrame, returns: pd.DataFrame, majority: pd.Series,
                   realised: np.ndarray, config: RunConfig, design: Design,
-                  walk_days: np.ndarray) -> dict[str, dict[str, float]]:
+                  walk_days: np.ndarray, ppy: int) -> dict[str, dict[str, float]]:
     """Sharpe, total return and hit rate of every strategy on one path, and its Sharpe on the
     ``walk_days`` (the walk-forward's out-of-sample days); a model's hit rate leaves out the days it
-    could not decide on, as the run's does."""
+    could not decide on, as the run's does. Sharpe ratios are annualised with ``ppy`` bars a year."""
     dates, keys = positions.index, keys_from_frame(preds)
     models = by_model(preds, dates)
     out = {}
@@ -86,9 +88,9 @@ def _path_figures(preds: pd.DataFrame, positions: pd.DataFrame, returns: pd.Data
         if up is not None and name in keys:
             decided = ~undecided(keys[name], models, config, design.prices["Close"])
             up, real = up[decided], realised[decided]
-        out[name] = {"sharpe": m.sharpe(r), "total_return": m.total_return(r),
+        out[name] = {"sharpe": m.sharpe(r, ppy), "total_return": m.total_return(r),
                      "hit_rate": m.hit_rate(up, real) if up is not None else math.nan,
-                     "sharpe_wf_days": m.sharpe(r[walk_days])}
+                     "sharpe_wf_days": m.sharpe(r[walk_days], ppy)}
     return out
 
 
@@ -109,16 +111,17 @@ def _summary(values: dict[str, list[float]], bench: dict[str, list[float]]) -> d
     return out
 
 
-def _verdicts(returns: pd.DataFrame, models: list[str], config: RunConfig) -> dict[str, dict[str, Any]]:
+def _verdicts(returns: pd.DataFrame, models: list[str], config: RunConfig, ppy: int) -> dict[str, dict[str, Any]]:
     """Per model, the Sharpe of the path-averaged daily returns and its family-wise verdict against
-    buy-and-hold (``relative.family_verdict``, Bonferroni over the run's models)."""
+    buy-and-hold (``relative.family_verdict``, Bonferroni over the run's models), annualised with
+    ``ppy`` bars a year."""
     mean = returns.drop(columns="path").groupby("date", sort=True).mean()
     bench = mean[BENCHMARK].to_numpy()
     out = {}
     for name in models:
         r = mean[name].to_numpy()
-        out[name] = {"mean_path_sharpe": m.sharpe(r), "bench_sharpe": m.sharpe(bench),
-                     **family_verdict(r, bench, len(models), config.train.run_seed)}
+        out[name] = {"mean_path_sharpe": m.sharpe(r, ppy), "bench_sharpe": m.sharpe(bench, ppy),
+                     **family_verdict(r, bench, len(models), config.train.run_seed, ppy)}
     return out
 
 

@@ -88,14 +88,14 @@ def sharpe_per_period(returns: np.ndarray) -> np.ndarray:
     return np.where(sd > 0, out, 0.0)
 
 
-def deflate_best(trials: np.ndarray, best: int) -> dict[str, float]:
+def deflate_best(trials: np.ndarray, best: int, periods_per_year: int = PERIODS_PER_YEAR) -> dict[str, float]:
     """The deflated Sharpe of column ``best`` of the (T, N) daily returns ``trials``, selected among all N.
 
     Returns
     -------
     dict[str, float]
         ``n_trials`` (N), ``sharpe_var`` (sample variance, ddof=1, of the columns' daily Sharpe),
-        ``sr0_ann`` (:func:`expected_max_sharpe`, annualised) and ``dsr``
+        ``sr0_ann`` (:func:`expected_max_sharpe`, annualised with ``periods_per_year``) and ``dsr``
         (:func:`deflated_sharpe_ratio`); NaN figures with fewer than 2 columns.
     """
     m = np.asarray(trials, dtype=np.float64)
@@ -103,7 +103,7 @@ def deflate_best(trials: np.ndarray, best: int) -> dict[str, float]:
     if n < 2:
         return {"n_trials": n, "sharpe_var": math.nan, "sr0_ann": math.nan, "dsr": math.nan}
     var = float(np.var(sharpe_per_period(m), ddof=1))
-    return {"n_trials": n, "sharpe_var": var, "sr0_ann": expected_max_sharpe(n, var) * math.sqrt(PERIODS_PER_YEAR),
+    return {"n_trials": n, "sharpe_var": var, "sr0_ann": expected_max_sharpe(n, var) * math.sqrt(periods_per_year),
             "dsr": deflated_sharpe_ratio(m[:, best], n, var)}
 
 

@@ -221,12 +221,13 @@ def monthly_return_table(returns: pd.Series) -> pd.DataFrame:
     return table.pivot(index="year", columns="month", values="r").reindex(columns=range(1, 13))
 
 
-def rolling_sharpe(returns: np.ndarray, window: int = 126) -> np.ndarray:
-    """Annualised Sharpe over each trailing ``window`` days; NaN before the window fills or at zero std."""
+def rolling_sharpe(returns: np.ndarray, window: int = 126, periods_per_year: int = PERIODS_PER_YEAR) -> np.ndarray:
+    """Annualised Sharpe (``periods_per_year``) over each trailing ``window`` days; NaN before the
+    window fills or at zero std."""
     r = pd.Series(np.asarray(returns, dtype=np.float64))
     roll = r.rolling(window)
     sd = roll.std(ddof=1)
-    out = roll.mean() / sd.where(sd > 1e-15) * math.sqrt(PERIODS_PER_YEAR)
+    out = roll.mean() / sd.where(sd > 1e-15) * math.sqrt(periods_per_year)
     return out.to_numpy()
 
 

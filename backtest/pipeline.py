@@ -186,7 +186,7 @@ def _score(design: Design, predictions: pd.DataFrame, folds: pd.DataFrame, confi
     per_model = {name: realised[keys[name].horizon] for name in models}
     seeds = score_seeds(predictions, folds, prices, dates, majority, realised, config)  # each seed as its own run
     return {"positions": positions, "returns": backtest.returns, "metrics": metrics, "trades": backtest.trades,
-            "seeds": seed_summary(seeds, metrics, list(models)), "seed_predictions": long_seed_predictions(predictions),
+            "seeds": seed_summary(seeds, metrics, list(models), run_periods(prices.index)), "seed_predictions": long_seed_predictions(predictions),
             "folds": fold_stats(folds, positions, backtest.returns, per_model, calls),
             "costs": cost_sweep(prices, positions, config.backtest, periods_per_year=run_periods(prices.index)),
             "comparisons": run_comparisons(predictions, backtest.returns, positions, config, close=prices["Close"]),

@@ -162,7 +162,7 @@ def score_seeds(predictions: pd.DataFrame, folds: pd.DataFrame, prices: pd.DataF
 
 
 def seed_summary(scores: dict[int, SeedScore], metrics: dict[str, dict[str, Any]],
-                 models: list[str] | None = None) -> dict[str, Any]:
+                 models: list[str] | None = None, periods_per_year: int = 252) -> dict[str, Any]:
     """The ``seeds.json`` payload: ``{"seeds": [...], "models": {model: ...}}``, empty without seeds.
 
     Per ensemble model: ``seeds``, ``n_seeds``, ``metrics`` (each seed's full metrics, keyed by
@@ -173,7 +173,7 @@ def seed_summary(scores: dict[int, SeedScore], metrics: dict[str, dict[str, Any]
     ``metrics``: the run's own, whose entries of the ensembles are the mean of the seeds'.
     ``models``: the run's models, the family each hit-rate p-value is adjusted over (Bonferroni,
     as the scorecard and ``predict``); default the ensembles alone. ``hit_rate_skill`` carries its
-    ``n_tested``.
+    ``n_tested``. ``periods_per_year`` annualises the best seed's Sharpe.
     """
     if not scores:
         return {}
@@ -189,7 +189,7 @@ def seed_summary(scores: dict[int, SeedScore], metrics: dict[str, dict[str, Any]
             "verdict": agreement(metrics[name].get("verdict"), {s: m.get("verdict") for s, m in per_seed.items()}),
             "hit_rate_skill": None if skill is None else {**agreement(
                 skill, {s: claims_skill(m, n_tested) for s, m in per_seed.items()}), "n_tested": n_tested},
-            "best_seed": best_seed(name, scores),
+            "best_seed": best_seed(name, scores, periods_per_year),
             "folds": fold_spread(name, scores),
         }
     return {"seeds": seeds, "models": out}
@@ -226,18 +226,18 @@ def agreement(ensemble: Any, by_seed: dict[str, Any]) -> dict[str, Any]:
             "n": len(by_seed)}
 
 
-def best_seed(name: str, scores: dict[int, SeedScore]) -> dict[str, Any] | None:
+def best_seed(name: str, scores: dict[int, SeedScore], periods_per_year: int = 252) -> dict[str, Any] | None:
     """The seed of model ``name`` with the highest Sharpe, and its deflated Sharpe with every seed
     a trial: ``seed``, ``sharpe`` (annualised), ``n_trials`` (the seeds), ``sharpe_var``
     (variance of the seeds' daily Sharpe), ``sr0_ann`` (what the best of that many skill-less
     seeds shows by luck, annualised) and ``dsr``. None when no seed has a Sharpe."""
     seeds = list(scores)
     returns = np.column_stack([scores[s].returns[name].to_numpy(dtype=np.float64) for s in seeds])
-    ratios = np.array([sharpe(returns[:, i]) for i in range(len(seeds))])
+    ratios = np.array([sharpe(returns[:, i], periods_per_year) for i in range(len(seeds))])
     if not np.isfinite(ratios).any():
         return None
     best = int(np.nanargmax(ratios))  # ties: the first seed
-    return {"seed": seeds[best], "sharpe": float(ratios[best]), **deflate_best(returns, best)}
+    return {"seed": seeds[best], "sharpe": float(ratios[best]), **deflate_best(returns, best, periods_per_year)}
 
 
 def fold_spread(name: str, scores: dict[int, SeedScore]) -> list[dict[str, Any]]:

@@ -107,10 +107,11 @@ def yearly_figure(returns: pd.DataFrame) -> go.Figure:
     return _figure(bars, "Yearly returns vs buy-and-hold", barmode="group", yaxis_tickformat=".0%")
 
 
-def rolling_sharpe_figure(returns: pd.DataFrame, window: int = 126) -> go.Figure:
-    """Annualised Sharpe over a trailing ``window`` days per strategy."""
+def rolling_sharpe_figure(returns: pd.DataFrame, window: int = 126, periods_per_year: int = 252) -> go.Figure:
+    """Annualised Sharpe (``periods_per_year`` bars a year) over a trailing ``window`` days per strategy."""
     x = _dates(returns.index)
-    fig = _figure([_line(x, m.rolling_sharpe(returns[c].to_numpy(), window), c) for c in returns.columns],
+    fig = _figure([_line(x, m.rolling_sharpe(returns[c].to_numpy(), window, periods_per_year), c)
+                   for c in returns.columns],
                   f"Rolling {window}-day Sharpe (annualised)", yaxis_title="Sharpe", hovermode="x unified")
     fig.add_hline(y=0.0, line_color="#444444", line_width=1)
     return fig
@@ -299,7 +300,8 @@ def report_figures(result: Any) -> dict[str, go.Figure]:
     figures = {"perf-equity": equity_figure(returns), "perf-drawdown": drawdown_figure(returns)}
     figures.update(monthly_heatmaps(returns, models + [n for n in (BENCHMARK,) if n in returns.columns]))
     figures["perf-yearly"] = yearly_figure(returns)
-    figures["perf-rolling-sharpe"] = rolling_sharpe_figure(returns)
+    figures["perf-rolling-sharpe"] = rolling_sharpe_figure(
+        returns, periods_per_year=int(result.manifest.get("periods_per_year") or 252))  # a run saved before: 252
     calls, real_up = {}, None
     for name, f in regression.items():
         if target != "max_drawdown":  # a drawdown forecast calls no direction

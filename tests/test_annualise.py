@@ -208,3 +208,17 @@ def test_an_exchange_calendar_run_keeps_252():
     assert run_periods(days) == 252 and run_note(days) is None
     assert run_periods(pd.date_range("2015-01-01", periods=800)) == 365
     assert run_periods(pd.date_range("2015-01-01", periods=10)) == 252  # too few bars to tell: the exchange rule
+
+
+def test_the_rolling_sharpe_and_the_best_seeds_luck_use_the_bars_a_year():
+    from lstmbt.backtest.deflated import deflate_best
+    from lstmbt.backtest.metrics import rolling_sharpe
+
+    rng = np.random.default_rng(7)
+    r = rng.normal(0.001, 0.01, 300)
+    window = r[-50:]
+    assert rolling_sharpe(r, 50, 365)[-1] == pytest.approx(np.mean(window) / np.std(window, ddof=1) * np.sqrt(365))
+    trials = rng.normal(0.0005, 0.01, (300, 4))
+    daily, weekend = deflate_best(trials, 0), deflate_best(trials, 0, 365)
+    assert weekend["sr0_ann"] == pytest.approx(daily["sr0_ann"] * np.sqrt(365 / 252))
+    assert weekend["dsr"] == daily["dsr"]  # the deflated Sharpe is a probability: no annualisation in it
