@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstmbt.backtest import annualise
 from lstmbt.backtest.annualise import EXCHANGE_PERIODS, WEEKEND_BARS_PER_YEAR
 from lstmbt.backtest.config import DataConfig
 from lstmbt.backtest.errors import DataError
@@ -182,11 +183,8 @@ def data_warnings(prices: pd.DataFrame, data_cfg: DataConfig, oos_dates: pd.Date
 
 
 def bars_per_year(index: pd.DatetimeIndex) -> float | None:
-    """Bars per 365.25 calendar days between the first and last bar; None below ``MIN_BARS_FOR_RATE``."""
-    if len(index) < MIN_BARS_FOR_RATE:
-        return None
-    span_days = (index[-1] - index[0]).days
-    return (len(index) - 1) * 365.25 / span_days if span_days > 0 else None
+    """``annualise.bars_per_year`` of ``index``; None below ``MIN_BARS_FOR_RATE``."""
+    return annualise.bars_per_year(index) if len(index) >= MIN_BARS_FOR_RATE else None
 
 
 def spacing_warning(index: pd.DatetimeIndex, label: str) -> str | None:

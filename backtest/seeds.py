@@ -21,7 +21,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -205,18 +205,31 @@ def spread(values: list[Any]) -> dict[str, float]:
 
 def claims_skill(entry: dict[str, Any], n_tested: int = 1) -> bool | None:
     """Whether a strategy's hit rate claims skill: ``hit_rate_pvalue`` adjusted over the
-    ``n_tested`` models read together (Bonferroni: ``min(1, p * n_tested)``) below
-    ``SKILL_PVALUE``; None when it has no hit-rate test (it calls no direction)."""
+    ``n_tested`` models read together (:func:`adjusted_hit_pvalue`) below ``SKILL_PVALUE``; None
+    when it has no hit-rate test (it calls no direction)."""
     p = entry.get("hit_rate_pvalue")
     if not isinstance(p, numbers.Real) or not math.isfinite(p):
         return None
-    return bool(min(1.0, p * max(n_tested, 1)) < SKILL_PVALUE)
+    return bool(adjusted_hit_pvalue(float(p), n_tested) < SKILL_PVALUE)
+
+
+def adjusted_hit_pvalue(p: float, n_tested: int) -> float:
+    """A hit-rate p-value adjusted over ``n_tested`` models (Bonferroni, as the verdict intervals):
+    ``min(1, p * n_tested)``."""
+    return min(1.0, p * max(n_tested, 1))
 
 
 def hit_tested(metrics: dict[str, dict[str, Any]], models: list[str]) -> list[str]:
     """The ``models`` with a hit-rate test in ``metrics`` (a finite ``hit_rate_pvalue``): the family
     a hit-rate claim is adjusted over."""
     return [name for name in models if claims_skill(metrics.get(name, {})) is not None]
+
+
+def family_hit_pvalues(metrics: Mapping[str, Mapping[str, Any]], models: list[str]) -> dict[str, float]:
+    """``{model: adjusted_hit_pvalue(p, m)}`` for the ``m`` of ``models`` with a hit-rate test
+    (:func:`hit_tested`); a model that calls no direction is not in the family."""
+    tested = hit_tested(dict(metrics), models)
+    return {name: adjusted_hit_pvalue(float(metrics[name]["hit_rate_pvalue"]), len(tested)) for name in tested}
 
 
 def agreement(ensemble: Any, by_seed: dict[str, Any]) -> dict[str, Any]:
@@ -258,4 +271,4 @@ def fold_spread(name: str, scores: dict[int, SeedScore]) -> list[dict[str, Any]]
 
 __all__ = ["SeedScore", "SPREAD_METRICS", "FOLD_FIGURES", "SKILL_PVALUE", "ensemble_seeds", "ensemble_models",
            "seed_config", "seed_view", "long_seed_predictions", "score_seed", "score_seeds", "seed_summary", "spread",
-           "claims_skill", "hit_tested", "agreement", "best_seed", "fold_spread", "seed_provenance", "unused_seed_note"]
+           "claims_skill", "adjusted_hit_pvalue", "hit_tested", "family_hit_pvalues", "agreement", "best_seed", "fold_spread", "seed_provenance", "unused_seed_note"]

@@ -6,7 +6,7 @@ out-of-sample predictions scored here exactly as ``lstmbt run`` scores them
 (``score_predictions``: the same positions, backtest with costs and ``collect_metrics``).
 A model shows **evidence of skill** when a family-wise test says so, as the scorecard's verdicts
 do: its hit rate beats the better constant guess with a p-value below ``SKILL_PVALUE`` after a
-Bonferroni adjustment over the models tested together (``family_hit_pvalues``: the models with a
+Bonferroni adjustment over the models tested together (``backtest.seeds.family_hit_pvalues``: the models with a
 hit-rate p-value, so a p of 0.046 among 4 models is 0.184 and no skill), or its family-wise Sharpe
 verdict is "beats buy-and-hold" (Bonferroni over the run's models). A bare p < 0.05 never is.
 """
@@ -25,12 +25,8 @@ from lstmbt.backtest.design import Design
 from lstmbt.backtest.pipeline import simulate
 from lstmbt.backtest.relative import VERDICT_WORDS, verdict
 from lstmbt.backtest.scoring import BENCHMARK, model_plan
-from lstmbt.backtest.seeds import SKILL_PVALUE
+from lstmbt.backtest.seeds import SKILL_PVALUE, family_hit_pvalues
 from lstmbt.models.key import insert_key_columns
-
-#: how the hit-rate p-values of the models read together are adjusted (the verdict intervals' method)
-ADJUSTMENT = "bonferroni"
-
 
 @dataclass(frozen=True, kw_only=True)
 class Skill:
@@ -58,20 +54,6 @@ class Skill:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN as None."""
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
-
-
-def family_hit_pvalues(metrics: Mapping[str, Mapping[str, Any]], models: list[str]) -> dict[str, float]:
-    """The hit-rate p-values of ``models`` adjusted over the family they form (Bonferroni, as the
-    scorecard's verdict intervals): ``{model: min(1, p * m)}`` for the ``m`` models found in
-    ``metrics`` with a finite ``hit_rate_pvalue`` (a model that calls no direction is not tested)."""
-    from statsmodels.stats.multitest import multipletests  # statsmodels: only when skill is judged
-
-    tested = {name: _number(metrics[name].get("hit_rate_pvalue")) for name in models if name in metrics}
-    tested = {name: p for name, p in tested.items() if math.isfinite(p)}
-    if not tested:
-        return {}
-    adjusted = multipletests(list(tested.values()), method=ADJUSTMENT)[1]
-    return {name: float(p) for name, p in zip(tested, adjusted)}
 
 
 def model_skill(metrics: Mapping[str, Mapping[str, Any]], models: list[str]) -> list[Skill]:
@@ -183,5 +165,5 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}" if np.isfinite(value) else "n/a"
 
 
-__all__ = ["Skill", "family_hit_pvalues", "model_skill", "skill_line", "score_predictions", "oos_metrics",
+__all__ = ["Skill", "model_skill", "skill_line", "score_predictions", "oos_metrics",
            "importance_skill", "no_skill_statement", "SKILL_PVALUE"]

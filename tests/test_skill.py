@@ -13,7 +13,8 @@ import json
 
 import pytest
 
-from lstmbt.backtest.skill import family_hit_pvalues, model_skill, skill_line
+from lstmbt.backtest.seeds import family_hit_pvalues
+from lstmbt.backtest.skill import model_skill, skill_line
 from helpers import PLANTED_FLAGS, set_args
 from test_pipeline import planted_prices, write_csv
 from test_predict_decision import SPX, predict
